@@ -1,0 +1,107 @@
+"""The six tf.nn-compatible ops.
+
+Each op is a thin wrapper: `_args` validates everything and returns a Plan,
+`_run` turns the arrays into canonical 5-D views and calls the backend.
+"""
+
+import numpy as np
+
+from . import _args, backends
+from ._args import check_arrays, choose_backend
+
+__all__ = ["conv1d", "conv2d", "conv3d", "conv1d_transpose", "conv2d_transpose", "conv3d_transpose"]
+
+
+def _to_5d(a, batch, channels, spatial, channels_first, dtype):
+    """A C-contiguous, native-order 5-D array: batch dims flattened, missing
+    leading spatial dims of size 1. A copy only when dtype, byte order or
+    contiguity require one; the caller's array is never written."""
+    a = np.ascontiguousarray(a, dtype=dtype)
+    spatial = (1,) * (3 - len(spatial)) + tuple(spatial)
+    shape = (batch, channels) + spatial if channels_first else (batch,) + spatial + (channels,)
+    return a.reshape(shape)
+
+
+def _filters_5d(w, dtype, rank):
+    w = np.ascontiguousarray(w, dtype=dtype)
+    return w.reshape((1,) * (3 - rank) + w.shape)
+
+
+def _run(plan, x, w, compute, backend):
+    result_dtype = np.dtype(x.dtype).newbyteorder("=")
+    if plan.empty:
+        return np.zeros(plan.out_shape, dtype=result_dtype)
+    batch = int(np.prod(plan.batch_shape))
+    x5 = _to_5d(x, batch, plan.in_channels, plan.in_spatial, plan.channels_first, compute)
+    w5 = _filters_5d(w, compute, plan.rank)
+    pad3 = lambda t, fill: (fill,) * (3 - plan.rank) + tuple(t)  # noqa: E731
+    out_spatial = pad3(plan.out_spatial, 1)
+    strides, dilations = pad3(plan.strides, 1), pad3(plan.dilations, 1)
+    pads_before = pad3((p[0] for p in plan.pads), 0)
+    impl = backends.get(backend)
+    if plan.transpose:
+        out = impl.transpose(x5, w5, out_spatial, strides, dilations, pads_before, plan.channels_first)
+    else:
+        out = impl.forward(x5, w5, out_spatial, strides, dilations, pads_before, plan.groups,
+                           plan.channels_first)
+    return np.asarray(out).reshape(plan.out_shape).astype(result_dtype, copy=False)
+
+
+def _forward(op, rank, input, filters, strides, padding, data_format, dilations, backend, batch_dims=False):
+    x, w, compute = check_arrays(op, input, filters)
+    backend = choose_backend(backend, input, filters)
+    plan = _args.forward_plan(op, rank, x.shape, w.shape, strides, padding, data_format, dilations,
+                              allow_batch_dims=batch_dims)
+    return _run(plan, x, w, compute, backend)
+
+
+def _transpose(op, rank, input, filters, output_shape, strides, padding, data_format, dilations, backend):
+    x, w, compute = check_arrays(op, input, filters)
+    backend = choose_backend(backend, input, filters)
+    plan = _args.transpose_plan(op, rank, x.shape, w.shape, output_shape, strides, padding, data_format,
+                                dilations)
+    return _run(plan, x, w, compute, backend)
+
+
+def conv1d(input, filters, stride, padding, data_format="NWC", dilations=None, *, backend=None):
+    """tf.nn.conv1d: input [batch..., W, C_in] (NWC) or [batch..., C_in, W] (NCW),
+    filters [K, C_in, C_out]."""
+    return _forward("conv1d", 1, input, filters, stride, padding, data_format, dilations, backend,
+                    batch_dims=True)
+
+
+def conv2d(input, filters, strides, padding, data_format="NHWC", dilations=None, *, backend=None):
+    """tf.nn.conv2d: input [batch..., H, W, C_in] (NHWC) or [batch..., C_in, H, W]
+    (NCHW), filters [KH, KW, C_in, C_out]."""
+    return _forward("conv2d", 2, input, filters, strides, padding, data_format, dilations, backend,
+                    batch_dims=True)
+
+
+def conv3d(input, filters, strides, padding, data_format="NDHWC", dilations=None, *, backend=None):
+    """tf.nn.conv3d: input [B, D, H, W, C_in] (NDHWC) or [B, C_in, D, H, W] (NCDHW),
+    filters [KD, KH, KW, C_in, C_out]."""
+    return _forward("conv3d", 3, input, filters, strides, padding, data_format, dilations, backend)
+
+
+def conv1d_transpose(input, filters, output_shape, strides, padding="SAME", data_format="NWC", dilations=None,
+                     *, backend=None):
+    """tf.nn.conv1d_transpose: input [B, W, C_in], filters [K, C_out, C_in],
+    output_shape [B, W_out, C_out] (data_format order) or None."""
+    return _transpose("conv1d_transpose", 1, input, filters, output_shape, strides, padding, data_format,
+                      dilations, backend)
+
+
+def conv2d_transpose(input, filters, output_shape, strides, padding="SAME", data_format="NHWC", dilations=None,
+                     *, backend=None):
+    """tf.nn.conv2d_transpose: input [B, H, W, C_in], filters [KH, KW, C_out, C_in],
+    output_shape [B, H_out, W_out, C_out], [H_out, W_out] or None."""
+    return _transpose("conv2d_transpose", 2, input, filters, output_shape, strides, padding, data_format,
+                      dilations, backend)
+
+
+def conv3d_transpose(input, filters, output_shape, strides, padding="SAME", data_format="NDHWC", dilations=None,
+                     *, backend=None):
+    """tf.nn.conv3d_transpose: input [B, D, H, W, C_in], filters [KD, KH, KW, C_out, C_in],
+    output_shape [B, D_out, H_out, W_out, C_out] or None."""
+    return _transpose("conv3d_transpose", 3, input, filters, output_shape, strides, padding, data_format,
+                      dilations, backend)
