@@ -1,0 +1,453 @@
+"""CPU backend: Numba kernels, parallel over output tiles.
+
+Both ops are sums of small matrix products, one per kernel tap: a set of
+(input row, output row) pairs along W times that tap's channel matrix.
+Each kernel loops `prange` over output tiles; a tile owns a block of output
+elements outright (accumulates them in a private buffer, then stores them),
+so every output element has exactly one writer.
+
+Tiles (sizes are constants or depend only on shapes, never on the thread
+count, so the summation order of every element is fixed):
+
+- channels-last: (batch block, out d, out h, W chunk, group, channel block).
+  The buffer is rows x channels; the inner loop runs along the contiguous
+  output channels (filters padded to a multiple of LANES).
+- channels-first: (batch, out d, out h, W chunk, group, channel block).
+  The buffer is channels x W; the inner loop runs along W. For transposes
+  the buffer is stored phase-major (all outputs with the same `ow % s`
+  together), so each tap's scatter is a contiguous shifted axpy.
+
+Along D and H each tile gathers its contributing input rows; along W the
+transpose is a scatter: every input element of the row times tap kw lands at
+`ow = iw*s + kw*d - pb`. Every output element receives its terms in the
+order (kd, kh, kw, input-channel blocks of 4); a block of 4 products is
+summed first, then added to the accumulator (float32 accumulates in float32).
+Padding reads are skipped (they contribute exactly 0); zero weights or
+inputs are never skipped, so NaN/Inf propagate as in direct summation.
+"""
+
+import numpy as np
+from numba import prange
+
+from .._jit import helper, kernel
+
+# Channels-last tiles: up to CL_ROWS output positions (batch x W) and
+# CL_CHANNELS output channels. The buffer (<= 16 KiB float32) stays in L1;
+# the batch is folded into the rows so large filters are reused.
+CL_ROWS = 64
+CL_CHANNELS = 64
+# Filters/buffers are padded to a multiple of LANES channels so the inner
+# loop has no scalar remainder.
+LANES = 8
+# Channels-first tiles: up to CF_WIDTH outputs along W, CF_CHANNELS channels.
+CF_WIDTH = 64
+CF_CHANNELS = 32
+
+
+# ---------------------------------------------------------------- index math
+
+@helper
+def _cdiv(a, b):
+    """Ceiling division for b > 0 and any sign of a (Numba's // floors)."""
+    return -((-a) // b)
+
+
+@helper
+def _src(o, k, s, d, p, n, trans):
+    """The input index that feeds output o through tap k along D or H, or -1.
+    Transpose: t = o + p - k*d must be >= 0 (tested first) and divisible by s."""
+    if trans:
+        t = o + p - k * d
+        if t < 0 or t % s != 0:
+            return -1
+        i = t // s
+    else:
+        i = o * s + k * d - p
+    if i < 0 or i >= n:
+        return -1
+    return i
+
+
+@helper
+def _w_range(o0, o1, k, s, d, p, n, trans):
+    """Along W, tap k, outputs [o0, o1): returns (lo, hi, e) such that the
+    pairs are v in [lo, hi) with
+      forward:   ow = v, iw = v*s + e  (gather)
+      transpose: iw = v, ow = v*s + e  (scatter)
+    where e = k*d - p and both indexes are in range."""
+    e = k * d - p
+    if trans:
+        lo = max(0, _cdiv(o0 - e, s))
+        hi = min(n, _cdiv(o1 - e, s))
+    else:
+        lo = max(o0, _cdiv(-e, s))
+        hi = min(o1, _cdiv(n - e, s))
+    return lo, max(lo, hi), e
+
+
+# ------------------------------------------------------------- micro kernels
+
+@helper
+def _cl_micro(acc, ao, x, xo, npair, w, wb, C, ldw, nf):
+    """acc[ao[p] + f] += sum_c x[xo[p] + c] * w[wb + c*ldw + f] for pairs
+    p < npair, f < nf. Blocked 4 pairs x 4 channels: one load/store of the
+    accumulator per 4 products; the vector loop runs along f."""
+    c = 0
+    while c + 4 <= C:
+        w0 = wb + c * ldw
+        w1 = w0 + ldw
+        w2 = w1 + ldw
+        w3 = w2 + ldw
+        p = 0
+        while p + 4 <= npair:
+            a0 = ao[p]
+            a1 = ao[p + 1]
+            a2 = ao[p + 2]
+            a3 = ao[p + 3]
+            i = xo[p] + c
+            x00 = x[i]
+            x01 = x[i + 1]
+            x02 = x[i + 2]
+            x03 = x[i + 3]
+            i = xo[p + 1] + c
+            x10 = x[i]
+            x11 = x[i + 1]
+            x12 = x[i + 2]
+            x13 = x[i + 3]
+            i = xo[p + 2] + c
+            x20 = x[i]
+            x21 = x[i + 1]
+            x22 = x[i + 2]
+            x23 = x[i + 3]
+            i = xo[p + 3] + c
+            x30 = x[i]
+            x31 = x[i + 1]
+            x32 = x[i + 2]
+            x33 = x[i + 3]
+            for f in range(nf):
+                v0 = w[w0 + f]
+                v1 = w[w1 + f]
+                v2 = w[w2 + f]
+                v3 = w[w3 + f]
+                acc[a0 + f] += x00 * v0 + x01 * v1 + x02 * v2 + x03 * v3
+                acc[a1 + f] += x10 * v0 + x11 * v1 + x12 * v2 + x13 * v3
+                acc[a2 + f] += x20 * v0 + x21 * v1 + x22 * v2 + x23 * v3
+                acc[a3 + f] += x30 * v0 + x31 * v1 + x32 * v2 + x33 * v3
+            p += 4
+        while p < npair:
+            a0 = ao[p]
+            i = xo[p] + c
+            x00 = x[i]
+            x01 = x[i + 1]
+            x02 = x[i + 2]
+            x03 = x[i + 3]
+            for f in range(nf):
+                acc[a0 + f] += x00 * w[w0 + f] + x01 * w[w1 + f] + x02 * w[w2 + f] + x03 * w[w3 + f]
+            p += 1
+        c += 4
+    while c < C:  # leftover channels, one at a time
+        w0 = wb + c * ldw
+        p = 0
+        while p + 4 <= npair:
+            a0 = ao[p]
+            a1 = ao[p + 1]
+            a2 = ao[p + 2]
+            a3 = ao[p + 3]
+            x00 = x[xo[p] + c]
+            x10 = x[xo[p + 1] + c]
+            x20 = x[xo[p + 2] + c]
+            x30 = x[xo[p + 3] + c]
+            for f in range(nf):
+                v0 = w[w0 + f]
+                acc[a0 + f] += x00 * v0
+                acc[a1 + f] += x10 * v0
+                acc[a2 + f] += x20 * v0
+                acc[a3 + f] += x30 * v0
+            p += 4
+        while p < npair:
+            a0 = ao[p]
+            x00 = x[xo[p] + c]
+            for f in range(nf):
+                acc[a0 + f] += x00 * w[w0 + f]
+            p += 1
+        c += 1
+
+
+@helper
+def _cf_micro(acc, lda, ab, x, xb, cs, xs, L, w, wb, C, ldw, nf):
+    """acc[f*lda + ab + t] += sum_c w[wb + c*ldw + f] * x[xb + c*cs + t*xs]
+    for f < nf, t < L. Blocked 4 channels out x 4 channels in; the vector
+    loop runs along W (t), unit stride when xs == 1."""
+    c = 0
+    while c + 4 <= C:
+        i0 = xb + c * cs
+        i1 = i0 + cs
+        i2 = i1 + cs
+        i3 = i2 + cs
+        k0 = wb + c * ldw
+        k1 = k0 + ldw
+        k2 = k1 + ldw
+        k3 = k2 + ldw
+        f = 0
+        while f + 4 <= nf:
+            w00 = w[k0 + f]
+            w01 = w[k0 + f + 1]
+            w02 = w[k0 + f + 2]
+            w03 = w[k0 + f + 3]
+            w10 = w[k1 + f]
+            w11 = w[k1 + f + 1]
+            w12 = w[k1 + f + 2]
+            w13 = w[k1 + f + 3]
+            w20 = w[k2 + f]
+            w21 = w[k2 + f + 1]
+            w22 = w[k2 + f + 2]
+            w23 = w[k2 + f + 3]
+            w30 = w[k3 + f]
+            w31 = w[k3 + f + 1]
+            w32 = w[k3 + f + 2]
+            w33 = w[k3 + f + 3]
+            a0 = f * lda + ab
+            a1 = a0 + lda
+            a2 = a1 + lda
+            a3 = a2 + lda
+            if xs == 1:
+                for t in range(L):
+                    u0 = x[i0 + t]
+                    u1 = x[i1 + t]
+                    u2 = x[i2 + t]
+                    u3 = x[i3 + t]
+                    acc[a0 + t] += u0 * w00 + u1 * w10 + u2 * w20 + u3 * w30
+                    acc[a1 + t] += u0 * w01 + u1 * w11 + u2 * w21 + u3 * w31
+                    acc[a2 + t] += u0 * w02 + u1 * w12 + u2 * w22 + u3 * w32
+                    acc[a3 + t] += u0 * w03 + u1 * w13 + u2 * w23 + u3 * w33
+            else:
+                for t in range(L):
+                    u0 = x[i0 + t * xs]
+                    u1 = x[i1 + t * xs]
+                    u2 = x[i2 + t * xs]
+                    u3 = x[i3 + t * xs]
+                    acc[a0 + t] += u0 * w00 + u1 * w10 + u2 * w20 + u3 * w30
+                    acc[a1 + t] += u0 * w01 + u1 * w11 + u2 * w21 + u3 * w31
+                    acc[a2 + t] += u0 * w02 + u1 * w12 + u2 * w22 + u3 * w32
+                    acc[a3 + t] += u0 * w03 + u1 * w13 + u2 * w23 + u3 * w33
+            f += 4
+        while f < nf:
+            w00 = w[k0 + f]
+            w10 = w[k1 + f]
+            w20 = w[k2 + f]
+            w30 = w[k3 + f]
+            a0 = f * lda + ab
+            for t in range(L):
+                acc[a0 + t] += (x[i0 + t * xs] * w00 + x[i1 + t * xs] * w10
+                                + x[i2 + t * xs] * w20 + x[i3 + t * xs] * w30)
+            f += 1
+        c += 4
+    while c < C:  # leftover channels, one at a time
+        i0 = xb + c * cs
+        k0 = wb + c * ldw
+        for f in range(nf):
+            w00 = w[k0 + f]
+            a0 = f * lda + ab
+            if xs == 1:
+                for t in range(L):
+                    acc[a0 + t] += x[i0 + t] * w00
+            else:
+                for t in range(L):
+                    acc[a0 + t] += x[i0 + t * xs] * w00
+        c += 1
+
+
+# ------------------------------------------------------------------ kernels
+
+@kernel
+def _cl_kernel(x, w, out, geo):
+    """Channels-last. x: (B, D, H, W, G*Cg) flat; w: (G, taps, Cg, Fp) flat,
+    Fp = Fg padded to LANES; out: (B, OD, OH, OW, G*Fg) flat."""
+    (B, D, H, W, Cg, OD, OH, OW, Fg, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw,
+     G, Fp, trans, WT, BT, FT) = geo
+    Cx = G * Cg
+    F = G * Fg
+    nwc = _cdiv(OW, WT)
+    nbb = _cdiv(B, BT)
+    nfb = _cdiv(Fp, FT)
+    for tile in prange(nbb * OD * OH * nwc * G * nfb):
+        fb = tile % nfb
+        r = tile // nfb
+        g = r % G
+        r = r // G
+        wc = r % nwc
+        r = r // nwc
+        oh = r % OH
+        r = r // OH
+        od = r % OD
+        b0 = (r // OD) * BT
+        b1 = min(B, b0 + BT)
+        o0 = wc * WT
+        o1 = min(OW, o0 + WT)
+        f0 = fb * FT
+        nf = min(FT, Fp - f0)
+        acc = np.zeros(BT * WT * nf, dtype=out.dtype)
+        xo = np.empty(BT * WT, dtype=np.int64)
+        ao = np.empty(BT * WT, dtype=np.int64)
+        for kd in range(KD):
+            i_d = _src(od, kd, sd, dd, pd, D, trans)
+            if i_d < 0:
+                continue
+            for kh in range(KH):
+                i_h = _src(oh, kh, sh, dh, ph, H, trans)
+                if i_h < 0:
+                    continue
+                for kw in range(KW):
+                    lo, hi, e = _w_range(o0, o1, kw, sw, dw, pw, W, trans)
+                    if hi == lo:
+                        continue
+                    npair = 0
+                    for b in range(b0, b1):
+                        xrow = ((b * D + i_d) * H + i_h) * W
+                        for v in range(lo, hi):
+                            if trans:
+                                iw = v
+                                ow = v * sw + e
+                            else:
+                                ow = v
+                                iw = v * sw + e
+                            xo[npair] = (xrow + iw) * Cx + g * Cg
+                            ao[npair] = ((b - b0) * WT + ow - o0) * nf
+                            npair += 1
+                    wb = (((g * KD + kd) * KH + kh) * KW + kw) * Cg * Fp + f0
+                    _cl_micro(acc, ao, x, xo, npair, w, wb, Cg, Fp, nf)
+        nreal = min(nf, Fg - f0)
+        for b in range(b0, b1):
+            for ow in range(o0, o1):
+                ob = (((b * OD + od) * OH + oh) * OW + ow) * F + g * Fg + f0
+                ab = ((b - b0) * WT + ow - o0) * nf
+                for f in range(nreal):
+                    out[ob + f] = acc[ab + f]
+
+
+@kernel
+def _cf_kernel(x, w, out, geo):
+    """Channels-first. x: (B, G*Cg, D, H, W) flat; w: (G, taps, Cg, Fg) flat;
+    out: (B, G*Fg, OD, OH, OW) flat. Forward tiles cover WT outputs along W;
+    transpose tiles cover WT = sw*JT outputs, buffered phase-major
+    (index (ow % sw)*JT + (ow - o0)//sw)."""
+    (B, D, H, W, Cg, OD, OH, OW, Fg, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw,
+     G, Fp, trans, WT, BT, FT) = geo
+    Cx = G * Cg
+    F = G * Fg
+    cs = D * H * W
+    JT = WT // sw if trans else WT
+    nwc = _cdiv(OW, WT)
+    nfb = _cdiv(Fg, FT)
+    for tile in prange(B * OD * OH * nwc * G * nfb):
+        fb = tile % nfb
+        r = tile // nfb
+        g = r % G
+        r = r // G
+        wc = r % nwc
+        r = r // nwc
+        oh = r % OH
+        r = r // OH
+        od = r % OD
+        b = r // OD
+        o0 = wc * WT
+        o1 = min(OW, o0 + WT)
+        f0 = fb * FT
+        nf = min(FT, Fg - f0)
+        acc = np.zeros(nf * WT, dtype=out.dtype)
+        for kd in range(KD):
+            i_d = _src(od, kd, sd, dd, pd, D, trans)
+            if i_d < 0:
+                continue
+            for kh in range(KH):
+                i_h = _src(oh, kh, sh, dh, ph, H, trans)
+                if i_h < 0:
+                    continue
+                xrow = (((b * Cx + g * Cg) * D + i_d) * H + i_h) * W
+                for kw in range(KW):
+                    wb = (((g * KD + kd) * KH + kh) * KW + kw) * Cg * Fg + f0
+                    if trans:
+                        # scatter: iw -> ow = iw*sw + e = (iw + q)*sw + phase
+                        e = kw * dw - pw
+                        phase = e % sw
+                        q = (e - phase) // sw
+                        j0 = o0 // sw
+                        lo = max(0, j0 - q)
+                        hi = min(W, j0 - q + JT, _cdiv(OW - e, sw))
+                        if hi <= lo:
+                            continue
+                        ab = phase * JT + lo + q - j0
+                        _cf_micro(acc, WT, ab, x, xrow + lo, cs, 1, hi - lo, w, wb, Cg, Fg, nf)
+                    else:
+                        lo, hi, e = _w_range(o0, o1, kw, sw, dw, pw, W, trans)
+                        if hi == lo:
+                            continue
+                        _cf_micro(acc, WT, lo - o0, x, xrow + lo * sw + e, cs, sw, hi - lo,
+                                  w, wb, Cg, Fg, nf)
+        for f in range(nf):
+            ob = (((b * F + g * Fg + f0 + f) * OD + od) * OH + oh) * OW
+            if trans:
+                for ow in range(o0, o1):
+                    out[ob + ow] = acc[f * WT + (ow % sw) * JT + (ow - o0) // sw]
+            else:
+                for ow in range(o0, o1):
+                    out[ob + ow] = acc[f * WT + ow - o0]
+
+
+# ------------------------------------------------------------------ wrappers
+
+def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, trans):
+    """wg: (G, KD, KH, KW, Cg, Fg) view of the filters, reduction channel
+    before output channel. Builds the tile geometry and calls a kernel."""
+    G, KD, KH, KW, Cg, Fg = wg.shape
+    if channels_first:
+        B, _, D, H, W = x.shape
+    else:
+        B, D, H, W, _ = x.shape
+    OD, OH, OW = (int(v) for v in out_spatial)
+    sd, sh, sw = (int(v) for v in strides)
+    dd, dh, dw = (int(v) for v in dilations)
+    pd, ph, pw = (int(v) for v in pads_before)
+    out = np.empty(B * OD * OH * OW * G * Fg, dtype=x.dtype)
+    if channels_first:
+        Fp = Fg
+        w_k = np.ascontiguousarray(wg).reshape(-1)
+        FT = CF_CHANNELS
+        if trans:
+            WT = sw * min(_ceil(OW, sw), max(1, CF_WIDTH // sw))
+        else:
+            WT = min(OW, CF_WIDTH)
+        BT = 1
+        run = _cf_kernel
+    else:
+        Fp = _ceil(Fg, LANES) * LANES
+        w_k = np.zeros((G, KD, KH, KW, Cg, Fp), dtype=x.dtype)
+        w_k[..., :Fg] = wg
+        w_k = w_k.reshape(-1)
+        FT = CL_CHANNELS
+        WT = min(OW, CL_ROWS)
+        BT = min(B, max(1, CL_ROWS // WT))
+        run = _cl_kernel
+    geo = (B, D, H, W, Cg, OD, OH, OW, Fg, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw,
+           G, Fp, int(trans), WT, BT, FT)
+    geo = tuple(int(v) for v in geo)
+    run(x.reshape(-1), w_k, out, geo)
+    shape = (B, G * Fg, OD, OH, OW) if channels_first else (B, OD, OH, OW, G * Fg)
+    return out.reshape(shape)
+
+
+def _ceil(a, b):
+    return -((-a) // b)
+
+
+def forward(x, w, out_spatial, strides, dilations, pads_before, groups, channels_first):
+    """Direct (gather) convolution. Returns a new 5-D array."""
+    KD, KH, KW, P, Q = w.shape
+    wg = w.reshape(KD, KH, KW, P, groups, Q // groups).transpose(4, 0, 1, 2, 3, 5)
+    return _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, False)
+
+
+def transpose(x, w, out_spatial, strides, dilations, pads_before, channels_first):
+    """Scatter-based transposed convolution. Returns a new 5-D array."""
+    wg = w.transpose(0, 1, 2, 4, 3)[None]  # (1, KD, KH, KW, Q=C_in, P=C_out)
+    return _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, True)

@@ -1,0 +1,113 @@
+"""Named benchmark cases, shared by the benchmark scripts and asv.
+
+Append-only: a case's name always means the same computation, so timings
+stay comparable across commits.
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import _args
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    op: str  # a fastdeconv / tf.nn function name
+    input_shape: tuple
+    filter_shape: tuple
+    strides: object  # as tf.nn takes it (conv3d: a length-5 list)
+    padding: object = "SAME"
+    output_shape: tuple = None  # transposes only
+    data_format: str = None
+    dilations: object = None
+    tags: tuple = field(default=())
+
+    @property
+    def transpose(self):
+        return self.op.endswith("_transpose")
+
+    @property
+    def rank(self):
+        return len(self.filter_shape) - 2
+
+    def kwargs(self):
+        kw = {}
+        if self.data_format:
+            kw["data_format"] = self.data_format
+        if self.dilations is not None:
+            kw["dilations"] = self.dilations
+        return kw
+
+    def args(self, x, w):
+        """Positional arguments of the tf.nn-style call."""
+        if self.transpose:
+            return (x, w, list(self.output_shape), self.strides, self.padding)
+        return (x, w, self.strides, self.padding)
+
+    def arrays(self, dtype=np.float32, seed=0):
+        """Seeded inputs; filters scaled by 1/sqrt(fan-in) so outputs are O(1)."""
+        rng = np.random.default_rng(seed)
+        x = rng.standard_normal(self.input_shape).astype(dtype)
+        fan_in = int(np.prod(self.filter_shape[:-2])) * self.filter_shape[-1 if self.transpose else -2]
+        w = (rng.standard_normal(self.filter_shape) / np.sqrt(max(fan_in, 1))).astype(dtype)
+        return x, w
+
+    def plan(self):
+        fmt = self.data_format or {1: "NWC", 2: "NHWC", 3: "NDHWC"}[self.rank]
+        if self.transpose:
+            return _args.transpose_plan(self.op, self.rank, self.input_shape, self.filter_shape, self.output_shape,
+                                        self.strides, self.padding, fmt, self.dilations)
+        return _args.forward_plan(self.op, self.rank, self.input_shape, self.filter_shape, self.strides,
+                                  self.padding, fmt, self.dilations)
+
+    @property
+    def flops(self):
+        """2 x multiply-adds of the dense convolution."""
+        return 2 * self.plan().macs
+
+
+CASES = (
+    # Source examples: a Conv3DTranspose decoder chain from [2,2,7,7,64] to [2,16,112,112,1].
+    Case("src_c3t_2x2x7x7x64", "conv3d_transpose", (2, 2, 7, 7, 64), (3, 3, 3, 32, 64), 2,
+         output_shape=(2, 4, 14, 14, 32), tags=("source",)),
+    Case("src_c3t_chain2", "conv3d_transpose", (2, 4, 14, 14, 32), (3, 3, 3, 16, 32), 2,
+         output_shape=(2, 8, 28, 28, 16), tags=("source",)),
+    Case("src_c3t_chain3", "conv3d_transpose", (2, 8, 28, 28, 16), (3, 3, 3, 8, 16), 2,
+         output_shape=(2, 16, 56, 56, 8), tags=("source",)),
+    Case("src_c3t_chain4", "conv3d_transpose", (2, 16, 56, 56, 8), (1, 3, 3, 1, 8), (1, 2, 2),
+         output_shape=(2, 16, 112, 112, 1), tags=("source",)),
+    Case("src_c2t_3x3x1_to_6", "conv2d_transpose", (1, 3, 3, 1), (2, 2, 3, 1), 2,
+         output_shape=(1, 6, 6, 3), tags=("source",)),
+    Case("src_c2t_64x3_to_128x256", "conv2d_transpose", (1, 64, 64, 3), (3, 3, 256, 3), 2,
+         output_shape=(1, 128, 128, 256), tags=("source",)),
+    Case("src_c2t_64x3_to_130x256_valid", "conv2d_transpose", (1, 64, 64, 3), (3, 3, 256, 3), 2,
+         padding="VALID", output_shape=(1, 130, 130, 256), tags=("source",)),
+    Case("src_c3d_7x224x224x3_k133", "conv3d", (1, 7, 224, 224, 3), (1, 3, 3, 3, 64), (1, 1, 1, 1, 1),
+         tags=("source",)),
+    Case("src_c3d_7x224x224x3_k533_sd2", "conv3d", (1, 7, 224, 224, 3), (5, 3, 3, 3, 64), (1, 2, 1, 1, 1),
+         tags=("source",)),
+    Case("src_c3d_10x2x7x7x512", "conv3d", (10, 2, 7, 7, 512), (3, 3, 3, 512, 512), (1, 1, 1, 1, 1),
+         tags=("source",)),
+    Case("src_c3t_10x2x4x4x512", "conv3d_transpose", (10, 2, 4, 4, 512), (3, 3, 3, 512, 512), (1, 2, 2),
+         output_shape=(10, 2, 7, 7, 512), tags=("source",)),
+    Case("c3t_10x1x4x4x512_s2", "conv3d_transpose", (10, 1, 4, 4, 512), (3, 3, 3, 512, 512), 2,
+         output_shape=(10, 2, 7, 7, 512), tags=("channel-heavy",)),
+    # 3-D U-Net decoder upsampling.
+    Case("unet_c3t_32c64_k2s2", "conv3d_transpose", (1, 32, 32, 32, 64), (2, 2, 2, 32, 64), 2,
+         output_shape=(1, 64, 64, 64, 32), tags=("unet",)),
+    Case("unet_c3t_32c64_k3s2", "conv3d_transpose", (1, 32, 32, 32, 64), (3, 3, 3, 32, 64), 2,
+         output_shape=(1, 64, 64, 64, 32), tags=("unet",)),
+    Case("unet_c3t_32c64_k2s2_ncdhw", "conv3d_transpose", (1, 64, 32, 32, 32), (2, 2, 2, 32, 64), 2,
+         output_shape=(1, 32, 64, 64, 64), data_format="NCDHW", tags=("unet", "channels-first")),
+    Case("unet_c3d_64c32_k3", "conv3d", (1, 64, 64, 64, 32), (3, 3, 3, 32, 32), (1, 1, 1, 1, 1),
+         tags=("unet",)),
+    Case("c3t_dilated2_16x32x32c32", "conv3d_transpose", (1, 16, 32, 32, 32), (3, 3, 3, 32, 32), 1,
+         output_shape=(1, 16, 32, 32, 32), dilations=2, tags=("dilated",)),
+    # VGG-style decoder.
+    Case("vgg_c2t_4x14x14x512_k3s1", "conv2d_transpose", (4, 14, 14, 512), (3, 3, 512, 512), 1,
+         output_shape=(4, 14, 14, 512), tags=("vgg",)),
+)
+
+BY_NAME = {case.name: case for case in CASES}
