@@ -28,6 +28,7 @@ inputs are never skipped, so NaN/Inf propagate as in direct summation.
 
 import numpy as np
 from numba import prange
+from numba import uint64 as _u
 
 from .._jit import helper, kernel
 
@@ -86,6 +87,9 @@ def _w_range(o0, o1, k, s, d, p, n, trans):
 
 
 # ------------------------------------------------------------- micro kernels
+# Indexes are cast with _u (uint64): Numba wraps negative signed indexes
+# (a select per access), which stops LLVM from vectorising these loops;
+# unsigned indexes have no wraparound. All offsets here are >= 0.
 
 @helper
 def _cl_micro(acc, ao, x, xo, npair, w, wb, C, ldw, nf):
@@ -100,75 +104,75 @@ def _cl_micro(acc, ao, x, xo, npair, w, wb, C, ldw, nf):
         w3 = w2 + ldw
         p = 0
         while p + 4 <= npair:
-            a0 = ao[p]
-            a1 = ao[p + 1]
-            a2 = ao[p + 2]
-            a3 = ao[p + 3]
-            i = xo[p] + c
-            x00 = x[i]
-            x01 = x[i + 1]
-            x02 = x[i + 2]
-            x03 = x[i + 3]
-            i = xo[p + 1] + c
-            x10 = x[i]
-            x11 = x[i + 1]
-            x12 = x[i + 2]
-            x13 = x[i + 3]
-            i = xo[p + 2] + c
-            x20 = x[i]
-            x21 = x[i + 1]
-            x22 = x[i + 2]
-            x23 = x[i + 3]
-            i = xo[p + 3] + c
-            x30 = x[i]
-            x31 = x[i + 1]
-            x32 = x[i + 2]
-            x33 = x[i + 3]
+            a0 = ao[_u(p)]
+            a1 = ao[_u(p + 1)]
+            a2 = ao[_u(p + 2)]
+            a3 = ao[_u(p + 3)]
+            i = xo[_u(p)] + c
+            x00 = x[_u(i)]
+            x01 = x[_u(i + 1)]
+            x02 = x[_u(i + 2)]
+            x03 = x[_u(i + 3)]
+            i = xo[_u(p + 1)] + c
+            x10 = x[_u(i)]
+            x11 = x[_u(i + 1)]
+            x12 = x[_u(i + 2)]
+            x13 = x[_u(i + 3)]
+            i = xo[_u(p + 2)] + c
+            x20 = x[_u(i)]
+            x21 = x[_u(i + 1)]
+            x22 = x[_u(i + 2)]
+            x23 = x[_u(i + 3)]
+            i = xo[_u(p + 3)] + c
+            x30 = x[_u(i)]
+            x31 = x[_u(i + 1)]
+            x32 = x[_u(i + 2)]
+            x33 = x[_u(i + 3)]
             for f in range(nf):
-                v0 = w[w0 + f]
-                v1 = w[w1 + f]
-                v2 = w[w2 + f]
-                v3 = w[w3 + f]
-                acc[a0 + f] += x00 * v0 + x01 * v1 + x02 * v2 + x03 * v3
-                acc[a1 + f] += x10 * v0 + x11 * v1 + x12 * v2 + x13 * v3
-                acc[a2 + f] += x20 * v0 + x21 * v1 + x22 * v2 + x23 * v3
-                acc[a3 + f] += x30 * v0 + x31 * v1 + x32 * v2 + x33 * v3
+                v0 = w[_u(w0 + f)]
+                v1 = w[_u(w1 + f)]
+                v2 = w[_u(w2 + f)]
+                v3 = w[_u(w3 + f)]
+                acc[_u(a0 + f)] += x00 * v0 + x01 * v1 + x02 * v2 + x03 * v3
+                acc[_u(a1 + f)] += x10 * v0 + x11 * v1 + x12 * v2 + x13 * v3
+                acc[_u(a2 + f)] += x20 * v0 + x21 * v1 + x22 * v2 + x23 * v3
+                acc[_u(a3 + f)] += x30 * v0 + x31 * v1 + x32 * v2 + x33 * v3
             p += 4
         while p < npair:
-            a0 = ao[p]
-            i = xo[p] + c
-            x00 = x[i]
-            x01 = x[i + 1]
-            x02 = x[i + 2]
-            x03 = x[i + 3]
+            a0 = ao[_u(p)]
+            i = xo[_u(p)] + c
+            x00 = x[_u(i)]
+            x01 = x[_u(i + 1)]
+            x02 = x[_u(i + 2)]
+            x03 = x[_u(i + 3)]
             for f in range(nf):
-                acc[a0 + f] += x00 * w[w0 + f] + x01 * w[w1 + f] + x02 * w[w2 + f] + x03 * w[w3 + f]
+                acc[_u(a0 + f)] += x00 * w[_u(w0 + f)] + x01 * w[_u(w1 + f)] + x02 * w[_u(w2 + f)] + x03 * w[_u(w3 + f)]
             p += 1
         c += 4
     while c < C:  # leftover channels, one at a time
         w0 = wb + c * ldw
         p = 0
         while p + 4 <= npair:
-            a0 = ao[p]
-            a1 = ao[p + 1]
-            a2 = ao[p + 2]
-            a3 = ao[p + 3]
-            x00 = x[xo[p] + c]
-            x10 = x[xo[p + 1] + c]
-            x20 = x[xo[p + 2] + c]
-            x30 = x[xo[p + 3] + c]
+            a0 = ao[_u(p)]
+            a1 = ao[_u(p + 1)]
+            a2 = ao[_u(p + 2)]
+            a3 = ao[_u(p + 3)]
+            x00 = x[xo[_u(p)] + c]
+            x10 = x[xo[_u(p + 1)] + c]
+            x20 = x[xo[_u(p + 2)] + c]
+            x30 = x[xo[_u(p + 3)] + c]
             for f in range(nf):
-                v0 = w[w0 + f]
-                acc[a0 + f] += x00 * v0
-                acc[a1 + f] += x10 * v0
-                acc[a2 + f] += x20 * v0
-                acc[a3 + f] += x30 * v0
+                v0 = w[_u(w0 + f)]
+                acc[_u(a0 + f)] += x00 * v0
+                acc[_u(a1 + f)] += x10 * v0
+                acc[_u(a2 + f)] += x20 * v0
+                acc[_u(a3 + f)] += x30 * v0
             p += 4
         while p < npair:
-            a0 = ao[p]
-            x00 = x[xo[p] + c]
+            a0 = ao[_u(p)]
+            x00 = x[xo[_u(p)] + c]
             for f in range(nf):
-                acc[a0 + f] += x00 * w[w0 + f]
+                acc[_u(a0 + f)] += x00 * w[_u(w0 + f)]
             p += 1
         c += 1
 
@@ -190,70 +194,70 @@ def _cf_micro(acc, lda, ab, x, xb, cs, xs, L, w, wb, C, ldw, nf):
         k3 = k2 + ldw
         f = 0
         while f + 4 <= nf:
-            w00 = w[k0 + f]
-            w01 = w[k0 + f + 1]
-            w02 = w[k0 + f + 2]
-            w03 = w[k0 + f + 3]
-            w10 = w[k1 + f]
-            w11 = w[k1 + f + 1]
-            w12 = w[k1 + f + 2]
-            w13 = w[k1 + f + 3]
-            w20 = w[k2 + f]
-            w21 = w[k2 + f + 1]
-            w22 = w[k2 + f + 2]
-            w23 = w[k2 + f + 3]
-            w30 = w[k3 + f]
-            w31 = w[k3 + f + 1]
-            w32 = w[k3 + f + 2]
-            w33 = w[k3 + f + 3]
+            w00 = w[_u(k0 + f)]
+            w01 = w[_u(k0 + f + 1)]
+            w02 = w[_u(k0 + f + 2)]
+            w03 = w[_u(k0 + f + 3)]
+            w10 = w[_u(k1 + f)]
+            w11 = w[_u(k1 + f + 1)]
+            w12 = w[_u(k1 + f + 2)]
+            w13 = w[_u(k1 + f + 3)]
+            w20 = w[_u(k2 + f)]
+            w21 = w[_u(k2 + f + 1)]
+            w22 = w[_u(k2 + f + 2)]
+            w23 = w[_u(k2 + f + 3)]
+            w30 = w[_u(k3 + f)]
+            w31 = w[_u(k3 + f + 1)]
+            w32 = w[_u(k3 + f + 2)]
+            w33 = w[_u(k3 + f + 3)]
             a0 = f * lda + ab
             a1 = a0 + lda
             a2 = a1 + lda
             a3 = a2 + lda
             if xs == 1:
                 for t in range(L):
-                    u0 = x[i0 + t]
-                    u1 = x[i1 + t]
-                    u2 = x[i2 + t]
-                    u3 = x[i3 + t]
-                    acc[a0 + t] += u0 * w00 + u1 * w10 + u2 * w20 + u3 * w30
-                    acc[a1 + t] += u0 * w01 + u1 * w11 + u2 * w21 + u3 * w31
-                    acc[a2 + t] += u0 * w02 + u1 * w12 + u2 * w22 + u3 * w32
-                    acc[a3 + t] += u0 * w03 + u1 * w13 + u2 * w23 + u3 * w33
+                    u0 = x[_u(i0 + t)]
+                    u1 = x[_u(i1 + t)]
+                    u2 = x[_u(i2 + t)]
+                    u3 = x[_u(i3 + t)]
+                    acc[_u(a0 + t)] += u0 * w00 + u1 * w10 + u2 * w20 + u3 * w30
+                    acc[_u(a1 + t)] += u0 * w01 + u1 * w11 + u2 * w21 + u3 * w31
+                    acc[_u(a2 + t)] += u0 * w02 + u1 * w12 + u2 * w22 + u3 * w32
+                    acc[_u(a3 + t)] += u0 * w03 + u1 * w13 + u2 * w23 + u3 * w33
             else:
                 for t in range(L):
-                    u0 = x[i0 + t * xs]
-                    u1 = x[i1 + t * xs]
-                    u2 = x[i2 + t * xs]
-                    u3 = x[i3 + t * xs]
-                    acc[a0 + t] += u0 * w00 + u1 * w10 + u2 * w20 + u3 * w30
-                    acc[a1 + t] += u0 * w01 + u1 * w11 + u2 * w21 + u3 * w31
-                    acc[a2 + t] += u0 * w02 + u1 * w12 + u2 * w22 + u3 * w32
-                    acc[a3 + t] += u0 * w03 + u1 * w13 + u2 * w23 + u3 * w33
+                    u0 = x[_u(i0 + t * xs)]
+                    u1 = x[_u(i1 + t * xs)]
+                    u2 = x[_u(i2 + t * xs)]
+                    u3 = x[_u(i3 + t * xs)]
+                    acc[_u(a0 + t)] += u0 * w00 + u1 * w10 + u2 * w20 + u3 * w30
+                    acc[_u(a1 + t)] += u0 * w01 + u1 * w11 + u2 * w21 + u3 * w31
+                    acc[_u(a2 + t)] += u0 * w02 + u1 * w12 + u2 * w22 + u3 * w32
+                    acc[_u(a3 + t)] += u0 * w03 + u1 * w13 + u2 * w23 + u3 * w33
             f += 4
         while f < nf:
-            w00 = w[k0 + f]
-            w10 = w[k1 + f]
-            w20 = w[k2 + f]
-            w30 = w[k3 + f]
+            w00 = w[_u(k0 + f)]
+            w10 = w[_u(k1 + f)]
+            w20 = w[_u(k2 + f)]
+            w30 = w[_u(k3 + f)]
             a0 = f * lda + ab
             for t in range(L):
-                acc[a0 + t] += (x[i0 + t * xs] * w00 + x[i1 + t * xs] * w10
-                                + x[i2 + t * xs] * w20 + x[i3 + t * xs] * w30)
+                acc[_u(a0 + t)] += (x[_u(i0 + t * xs)] * w00 + x[_u(i1 + t * xs)] * w10
+                                + x[_u(i2 + t * xs)] * w20 + x[_u(i3 + t * xs)] * w30)
             f += 1
         c += 4
     while c < C:  # leftover channels, one at a time
         i0 = xb + c * cs
         k0 = wb + c * ldw
         for f in range(nf):
-            w00 = w[k0 + f]
+            w00 = w[_u(k0 + f)]
             a0 = f * lda + ab
             if xs == 1:
                 for t in range(L):
-                    acc[a0 + t] += x[i0 + t] * w00
+                    acc[_u(a0 + t)] += x[_u(i0 + t)] * w00
             else:
                 for t in range(L):
-                    acc[a0 + t] += x[i0 + t * xs] * w00
+                    acc[_u(a0 + t)] += x[_u(i0 + t * xs)] * w00
         c += 1
 
 
