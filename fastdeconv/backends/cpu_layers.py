@@ -1,0 +1,195 @@
+"""Numba kernels for the layers around the convolutions: pooling, nearest
+upsampling, and the per-channel epilogue (scale, shift, activation).
+
+Arrays are the canonical 5-D arrays of `fastdeconv.ops` (`(B, D, H, W, C)`,
+or `(B, C, D, H, W)` when channels_first). Every kernel loops `prange` over
+whole output rows, and every output element has one writer, so results do
+not depend on the thread count. `geo` is one small tuple of ints.
+
+Pooling windows are clipped to the input (SAME padding never takes part):
+max ignores it, average divides by the number of elements actually in the
+window, as TensorFlow's avg_pool does. A NaN in a max-pool window wins.
+"""
+
+import math
+
+import numpy as np
+from numba import prange
+
+from .._jit import helper, kernel
+
+# Activation codes of `epilogue` (softmax is not elementwise; see layers).
+ACTIVATIONS = {"linear": 0, "relu": 1, "sigmoid": 2, "tanh": 3, "leaky_relu": 4, "elu": 5, "softplus": 6,
+               "silu": 7}
+
+
+@helper
+def _act(v, code, alpha):
+    if code == 0:
+        return v
+    if code == 1:
+        return v if not v < 0 else 0.0  # NaN stays NaN
+    if code == 2:
+        return 1 / (1 + math.exp(-v))
+    if code == 3:
+        return math.tanh(v)
+    if code == 4:
+        return v if not v < 0 else v * alpha
+    if code == 5:
+        return v if v > 0 else alpha * (math.exp(v) - 1)
+    if code == 6:
+        return math.log1p(math.exp(-abs(v))) + max(v, 0)
+    return v / (1 + math.exp(-v))  # silu / swish
+
+
+@kernel
+def _epilogue_cl(y, scale, shift, code, alpha):
+    """y[r, c] = act(y[r, c] * scale[c] + shift[c]) in place; y is (rows, C)."""
+    rows, C = y.shape
+    for r in prange(rows):
+        for c in range(C):
+            y[r, c] = _act(y[r, c] * scale[c] + shift[c], code, alpha)
+
+
+@kernel
+def _epilogue_cf(y, scale, shift, code, alpha):
+    """y[r, i] with channel r % C; y is (B * C, spatial)."""
+    rows, n = y.shape
+    C = scale.shape[0]
+    for r in prange(rows):
+        a, b = scale[r % C], shift[r % C]
+        for i in range(n):
+            y[r, i] = _act(y[r, i] * a + b, code, alpha)
+
+
+def epilogue(y, channels, channels_first, scale, shift, activation, alpha=0.0):
+    """In place: y = act(y * scale + shift) per channel. y is C-contiguous."""
+    code = ACTIVATIONS[activation]
+    if channels_first:
+        _epilogue_cf(y.reshape(-1, int(np.prod(y.shape[2:]))), scale, shift, code, alpha)
+    else:
+        _epilogue_cl(y.reshape(-1, channels), scale, shift, code, alpha)
+    return y
+
+
+@helper
+def _window(o, k, s, p, n):
+    """[lo, hi) of the input rows that output o's window covers, clipped."""
+    start = o * s - p
+    return max(start, 0), min(start + k, n)
+
+
+@kernel
+def _pool_cl(x, out, geo):
+    kd, kh, kw, sd, sh, sw, pd, ph, pw, is_max = geo
+    B, OD, OH, OW, C = out.shape
+    D, H, W = x.shape[1], x.shape[2], x.shape[3]
+    for r in prange(B * OD * OH):
+        b, od, oh = r // (OD * OH), (r // OH) % OD, r % OH
+        d0, d1 = _window(od, kd, sd, pd, D)
+        h0, h1 = _window(oh, kh, sh, ph, H)
+        for ow in range(OW):
+            w0, w1 = _window(ow, kw, sw, pw, W)
+            o = out[b, od, oh, ow]
+            if is_max:
+                o[:] = -np.inf
+            else:
+                o[:] = 0
+            for d in range(d0, d1):
+                for h in range(h0, h1):
+                    for w in range(w0, w1):
+                        v = x[b, d, h, w]
+                        if is_max:
+                            for c in range(C):
+                                if v[c] > o[c] or v[c] != v[c]:
+                                    o[c] = v[c]
+                        else:
+                            for c in range(C):
+                                o[c] += v[c]
+            if not is_max:
+                count = (d1 - d0) * (h1 - h0) * (w1 - w0)
+                for c in range(C):
+                    o[c] /= count
+
+
+@kernel
+def _pool_cf(x, out, geo):
+    kd, kh, kw, sd, sh, sw, pd, ph, pw, is_max = geo
+    B, C, OD, OH, OW = out.shape
+    D, H, W = x.shape[2], x.shape[3], x.shape[4]
+    for r in prange(B * C * OD):
+        b, c, od = r // (C * OD), (r // OD) % C, r % OD
+        d0, d1 = _window(od, kd, sd, pd, D)
+        xc = x[b, c]
+        for oh in range(OH):
+            h0, h1 = _window(oh, kh, sh, ph, H)
+            for ow in range(OW):
+                w0, w1 = _window(ow, kw, sw, pw, W)
+                acc = -np.inf if is_max else 0.0
+                for d in range(d0, d1):
+                    for h in range(h0, h1):
+                        for w in range(w0, w1):
+                            v = xc[d, h, w]
+                            if is_max:
+                                if v > acc or v != v:
+                                    acc = v
+                            else:
+                                acc += v
+                if not is_max:
+                    acc /= (d1 - d0) * (h1 - h0) * (w1 - w0)
+                out[b, c, od, oh, ow] = acc
+
+
+def pool(x, out_spatial, window, strides, pads_before, channels_first, is_max):
+    """Max or average pooling of a canonical 5-D array."""
+    B = x.shape[0]
+    C = x.shape[1] if channels_first else x.shape[4]
+    shape = (B, C) + tuple(out_spatial) if channels_first else (B,) + tuple(out_spatial) + (C,)
+    out = np.empty(shape, x.dtype)
+    if out.size == 0:
+        return out
+    geo = tuple(int(v) for v in (*window, *strides, *pads_before, bool(is_max)))
+    (_pool_cf if channels_first else _pool_cl)(x, out, geo)
+    return out
+
+
+@kernel
+def _upsample_cl(x, out, size):
+    sd, sh, sw = size
+    B, OD, OH, OW, C = out.shape
+    for r in prange(B * OD * OH):
+        b, od, oh = r // (OD * OH), (r // OH) % OD, r % OH
+        src = x[b, od // sd, oh // sh]
+        dst = out[b, od, oh]
+        for ow in range(OW):
+            v = src[ow // sw]
+            o = dst[ow]
+            for c in range(C):
+                o[c] = v[c]
+
+
+@kernel
+def _upsample_cf(x, out, size):
+    sd, sh, sw = size
+    B, C, OD, OH, OW = out.shape
+    for r in prange(B * C * OD):
+        b, c, od = r // (C * OD), (r // OD) % C, r % OD
+        src = x[b, c, od // sd]
+        for oh in range(OH):
+            row = src[oh // sh]
+            dst = out[b, c, od, oh]
+            for ow in range(OW):
+                dst[ow] = row[ow // sw]
+
+
+def upsample(x, size, channels_first):
+    """Nearest-neighbour upsampling by integer factors `size` (D, H, W)."""
+    size = tuple(int(v) for v in size)
+    if channels_first:
+        shape = x.shape[:2] + tuple(n * s for n, s in zip(x.shape[2:], size))
+    else:
+        shape = (x.shape[0],) + tuple(n * s for n, s in zip(x.shape[1:4], size)) + (x.shape[4],)
+    out = np.empty(shape, x.dtype)
+    if out.size:
+        (_upsample_cf if channels_first else _upsample_cl)(x, out, size)
+    return out

@@ -1,0 +1,53 @@
+"""The NumPy oracle for `cpu_layers`: same functions, same arguments,
+float64 arithmetic, written to be read."""
+
+import numpy as np
+
+from .reference import _channels_last, _restore
+
+
+def _act(v, activation, alpha):
+    if activation == "linear":
+        return v
+    if activation == "relu":
+        return np.where(v < 0, 0.0, v)
+    if activation == "sigmoid":
+        return 1 / (1 + np.exp(-v))
+    if activation == "tanh":
+        return np.tanh(v)
+    if activation == "leaky_relu":
+        return np.where(v < 0, v * alpha, v)
+    if activation == "elu":
+        return np.where(v > 0, v, alpha * np.expm1(np.minimum(v, 0)))
+    if activation == "softplus":
+        return np.log1p(np.exp(-np.abs(v))) + np.maximum(v, 0)
+    if activation == "silu":
+        return v / (1 + np.exp(-v))
+    raise ValueError(activation)
+
+
+def epilogue(y, channels, channels_first, scale, shift, activation, alpha=0.0):
+    shape = [1] * y.ndim
+    shape[1 if channels_first else -1] = channels
+    v = y.astype(np.float64) * scale.reshape(shape) + shift.reshape(shape)
+    y[...] = _act(v, activation, alpha)
+    return y
+
+
+def pool(x, out_spatial, window, strides, pads_before, channels_first, is_max):
+    xl = _channels_last(x, channels_first).astype(np.float64)
+    B, C = xl.shape[0], xl.shape[-1]
+    out = np.empty((B, *out_spatial, C))
+    for o in np.ndindex(*out_spatial):
+        lo = [max(oi * s - p, 0) for oi, s, p in zip(o, strides, pads_before)]
+        hi = [min(oi * s - p + k, n) for oi, s, p, k, n in zip(o, strides, pads_before, window, xl.shape[1:4])]
+        win = xl[(slice(None),) + tuple(slice(a, b) for a, b in zip(lo, hi))].reshape(B, -1, C)
+        out[(slice(None),) + o] = win.max(axis=1) if is_max else win.mean(axis=1)
+    return np.ascontiguousarray(_restore(out, channels_first)).astype(x.dtype)
+
+
+def upsample(x, size, channels_first):
+    first = 2 if channels_first else 1
+    for axis, s in enumerate(size):
+        x = np.repeat(x, s, axis=first + axis)
+    return np.ascontiguousarray(x)
