@@ -1,0 +1,30 @@
+"""Keras-style layers and models for inference, without TensorFlow.
+
+    from fastdeconv import layers as L
+    x = L.Input((64, 64, 64, 1))
+    y = L.Conv3D(16, 3, padding="same", activation="relu")(x)
+    model = L.Model(x, L.Conv3DTranspose(1, 2, strides=2)(L.MaxPooling3D(2)(y)))
+    model.summary(); model.predict(data, batch_size=4)
+
+Arguments, weight layouts and arithmetic are Keras' (TensorFlow backend);
+convolutions run on fastdeconv's ops, so `backend=` ('cpu', 'reference',
+'cuda') picks the engine. `fastdeconv.load_keras` builds a Model from a
+saved .keras or .h5 file.
+"""
+
+from ._base import ACTIVATIONS, Layer, Tensor
+from .conv import Conv1D, Conv1DTranspose, Conv2D, Conv2DTranspose, Conv3D, Conv3DTranspose
+from .core import (Activation, Add, BatchNormalization, Concatenate, Dense, Dropout, Flatten, Input, InputLayer,
+                   LeakyReLU, ReLU, Reshape)
+from .model import Model, Sequential
+from .pooling import (AveragePooling1D, AveragePooling2D, AveragePooling3D, MaxPooling1D, MaxPooling2D,
+                      MaxPooling3D, UpSampling1D, UpSampling2D, UpSampling3D)
+
+__all__ = [
+    "ACTIVATIONS", "Layer", "Tensor", "Input", "Model", "Sequential",
+    "Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose",
+    "MaxPooling1D", "MaxPooling2D", "MaxPooling3D", "AveragePooling1D", "AveragePooling2D", "AveragePooling3D",
+    "UpSampling1D", "UpSampling2D", "UpSampling3D",
+    "BatchNormalization", "Dense", "Flatten", "Reshape", "Dropout", "Activation", "ReLU", "LeakyReLU",
+    "Add", "Concatenate", "InputLayer",
+]

@@ -1,0 +1,182 @@
+"""Keras' Conv1D/2D/3D and Conv1D/2D/3DTranspose on fastdeconv's ops.
+
+The convolution itself is `fastdeconv.conv*d` / `conv*d_transpose` (so it
+runs on any backend); bias and activation follow in one in-place pass.
+Transposed output sizes follow Keras (SEMANTICS section 4), including
+`output_padding`, and are handed to the op as its `output_shape`.
+"""
+
+import numpy as np
+
+from .. import _shapes, ops
+from ..errors import ShapeError, message
+from ._base import (Layer, activation_name, apply_epilogue, check_rank, data_format_arg, padding_arg,
+                    tuple_arg)
+
+_FORMATS = {1: ("NWC", "NCW"), 2: ("NHWC", "NCHW"), 3: ("NDHWC", "NCDHW")}
+_OPS = {1: (ops.conv1d, ops.conv1d_transpose), 2: (ops.conv2d, ops.conv2d_transpose),
+        3: (ops.conv3d, ops.conv3d_transpose)}
+
+
+def keras_transpose_size(n, k, s, d, padding, output_padding):
+    """Keras' transposed-conv output length (SEMANTICS section 4):
+    output_padding None: same n*s, valid n*s + max(k_eff - s, 0);
+    output_padding p:    same (n-1)*s + k_eff % 2 + p, valid (n-1)*s + k_eff + p."""
+    if n is None:
+        return None
+    ke = _shapes.effective_kernel(k, d)
+    if output_padding is None:
+        return n * s if padding == "same" else n * s + max(ke - s, 0)
+    return (n - 1) * s + (ke % 2 if padding == "same" else ke) + output_padding
+
+
+class _Conv(Layer):
+    rank = None
+    transpose = False
+
+    def __init__(self, filters, kernel_size, strides=1, padding="valid", data_format=None, dilation_rate=1,
+                 activation=None, use_bias=True, groups=1, output_padding=None, name=None, **kwargs):
+        super().__init__(name=name)
+        cls = type(self).__name__
+        n = self.rank
+        if not isinstance(filters, (int, np.integer)) or filters < 1:
+            raise ValueError(message(f"{cls}: filters={filters!r}", "a positive int", None))
+        self.filters = int(filters)
+        self.kernel_size = tuple_arg(kernel_size, n, "kernel_size", cls)
+        self.strides = tuple_arg(strides, n, "strides", cls)
+        self.dilation_rate = tuple_arg(dilation_rate, n, "dilation_rate", cls)
+        allowed = ("valid", "same", "causal") if n == 1 and not self.transpose else ("valid", "same")
+        self.padding = padding_arg(padding, cls, allowed)
+        self.data_format = data_format_arg(data_format, cls)
+        self.activation = activation_name(activation)
+        self.use_bias = bool(use_bias)
+        self.groups = int(groups)
+        if self.groups < 1 or self.filters % self.groups:
+            raise ValueError(message(f"{cls}: groups={groups!r} with filters={filters}",
+                                     "a positive divisor of filters", None))
+        if output_padding is not None:
+            output_padding = tuple_arg(output_padding, n, "output_padding", cls)
+            if any(not 0 <= p < s for p, s in zip(output_padding, self.strides)):
+                raise ValueError(message(f"{cls}: output_padding={output_padding} with strides={self.strides}",
+                                         "0 <= output_padding < strides in every dim (Keras' rule)", None))
+        self.output_padding = output_padding
+        if any(k < 1 for k in self.kernel_size) or any(s < 1 for s in self.strides + self.dilation_rate):
+            raise ValueError(message(f"{cls}: kernel_size={self.kernel_size}, strides={self.strides}, "
+                                     f"dilation_rate={self.dilation_rate}", "values >= 1", None))
+
+    @property
+    def channels_first(self):
+        return self.data_format == "channels_first"
+
+    def _split(self, shape):
+        if self.channels_first:
+            return shape[2:], shape[1]
+        return shape[1:-1], shape[-1]
+
+    def _join(self, spatial, channels, batch=None):
+        return (batch, channels, *spatial) if self.channels_first else (batch, *spatial, channels)
+
+    def _pads(self, n, i):
+        """'SAME', 'VALID' or an explicit (before, after) pair for dim i."""
+        if self.padding == "causal":
+            return ((self.kernel_size[i] - 1) * self.dilation_rate[i], 0)
+        return self.padding.upper()
+
+    def _in_channels(self, input_shape):
+        check_rank(self, input_shape, self.rank + 2,
+                   "[batch, channels, *spatial]" if self.channels_first else "[batch, *spatial, channels]")
+        _, c = self._split(input_shape)
+        if c is None:
+            raise ShapeError(message(f"layer {self.name!r}: input shape {input_shape} has an unknown channel dim",
+                                     "a known number of channels", None))
+        return c
+
+    def weight_specs(self, input_shape):
+        c = self._in_channels(input_shape)
+        if self.transpose:
+            kernel = (*self.kernel_size, self.filters, c)
+        else:
+            if c % self.groups:
+                raise ShapeError(message(f"layer {self.name!r}: {c} input channels with groups={self.groups}",
+                                         "input channels divisible by groups", None))
+            kernel = (*self.kernel_size, c // self.groups, self.filters)
+        specs = [("kernel", kernel, True)]
+        if self.use_bias:
+            specs.append(("bias", (self.filters,), True))
+        return specs
+
+    def _out_size(self, n, i):
+        k, s, d = self.kernel_size[i], self.strides[i], self.dilation_rate[i]
+        if n is None:
+            return None
+        if self.transpose:
+            p = None if self.output_padding is None else self.output_padding[i]
+            return keras_transpose_size(n, k, s, d, self.padding, p)
+        o = _shapes.forward_size(n, k, s, d, self._pads(n, i))
+        if o is None:
+            raise ShapeError(message(
+                f"layer {self.name!r} ({type(self).__name__}): spatial dim {i} has size {n}, kernel {k} "
+                f"with dilation {d} spans {_shapes.effective_kernel(k, d)}", "an input at least the kernel's span",
+                "Use padding='same' or a smaller kernel."))
+        return o
+
+    def compute_output_shape(self, input_shape):
+        self._in_channels(input_shape)
+        spatial, _ = self._split(input_shape)
+        out = tuple(self._out_size(n, i) for i, n in enumerate(spatial))
+        if any(o is not None and o < 0 for o in out):
+            raise ShapeError(message(f"layer {self.name!r}: output size {out}", "non-negative sizes", None))
+        return self._join(out, self.filters, input_shape[0])
+
+    def _set(self, weights):
+        self.kernel = weights[0]
+        self.bias = weights[1] if self.use_bias else None
+
+    def call(self, x, backend="cpu", inplace=False):
+        forward, transpose = _OPS[self.rank]
+        fmt = _FORMATS[self.rank][self.channels_first]
+        spatial, _ = self._split(x.shape)
+        if self.transpose:
+            out = tuple(self._out_size(n, i) for i, n in enumerate(spatial))
+            shape = self._join(out, self.filters, x.shape[0])
+            y = transpose(x, self.kernel, shape, self.strides, self.padding.upper(), fmt, self.dilation_rate,
+                          backend=backend)
+        else:
+            pads = [self._pads(n, i) for i, n in enumerate(spatial)]
+            padding = pads if self.padding == "causal" else self.padding.upper()
+            y = forward(x, self.kernel, self.strides, padding, fmt, self.dilation_rate, backend=backend)
+        return apply_epilogue(np.asarray(y), backend, self.channels_first, None, self.bias, self.activation)
+
+    def get_config(self):
+        cfg = {"name": self.name, "filters": self.filters, "kernel_size": self.kernel_size,
+               "strides": self.strides, "padding": self.padding, "data_format": self.data_format,
+               "dilation_rate": self.dilation_rate, "activation": self.activation, "use_bias": self.use_bias}
+        if self.transpose:
+            cfg["output_padding"] = self.output_padding
+        else:
+            cfg["groups"] = self.groups
+        return cfg
+
+
+class Conv1D(_Conv):
+    rank = 1
+
+
+class Conv2D(_Conv):
+    rank = 2
+
+
+class Conv3D(_Conv):
+    rank = 3
+
+
+class Conv1DTranspose(_Conv):
+    rank, transpose = 1, True
+
+
+class Conv2DTranspose(_Conv):
+    rank, transpose = 2, True
+
+
+class Conv3DTranspose(_Conv):
+    rank, transpose = 3, True

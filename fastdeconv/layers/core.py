@@ -1,0 +1,309 @@
+"""The other layers of a conv/deconv network, with Keras' arithmetic:
+InputLayer, Dense, Flatten, Reshape, Dropout, Activation, ReLU, LeakyReLU,
+BatchNormalization (inference), Add, Concatenate."""
+
+import numpy as np
+
+from ..errors import ShapeError, message
+from ._base import Layer, Node, Tensor, activation_name, apply_epilogue
+
+
+class InputLayer(Layer):
+    """A model input; `shape` excludes the batch dim, `batch_shape` includes it."""
+
+    def __init__(self, shape=None, batch_size=None, batch_shape=None, name=None, dtype="float32", **kwargs):
+        super().__init__(name=name)
+        if batch_shape is None:
+            if shape is None:
+                raise ValueError("InputLayer: give shape (without the batch dim) or batch_shape")
+            batch_shape = (batch_size, *tuple(shape))
+        self.batch_shape = tuple(None if v is None else int(v) for v in batch_shape)
+        self.dtype = dtype
+        self.build(self.batch_shape)
+        self.output = Tensor(self.batch_shape)
+        self.output.node = Node(self, [], self.output)
+
+    def call(self, x, backend="cpu", inplace=False):
+        return x
+
+    def get_config(self):
+        return {"name": self.name, "batch_shape": self.batch_shape}
+
+
+def Input(shape=None, batch_size=None, name=None, batch_shape=None, dtype="float32"):
+    """A symbolic model input (as keras.Input)."""
+    return InputLayer(shape=shape, batch_size=batch_size, batch_shape=batch_shape, name=name, dtype=dtype).output
+
+
+class Dense(Layer):
+    """y = act(x @ kernel + bias) over the last axis; kernel is (in, units)."""
+
+    def __init__(self, units, activation=None, use_bias=True, name=None, **kwargs):
+        super().__init__(name=name)
+        if not isinstance(units, (int, np.integer)) or units < 1:
+            raise ValueError(message(f"Dense: units={units!r}", "a positive int", None))
+        self.units, self.activation, self.use_bias = int(units), activation_name(activation), bool(use_bias)
+
+    def weight_specs(self, input_shape):
+        if len(input_shape) < 2 or input_shape[-1] is None:
+            raise ShapeError(message(f"layer {self.name!r} (Dense) got input shape {input_shape}",
+                                     "rank >= 2 with a known last dim", "Put a Flatten layer before it."))
+        specs = [("kernel", (input_shape[-1], self.units), True)]
+        if self.use_bias:
+            specs.append(("bias", (self.units,), True))
+        return specs
+
+    def compute_output_shape(self, input_shape):
+        self.weight_specs(input_shape)
+        return tuple(input_shape[:-1]) + (self.units,)
+
+    def _set(self, weights):
+        self.kernel = weights[0]
+        self.bias = weights[1] if self.use_bias else None
+
+    def call(self, x, backend="cpu", inplace=False):
+        y = np.matmul(x, self.kernel)
+        return apply_epilogue(y, backend, False, None, self.bias, self.activation)
+
+    def get_config(self):
+        return {"name": self.name, "units": self.units, "activation": self.activation, "use_bias": self.use_bias}
+
+
+class Flatten(Layer):
+    """(batch, ...) -> (batch, prod(...)); with data_format='channels_first'
+    the channels are moved last first (Keras' rule, which keeps a following
+    Dense layer's weight order)."""
+
+    aliases_input = True
+
+    def __init__(self, data_format=None, name=None, **kwargs):
+        super().__init__(name=name)
+        self.data_format = data_format or "channels_last"
+
+    def compute_output_shape(self, input_shape):
+        rest = input_shape[1:]
+        return (input_shape[0], None if None in rest else int(np.prod(rest, dtype=np.int64)))
+
+    def call(self, x, backend="cpu", inplace=False):
+        if self.data_format == "channels_first" and x.ndim > 2:
+            x = np.moveaxis(x, 1, -1)
+        return x.reshape(x.shape[0], -1)
+
+    def get_config(self):
+        return {"name": self.name, "data_format": self.data_format}
+
+
+class Reshape(Layer):
+    """(batch, ...) -> (batch, *target_shape); one entry may be -1."""
+
+    aliases_input = True
+
+    def __init__(self, target_shape, name=None, **kwargs):
+        super().__init__(name=name)
+        self.target_shape = tuple(int(v) for v in target_shape)
+        if sum(v == -1 for v in self.target_shape) > 1 or any(v < -1 for v in self.target_shape):
+            raise ValueError(message(f"Reshape: target_shape={target_shape!r}", "sizes >= 0 and at most one -1",
+                                     None))
+
+    def compute_output_shape(self, input_shape):
+        rest = input_shape[1:]
+        if None in rest:
+            return (input_shape[0], *(None if v == -1 else v for v in self.target_shape))
+        total = int(np.prod(rest, dtype=np.int64))
+        known = int(np.prod([v for v in self.target_shape if v != -1], dtype=np.int64))
+        if -1 in self.target_shape:
+            if known == 0 or total % known:
+                raise ShapeError(message(f"layer {self.name!r} (Reshape): input {input_shape} to {self.target_shape}",
+                                         "a size that divides the input's", None))
+            return (input_shape[0], *(total // known if v == -1 else v for v in self.target_shape))
+        if known != total:
+            raise ShapeError(message(f"layer {self.name!r} (Reshape): input {input_shape} ({total} values per "
+                                     f"example) to {self.target_shape} ({known})", "the same number of values", None))
+        return (input_shape[0], *self.target_shape)
+
+    def call(self, x, backend="cpu", inplace=False):
+        return x.reshape((x.shape[0],) + self.target_shape)
+
+    def get_config(self):
+        return {"name": self.name, "target_shape": self.target_shape}
+
+
+class Dropout(Layer):
+    """Identity at inference."""
+
+    aliases_input = True
+
+    def __init__(self, rate=0.5, name=None, **kwargs):
+        super().__init__(name=name)
+        self.rate = float(rate)
+
+    def call(self, x, backend="cpu", inplace=False):
+        return x
+
+    def get_config(self):
+        return {"name": self.name, "rate": self.rate}
+
+
+class Activation(Layer):
+    """An activation function as a layer (softmax over the last axis)."""
+
+    def __init__(self, activation, name=None, **kwargs):
+        super().__init__(name=name)
+        self.activation = activation_name(activation)
+        self.alpha = None
+        self.aliases_input = self.activation == "linear"
+
+    def call(self, x, backend="cpu", inplace=False):
+        if self.activation == "linear":
+            return x
+        y = x if inplace else x.copy()
+        return apply_epilogue(y, backend, False, None, None, self.activation, self.alpha)
+
+    def get_config(self):
+        return {"name": self.name, "activation": self.activation}
+
+
+class ReLU(Activation):
+    """max(x, 0) (Keras' ReLU layer with its default arguments)."""
+
+    def __init__(self, max_value=None, negative_slope=0.0, threshold=0.0, name=None, **kwargs):
+        if max_value is not None or negative_slope or threshold:
+            raise ValueError(message(
+                f"ReLU(max_value={max_value}, negative_slope={negative_slope}, threshold={threshold})",
+                "the defaults (max_value=None, negative_slope=0, threshold=0)",
+                "Use LeakyReLU for a negative slope."))
+        super().__init__("relu", name=name)
+
+
+class LeakyReLU(Activation):
+    """x if x >= 0 else negative_slope * x (Keras' default slope 0.3)."""
+
+    def __init__(self, negative_slope=0.3, name=None, alpha=None, **kwargs):
+        super().__init__("leaky_relu", name=name)
+        self.alpha = float(negative_slope if alpha is None else alpha)
+
+    def get_config(self):
+        return {"name": self.name, "negative_slope": self.alpha}
+
+
+class BatchNormalization(Layer):
+    """Inference: y = x * inv + (beta - mean * inv), inv = gamma / sqrt(var + eps)
+    (tf.nn.batch_normalization's arithmetic), per entry of `axis`."""
+
+    def __init__(self, axis=-1, epsilon=1e-3, center=True, scale=True, name=None, **kwargs):
+        super().__init__(name=name)
+        if isinstance(axis, (list, tuple)):
+            if len(axis) != 1:
+                raise ValueError(message(f"BatchNormalization: axis={axis!r}", "one axis", None))
+            axis = axis[0]
+        self.axis, self.epsilon, self.center, self.scale = int(axis), float(epsilon), bool(center), bool(scale)
+
+    def _channels(self, input_shape):
+        axis = self.axis % len(input_shape)
+        if axis == 0 or input_shape[axis] is None:
+            raise ShapeError(message(f"layer {self.name!r} (BatchNormalization): axis {self.axis} of input "
+                                     f"{input_shape}", "a non-batch axis of known size", None))
+        return axis, input_shape[axis]
+
+    def weight_specs(self, input_shape):
+        _, c = self._channels(input_shape)
+        specs = []
+        if self.scale:
+            specs.append(("gamma", (c,), True))
+        if self.center:
+            specs.append(("beta", (c,), True))
+        return specs + [("moving_mean", (c,), False), ("moving_variance", (c,), False)]
+
+    def default_weights(self, specs):
+        return [np.ones(s, np.float32) if n in ("gamma", "moving_variance") else np.zeros(s, np.float32)
+                for n, s, _ in specs]
+
+    def compute_output_shape(self, input_shape):
+        self._channels(input_shape)
+        return tuple(input_shape)
+
+    def _set(self, weights):
+        it = iter(weights)
+        gamma = next(it) if self.scale else None
+        beta = next(it) if self.center else None
+        mean, var = next(it), next(it)
+        inv = (np.float32(1) / np.sqrt(var + np.float32(self.epsilon))).astype(np.float32)
+        if gamma is not None:
+            inv = inv * gamma
+        self._mul = inv
+        self._add = (beta - mean * inv) if beta is not None else -mean * inv
+
+    def call(self, x, backend="cpu", inplace=False):
+        y = x if inplace and x.flags.c_contiguous else np.array(x, order="C")
+        axis = self.axis % y.ndim
+        if axis == y.ndim - 1:
+            return apply_epilogue(y, backend, False, self._mul, self._add, "linear")
+        before = int(np.prod(y.shape[:axis], dtype=np.int64))
+        view = y.reshape(before, y.shape[axis], -1)
+        apply_epilogue(view, backend, True, self._mul, self._add, "linear")
+        return y
+
+    def get_config(self):
+        return {"name": self.name, "axis": self.axis, "epsilon": self.epsilon, "center": self.center,
+                "scale": self.scale}
+
+
+class _Merge(Layer):
+    multi_input = True
+
+    def _check_inputs(self, input_shape):
+        if len(input_shape) < 2:
+            raise ShapeError(message(f"layer {self.name!r} ({type(self).__name__}) got {len(input_shape)} input",
+                                     "a list of at least 2 inputs", None))
+
+
+class Add(_Merge):
+    """inputs[0] + inputs[1] + ..., summed in that order."""
+
+    def compute_output_shape(self, input_shape):
+        self._check_inputs(input_shape)
+        first = input_shape[0]
+        for s in input_shape[1:]:
+            if len(s) != len(first) or any(a is not None and b is not None and a != b for a, b in zip(first, s)):
+                raise ShapeError(message(f"layer {self.name!r} (Add): input shapes {input_shape}",
+                                         "equal shapes", None))
+        return tuple(next((v for v in col if v is not None), None) for col in zip(*input_shape))
+
+    def call(self, xs, backend="cpu", inplace=False):
+        y = np.add(xs[0], xs[1], out=xs[0] if inplace else None)
+        for x in xs[2:]:
+            y += x
+        return y
+
+
+class Concatenate(_Merge):
+    """Joined along `axis` (default: the last)."""
+
+    def __init__(self, axis=-1, name=None, **kwargs):
+        super().__init__(name=name)
+        self.axis = int(axis)
+
+    def compute_output_shape(self, input_shape):
+        self._check_inputs(input_shape)
+        rank = len(input_shape[0])
+        axis = self.axis % rank
+        if axis == 0 or any(len(s) != rank for s in input_shape):
+            raise ShapeError(message(f"layer {self.name!r} (Concatenate): input shapes {input_shape}, axis {self.axis}",
+                                     "inputs of one rank, joined along a non-batch axis", None))
+        out = []
+        for i, col in enumerate(zip(*input_shape)):
+            if i == axis:
+                out.append(None if None in col else sum(col))
+                continue
+            known = {v for v in col if v is not None}
+            if len(known) > 1:
+                raise ShapeError(message(f"layer {self.name!r} (Concatenate): input shapes {input_shape}",
+                                         f"equal sizes except along axis {self.axis}", None))
+            out.append(known.pop() if known else None)
+        return tuple(out)
+
+    def call(self, xs, backend="cpu", inplace=False):
+        return np.concatenate(xs, axis=self.axis)
+
+    def get_config(self):
+        return {"name": self.name, "axis": self.axis}

@@ -1,0 +1,241 @@
+"""Model: a graph of layers, run batch by batch.
+
+`Model(inputs, outputs)` takes the symbolic Tensors of the functional API
+(skip connections, several inputs or outputs); `Sequential([...])` is the
+same graph as a chain. `predict` streams the data in batches; within a
+batch each activation is dropped as soon as its last consumer has run, and
+a layer that can work in place (bias, activation, BatchNormalization, Add)
+overwrites an input that nothing else reads any more. So at most one
+batch's activations are alive, and only those still needed.
+"""
+
+import numpy as np
+
+from ..errors import ShapeError, message
+from ._base import BACKENDS, Tensor
+from .core import Input, InputLayer
+
+
+def _as_list(v):
+    return list(v) if isinstance(v, (list, tuple)) else [v]
+
+
+class Model:
+    def __init__(self, inputs, outputs, name=None, backend=None):
+        self.name = name or "model"
+        self._single_input = not isinstance(inputs, (list, tuple))
+        self._single_output = not isinstance(outputs, (list, tuple))
+        self.inputs, self.outputs = _as_list(inputs), _as_list(outputs)
+        for t in self.inputs + self.outputs:
+            if not isinstance(t, Tensor):
+                raise TypeError(f"Model inputs and outputs are symbolic Tensors (from fastdeconv.layers.Input), "
+                                f"got {type(t).__name__}")
+        for t in self.inputs:
+            if not isinstance(t.node.layer, InputLayer):
+                raise ValueError(f"model input {t} does not come from an Input")
+        self.backend = _check_backend(backend)
+        self._order = self._toposort()
+        found = {id(n.output) for n in self._order if isinstance(n.layer, InputLayer)}
+        extra = found - {id(t) for t in self.inputs}
+        if extra:
+            names = [n.layer.name for n in self._order if id(n.output) in extra]
+            raise ValueError(message(f"the outputs depend on inputs {names} that are not in the model's inputs",
+                                     "every Input the outputs need listed in `inputs`", None))
+
+    def _toposort(self):
+        order, state = [], {}
+        stack = [(t.node, False) for t in reversed(self.outputs)]
+        while stack:
+            node, done = stack.pop()
+            if done:
+                state[id(node)] = 2
+                order.append(node)
+                continue
+            if state.get(id(node)) == 2:
+                continue
+            if state.get(id(node)) == 1:
+                raise ValueError(f"the layer graph has a cycle through {node.layer.name!r}")
+            state[id(node)] = 1
+            stack.append((node, True))
+            for t in reversed(node.inputs):
+                if state.get(id(t.node)) != 2:
+                    stack.append((t.node, False))
+        return order
+
+    # --- introspection ---------------------------------------------------------
+
+    @property
+    def layers(self):
+        seen, out = set(), []
+        for node in self._order:
+            if id(node.layer) not in seen:
+                seen.add(id(node.layer))
+                out.append(node.layer)
+        return out
+
+    def get_layer(self, name):
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise ValueError(f"no layer named {name!r}; layers: {[layer.name for layer in self.layers]}")
+
+    @property
+    def output_shape(self):
+        shapes = [t.shape for t in self.outputs]
+        return shapes[0] if self._single_output else shapes
+
+    @property
+    def input_shape(self):
+        shapes = [t.shape for t in self.inputs]
+        return shapes[0] if self._single_input else shapes
+
+    def count_params(self, trainable=None):
+        return sum(layer.count_params(trainable) for layer in self.layers)
+
+    def get_weights(self):
+        return [w for layer in self.layers for w in layer.get_weights()]
+
+    def summary(self, print_fn=print, line_length=None):
+        """A table like Keras': layer name (type), output shape, parameter count
+        and, for graphs that are not a chain, the layers each one reads."""
+        chain = all(len(n.inputs) <= 1 for n in self._order) and len(self.outputs) == 1
+        rows = []
+        for node in self._order:
+            layer = node.layer
+            conn = ", ".join(t.node.layer.name for t in node.inputs)
+            rows.append((f"{layer.name} ({type(layer).__name__})", str(node.output.shape),
+                         f"{layer.count_params():,}", conn))
+        head = ("Layer (type)", "Output Shape", "Param #", "Connected to")
+        cols = 3 if chain else 4
+        widths = [max(len(r[i]) for r in rows + [head]) + 2 for i in range(cols)]
+        total = sum(widths)
+        if line_length:
+            total = max(total, line_length)
+        lines = [f'Model: "{self.name}"', "=" * total]
+        fmt = lambda r: "".join(c.ljust(w) for c, w in zip(r[:cols], widths)).rstrip()  # noqa: E731
+        lines.append(fmt(head))
+        lines.append("=" * total)
+        for r in rows:
+            lines.append(fmt(r))
+        lines.append("=" * total)
+        t, nt = self.count_params(True), self.count_params(False)
+        lines += [f"Total params: {t + nt:,}", f"Trainable params: {t:,}", f"Non-trainable params: {nt:,}",
+                  "_" * total]
+        text = "\n".join(lines)
+        if print_fn is not None:
+            print_fn(text)
+        return text
+
+    # --- running -------------------------------------------------------------------------
+
+    def _check_inputs(self, xs):
+        if len(xs) != len(self.inputs):
+            raise ValueError(message(f"{len(xs)} input arrays", f"{len(self.inputs)} (one per model input)", None))
+        arrays = []
+        n = None
+        for x, t in zip(xs, self.inputs):
+            x = np.asarray(x)
+            if x.dtype.kind not in "fiub":
+                raise TypeError(message(f"input of dtype {x.dtype}", "a numeric array", None))
+            want = t.shape
+            if x.ndim != len(want) or any(w is not None and w != g for w, g in zip(want[1:], x.shape[1:])):
+                raise ShapeError(message(f"input {t.node.layer.name!r} has shape {list(x.shape)}",
+                                         f"{list(want)} (None: any size)", None))
+            if n is not None and x.shape[0] != n:
+                raise ShapeError(message(f"inputs with batch sizes {n} and {x.shape[0]}", "one batch size", None))
+            n = x.shape[0]
+            arrays.append(x)
+        return arrays, n
+
+    def _run(self, batch, backend):
+        """One batch through the graph; returns the output arrays."""
+        consumers = {}
+        for node in self._order:
+            for t in node.inputs:
+                consumers[id(t)] = consumers.get(id(t), 0) + 1
+        for t in self.outputs:
+            consumers[id(t)] = consumers.get(id(t), 0) + 1
+        values, buffer_of, buffer_refs = {}, {}, {}
+        user = set()  # buffers owned by the caller: never written
+        for x, t in zip(batch, self.inputs):
+            values[id(t)] = x
+            buffer_of[id(t)] = id(t)
+            buffer_refs[id(t)] = consumers.get(id(t), 0)
+            user.add(id(t))
+        for node in self._order:
+            if id(node.output) in values:
+                continue  # a model input
+            layer = node.layer
+            args = [values[id(t)] for t in node.inputs]
+            first = node.inputs[0]
+            buf = buffer_of[id(first)]
+            inplace = (buf not in user and buffer_refs[buf] == 1
+                       and sum(t is first for t in node.inputs) == 1)
+            y = layer.call(args if layer.multi_input else args[0], backend, inplace=inplace)
+            out = node.output
+            if layer.aliases_input:
+                buffer_of[id(out)] = buf
+                buffer_refs[buf] += consumers.get(id(out), 0)
+            else:
+                buffer_of[id(out)] = id(out)
+                buffer_refs[id(out)] = consumers.get(id(out), 0)
+            values[id(out)] = y
+            for t in node.inputs:
+                buffer_refs[buffer_of[id(t)]] -= 1
+                consumers[id(t)] -= 1
+                if consumers[id(t)] == 0:
+                    del values[id(t)]
+        return [values[id(t)] for t in self.outputs]
+
+    def predict(self, x, batch_size=32, backend=None, dtype=np.float32):
+        """Outputs for all of `x` (an array, or a list for several inputs),
+        computed `batch_size` examples at a time."""
+        backend = _check_backend(backend) if backend is not None else self.backend
+        xs, n = self._check_inputs(_as_list(x) if not self._single_input else [x])
+        if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(message(f"batch_size={batch_size!r}", "a positive int", None))
+        results = None
+        for start in range(0, max(n, 1), batch_size):
+            batch = [np.ascontiguousarray(a[start:start + batch_size], dtype) for a in xs]
+            outs = self._run(batch, backend)
+            if results is None:
+                results = [np.empty((n,) + o.shape[1:], o.dtype) for o in outs]
+            for r, o in zip(results, outs):
+                r[start:start + o.shape[0]] = o
+            del outs, batch
+        return results[0] if self._single_output else results
+
+    def __call__(self, x, backend=None):
+        """The whole input as one batch (as keras' model(x))."""
+        backend = _check_backend(backend) if backend is not None else self.backend
+        xs, _ = self._check_inputs(_as_list(x) if not self._single_input else [x])
+        outs = self._run([np.ascontiguousarray(a, np.float32) for a in xs], backend)
+        return outs[0] if self._single_output else outs
+
+    def __repr__(self):
+        return f"<Model {self.name!r}: {len(self.layers)} layers, {self.count_params():,} params>"
+
+
+class Sequential(Model):
+    """A chain of layers. The first may be an InputLayer; otherwise pass
+    `input_shape` (without the batch dim)."""
+
+    def __init__(self, layers, input_shape=None, name=None, backend=None):
+        layers = list(layers)
+        if layers and isinstance(layers[0], InputLayer):
+            x = layers.pop(0).output
+        elif input_shape is not None:
+            x = Input(shape=input_shape)
+        else:
+            raise ValueError("Sequential needs an InputLayer first or input_shape=")
+        inp = x
+        for layer in layers:
+            x = layer(x)
+        super().__init__(inp, x, name=name or "sequential", backend=backend)
+
+
+def _check_backend(backend):
+    backend = "cpu" if backend is None else backend
+    if backend not in BACKENDS:
+        raise ValueError(message(f"backend={backend!r}", " or ".join(map(repr, BACKENDS)) + " or None", None))
+    return backend

@@ -1,0 +1,160 @@
+"""MaxPooling1D/2D/3D, AveragePooling1D/2D/3D and UpSampling1D/2D/3D
+(nearest), as Keras computes them with its TensorFlow backend:
+
+- output size: 'valid' (n - pool) // stride + 1, 'same' ceil(n / stride);
+- 'same' pads are TF's (the odd one after) and never take part: max
+  ignores them, average divides by the number of input elements in the
+  window;
+- upsampling repeats every element `size` times along each spatial dim.
+
+The work is done by the backend's layer kernels on canonical 5-D views.
+"""
+
+import numpy as np
+
+from .. import _shapes
+from ..errors import ShapeError, message
+from ._base import Layer, check_rank, data_format_arg, kernels, padding_arg, tuple_arg
+
+
+def _to_5d(x, rank, channels_first):
+    """A C-contiguous 5-D view (missing leading spatial dims of size 1)."""
+    x = np.ascontiguousarray(x)
+    ones = (1,) * (3 - rank)
+    if channels_first:
+        return x.reshape(x.shape[:2] + ones + x.shape[2:])
+    return x.reshape(x.shape[:1] + ones + x.shape[1:])
+
+
+class _Spatial(Layer):
+    rank = None
+
+    @property
+    def channels_first(self):
+        return self.data_format == "channels_first"
+
+    def _split(self, shape):
+        return (shape[2:], shape[1]) if self.channels_first else (shape[1:-1], shape[-1])
+
+    def _join(self, spatial, channels, batch):
+        return (batch, channels, *spatial) if self.channels_first else (batch, *spatial, channels)
+
+    def _check(self, input_shape):
+        check_rank(self, input_shape, self.rank + 2,
+                   "[batch, channels, *spatial]" if self.channels_first else "[batch, *spatial, channels]")
+
+
+class _Pooling(_Spatial):
+    is_max = None
+
+    def __init__(self, pool_size=2, strides=None, padding="valid", data_format=None, name=None, **kwargs):
+        super().__init__(name=name)
+        cls = type(self).__name__
+        self.pool_size = tuple_arg(pool_size, self.rank, "pool_size", cls)
+        self.strides = self.pool_size if strides is None else tuple_arg(strides, self.rank, "strides", cls)
+        self.padding = padding_arg(padding, cls)
+        self.data_format = data_format_arg(data_format, cls)
+        if any(v < 1 for v in self.pool_size + self.strides):
+            raise ValueError(message(f"{cls}: pool_size={self.pool_size}, strides={self.strides}",
+                                     "values >= 1", None))
+
+    def _out_size(self, n, i):
+        if n is None:
+            return None
+        k, s = self.pool_size[i], self.strides[i]
+        o = _shapes.forward_size(n, k, s, 1, self.padding.upper())
+        if o is None:
+            raise ShapeError(message(
+                f"layer {self.name!r} ({type(self).__name__}): spatial dim {i} has size {n}, pool size {k}",
+                "an input at least as large as the pool with padding='valid'", "Use padding='same'."))
+        return o
+
+    def compute_output_shape(self, input_shape):
+        self._check(input_shape)
+        spatial, c = self._split(input_shape)
+        return self._join([self._out_size(n, i) for i, n in enumerate(spatial)], c, input_shape[0])
+
+    def call(self, x, backend="cpu", inplace=False):
+        spatial, _ = self._split(x.shape)
+        out = [self._out_size(n, i) for i, n in enumerate(spatial)]
+        pads = [_shapes.forward_pads(n, k, s, 1, self.padding.upper())[0]
+                for n, k, s in zip(spatial, self.pool_size, self.strides)]
+        pad3 = lambda t, fill: (fill,) * (3 - self.rank) + tuple(t)  # noqa: E731
+        y = kernels(backend).pool(_to_5d(x, self.rank, self.channels_first), pad3(out, 1), pad3(self.pool_size, 1),
+                                  pad3(self.strides, 1), pad3(pads, 0), self.channels_first, self.is_max)
+        return y.reshape(self._join(out, self._split(x.shape)[1], x.shape[0]))
+
+    def get_config(self):
+        return {"name": self.name, "pool_size": self.pool_size, "strides": self.strides, "padding": self.padding,
+                "data_format": self.data_format}
+
+
+class MaxPooling1D(_Pooling):
+    rank, is_max = 1, True
+
+
+class MaxPooling2D(_Pooling):
+    rank, is_max = 2, True
+
+
+class MaxPooling3D(_Pooling):
+    rank, is_max = 3, True
+
+
+class AveragePooling1D(_Pooling):
+    rank, is_max = 1, False
+
+
+class AveragePooling2D(_Pooling):
+    rank, is_max = 2, False
+
+
+class AveragePooling3D(_Pooling):
+    rank, is_max = 3, False
+
+
+class _UpSampling(_Spatial):
+    def __init__(self, size=2, data_format=None, interpolation="nearest", name=None, **kwargs):
+        super().__init__(name=name)
+        cls = type(self).__name__
+        self.size = tuple_arg(size, self.rank, "size", cls)
+        if any(v < 1 for v in self.size):
+            raise ValueError(message(f"{cls}: size={self.size}", "values >= 1", None))
+        self.data_format = data_format_arg(data_format, cls)
+        if interpolation != "nearest":
+            raise ValueError(message(f"{cls}: interpolation={interpolation!r}", "'nearest' (the only mode supported)",
+                                     None))
+        self.interpolation = interpolation
+
+    def compute_output_shape(self, input_shape):
+        self._check(input_shape)
+        spatial, c = self._split(input_shape)
+        return self._join([None if n is None else n * s for n, s in zip(spatial, self.size)], c, input_shape[0])
+
+    def call(self, x, backend="cpu", inplace=False):
+        size = (1,) * (3 - self.rank) + self.size
+        y = kernels(backend).upsample(_to_5d(x, self.rank, self.channels_first), size, self.channels_first)
+        spatial, c = self._split(x.shape)
+        return y.reshape(self._join([n * s for n, s in zip(spatial, self.size)], c, x.shape[0]))
+
+    def get_config(self):
+        return {"name": self.name, "size": self.size, "data_format": self.data_format}
+
+
+class UpSampling1D(_UpSampling):
+    rank = 1
+
+    def __init__(self, size=2, name=None, **kwargs):
+        # Keras' UpSampling1D has neither data_format nor interpolation.
+        super().__init__(size=size, name=name)
+
+
+class UpSampling2D(_UpSampling):
+    rank = 2
+
+
+class UpSampling3D(_UpSampling):
+    rank = 3
+
+    def __init__(self, size=2, data_format=None, name=None, **kwargs):
+        super().__init__(size=size, data_format=data_format, name=name)
