@@ -18,3 +18,9 @@ __all__ = [
     "conv_output_shape",
     "conv_transpose_output_shapes",
 ]
+
+# Keras-style layers and the Keras file loader (framework-free inference).
+from . import layers  # noqa: E402
+from .keras_io import KerasFileError, UnsupportedLayerError, load_keras  # noqa: E402
+
+__all__ += ["layers", "load_keras", "KerasFileError", "UnsupportedLayerError"]
