@@ -21,8 +21,10 @@ the config) is a `KerasFileError`, a `ValueError`; a layer or option we do
 not implement is an `UnsupportedLayerError`, a `KerasFileError`.
 """
 
+import io
 import json
 import os
+import struct
 import zipfile
 
 import numpy as np
@@ -106,8 +108,59 @@ def _load_zip(path, backend):
         if "model.weights.h5" not in names:
             extra = " (sharded weights are not supported)" if "model.weights.json" in names else ""
             raise KerasFileError(f"{path}: no model.weights.h5 in the archive{extra}")
-        with zf.open("model.weights.h5") as raw, h5py.File(raw, "r") as f:
+        info = zf.getinfo("model.weights.h5")
+        with _member(zf, info, path) as raw, h5py.File(raw, "r") as f:
             return _build(config, _KerasWeights(f, path), path, backend)
+
+
+class _Window(io.RawIOBase):
+    """Read-only view of bytes [start, start + size) of a file: how h5py
+    reads a member that Keras stored uncompressed, without copying it."""
+
+    def __init__(self, path, start, size):
+        super().__init__()
+        self._f, self._start, self._size, self._pos = open(path, "rb"), start, size, 0
+
+    def readable(self):
+        return True
+
+    def seekable(self):
+        return True
+
+    def tell(self):
+        return self._pos
+
+    def seek(self, offset, whence=io.SEEK_SET):
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def readinto(self, buf):
+        n = max(0, min(len(buf), self._size - self._pos))
+        self._f.seek(self._start + self._pos)
+        got = self._f.readinto(memoryview(buf)[:n])
+        self._pos += got
+        return got
+
+    def close(self):
+        self._f.close()
+        super().close()
+
+
+def _member(zf, info, path):
+    """A seekable file object for a zip member: a window into the archive
+    when stored, else the decompressed bytes in memory."""
+    if info.compress_type == zipfile.ZIP_STORED:
+        with open(path, "rb") as f:
+            f.seek(info.header_offset)
+            header = f.read(30)
+        if len(header) == 30 and header[:4] == b"PK\x03\x04":
+            name_len, extra_len = struct.unpack("<HH", header[26:30])
+            start = info.header_offset + 30 + name_len + extra_len
+            if start + info.file_size <= os.path.getsize(path):
+                return _Window(path, start, info.file_size)
+        raise KerasFileError(f"{path}: the archive's entry for model.weights.h5 is damaged")
+    return io.BytesIO(zf.read(info))
 
 
 def _load_h5(path, backend):

@@ -42,33 +42,80 @@ def _act(v, code, alpha):
     return v / (1 + math.exp(-v))  # silu / swish
 
 
-@kernel
-def _epilogue_cl(y, scale, shift, code, alpha):
-    """y[r, c] = act(y[r, c] * scale[c] + shift[c]) in place; y is (rows, C)."""
-    rows, C = y.shape
-    for r in prange(rows):
-        for c in range(C):
-            y[r, c] = _act(y[r, c] * scale[c] + shift[c], code, alpha)
+# Channels-last epilogue tiles: whole rows, about EPILOGUE_TILE elements, with
+# the per-channel parameters repeated to the tile's length so that the inner
+# loop runs over contiguous memory with no index arithmetic.
+EPILOGUE_TILE = 2048
 
 
-@kernel
-def _epilogue_cf(y, scale, shift, code, alpha):
-    """y[r, i] with channel r % C; y is (B * C, spatial)."""
-    rows, n = y.shape
-    C = scale.shape[0]
-    for r in prange(rows):
-        a, b = scale[r % C], shift[r % C]
+@helper
+def _affine_act(y, b, a, t, code, alpha):
+    """y[i] = act((y[i] + b[i]) * a[i] + t[i]) over a contiguous run; the
+    activation branch sits outside the loops so that each loop vectorises."""
+    n = y.shape[0]
+    if code == 0:
         for i in range(n):
-            y[r, i] = _act(y[r, i] * a + b, code, alpha)
-
-
-def epilogue(y, channels, channels_first, scale, shift, activation, alpha=0.0):
-    """In place: y = act(y * scale + shift) per channel. y is C-contiguous."""
-    code = ACTIVATIONS[activation]
-    if channels_first:
-        _epilogue_cf(y.reshape(-1, int(np.prod(y.shape[2:]))), scale, shift, code, alpha)
+            y[i] = (y[i] + b[i]) * a[i] + t[i]
+    elif code == 1:
+        for i in range(n):
+            v = (y[i] + b[i]) * a[i] + t[i]
+            y[i] = v if not v < 0 else 0
     else:
-        _epilogue_cl(y.reshape(-1, channels), scale, shift, code, alpha)
+        for i in range(n):
+            y[i] = _act((y[i] + b[i]) * a[i] + t[i], code, alpha)
+
+
+@helper
+def _affine_act_scalar(y, b, a, t, code, alpha):
+    """As _affine_act with one (b, a, t) for the whole run."""
+    n = y.shape[0]
+    if code == 0:
+        for i in range(n):
+            y[i] = (y[i] + b) * a + t
+    elif code == 1:
+        for i in range(n):
+            v = (y[i] + b) * a + t
+            y[i] = v if not v < 0 else 0
+    else:
+        for i in range(n):
+            y[i] = _act((y[i] + b) * a + t, code, alpha)
+
+
+@kernel
+def _epilogue_flat(y, b, a, t, code, alpha):
+    """y is flat, channels-last; b, a, t have the tile's length."""
+    L = b.shape[0]
+    tiles = (y.shape[0] + L - 1) // L
+    for k in prange(tiles):
+        lo = k * L
+        hi = min(lo + L, y.shape[0])
+        _affine_act(y[lo:hi], b[:hi - lo], a[:hi - lo], t[:hi - lo], code, alpha)
+
+
+@kernel
+def _epilogue_rows(y, b, a, t, code, alpha):
+    """y is (B * C, n), channels-first: row r has channel r % C."""
+    C = b.shape[0]
+    for r in prange(y.shape[0]):
+        c = r % C
+        _affine_act_scalar(y[r], b[c], a[c], t[c], code, alpha)
+
+
+def epilogue(y, channels, channels_first, bias, scale, shift, activation, alpha=0.0):
+    """In place, per channel: y = act((y + bias) * scale + shift); None
+    stands for 0, 1, 0. y is C-contiguous."""
+    code = ACTIVATIONS[activation]
+    dt = y.dtype
+    b = np.zeros(channels, dt) if bias is None else np.ascontiguousarray(bias, dt)
+    a = np.ones(channels, dt) if scale is None else np.ascontiguousarray(scale, dt)
+    t = np.zeros(channels, dt) if shift is None else np.ascontiguousarray(shift, dt)
+    if y.size == 0:
+        return y
+    if channels_first:
+        _epilogue_rows(y.reshape(-1, y.size // (y.shape[0] * channels)), b, a, t, code, alpha)
+    else:
+        reps = max(1, EPILOGUE_TILE // channels)
+        _epilogue_flat(y.reshape(-1), np.tile(b, reps), np.tile(a, reps), np.tile(t, reps), code, alpha)
     return y
 
 

@@ -26,10 +26,13 @@ def _act(v, activation, alpha):
     raise ValueError(activation)
 
 
-def epilogue(y, channels, channels_first, scale, shift, activation, alpha=0.0):
+def epilogue(y, channels, channels_first, bias, scale, shift, activation, alpha=0.0):
     shape = [1] * y.ndim
     shape[1 if channels_first else -1] = channels
-    v = y.astype(np.float64) * scale.reshape(shape) + shift.reshape(shape)
+    v = y.astype(np.float64)
+    for p, op in ((bias, np.add), (scale, np.multiply), (shift, np.add)):
+        if p is not None:
+            v = op(v, np.asarray(p, np.float64).reshape(shape))
     y[...] = _act(v, activation, alpha)
     return y
 

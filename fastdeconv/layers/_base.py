@@ -51,27 +51,26 @@ def softmax(x, axis=-1):
     return e
 
 
-def apply_epilogue(y, backend, channels_first, scale, shift, activation, alpha=None):
-    """In place: y = act(y * scale + shift) with per-channel scale/shift
-    (None: 1 and 0). Channels are axis 1 when channels_first, else the last."""
+def apply_epilogue(y, backend, channels_first, bias=None, scale=None, shift=None, activation="linear",
+                   alpha=None):
+    """In place: y = act((y + bias) * scale + shift), per channel (None: 0,
+    1, 0). Channels are axis 1 when channels_first (and y has more than 2
+    dims), else the last axis. Softmax is over the last axis."""
     activation = activation_name(activation)
-    channels = y.shape[1] if channels_first and y.ndim > 2 else y.shape[-1]
     cf = channels_first and y.ndim > 2
+    channels = y.shape[1] if cf else y.shape[-1]
     if activation == "softmax":
-        if scale is not None or shift is not None:
-            apply_epilogue(y, backend, channels_first, scale, shift, "linear")
+        apply_epilogue(y, backend, channels_first, bias, scale, shift, "linear")
         y[...] = softmax(y, axis=-1)
         return y
-    if activation == "linear" and scale is None and shift is None:
+    if activation == "linear" and bias is None and scale is None and shift is None:
         return y
     if alpha is None:
         alpha = _ALPHA.get(activation, 0.0)
-    dtype = y.dtype
-    scale = np.ones(channels, dtype) if scale is None else np.ascontiguousarray(scale, dtype)
-    shift = np.zeros(channels, dtype) if shift is None else np.ascontiguousarray(shift, dtype)
-    k = kernels("cpu" if backend == "cuda" else backend)
     if y.size:
-        k.epilogue(y, channels, cf, scale, shift, activation, float(alpha))
+        # Device arrays never reach the layers: the cuda backend's epilogue runs on the host.
+        kernels("cpu" if backend == "cuda" else backend).epilogue(y, channels, cf, bias, scale, shift, activation,
+                                                                  float(alpha))
     return y
 
 

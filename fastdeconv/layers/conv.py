@@ -132,7 +132,10 @@ class _Conv(Layer):
         self.kernel = weights[0]
         self.bias = weights[1] if self.use_bias else None
 
-    def call(self, x, backend="cpu", inplace=False):
+    def call(self, x, backend="cpu", inplace=False, epilogue=None):
+        """epilogue: (scale, shift, activation, alpha) of a following
+        BatchNormalization / Activation, applied in the same pass (the
+        layer's own activation is then linear)."""
         forward, transpose = _OPS[self.rank]
         fmt = _FORMATS[self.rank][self.channels_first]
         spatial, _ = self._split(x.shape)
@@ -145,7 +148,10 @@ class _Conv(Layer):
             pads = [self._pads(n, i) for i, n in enumerate(spatial)]
             padding = pads if self.padding == "causal" else self.padding.upper()
             y = forward(x, self.kernel, self.strides, padding, fmt, self.dilation_rate, backend=backend)
-        return apply_epilogue(np.asarray(y), backend, self.channels_first, None, self.bias, self.activation)
+        if epilogue is None:
+            return apply_epilogue(np.asarray(y), backend, self.channels_first, self.bias, activation=self.activation)
+        scale, shift, activation, alpha = epilogue
+        return apply_epilogue(np.asarray(y), backend, self.channels_first, self.bias, scale, shift, activation, alpha)
 
     def get_config(self):
         cfg = {"name": self.name, "filters": self.filters, "kernel_size": self.kernel_size,

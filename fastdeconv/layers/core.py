@@ -61,9 +61,12 @@ class Dense(Layer):
         self.kernel = weights[0]
         self.bias = weights[1] if self.use_bias else None
 
-    def call(self, x, backend="cpu", inplace=False):
+    def call(self, x, backend="cpu", inplace=False, epilogue=None):
         y = np.matmul(x, self.kernel)
-        return apply_epilogue(y, backend, False, None, self.bias, self.activation)
+        if epilogue is None:
+            return apply_epilogue(y, backend, False, self.bias, activation=self.activation)
+        scale, shift, activation, alpha = epilogue
+        return apply_epilogue(y, backend, False, self.bias, scale, shift, activation, alpha)
 
     def get_config(self):
         return {"name": self.name, "units": self.units, "activation": self.activation, "use_bias": self.use_bias}
@@ -157,7 +160,7 @@ class Activation(Layer):
         if self.activation == "linear":
             return x
         y = x if inplace else x.copy()
-        return apply_epilogue(y, backend, False, None, None, self.activation, self.alpha)
+        return apply_epilogue(y, backend, False, activation=self.activation, alpha=self.alpha)
 
     def get_config(self):
         return {"name": self.name, "activation": self.activation}
@@ -237,10 +240,10 @@ class BatchNormalization(Layer):
         y = x if inplace and x.flags.c_contiguous else np.array(x, order="C")
         axis = self.axis % y.ndim
         if axis == y.ndim - 1:
-            return apply_epilogue(y, backend, False, self._mul, self._add, "linear")
+            return apply_epilogue(y, backend, False, scale=self._mul, shift=self._add)
         before = int(np.prod(y.shape[:axis], dtype=np.int64))
         view = y.reshape(before, y.shape[axis], -1)
-        apply_epilogue(view, backend, True, self._mul, self._add, "linear")
+        apply_epilogue(view, backend, True, scale=self._mul, shift=self._add)
         return y
 
     def get_config(self):

@@ -13,7 +13,8 @@ import numpy as np
 
 from ..errors import ShapeError, message
 from ._base import BACKENDS, Tensor
-from .core import Input, InputLayer
+from .conv import _Conv
+from .core import Activation, BatchNormalization, Dense, Input, InputLayer
 
 
 def _as_list(v):
@@ -21,7 +22,7 @@ def _as_list(v):
 
 
 class Model:
-    def __init__(self, inputs, outputs, name=None, backend=None):
+    def __init__(self, inputs, outputs, name=None, backend=None, fuse=True):
         self.name = name or "model"
         self._single_input = not isinstance(inputs, (list, tuple))
         self._single_output = not isinstance(outputs, (list, tuple))
@@ -34,7 +35,9 @@ class Model:
             if not isinstance(t.node.layer, InputLayer):
                 raise ValueError(f"model input {t} does not come from an Input")
         self.backend = _check_backend(backend)
+        self.fuse = fuse
         self._order = self._toposort()
+        self._fused = self._plan_fusion()
         found = {id(n.output) for n in self._order if isinstance(n.layer, InputLayer)}
         extra = found - {id(t) for t in self.inputs}
         if extra:
@@ -61,6 +64,55 @@ class Model:
                 if state.get(id(t.node)) != 2:
                     stack.append((t.node, False))
         return order
+
+    def _plan_fusion(self):
+        """{id(head node): [absorbed nodes]}: a Conv or Dense with a linear
+        activation, followed by a BatchNormalization on its channel axis
+        and/or an Activation, each the only reader of the value before it,
+        runs as one layer: y = act((conv + bias) * scale + shift) in the
+        conv's output pass. The same operations in the same order as the
+        separate layers; only the rounding of the fused multiply-add differs."""
+        readers = {}
+        for node in self._order:
+            for t in node.inputs:
+                readers.setdefault(id(t), []).append(node)
+        outputs = {id(t) for t in self.outputs}
+
+        def only_reader(t):
+            r = readers.get(id(t), [])
+            return r[0] if len(r) == 1 and id(t) not in outputs and len(r[0].inputs) == 1 else None
+
+        plan = {}
+        for node in self._order:
+            layer = node.layer
+            if not isinstance(layer, (_Conv, Dense)) or layer.activation != "linear":
+                continue
+            chain, t = [], node.output
+            nxt = only_reader(t)
+            if nxt is not None and isinstance(nxt.layer, BatchNormalization):
+                rank = len(t.shape)
+                cf = isinstance(layer, _Conv) and layer.channels_first
+                if nxt.layer.axis % rank == (1 if cf else rank - 1):
+                    chain.append(nxt)
+                    t = nxt.output
+                    nxt = only_reader(t)
+            if nxt is not None and type(nxt.layer).__name__ in ("Activation", "ReLU", "LeakyReLU") and \
+                    isinstance(nxt.layer, Activation):
+                chain.append(nxt)
+            if chain:
+                plan[id(node)] = chain
+        return plan
+
+    @staticmethod
+    def _epilogue_of(chain):
+        scale = shift = alpha = None
+        activation = "linear"
+        for node in chain:
+            if isinstance(node.layer, BatchNormalization):
+                scale, shift = node.layer._mul, node.layer._add
+            else:
+                activation, alpha = node.layer.activation, node.layer.alpha
+        return scale, shift, activation, alpha
 
     # --- introspection ---------------------------------------------------------
 
@@ -162,6 +214,8 @@ class Model:
             buffer_of[id(t)] = id(t)
             buffer_refs[id(t)] = consumers.get(id(t), 0)
             user.add(id(t))
+        fused = self._fused if self.fuse else {}
+        absorbed = {id(n) for chain in fused.values() for n in chain}
         for node in self._order:
             if id(node.output) in values:
                 continue  # a model input
@@ -171,9 +225,14 @@ class Model:
             buf = buffer_of[id(first)]
             inplace = (buf not in user and buffer_refs[buf] == 1
                        and sum(t is first for t in node.inputs) == 1)
-            y = layer.call(args if layer.multi_input else args[0], backend, inplace=inplace)
+            if id(node) in absorbed:
+                y = args[0]  # already applied by the head of its chain
+            elif id(node) in fused:
+                y = layer.call(args[0], backend, inplace=inplace, epilogue=self._epilogue_of(fused[id(node)]))
+            else:
+                y = layer.call(args if layer.multi_input else args[0], backend, inplace=inplace)
             out = node.output
-            if layer.aliases_input:
+            if layer.aliases_input or id(node) in absorbed:
                 buffer_of[id(out)] = buf
                 buffer_refs[buf] += consumers.get(id(out), 0)
             else:
