@@ -1,45 +1,43 @@
 """CPU backend: Numba kernels, parallel over output tiles.
 
-Both ops are sums of small matrix products, one per kernel tap: a set of
-(input row, output row) pairs along W times that tap's channel matrix.
-Each kernel loops `prange` over output tiles; a tile owns a block of output
-elements outright (accumulates them in a private buffer, then stores them),
-so every output element has exactly one writer.
+The algorithm choice is made here, in `_run`:
 
-Tiles (sizes are constants or depend only on shapes, never on the thread
-count, so the summation order of every element is fixed):
+- channels-last, both ops: `cpu_rb.cl_kernel`, register-blocked
+  (6 output positions x 32 float32 / 16 float64 output channels held in
+  AVX-512 registers across all taps and input channels; transposes are
+  phase-decomposed so every phase is a dense gather). See cpu_rb.
+- channels-first, both ops: `_cf_kernel` below, read natively (no layout
+  copies): tiles (batch, out d, out h, W chunk, group, channel block), a
+  buffer channels x W, the inner loop along W. For transposes the buffer is
+  stored phase-major (all outputs with the same `ow % s` together), so each
+  tap's scatter is a contiguous shifted axpy.
 
-- channels-last: (batch block, out d, out h, W chunk, group, channel block).
-  The buffer is rows x channels; the inner loop runs along the contiguous
-  output channels (filters padded to a multiple of LANES).
-- channels-first: (batch, out d, out h, W chunk, group, channel block).
-  The buffer is channels x W; the inner loop runs along W. For transposes
-  the buffer is stored phase-major (all outputs with the same `ow % s`
-  together), so each tap's scatter is a contiguous shifted axpy.
+Every output element has exactly one writer and receives its terms in an
+order fixed by the shapes (never by the thread count), so results are the
+same bits at any NUMBA_NUM_THREADS. Zero weights or inputs are never
+skipped, so NaN/Inf propagate as in direct summation.
 
-Along D and H each tile gathers its contributing input rows; along W the
-transpose is a scatter: every input element of the row times tap kw lands at
-`ow = iw*s + kw*d - pb`. Every output element receives its terms in the
-order (kd, kh, kw, input-channel blocks of 4); a block of 4 products is
-summed first, then added to the accumulator (float32 accumulates in float32).
-Padding reads are skipped (they contribute exactly 0); zero weights or
-inputs are never skipped, so NaN/Inf propagate as in direct summation.
+Threading: Numba's OpenMP layer with OMP_WAIT_POLICY=PASSIVE (unless the
+user set it): with the default (spinning) policy our idle threads and
+TensorFlow's spin against each other on a small machine and a small call
+costs ~6 ms instead of ~0.1 ms (benchmarks/NOTES.md).
 """
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np
 from numba import prange
 from numba import uint64 as _u
 
 from .._jit import helper, kernel
+from . import cpu_rb
 
-# Channels-last tiles: up to CL_ROWS output positions (batch x W) and
-# CL_CHANNELS output channels. The buffer (<= 16 KiB float32) stays in L1;
-# the batch is folded into the rows so large filters are reused.
-CL_ROWS = 64
-CL_CHANNELS = 64
-# Filters/buffers are padded to a multiple of LANES channels so the inner
-# loop has no scalar remainder.
-LANES = 8
+# Forward convolutions with dw == 1 and no groups read (kw, c) as one run
+# (same terms, same order); tests switch it off to check the per-tap path.
+FUSE_KW = True
+
 # Channels-first tiles: up to CF_WIDTH outputs along W, CF_CHANNELS channels.
 CF_WIDTH = 64
 CF_CHANNELS = 32
@@ -90,92 +88,6 @@ def _w_range(o0, o1, k, s, d, p, n, trans):
 # Indexes are cast with _u (uint64): Numba wraps negative signed indexes
 # (a select per access), which stops LLVM from vectorising these loops;
 # unsigned indexes have no wraparound. All offsets here are >= 0.
-
-@helper
-def _cl_micro(acc, ao, x, xo, npair, w, wb, C, ldw, nf):
-    """acc[ao[p] + f] += sum_c x[xo[p] + c] * w[wb + c*ldw + f] for pairs
-    p < npair, f < nf. Blocked 4 pairs x 4 channels: one load/store of the
-    accumulator per 4 products; the vector loop runs along f."""
-    c = 0
-    while c + 4 <= C:
-        w0 = wb + c * ldw
-        w1 = w0 + ldw
-        w2 = w1 + ldw
-        w3 = w2 + ldw
-        p = 0
-        while p + 4 <= npair:
-            a0 = ao[_u(p)]
-            a1 = ao[_u(p + 1)]
-            a2 = ao[_u(p + 2)]
-            a3 = ao[_u(p + 3)]
-            i = xo[_u(p)] + c
-            x00 = x[_u(i)]
-            x01 = x[_u(i + 1)]
-            x02 = x[_u(i + 2)]
-            x03 = x[_u(i + 3)]
-            i = xo[_u(p + 1)] + c
-            x10 = x[_u(i)]
-            x11 = x[_u(i + 1)]
-            x12 = x[_u(i + 2)]
-            x13 = x[_u(i + 3)]
-            i = xo[_u(p + 2)] + c
-            x20 = x[_u(i)]
-            x21 = x[_u(i + 1)]
-            x22 = x[_u(i + 2)]
-            x23 = x[_u(i + 3)]
-            i = xo[_u(p + 3)] + c
-            x30 = x[_u(i)]
-            x31 = x[_u(i + 1)]
-            x32 = x[_u(i + 2)]
-            x33 = x[_u(i + 3)]
-            for f in range(nf):
-                v0 = w[_u(w0 + f)]
-                v1 = w[_u(w1 + f)]
-                v2 = w[_u(w2 + f)]
-                v3 = w[_u(w3 + f)]
-                acc[_u(a0 + f)] += x00 * v0 + x01 * v1 + x02 * v2 + x03 * v3
-                acc[_u(a1 + f)] += x10 * v0 + x11 * v1 + x12 * v2 + x13 * v3
-                acc[_u(a2 + f)] += x20 * v0 + x21 * v1 + x22 * v2 + x23 * v3
-                acc[_u(a3 + f)] += x30 * v0 + x31 * v1 + x32 * v2 + x33 * v3
-            p += 4
-        while p < npair:
-            a0 = ao[_u(p)]
-            i = xo[_u(p)] + c
-            x00 = x[_u(i)]
-            x01 = x[_u(i + 1)]
-            x02 = x[_u(i + 2)]
-            x03 = x[_u(i + 3)]
-            for f in range(nf):
-                acc[_u(a0 + f)] += x00 * w[_u(w0 + f)] + x01 * w[_u(w1 + f)] + x02 * w[_u(w2 + f)] + x03 * w[_u(w3 + f)]
-            p += 1
-        c += 4
-    while c < C:  # leftover channels, one at a time
-        w0 = wb + c * ldw
-        p = 0
-        while p + 4 <= npair:
-            a0 = ao[_u(p)]
-            a1 = ao[_u(p + 1)]
-            a2 = ao[_u(p + 2)]
-            a3 = ao[_u(p + 3)]
-            x00 = x[xo[_u(p)] + c]
-            x10 = x[xo[_u(p + 1)] + c]
-            x20 = x[xo[_u(p + 2)] + c]
-            x30 = x[xo[_u(p + 3)] + c]
-            for f in range(nf):
-                v0 = w[_u(w0 + f)]
-                acc[_u(a0 + f)] += x00 * v0
-                acc[_u(a1 + f)] += x10 * v0
-                acc[_u(a2 + f)] += x20 * v0
-                acc[_u(a3 + f)] += x30 * v0
-            p += 4
-        while p < npair:
-            a0 = ao[_u(p)]
-            x00 = x[xo[_u(p)] + c]
-            for f in range(nf):
-                acc[_u(a0 + f)] += x00 * w[_u(w0 + f)]
-            p += 1
-        c += 1
-
 
 @helper
 def _cf_micro(acc, lda, ab, x, xb, cs, xs, L, w, wb, C, ldw, nf):
@@ -262,72 +174,6 @@ def _cf_micro(acc, lda, ab, x, xb, cs, xs, L, w, wb, C, ldw, nf):
 
 
 # ------------------------------------------------------------------ kernels
-
-@kernel
-def _cl_kernel(x, w, out, geo):
-    """Channels-last. x: (B, D, H, W, G*Cg) flat; w: (G, taps, Cg, Fp) flat,
-    Fp = Fg padded to LANES; out: (B, OD, OH, OW, G*Fg) flat."""
-    (B, D, H, W, Cg, OD, OH, OW, Fg, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw,
-     G, Fp, trans, WT, BT, FT) = geo
-    Cx = G * Cg
-    F = G * Fg
-    nwc = _cdiv(OW, WT)
-    nbb = _cdiv(B, BT)
-    nfb = _cdiv(Fp, FT)
-    for tile in prange(nbb * OD * OH * nwc * G * nfb):
-        fb = tile % nfb
-        r = tile // nfb
-        g = r % G
-        r = r // G
-        wc = r % nwc
-        r = r // nwc
-        oh = r % OH
-        r = r // OH
-        od = r % OD
-        b0 = (r // OD) * BT
-        b1 = min(B, b0 + BT)
-        o0 = wc * WT
-        o1 = min(OW, o0 + WT)
-        f0 = fb * FT
-        nf = min(FT, Fp - f0)
-        acc = np.zeros(BT * WT * nf, dtype=out.dtype)
-        xo = np.empty(BT * WT, dtype=np.int64)
-        ao = np.empty(BT * WT, dtype=np.int64)
-        for kd in range(KD):
-            i_d = _src(od, kd, sd, dd, pd, D, trans)
-            if i_d < 0:
-                continue
-            for kh in range(KH):
-                i_h = _src(oh, kh, sh, dh, ph, H, trans)
-                if i_h < 0:
-                    continue
-                for kw in range(KW):
-                    lo, hi, e = _w_range(o0, o1, kw, sw, dw, pw, W, trans)
-                    if hi == lo:
-                        continue
-                    npair = 0
-                    for b in range(b0, b1):
-                        xrow = ((b * D + i_d) * H + i_h) * W
-                        for v in range(lo, hi):
-                            if trans:
-                                iw = v
-                                ow = v * sw + e
-                            else:
-                                ow = v
-                                iw = v * sw + e
-                            xo[npair] = (xrow + iw) * Cx + g * Cg
-                            ao[npair] = ((b - b0) * WT + ow - o0) * nf
-                            npair += 1
-                    wb = (((g * KD + kd) * KH + kh) * KW + kw) * Cg * Fp + f0
-                    _cl_micro(acc, ao, x, xo, npair, w, wb, Cg, Fp, nf)
-        nreal = min(nf, Fg - f0)
-        for b in range(b0, b1):
-            for ow in range(o0, o1):
-                ob = (((b * OD + od) * OH + oh) * OW + ow) * F + g * Fg + f0
-                ab = ((b - b0) * WT + ow - o0) * nf
-                for f in range(nreal):
-                    out[ob + f] = acc[ab + f]
-
 
 @kernel
 def _cf_kernel(x, w, out, geo):
@@ -424,14 +270,16 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
         BT = 1
         run = _cf_kernel
     else:
-        Fp = _ceil(Fg, LANES) * LANES
-        w_k = np.zeros((G, KD, KH, KW, Cg, Fp), dtype=x.dtype)
-        w_k[..., :Fg] = wg
-        w_k = w_k.reshape(-1)
-        FT = CL_CHANNELS
-        WT = min(OW, CL_ROWS)
-        BT = min(B, max(1, CL_ROWS // WT))
-        run = _cl_kernel
+        # Channels-last: register-blocked kernel (cpu_rb), both ops.
+        P = sw if trans else 1
+        RT = cpu_rb.rows_per_tile(B * _ceil(OW, P))
+        wp, NFB = cpu_rb.pack_filters(wg, x.dtype)
+        zrow = np.zeros(Cg * KW + 1, dtype=x.dtype)
+        fuse = int(FUSE_KW and not trans and dw == 1 and G == 1)
+        geo = (B, D, H, W, Cg, OD, OH, OW, Fg, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw,
+               G, int(trans), RT, NFB, fuse)
+        cpu_rb.cl_kernel(x.reshape(-1), wp, out, zrow, tuple(int(v) for v in geo))
+        return out.reshape((B, OD, OH, OW, G * Fg))
     geo = (B, D, H, W, Cg, OD, OH, OW, Fg, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw,
            G, Fp, int(trans), WT, BT, FT)
     geo = tuple(int(v) for v in geo)

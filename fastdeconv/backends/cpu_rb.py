@@ -1,0 +1,243 @@
+"""Register-blocked channels-last kernel (both ops).
+
+Output-stationary: a register tile of RB = 6 output positions x 2 vectors of
+output channels (32 float32 / 16 float64) is accumulated in registers over
+every kernel tap and every input channel, then stored once. Per reduction
+step it loads 2 weight vectors and broadcasts 6 inputs for 12 FMAs.
+
+Rows of a tile are output positions that share (od, oh) and, for
+transposes, the W phase `ow % sw`: all such outputs receive the same taps,
+and consecutive ones read consecutive input columns (phase decomposition:
+each phase of a strided transpose is a dense gather). The batch is folded
+into the rows, so small images still fill the register tile.
+
+A row whose input column for a tap lies outside the input (padding, or a
+row past the end of the tile) reads a zero row instead: it adds 0 * w,
+which is exactly 0 for finite weights, so padding never creates a NaN from
+a finite input; a tap that no row of the block reaches is skipped.
+
+Order of the terms of every output element: taps (kd, kh, kw), then input
+channels, one FMA each, fixed by the shapes only. Forward convolutions with
+dw == 1 and no groups read (kw, c) as one contiguous run when all rows are
+inside the input: the same terms in the same order, fewer loop overheads.
+"""
+
+import numpy as np
+from numba import prange
+
+from .._jit import helper, kernel
+from .cpu_simd import addr, vbcast, vfma, vlane, vload, vstore, vzero
+
+RB = 6  # output positions per register tile
+ROWS = 48  # output positions per parallel tile (at most)
+
+
+@helper
+def _cdiv(a, b):
+    return -((-a) // b)
+
+
+@helper
+def _src(o, k, s, d, p, n, trans):
+    """Input index feeding output o through tap k along D or H, or -1."""
+    if trans:
+        t = o + p - k * d
+        if t < 0 or t % s != 0:
+            return -1
+        i = t // s
+    else:
+        i = o * s + k * d - p
+    if i < 0 or i >= n:
+        return -1
+    return i
+
+
+@helper
+def _run(out, a00, a01, a10, a11, a20, a21, a30, a31, a40, a41, a50, a51,
+         p0, p1, p2, p3, p4, p5, q, K, isz, vb):
+    """K reduction steps: rows p0..p5 (byte addresses, step isz), weights at
+    q (two vectors, step 2*vb bytes)."""
+    for _ in range(K):
+        w0 = vload(out, q)
+        w1 = vload(out, q + vb)
+        q += 2 * vb
+        b = vbcast(out, p0)
+        a00 = vfma(b, w0, a00)
+        a01 = vfma(b, w1, a01)
+        b = vbcast(out, p1)
+        a10 = vfma(b, w0, a10)
+        a11 = vfma(b, w1, a11)
+        b = vbcast(out, p2)
+        a20 = vfma(b, w0, a20)
+        a21 = vfma(b, w1, a21)
+        b = vbcast(out, p3)
+        a30 = vfma(b, w0, a30)
+        a31 = vfma(b, w1, a31)
+        b = vbcast(out, p4)
+        a40 = vfma(b, w0, a40)
+        a41 = vfma(b, w1, a41)
+        b = vbcast(out, p5)
+        a50 = vfma(b, w0, a50)
+        a51 = vfma(b, w1, a51)
+        p0 += isz
+        p1 += isz
+        p2 += isz
+        p3 += isz
+        p4 += isz
+        p5 += isz
+    return a00, a01, a10, a11, a20, a21, a30, a31, a40, a41, a50, a51
+
+
+@helper
+def _store(out, o, v0, v1, nf, V, isz):
+    """out[o : o + nf] = (v0, v1)[:nf] (o: element index)."""
+    if o < 0:
+        return
+    if nf == 2 * V:
+        base = addr(out) + o * isz
+        vstore(out, base, v0)
+        vstore(out, base + V * isz, v1)
+    else:
+        for l in range(min(nf, V)):
+            out[o + l] = vlane(v0, l)
+        for l in range(V, nf):
+            out[o + l] = vlane(v1, l - V)
+
+
+@kernel
+def cl_kernel(x, wp, out, zrow, geo):
+    """x: (B, D, H, W, G*Cg) flat; wp: (G, NFB, taps, Cg, 2V) flat (output
+    channels padded with zeros to NFB blocks of 2V); out: (B, OD, OH, OW,
+    G*Fg) flat; zrow: >= Cg zeros."""
+    (B, D, H, W, Cg, OD, OH, OW, Fg, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw,
+     G, trans, RT, NFB, fuse) = geo
+    isz = out.itemsize
+    V = 64 // isz
+    NV = 2 * V
+    vb = V * isz
+    Cx = G * Cg
+    F = G * Fg
+    P = sw if trans else 1
+    nJ_max = _cdiv(OW, P)
+    nrc = _cdiv(B * nJ_max, RT)
+    taps = KD * KH * KW
+    xa = addr(x)
+    za = addr(zrow)
+    for tile in prange(OD * OH * P * nrc * G * NFB):
+        fb = tile % NFB
+        r = tile // NFB
+        g = r % G
+        r = r // G
+        rc = r % nrc
+        r = r // nrc
+        phase = r % P
+        r = r // P
+        oh = r % OH
+        od = r // OH
+        nJ = _cdiv(OW - phase, P)
+        r0 = rc * RT
+        r1 = min(B * nJ, r0 + RT)
+        f0 = fb * NV
+        nf = min(NV, Fg - f0)
+        wfb = addr(wp) + (g * NFB + fb) * taps * Cg * NV * isz
+        rowb = np.zeros(RB, dtype=np.int64)
+        rowj = np.zeros(RB, dtype=np.int64)
+        prow = np.zeros(RB, dtype=np.int64)
+        pp = np.zeros(RB, dtype=np.int64)
+        o = np.zeros(RB, dtype=np.int64)
+        for rb in range(r0, r1, RB):
+            nr = min(RB, r1 - rb)
+            jmin = nJ
+            jmax = 0
+            for i in range(RB):
+                row = rb + min(i, nr - 1)
+                rowb[i] = row // nJ
+                rowj[i] = row % nJ
+                jmin = min(jmin, rowj[i])
+                jmax = max(jmax, rowj[i])
+            z = vzero(out)
+            a00 = z
+            a01 = z
+            a10 = z
+            a11 = z
+            a20 = z
+            a21 = z
+            a30 = z
+            a31 = z
+            a40 = z
+            a41 = z
+            a50 = z
+            a51 = z
+            for kd in range(KD):
+                i_d = _src(od, kd, sd, dd, pd, D, trans)
+                if i_d < 0:
+                    continue
+                for kh in range(KH):
+                    i_h = _src(oh, kh, sh, dh, ph, H, trans)
+                    if i_h < 0:
+                        continue
+                    for i in range(RB):
+                        prow[i] = xa + ((((rowb[i] * D + i_d) * H + i_h) * W) * Cx + g * Cg) * isz
+                    qt = wfb + (kd * KH + kh) * KW * Cg * NV * isz
+                    if fuse:
+                        # forward, dw == 1, G == 1: (kw, c) contiguous when every row is inside
+                        lo = jmin * sw - pw
+                        hi = jmax * sw - pw + KW - 1
+                        if lo >= 0 and hi < W:
+                            for i in range(RB):
+                                pp[i] = prow[i] + (rowj[i] * sw - pw) * Cx * isz if i < nr else za
+                            (a00, a01, a10, a11, a20, a21, a30, a31, a40, a41, a50, a51) = _run(
+                                out, a00, a01, a10, a11, a20, a21, a30, a31, a40, a41, a50, a51,
+                                pp[0], pp[1], pp[2], pp[3], pp[4], pp[5], qt, KW * Cg, isz, vb)
+                            continue
+                    for kw in range(KW):
+                        if trans:
+                            t = phase + pw - kw * dw
+                            if t % sw != 0:
+                                continue
+                            sh_ = t // sw
+                        any_ = False
+                        for i in range(RB):
+                            if trans:
+                                iw = rowj[i] + sh_
+                            else:
+                                iw = rowj[i] * sw + kw * dw - pw
+                            if i < nr and 0 <= iw < W:
+                                pp[i] = prow[i] + iw * Cx * isz
+                                any_ = True
+                            else:
+                                pp[i] = za
+                        if not any_:
+                            continue
+                        (a00, a01, a10, a11, a20, a21, a30, a31, a40, a41, a50, a51) = _run(
+                            out, a00, a01, a10, a11, a20, a21, a30, a31, a40, a41, a50, a51,
+                            pp[0], pp[1], pp[2], pp[3], pp[4], pp[5], qt + kw * Cg * NV * isz, Cg, isz, vb)
+            ob = g * Fg + f0
+            for i in range(RB):
+                ow = phase + rowj[i] * P
+                o[i] = (((rowb[i] * OD + od) * OH + oh) * OW + ow) * F + ob if i < nr else -1
+            _store(out, o[0], a00, a01, nf, V, isz)
+            _store(out, o[1], a10, a11, nf, V, isz)
+            _store(out, o[2], a20, a21, nf, V, isz)
+            _store(out, o[3], a30, a31, nf, V, isz)
+            _store(out, o[4], a40, a41, nf, V, isz)
+            _store(out, o[5], a50, a51, nf, V, isz)
+
+
+def rows_per_tile(nrows):
+    """Split nrows into equal chunks of at most ROWS, a multiple of RB."""
+    n = max(1, -(-nrows // ROWS))
+    per = -(-nrows // n)
+    return max(RB, -(-per // RB) * RB)
+
+
+def pack_filters(wg, dtype):
+    """wg: (G, KD, KH, KW, Cg, Fg) filters (reduction channel first) ->
+    (G, NFB, taps, Cg, 2V) flat, output channels zero-padded; and NFB."""
+    G, KD, KH, KW, Cg, Fg = wg.shape
+    NV = 2 * (64 // np.dtype(dtype).itemsize)
+    NFB = max(1, -(-Fg // NV))
+    wp = np.zeros((G, NFB * NV, KD, KH, KW, Cg), dtype=dtype)
+    wp[:, :Fg] = wg.transpose(0, 5, 1, 2, 3, 4)
+    wp = wp.reshape(G, NFB, NV, KD * KH * KW * Cg).transpose(0, 1, 3, 2)
+    return np.ascontiguousarray(wp).reshape(-1), NFB
