@@ -1,0 +1,220 @@
+"""Every supported layer and option, against Keras; and the Model's own
+behaviour (graphs, batching, freeing activations, in-place safety, summary)."""
+
+import weakref
+
+import numpy as np
+import pytest
+
+import fastdeconv
+from conftest import FORMATS
+from fastdeconv import layers as L
+from keras_models import K, keras, rel_err
+
+ZOO = ["zoo_1d", "zoo_2d", "zoo_3d", "sequential_2d"]
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("builder", ZOO)
+def test_layer_zoo_matches_keras(builder, fmt, saved):
+    s = saved(builder)
+    model = fastdeconv.load_keras(s.paths[fmt])
+    assert rel_err(model.predict(s.input(3), batch_size=2), s.expected(3)) <= 2e-6
+
+
+@pytest.mark.parametrize("builder", ZOO)
+def test_layer_zoo_reference_backend(builder, saved):
+    """The NumPy oracle behind every kernel gives the same model output."""
+    s = saved(builder)
+    model = fastdeconv.load_keras(s.paths["keras"], backend="reference")
+    assert model.backend == "reference"
+    assert rel_err(model.predict(s.input(3)), s.expected(3)) <= 2e-6
+
+
+def test_zoo_covers_every_layer_class(saved):
+    seen = set()
+    for builder in ZOO:
+        seen |= {type(layer).__name__ for layer in fastdeconv.load_keras(saved(builder).paths["h5"]).layers}
+    for builder, args in [("unet3d", (32, (8, 16, 32))), ("c3t_chain", ())]:
+        seen |= {type(layer).__name__ for layer in fastdeconv.load_keras(saved(builder, *args).paths["h5"]).layers}
+    assert seen == set(fastdeconv.keras_io.SUPPORTED_LAYERS)
+
+
+@pytest.mark.parametrize("activation", ["relu", "sigmoid", "tanh", "softmax", "leaky_relu", "linear", "elu",
+                                        "softplus", "silu", "swish", None])
+def test_activations(activation, rng):
+    x = (rng.standard_normal((4, 6, 5)) * 3).astype(np.float32)
+    x[0, 0, :2] = 0.0
+    expected = np.asarray(K.Activation(activation)(x))
+    got = L.Activation(activation)(x)
+    assert rel_err(got, expected) <= 2e-7
+    conv = K.Conv1D(5, 3, padding="same", activation=activation)
+    conv(x)
+    ours = L.Conv1D(5, 3, padding="same", activation=activation)
+    ours.set_weights(conv.get_weights())
+    assert rel_err(ours(x), np.asarray(conv(x))) <= 2e-6
+
+
+@pytest.mark.parametrize("rank", [1, 2, 3])
+@pytest.mark.parametrize("padding", ["same", "valid"])
+@pytest.mark.parametrize("kind", ["Max", "Average"])
+def test_pooling_odd_sizes(kind, padding, rank, rng):
+    """Windows hanging over the edge: AveragePooling 'same' divides by the
+    number of input elements in the window (as Keras)."""
+    shape = (2, 7, 5, 6, 3)[:1] + (7, 5, 6)[:rank] + (3,)
+    x = rng.standard_normal(shape).astype(np.float32)
+    name = f"{kind}Pooling{rank}D"
+    pool, strides = (3, 2, 3)[:rank], (2, 2, 1)[:rank]
+    expected = np.asarray(getattr(K, name)(pool, strides=strides, padding=padding)(x))
+    got = getattr(L, name)(pool, strides=strides, padding=padding)(x)
+    assert got.shape == expected.shape
+    assert rel_err(got, expected) <= 2e-7
+
+
+def test_channels_first_bias_where_keras_is_wrong(rng):
+    """Keras 3's TF backend adds a channels-first conv bias along the last
+    axis when that axis has the channel count (keras.ops.add's bias_add
+    shortcut picks NHWC); we add it along the channels, which is what the
+    layer means (and what Keras does for every other shape)."""
+    x = rng.standard_normal((2, 3, 4, 6)).astype(np.float32)
+    conv = L.Conv2D(6, 1, data_format="channels_first")
+    kernel = rng.standard_normal((1, 1, 3, 6)).astype(np.float32)
+    bias = np.arange(1, 7, dtype=np.float32)
+    conv.set_weights([kernel, bias])
+    got = conv(x)
+    expected = np.einsum("bchw,cf->bfhw", x, kernel[0, 0]) + bias[None, :, None, None]
+    assert rel_err(got, expected) <= 1e-6
+
+
+def test_layers_built_by_hand_with_keras_weights(rng):
+    """fastdeconv.layers used directly (no file): the functional API with a
+    skip connection, Keras' weights copied over."""
+    inp = keras.Input((10, 10, 10, 2))
+    a = K.Conv3D(4, 3, padding="same", activation="relu")(inp)
+    b = K.MaxPooling3D(2)(a)
+    c = K.Conv3DTranspose(4, 2, strides=2)(b)
+    d = K.Add()([a, c])
+    km = keras.Model(inp, K.Conv3D(1, 1, activation="sigmoid")(d))
+    for layer in km.layers:
+        layer.set_weights([rng.standard_normal(w.shape).astype(np.float32) * 0.3 for w in layer.get_weights()])
+
+    x = L.Input((10, 10, 10, 2))
+    a = L.Conv3D(4, 3, padding="same", activation="relu")(x)
+    b = L.MaxPooling3D(2)(a)
+    c = L.Conv3DTranspose(4, 2, strides=2)(b)
+    d = L.Add()([a, c])
+    model = L.Model(x, L.Conv3D(1, 1, activation="sigmoid")(d))
+    for ours, theirs in zip(model.layers, km.layers):
+        ours.set_weights(theirs.get_weights())
+    data = rng.standard_normal((3, 10, 10, 10, 2)).astype(np.float32)
+    assert rel_err(model.predict(data, batch_size=2), np.asarray(km(data))) <= 2e-6
+    assert model.count_params() == km.count_params()
+
+
+def test_multi_input_multi_output_and_shared_layer(rng):
+    x1, x2 = L.Input((8, 8, 3), name="a"), L.Input((8, 8, 3), name="b")
+    shared = L.Conv2D(4, 3, padding="same", name="shared")
+    y1, y2 = shared(x1), shared(x2)
+    model = L.Model([x1, x2], [L.Add()([y1, y2]), L.Concatenate()([y1, y2])])
+    kernel = rng.standard_normal((3, 3, 3, 4)).astype(np.float32)
+    bias = rng.standard_normal(4).astype(np.float32)
+    shared.set_weights([kernel, bias])
+    a, b = (rng.standard_normal((5, 8, 8, 3)).astype(np.float32) for _ in range(2))
+    s, c = model.predict([a, b], batch_size=2)
+    ya = fastdeconv.conv2d(a, kernel, 1, "SAME") + bias
+    yb = fastdeconv.conv2d(b, kernel, 1, "SAME") + bias
+    np.testing.assert_allclose(s, ya + yb, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(c, np.concatenate([ya, yb], -1), rtol=1e-6, atol=1e-6)
+    assert model.count_params() == kernel.size + bias.size
+
+
+class _Probe(L.Layer):
+    """Copies its input; records which earlier probes' outputs are alive."""
+
+    log = []
+
+    def call(self, x, backend="cpu", inplace=False):
+        y = x.copy()
+        alive = [name for name, ref in _Probe.refs if ref() is not None]
+        _Probe.log.append((self.name, alive))
+        _Probe.refs.append((self.name, weakref.ref(y)))
+        return y
+
+
+def test_activations_are_freed_after_their_last_reader():
+    _Probe.log, _Probe.refs = [], []
+    x = L.Input((4, 4, 2))
+    p1 = _Probe(name="p1")(x)
+    p2 = _Probe(name="p2")(p1)
+    p3 = _Probe(name="p3")(p2)
+    p4 = _Probe(name="p4")(p3)
+    out = L.Add()([p4, p1])  # p1 is a skip connection: alive until Add
+    model = L.Model(x, _Probe(name="p6")(_Probe(name="p5b")(out)))
+    model.predict(np.ones((3, 4, 4, 2), np.float32), batch_size=3)
+    log = dict(_Probe.log)
+    assert log["p3"] == ["p1", "p2"]  # p2 is p3's input
+    assert log["p4"] == ["p1", "p3"]  # p2 is gone
+    assert log["p5b"] == ["p4"]  # Add has run in place in p4's buffer; p1 is gone
+    assert log["p6"] == ["p5b"]
+
+
+def test_in_place_layers_never_overwrite_a_value_still_needed(rng):
+    """A conv output read by BatchNormalization, an Activation and a skip:
+    nothing may work in place on it."""
+    x = L.Input((6, 6, 3))
+    c = L.Conv2D(4, 3, padding="same")(x)
+    bn = L.BatchNormalization()(c)
+    act = L.Activation("relu")(c)
+    flat = L.Flatten()(c)
+    model = L.Model(x, [L.Add()([bn, act, L.Reshape((6, 6, 4))(flat)]), c])
+    kernel = rng.standard_normal((3, 3, 3, 4)).astype(np.float32)
+    model.layers[1].set_weights([kernel, np.zeros(4, np.float32)])
+    bn_layer = model.layers[2]
+    gamma, beta = np.full(4, 2.0, np.float32), np.full(4, 0.5, np.float32)
+    bn_layer.set_weights([gamma, beta, np.zeros(4, np.float32), np.ones(4, np.float32)])
+    data = rng.standard_normal((2, 6, 6, 3)).astype(np.float32)
+    before = data.copy()
+    total, conv = model.predict(data)
+    np.testing.assert_array_equal(data, before)  # the caller's input is never written
+    ref = fastdeconv.conv2d(data, kernel, 1, "SAME")
+    np.testing.assert_allclose(conv, ref, rtol=1e-6, atol=1e-6)
+    expected = ref * (gamma / np.sqrt(1 + 1e-3)) + beta + np.maximum(ref, 0) + ref
+    np.testing.assert_allclose(total, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_summary_like_keras(saved):
+    model = fastdeconv.load_keras(saved("unet3d", 32, (8, 16, 32)).paths["keras"])
+    text = model.summary(print_fn=None)
+    lines = text.splitlines()
+    assert lines[0] == 'Model: "unet3d"'
+    assert "Layer (type)" in text and "Output Shape" in text and "Param #" in text and "Connected to" in text
+    assert any(line.startswith("up2 (Conv3DTranspose)") and "(None, 16, 16, 16, 16)" in line for line in lines)
+    assert any(line.startswith("skip1 (Concatenate)") and "up1, enc1_relu2" in line for line in lines)
+    km = saved("unet3d", 32, (8, 16, 32)).keras_model
+    trainable = sum(int(np.prod(w.shape)) for w in km.trainable_weights)
+    assert f"Trainable params: {trainable:,}" in text
+    assert f"Non-trainable params: {km.count_params() - trainable:,}" in text
+    seq = fastdeconv.load_keras(saved("sequential_2d").paths["h5"]).summary(print_fn=None)
+    assert "Connected to" not in seq  # a chain needs no connection column
+
+
+def test_layer_argument_errors():
+    with pytest.raises(ValueError, match="padding"):
+        L.Conv2D(4, 3, padding="full")
+    with pytest.raises(ValueError, match="output_padding"):
+        L.Conv2DTranspose(4, 3, strides=2, output_padding=2)
+    with pytest.raises(ValueError, match="data_format"):
+        L.MaxPooling2D(data_format="NHWC")
+    with pytest.raises(ValueError, match="activation"):
+        L.Dense(3, activation="gelu_custom")
+    with pytest.raises(ValueError, match="interpolation"):
+        L.UpSampling2D(interpolation="bilinear")
+    conv = L.Conv2D(4, 3)
+    conv.set_weights([np.zeros((3, 3, 2, 4), np.float32), np.zeros(4, np.float32)])
+    with pytest.raises(fastdeconv.ShapeError, match="kernel"):
+        conv(np.zeros((1, 5, 5, 3), np.float32))  # built for 3 input channels: the kernel has 2
+    model = L.Sequential([L.InputLayer(shape=(5, 5, 3)), L.Conv2D(2, 3)])
+    with pytest.raises(fastdeconv.ShapeError, match="shape"):
+        model.predict(np.zeros((1, 6, 5, 3), np.float32))
+    with pytest.raises(ValueError, match="backend"):
+        model.predict(np.zeros((1, 5, 5, 3), np.float32), backend="gpu")
