@@ -278,7 +278,9 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
         fuse = int(FUSE_KW and not trans and dw == 1 and G == 1)
         geo = (B, D, H, W, Cg, OD, OH, OW, Fg, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw,
                G, int(trans), RT, NFB, fuse)
-        cpu_rb.cl_kernel(x.reshape(-1), wp, out, zrow, tuple(int(v) for v in geo))
+        geo = tuple(int(v) for v in geo)
+        cpu_rb.parallel_tiles(cpu_rb.cl_kernel, (x.reshape(-1), wp, out, zrow, geo), cpu_rb.n_tiles(geo),
+                              B * OD * OH * OW * G * Fg * KD * KH * KW * Cg)
         return out.reshape((B, OD, OH, OW, G * Fg))
     geo = (B, D, H, W, Cg, OD, OH, OW, Fg, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw,
            G, Fp, int(trans), WT, BT, FT)

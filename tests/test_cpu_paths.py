@@ -1,0 +1,83 @@
+"""The cpu backend's algorithm paths, each forced, against the reference.
+
+Paths (chosen in fastdeconv/backends/cpu.py `_run`): channels-last
+register-blocked kernel (cpu_rb) with the fused (kw, c) run for forward
+dw == 1 ungrouped convolutions, or per tap (FUSE_KW off); channels-first
+kernel; tiles run on the calling thread or split over threads.
+"""
+
+import numpy as np
+import pytest
+
+import fastdeconv
+from fastdeconv.backends import cpu, cpu_rb
+
+CASES = [
+    # (op, x shape, w shape, strides, padding, data_format, dilations)
+    ("conv1d", (2, 9, 3), (3, 3, 40), 1, "SAME", "NWC", 1),
+    ("conv2d", (3, 7, 8, 5), (3, 2, 5, 33), [2, 1], [(1, 0), (0, 2)], "NHWC", [1, 1]),
+    ("conv2d", (1, 6, 9, 6), (2, 3, 3, 8), 1, "VALID", "NHWC", [2, 1]),  # grouped (2 groups)
+    ("conv3d", (2, 4, 5, 6, 7), (2, 3, 3, 7, 17), [1, 1, 2, 1, 1], "SAME", "NDHWC", None),
+    ("conv3d", (2, 7, 4, 5, 6), (2, 3, 3, 7, 17), [1, 1, 1, 1, 1], "SAME", "NCDHW", [1, 1, 1, 2, 1]),
+    ("conv1d_transpose", (2, 7, 5), (3, 33, 5), 2, "SAME", "NWC", 1),
+    ("conv2d_transpose", (3, 4, 5, 6), (3, 3, 17, 6), [3, 2], "VALID", "NHWC", None),
+    ("conv3d_transpose", (2, 3, 4, 5, 8), (2, 2, 2, 16, 8), 2, "SAME", "NDHWC", None),
+    ("conv3d_transpose", (2, 8, 3, 4, 5), (3, 3, 3, 9, 8), [1, 1, 2, 1, 2], "SAME", "NCDHW", None),
+    ("conv2d_transpose", (1, 5, 6, 4), (3, 3, 7, 4), 1, "SAME", "NHWC", 2),
+]
+
+
+def _call(case, x, w, backend):
+    op, _, _, strides, padding, fmt, dil = case
+    f = getattr(fastdeconv, op)
+    if op.endswith("_transpose"):
+        return f(x, w, None, strides, padding, data_format=fmt, dilations=dil, backend=backend)
+    return f(x, w, strides, padding, data_format=fmt, dilations=dil, backend=backend)
+
+
+def _arrays(case, dtype, rng):
+    _, xs, ws, *_ = case
+    return rng.standard_normal(xs).astype(dtype), rng.standard_normal(ws).astype(dtype)
+
+
+@pytest.fixture(params=[True, False], ids=["fused", "per-tap"])
+def fuse(request, monkeypatch):
+    monkeypatch.setattr(cpu, "FUSE_KW", request.param)
+    return request.param
+
+
+@pytest.fixture(params=[False, True], ids=["one-thread", "split"])
+def split(request, monkeypatch):
+    if request.param:
+        # split every call into tile ranges, however small
+        real = cpu_rb.parallel_tiles
+        monkeypatch.setattr(cpu_rb, "parallel_tiles",
+                            lambda k, a, n, work: real(k, a, n, 10**12))
+    return request.param
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}-{c[5]}")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_path_matches_reference(case, dtype, fuse, split):
+    rng = np.random.default_rng(0)
+    x, w = _arrays(case, dtype, rng)
+    ours = _call(case, x, w, "cpu")
+    ref = _call(case, x, w, "reference")
+    err = np.max(np.abs(ours.astype(np.float64) - ref)) / max(float(np.max(np.abs(ref))), 1e-300)
+    assert err <= (1e-12 if dtype == np.float64 else 2e-6)
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}-{c[5]}")
+def test_paths_give_identical_bits(case, monkeypatch):
+    """Fused and per-tap runs, one thread and split tiles: the same terms in
+    the same order, so the same bits."""
+    x, w = _arrays(case, np.float32, np.random.default_rng(1))
+    results = []
+    real = cpu_rb.parallel_tiles
+    for fuse_kw in (True, False):
+        for work in (None, 10**12):
+            monkeypatch.setattr(cpu, "FUSE_KW", fuse_kw)
+            monkeypatch.setattr(cpu_rb, "parallel_tiles",
+                                lambda k, a, n, wk, _w=work: real(k, a, n, wk if _w is None else _w))
+            results.append(_call(case, x, w, "cpu").tobytes())
+    assert len(set(results)) == 1
