@@ -16,8 +16,9 @@ row past the end of the tile) reads a zero row instead: it adds 0 * w,
 which is exactly 0 for finite weights, so padding never creates a NaN from
 a finite input; a tap that no row of the block reaches is skipped.
 
-Order of the terms of every output element: taps (kd, kh, kw), then input
-channels, one FMA each, fixed by the shapes only. Forward convolutions with
+Order of the terms of every output element: for each (kd, kh), a partial
+sum over (kw, input channel), one FMA each from zero, added to the running
+total; fixed by the shapes only. Forward convolutions with
 dw == 1 and no groups read (kw, c) as one contiguous run when all rows are
 inside the input: the same terms in the same order, fewer loop overheads.
 """
@@ -29,7 +30,7 @@ import numba
 import numpy as np
 
 from .._jit import FASTMATH, helper
-from .cpu_simd import addr, vbcast, vfma, vlane, vload, vstore, vzero
+from .cpu_simd import addr, vadd, vbcast, vfma, vlane, vload, vstore, vzero
 
 RB = 6  # output positions per register tile
 ROWS = 48  # output positions per parallel tile (at most)
@@ -228,6 +229,24 @@ def cl_kernel(x, wp, out, zrow, geo, t_begin, t_end):
                     for i in range(RB):
                         prow[i] = xa + ((((rowb[i] * D + i_d) * H + i_h) * W) * Cx + g * Cg) * isz
                     qt = wfb + (kd * KH + kh) * KW * Cg * NV * isz
+                    # Two-level sum: the (kw, c) terms of this (kd, kh) start from
+                    # zero, then join the running total (float32 error grows with
+                    # sqrt(KW*Cg) + sqrt(KD*KH), not sqrt(taps*Cg)).
+                    b00, b01, b10, b11, b20, b21 = a00, a01, a10, a11, a20, a21
+                    b30, b31, b40, b41, b50, b51 = a30, a31, a40, a41, a50, a51
+                    a00 = z
+                    a01 = z
+                    a10 = z
+                    a11 = z
+                    a20 = z
+                    a21 = z
+                    a30 = z
+                    a31 = z
+                    a40 = z
+                    a41 = z
+                    a50 = z
+                    a51 = z
+                    done = False
                     if fuse:
                         # forward, dw == 1, G == 1: (kw, c) contiguous when every row is inside
                         lo = jmin * sw - pw
@@ -238,8 +257,8 @@ def cl_kernel(x, wp, out, zrow, geo, t_begin, t_end):
                             (a00, a01, a10, a11, a20, a21, a30, a31, a40, a41, a50, a51) = _run(
                                 out, a00, a01, a10, a11, a20, a21, a30, a31, a40, a41, a50, a51,
                                 pp[0], pp[1], pp[2], pp[3], pp[4], pp[5], qt, KW * Cg, isz, vb)
-                            continue
-                    for kw in range(KW):
+                            done = True
+                    for kw in range(KW if not done else 0):
                         if trans:
                             t = phase + pw - kw * dw
                             if t % sw != 0:
@@ -261,6 +280,18 @@ def cl_kernel(x, wp, out, zrow, geo, t_begin, t_end):
                         (a00, a01, a10, a11, a20, a21, a30, a31, a40, a41, a50, a51) = _run(
                             out, a00, a01, a10, a11, a20, a21, a30, a31, a40, a41, a50, a51,
                             pp[0], pp[1], pp[2], pp[3], pp[4], pp[5], qt + kw * Cg * NV * isz, Cg, isz, vb)
+                    a00 = vadd(b00, a00)
+                    a01 = vadd(b01, a01)
+                    a10 = vadd(b10, a10)
+                    a11 = vadd(b11, a11)
+                    a20 = vadd(b20, a20)
+                    a21 = vadd(b21, a21)
+                    a30 = vadd(b30, a30)
+                    a31 = vadd(b31, a31)
+                    a40 = vadd(b40, a40)
+                    a41 = vadd(b41, a41)
+                    a50 = vadd(b50, a50)
+                    a51 = vadd(b51, a51)
             ob = g * Fg + f0
             for i in range(RB):
                 ow = phase + rowj[i] * P

@@ -116,3 +116,11 @@ def vfma(typingctx, a, b, c):
         fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [vty] * 3), name)
         return builder.call(fn, args)
     return a(a, b, c), impl
+
+
+@intrinsic
+def vadd(typingctx, a, b):
+    """a + b, lane by lane."""
+    def impl(context, builder, sig, args):
+        return builder.fadd(args[0], args[1])
+    return a(a, b), impl
