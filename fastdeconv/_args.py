@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import _shapes
+from . import _shapes, backends
 from .errors import ShapeError, message
 
 BACKENDS = ("cpu", "cuda", "reference")
@@ -362,8 +362,7 @@ def _unreachable_message(op, rank, channels_first, batch_shape, spatial, kernel,
 
 def check_arrays(op, input, filters):
     """(x, w, compute dtype) with dtype rules applied; arrays are not copied."""
-    x = input if hasattr(input, "dtype") and hasattr(input, "shape") else np.asarray(input)
-    w = filters if hasattr(filters, "dtype") and hasattr(filters, "shape") else np.asarray(filters)
+    x, w = _as_array(input), _as_array(filters)
     for name, a in (("input", x), ("filters", w)):
         dt = np.dtype(a.dtype)
         if dt.kind != "f" or dt.itemsize not in (2, 4, 8):
@@ -377,17 +376,39 @@ def check_arrays(op, input, filters):
     return x, w, compute
 
 
+def is_device_array(a):
+    """A CUDA device array: anything with `__cuda_array_interface__` (CuPy,
+    PyTorch CUDA tensors, Numba), or a Numba device array (which under the
+    CUDA simulator has only `__cuda_ndarray__`)."""
+    return hasattr(a, "__cuda_array_interface__") or bool(getattr(a, "__cuda_ndarray__", False))
+
+
+def _as_array(a):
+    """Device arrays as Numba device arrays (a view: NumPy dtype and shape,
+    no copy); host arrays as they are, or through np.asarray."""
+    if is_device_array(a):
+        return backends.get("cuda").as_device_array(a)
+    return a if hasattr(a, "dtype") and hasattr(a, "shape") else np.asarray(a)
+
+
 def choose_backend(backend, *arrays):
-    on_device = any(hasattr(a, "__cuda_array_interface__") for a in arrays)
+    """The backend name; refuses device arrays mixed with host arrays or sent
+    to a host backend, and a 'cuda' that cannot run here."""
+    on_device = [is_device_array(a) for a in arrays]
     if backend is None:
-        backend = "cuda" if on_device else "cpu"
+        backend = "cuda" if any(on_device) else "cpu"
     if backend not in BACKENDS:
         raise ValueError(message(f"backend={backend!r}", " or ".join(map(repr, BACKENDS)) + " or None", None))
-    if backend == "cuda":
+    if any(on_device) and not all(on_device):
+        where = ["a CUDA device array" if d else "a host (NumPy) array" for d in on_device]
         raise ValueError(message(
-            "backend='cuda' (or a CUDA device array as input)", "backend 'cpu' or 'reference'",
-            "The CUDA backend is not part of this release; pass NumPy arrays."))
-    if on_device:
-        raise ValueError(message(f"a CUDA device array with backend={backend!r}", "a NumPy array",
-                                 "Copy it to the host first."))
+            f"input is {where[0]} but filters are {where[-1]}",
+            "both on the device or both on the host",
+            "Move one of them, e.g. numba.cuda.to_device(filters) or device_array.copy_to_host()."))
+    if any(on_device) and backend != "cuda":
+        raise ValueError(message(f"CUDA device arrays with backend={backend!r}",
+                                 "NumPy arrays for the 'cpu' and 'reference' backends",
+                                 "Use backend='cuda' (or None), or copy them to the host first."))
+    if backend == "cuda":
+        backends.get("cuda").check_available()
     return backend

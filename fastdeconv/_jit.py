@@ -22,3 +22,23 @@ def kernel(fn):
 def helper(fn):
     """A small function inlined into kernels."""
     return numba.njit(inline="always", cache=True, fastmath=FASTMATH)(fn)
+
+
+# CUDA (numba-cuda), imported only when the CUDA backend is used. No
+# fastmath: NaN/Inf must propagate and the summation order is fixed by the
+# kernels. The compiler may fuse a*b + c into one FMA (the CUDA default);
+# that is the same on every run, so results stay bit-reproducible. No
+# on-disk cache: the kernels are closures over their tile sizes.
+
+def cuda_kernel(fn):
+    """A CUDA kernel (launched as kernel[grid, block](...))."""
+    from numba import cuda
+
+    return cuda.jit(fastmath=False)(fn)
+
+
+def cuda_device(fn):
+    """A CUDA device function called from kernels."""
+    from numba import cuda
+
+    return cuda.jit(device=True, fastmath=False)(fn)

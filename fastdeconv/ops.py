@@ -7,33 +7,50 @@ Each op is a thin wrapper: `_args` validates everything and returns a Plan,
 import numpy as np
 
 from . import _args, backends
-from ._args import check_arrays, choose_backend
+from ._args import check_arrays, choose_backend, is_device_array
 
 __all__ = ["conv1d", "conv2d", "conv3d", "conv1d_transpose", "conv2d_transpose", "conv3d_transpose"]
 
 
-def _to_5d(a, batch, channels, spatial, channels_first, dtype):
+class _Host:
+    """The array operations `_run` needs, for NumPy arrays (device arrays use
+    the CUDA backend's `DeviceArrays`, which has the same three)."""
+
+    zeros = staticmethod(np.zeros)
+
+    @staticmethod
+    def contiguous(a, dtype):
+        return np.ascontiguousarray(a, dtype=dtype)
+
+    @staticmethod
+    def result(out, shape, dtype):
+        return np.asarray(out).reshape(shape).astype(dtype, copy=False)
+
+
+def _to_5d(a, batch, channels, spatial, channels_first, dtype, xp=_Host):
     """A C-contiguous, native-order 5-D array: batch dims flattened, missing
     leading spatial dims of size 1. A copy only when dtype, byte order or
     contiguity require one; the caller's array is never written."""
-    a = np.ascontiguousarray(a, dtype=dtype)
+    a = xp.contiguous(a, dtype)
     spatial = (1,) * (3 - len(spatial)) + tuple(spatial)
     shape = (batch, channels) + spatial if channels_first else (batch,) + spatial + (channels,)
     return a.reshape(shape)
 
 
-def _filters_5d(w, dtype, rank):
-    w = np.ascontiguousarray(w, dtype=dtype)
+def _filters_5d(w, dtype, rank, xp=_Host):
+    w = xp.contiguous(w, dtype)
     return w.reshape((1,) * (3 - rank) + w.shape)
 
 
 def _run(plan, x, w, compute, backend):
     result_dtype = np.dtype(x.dtype).newbyteorder("=")
+    # Device arrays stay on the device: zeros, 5-D views and casts happen there.
+    xp = backends.get("cuda").DeviceArrays if is_device_array(x) else _Host
     if plan.empty:
-        return np.zeros(plan.out_shape, dtype=result_dtype)
+        return xp.zeros(plan.out_shape, result_dtype)
     batch = int(np.prod(plan.batch_shape))
-    x5 = _to_5d(x, batch, plan.in_channels, plan.in_spatial, plan.channels_first, compute)
-    w5 = _filters_5d(w, compute, plan.rank)
+    x5 = _to_5d(x, batch, plan.in_channels, plan.in_spatial, plan.channels_first, compute, xp)
+    w5 = _filters_5d(w, compute, plan.rank, xp)
     pad3 = lambda t, fill: (fill,) * (3 - plan.rank) + tuple(t)  # noqa: E731
     out_spatial = pad3(plan.out_spatial, 1)
     strides, dilations = pad3(plan.strides, 1), pad3(plan.dilations, 1)
@@ -44,20 +61,20 @@ def _run(plan, x, w, compute, backend):
     else:
         out = impl.forward(x5, w5, out_spatial, strides, dilations, pads_before, plan.groups,
                            plan.channels_first)
-    return np.asarray(out).reshape(plan.out_shape).astype(result_dtype, copy=False)
+    return xp.result(out, plan.out_shape, result_dtype)
 
 
 def _forward(op, rank, input, filters, strides, padding, data_format, dilations, backend, batch_dims=False):
-    x, w, compute = check_arrays(op, input, filters)
     backend = choose_backend(backend, input, filters)
+    x, w, compute = check_arrays(op, input, filters)
     plan = _args.forward_plan(op, rank, x.shape, w.shape, strides, padding, data_format, dilations,
                               allow_batch_dims=batch_dims)
     return _run(plan, x, w, compute, backend)
 
 
 def _transpose(op, rank, input, filters, output_shape, strides, padding, data_format, dilations, backend):
-    x, w, compute = check_arrays(op, input, filters)
     backend = choose_backend(backend, input, filters)
+    x, w, compute = check_arrays(op, input, filters)
     plan = _args.transpose_plan(op, rank, x.shape, w.shape, output_shape, strides, padding, data_format,
                                 dilations)
     return _run(plan, x, w, compute, backend)

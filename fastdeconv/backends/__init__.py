@@ -8,6 +8,7 @@ import importlib
 _MODULES = {
     "reference": "fastdeconv.backends.reference",
     "cpu": "fastdeconv.backends.cpu",
+    "cuda": "fastdeconv.backends.cuda",
 }
 
 

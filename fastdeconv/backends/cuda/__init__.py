@@ -1,0 +1,200 @@
+"""CUDA backend (Numba CUDA, from the numba-cuda package).
+
+`forward` and `transpose` have the interface of every backend (canonical
+5-D arrays, see `..reference`). They accept NumPy arrays (copied to the
+device and back; the result is a NumPy array) or Numba device arrays (the
+work and the result stay on the device). `DeviceArrays` is what `ops._run`
+uses instead of NumPy for device inputs: zeros, 5-D views and the final
+cast, all on the device.
+
+Kernels are in `kernels`, tunables in `config` (read at every call).
+numba.cuda is imported only when the backend is used, so `config` can be
+imported, and a missing numba-cuda reported clearly, without it.
+"""
+
+import importlib.util
+import math
+
+import numpy as np
+
+from ...errors import message
+from . import config
+
+__all__ = ["forward", "transpose", "check_available", "as_device_array", "DeviceArrays", "launch_shape"]
+
+_INSTALL = "Install it with: pip install 'fastdeconv[cuda]' (or pip install numba-cuda)."
+_available = None
+
+
+def _numba_cuda():
+    """numba.cuda from the numba-cuda package, or an error naming it.
+
+    The errors for an unusable backend='cuda' are ValueErrors, like every
+    other bad argument (message: given / expected / fix)."""
+    if importlib.util.find_spec("numba_cuda") is None:
+        raise ValueError(message(
+            "backend='cuda' (or a CUDA device array as input), but the numba-cuda package is not installed",
+            "numba-cuda (the 'cuda' extra of fastdeconv; Numba's built-in numba.cuda is deprecated)",
+            _INSTALL))
+    from numba import cuda
+
+    return cuda
+
+
+def check_available():
+    """Raise, with what to do, unless CUDA kernels can run here (a GPU with
+    a driver, or the simulator: NUMBA_ENABLE_CUDASIM=1 before numba is imported)."""
+    global _available
+    cuda = _numba_cuda()
+    if _available is None:
+        _available = bool(cuda.is_available())
+    if not _available:
+        raise ValueError(message(
+            "backend='cuda', but numba-cuda finds no usable CUDA GPU and driver",
+            "an NVIDIA GPU with a working driver",
+            "Use backend='cpu', or set NUMBA_ENABLE_CUDASIM=1 before importing numba to run on the "
+            "(slow) CUDA simulator; `python -c \"from numba import cuda; cuda.detect()\"` shows what is wrong."))
+
+
+def _is_numba_device_array(a):
+    return bool(getattr(a, "__cuda_ndarray__", False))
+
+
+def as_device_array(a):
+    """A Numba device array viewing `a` (no copy): Numba device arrays as they
+    are, anything else through `__cuda_array_interface__` (CuPy, PyTorch)."""
+    if _is_numba_device_array(a):
+        return a
+    return _numba_cuda().as_cuda_array(a)
+
+
+def _pow2ceil(n):
+    return 1 << max(0, int(n) - 1).bit_length()
+
+
+def _cdiv(a, b):
+    return -(-a // b)
+
+
+def launch_shape(cout_g, itemsize):
+    """(tm, tn, rm, rn, bk) for a group of `cout_g` output channels, from
+    `config` at call time: as many threads along the channels as the channels
+    need (up to MAX_THREADS_N), the rest of the block along the positions;
+    REG_M then TILE_K halved until the tiles fit in SHARED_BYTES."""
+    threads = max(1, int(config.THREADS_PER_BLOCK))
+    rn = max(1, min(int(config.REG_N), _pow2ceil(cout_g)))
+    tn = max(1, min(int(config.MAX_THREADS_N), _pow2ceil(_cdiv(max(cout_g, 1), rn)), threads))
+    tm = max(1, threads // tn)
+    rm, bk = max(1, int(config.REG_M)), max(1, int(config.TILE_K))
+
+    def shared(rm, bk):
+        bm, bn = tm * rm, tn * rn
+        return bk * (bm + bn + 2) * itemsize + 4 * (4 * bm + 5 * bk)
+
+    while shared(rm, bk) > config.SHARED_BYTES and rm > 1:
+        rm //= 2
+    while shared(rm, bk) > config.SHARED_BYTES and bk > 1:
+        bk //= 2
+    return tm, tn, rm, rn, bk
+
+
+def _launch(trans, x5, w5, out_spatial, strides, dilations, pads_before, groups, channels_first):
+    cuda = _numba_cuda()
+    from . import kernels
+
+    on_host = not (_is_numba_device_array(x5) and _is_numba_device_array(w5))
+    dtype = np.dtype(x5.dtype)
+    out_spatial, strides, dilations, pads_before = (
+        tuple(int(v) for v in t) for t in (out_spatial, strides, dilations, pads_before))
+    if trans:
+        cout_g, cin, cout = int(w5.shape[3]), int(w5.shape[4]), int(w5.shape[3])
+        groups = 1
+    else:
+        cin, cout = int(w5.shape[3]), int(w5.shape[4])
+        cout_g = cout // groups
+    batch = int(x5.shape[0])
+    spatial = tuple(int(v) for v in (x5.shape[2:] if channels_first else x5.shape[1:4]))
+    kernel_size = tuple(int(v) for v in w5.shape[:3])
+    out_shape = (batch, cout) + out_spatial if channels_first else (batch,) + out_spatial + (cout,)
+    if math.prod(out_shape) == 0:
+        empty = np.zeros(out_shape, dtype)
+        return empty if on_host else cuda.to_device(empty)
+
+    tm, tn, rm, rn, bk = launch_shape(cout_g, dtype.itemsize)
+    # Outputs per phase: at most ceil(O / s) per dim for a transpose.
+    per_dim = [_cdiv(o, s) for o, s in zip(out_spatial, strides)] if trans else list(out_spatial)
+    m_tiles = _cdiv(batch * math.prod(per_dim), tm * rm)
+    n_tiles = _cdiv(cout_g, tn * rn)
+    phases = math.prod(strides) if trans else 1
+    total = phases * groups * m_tiles * n_tiles
+    grid = max(1, min(total, int(config.MAX_BLOCKS)))
+    params = tuple(int(v) for v in (*spatial, *out_spatial, *kernel_size, *strides, *dilations, *pads_before,
+                                    batch, cin, cout_g, groups, int(bool(channels_first)), m_tiles, n_tiles))
+
+    dx = x5 if _is_numba_device_array(x5) else cuda.to_device(np.ascontiguousarray(x5))
+    dw = w5 if _is_numba_device_array(w5) else cuda.to_device(np.ascontiguousarray(w5))
+    out = cuda.device_array(out_shape, dtype)
+    kernels.conv_kernel(bool(trans), tm, tn, rm, rn, bk, dtype.name)[grid, tm * tn](dx, dw, out, params)
+    return out.copy_to_host() if on_host else out
+
+
+def forward(x5, w5, out_spatial, strides, dilations, pads_before, groups, channels_first):
+    """Cross-correlation; see `..reference.forward`."""
+    return _launch(False, x5, w5, out_spatial, strides, dilations, pads_before, groups, channels_first)
+
+
+def transpose(x5, w5, out_spatial, strides, dilations, pads_before, channels_first):
+    """Transposed convolution (gather form, one writer per output); see
+    `..reference.transpose`."""
+    return _launch(True, x5, w5, out_spatial, strides, dilations, pads_before, 1, channels_first)
+
+
+def _elementwise_grid(n):
+    threads = max(1, int(config.ELEMENTWISE_THREADS))
+    return max(1, min(_cdiv(n, threads), int(config.ELEMENTWISE_MAX_BLOCKS))), threads
+
+
+class DeviceArrays:
+    """The array operations `ops._run` needs, for device arrays: nothing here
+    copies to or from the host."""
+
+    @staticmethod
+    def zeros(shape, dtype):
+        cuda = _numba_cuda()
+        from . import kernels
+
+        out = cuda.device_array(tuple(shape), np.dtype(dtype))
+        if out.size:
+            grid, threads = _elementwise_grid(out.size)
+            kernels.fill[grid, threads](out.reshape(out.size), 0)
+        return out
+
+    @staticmethod
+    def cast(a, dtype):
+        """`a` as `dtype` (a new device array), or `a` itself if it already is."""
+        dtype = np.dtype(dtype)
+        if np.dtype(a.dtype) == dtype:
+            return a
+        cuda = _numba_cuda()
+        from . import kernels
+
+        out = cuda.device_array(tuple(a.shape), dtype)
+        if out.size:
+            grid, threads = _elementwise_grid(out.size)
+            kernels.cast[grid, threads](a.reshape(a.size), out.reshape(out.size))
+        return out
+
+    @staticmethod
+    def contiguous(a, dtype):
+        """A C-contiguous device array of `dtype` with a's contents."""
+        if a.size > 1 and not a.is_c_contiguous():
+            raise ValueError(message(
+                f"a non-contiguous CUDA device array (shape {tuple(a.shape)}, strides {tuple(a.strides)})",
+                "C-contiguous device arrays",
+                "Make a contiguous copy on the device first, e.g. cupy.ascontiguousarray(a), "
+                "tensor.contiguous(), or numba.cuda.device_array + a copy kernel."))
+        return DeviceArrays.cast(a, dtype)
+
+    @staticmethod
+    def result(out, shape, dtype):
+        return DeviceArrays.cast(out.reshape(tuple(shape)), dtype)

@@ -1,0 +1,282 @@
+"""The CUDA kernels: one implicit-GEMM convolution kernel for both ops, and
+two elementwise helpers (fill, cast).
+
+Both ops are a matrix product per output tile, formed on the fly:
+
+    out[m, n] = sum_kk A[m, kk] * B[kk, n]
+
+m runs over output positions (batch, d, h, w), n over the output channels of
+one group, kk over (tap d, tap h, tap w, input channel) with the channel
+fastest. A[m, kk] is the input element that tap feeds into output m (0 when
+it falls into the padding), B the filter.
+
+- Forward: along each dim, output j and tap t read input i = j*s + t*d - pb.
+- Transpose (gather form, no atomics): an output o receives tap k from input
+  i = (o + pb - k*d) / s only when that division is exact. Outputs are split
+  into s phases per dim, r = (o + pb) mod s; inside one phase the same taps
+  contribute to every output, k = k0 + t*ks (ks = s / gcd(s, d)), and
+  i = c0 + j - t*(d / gcd(s, d)). So the transpose is the forward kernel run
+  once per phase with only the contributing taps: no multiply is wasted on
+  the taps that skip an output, and every output has exactly one writer.
+
+In both, a dim's geometry is the linear form i = j*ja + c0 + t*tc, o = o0 + j*os
+(`_dim_geometry`).
+
+Tiling (sizes from `config`, see `__init__.launch`): a block of
+THREADS_M x THREADS_N threads owns a tile of BM = THREADS_M*REG_M positions x
+BN = THREADS_N*REG_N channels; each thread keeps a REG_M x REG_N register
+tile. Per step of TILE_K reduction indexes the block stages the A slice
+(input patches, zero-filled at the padding) and the B slice (filters) in
+shared memory, then every thread does REG_M*REG_N*TILE_K multiply-adds from
+shared memory. Per tile, the position -> (batch, input origin) decode is
+done once into shared memory, per step the kk -> (channel, tap offsets)
+decode likewise, so staging an element costs a few adds and compares.
+
+Blocks loop over tiles with a grid-stride loop (any grid size is correct).
+
+Determinism: each output element is accumulated by one thread, in increasing
+kk, starting from 0, then stored once. Tile sizes and grid size change only
+who computes an element, never its summation order, so the bits do not
+depend on the launch configuration (float32 accumulates in float32, float64
+in float64). Padding contributes 0 * w; zero inputs or weights are never
+skipped, so NaN/Inf propagate as in direct summation.
+"""
+
+import functools
+
+import numba
+from numba import cuda
+
+from ..._jit import cuda_device, cuda_kernel
+
+# Positions of the entries of the int tuple `p` passed to the conv kernel.
+(P_ND, P_NH, P_NW, P_OD, P_OH, P_OW, P_KD, P_KH, P_KW, P_SD, P_SH, P_SW, P_DD, P_DH, P_DW, P_PD, P_PH, P_PW,
+ P_BATCH, P_CIN, P_COUT, P_GROUPS, P_CF, P_MTILES, P_NTILES) = range(25)
+
+
+@cuda_device
+def _dim_geometry(r, o, k, s, d, p, trans):
+    """Geometry of one dim for phase r (forward: r = 0, one phase).
+
+    Returns (o0, os, ja, c0, tc, k0, ks, ntaps, nj): output j of the phase is
+    o = o0 + j*os; its tap t is k = k0 + t*ks and reads input
+    i = j*ja + c0 + t*tc; the phase has nj outputs and ntaps taps."""
+    if not trans:
+        return 0, 1, s, -p, d, 0, 1, k, o
+    # First output of the phase: the smallest o >= 0 with (o + p) % s == r.
+    o0 = (r - p % s + s) % s
+    nj = (o - o0 + s - 1) // s if o > o0 else 0
+    a = s
+    b = d
+    while b != 0:  # gcd(s, d)
+        a, b = b, a % b
+    ks = s // a
+    k0 = -1
+    for kk in range(min(k, ks)):
+        if (kk * d) % s == r:
+            k0 = kk
+            break
+    if k0 < 0:
+        return o0, s, 1, 0, 0, 0, 1, 0, nj
+    ntaps = (k - k0 + ks - 1) // ks
+    # (o0 + p - k0*d) is an exact multiple of s, so // is exact for either sign.
+    return o0, s, 1, (o0 + p - k0 * d) // s, -(d // a), k0, ks, ntaps, nj
+
+
+@functools.lru_cache(maxsize=None)
+def conv_kernel(trans, tm, tn, rm, rn, bk, dtype_name):
+    """The conv kernel for one tile shape and dtype (compiled lazily, once per
+    signature). Launch with tm*tn threads per block:
+    kernel[grid, tm*tn](x5, w5, out5, p)."""
+    bm, bn, nthreads = tm * rm, tn * rn, tm * tn
+    ftype = getattr(numba, dtype_name)
+    # Shared rows padded by one element: the A slice (and the transpose's B
+    # slice) is written with kk fastest, which would otherwise hit one bank.
+    bmp, bnp = bm + 1, bn + 1
+
+    @cuda_kernel
+    def kernel(x, w, out, p):
+        nd, nh, nw = p[P_ND], p[P_NH], p[P_NW]
+        od, oh, ow = p[P_OD], p[P_OH], p[P_OW]
+        kd, kh, kw = p[P_KD], p[P_KH], p[P_KW]
+        sd, sh, sw = p[P_SD], p[P_SH], p[P_SW]
+        dd, dh, dw = p[P_DD], p[P_DH], p[P_DW]
+        pd, ph, pw = p[P_PD], p[P_PH], p[P_PW]
+        batch, cin, cout, groups, cf = p[P_BATCH], p[P_CIN], p[P_COUT], p[P_GROUPS], p[P_CF]
+        m_tiles, n_tiles = p[P_MTILES], p[P_NTILES]
+
+        a_s = cuda.shared.array((bk, bmp), ftype)
+        b_s = cuda.shared.array((bk, bnp), ftype)
+        # Per position of the tile: batch index (-1: past the end) and the
+        # input index of tap 0 along d, h, w.
+        m_b = cuda.shared.array(bm, numba.int32)
+        m_d = cuda.shared.array(bm, numba.int32)
+        m_h = cuda.shared.array(bm, numba.int32)
+        m_w = cuda.shared.array(bm, numba.int32)
+        # Per reduction index of the step: channel (-1: past the end), tap
+        # offsets of the input index along d, h, w, and the flat filter tap.
+        k_c = cuda.shared.array(bk, numba.int32)
+        k_d = cuda.shared.array(bk, numba.int32)
+        k_h = cuda.shared.array(bk, numba.int32)
+        k_w = cuda.shared.array(bk, numba.int32)
+        k_t = cuda.shared.array(bk, numba.int32)
+        acc = cuda.local.array((rm, rn), ftype)
+
+        t = cuda.threadIdx.x
+        if cf:  # neighbours write neighbouring positions (contiguous along w)
+            ti_m = t % tm
+            ti_n = t // tm
+        else:  # neighbours write neighbouring channels
+            ti_n = t % tn
+            ti_m = t // tn
+
+        phases = sd * sh * sw if trans else 1
+        total = phases * groups * m_tiles * n_tiles
+        for tile in range(cuda.blockIdx.x, total, cuda.gridDim.x):
+            nt = tile % n_tiles
+            rest = tile // n_tiles
+            mt = rest % m_tiles
+            rest //= m_tiles
+            g = rest % groups
+            phase = rest // groups
+            rw = phase % sw if trans else 0
+            rh = (phase // sw) % sh if trans else 0
+            rd = phase // (sw * sh) if trans else 0
+            o0d, osd, jad, c0d, tcd, k0d, ksd, ntd, njd = _dim_geometry(rd, od, kd, sd, dd, pd, trans)
+            o0h, osh, jah, c0h, tch, k0h, ksh, nth, njh = _dim_geometry(rh, oh, kh, sh, dh, ph, trans)
+            o0w, osw, jaw, c0w, tcw, k0w, ksw, ntw, njw = _dim_geometry(rw, ow, kw, sw, dw, pw, trans)
+            mp = batch * njd * njh * njw
+            kred = ntd * nth * ntw * cin
+            m0 = mt * bm
+            n0 = nt * bn
+            if m0 >= mp:  # an empty tile of a short phase; the same for the whole block
+                continue
+
+            for mm in range(t, bm, nthreads):
+                m = m0 + mm
+                if m < mp:
+                    jw = m % njw
+                    q = m // njw
+                    jh = q % njh
+                    q //= njh
+                    jd = q % njd
+                    m_b[mm] = q // njd
+                    m_d[mm] = jd * jad + c0d
+                    m_h[mm] = jh * jah + c0h
+                    m_w[mm] = jw * jaw + c0w
+                else:
+                    m_b[mm] = -1
+            for i in range(rm):
+                for j in range(rn):
+                    acc[i, j] = 0
+
+            for kb in range(0, kred, bk):
+                for kq in range(t, bk, nthreads):
+                    kk = kb + kq
+                    if kk < kred:
+                        k_c[kq] = kk % cin
+                        q = kk // cin
+                        tw = q % ntw
+                        q //= ntw
+                        th = q % nth
+                        td = q // nth
+                        k_d[kq] = td * tcd
+                        k_h[kq] = th * tch
+                        k_w[kq] = tw * tcw
+                        k_t[kq] = ((k0d + td * ksd) * kh + (k0h + th * ksh)) * kw + (k0w + tw * ksw)
+                    else:
+                        k_c[kq] = -1
+                cuda.syncthreads()
+
+                # Stage A[m, kk]: kk fastest for channels-last (contiguous
+                # channels), m fastest for channels-first (contiguous w).
+                for e in range(t, bk * bm, nthreads):
+                    if cf:
+                        mm = e % bm
+                        kq = e // bm
+                    else:
+                        kq = e % bk
+                        mm = e // bk
+                    v = ftype(0)
+                    b = m_b[mm]
+                    c = k_c[kq]
+                    if b >= 0 and c >= 0:
+                        i_d = m_d[mm] + k_d[kq]
+                        i_h = m_h[mm] + k_h[kq]
+                        i_w = m_w[mm] + k_w[kq]
+                        if 0 <= i_d < nd and 0 <= i_h < nh and 0 <= i_w < nw:
+                            if cf:
+                                v = x[b, g * cin + c, i_d, i_h, i_w]
+                            else:
+                                v = x[b, i_d, i_h, i_w, g * cin + c]
+                    a_s[kq, mm] = v
+                # Stage B[kk, n]: the filter's contiguous axis fastest
+                # (forward: out channels; transpose: in channels).
+                for e in range(t, bk * bn, nthreads):
+                    if trans:
+                        kq = e % bk
+                        nn = e // bk
+                    else:
+                        nn = e % bn
+                        kq = e // bn
+                    v = ftype(0)
+                    c = k_c[kq]
+                    n = n0 + nn
+                    if c >= 0 and n < cout:
+                        tap = k_t[kq]
+                        t_w = tap % kw
+                        t_h = (tap // kw) % kh
+                        t_d = tap // (kw * kh)
+                        if trans:
+                            v = w[t_d, t_h, t_w, n, c]
+                        else:
+                            v = w[t_d, t_h, t_w, c, g * cout + n]
+                    b_s[kq, nn] = v
+                cuda.syncthreads()
+
+                for kq in range(min(bk, kred - kb)):
+                    for i in range(rm):
+                        a = a_s[kq, ti_m + i * tm]
+                        for j in range(rn):
+                            acc[i, j] += a * b_s[kq, ti_n + j * tn]
+                cuda.syncthreads()
+
+            for i in range(rm):
+                mm = ti_m + i * tm
+                m = m0 + mm
+                if m < mp:
+                    jw = m % njw
+                    q = m // njw
+                    jh = q % njh
+                    q //= njh
+                    jd = q % njd
+                    b = q // njd
+                    o_d = o0d + jd * osd
+                    o_h = o0h + jh * osh
+                    o_w = o0w + jw * osw
+                    for j in range(rn):
+                        n = n0 + ti_n + j * tn
+                        if n < cout:
+                            if cf:
+                                out[b, g * cout + n, o_d, o_h, o_w] = acc[i, j]
+                            else:
+                                out[b, o_d, o_h, o_w, g * cout + n] = acc[i, j]
+            # The next tile overwrites m_b..m_w, which other threads may
+            # still be reading in their store loop above.
+            cuda.syncthreads()
+
+    return kernel
+
+
+@cuda_kernel
+def fill(out, value):
+    """out[:] = value over a flat array (grid-stride)."""
+    for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+        out[i] = value
+
+
+@cuda_kernel
+def cast(src, dst):
+    """dst[:] = src over flat arrays of different float dtypes (grid-stride)."""
+    for i in range(cuda.grid(1), src.size, cuda.gridsize(1)):
+        dst[i] = src[i]
