@@ -212,3 +212,12 @@ def sequential_2d():
         K.Dropout(0.5),
         K.Dense(7, activation="sigmoid"),
     ], name="sequential_2d")
+
+
+def two_inputs_shared():
+    """Two inputs through one shared Conv2D (a layer called twice), two outputs."""
+    a, b = keras.Input((9, 9, 3), name="left"), keras.Input((9, 9, 3), name="right")
+    shared = K.Conv2D(4, 3, padding="same", activation="relu", name="shared")
+    ya, yb = shared(a), shared(b)
+    merged = K.Conv2DTranspose(2, 3, strides=2, name="up")(K.Add(name="sum")([ya, yb]))
+    return keras.Model([a, b], [merged, K.Concatenate(name="cat")([ya, yb])], name="two_inputs")

@@ -243,3 +243,25 @@ def test_loading_needs_neither_tensorflow_nor_keras(saved, tmp_path):
     out = np.load(result)
     for fmt in FORMATS:
         assert rel_err(out[fmt], s.expected(3)) <= 2e-6
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_multi_input_output_and_shared_layer_load(fmt, saved):
+    s = saved("two_inputs_shared")
+    model = fastdeconv.load_keras(s.paths[fmt])
+    rng = np.random.default_rng(3)
+    xs = [rng.standard_normal((3, 9, 9, 3)).astype(np.float32) for _ in range(2)]
+    ours = model.predict(xs, batch_size=2)
+    theirs = s.keras_model(xs)
+    assert len(ours) == 2
+    for a, b in zip(ours, theirs):
+        assert rel_err(a, np.asarray(b)) <= 2e-6
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_nested_model_is_refused(fmt, tmp_path):
+    inner = keras.Sequential([keras.Input((4,)), K.Dense(3)], name="inner")
+    inp = keras.Input((4,))
+    path = _save(keras.Model(inp, inner(inp)), tmp_path, fmt)
+    with pytest.raises(UnsupportedLayerError, match=r"'inner' of class 'Sequential'.*nested"):
+        fastdeconv.load_keras(path)
