@@ -17,6 +17,13 @@ def _restore(a, channels_first):
     return np.moveaxis(a, -1, 1) if channels_first else a
 
 
+def _matmul(a, b):
+    """a @ b; NaN/Inf inputs give NaN/Inf outputs as they should, so NumPy's
+    'invalid value' warning says nothing new."""
+    with np.errstate(invalid="ignore"):
+        return a @ b
+
+
 def _taps(kernel):
     return np.ndindex(*kernel)
 
@@ -36,8 +43,8 @@ def forward(x, w, out_spatial, strides, dilations, pads_before, groups, channels
         window = xp[(slice(None),) + tuple(
             slice(t * d, t * d + (o - 1) * s + 1, s) for t, d, o, s in zip(tap, dilations, out_spatial, strides))]
         for g in range(groups):
-            out[..., g * cout_g:(g + 1) * cout_g] += (
-                window[..., g * cin:(g + 1) * cin] @ w[tap][:, g * cout_g:(g + 1) * cout_g])
+            out[..., g * cout_g:(g + 1) * cout_g] += _matmul(
+                window[..., g * cin:(g + 1) * cin], w[tap][:, g * cout_g:(g + 1) * cout_g])
     return _restore(out, channels_first)
 
 
@@ -52,7 +59,7 @@ def transpose(x, w, out_spatial, strides, dilations, pads_before, channels_first
     for tap in _taps(w.shape[:3]):
         target = (slice(None),) + tuple(
             slice(t * d, t * d + (ni - 1) * s + 1, s) for t, d, ni, s in zip(tap, dilations, n, strides))
-        full[target] += x @ w[tap].T
+        full[target] += _matmul(x, w[tap].T)
     out = np.zeros((x.shape[0], *out_spatial, w.shape[3]))
     keep = tuple(slice(pb, min(pb + o, L)) for pb, o, L in zip(pads_before, out_spatial, full_len))
     sizes = [max(0, min(pb + o, L) - pb) for pb, o, L in zip(pads_before, out_spatial, full_len)]
