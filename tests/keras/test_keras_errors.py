@@ -265,3 +265,19 @@ def test_nested_model_is_refused(fmt, tmp_path):
     path = _save(keras.Model(inp, inner(inp)), tmp_path, fmt)
     with pytest.raises(UnsupportedLayerError, match=r"'inner' of class 'Sequential'.*nested"):
         fastdeconv.load_keras(path)
+
+
+@pytest.mark.parametrize("builder", ["zoo_1d", "sequential_2d"])
+def test_keras_file_without_layer_names_in_the_weights(builder, saved, tmp_path):
+    """Older Keras 3 files do not write the layer name on `vars`; the
+    weights are then found by Keras' own keys (snake_case class names made
+    unique in layer order)."""
+    s = saved(builder)
+    weights = tmp_path / "model.weights.h5"
+    with zipfile.ZipFile(s.paths["keras"]) as z:
+        weights.write_bytes(z.read("model.weights.h5"))
+    with h5py.File(weights, "r+") as f:
+        f.visititems(lambda name, obj: obj.attrs.__delitem__("name") if "name" in obj.attrs else None)
+    path = tmp_path / "unnamed.keras"
+    _rewrite_zip(s.paths["keras"], path, {"model.weights.h5": lambda d: weights.read_bytes()})
+    assert rel_err(fastdeconv.load_keras(path).predict(s.input(3)), s.expected(3)) <= 2e-6
