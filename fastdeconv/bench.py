@@ -631,7 +631,9 @@ def fmt_ms(s):
 
 
 def fmt_gf(g):
-    return "" if g is None else (f"{g:.2f}" if g < 10 else f"{g:.1f}")
+    if g is None:
+        return ""
+    return f"{g:.2g}" if g < 1 else (f"{g:.2f}" if g < 10 else f"{g:.1f}")
 
 
 def gflops_table(results, engine_names):
@@ -682,8 +684,8 @@ def plot_gflops(results, engine_names, path, title="GFLOP/s per case"):
     ax.invert_yaxis()
     ax.set_xscale("log")
     ax.set_xlabel("GFLOP/s (2 x multiply-adds / median time; log scale)")
-    ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title(title, fontsize=10, pad=28)
+    ax.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=max(len(names), 1), frameon=False)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
