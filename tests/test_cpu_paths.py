@@ -2,8 +2,10 @@
 
 Paths (chosen in fastdeconv/backends/cpu.py `_run`): channels-last
 register-blocked kernel (cpu_rb) with the fused (kw, c) run for forward
-dw == 1 ungrouped convolutions, or per tap (FUSE_KW off); channels-first
-kernel; tiles run on the calling thread or split over threads.
+dw == 1 ungrouped convolutions, or per tap (FUSE_KW off); register-blocked
+channels-first kernel (cpu_rb.cf_kernel: transposes and forward sw == 1),
+or the older channels-first kernel (forward sw > 1); tiles run on the
+calling thread or split over threads.
 """
 
 import numpy as np
@@ -24,6 +26,9 @@ CASES = [
     ("conv3d_transpose", (2, 3, 4, 5, 8), (2, 2, 2, 16, 8), 2, "SAME", "NDHWC", None),
     ("conv3d_transpose", (2, 8, 3, 4, 5), (3, 3, 3, 9, 8), [1, 1, 2, 1, 2], "SAME", "NCDHW", None),
     ("conv2d_transpose", (1, 5, 6, 4), (3, 3, 7, 4), 1, "SAME", "NHWC", 2),
+    ("conv2d", (2, 5, 6, 41), (3, 2, 5, 9), [1, 2], "SAME", "NCHW", None),  # old CF kernel (sw > 1)
+    ("conv2d_transpose", (1, 4, 3, 37), (3, 3, 11, 4), [2, 3], "VALID", "NCHW", [1, 1]),  # W > 32, phases
+    ("conv1d", (2, 3, 70), (3, 3, 10), 1, [(2, 1)], "NCW", 2),  # two W chunks, masked edges
 ]
 
 
@@ -81,3 +86,20 @@ def test_paths_give_identical_bits(case, monkeypatch):
                                 lambda k, a, n, wk, _w=work: real(k, a, n, wk if _w is None else _w))
             results.append(_call(case, x, w, "cpu").tobytes())
     assert len(set(results)) == 1
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", [c for c in CASES if c[5].startswith("NC") and c[0] != "conv2d"],
+                         ids=lambda c: f"{c[0]}-{c[5]}")
+def test_channels_first_same_bits_as_channels_last(case, dtype):
+    """Both register-blocked kernels sum every output's terms in the same
+    order, so the two layouts give the same bits."""
+    op, xs, ws, strides, padding, fmt, dil = case
+    x, w = _arrays(case, dtype, np.random.default_rng(2))
+    cl = {"NCW": "NWC", "NCHW": "NHWC", "NCDHW": "NDHWC"}[fmt]
+    def last(v):  # an N+2 list in NC... order -> N...C order
+        return list(v[:1]) + list(v[2:]) + list(v[1:2]) if isinstance(v, list) and len(v) == len(xs) else v
+
+    a = _call(case, x, w, "cpu")
+    b = _call((op, None, None, last(strides), padding, cl, last(dil)), np.ascontiguousarray(np.moveaxis(x, 1, -1)), w, "cpu")
+    assert np.moveaxis(a, 1, -1).tobytes() == b.tobytes()

@@ -259,6 +259,16 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
     dd, dh, dw = (int(v) for v in dilations)
     pd, ph, pw = (int(v) for v in pads_before)
     out = np.empty(B * OD * OH * OW * G * Fg, dtype=x.dtype)
+    if channels_first and (trans or sw == 1):
+        # Register-blocked channels-first kernel (cpu_rb.cf_kernel): vectors along W.
+        wp, NFB = cpu_rb.pack_filters_cf(wg, x.dtype)
+        geo = (B, D, H, W, Cg, OD, OH, OW, Fg, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw,
+               G, int(trans), NFB)
+        geo = tuple(int(v) for v in geo)
+        cpu_rb.parallel_tiles(cpu_rb.cf_kernel, (x.reshape(-1), wp, out, geo),
+                              cpu_rb.n_tiles_cf(geo, x.dtype.itemsize),
+                              B * OD * OH * OW * G * Fg * KD * KH * KW * Cg)
+        return out.reshape((B, G * Fg, OD, OH, OW))
     if channels_first:
         Fp = Fg
         w_k = np.ascontiguousarray(wg).reshape(-1)

@@ -30,7 +30,7 @@ import numba
 import numpy as np
 
 from .._jit import FASTMATH, helper
-from .cpu_simd import addr, vadd, vbcast, vfma, vlane, vload, vstore, vzero
+from .cpu_simd import addr, vadd, vbcast, vfma, vlane, vload, vloadm, vstore, vstorem, vzero
 
 RB = 6  # output positions per register tile
 ROWS = 48  # output positions per parallel tile (at most)
@@ -321,3 +321,241 @@ def pack_filters(wg, dtype):
     wp[:, :Fg] = wg.transpose(0, 5, 1, 2, 3, 4)
     wp = wp.reshape(G, NFB, NV, KD * KH * KW * Cg).transpose(0, 1, 3, 2)
     return np.ascontiguousarray(wp).reshape(-1), NFB
+
+
+# ------------------------------------------------------ channels-first kernel
+# Roles swapped: a register tile is FR = 8 output channels x 2 vectors along
+# W (32 float32 / 16 float64 output positions of one phase of one output
+# row). Per reduction step it loads 2 input vectors along W (masked at the
+# edges: masked lanes read nothing and give 0, like the zero row of the
+# channels-last kernel) and broadcasts FR weights, for 16 FMAs. The order of
+# the terms of every output element is the channels-last kernel's: for each
+# (kd, kh) a partial sum over (kw, c) from zero, then added to the total.
+
+FR = 8
+
+
+@helper
+def _run_cf(out, a00, a01, a10, a11, a20, a21, a30, a31, a40, a41, a50, a51, a60, a61, a70, a71,
+            p, cstep, lo0, hi0, lo1, hi1, q, K, isz, vb):
+    """K reduction steps: input vectors at byte address p and p + vb (lanes
+    [lo0, hi0) and [lo1, hi1)), step cstep; FR weights at q, step FR*isz."""
+    for _ in range(K):
+        x0 = vloadm(out, p, lo0, hi0)
+        x1 = vloadm(out, p + vb, lo1, hi1)
+        p += cstep
+        b = vbcast(out, q + 0 * isz)
+        a00 = vfma(b, x0, a00)
+        a01 = vfma(b, x1, a01)
+        b = vbcast(out, q + 1 * isz)
+        a10 = vfma(b, x0, a10)
+        a11 = vfma(b, x1, a11)
+        b = vbcast(out, q + 2 * isz)
+        a20 = vfma(b, x0, a20)
+        a21 = vfma(b, x1, a21)
+        b = vbcast(out, q + 3 * isz)
+        a30 = vfma(b, x0, a30)
+        a31 = vfma(b, x1, a31)
+        b = vbcast(out, q + 4 * isz)
+        a40 = vfma(b, x0, a40)
+        a41 = vfma(b, x1, a41)
+        b = vbcast(out, q + 5 * isz)
+        a50 = vfma(b, x0, a50)
+        a51 = vfma(b, x1, a51)
+        b = vbcast(out, q + 6 * isz)
+        a60 = vfma(b, x0, a60)
+        a61 = vfma(b, x1, a61)
+        b = vbcast(out, q + 7 * isz)
+        a70 = vfma(b, x0, a70)
+        a71 = vfma(b, x1, a71)
+        q += FR * isz
+    return a00, a01, a10, a11, a20, a21, a30, a31, a40, a41, a50, a51, a60, a61, a70, a71
+
+
+@_serial_kernel
+def cf_kernel(x, wp, out, geo, t_begin, t_end):
+    """Channels-first tiles [t_begin, t_end). x: (B, G*Cg, D, H, W) flat; wp:
+    (G, NFB, taps, Cg, FR) flat (output channels zero-padded); out: (B, G*Fg,
+    OD, OH, OW) flat. A tile is
+    (b, od, oh, g, channel block, W chunk) and covers every phase of its
+    chunk. Forward convolutions need sw == 1 (contiguous input vectors)."""
+    (B, D, H, W, Cg, OD, OH, OW, Fg, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw,
+     G, trans, NFB) = geo
+    isz = out.itemsize
+    V = 64 // isz
+    NJ = 2 * V
+    vb = V * isz
+    Cx = G * Cg
+    F = G * Fg
+    P = sw if trans else 1
+    nwc = _cdiv(_cdiv(OW, P), NJ)
+    cs = D * H * W
+    cstep = cs * isz
+    xa = addr(x)
+    oa = addr(out)
+    buf = np.empty(FR * NJ, dtype=out.dtype)  # strided transposes: one phase's tile
+    ba = addr(buf)
+    for tile in range(t_begin, t_end):
+        wc = tile % nwc
+        r = tile // nwc
+        fb = r % NFB
+        r = r // NFB
+        g = r % G
+        r = r // G
+        oh = r % OH
+        r = r // OH
+        od = r % OD
+        b = r // OD
+        f0 = fb * FR
+        nf = min(FR, Fg - f0)
+        j0 = wc * NJ
+        wfb = addr(wp) + (g * NFB + fb) * KD * KH * KW * Cg * FR * isz
+        for phase in range(P):
+            nJ = _cdiv(OW - phase, P)
+            if j0 >= nJ:
+                continue
+            nj = min(NJ, nJ - j0)
+            z = vzero(out)
+            a00 = z
+            a01 = z
+            a10 = z
+            a11 = z
+            a20 = z
+            a21 = z
+            a30 = z
+            a31 = z
+            a40 = z
+            a41 = z
+            a50 = z
+            a51 = z
+            a60 = z
+            a61 = z
+            a70 = z
+            a71 = z
+            for kd in range(KD):
+                i_d = _src(od, kd, sd, dd, pd, D, trans)
+                if i_d < 0:
+                    continue
+                for kh in range(KH):
+                    i_h = _src(oh, kh, sh, dh, ph, H, trans)
+                    if i_h < 0:
+                        continue
+                    s00, s01, s10, s11, s20, s21, s30, s31, s40, s41, s50, s51, s60, s61, s70, s71 = a00, a01, a10, a11, a20, a21, a30, a31, a40, a41, a50, a51, a60, a61, a70, a71
+                    a00 = z
+                    a01 = z
+                    a10 = z
+                    a11 = z
+                    a20 = z
+                    a21 = z
+                    a30 = z
+                    a31 = z
+                    a40 = z
+                    a41 = z
+                    a50 = z
+                    a51 = z
+                    a60 = z
+                    a61 = z
+                    a70 = z
+                    a71 = z
+                    xrow = xa + (((b * Cx + g * Cg) * D + i_d) * H + i_h) * W * isz
+                    for kw in range(KW):
+                        if trans:
+                            t = phase + pw - kw * dw
+                            if t % sw != 0:
+                                continue
+                            iw0 = j0 + t // sw
+                        else:
+                            iw0 = j0 + kw * dw - pw
+                        lo0 = max(0, -iw0)
+                        hi0 = min(V, W - iw0, nj)
+                        lo1 = max(0, -iw0 - V)
+                        hi1 = min(W - iw0 - V, nj - V)
+                        if lo0 >= hi0 and lo1 >= hi1:
+                            continue
+                        q = wfb + ((kd * KH + kh) * KW + kw) * Cg * FR * isz
+                        (a00, a01, a10, a11, a20, a21, a30, a31, a40, a41, a50, a51, a60, a61, a70, a71) = _run_cf(
+                            out, a00, a01, a10, a11, a20, a21, a30, a31, a40, a41, a50, a51, a60, a61, a70, a71,
+                            xrow + iw0 * isz, cstep, lo0, hi0, lo1, hi1, q, Cg, isz, vb)
+                    a00 = vadd(s00, a00)
+                    a01 = vadd(s01, a01)
+                    a10 = vadd(s10, a10)
+                    a11 = vadd(s11, a11)
+                    a20 = vadd(s20, a20)
+                    a21 = vadd(s21, a21)
+                    a30 = vadd(s30, a30)
+                    a31 = vadd(s31, a31)
+                    a40 = vadd(s40, a40)
+                    a41 = vadd(s41, a41)
+                    a50 = vadd(s50, a50)
+                    a51 = vadd(s51, a51)
+                    a60 = vadd(s60, a60)
+                    a61 = vadd(s61, a61)
+                    a70 = vadd(s70, a70)
+                    a71 = vadd(s71, a71)
+            ob = (((b * F + g * Fg + f0) * OD + od) * OH + oh) * OW
+            ostep = OD * OH * OW * isz
+            if P == 1:
+                if 0 < nf:
+                    vstorem(out, oa + (ob + j0) * isz + 0 * ostep, a00, 0, nj)
+                    vstorem(out, oa + (ob + j0 + V) * isz + 0 * ostep, a01, 0, nj - V)
+                if 1 < nf:
+                    vstorem(out, oa + (ob + j0) * isz + 1 * ostep, a10, 0, nj)
+                    vstorem(out, oa + (ob + j0 + V) * isz + 1 * ostep, a11, 0, nj - V)
+                if 2 < nf:
+                    vstorem(out, oa + (ob + j0) * isz + 2 * ostep, a20, 0, nj)
+                    vstorem(out, oa + (ob + j0 + V) * isz + 2 * ostep, a21, 0, nj - V)
+                if 3 < nf:
+                    vstorem(out, oa + (ob + j0) * isz + 3 * ostep, a30, 0, nj)
+                    vstorem(out, oa + (ob + j0 + V) * isz + 3 * ostep, a31, 0, nj - V)
+                if 4 < nf:
+                    vstorem(out, oa + (ob + j0) * isz + 4 * ostep, a40, 0, nj)
+                    vstorem(out, oa + (ob + j0 + V) * isz + 4 * ostep, a41, 0, nj - V)
+                if 5 < nf:
+                    vstorem(out, oa + (ob + j0) * isz + 5 * ostep, a50, 0, nj)
+                    vstorem(out, oa + (ob + j0 + V) * isz + 5 * ostep, a51, 0, nj - V)
+                if 6 < nf:
+                    vstorem(out, oa + (ob + j0) * isz + 6 * ostep, a60, 0, nj)
+                    vstorem(out, oa + (ob + j0 + V) * isz + 6 * ostep, a61, 0, nj - V)
+                if 7 < nf:
+                    vstorem(out, oa + (ob + j0) * isz + 7 * ostep, a70, 0, nj)
+                    vstorem(out, oa + (ob + j0 + V) * isz + 7 * ostep, a71, 0, nj - V)
+            else:
+                vstore(out, ba + 0 * vb, a00)
+                vstore(out, ba + 1 * vb, a01)
+                vstore(out, ba + 2 * vb, a10)
+                vstore(out, ba + 3 * vb, a11)
+                vstore(out, ba + 4 * vb, a20)
+                vstore(out, ba + 5 * vb, a21)
+                vstore(out, ba + 6 * vb, a30)
+                vstore(out, ba + 7 * vb, a31)
+                vstore(out, ba + 8 * vb, a40)
+                vstore(out, ba + 9 * vb, a41)
+                vstore(out, ba + 10 * vb, a50)
+                vstore(out, ba + 11 * vb, a51)
+                vstore(out, ba + 12 * vb, a60)
+                vstore(out, ba + 13 * vb, a61)
+                vstore(out, ba + 14 * vb, a70)
+                vstore(out, ba + 15 * vb, a71)
+                for i in range(nf):
+                    o = ob + i * OD * OH * OW + phase + j0 * P
+                    for l in range(nj):
+                        out[o + l * P] = buf[i * NJ + l]
+
+
+def pack_filters_cf(wg, dtype):
+    """wg: (G, KD, KH, KW, Cg, Fg) -> (G, NFB, taps, Cg, FR) flat, output
+    channels zero-padded to NFB blocks of FR; and NFB."""
+    G, KD, KH, KW, Cg, Fg = wg.shape
+    NFB = max(1, -(-Fg // FR))
+    wp = np.zeros((G, KD, KH, KW, Cg, NFB * FR), dtype=dtype)
+    wp[..., :Fg] = wg
+    wp = wp.reshape(G, KD * KH * KW * Cg, NFB, FR).transpose(0, 2, 1, 3)
+    return np.ascontiguousarray(wp).reshape(-1), NFB
+
+
+def n_tiles_cf(geo, itemsize):
+    (B, D, H, W, Cg, OD, OH, OW, Fg, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw,
+     G, trans, NFB) = geo
+    P = sw if trans else 1
+    V = 64 // itemsize
+    return B * OD * OH * G * NFB * (-(-(-(-OW // P)) // (2 * V)))

@@ -124,3 +124,47 @@ def vadd(typingctx, a, b):
     def impl(context, builder, sig, args):
         return builder.fadd(args[0], args[1])
     return a(a, b), impl
+
+
+def _range_mask(builder, n, lo, hi):
+    """<n x i1>: lane l is set when lo <= l < hi (lo, hi: i64)."""
+    i64 = ir.IntType(64)
+    vt = ir.VectorType(i64, n)
+    iota = ir.Constant(vt, list(range(n)))
+    lo = _splat(builder, vt, builder.sext(lo, i64) if lo.type.width < 64 else lo)
+    hi = _splat(builder, vt, builder.sext(hi, i64) if hi.type.width < 64 else hi)
+    return builder.and_(builder.icmp_signed(">=", iota, lo), builder.icmp_signed("<", iota, hi))
+
+
+@intrinsic
+def vloadm(typingctx, arr, p, lo, hi):
+    """Lanes l in [lo, hi) from byte address p + l*itemsize, the others 0.
+    Masked lanes are not read (llvm.masked.load), so p may point outside
+    the array where those lanes would be."""
+    vt = Vec(arr.dtype)
+
+    def impl(context, builder, sig, args):
+        vty = context.get_value_type(vt)
+        ptr = _pointer(context, builder, sig.args[1], args[1], vt)
+        mask = _range_mask(builder, vty.count, args[2], args[3])
+        name = f"llvm.masked.load.v{vty.count}f{arr.dtype.bitwidth}.p0"
+        fnty = ir.FunctionType(vty, [ptr.type, ir.IntType(32), mask.type, vty])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, name)
+        return builder.call(fn, [ptr, ir.Constant(ir.IntType(32), arr.dtype.bitwidth // 8), mask,
+                                 ir.Constant(vty, None)])
+    return vt(arr, p, lo, hi), impl
+
+
+@intrinsic
+def vstorem(typingctx, arr, p, v, lo, hi):
+    """Store lanes l in [lo, hi) of v at byte address p + l*itemsize."""
+    def impl(context, builder, sig, args):
+        vty = args[2].type
+        ptr = _pointer(context, builder, sig.args[1], args[1], sig.args[2])
+        mask = _range_mask(builder, vty.count, args[3], args[4])
+        name = f"llvm.masked.store.v{vty.count}f{arr.dtype.bitwidth}.p0"
+        fnty = ir.FunctionType(ir.VoidType(), [vty, ptr.type, ir.IntType(32), mask.type])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, name)
+        builder.call(fn, [args[2], ptr, ir.Constant(ir.IntType(32), arr.dtype.bitwidth // 8), mask])
+        return context.get_dummy_value()
+    return types.void(arr, p, v, lo, hi), impl
