@@ -3,7 +3,8 @@
 Paths (chosen in fastdeconv/backends/cpu.py `_run`): channels-last
 register-blocked kernel (cpu_rb) with the fused (kw, c) run for forward
 dw == 1 ungrouped convolutions, or per tap (FUSE_KW off); register-blocked
-channels-first kernel (cpu_rb.cf_kernel: transposes and forward sw == 1),
+kernel with vectors along W (cpu_rb.wv_kernel: channels-first transposes
+and forward sw == 1; channels-last with few output channels, WV_NARROW),
 or the older channels-first kernel (forward sw > 1); tiles run on the
 calling thread or split over threads.
 """
@@ -51,6 +52,14 @@ def fuse(request, monkeypatch):
     return request.param
 
 
+@pytest.fixture(params=[0, 8], ids=["rb", "narrow-wv"])
+def narrow(request, monkeypatch):
+    """Channels-last calls with few output channels: register-blocked kernel
+    (WV_NARROW = 0) or vectors along W with gathered loads."""
+    monkeypatch.setattr(cpu, "WV_NARROW", request.param)
+    return request.param
+
+
 @pytest.fixture(params=[False, True], ids=["one-thread", "split"])
 def split(request, monkeypatch):
     if request.param:
@@ -63,7 +72,7 @@ def split(request, monkeypatch):
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}-{c[5]}")
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_path_matches_reference(case, dtype, fuse, split):
+def test_path_matches_reference(case, dtype, fuse, split, narrow):
     rng = np.random.default_rng(0)
     x, w = _arrays(case, dtype, rng)
     ours = _call(case, x, w, "cpu")
@@ -74,14 +83,16 @@ def test_path_matches_reference(case, dtype, fuse, split):
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}-{c[5]}")
 def test_paths_give_identical_bits(case, monkeypatch):
-    """Fused and per-tap runs, one thread and split tiles: the same terms in
-    the same order, so the same bits."""
+    """Fused and per-tap runs, register-blocked or vectors along W, one
+    thread and split tiles: the same terms in the same order, so the same
+    bits."""
     x, w = _arrays(case, np.float32, np.random.default_rng(1))
     results = []
     real = cpu_rb.parallel_tiles
-    for fuse_kw in (True, False):
+    for fuse_kw, nv in ((True, 0), (False, 0), (True, 64), (False, 64)):
         for work in (None, 10**12):
             monkeypatch.setattr(cpu, "FUSE_KW", fuse_kw)
+            monkeypatch.setattr(cpu, "WV_NARROW", nv)
             monkeypatch.setattr(cpu_rb, "parallel_tiles",
                                 lambda k, a, n, wk, _w=work: real(k, a, n, wk if _w is None else _w))
             results.append(_call(case, x, w, "cpu").tobytes())

@@ -6,11 +6,14 @@ The algorithm choice is made here, in `_run`:
   (6 output positions x 32 float32 / 16 float64 output channels held in
   AVX-512 registers across all taps and input channels; transposes are
   phase-decomposed so every phase is a dense gather). See cpu_rb.
-- channels-first, both ops: `_cf_kernel` below, read natively (no layout
-  copies): tiles (batch, out d, out h, W chunk, group, channel block), a
-  buffer channels x W, the inner loop along W. For transposes the buffer is
-  stored phase-major (all outputs with the same `ow % s` together), so each
-  tap's scatter is a contiguous shifted axpy.
+- channels-first, transposes and forward sw == 1; and channels-last with
+  at most WV_NARROW output channels: `cpu_rb.wv_kernel`, register-blocked
+  with roles swapped (8 output channels x 32 float32 / 16 float64 output
+  positions along W; contiguous or gathered input vectors along W, masked
+  at the edges). Same term order, hence the same bits, as cl_kernel.
+- channels-first forward with sw > 1: `_cf_kernel` below, read natively (no
+  layout copies): tiles (batch, out d, out h, W chunk, group, channel
+  block), a buffer channels x W, the inner loop along W.
 
 Every output element has exactly one writer and receives its terms in an
 order fixed by the shapes (never by the thread count), so results are the
@@ -37,6 +40,10 @@ from . import cpu_rb
 # Forward convolutions with dw == 1 and no groups read (kw, c) as one run
 # (same terms, same order); tests switch it off to check the per-tap path.
 FUSE_KW = True
+
+# Channels-last calls with at most WV_NARROW float32 output channels per
+# group (half as many float64) use the vectors-along-W kernel; 0 turns it off.
+WV_NARROW = 8
 
 # Channels-first tiles: up to CF_WIDTH outputs along W, CF_CHANNELS channels.
 CF_WIDTH = 64
@@ -259,16 +266,29 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
     dd, dh, dw = (int(v) for v in dilations)
     pd, ph, pw = (int(v) for v in pads_before)
     out = np.empty(B * OD * OH * OW * G * Fg, dtype=x.dtype)
-    if channels_first and (trans or sw == 1):
-        # Register-blocked channels-first kernel (cpu_rb.cf_kernel): vectors along W.
-        wp, NFB = cpu_rb.pack_filters_cf(wg, x.dtype)
+    Cx = G * Cg
+    F = G * Fg
+    narrow = (not channels_first and Fg <= WV_NARROW * 16 // x.dtype.itemsize
+              and (trans or sw == 1) and Cx * W * x.dtype.itemsize < 2**31)
+    if (channels_first and (trans or sw == 1)) or narrow:
+        # Vectors along W (cpu_rb.wv_kernel): channels-first data, or
+        # channels-last data with few output channels (gathered loads).
+        wp, NFB = cpu_rb.pack_filters_wv(wg, x.dtype)
+        if channels_first:
+            xs = (Cx * D * H * W, D * H * W, H * W, W, 1)
+            os_ = (F * OD * OH * OW, OD * OH * OW, OH * OW, OW, 1)
+        else:
+            xs = (D * H * W * Cx, 1, H * W * Cx, W * Cx, Cx)
+            os_ = (OD * OH * OW * F, 1, OH * OW * F, OW * F, F)
         geo = (B, D, H, W, Cg, OD, OH, OW, Fg, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw,
-               G, int(trans), NFB)
+               G, int(trans), NFB) + xs + os_
         geo = tuple(int(v) for v in geo)
-        cpu_rb.parallel_tiles(cpu_rb.cf_kernel, (x.reshape(-1), wp, out, geo),
-                              cpu_rb.n_tiles_cf(geo, x.dtype.itemsize),
+        cpu_rb.parallel_tiles(cpu_rb.wv_kernel, (x.reshape(-1), wp, out, geo),
+                              cpu_rb.n_tiles_wv(geo, x.dtype.itemsize),
                               B * OD * OH * OW * G * Fg * KD * KH * KW * Cg)
-        return out.reshape((B, G * Fg, OD, OH, OW))
+        if channels_first:
+            return out.reshape((B, G * Fg, OD, OH, OW))
+        return out.reshape((B, OD, OH, OW, G * Fg))
     if channels_first:
         Fp = Fg
         w_k = np.ascontiguousarray(wg).reshape(-1)

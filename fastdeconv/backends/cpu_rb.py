@@ -30,7 +30,7 @@ import numba
 import numpy as np
 
 from .._jit import FASTMATH, helper
-from .cpu_simd import addr, vadd, vbcast, vfma, vlane, vload, vloadm, vstore, vstorem, vzero
+from .cpu_simd import addr, vadd, vbcast, vfma, vlane, vload, vgatherm, vloadm, vstore, vstorem, vzero
 
 RB = 6  # output positions per register tile
 ROWS = 48  # output positions per parallel tile (at most)
@@ -323,12 +323,15 @@ def pack_filters(wg, dtype):
     return np.ascontiguousarray(wp).reshape(-1), NFB
 
 
-# ------------------------------------------------------ channels-first kernel
+# ------------------------------------------------- vectors-along-W kernel
 # Roles swapped: a register tile is FR = 8 output channels x 2 vectors along
 # W (32 float32 / 16 float64 output positions of one phase of one output
 # row). Per reduction step it loads 2 input vectors along W (masked at the
 # edges: masked lanes read nothing and give 0, like the zero row of the
-# channels-last kernel) and broadcasts FR weights, for 16 FMAs. The order of
+# channels-last kernel) and broadcasts FR weights, for 16 FMAs. Used for
+# channels-first data (contiguous vector loads) and for channels-last data
+# with few output channels (gathered loads, stride = channels), where the
+# channels-last kernel would leave most of its 32 lanes empty. The order of
 # the terms of every output element is the channels-last kernel's: for each
 # (kd, kh) a partial sum over (kw, c) from zero, then added to the total.
 
@@ -336,13 +339,19 @@ FR = 8
 
 
 @helper
-def _run_cf(out, a00, a01, a10, a11, a20, a21, a30, a31, a40, a41, a50, a51, a60, a61, a70, a71,
-            p, cstep, lo0, hi0, lo1, hi1, q, K, isz, vb):
-    """K reduction steps: input vectors at byte address p and p + vb (lanes
-    [lo0, hi0) and [lo1, hi1)), step cstep; FR weights at q, step FR*isz."""
+def _run_wv(out, a00, a01, a10, a11, a20, a21, a30, a31, a40, a41, a50, a51, a60, a61, a70, a71,
+            p, cstep, xw, lo0, hi0, lo1, hi1, q, K, isz, vb):
+    """K reduction steps: input vectors at byte address p and p + V*xw (lanes
+    [lo0, hi0) and [lo1, hi1), lane step xw bytes), step cstep; FR weights
+    at q, step FR*isz."""
+    contiguous = xw == isz
     for _ in range(K):
-        x0 = vloadm(out, p, lo0, hi0)
-        x1 = vloadm(out, p + vb, lo1, hi1)
+        if contiguous:
+            x0 = vloadm(out, p, lo0, hi0)
+            x1 = vloadm(out, p + vb, lo1, hi1)
+        else:
+            x0 = vgatherm(out, p, xw, lo0, hi0)
+            x1 = vgatherm(out, p + (vb // isz) * xw, xw, lo1, hi1)
         p += cstep
         b = vbcast(out, q + 0 * isz)
         a00 = vfma(b, x0, a00)
@@ -373,28 +382,27 @@ def _run_cf(out, a00, a01, a10, a11, a20, a21, a30, a31, a40, a41, a50, a51, a60
 
 
 @_serial_kernel
-def cf_kernel(x, wp, out, geo, t_begin, t_end):
-    """Channels-first tiles [t_begin, t_end). x: (B, G*Cg, D, H, W) flat; wp:
-    (G, NFB, taps, Cg, FR) flat (output channels zero-padded); out: (B, G*Fg,
-    OD, OH, OW) flat. A tile is
-    (b, od, oh, g, channel block, W chunk) and covers every phase of its
-    chunk. Forward convolutions need sw == 1 (contiguous input vectors)."""
+def wv_kernel(x, wp, out, geo, t_begin, t_end):
+    """Tiles [t_begin, t_end). x: 5-D flat with element strides (xsb, xsc,
+    xsd, xsh, xsw); wp: (G, NFB, taps, Cg, FR) flat (output channels
+    zero-padded); out: 5-D flat with strides (osb, osf, osd, osh, osw). A
+    tile is (b, od, oh, g, channel block, W chunk) and covers every phase of
+    its chunk. Forward convolutions need sw == 1."""
     (B, D, H, W, Cg, OD, OH, OW, Fg, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw,
-     G, trans, NFB) = geo
+     G, trans, NFB, xsb, xsc, xsd, xsh, xsw, osb, osf, osd, osh, osw) = geo
     isz = out.itemsize
     V = 64 // isz
     NJ = 2 * V
     vb = V * isz
-    Cx = G * Cg
-    F = G * Fg
     P = sw if trans else 1
     nwc = _cdiv(_cdiv(OW, P), NJ)
-    cs = D * H * W
-    cstep = cs * isz
+    cstep = xsc * isz
+    xw = xsw * isz
     xa = addr(x)
     oa = addr(out)
-    buf = np.empty(FR * NJ, dtype=out.dtype)  # strided transposes: one phase's tile
+    buf = np.empty(FR * NJ, dtype=out.dtype)  # one phase's tile when stores are strided
     ba = addr(buf)
+    direct = P == 1 and osw == 1
     for tile in range(t_begin, t_end):
         wc = tile % nwc
         r = tile // nwc
@@ -457,7 +465,7 @@ def cf_kernel(x, wp, out, geo, t_begin, t_end):
                     a61 = z
                     a70 = z
                     a71 = z
-                    xrow = xa + (((b * Cx + g * Cg) * D + i_d) * H + i_h) * W * isz
+                    xrow = xa + (b * xsb + g * Cg * xsc + i_d * xsd + i_h * xsh) * isz
                     for kw in range(KW):
                         if trans:
                             t = phase + pw - kw * dw
@@ -473,9 +481,9 @@ def cf_kernel(x, wp, out, geo, t_begin, t_end):
                         if lo0 >= hi0 and lo1 >= hi1:
                             continue
                         q = wfb + ((kd * KH + kh) * KW + kw) * Cg * FR * isz
-                        (a00, a01, a10, a11, a20, a21, a30, a31, a40, a41, a50, a51, a60, a61, a70, a71) = _run_cf(
+                        (a00, a01, a10, a11, a20, a21, a30, a31, a40, a41, a50, a51, a60, a61, a70, a71) = _run_wv(
                             out, a00, a01, a10, a11, a20, a21, a30, a31, a40, a41, a50, a51, a60, a61, a70, a71,
-                            xrow + iw0 * isz, cstep, lo0, hi0, lo1, hi1, q, Cg, isz, vb)
+                            xrow + iw0 * xw, cstep, xw, lo0, hi0, lo1, hi1, q, Cg, isz, vb)
                     a00 = vadd(s00, a00)
                     a01 = vadd(s01, a01)
                     a10 = vadd(s10, a10)
@@ -492,33 +500,32 @@ def cf_kernel(x, wp, out, geo, t_begin, t_end):
                     a61 = vadd(s61, a61)
                     a70 = vadd(s70, a70)
                     a71 = vadd(s71, a71)
-            ob = (((b * F + g * Fg + f0) * OD + od) * OH + oh) * OW
-            ostep = OD * OH * OW * isz
-            if P == 1:
+            ob = b * osb + (g * Fg + f0) * osf + od * osd + oh * osh
+            if direct:
                 if 0 < nf:
-                    vstorem(out, oa + (ob + j0) * isz + 0 * ostep, a00, 0, nj)
-                    vstorem(out, oa + (ob + j0 + V) * isz + 0 * ostep, a01, 0, nj - V)
+                    vstorem(out, oa + (ob + 0 * osf + j0) * isz, a00, 0, nj)
+                    vstorem(out, oa + (ob + 0 * osf + j0 + V) * isz, a01, 0, nj - V)
                 if 1 < nf:
-                    vstorem(out, oa + (ob + j0) * isz + 1 * ostep, a10, 0, nj)
-                    vstorem(out, oa + (ob + j0 + V) * isz + 1 * ostep, a11, 0, nj - V)
+                    vstorem(out, oa + (ob + 1 * osf + j0) * isz, a10, 0, nj)
+                    vstorem(out, oa + (ob + 1 * osf + j0 + V) * isz, a11, 0, nj - V)
                 if 2 < nf:
-                    vstorem(out, oa + (ob + j0) * isz + 2 * ostep, a20, 0, nj)
-                    vstorem(out, oa + (ob + j0 + V) * isz + 2 * ostep, a21, 0, nj - V)
+                    vstorem(out, oa + (ob + 2 * osf + j0) * isz, a20, 0, nj)
+                    vstorem(out, oa + (ob + 2 * osf + j0 + V) * isz, a21, 0, nj - V)
                 if 3 < nf:
-                    vstorem(out, oa + (ob + j0) * isz + 3 * ostep, a30, 0, nj)
-                    vstorem(out, oa + (ob + j0 + V) * isz + 3 * ostep, a31, 0, nj - V)
+                    vstorem(out, oa + (ob + 3 * osf + j0) * isz, a30, 0, nj)
+                    vstorem(out, oa + (ob + 3 * osf + j0 + V) * isz, a31, 0, nj - V)
                 if 4 < nf:
-                    vstorem(out, oa + (ob + j0) * isz + 4 * ostep, a40, 0, nj)
-                    vstorem(out, oa + (ob + j0 + V) * isz + 4 * ostep, a41, 0, nj - V)
+                    vstorem(out, oa + (ob + 4 * osf + j0) * isz, a40, 0, nj)
+                    vstorem(out, oa + (ob + 4 * osf + j0 + V) * isz, a41, 0, nj - V)
                 if 5 < nf:
-                    vstorem(out, oa + (ob + j0) * isz + 5 * ostep, a50, 0, nj)
-                    vstorem(out, oa + (ob + j0 + V) * isz + 5 * ostep, a51, 0, nj - V)
+                    vstorem(out, oa + (ob + 5 * osf + j0) * isz, a50, 0, nj)
+                    vstorem(out, oa + (ob + 5 * osf + j0 + V) * isz, a51, 0, nj - V)
                 if 6 < nf:
-                    vstorem(out, oa + (ob + j0) * isz + 6 * ostep, a60, 0, nj)
-                    vstorem(out, oa + (ob + j0 + V) * isz + 6 * ostep, a61, 0, nj - V)
+                    vstorem(out, oa + (ob + 6 * osf + j0) * isz, a60, 0, nj)
+                    vstorem(out, oa + (ob + 6 * osf + j0 + V) * isz, a61, 0, nj - V)
                 if 7 < nf:
-                    vstorem(out, oa + (ob + j0) * isz + 7 * ostep, a70, 0, nj)
-                    vstorem(out, oa + (ob + j0 + V) * isz + 7 * ostep, a71, 0, nj - V)
+                    vstorem(out, oa + (ob + 7 * osf + j0) * isz, a70, 0, nj)
+                    vstorem(out, oa + (ob + 7 * osf + j0 + V) * isz, a71, 0, nj - V)
             else:
                 vstore(out, ba + 0 * vb, a00)
                 vstore(out, ba + 1 * vb, a01)
@@ -537,12 +544,12 @@ def cf_kernel(x, wp, out, geo, t_begin, t_end):
                 vstore(out, ba + 14 * vb, a70)
                 vstore(out, ba + 15 * vb, a71)
                 for i in range(nf):
-                    o = ob + i * OD * OH * OW + phase + j0 * P
+                    o = ob + i * osf + (phase + j0 * P) * osw
                     for l in range(nj):
-                        out[o + l * P] = buf[i * NJ + l]
+                        out[o + l * P * osw] = buf[i * NJ + l]
 
 
-def pack_filters_cf(wg, dtype):
+def pack_filters_wv(wg, dtype):
     """wg: (G, KD, KH, KW, Cg, Fg) -> (G, NFB, taps, Cg, FR) flat, output
     channels zero-padded to NFB blocks of FR; and NFB."""
     G, KD, KH, KW, Cg, Fg = wg.shape
@@ -553,9 +560,7 @@ def pack_filters_cf(wg, dtype):
     return np.ascontiguousarray(wp).reshape(-1), NFB
 
 
-def n_tiles_cf(geo, itemsize):
-    (B, D, H, W, Cg, OD, OH, OW, Fg, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw,
-     G, trans, NFB) = geo
+def n_tiles_wv(geo, itemsize):
+    B, OD, OH, OW, sw, G, trans, NFB = (geo[i] for i in (0, 5, 6, 7, 14, 21, 22, 23))
     P = sw if trans else 1
-    V = 64 // itemsize
-    return B * OD * OH * G * NFB * (-(-(-(-OW // P)) // (2 * V)))
+    return B * OD * OH * G * NFB * (-(-(-(-OW // P)) // (2 * (64 // itemsize))))

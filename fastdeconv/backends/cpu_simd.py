@@ -168,3 +168,28 @@ def vstorem(typingctx, arr, p, v, lo, hi):
         builder.call(fn, [args[2], ptr, ir.Constant(ir.IntType(32), arr.dtype.bitwidth // 8), mask])
         return context.get_dummy_value()
     return types.void(arr, p, v, lo, hi), impl
+
+
+@intrinsic
+def vgatherm(typingctx, arr, p, step, lo, hi):
+    """Lanes l in [lo, hi) from byte address p + l*step (step: bytes, fits
+    in 32 bits), the others 0 (llvm.masked.gather; masked lanes not read)."""
+    vt = Vec(arr.dtype)
+
+    def impl(context, builder, sig, args):
+        vty = context.get_value_type(vt)
+        n = vty.count
+        i32 = ir.IntType(32)
+        i64 = ir.IntType(64)
+        v32 = ir.VectorType(i32, n)
+        v64 = ir.VectorType(i64, n)
+        st = _splat(builder, v32, builder.trunc(args[2], i32))
+        idx = builder.sext(builder.mul(ir.Constant(v32, list(range(n))), st), v64)
+        base = _splat(builder, v64, context.cast(builder, args[1], sig.args[1], types.int64))
+        ptrs = builder.inttoptr(builder.add(base, idx), ir.VectorType(ir.IntType(8).as_pointer(), n))
+        mask = _range_mask(builder, n, args[3], args[4])
+        name = f"llvm.masked.gather.v{n}f{arr.dtype.bitwidth}.v{n}p0"
+        fnty = ir.FunctionType(vty, [ptrs.type, i32, mask.type, vty])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, name)
+        return builder.call(fn, [ptrs, ir.Constant(i32, arr.dtype.bitwidth // 8), mask, ir.Constant(vty, None)])
+    return vt(arr, p, step, lo, hi), impl
