@@ -108,6 +108,11 @@ CASES = (
     # VGG-style decoder.
     Case("vgg_c2t_4x14x14x512_k3s1", "conv2d_transpose", (4, 14, 14, 512), (3, 3, 512, 512), 1,
          output_shape=(4, 14, 14, 512), tags=("vgg",)),
+    # 3-D U-Net at 64^3 with 16-32 channels (scripts/bench_models.py, benchmarks/MODELS.md).
+    Case("unet_c3d_64c16_k3", "conv3d", (1, 64, 64, 64, 16), (3, 3, 3, 16, 16), (1, 1, 1, 1, 1),
+         tags=("unet", "unet64")),
+    Case("unet_c3t_32c32_to_64c16_k2s2", "conv3d_transpose", (1, 32, 32, 32, 32), (2, 2, 2, 16, 32), 2,
+         output_shape=(1, 64, 64, 64, 16), tags=("unet", "unet64")),
 )
 
 BY_NAME = {case.name: case for case in CASES}

@@ -268,7 +268,7 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
     out = np.empty(B * OD * OH * OW * G * Fg, dtype=x.dtype)
     Cx = G * Cg
     F = G * Fg
-    narrow = (not channels_first and Fg <= WV_NARROW * 16 // x.dtype.itemsize
+    narrow = (not channels_first and Fg <= WV_NARROW * 4 // x.dtype.itemsize
               and (trans or sw == 1) and Cx * W * x.dtype.itemsize < 2**31)
     if (channels_first and (trans or sw == 1)) or narrow:
         # Vectors along W (cpu_rb.wv_kernel): channels-first data, or
