@@ -1,7 +1,8 @@
 """The cpu backend's algorithm paths, each forced, against the reference.
 
 Paths (chosen in fastdeconv/backends/cpu.py `_run`): channels-last
-register-blocked kernel (cpu_rb) with the fused (kw, c) run for forward
+register-blocked kernel (cpu_rb; 6 x 2 vectors, or 12 x 1 vector for
+<= 16 float32 output channels, CL1) with the fused (kw, c) run for forward
 dw == 1 ungrouped convolutions, or per tap (FUSE_KW off); register-blocked
 kernel with vectors along W (cpu_rb.wv_kernel: channels-first transposes
 and forward sw == 1; channels-last with few output channels, WV_NARROW),
@@ -60,6 +61,14 @@ def narrow(request, monkeypatch):
     return request.param
 
 
+@pytest.fixture(params=[True, False], ids=["cl1", "cl2"])
+def cl1(request, monkeypatch):
+    """Channels-last calls with <= 1 vector of output channels: the 12 x
+    1-vector tile (cpu_rb.cl1_kernel) or the 6 x 2-vector one."""
+    monkeypatch.setattr(cpu, "CL1", request.param)
+    return request.param
+
+
 @pytest.fixture(params=[False, True], ids=["one-thread", "split"])
 def split(request, monkeypatch):
     if request.param:
@@ -72,7 +81,7 @@ def split(request, monkeypatch):
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}-{c[5]}")
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_path_matches_reference(case, dtype, fuse, split, narrow):
+def test_path_matches_reference(case, dtype, fuse, split, narrow, cl1):
     rng = np.random.default_rng(0)
     x, w = _arrays(case, dtype, rng)
     ours = _call(case, x, w, "cpu")
@@ -89,9 +98,11 @@ def test_paths_give_identical_bits(case, monkeypatch):
     x, w = _arrays(case, np.float32, np.random.default_rng(1))
     results = []
     real = cpu_rb.parallel_tiles
-    for fuse_kw, nv in ((True, 0), (False, 0), (True, 64), (False, 64)):
+    for fuse_kw, nv, one in ((True, 0, True), (False, 0, True), (True, 0, False), (False, 0, False),
+                             (True, 64, True), (False, 64, True)):
         for work in (None, 10**12):
             monkeypatch.setattr(cpu, "FUSE_KW", fuse_kw)
+            monkeypatch.setattr(cpu, "CL1", one)
             monkeypatch.setattr(cpu, "WV_NARROW", nv)
             monkeypatch.setattr(cpu_rb, "parallel_tiles",
                                 lambda k, a, n, wk, _w=work: real(k, a, n, wk if _w is None else _w))

@@ -45,6 +45,11 @@ FUSE_KW = True
 # group (half as many float64) use the vectors-along-W kernel; 0 turns it off.
 WV_NARROW = 8
 
+# Channels-last calls with at most one vector of output channels per group
+# (16 float32 / 8 float64) use the 12-row x 1-vector tile (cpu_rb.cl1_kernel)
+# instead of the 6 x 2-vector one; False turns it off.
+CL1 = True
+
 # Channels-first tiles: up to CF_WIDTH outputs along W, CF_CHANNELS channels.
 CF_WIDTH = 64
 CF_CHANNELS = 32
@@ -302,14 +307,15 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
     else:
         # Channels-last: register-blocked kernel (cpu_rb), both ops.
         P = sw if trans else 1
-        RT = cpu_rb.rows_per_tile(B * _ceil(OW, P))
-        wp, NFB = cpu_rb.pack_filters(wg, x.dtype)
+        one = CL1 and Fg * x.dtype.itemsize <= 64
+        RT = cpu_rb.rows_per_tile(B * _ceil(OW, P), cpu_rb.RB1 if one else cpu_rb.RB)
+        wp, NFB = cpu_rb.pack_filters(wg, x.dtype, 1 if one else 2)
         zrow = np.zeros(Cg * KW + 1, dtype=x.dtype)
         fuse = int(FUSE_KW and not trans and dw == 1 and G == 1)
         geo = (B, D, H, W, Cg, OD, OH, OW, Fg, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw,
                G, int(trans), RT, NFB, fuse)
         geo = tuple(int(v) for v in geo)
-        cpu_rb.parallel_tiles(cpu_rb.cl_kernel, (x.reshape(-1), wp, out, zrow, geo), cpu_rb.n_tiles(geo),
+        cpu_rb.parallel_tiles(cpu_rb.cl1_kernel if one else cpu_rb.cl_kernel, (x.reshape(-1), wp, out, zrow, geo), cpu_rb.n_tiles(geo),
                               B * OD * OH * OW * G * Fg * KD * KH * KW * Cg)
         return out.reshape((B, OD, OH, OW, G * Fg))
     geo = (B, D, H, W, Cg, OD, OH, OW, Fg, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw,

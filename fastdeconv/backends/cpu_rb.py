@@ -304,18 +304,224 @@ def cl_kernel(x, wp, out, zrow, geo, t_begin, t_end):
             _store(out, o[5], a50, a51, nf, V, isz)
 
 
-def rows_per_tile(nrows):
-    """Split nrows into equal chunks of at most ROWS, a multiple of RB."""
+# ------------------------------------------- one-vector channels-last kernel
+# For at most V output channels per group (16 float32 / 8 float64): the
+# cl_kernel tile would leave half of its lanes empty, so the tile is
+# RB1 = 12 output positions x 1 vector; per reduction step 1 weight load and
+# 12 broadcasts for 12 FMAs. Rows, zero row, phases and the order of the
+# terms of every output element are cl_kernel's, so the bits are the same.
+
+RB1 = 12
+
+
+@helper
+def _run1(out, a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11,
+          p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, q, K, isz, vb):
+    """K reduction steps: rows p0..p11 (byte addresses, step isz), one
+    weight vector at q (step vb bytes)."""
+    for _ in range(K):
+        w0 = vload(out, q)
+        q += vb
+        a0 = vfma(vbcast(out, p0), w0, a0)
+        a1 = vfma(vbcast(out, p1), w0, a1)
+        a2 = vfma(vbcast(out, p2), w0, a2)
+        a3 = vfma(vbcast(out, p3), w0, a3)
+        a4 = vfma(vbcast(out, p4), w0, a4)
+        a5 = vfma(vbcast(out, p5), w0, a5)
+        a6 = vfma(vbcast(out, p6), w0, a6)
+        a7 = vfma(vbcast(out, p7), w0, a7)
+        a8 = vfma(vbcast(out, p8), w0, a8)
+        a9 = vfma(vbcast(out, p9), w0, a9)
+        a10 = vfma(vbcast(out, p10), w0, a10)
+        a11 = vfma(vbcast(out, p11), w0, a11)
+        p0 += isz
+        p1 += isz
+        p2 += isz
+        p3 += isz
+        p4 += isz
+        p5 += isz
+        p6 += isz
+        p7 += isz
+        p8 += isz
+        p9 += isz
+        p10 += isz
+        p11 += isz
+    return a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11
+
+
+@helper
+def _store1(out, o, v, nf, V, isz):
+    """out[o : o + nf] = v[:nf] (o: element index; o < 0: nothing)."""
+    if o < 0:
+        return
+    if nf == V:
+        vstore(out, addr(out) + o * isz, v)
+    else:
+        vstorem(out, addr(out) + o * isz, v, 0, nf)
+
+
+@_serial_kernel
+def cl1_kernel(x, wp, out, zrow, geo, t_begin, t_end):
+    """cl_kernel with a 12 x 1-vector tile. wp: (G, NFB, taps, Cg, V) flat."""
+    (B, D, H, W, Cg, OD, OH, OW, Fg, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw,
+     G, trans, RT, NFB, fuse) = geo
+    isz = out.itemsize
+    V = 64 // isz
+    NV = V
+    vb = V * isz
+    Cx = G * Cg
+    F = G * Fg
+    P = sw if trans else 1
+    nJ_max = _cdiv(OW, P)
+    nrc = _cdiv(B * nJ_max, RT)
+    taps = KD * KH * KW
+    xa = addr(x)
+    za = addr(zrow)
+    rowb = np.zeros(RB1, dtype=np.int64)
+    rowj = np.zeros(RB1, dtype=np.int64)
+    prow = np.zeros(RB1, dtype=np.int64)
+    pp = np.zeros(RB1, dtype=np.int64)
+    o = np.zeros(RB1, dtype=np.int64)
+    for tile in range(t_begin, t_end):
+        fb = tile % NFB
+        r = tile // NFB
+        g = r % G
+        r = r // G
+        rc = r % nrc
+        r = r // nrc
+        phase = r % P
+        r = r // P
+        oh = r % OH
+        od = r // OH
+        nJ = _cdiv(OW - phase, P)
+        r0 = rc * RT
+        r1 = min(B * nJ, r0 + RT)
+        f0 = fb * NV
+        nf = min(NV, Fg - f0)
+        wfb = addr(wp) + (g * NFB + fb) * taps * Cg * NV * isz
+        for rb in range(r0, r1, RB1):
+            nr = min(RB1, r1 - rb)
+            jmin = nJ
+            jmax = 0
+            for i in range(RB1):
+                row = rb + min(i, nr - 1)
+                rowb[i] = row // nJ
+                rowj[i] = row % nJ
+                jmin = min(jmin, rowj[i])
+                jmax = max(jmax, rowj[i])
+            z = vzero(out)
+            a0 = z
+            a1 = z
+            a2 = z
+            a3 = z
+            a4 = z
+            a5 = z
+            a6 = z
+            a7 = z
+            a8 = z
+            a9 = z
+            a10 = z
+            a11 = z
+            for kd in range(KD):
+                i_d = _src(od, kd, sd, dd, pd, D, trans)
+                if i_d < 0:
+                    continue
+                for kh in range(KH):
+                    i_h = _src(oh, kh, sh, dh, ph, H, trans)
+                    if i_h < 0:
+                        continue
+                    for i in range(RB1):
+                        prow[i] = xa + ((((rowb[i] * D + i_d) * H + i_h) * W) * Cx + g * Cg) * isz
+                    qt = wfb + (kd * KH + kh) * KW * Cg * NV * isz
+                    # two-level sum, as in cl_kernel
+                    s0, s1, s2, s3, s4, s5, s6, s7, s8, s9, s10, s11 = a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11
+                    a0 = z
+                    a1 = z
+                    a2 = z
+                    a3 = z
+                    a4 = z
+                    a5 = z
+                    a6 = z
+                    a7 = z
+                    a8 = z
+                    a9 = z
+                    a10 = z
+                    a11 = z
+                    done = False
+                    if fuse:
+                        lo = jmin * sw - pw
+                        hi = jmax * sw - pw + KW - 1
+                        if lo >= 0 and hi < W:
+                            for i in range(RB1):
+                                pp[i] = prow[i] + (rowj[i] * sw - pw) * Cx * isz if i < nr else za
+                            (a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11) = _run1(
+                                out, a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11,
+                                pp[0], pp[1], pp[2], pp[3], pp[4], pp[5], pp[6], pp[7], pp[8], pp[9], pp[10], pp[11], qt, KW * Cg, isz, vb)
+                            done = True
+                    for kw in range(KW if not done else 0):
+                        if trans:
+                            t = phase + pw - kw * dw
+                            if t % sw != 0:
+                                continue
+                            sh_ = t // sw
+                        any_ = False
+                        for i in range(RB1):
+                            if trans:
+                                iw = rowj[i] + sh_
+                            else:
+                                iw = rowj[i] * sw + kw * dw - pw
+                            if i < nr and 0 <= iw < W:
+                                pp[i] = prow[i] + iw * Cx * isz
+                                any_ = True
+                            else:
+                                pp[i] = za
+                        if not any_:
+                            continue
+                        (a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11) = _run1(
+                            out, a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11,
+                            pp[0], pp[1], pp[2], pp[3], pp[4], pp[5], pp[6], pp[7], pp[8], pp[9], pp[10], pp[11], qt + kw * Cg * NV * isz, Cg, isz, vb)
+                    a0 = vadd(s0, a0)
+                    a1 = vadd(s1, a1)
+                    a2 = vadd(s2, a2)
+                    a3 = vadd(s3, a3)
+                    a4 = vadd(s4, a4)
+                    a5 = vadd(s5, a5)
+                    a6 = vadd(s6, a6)
+                    a7 = vadd(s7, a7)
+                    a8 = vadd(s8, a8)
+                    a9 = vadd(s9, a9)
+                    a10 = vadd(s10, a10)
+                    a11 = vadd(s11, a11)
+            ob = g * Fg + f0
+            for i in range(RB1):
+                ow = phase + rowj[i] * P
+                o[i] = (((rowb[i] * OD + od) * OH + oh) * OW + ow) * F + ob if i < nr else -1
+            _store1(out, o[0], a0, nf, V, isz)
+            _store1(out, o[1], a1, nf, V, isz)
+            _store1(out, o[2], a2, nf, V, isz)
+            _store1(out, o[3], a3, nf, V, isz)
+            _store1(out, o[4], a4, nf, V, isz)
+            _store1(out, o[5], a5, nf, V, isz)
+            _store1(out, o[6], a6, nf, V, isz)
+            _store1(out, o[7], a7, nf, V, isz)
+            _store1(out, o[8], a8, nf, V, isz)
+            _store1(out, o[9], a9, nf, V, isz)
+            _store1(out, o[10], a10, nf, V, isz)
+            _store1(out, o[11], a11, nf, V, isz)
+
+
+def rows_per_tile(nrows, rb=RB):
+    """Split nrows into equal chunks of at most ROWS, a multiple of rb."""
     n = max(1, -(-nrows // ROWS))
     per = -(-nrows // n)
-    return max(RB, -(-per // RB) * RB)
+    return max(rb, -(-per // rb) * rb)
 
 
-def pack_filters(wg, dtype):
+def pack_filters(wg, dtype, nvec=2):
     """wg: (G, KD, KH, KW, Cg, Fg) filters (reduction channel first) ->
-    (G, NFB, taps, Cg, 2V) flat, output channels zero-padded; and NFB."""
+    (G, NFB, taps, Cg, nvec*V) flat, output channels zero-padded; and NFB."""
     G, KD, KH, KW, Cg, Fg = wg.shape
-    NV = 2 * (64 // np.dtype(dtype).itemsize)
+    NV = nvec * (64 // np.dtype(dtype).itemsize)
     NFB = max(1, -(-Fg // NV))
     wp = np.zeros((G, NFB * NV, KD, KH, KW, Cg), dtype=dtype)
     wp[:, :Fg] = wg.transpose(0, 5, 1, 2, 3, 4)
