@@ -173,9 +173,12 @@ def cl_kernel(x, wp, out, zrow, geo, t_begin, t_end):
     taps = KD * KH * KW
     xa = addr(x)
     za = addr(zrow)
+    inner = OD * OH * P * nrc * G
     for tile in range(t_begin, t_end):
-        fb = tile % NFB
-        r = tile // NFB
+        # output-channel block outermost: consecutive tiles (one thread's
+        # range) share one weight panel
+        fb = tile // inner
+        r = tile % inner
         g = r % G
         r = r // G
         rc = r % nrc
@@ -382,9 +385,12 @@ def cl1_kernel(x, wp, out, zrow, geo, t_begin, t_end):
     prow = np.zeros(RB1, dtype=np.int64)
     pp = np.zeros(RB1, dtype=np.int64)
     o = np.zeros(RB1, dtype=np.int64)
+    inner = OD * OH * P * nrc * G
     for tile in range(t_begin, t_end):
-        fb = tile % NFB
-        r = tile // NFB
+        # output-channel block outermost: consecutive tiles (one thread's
+        # range) share one weight panel
+        fb = tile // inner
+        r = tile % inner
         g = r % G
         r = r // G
         rc = r % nrc
