@@ -1,7 +1,7 @@
 """The cpu backend's algorithm paths, each forced, against the reference.
 
 Paths (chosen in fastdeconv/backends/cpu.py `_run`): channels-last
-register-blocked kernel (cpu_rb; 6 x 2 vectors, or 12 x 1 vector for
+register-blocked kernel (cpu_rb; 6 x 2 vectors, or 8 x 1 vector for
 <= 16 float32 output channels, CL1) with the fused (kw, c) run for forward
 dw == 1 ungrouped convolutions, or per tap (FUSE_KW off); register-blocked
 kernel with vectors along W (cpu_rb.wv_kernel: channels-first transposes
@@ -63,7 +63,7 @@ def narrow(request, monkeypatch):
 
 @pytest.fixture(params=[True, False], ids=["cl1", "cl2"])
 def cl1(request, monkeypatch):
-    """Channels-last calls with <= 1 vector of output channels: the 12 x
+    """Channels-last calls with <= 1 vector of output channels: the 8 x
     1-vector tile (cpu_rb.cl1_kernel) or the 6 x 2-vector one."""
     monkeypatch.setattr(cpu, "CL1", request.param)
     return request.param

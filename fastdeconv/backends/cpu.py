@@ -46,7 +46,7 @@ FUSE_KW = True
 WV_NARROW = 8
 
 # Channels-last calls with at most one vector of output channels per group
-# (16 float32 / 8 float64) use the 12-row x 1-vector tile (cpu_rb.cl1_kernel)
+# (16 float32 / 8 float64) use the 8-row x 1-vector tile (cpu_rb.cl1_kernel)
 # instead of the 6 x 2-vector one; False turns it off.
 CL1 = True
 

@@ -315,17 +315,19 @@ def cl_kernel(x, wp, out, zrow, geo, t_begin, t_end):
 # ------------------------------------------- one-vector channels-last kernel
 # For at most V output channels per group (16 float32 / 8 float64): the
 # cl_kernel tile would leave half of its lanes empty, so the tile is
-# RB1 = 12 output positions x 1 vector; per reduction step 1 weight load and
-# 12 broadcasts for 12 FMAs. Rows, zero row, phases and the order of the
-# terms of every output element are cl_kernel's, so the bits are the same.
+# RB1 = 8 output positions x 1 vector; per reduction step 1 weight load and
+# 8 broadcasts for 8 FMAs (12 rows measured ~10% slower: their 12 row
+# pointers spill from the general registers; 8 also divides W = 64).
+# Rows, zero row, phases and the order of the terms of every output
+# element are cl_kernel's, so the bits are the same.
 
-RB1 = 12
+RB1 = 8
 
 
 @helper
-def _run1(out, a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11,
-          p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, q, K, isz, vb):
-    """K reduction steps: rows p0..p11 (byte addresses, step isz), one
+def _run1(out, a0, a1, a2, a3, a4, a5, a6, a7,
+          p0, p1, p2, p3, p4, p5, p6, p7, q, K, isz, vb):
+    """K reduction steps: rows p0..p7 (byte addresses, step isz), one
     weight vector at q (step vb bytes)."""
     for _ in range(K):
         w0 = vload(out, q)
@@ -338,10 +340,6 @@ def _run1(out, a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11,
         a5 = vfma(vbcast(out, p5), w0, a5)
         a6 = vfma(vbcast(out, p6), w0, a6)
         a7 = vfma(vbcast(out, p7), w0, a7)
-        a8 = vfma(vbcast(out, p8), w0, a8)
-        a9 = vfma(vbcast(out, p9), w0, a9)
-        a10 = vfma(vbcast(out, p10), w0, a10)
-        a11 = vfma(vbcast(out, p11), w0, a11)
         p0 += isz
         p1 += isz
         p2 += isz
@@ -350,11 +348,7 @@ def _run1(out, a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11,
         p5 += isz
         p6 += isz
         p7 += isz
-        p8 += isz
-        p9 += isz
-        p10 += isz
-        p11 += isz
-    return a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11
+    return a0, a1, a2, a3, a4, a5, a6, a7
 
 
 @helper
@@ -370,7 +364,7 @@ def _store1(out, o, v, nf, V, isz):
 
 @_serial_kernel
 def cl1_kernel(x, wp, out, zrow, geo, t_begin, t_end):
-    """cl_kernel with a 12 x 1-vector tile. wp: (G, NFB, taps, Cg, V) flat."""
+    """cl_kernel with an 8 x 1-vector tile. wp: (G, NFB, taps, Cg, V) flat."""
     (B, D, H, W, Cg, OD, OH, OW, Fg, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw,
      G, trans, RT, NFB, fuse) = geo
     isz = out.itemsize
@@ -392,8 +386,6 @@ def cl1_kernel(x, wp, out, zrow, geo, t_begin, t_end):
     o = np.zeros(RB1, dtype=np.int64)
     inner = OD * OH * P * nrc * G
     for tile in range(t_begin, t_end):
-        # output-channel block outermost: consecutive tiles (one thread's
-        # range) share one weight panel
         fb = tile // inner
         r = tile % inner
         g = r % G
@@ -429,10 +421,6 @@ def cl1_kernel(x, wp, out, zrow, geo, t_begin, t_end):
             a5 = z
             a6 = z
             a7 = z
-            a8 = z
-            a9 = z
-            a10 = z
-            a11 = z
             for kd in range(KD):
                 i_d = _src(od, kd, sd, dd, pd, D, trans)
                 if i_d < 0:
@@ -445,7 +433,7 @@ def cl1_kernel(x, wp, out, zrow, geo, t_begin, t_end):
                         prow[i] = xa + ((((rowb[i] * D + i_d) * H + i_h) * W) * Cx + g * Cg) * isz
                     qt = wfb + (kd * KH + kh) * KW * Cg * NV * isz
                     # two-level sum, as in cl_kernel
-                    s0, s1, s2, s3, s4, s5, s6, s7, s8, s9, s10, s11 = a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11
+                    s0, s1, s2, s3, s4, s5, s6, s7 = a0, a1, a2, a3, a4, a5, a6, a7
                     a0 = z
                     a1 = z
                     a2 = z
@@ -454,10 +442,6 @@ def cl1_kernel(x, wp, out, zrow, geo, t_begin, t_end):
                     a5 = z
                     a6 = z
                     a7 = z
-                    a8 = z
-                    a9 = z
-                    a10 = z
-                    a11 = z
                     done = False
                     if fuse:
                         lo = jmin * sw - pw
@@ -465,9 +449,9 @@ def cl1_kernel(x, wp, out, zrow, geo, t_begin, t_end):
                         if lo >= 0 and hi < W:
                             for i in range(RB1):
                                 pp[i] = prow[i] + (rowj[i] * sw - pw) * Cx * isz if i < nr else za
-                            (a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11) = _run1(
-                                out, a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11,
-                                pp[0], pp[1], pp[2], pp[3], pp[4], pp[5], pp[6], pp[7], pp[8], pp[9], pp[10], pp[11], qt, KW * Cg, isz, vb)
+                            (a0, a1, a2, a3, a4, a5, a6, a7) = _run1(
+                                out, a0, a1, a2, a3, a4, a5, a6, a7,
+                                pp[0], pp[1], pp[2], pp[3], pp[4], pp[5], pp[6], pp[7], qt, KW * Cg, isz, vb)
                             done = True
                     for kw in range(KW if not done else 0):
                         if trans:
@@ -488,9 +472,9 @@ def cl1_kernel(x, wp, out, zrow, geo, t_begin, t_end):
                                 pp[i] = za
                         if not any_:
                             continue
-                        (a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11) = _run1(
-                            out, a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11,
-                            pp[0], pp[1], pp[2], pp[3], pp[4], pp[5], pp[6], pp[7], pp[8], pp[9], pp[10], pp[11], qt + kw * Cg * NV * isz, Cg, isz, vb)
+                        (a0, a1, a2, a3, a4, a5, a6, a7) = _run1(
+                            out, a0, a1, a2, a3, a4, a5, a6, a7,
+                            pp[0], pp[1], pp[2], pp[3], pp[4], pp[5], pp[6], pp[7], qt + kw * Cg * NV * isz, Cg, isz, vb)
                     a0 = vadd(s0, a0)
                     a1 = vadd(s1, a1)
                     a2 = vadd(s2, a2)
@@ -499,10 +483,6 @@ def cl1_kernel(x, wp, out, zrow, geo, t_begin, t_end):
                     a5 = vadd(s5, a5)
                     a6 = vadd(s6, a6)
                     a7 = vadd(s7, a7)
-                    a8 = vadd(s8, a8)
-                    a9 = vadd(s9, a9)
-                    a10 = vadd(s10, a10)
-                    a11 = vadd(s11, a11)
             ob = g * Fg + f0
             for i in range(RB1):
                 ow = phase + rowj[i] * P
@@ -515,10 +495,6 @@ def cl1_kernel(x, wp, out, zrow, geo, t_begin, t_end):
             _store1(out, o[5], a5, nf, V, isz)
             _store1(out, o[6], a6, nf, V, isz)
             _store1(out, o[7], a7, nf, V, isz)
-            _store1(out, o[8], a8, nf, V, isz)
-            _store1(out, o[9], a9, nf, V, isz)
-            _store1(out, o[10], a10, nf, V, isz)
-            _store1(out, o[11], a11, nf, V, isz)
 
 
 def rows_per_tile(nrows, rb=RB):
