@@ -202,6 +202,7 @@ def cl_kernel(x, wp, out, zrow, geo, t_begin, t_end):
         rowj = np.zeros(RB, dtype=np.int64)
         prow = np.zeros(RB, dtype=np.int64)
         pp = np.zeros(RB, dtype=np.int64)
+        rfix = np.zeros(RB, dtype=np.int64)
         o = np.zeros(RB, dtype=np.int64)
         for rb in range(r0, r1, RB):
             nr = min(RB, r1 - rb)
@@ -226,6 +227,16 @@ def cl_kernel(x, wp, out, zrow, geo, t_begin, t_end):
             a41 = z
             a50 = z
             a51 = z
+            # fused (kw, c) runs (forward, dw == 1, G == 1) when every row of the
+            # block is inside along W: row pointers fixed per block, plus one
+            # offset per (kd, kh). Rows past nr repeat row nr - 1 (computed, not
+            # stored).
+            fz = False
+            if fuse:
+                fz = jmin * sw - pw >= 0 and jmax * sw - pw + KW - 1 < W
+            if fz:
+                for i in range(RB):
+                    rfix[i] = xa + (rowb[i] * D * H * W * Cx + g * Cg + (rowj[i] * sw - pw) * Cx) * isz
             for kd in range(KD):
                 i_d = _src(od, kd, sd, dd, pd, D, trans)
                 if i_d < 0:
@@ -234,8 +245,6 @@ def cl_kernel(x, wp, out, zrow, geo, t_begin, t_end):
                     i_h = _src(oh, kh, sh, dh, ph, H, trans)
                     if i_h < 0:
                         continue
-                    for i in range(RB):
-                        prow[i] = xa + ((((rowb[i] * D + i_d) * H + i_h) * W) * Cx + g * Cg) * isz
                     qt = wfb + (kd * KH + kh) * KW * Cg * NV * isz
                     # Two-level sum: the (kw, c) terms of this (kd, kh) start from
                     # zero, then join the running total (float32 error grows with
@@ -254,19 +263,16 @@ def cl_kernel(x, wp, out, zrow, geo, t_begin, t_end):
                     a41 = z
                     a50 = z
                     a51 = z
-                    done = False
-                    if fuse:
-                        # forward, dw == 1, G == 1: (kw, c) contiguous when every row is inside
-                        lo = jmin * sw - pw
-                        hi = jmax * sw - pw + KW - 1
-                        if lo >= 0 and hi < W:
-                            for i in range(RB):
-                                pp[i] = prow[i] + (rowj[i] * sw - pw) * Cx * isz if i < nr else za
-                            (a00, a01, a10, a11, a20, a21, a30, a31, a40, a41, a50, a51) = _run(
-                                out, a00, a01, a10, a11, a20, a21, a30, a31, a40, a41, a50, a51,
-                                pp[0], pp[1], pp[2], pp[3], pp[4], pp[5], qt, KW * Cg, isz, vb)
-                            done = True
-                    for kw in range(KW if not done else 0):
+                    if fz:
+                        off = (i_d * H + i_h) * W * Cx * isz
+                        (a00, a01, a10, a11, a20, a21, a30, a31, a40, a41, a50, a51) = _run(
+                            out, a00, a01, a10, a11, a20, a21, a30, a31, a40, a41, a50, a51,
+                            rfix[0] + off, rfix[1] + off, rfix[2] + off,
+                            rfix[3] + off, rfix[4] + off, rfix[5] + off, qt, KW * Cg, isz, vb)
+                    else:
+                        for i in range(RB):
+                            prow[i] = xa + ((((rowb[i] * D + i_d) * H + i_h) * W) * Cx + g * Cg) * isz
+                    for kw in range(KW if not fz else 0):
                         if trans:
                             t = phase + pw - kw * dw
                             if t % sw != 0:
@@ -383,6 +389,7 @@ def cl1_kernel(x, wp, out, zrow, geo, t_begin, t_end):
     rowj = np.zeros(RB1, dtype=np.int64)
     prow = np.zeros(RB1, dtype=np.int64)
     pp = np.zeros(RB1, dtype=np.int64)
+    rfix = np.zeros(RB1, dtype=np.int64)
     o = np.zeros(RB1, dtype=np.int64)
     inner = OD * OH * P * nrc * G
     for tile in range(t_begin, t_end):
@@ -421,6 +428,16 @@ def cl1_kernel(x, wp, out, zrow, geo, t_begin, t_end):
             a5 = z
             a6 = z
             a7 = z
+            # fused (kw, c) runs (forward, dw == 1, G == 1) when every row of the
+            # block is inside along W: row pointers fixed per block, plus one
+            # offset per (kd, kh). Rows past nr repeat row nr - 1 (computed, not
+            # stored).
+            fz = False
+            if fuse:
+                fz = jmin * sw - pw >= 0 and jmax * sw - pw + KW - 1 < W
+            if fz:
+                for i in range(RB1):
+                    rfix[i] = xa + (rowb[i] * D * H * W * Cx + g * Cg + (rowj[i] * sw - pw) * Cx) * isz
             for kd in range(KD):
                 i_d = _src(od, kd, sd, dd, pd, D, trans)
                 if i_d < 0:
@@ -429,8 +446,6 @@ def cl1_kernel(x, wp, out, zrow, geo, t_begin, t_end):
                     i_h = _src(oh, kh, sh, dh, ph, H, trans)
                     if i_h < 0:
                         continue
-                    for i in range(RB1):
-                        prow[i] = xa + ((((rowb[i] * D + i_d) * H + i_h) * W) * Cx + g * Cg) * isz
                     qt = wfb + (kd * KH + kh) * KW * Cg * NV * isz
                     # two-level sum, as in cl_kernel
                     s0, s1, s2, s3, s4, s5, s6, s7 = a0, a1, a2, a3, a4, a5, a6, a7
@@ -442,18 +457,16 @@ def cl1_kernel(x, wp, out, zrow, geo, t_begin, t_end):
                     a5 = z
                     a6 = z
                     a7 = z
-                    done = False
-                    if fuse:
-                        lo = jmin * sw - pw
-                        hi = jmax * sw - pw + KW - 1
-                        if lo >= 0 and hi < W:
-                            for i in range(RB1):
-                                pp[i] = prow[i] + (rowj[i] * sw - pw) * Cx * isz if i < nr else za
-                            (a0, a1, a2, a3, a4, a5, a6, a7) = _run1(
-                                out, a0, a1, a2, a3, a4, a5, a6, a7,
-                                pp[0], pp[1], pp[2], pp[3], pp[4], pp[5], pp[6], pp[7], qt, KW * Cg, isz, vb)
-                            done = True
-                    for kw in range(KW if not done else 0):
+                    if fz:
+                        off = (i_d * H + i_h) * W * Cx * isz
+                        (a0, a1, a2, a3, a4, a5, a6, a7) = _run1(
+                            out, a0, a1, a2, a3, a4, a5, a6, a7,
+                            rfix[0] + off, rfix[1] + off, rfix[2] + off, rfix[3] + off,
+                            rfix[4] + off, rfix[5] + off, rfix[6] + off, rfix[7] + off, qt, KW * Cg, isz, vb)
+                    else:
+                        for i in range(RB1):
+                            prow[i] = xa + ((((rowb[i] * D + i_d) * H + i_h) * W) * Cx + g * Cg) * isz
+                    for kw in range(KW if not fz else 0):
                         if trans:
                             t = phase + pw - kw * dw
                             if t % sw != 0:
