@@ -173,6 +173,7 @@ def cl_kernel(x, wp, out, zrow, geo, t_begin, t_end):
     Cx = G * Cg
     F = G * Fg
     P = sw if trans else 1
+    mw = 1 if trans else sw
     nJ_max = _cdiv(OW, P)
     nrc = _cdiv(B * nJ_max, RT)
     taps = KD * KH * KW
@@ -203,6 +204,7 @@ def cl_kernel(x, wp, out, zrow, geo, t_begin, t_end):
         prow = np.zeros(RB, dtype=np.int64)
         pp = np.zeros(RB, dtype=np.int64)
         rfix = np.zeros(RB, dtype=np.int64)
+        rfix2 = np.zeros(RB, dtype=np.int64)
         o = np.zeros(RB, dtype=np.int64)
         for rb in range(r0, r1, RB):
             nr = min(RB, r1 - rb)
@@ -227,6 +229,10 @@ def cl_kernel(x, wp, out, zrow, geo, t_begin, t_end):
             a41 = z
             a50 = z
             a51 = z
+            # per-tap pointers of rows inside along W: fixed per block, plus
+            # an offset per tap (rows past nr repeat row nr - 1)
+            for i in range(RB):
+                rfix2[i] = xa + (rowb[i] * D * H * W * Cx + g * Cg + rowj[i] * mw * Cx) * isz
             # fused (kw, c) runs (forward, dw == 1, G == 1) when every row of the
             # block is inside along W: row pointers fixed per block, plus one
             # offset per (kd, kh). Rows past nr repeat row nr - 1 (computed, not
@@ -263,8 +269,8 @@ def cl_kernel(x, wp, out, zrow, geo, t_begin, t_end):
                     a41 = z
                     a50 = z
                     a51 = z
+                    off = (i_d * H + i_h) * W * Cx * isz
                     if fz:
-                        off = (i_d * H + i_h) * W * Cx * isz
                         (a00, a01, a10, a11, a20, a21, a30, a31, a40, a41, a50, a51) = _run(
                             out, a00, a01, a10, a11, a20, a21, a30, a31, a40, a41, a50, a51,
                             rfix[0] + off, rfix[1] + off, rfix[2] + off,
@@ -278,19 +284,26 @@ def cl_kernel(x, wp, out, zrow, geo, t_begin, t_end):
                             if t % sw != 0:
                                 continue
                             sh_ = t // sw
-                        any_ = False
-                        for i in range(RB):
-                            if trans:
-                                iw = rowj[i] + sh_
-                            else:
-                                iw = rowj[i] * sw + kw * dw - pw
-                            if i < nr and 0 <= iw < W:
-                                pp[i] = prow[i] + iw * Cx * isz
-                                any_ = True
-                            else:
-                                pp[i] = za
-                        if not any_:
-                            continue
+                        e = sh_ if trans else kw * dw - pw
+                        if jmin * mw + e >= 0 and jmax * mw + e < W:
+                            # every row inside along W: fixed pointers plus one offset
+                            o2 = off + e * Cx * isz
+                            for i in range(RB):
+                                pp[i] = rfix2[i] + o2
+                        else:
+                            any_ = False
+                            for i in range(RB):
+                                if trans:
+                                    iw = rowj[i] + sh_
+                                else:
+                                    iw = rowj[i] * sw + kw * dw - pw
+                                if i < nr and 0 <= iw < W:
+                                    pp[i] = prow[i] + iw * Cx * isz
+                                    any_ = True
+                                else:
+                                    pp[i] = za
+                            if not any_:
+                                continue
                         (a00, a01, a10, a11, a20, a21, a30, a31, a40, a41, a50, a51) = _run(
                             out, a00, a01, a10, a11, a20, a21, a30, a31, a40, a41, a50, a51,
                             pp[0], pp[1], pp[2], pp[3], pp[4], pp[5], qt + kw * Cg * NV * isz, Cg, isz, vb)
@@ -380,6 +393,7 @@ def cl1_kernel(x, wp, out, zrow, geo, t_begin, t_end):
     Cx = G * Cg
     F = G * Fg
     P = sw if trans else 1
+    mw = 1 if trans else sw
     nJ_max = _cdiv(OW, P)
     nrc = _cdiv(B * nJ_max, RT)
     taps = KD * KH * KW
@@ -390,6 +404,7 @@ def cl1_kernel(x, wp, out, zrow, geo, t_begin, t_end):
     prow = np.zeros(RB1, dtype=np.int64)
     pp = np.zeros(RB1, dtype=np.int64)
     rfix = np.zeros(RB1, dtype=np.int64)
+    rfix2 = np.zeros(RB1, dtype=np.int64)
     o = np.zeros(RB1, dtype=np.int64)
     inner = OD * OH * P * nrc * G
     for tile in range(t_begin, t_end):
@@ -428,6 +443,10 @@ def cl1_kernel(x, wp, out, zrow, geo, t_begin, t_end):
             a5 = z
             a6 = z
             a7 = z
+            # per-tap pointers of rows inside along W: fixed per block, plus
+            # an offset per tap (rows past nr repeat row nr - 1)
+            for i in range(RB1):
+                rfix2[i] = xa + (rowb[i] * D * H * W * Cx + g * Cg + rowj[i] * mw * Cx) * isz
             # fused (kw, c) runs (forward, dw == 1, G == 1) when every row of the
             # block is inside along W: row pointers fixed per block, plus one
             # offset per (kd, kh). Rows past nr repeat row nr - 1 (computed, not
@@ -457,8 +476,8 @@ def cl1_kernel(x, wp, out, zrow, geo, t_begin, t_end):
                     a5 = z
                     a6 = z
                     a7 = z
+                    off = (i_d * H + i_h) * W * Cx * isz
                     if fz:
-                        off = (i_d * H + i_h) * W * Cx * isz
                         (a0, a1, a2, a3, a4, a5, a6, a7) = _run1(
                             out, a0, a1, a2, a3, a4, a5, a6, a7,
                             rfix[0] + off, rfix[1] + off, rfix[2] + off, rfix[3] + off,
@@ -472,19 +491,26 @@ def cl1_kernel(x, wp, out, zrow, geo, t_begin, t_end):
                             if t % sw != 0:
                                 continue
                             sh_ = t // sw
-                        any_ = False
-                        for i in range(RB1):
-                            if trans:
-                                iw = rowj[i] + sh_
-                            else:
-                                iw = rowj[i] * sw + kw * dw - pw
-                            if i < nr and 0 <= iw < W:
-                                pp[i] = prow[i] + iw * Cx * isz
-                                any_ = True
-                            else:
-                                pp[i] = za
-                        if not any_:
-                            continue
+                        e = sh_ if trans else kw * dw - pw
+                        if jmin * mw + e >= 0 and jmax * mw + e < W:
+                            # every row inside along W: fixed pointers plus one offset
+                            o2 = off + e * Cx * isz
+                            for i in range(RB1):
+                                pp[i] = rfix2[i] + o2
+                        else:
+                            any_ = False
+                            for i in range(RB1):
+                                if trans:
+                                    iw = rowj[i] + sh_
+                                else:
+                                    iw = rowj[i] * sw + kw * dw - pw
+                                if i < nr and 0 <= iw < W:
+                                    pp[i] = prow[i] + iw * Cx * isz
+                                    any_ = True
+                                else:
+                                    pp[i] = za
+                            if not any_:
+                                continue
                         (a0, a1, a2, a3, a4, a5, a6, a7) = _run1(
                             out, a0, a1, a2, a3, a4, a5, a6, a7,
                             pp[0], pp[1], pp[2], pp[3], pp[4], pp[5], pp[6], pp[7], qt + kw * Cg * NV * isz, Cg, isz, vb)
