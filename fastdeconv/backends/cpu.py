@@ -2,8 +2,10 @@
 
 The algorithm choice is made here, in `_run`:
 
-- channels-last, both ops: `cpu_rb.cl_kernel`, register-blocked
-  (6 output positions x 32 float32 / 16 float64 output channels held in
+- channels-last, both ops: `cpu_rb.cl2_kernel` (8 output positions; with
+  at most 16 float32 output channels `cl1_kernel`, 8 x 1 vector; the
+  older `cl_kernel`, 6 positions, when CL2 is off), register-blocked
+  (output positions x 32 float32 / 16 float64 output channels held in
   AVX-512 registers across all taps and input channels; transposes are
   phase-decomposed so every phase is a dense gather). See cpu_rb.
 - channels-first, transposes and forward sw == 1; and channels-last with
@@ -49,6 +51,10 @@ WV_NARROW = 8
 # (16 float32 / 8 float64) use the 8-row x 1-vector tile (cpu_rb.cl1_kernel)
 # instead of the 6 x 2-vector one; False turns it off.
 CL1 = True
+
+# Channels-last calls with more than one vector of output channels use the
+# 8 x 2-vector tile (cpu_rb.cl2_kernel); False: the 6 x 2 tile (cl_kernel).
+CL2 = True
 
 # Channels-first tiles: up to CF_WIDTH outputs along W, CF_CHANNELS channels.
 CF_WIDTH = 64
@@ -308,14 +314,15 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
         # Channels-last: register-blocked kernel (cpu_rb), both ops.
         P = sw if trans else 1
         one = CL1 and Fg * x.dtype.itemsize <= 64
-        RT = cpu_rb.rows_per_tile(B * _ceil(OW, P), cpu_rb.RB1 if one else cpu_rb.RB)
+        two = CL2 and not one
+        RT = cpu_rb.rows_per_tile(B * _ceil(OW, P), cpu_rb.RB1 if one else cpu_rb.RB2 if two else cpu_rb.RB)
         wp, NFB = cpu_rb.pack_filters(wg, x.dtype, 1 if one else 2)
         zrow = np.zeros(Cg * KW + 1, dtype=x.dtype)
         fuse = int(FUSE_KW and not trans and dw == 1 and G == 1)
         geo = (B, D, H, W, Cg, OD, OH, OW, Fg, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw,
                G, int(trans), RT, NFB, fuse)
         geo = tuple(int(v) for v in geo)
-        cpu_rb.parallel_tiles(cpu_rb.cl1_kernel if one else cpu_rb.cl_kernel, (x.reshape(-1), wp, out, zrow, geo), cpu_rb.n_tiles(geo),
+        cpu_rb.parallel_tiles(cpu_rb.cl1_kernel if one else cpu_rb.cl2_kernel if two else cpu_rb.cl_kernel, (x.reshape(-1), wp, out, zrow, geo), cpu_rb.n_tiles(geo),
                               B * OD * OH * OW * G * Fg * KD * KH * KW * Cg)
         return out.reshape((B, OD, OH, OW, G * Fg))
     geo = (B, D, H, W, Cg, OD, OH, OW, Fg, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw,

@@ -536,6 +536,257 @@ def cl1_kernel(x, wp, out, zrow, geo, t_begin, t_end):
             _store1(out, o[7], a7, nf, V, isz)
 
 
+# ------------------------------------------- 8-row x 2-vector channels-last
+# For channel-heavy calls: RB2 = 8 output positions x 2 vectors (32
+# float32 / 16 float64 channels), 24 accumulators; per reduction step 2
+# weight loads and 8 broadcasts for 16 FMAs, so each weight vector serves
+# 8 positions instead of 6.
+# Rows, zero row, phases and term order are cl_kernel's: same bits.
+
+RB2 = 8
+
+
+@helper
+def _run2(out,
+          a0, c0, a1, c1, a2, c2, a3, c3, a4, c4, a5, c5, a6, c6, a7, c7,
+          p0, p1, p2, p3, p4, p5, p6, p7, q, K, isz, vb):
+    """K reduction steps: rows p0..p7 (byte addresses, step isz), two
+    weight vectors at q (step 2*vb bytes)."""
+    for _ in range(K):
+        w0 = vload(out, q)
+        w1 = vload(out, q + vb)
+        q += 2 * vb
+        b = vbcast(out, p0)
+        a0 = vfma(b, w0, a0)
+        c0 = vfma(b, w1, c0)
+        b = vbcast(out, p1)
+        a1 = vfma(b, w0, a1)
+        c1 = vfma(b, w1, c1)
+        b = vbcast(out, p2)
+        a2 = vfma(b, w0, a2)
+        c2 = vfma(b, w1, c2)
+        b = vbcast(out, p3)
+        a3 = vfma(b, w0, a3)
+        c3 = vfma(b, w1, c3)
+        b = vbcast(out, p4)
+        a4 = vfma(b, w0, a4)
+        c4 = vfma(b, w1, c4)
+        b = vbcast(out, p5)
+        a5 = vfma(b, w0, a5)
+        c5 = vfma(b, w1, c5)
+        b = vbcast(out, p6)
+        a6 = vfma(b, w0, a6)
+        c6 = vfma(b, w1, c6)
+        b = vbcast(out, p7)
+        a7 = vfma(b, w0, a7)
+        c7 = vfma(b, w1, c7)
+        p0 += isz
+        p1 += isz
+        p2 += isz
+        p3 += isz
+        p4 += isz
+        p5 += isz
+        p6 += isz
+        p7 += isz
+    return (
+        a0, c0, a1, c1, a2, c2, a3, c3, a4, c4, a5, c5, a6, c6, a7, c7)
+
+
+@_serial_kernel
+def cl2_kernel(x, wp, out, zrow, geo, t_begin, t_end):
+    """cl_kernel with an 8 x 2-vector tile. wp: (G, NFB, taps, Cg, 2V) flat."""
+    (B, D, H, W, Cg, OD, OH, OW, Fg, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw,
+     G, trans, RT, NFB, fuse) = geo
+    isz = out.itemsize
+    V = 64 // isz
+    NV = 2 * V
+    vb = V * isz
+    Cx = G * Cg
+    F = G * Fg
+    P = sw if trans else 1
+    mw = 1 if trans else sw
+    nJ_max = _cdiv(OW, P)
+    nrc = _cdiv(B * nJ_max, RT)
+    taps = KD * KH * KW
+    xa = addr(x)
+    za = addr(zrow)
+    rowb = np.zeros(RB2, dtype=np.int64)
+    rowj = np.zeros(RB2, dtype=np.int64)
+    prow = np.zeros(RB2, dtype=np.int64)
+    pp = np.zeros(RB2, dtype=np.int64)
+    rfix = np.zeros(RB2, dtype=np.int64)
+    rfix2 = np.zeros(RB2, dtype=np.int64)
+    o = np.zeros(RB2, dtype=np.int64)
+    inner = OD * OH * P * nrc * G
+    for tile in range(t_begin, t_end):
+        fb = tile // inner
+        r = tile % inner
+        g = r % G
+        r = r // G
+        rc = r % nrc
+        r = r // nrc
+        phase = r % P
+        r = r // P
+        oh = r % OH
+        od = r // OH
+        nJ = _cdiv(OW - phase, P)
+        r0 = rc * RT
+        r1 = min(B * nJ, r0 + RT)
+        f0 = fb * NV
+        nf = min(NV, Fg - f0)
+        wfb = addr(wp) + (g * NFB + fb) * taps * Cg * NV * isz
+        for rb in range(r0, r1, RB2):
+            nr = min(RB2, r1 - rb)
+            jmin = nJ
+            jmax = 0
+            for i in range(RB2):
+                row = rb + min(i, nr - 1)
+                rowb[i] = row // nJ
+                rowj[i] = row % nJ
+                jmin = min(jmin, rowj[i])
+                jmax = max(jmax, rowj[i])
+            z = vzero(out)
+            a0 = z
+            c0 = z
+            a1 = z
+            c1 = z
+            a2 = z
+            c2 = z
+            a3 = z
+            c3 = z
+            a4 = z
+            c4 = z
+            a5 = z
+            c5 = z
+            a6 = z
+            c6 = z
+            a7 = z
+            c7 = z
+            # per-tap pointers of rows inside along W: fixed per block, plus
+            # an offset per tap (rows past nr repeat row nr - 1)
+            for i in range(RB2):
+                rfix2[i] = xa + (rowb[i] * D * H * W * Cx + g * Cg + rowj[i] * mw * Cx) * isz
+            # fused (kw, c) runs (forward, dw == 1, G == 1) when every row of the
+            # block is inside along W: row pointers fixed per block, plus one
+            # offset per (kd, kh). Rows past nr repeat row nr - 1 (computed, not
+            # stored).
+            fz = False
+            if fuse:
+                fz = jmin * sw - pw >= 0 and jmax * sw - pw + KW - 1 < W
+            if fz:
+                for i in range(RB2):
+                    rfix[i] = xa + (rowb[i] * D * H * W * Cx + g * Cg + (rowj[i] * sw - pw) * Cx) * isz
+            for kd in range(KD):
+                i_d = _src(od, kd, sd, dd, pd, D, trans)
+                if i_d < 0:
+                    continue
+                for kh in range(KH):
+                    i_h = _src(oh, kh, sh, dh, ph, H, trans)
+                    if i_h < 0:
+                        continue
+                    qt = wfb + (kd * KH + kh) * KW * Cg * NV * isz
+                    # two-level sum, as in cl_kernel
+                    s0 = a0
+                    t0 = c0
+                    s1 = a1
+                    t1 = c1
+                    s2 = a2
+                    t2 = c2
+                    s3 = a3
+                    t3 = c3
+                    s4 = a4
+                    t4 = c4
+                    s5 = a5
+                    t5 = c5
+                    s6 = a6
+                    t6 = c6
+                    s7 = a7
+                    t7 = c7
+                    a0 = z
+                    c0 = z
+                    a1 = z
+                    c1 = z
+                    a2 = z
+                    c2 = z
+                    a3 = z
+                    c3 = z
+                    a4 = z
+                    c4 = z
+                    a5 = z
+                    c5 = z
+                    a6 = z
+                    c6 = z
+                    a7 = z
+                    c7 = z
+                    off = (i_d * H + i_h) * W * Cx * isz
+                    if fz:
+                        (a0, c0, a1, c1, a2, c2, a3, c3, a4, c4, a5, c5, a6, c6, a7, c7) = _run2(
+                            out, a0, c0, a1, c1, a2, c2, a3, c3, a4, c4, a5, c5, a6, c6, a7, c7,
+                            rfix[0] + off, rfix[1] + off, rfix[2] + off, rfix[3] + off,
+                            rfix[4] + off, rfix[5] + off, rfix[6] + off, rfix[7] + off, qt, KW * Cg, isz, vb)
+                    else:
+                        for i in range(RB2):
+                            prow[i] = xa + ((((rowb[i] * D + i_d) * H + i_h) * W) * Cx + g * Cg) * isz
+                    for kw in range(KW if not fz else 0):
+                        if trans:
+                            t = phase + pw - kw * dw
+                            if t % sw != 0:
+                                continue
+                            sh_ = t // sw
+                        e = sh_ if trans else kw * dw - pw
+                        if jmin * mw + e >= 0 and jmax * mw + e < W:
+                            # every row inside along W: fixed pointers plus one offset
+                            o2 = off + e * Cx * isz
+                            for i in range(RB2):
+                                pp[i] = rfix2[i] + o2
+                        else:
+                            any_ = False
+                            for i in range(RB2):
+                                if trans:
+                                    iw = rowj[i] + sh_
+                                else:
+                                    iw = rowj[i] * sw + kw * dw - pw
+                                if i < nr and 0 <= iw < W:
+                                    pp[i] = prow[i] + iw * Cx * isz
+                                    any_ = True
+                                else:
+                                    pp[i] = za
+                            if not any_:
+                                continue
+                        (a0, c0, a1, c1, a2, c2, a3, c3, a4, c4, a5, c5, a6, c6, a7, c7) = _run2(
+                            out,
+                            a0, c0, a1, c1, a2, c2, a3, c3, a4, c4, a5, c5, a6, c6, a7, c7,
+                            pp[0], pp[1], pp[2], pp[3], pp[4], pp[5], pp[6], pp[7], qt + kw * Cg * NV * isz, Cg, isz, vb)
+                    a0 = vadd(s0, a0)
+                    c0 = vadd(t0, c0)
+                    a1 = vadd(s1, a1)
+                    c1 = vadd(t1, c1)
+                    a2 = vadd(s2, a2)
+                    c2 = vadd(t2, c2)
+                    a3 = vadd(s3, a3)
+                    c3 = vadd(t3, c3)
+                    a4 = vadd(s4, a4)
+                    c4 = vadd(t4, c4)
+                    a5 = vadd(s5, a5)
+                    c5 = vadd(t5, c5)
+                    a6 = vadd(s6, a6)
+                    c6 = vadd(t6, c6)
+                    a7 = vadd(s7, a7)
+                    c7 = vadd(t7, c7)
+            ob = g * Fg + f0
+            for i in range(RB2):
+                ow = phase + rowj[i] * P
+                o[i] = (((rowb[i] * OD + od) * OH + oh) * OW + ow) * F + ob if i < nr else -1
+            _store(out, o[0], a0, c0, nf, V, isz)
+            _store(out, o[1], a1, c1, nf, V, isz)
+            _store(out, o[2], a2, c2, nf, V, isz)
+            _store(out, o[3], a3, c3, nf, V, isz)
+            _store(out, o[4], a4, c4, nf, V, isz)
+            _store(out, o[5], a5, c5, nf, V, isz)
+            _store(out, o[6], a6, c6, nf, V, isz)
+            _store(out, o[7], a7, c7, nf, V, isz)
+
+
 def rows_per_tile(nrows, rb=RB):
     """Split nrows into equal chunks of at most ROWS, a multiple of rb."""
     n = max(1, -(-nrows // ROWS))
