@@ -38,6 +38,7 @@ from numba import uint64 as _u
 
 from .._jit import helper, kernel
 from . import cpu_rb
+from .cpu_rb import _cdiv, _src  # index math shared with the register-blocked kernels
 
 # Forward convolutions with dw == 1 and no groups read (kw, c) as one run
 # (same terms, same order); tests switch it off to check the per-tap path.
@@ -62,28 +63,6 @@ CF_CHANNELS = 32
 
 
 # ---------------------------------------------------------------- index math
-
-@helper
-def _cdiv(a, b):
-    """Ceiling division for b > 0 and any sign of a (Numba's // floors)."""
-    return -((-a) // b)
-
-
-@helper
-def _src(o, k, s, d, p, n, trans):
-    """The input index that feeds output o through tap k along D or H, or -1.
-    Transpose: t = o + p - k*d must be >= 0 (tested first) and divisible by s."""
-    if trans:
-        t = o + p - k * d
-        if t < 0 or t % s != 0:
-            return -1
-        i = t // s
-    else:
-        i = o * s + k * d - p
-    if i < 0 or i >= n:
-        return -1
-    return i
-
 
 @helper
 def _w_range(o0, o1, k, s, d, p, n, trans):

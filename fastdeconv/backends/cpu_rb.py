@@ -38,12 +38,14 @@ ROWS = 48  # output positions per parallel tile (at most)
 
 @helper
 def _cdiv(a, b):
+    """Ceiling division for b > 0 and any sign of a (Numba's // floors)."""
     return -((-a) // b)
 
 
 @helper
 def _src(o, k, s, d, p, n, trans):
-    """Input index feeding output o through tap k along D or H, or -1."""
+    """The input index that feeds output o through tap k along D or H, or -1.
+    Transpose: t = o + p - k*d must be >= 0 (tested first) and divisible by s."""
     if trans:
         t = o + p - k * d
         if t < 0 or t % s != 0:
