@@ -440,3 +440,29 @@ def test_shape_helpers_cover_all_layouts():
         (2, 5, 7), (2, 5, 8)]
     listed = fastdeconv.conv_transpose_output_shapes([1, 2, 2, 2, 1], [1, 2, 3, 4, 1], [1, 2, 3], "VALID")
     assert [tuple(s) for s in listed] == [(1, 2, a, b, 4) for a, b in itertools.product([4, 5], [6, 7, 8])]
+
+
+def test_layer_softmax_kernel_matches_numpy_and_propagates_nan():
+    from fastdeconv.backends import cpu_layers
+    from fastdeconv.layers._base import softmax
+
+    rng = np.random.default_rng(3)
+    y = rng.standard_normal((2, 5, 7, 3)).astype(np.float32)
+    b = rng.standard_normal(3).astype(np.float32)
+    got = cpu_layers.softmax_last(y.copy(), b)
+    np.testing.assert_allclose(got, softmax(y + b), rtol=1e-6, atol=1e-7)
+    q = np.array([[np.nan, 1], [1, np.nan], [np.inf, 1], [-np.inf, 1]], np.float32)
+    got = cpu_layers.softmax_last(q.copy())
+    assert np.isnan(got[:3]).all()
+    assert got[3].tolist() == [0.0, 1.0]
+
+
+def test_layer_concat_kernel_is_a_copy():
+    from fastdeconv.backends import cpu_layers
+
+    rng = np.random.default_rng(4)
+    a = rng.standard_normal((2, 3, 4, 5)).astype(np.float32)
+    b = rng.standard_normal((2, 3, 4, 2)).astype(np.float32)
+    assert np.array_equal(cpu_layers.concat_last([a, b]), np.concatenate([a, b], -1))
+    assert cpu_layers.concat_last([a, b.astype(np.float64)]) is None
+    assert cpu_layers.concat_last([a, a, a]) is None

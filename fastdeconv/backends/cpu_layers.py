@@ -119,6 +119,81 @@ def epilogue(y, channels, channels_first, bias, scale, shift, activation, alpha=
     return y
 
 
+@kernel
+def _softmax_rows(y, b, a, t):
+    """y is (n, C): each row in place becomes softmax((row + b) * a + t),
+    computed as exp(v - max) / sum with the sum in channel order. A NaN in
+    a row makes the whole row NaN (as NumPy's max does)."""
+    n, C = y.shape
+    rows = 256
+    for k in prange((n + rows - 1) // rows):
+        for r in range(k * rows, min(k * rows + rows, n)):
+            v = y[r]
+            for c in range(C):
+                v[c] = (v[c] + b[c]) * a[c] + t[c]
+            m = v[0]
+            for c in range(1, C):
+                if v[c] > m or v[c] != v[c]:
+                    m = v[c]
+                if m != m:
+                    break
+            s = v.dtype.type(0)
+            for c in range(C):
+                e = math.exp(v[c] - m)
+                v[c] = e
+                s += e
+            for c in range(C):
+                v[c] /= s
+
+
+def softmax_last(y, bias=None, scale=None, shift=None):
+    """In place: y = softmax((y + bias) * scale + shift) over the last axis
+    (None stands for 0, 1, 0). y is C-contiguous."""
+    if y.size == 0:
+        return y
+    C = y.shape[-1]
+    dt = y.dtype
+    b = np.zeros(C, dt) if bias is None else np.ascontiguousarray(bias, dt)
+    a = np.ones(C, dt) if scale is None else np.ascontiguousarray(scale, dt)
+    t = np.zeros(C, dt) if shift is None else np.ascontiguousarray(shift, dt)
+    _softmax_rows(y.reshape(-1, C), b, a, t)
+    return y
+
+
+@kernel
+def _concat2_rows(a, b, out):
+    """out[r] = a[r] followed by b[r]; a, b, out are 2-D, C-contiguous."""
+    n = out.shape[0]
+    ca = a.shape[1]
+    cb = b.shape[1]
+    rows = 256
+    for k in prange((n + rows - 1) // rows):
+        for r in range(k * rows, min(k * rows + rows, n)):
+            o = out[r]
+            x = a[r]
+            y = b[r]
+            for c in range(ca):
+                o[c] = x[c]
+            for c in range(cb):
+                o[ca + c] = y[c]
+
+
+def concat_last(xs):
+    """Two C-contiguous arrays of one dtype and equal leading dims joined
+    along the last axis (a plain copy, in parallel over rows); None for any
+    other case."""
+    if len(xs) != 2:
+        return None
+    a, b = xs
+    if (a.dtype != b.dtype or a.ndim != b.ndim or a.ndim < 2 or a.shape[:-1] != b.shape[:-1]
+            or not (a.flags.c_contiguous and b.flags.c_contiguous)):
+        return None
+    out = np.empty(a.shape[:-1] + (a.shape[-1] + b.shape[-1],), a.dtype)
+    if out.size:
+        _concat2_rows(a.reshape(-1, a.shape[-1]), b.reshape(-1, b.shape[-1]), out.reshape(-1, out.shape[-1]))
+    return out
+
+
 @helper
 def _window(o, k, s, p, n):
     """[lo, hi) of the input rows that output o's window covers, clipped."""

@@ -60,6 +60,9 @@ def apply_epilogue(y, backend, channels_first, bias=None, scale=None, shift=None
     cf = channels_first and y.ndim > 2
     channels = y.shape[1] if cf else y.shape[-1]
     if activation == "softmax":
+        k = kernels("cpu" if backend == "cuda" else backend)
+        if hasattr(k, "softmax_last") and y.flags.c_contiguous and not cf:
+            return k.softmax_last(y, bias, scale, shift)
         apply_epilogue(y, backend, channels_first, bias, scale, shift, "linear")
         y[...] = softmax(y, axis=-1)
         return y
