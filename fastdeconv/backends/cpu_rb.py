@@ -30,7 +30,7 @@ import numba
 import numpy as np
 
 from .._jit import FASTMATH, helper
-from .cpu_simd import addr, vadd, vbcast, vfma, vlane, vload, vgatherm, vloadm, vstore, vstorem, vzero
+from .cpu_simd import addr, itemsize, vadd, vbcast, vfma, vlane, vload, vgatherm, vloadm, vstore, vstorem, vzero
 
 RB = 6  # output positions per register tile
 ROWS = 48  # output positions per parallel tile (at most)
@@ -388,7 +388,7 @@ def cl1_kernel(x, wp, out, zrow, geo, t_begin, t_end):
     """cl_kernel with an 8 x 1-vector tile. wp: (G, NFB, taps, Cg, V) flat."""
     (B, D, H, W, Cg, OD, OH, OW, Fg, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw,
      G, trans, RT, NFB, fuse) = geo
-    isz = out.itemsize
+    isz = itemsize(out)  # a constant: LLVM folds the steps into displacements
     V = 64 // isz
     NV = V
     vb = V * isz

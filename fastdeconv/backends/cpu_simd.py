@@ -58,6 +58,18 @@ def addr(typingctx, arr):
 
 
 @intrinsic
+def itemsize(typingctx, arr):
+    """arr's element size in bytes as a compile-time constant (arr.itemsize
+    is read from the array at run time, which keeps LLVM from folding
+    address steps into displacements)."""
+    n = arr.dtype.bitwidth // 8
+
+    def impl(context, builder, sig, args):
+        return ir.Constant(context.get_value_type(types.intp), n)
+    return types.intp(arr), impl
+
+
+@intrinsic
 def vzero(typingctx, arr):
     vt = Vec(arr.dtype)
 
