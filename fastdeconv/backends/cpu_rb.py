@@ -599,7 +599,7 @@ def cl2_kernel(x, wp, out, zrow, geo, t_begin, t_end):
     """cl_kernel with an 8 x 2-vector tile. wp: (G, NFB, taps, Cg, 2V) flat."""
     (B, D, H, W, Cg, OD, OH, OW, Fg, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw,
      G, trans, RT, NFB, fuse) = geo
-    isz = out.itemsize
+    isz = itemsize(out)  # a constant: LLVM folds the steps into displacements
     V = 64 // isz
     NV = 2 * V
     vb = V * isz
