@@ -1,8 +1,8 @@
 """The cpu backend's algorithm paths, each forced, against the reference.
 
 Paths (chosen in fastdeconv/backends/cpu.py `_run`): channels-last
-register-blocked kernel (cpu_rb; 8 x 2 vectors, CL2, or 8 x 1 vector for
-<= 16 float32 output channels, CL1; or the older 6 x 2 tile) with the fused (kw, c) run for forward
+register-blocked kernel (cpu_rb.cl_kernel; 8 rows x 2 vectors, or 8 x 1
+vector for <= 16 float32 output channels, CL1) with the fused (kw, c) run for forward
 dw == 1 ungrouped convolutions, or per tap (FUSE_KW off); register-blocked
 kernel with vectors along W (cpu_rb.wv_kernel: channels-first transposes
 and forward sw == 1; channels-last with few output channels, WV_NARROW),
@@ -61,13 +61,12 @@ def narrow(request, monkeypatch):
     return request.param
 
 
-@pytest.fixture(params=[True, False], ids=["tiles-8", "tiles-6x2"])
+@pytest.fixture(params=[True, False], ids=["tiles-8x1", "tiles-8x2"])
 def cl1(request, monkeypatch):
-    """Channels-last tiles: 8 rows x 1 vector (<= 1 vector of output
-    channels, cpu_rb.cl1_kernel) and 8 rows x 2 vectors (cl2_kernel), or
-    the 6 x 2-vector cl_kernel for every call."""
+    """Channels-last tiles: 8 rows x 1 vector where a group has at most one
+    vector of output channels (else 8 x 2), or 8 x 2 vectors for every
+    call."""
     monkeypatch.setattr(cpu, "CL1", request.param)
-    monkeypatch.setattr(cpu, "CL2", request.param)
     return request.param
 
 
@@ -105,7 +104,6 @@ def test_paths_give_identical_bits(case, monkeypatch):
         for work in (None, 10**12):
             monkeypatch.setattr(cpu, "FUSE_KW", fuse_kw)
             monkeypatch.setattr(cpu, "CL1", one)
-            monkeypatch.setattr(cpu, "CL2", one)
             monkeypatch.setattr(cpu, "WV_NARROW", nv)
             monkeypatch.setattr(cpu_rb, "parallel_tiles",
                                 lambda k, a, n, wk, _w=work: real(k, a, n, wk if _w is None else _w))

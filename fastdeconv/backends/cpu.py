@@ -2,11 +2,10 @@
 
 The algorithm choice is made here, in `_run`:
 
-- channels-last, both ops: `cpu_rb.cl2_kernel` (8 output positions; with
-  at most 16 float32 output channels `cl1_kernel`, 8 x 1 vector; the
-  older `cl_kernel`, 6 positions, when CL2 is off), register-blocked
-  (output positions x 32 float32 / 16 float64 output channels held in
-  AVX-512 registers across all taps and input channels; transposes are
+- channels-last, both ops: `cpu_rb.cl_kernel`, register-blocked (8 output
+  positions x 2 vectors = 32 float32 / 16 float64 output channels held in
+  AVX-512 registers across all taps and input channels; x 1 vector when a
+  group has at most 16 float32 output channels; transposes are
   phase-decomposed so every phase is a dense gather). See cpu_rb.
 - channels-first, transposes and forward sw == 1; and channels-last with
   at most WV_NARROW output channels: `cpu_rb.wv_kernel`, register-blocked
@@ -15,7 +14,8 @@ The algorithm choice is made here, in `_run`:
   at the edges). Same term order, hence the same bits, as cl_kernel.
 - channels-first forward with sw > 1: `_cf_kernel` below, read natively (no
   layout copies): tiles (batch, out d, out h, W chunk, group, channel
-  block), a buffer channels x W, the inner loop along W.
+  block), a buffer channels x W, the inner loop along W; tile ranges run
+  on cpu_rb.parallel_tiles like the other kernels.
 
 Every output element has exactly one writer and receives its terms in an
 order fixed by the shapes (never by the thread count), so results are the
@@ -33,10 +33,9 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np
-from numba import prange
 from numba import uint64 as _u
 
-from .._jit import helper, kernel
+from .._jit import helper
 from . import cpu_rb
 from .cpu_rb import _cdiv, _src  # index math shared with the register-blocked kernels
 
@@ -49,13 +48,9 @@ FUSE_KW = True
 WV_NARROW = 8
 
 # Channels-last calls with at most one vector of output channels per group
-# (16 float32 / 8 float64) use the 8-row x 1-vector tile (cpu_rb.cl1_kernel)
-# instead of the 6 x 2-vector one; False turns it off.
+# (16 float32 / 8 float64) use the 8-row x 1-vector tile instead of the
+# 8 x 2-vector one; False turns it off (tests compare the two).
 CL1 = True
-
-# Channels-last calls with more than one vector of output channels use the
-# 8 x 2-vector tile (cpu_rb.cl2_kernel); False: the 6 x 2 tile (cl_kernel).
-CL2 = True
 
 # Channels-first tiles: up to CF_WIDTH outputs along W, CF_CHANNELS channels.
 CF_WIDTH = 64
@@ -172,8 +167,8 @@ def _cf_micro(acc, lda, ab, x, xb, cs, xs, L, w, wb, C, ldw, nf):
 
 # ------------------------------------------------------------------ kernels
 
-@kernel
-def _cf_kernel(x, w, out, geo):
+@cpu_rb.serial_kernel
+def _cf_kernel(x, w, out, geo, t_begin, t_end):
     """Channels-first. x: (B, G*Cg, D, H, W) flat; w: (G, taps, Cg, Fg) flat;
     out: (B, G*Fg, OD, OH, OW) flat. Forward tiles cover WT outputs along W;
     transpose tiles cover WT = sw*JT outputs, buffered phase-major
@@ -186,7 +181,7 @@ def _cf_kernel(x, w, out, geo):
     JT = WT // sw if trans else WT
     nwc = _cdiv(OW, WT)
     nfb = _cdiv(Fg, FT)
-    for tile in prange(B * OD * OH * nwc * G * nfb):
+    for tile in range(t_begin, t_end):
         fb = tile % nfb
         r = tile // nfb
         g = r % G
@@ -292,22 +287,22 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
     else:
         # Channels-last: register-blocked kernel (cpu_rb), both ops.
         P = sw if trans else 1
-        one = CL1 and Fg * x.dtype.itemsize <= 64
-        two = CL2 and not one
-        RT = cpu_rb.rows_per_tile(B * _ceil(OW, P), cpu_rb.RB1 if one else cpu_rb.RB2 if two else cpu_rb.RB)
-        wp, NFB = cpu_rb.pack_filters(wg, x.dtype, 1 if one else 2)
+        nvec = 1 if CL1 and Fg * x.dtype.itemsize <= 64 else 2
+        RT = cpu_rb.rows_per_tile(B * _ceil(OW, P))
+        wp, NFB = cpu_rb.pack_filters(wg, x.dtype, nvec)
         zrow = np.zeros(Cg * KW + 1, dtype=x.dtype)
         fuse = int(FUSE_KW and not trans and dw == 1 and G == 1)
         geo = (B, D, H, W, Cg, OD, OH, OW, Fg, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw,
                G, int(trans), RT, NFB, fuse)
         geo = tuple(int(v) for v in geo)
-        cpu_rb.parallel_tiles(cpu_rb.cl1_kernel if one else cpu_rb.cl2_kernel if two else cpu_rb.cl_kernel, (x.reshape(-1), wp, out, zrow, geo), cpu_rb.n_tiles(geo),
-                              B * OD * OH * OW * G * Fg * KD * KH * KW * Cg)
+        cpu_rb.parallel_tiles(cpu_rb.cl_kernel, (x.reshape(-1), wp, out, zrow, geo, cpu_rb.tile_tag(nvec)),
+                              cpu_rb.n_tiles(geo), B * OD * OH * OW * G * Fg * KD * KH * KW * Cg)
         return out.reshape((B, OD, OH, OW, G * Fg))
     geo = (B, D, H, W, Cg, OD, OH, OW, Fg, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw,
            G, Fp, int(trans), WT, BT, FT)
     geo = tuple(int(v) for v in geo)
-    run(x.reshape(-1), w_k, out, geo)
+    cpu_rb.parallel_tiles(run, (x.reshape(-1), w_k, out, geo), B * OD * OH * _ceil(OW, WT) * G * _ceil(Fg, FT),
+                          B * OD * OH * OW * G * Fg * KD * KH * KW * Cg)
     shape = (B, G * Fg, OD, OH, OW) if channels_first else (B, OD, OH, OW, G * Fg)
     return out.reshape(shape)
 

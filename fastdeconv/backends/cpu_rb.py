@@ -1,9 +1,11 @@
-"""Register-blocked channels-last kernel (both ops).
+"""Register-blocked CPU kernels (both ops).
 
-Output-stationary: a register tile of RB = 6 output positions x 2 vectors of
-output channels (32 float32 / 16 float64) is accumulated in registers over
-every kernel tap and every input channel, then stored once. Per reduction
-step it loads 2 weight vectors and broadcasts 6 inputs for 12 FMAs.
+Channels-last (`cl_kernel`), output-stationary: a register tile of RB = 8
+output positions x NW vectors of output channels (NW = 2: 32 float32 / 16
+float64 channels; NW = 1 for narrow layers) is accumulated in registers
+over every kernel tap and every input channel, then stored once. Per
+reduction step it loads NW weight vectors and broadcasts 8 inputs for
+8*NW FMAs.
 
 Rows of a tile are output positions that share (od, oh) and, for
 transposes, the W phase `ow % sw`: all such outputs receive the same taps,
@@ -30,9 +32,9 @@ import numba
 import numpy as np
 
 from .._jit import FASTMATH, helper
-from .cpu_simd import addr, itemsize, vadd, vbcast, vfma, vlane, vload, vgatherm, vloadm, vstore, vstorem, vzero
+from .cpu_simd import (addr, itemsize, vadd, vbcast, vfma, vgatherm, vloadm, vrun, vstore,
+                       vstorem, vtadd, vtstore, vtzero, vzero)
 
-RB = 6  # output positions per register tile
 ROWS = 48  # output positions per parallel tile (at most)
 
 
@@ -58,63 +60,11 @@ def _src(o, k, s, d, p, n, trans):
     return i
 
 
-@helper
-def _run(out, a00, a01, a10, a11, a20, a21, a30, a31, a40, a41, a50, a51,
-         p0, p1, p2, p3, p4, p5, q, K, isz, vb):
-    """K reduction steps: rows p0..p5 (byte addresses, step isz), weights at
-    q (two vectors, step 2*vb bytes)."""
-    for _ in range(K):
-        w0 = vload(out, q)
-        w1 = vload(out, q + vb)
-        q += 2 * vb
-        b = vbcast(out, p0)
-        a00 = vfma(b, w0, a00)
-        a01 = vfma(b, w1, a01)
-        b = vbcast(out, p1)
-        a10 = vfma(b, w0, a10)
-        a11 = vfma(b, w1, a11)
-        b = vbcast(out, p2)
-        a20 = vfma(b, w0, a20)
-        a21 = vfma(b, w1, a21)
-        b = vbcast(out, p3)
-        a30 = vfma(b, w0, a30)
-        a31 = vfma(b, w1, a31)
-        b = vbcast(out, p4)
-        a40 = vfma(b, w0, a40)
-        a41 = vfma(b, w1, a41)
-        b = vbcast(out, p5)
-        a50 = vfma(b, w0, a50)
-        a51 = vfma(b, w1, a51)
-        p0 += isz
-        p1 += isz
-        p2 += isz
-        p3 += isz
-        p4 += isz
-        p5 += isz
-    return a00, a01, a10, a11, a20, a21, a30, a31, a40, a41, a50, a51
-
-
-@helper
-def _store(out, o, v0, v1, nf, V, isz):
-    """out[o : o + nf] = (v0, v1)[:nf] (o: element index)."""
-    if o < 0:
-        return
-    if nf == 2 * V:
-        base = addr(out) + o * isz
-        vstore(out, base, v0)
-        vstore(out, base + V * isz, v1)
-    else:
-        for l in range(min(nf, V)):
-            out[o + l] = vlane(v0, l)
-        for l in range(V, nf):
-            out[o + l] = vlane(v1, l - V)
-
-
-def _serial_kernel(fn):
+def serial_kernel(fn):
     """A serial, cached kernel that releases the GIL; `parallel_tiles` runs
     it on disjoint tile ranges from several threads. (A prange kernel of
     this size took 36 s to compile cold; serial, well under half of that.)"""
-    return numba.njit(cache=True, nogil=True, fastmath=FASTMATH)(fn)
+    return numba.njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")(fn)
 
 
 def n_tiles(geo):
@@ -161,17 +111,31 @@ def parallel_tiles(kernel, args, ntiles, work):
         f.result()
 
 
-@_serial_kernel
-def cl_kernel(x, wp, out, zrow, geo, t_begin, t_end):
+# ------------------------------------------------- channels-last kernel
+# A register tile is RB = 8 output positions x NW vectors of output
+# channels (NW = 2: 32 float32 / 16 float64 channels, 16 accumulators; per
+# reduction step 2 weight loads and 8 broadcasts for 16 FMAs. NW = 1 for at
+# most one vector of output channels per group, where a 2-vector tile would
+# leave half of its lanes empty). 8 rows: 12 measured ~10% slower (their
+# row pointers spill from the general registers); 8 also divides W = 64.
+# The accumulators are a tuple of vectors and the reduction loop is one
+# intrinsic (cpu_simd.vrun), so one source serves both tile widths and
+# each compiles quickly.
+
+RB = 8
+
+
+@serial_kernel
+def cl_kernel(x, wp, out, zrow, geo, tile_tag, t_begin, t_end):
     """Tiles [t_begin, t_end). x: (B, D, H, W, G*Cg) flat; wp: (G, NFB, taps,
-    Cg, 2V) flat (output channels padded with zeros to NFB blocks of 2V);
-    out: (B, OD, OH, OW, G*Fg) flat; zrow: >= Cg*KW zeros."""
+    Cg, NW*V) flat (output channels padded with zeros to NFB blocks of
+    NW*V); out: (B, OD, OH, OW, G*Fg) flat; zrow: >= Cg*KW zeros;
+    tile_tag: a tuple of RB*NW zeros (its length sets the tile width)."""
     (B, D, H, W, Cg, OD, OH, OW, Fg, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw,
      G, trans, RT, NFB, fuse) = geo
-    isz = out.itemsize
+    isz = itemsize(out)  # a constant: LLVM folds the steps into displacements
     V = 64 // isz
-    NV = 2 * V
-    vb = V * isz
+    NV = len(tile_tag) // RB * V
     Cx = G * Cg
     F = G * Fg
     P = sw if trans else 1
@@ -181,6 +145,13 @@ def cl_kernel(x, wp, out, zrow, geo, t_begin, t_end):
     taps = KD * KH * KW
     xa = addr(x)
     za = addr(zrow)
+    rowb = np.zeros(RB, dtype=np.int64)
+    rowj = np.zeros(RB, dtype=np.int64)
+    prow = np.zeros(RB, dtype=np.int64)
+    pp = np.zeros(RB, dtype=np.int64)
+    rfix = np.zeros(RB, dtype=np.int64)
+    rfix2 = np.zeros(RB, dtype=np.int64)
+    o = np.zeros(RB, dtype=np.int64)
     inner = OD * OH * P * nrc * G
     for tile in range(t_begin, t_end):
         # output-channel block outermost: consecutive tiles (one thread's
@@ -201,13 +172,6 @@ def cl_kernel(x, wp, out, zrow, geo, t_begin, t_end):
         f0 = fb * NV
         nf = min(NV, Fg - f0)
         wfb = addr(wp) + (g * NFB + fb) * taps * Cg * NV * isz
-        rowb = np.zeros(RB, dtype=np.int64)
-        rowj = np.zeros(RB, dtype=np.int64)
-        prow = np.zeros(RB, dtype=np.int64)
-        pp = np.zeros(RB, dtype=np.int64)
-        rfix = np.zeros(RB, dtype=np.int64)
-        rfix2 = np.zeros(RB, dtype=np.int64)
-        o = np.zeros(RB, dtype=np.int64)
         for rb in range(r0, r1, RB):
             nr = min(RB, r1 - rb)
             jmin = nJ
@@ -218,19 +182,7 @@ def cl_kernel(x, wp, out, zrow, geo, t_begin, t_end):
                 rowj[i] = row % nJ
                 jmin = min(jmin, rowj[i])
                 jmax = max(jmax, rowj[i])
-            z = vzero(out)
-            a00 = z
-            a01 = z
-            a10 = z
-            a11 = z
-            a20 = z
-            a21 = z
-            a30 = z
-            a31 = z
-            a40 = z
-            a41 = z
-            a50 = z
-            a51 = z
+            acc = vtzero(out, tile_tag)
             # per-tap pointers of rows inside along W: fixed per block, plus
             # an offset per tap (rows past nr repeat row nr - 1)
             for i in range(RB):
@@ -254,29 +206,16 @@ def cl_kernel(x, wp, out, zrow, geo, t_begin, t_end):
                     if i_h < 0:
                         continue
                     qt = wfb + (kd * KH + kh) * KW * Cg * NV * isz
-                    # Two-level sum: the (kw, c) terms of this (kd, kh) start from
-                    # zero, then join the running total (float32 error grows with
-                    # sqrt(KW*Cg) + sqrt(KD*KH), not sqrt(taps*Cg)).
-                    b00, b01, b10, b11, b20, b21 = a00, a01, a10, a11, a20, a21
-                    b30, b31, b40, b41, b50, b51 = a30, a31, a40, a41, a50, a51
-                    a00 = z
-                    a01 = z
-                    a10 = z
-                    a11 = z
-                    a20 = z
-                    a21 = z
-                    a30 = z
-                    a31 = z
-                    a40 = z
-                    a41 = z
-                    a50 = z
-                    a51 = z
+                    # two-level sum: a partial sum per (kd, kh) from zero,
+                    # then added to the running total
+                    total = acc
+                    acc = vtzero(out, tile_tag)
                     off = (i_d * H + i_h) * W * Cx * isz
                     if fz:
-                        (a00, a01, a10, a11, a20, a21, a30, a31, a40, a41, a50, a51) = _run(
-                            out, a00, a01, a10, a11, a20, a21, a30, a31, a40, a41, a50, a51,
-                            rfix[0] + off, rfix[1] + off, rfix[2] + off,
-                            rfix[3] + off, rfix[4] + off, rfix[5] + off, qt, KW * Cg, isz, vb)
+                        acc = vrun(out, acc,
+                                   (rfix[0] + off, rfix[1] + off, rfix[2] + off, rfix[3] + off,
+                                    rfix[4] + off, rfix[5] + off, rfix[6] + off, rfix[7] + off),
+                                   qt, KW * Cg)
                     else:
                         for i in range(RB):
                             prow[i] = xa + ((((rowb[i] * D + i_d) * H + i_h) * W) * Cx + g * Cg) * isz
@@ -306,487 +245,19 @@ def cl_kernel(x, wp, out, zrow, geo, t_begin, t_end):
                                     pp[i] = za
                             if not any_:
                                 continue
-                        (a00, a01, a10, a11, a20, a21, a30, a31, a40, a41, a50, a51) = _run(
-                            out, a00, a01, a10, a11, a20, a21, a30, a31, a40, a41, a50, a51,
-                            pp[0], pp[1], pp[2], pp[3], pp[4], pp[5], qt + kw * Cg * NV * isz, Cg, isz, vb)
-                    a00 = vadd(b00, a00)
-                    a01 = vadd(b01, a01)
-                    a10 = vadd(b10, a10)
-                    a11 = vadd(b11, a11)
-                    a20 = vadd(b20, a20)
-                    a21 = vadd(b21, a21)
-                    a30 = vadd(b30, a30)
-                    a31 = vadd(b31, a31)
-                    a40 = vadd(b40, a40)
-                    a41 = vadd(b41, a41)
-                    a50 = vadd(b50, a50)
-                    a51 = vadd(b51, a51)
+                        acc = vrun(out, acc, (pp[0], pp[1], pp[2], pp[3], pp[4], pp[5], pp[6], pp[7]),
+                                   qt + kw * Cg * NV * isz, Cg)
+                    acc = vtadd(total, acc)
             ob = g * Fg + f0
             for i in range(RB):
                 ow = phase + rowj[i] * P
                 o[i] = (((rowb[i] * OD + od) * OH + oh) * OW + ow) * F + ob if i < nr else -1
-            _store(out, o[0], a00, a01, nf, V, isz)
-            _store(out, o[1], a10, a11, nf, V, isz)
-            _store(out, o[2], a20, a21, nf, V, isz)
-            _store(out, o[3], a30, a31, nf, V, isz)
-            _store(out, o[4], a40, a41, nf, V, isz)
-            _store(out, o[5], a50, a51, nf, V, isz)
+            vtstore(out, (o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7]), acc, nf)
 
 
-# ------------------------------------------- one-vector channels-last kernel
-# For at most V output channels per group (16 float32 / 8 float64): the
-# cl_kernel tile would leave half of its lanes empty, so the tile is
-# RB1 = 8 output positions x 1 vector; per reduction step 1 weight load and
-# 8 broadcasts for 8 FMAs (12 rows measured ~10% slower: their 12 row
-# pointers spill from the general registers; 8 also divides W = 64).
-# Rows, zero row, phases and the order of the terms of every output
-# element are cl_kernel's, so the bits are the same.
-
-RB1 = 8
-
-
-@helper
-def _run1(out, a0, a1, a2, a3, a4, a5, a6, a7,
-          p0, p1, p2, p3, p4, p5, p6, p7, q, K, isz, vb):
-    """K reduction steps: rows p0..p7 (byte addresses, step isz), one
-    weight vector at q (step vb bytes)."""
-    for _ in range(K):
-        w0 = vload(out, q)
-        q += vb
-        a0 = vfma(vbcast(out, p0), w0, a0)
-        a1 = vfma(vbcast(out, p1), w0, a1)
-        a2 = vfma(vbcast(out, p2), w0, a2)
-        a3 = vfma(vbcast(out, p3), w0, a3)
-        a4 = vfma(vbcast(out, p4), w0, a4)
-        a5 = vfma(vbcast(out, p5), w0, a5)
-        a6 = vfma(vbcast(out, p6), w0, a6)
-        a7 = vfma(vbcast(out, p7), w0, a7)
-        p0 += isz
-        p1 += isz
-        p2 += isz
-        p3 += isz
-        p4 += isz
-        p5 += isz
-        p6 += isz
-        p7 += isz
-    return a0, a1, a2, a3, a4, a5, a6, a7
-
-
-@helper
-def _store1(out, o, v, nf, V, isz):
-    """out[o : o + nf] = v[:nf] (o: element index; o < 0: nothing)."""
-    if o < 0:
-        return
-    if nf == V:
-        vstore(out, addr(out) + o * isz, v)
-    else:
-        vstorem(out, addr(out) + o * isz, v, 0, nf)
-
-
-@_serial_kernel
-def cl1_kernel(x, wp, out, zrow, geo, t_begin, t_end):
-    """cl_kernel with an 8 x 1-vector tile. wp: (G, NFB, taps, Cg, V) flat."""
-    (B, D, H, W, Cg, OD, OH, OW, Fg, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw,
-     G, trans, RT, NFB, fuse) = geo
-    isz = itemsize(out)  # a constant: LLVM folds the steps into displacements
-    V = 64 // isz
-    NV = V
-    vb = V * isz
-    Cx = G * Cg
-    F = G * Fg
-    P = sw if trans else 1
-    mw = 1 if trans else sw
-    nJ_max = _cdiv(OW, P)
-    nrc = _cdiv(B * nJ_max, RT)
-    taps = KD * KH * KW
-    xa = addr(x)
-    za = addr(zrow)
-    rowb = np.zeros(RB1, dtype=np.int64)
-    rowj = np.zeros(RB1, dtype=np.int64)
-    prow = np.zeros(RB1, dtype=np.int64)
-    pp = np.zeros(RB1, dtype=np.int64)
-    rfix = np.zeros(RB1, dtype=np.int64)
-    rfix2 = np.zeros(RB1, dtype=np.int64)
-    o = np.zeros(RB1, dtype=np.int64)
-    inner = OD * OH * P * nrc * G
-    for tile in range(t_begin, t_end):
-        fb = tile // inner
-        r = tile % inner
-        g = r % G
-        r = r // G
-        rc = r % nrc
-        r = r // nrc
-        phase = r % P
-        r = r // P
-        oh = r % OH
-        od = r // OH
-        nJ = _cdiv(OW - phase, P)
-        r0 = rc * RT
-        r1 = min(B * nJ, r0 + RT)
-        f0 = fb * NV
-        nf = min(NV, Fg - f0)
-        wfb = addr(wp) + (g * NFB + fb) * taps * Cg * NV * isz
-        for rb in range(r0, r1, RB1):
-            nr = min(RB1, r1 - rb)
-            jmin = nJ
-            jmax = 0
-            for i in range(RB1):
-                row = rb + min(i, nr - 1)
-                rowb[i] = row // nJ
-                rowj[i] = row % nJ
-                jmin = min(jmin, rowj[i])
-                jmax = max(jmax, rowj[i])
-            z = vzero(out)
-            a0 = z
-            a1 = z
-            a2 = z
-            a3 = z
-            a4 = z
-            a5 = z
-            a6 = z
-            a7 = z
-            # per-tap pointers of rows inside along W: fixed per block, plus
-            # an offset per tap (rows past nr repeat row nr - 1)
-            for i in range(RB1):
-                rfix2[i] = xa + (rowb[i] * D * H * W * Cx + g * Cg + rowj[i] * mw * Cx) * isz
-            # fused (kw, c) runs (forward, dw == 1, G == 1) when every row of the
-            # block is inside along W: row pointers fixed per block, plus one
-            # offset per (kd, kh). Rows past nr repeat row nr - 1 (computed, not
-            # stored).
-            fz = False
-            if fuse:
-                fz = jmin * sw - pw >= 0 and jmax * sw - pw + KW - 1 < W
-            if fz:
-                for i in range(RB1):
-                    rfix[i] = xa + (rowb[i] * D * H * W * Cx + g * Cg + (rowj[i] * sw - pw) * Cx) * isz
-            for kd in range(KD):
-                i_d = _src(od, kd, sd, dd, pd, D, trans)
-                if i_d < 0:
-                    continue
-                for kh in range(KH):
-                    i_h = _src(oh, kh, sh, dh, ph, H, trans)
-                    if i_h < 0:
-                        continue
-                    qt = wfb + (kd * KH + kh) * KW * Cg * NV * isz
-                    # two-level sum, as in cl_kernel
-                    s0, s1, s2, s3, s4, s5, s6, s7 = a0, a1, a2, a3, a4, a5, a6, a7
-                    a0 = z
-                    a1 = z
-                    a2 = z
-                    a3 = z
-                    a4 = z
-                    a5 = z
-                    a6 = z
-                    a7 = z
-                    off = (i_d * H + i_h) * W * Cx * isz
-                    if fz:
-                        (a0, a1, a2, a3, a4, a5, a6, a7) = _run1(
-                            out, a0, a1, a2, a3, a4, a5, a6, a7,
-                            rfix[0] + off, rfix[1] + off, rfix[2] + off, rfix[3] + off,
-                            rfix[4] + off, rfix[5] + off, rfix[6] + off, rfix[7] + off, qt, KW * Cg, isz, vb)
-                    else:
-                        for i in range(RB1):
-                            prow[i] = xa + ((((rowb[i] * D + i_d) * H + i_h) * W) * Cx + g * Cg) * isz
-                    for kw in range(KW if not fz else 0):
-                        if trans:
-                            t = phase + pw - kw * dw
-                            if t % sw != 0:
-                                continue
-                            sh_ = t // sw
-                        e = sh_ if trans else kw * dw - pw
-                        if jmin * mw + e >= 0 and jmax * mw + e < W:
-                            # every row inside along W: fixed pointers plus one offset
-                            o2 = off + e * Cx * isz
-                            for i in range(RB1):
-                                pp[i] = rfix2[i] + o2
-                        else:
-                            any_ = False
-                            for i in range(RB1):
-                                if trans:
-                                    iw = rowj[i] + sh_
-                                else:
-                                    iw = rowj[i] * sw + kw * dw - pw
-                                if i < nr and 0 <= iw < W:
-                                    pp[i] = prow[i] + iw * Cx * isz
-                                    any_ = True
-                                else:
-                                    pp[i] = za
-                            if not any_:
-                                continue
-                        (a0, a1, a2, a3, a4, a5, a6, a7) = _run1(
-                            out, a0, a1, a2, a3, a4, a5, a6, a7,
-                            pp[0], pp[1], pp[2], pp[3], pp[4], pp[5], pp[6], pp[7], qt + kw * Cg * NV * isz, Cg, isz, vb)
-                    a0 = vadd(s0, a0)
-                    a1 = vadd(s1, a1)
-                    a2 = vadd(s2, a2)
-                    a3 = vadd(s3, a3)
-                    a4 = vadd(s4, a4)
-                    a5 = vadd(s5, a5)
-                    a6 = vadd(s6, a6)
-                    a7 = vadd(s7, a7)
-            ob = g * Fg + f0
-            for i in range(RB1):
-                ow = phase + rowj[i] * P
-                o[i] = (((rowb[i] * OD + od) * OH + oh) * OW + ow) * F + ob if i < nr else -1
-            _store1(out, o[0], a0, nf, V, isz)
-            _store1(out, o[1], a1, nf, V, isz)
-            _store1(out, o[2], a2, nf, V, isz)
-            _store1(out, o[3], a3, nf, V, isz)
-            _store1(out, o[4], a4, nf, V, isz)
-            _store1(out, o[5], a5, nf, V, isz)
-            _store1(out, o[6], a6, nf, V, isz)
-            _store1(out, o[7], a7, nf, V, isz)
-
-
-# ------------------------------------------- 8-row x 2-vector channels-last
-# For channel-heavy calls: RB2 = 8 output positions x 2 vectors (32
-# float32 / 16 float64 channels), 24 accumulators; per reduction step 2
-# weight loads and 8 broadcasts for 16 FMAs, so each weight vector serves
-# 8 positions instead of 6.
-# Rows, zero row, phases and term order are cl_kernel's: same bits.
-
-RB2 = 8
-
-
-@helper
-def _run2(out,
-          a0, c0, a1, c1, a2, c2, a3, c3, a4, c4, a5, c5, a6, c6, a7, c7,
-          p0, p1, p2, p3, p4, p5, p6, p7, q, K, isz, vb):
-    """K reduction steps: rows p0..p7 (byte addresses, step isz), two
-    weight vectors at q (step 2*vb bytes)."""
-    for _ in range(K):
-        w0 = vload(out, q)
-        w1 = vload(out, q + vb)
-        q += 2 * vb
-        b = vbcast(out, p0)
-        a0 = vfma(b, w0, a0)
-        c0 = vfma(b, w1, c0)
-        b = vbcast(out, p1)
-        a1 = vfma(b, w0, a1)
-        c1 = vfma(b, w1, c1)
-        b = vbcast(out, p2)
-        a2 = vfma(b, w0, a2)
-        c2 = vfma(b, w1, c2)
-        b = vbcast(out, p3)
-        a3 = vfma(b, w0, a3)
-        c3 = vfma(b, w1, c3)
-        b = vbcast(out, p4)
-        a4 = vfma(b, w0, a4)
-        c4 = vfma(b, w1, c4)
-        b = vbcast(out, p5)
-        a5 = vfma(b, w0, a5)
-        c5 = vfma(b, w1, c5)
-        b = vbcast(out, p6)
-        a6 = vfma(b, w0, a6)
-        c6 = vfma(b, w1, c6)
-        b = vbcast(out, p7)
-        a7 = vfma(b, w0, a7)
-        c7 = vfma(b, w1, c7)
-        p0 += isz
-        p1 += isz
-        p2 += isz
-        p3 += isz
-        p4 += isz
-        p5 += isz
-        p6 += isz
-        p7 += isz
-    return (
-        a0, c0, a1, c1, a2, c2, a3, c3, a4, c4, a5, c5, a6, c6, a7, c7)
-
-
-@_serial_kernel
-def cl2_kernel(x, wp, out, zrow, geo, t_begin, t_end):
-    """cl_kernel with an 8 x 2-vector tile. wp: (G, NFB, taps, Cg, 2V) flat."""
-    (B, D, H, W, Cg, OD, OH, OW, Fg, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw,
-     G, trans, RT, NFB, fuse) = geo
-    isz = itemsize(out)  # a constant: LLVM folds the steps into displacements
-    V = 64 // isz
-    NV = 2 * V
-    vb = V * isz
-    Cx = G * Cg
-    F = G * Fg
-    P = sw if trans else 1
-    mw = 1 if trans else sw
-    nJ_max = _cdiv(OW, P)
-    nrc = _cdiv(B * nJ_max, RT)
-    taps = KD * KH * KW
-    xa = addr(x)
-    za = addr(zrow)
-    rowb = np.zeros(RB2, dtype=np.int64)
-    rowj = np.zeros(RB2, dtype=np.int64)
-    prow = np.zeros(RB2, dtype=np.int64)
-    pp = np.zeros(RB2, dtype=np.int64)
-    rfix = np.zeros(RB2, dtype=np.int64)
-    rfix2 = np.zeros(RB2, dtype=np.int64)
-    o = np.zeros(RB2, dtype=np.int64)
-    inner = OD * OH * P * nrc * G
-    for tile in range(t_begin, t_end):
-        fb = tile // inner
-        r = tile % inner
-        g = r % G
-        r = r // G
-        rc = r % nrc
-        r = r // nrc
-        phase = r % P
-        r = r // P
-        oh = r % OH
-        od = r // OH
-        nJ = _cdiv(OW - phase, P)
-        r0 = rc * RT
-        r1 = min(B * nJ, r0 + RT)
-        f0 = fb * NV
-        nf = min(NV, Fg - f0)
-        wfb = addr(wp) + (g * NFB + fb) * taps * Cg * NV * isz
-        for rb in range(r0, r1, RB2):
-            nr = min(RB2, r1 - rb)
-            jmin = nJ
-            jmax = 0
-            for i in range(RB2):
-                row = rb + min(i, nr - 1)
-                rowb[i] = row // nJ
-                rowj[i] = row % nJ
-                jmin = min(jmin, rowj[i])
-                jmax = max(jmax, rowj[i])
-            z = vzero(out)
-            a0 = z
-            c0 = z
-            a1 = z
-            c1 = z
-            a2 = z
-            c2 = z
-            a3 = z
-            c3 = z
-            a4 = z
-            c4 = z
-            a5 = z
-            c5 = z
-            a6 = z
-            c6 = z
-            a7 = z
-            c7 = z
-            # per-tap pointers of rows inside along W: fixed per block, plus
-            # an offset per tap (rows past nr repeat row nr - 1)
-            for i in range(RB2):
-                rfix2[i] = xa + (rowb[i] * D * H * W * Cx + g * Cg + rowj[i] * mw * Cx) * isz
-            # fused (kw, c) runs (forward, dw == 1, G == 1) when every row of the
-            # block is inside along W: row pointers fixed per block, plus one
-            # offset per (kd, kh). Rows past nr repeat row nr - 1 (computed, not
-            # stored).
-            fz = False
-            if fuse:
-                fz = jmin * sw - pw >= 0 and jmax * sw - pw + KW - 1 < W
-            if fz:
-                for i in range(RB2):
-                    rfix[i] = xa + (rowb[i] * D * H * W * Cx + g * Cg + (rowj[i] * sw - pw) * Cx) * isz
-            for kd in range(KD):
-                i_d = _src(od, kd, sd, dd, pd, D, trans)
-                if i_d < 0:
-                    continue
-                for kh in range(KH):
-                    i_h = _src(oh, kh, sh, dh, ph, H, trans)
-                    if i_h < 0:
-                        continue
-                    qt = wfb + (kd * KH + kh) * KW * Cg * NV * isz
-                    # two-level sum, as in cl_kernel
-                    s0 = a0
-                    t0 = c0
-                    s1 = a1
-                    t1 = c1
-                    s2 = a2
-                    t2 = c2
-                    s3 = a3
-                    t3 = c3
-                    s4 = a4
-                    t4 = c4
-                    s5 = a5
-                    t5 = c5
-                    s6 = a6
-                    t6 = c6
-                    s7 = a7
-                    t7 = c7
-                    a0 = z
-                    c0 = z
-                    a1 = z
-                    c1 = z
-                    a2 = z
-                    c2 = z
-                    a3 = z
-                    c3 = z
-                    a4 = z
-                    c4 = z
-                    a5 = z
-                    c5 = z
-                    a6 = z
-                    c6 = z
-                    a7 = z
-                    c7 = z
-                    off = (i_d * H + i_h) * W * Cx * isz
-                    if fz:
-                        (a0, c0, a1, c1, a2, c2, a3, c3, a4, c4, a5, c5, a6, c6, a7, c7) = _run2(
-                            out, a0, c0, a1, c1, a2, c2, a3, c3, a4, c4, a5, c5, a6, c6, a7, c7,
-                            rfix[0] + off, rfix[1] + off, rfix[2] + off, rfix[3] + off,
-                            rfix[4] + off, rfix[5] + off, rfix[6] + off, rfix[7] + off, qt, KW * Cg, isz, vb)
-                    else:
-                        for i in range(RB2):
-                            prow[i] = xa + ((((rowb[i] * D + i_d) * H + i_h) * W) * Cx + g * Cg) * isz
-                    for kw in range(KW if not fz else 0):
-                        if trans:
-                            t = phase + pw - kw * dw
-                            if t % sw != 0:
-                                continue
-                            sh_ = t // sw
-                        e = sh_ if trans else kw * dw - pw
-                        if jmin * mw + e >= 0 and jmax * mw + e < W:
-                            # every row inside along W: fixed pointers plus one offset
-                            o2 = off + e * Cx * isz
-                            for i in range(RB2):
-                                pp[i] = rfix2[i] + o2
-                        else:
-                            any_ = False
-                            for i in range(RB2):
-                                if trans:
-                                    iw = rowj[i] + sh_
-                                else:
-                                    iw = rowj[i] * sw + kw * dw - pw
-                                if i < nr and 0 <= iw < W:
-                                    pp[i] = prow[i] + iw * Cx * isz
-                                    any_ = True
-                                else:
-                                    pp[i] = za
-                            if not any_:
-                                continue
-                        (a0, c0, a1, c1, a2, c2, a3, c3, a4, c4, a5, c5, a6, c6, a7, c7) = _run2(
-                            out,
-                            a0, c0, a1, c1, a2, c2, a3, c3, a4, c4, a5, c5, a6, c6, a7, c7,
-                            pp[0], pp[1], pp[2], pp[3], pp[4], pp[5], pp[6], pp[7], qt + kw * Cg * NV * isz, Cg, isz, vb)
-                    a0 = vadd(s0, a0)
-                    c0 = vadd(t0, c0)
-                    a1 = vadd(s1, a1)
-                    c1 = vadd(t1, c1)
-                    a2 = vadd(s2, a2)
-                    c2 = vadd(t2, c2)
-                    a3 = vadd(s3, a3)
-                    c3 = vadd(t3, c3)
-                    a4 = vadd(s4, a4)
-                    c4 = vadd(t4, c4)
-                    a5 = vadd(s5, a5)
-                    c5 = vadd(t5, c5)
-                    a6 = vadd(s6, a6)
-                    c6 = vadd(t6, c6)
-                    a7 = vadd(s7, a7)
-                    c7 = vadd(t7, c7)
-            ob = g * Fg + f0
-            for i in range(RB2):
-                ow = phase + rowj[i] * P
-                o[i] = (((rowb[i] * OD + od) * OH + oh) * OW + ow) * F + ob if i < nr else -1
-            _store(out, o[0], a0, c0, nf, V, isz)
-            _store(out, o[1], a1, c1, nf, V, isz)
-            _store(out, o[2], a2, c2, nf, V, isz)
-            _store(out, o[3], a3, c3, nf, V, isz)
-            _store(out, o[4], a4, c4, nf, V, isz)
-            _store(out, o[5], a5, c5, nf, V, isz)
-            _store(out, o[6], a6, c6, nf, V, isz)
-            _store(out, o[7], a7, c7, nf, V, isz)
+def tile_tag(nvec):
+    """cl_kernel's tile_tag for nvec weight vectors per row."""
+    return (0,) * (RB * nvec)
 
 
 def rows_per_tile(nrows, rb=RB):
@@ -894,7 +365,7 @@ def _run_wv(out, a00, a01, a10, a11, a20, a21, a30, a31, a40, a41, a50, a51, a60
     return a00, a01, a10, a11, a20, a21, a30, a31, a40, a41, a50, a51, a60, a61, a70, a71
 
 
-@_serial_kernel
+@serial_kernel
 def wv_kernel(x, wp, out, geo, t_begin, t_end):
     """Tiles [t_begin, t_end). x: 5-D flat with element strides (xsb, xsc,
     xsd, xsh, xsw); wp: (G, NFB, taps, Cg, FR) flat (output channels

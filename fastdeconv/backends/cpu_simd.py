@@ -205,3 +205,137 @@ def vgatherm(typingctx, arr, p, step, lo, hi):
         fn = cgutils.get_or_insert_function(builder.module, fnty, name)
         return builder.call(fn, [ptrs, ir.Constant(i32, arr.dtype.bitwidth // 8), mask, ir.Constant(vty, None)])
     return vt(arr, p, step, lo, hi), impl
+
+
+@intrinsic
+def vrun(typingctx, arr, accs, rows, q, K):
+    """The register-tile micro-kernel, emitted as one LLVM loop: K reduction
+    steps; at step k, for each row i and weight vector j,
+        accs[i*NW + j] = fma(bcast(rows[i] + k*itemsize), w_j, accs[i*NW + j])
+    with w_j the vector at byte address q + (k*NW + j)*64 and
+    NW = len(accs) // len(rows). Returns the new accumulators.
+
+    Why an intrinsic: written as a Numba loop over unrolled vector
+    statements, this body is typed, SSA-rebuilt and lowered statement by
+    statement at every call site (about a third of a kernel's cold compile
+    time); here it is one typed call and a few dozen IR instructions, and
+    the FMAs are the same, in the same order, so the results are the same
+    bits."""
+    if not (isinstance(accs, types.UniTuple) and isinstance(accs.dtype, Vec)
+            and isinstance(rows, types.UniTuple) and isinstance(rows.dtype, types.Integer)
+            and accs.count % rows.count == 0):
+        return None
+    nrow = rows.count
+    nw = accs.count // nrow
+    isz = arr.dtype.bitwidth // 8
+
+    def impl(context, builder, sig, args):
+        i64 = ir.IntType(64)
+        vty = context.get_value_type(accs.dtype)
+        sty = context.get_value_type(arr.dtype)
+        acc0 = cgutils.unpack_tuple(builder, args[1], accs.count)
+        rows_v = [context.cast(builder, r, rows.dtype, types.int64)
+                  for r in cgutils.unpack_tuple(builder, args[2], nrow)]
+        q0 = context.cast(builder, args[3], sig.args[3], types.int64)
+        nK = context.cast(builder, args[4], sig.args[4], types.int64)
+        fma = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(vty, [vty] * 3), f"llvm.fma.v{vty.count}f{arr.dtype.bitwidth}")
+
+        pre = builder.block
+        head = builder.append_basic_block("vrun.head")
+        body = builder.append_basic_block("vrun.body")
+        done = builder.append_basic_block("vrun.done")
+        builder.branch(head)
+
+        builder.position_at_end(head)
+        k = builder.phi(i64)
+        k.add_incoming(ir.Constant(i64, 0), pre)
+        acc = []
+        for a in acc0:
+            ph = builder.phi(vty)
+            ph.add_incoming(a, pre)
+            acc.append(ph)
+        builder.cbranch(builder.icmp_signed("<", k, nK), body, done)
+
+        builder.position_at_end(body)
+        qk = builder.add(q0, builder.mul(k, ir.Constant(i64, nw * VBYTES)))
+        ws = [builder.load(builder.inttoptr(builder.add(qk, ir.Constant(i64, j * VBYTES)), vty.as_pointer()),
+                           align=isz) for j in range(nw)]
+        koff = builder.mul(k, ir.Constant(i64, isz))
+        new = []
+        for i in range(nrow):
+            s = builder.load(builder.inttoptr(builder.add(rows_v[i], koff), sty.as_pointer()), align=isz)
+            b = _splat(builder, vty, s)
+            for j in range(nw):
+                new.append(builder.call(fma, [b, ws[j], acc[i * nw + j]]))
+        k1 = builder.add(k, ir.Constant(i64, 1))
+        end = builder.block
+        builder.branch(head)
+        k.add_incoming(k1, end)
+        for ph, v in zip(acc, new):
+            ph.add_incoming(v, end)
+
+        builder.position_at_end(done)
+        return context.make_tuple(builder, sig.return_type, acc)
+    return accs(arr, accs, rows, q, K), impl
+
+
+@intrinsic
+def vtzero(typingctx, arr, tag):
+    """A tuple of len(tag) zero vectors (tag: any tuple; only its length
+    counts, so one kernel source serves several tile widths)."""
+    vt = types.UniTuple(Vec(arr.dtype), tag.count)
+
+    def impl(context, builder, sig, args):
+        return ir.Constant(context.get_value_type(vt), None)
+    return vt(arr, tag), impl
+
+
+@intrinsic
+def vtadd(typingctx, a, b):
+    """a + b, element by element, for tuples of vectors."""
+    if a != b:
+        return None
+
+    def impl(context, builder, sig, args):
+        xs = cgutils.unpack_tuple(builder, args[0], a.count)
+        ys = cgutils.unpack_tuple(builder, args[1], a.count)
+        return context.make_tuple(builder, a, [builder.fadd(x, y) for x, y in zip(xs, ys)])
+    return a(a, b), impl
+
+
+@intrinsic
+def vtstore(typingctx, arr, offs, accs, nf):
+    """Row i's vectors accs[i*NW : (i+1)*NW] (NW = len(accs) // len(offs))
+    to arr's elements [offs[i], offs[i] + nf); rows with offs[i] < 0 are not
+    stored. Masked stores: lanes past nf are not written."""
+    nrow = offs.count
+    nw = accs.count // nrow
+    isz = arr.dtype.bitwidth // 8
+
+    def impl(context, builder, sig, args):
+        i64 = ir.IntType(64)
+        vty = context.get_value_type(accs.dtype)
+        n = vty.count
+        a = context.make_array(sig.args[0])(context, builder, args[0])
+        base = builder.ptrtoint(a.data, i64)
+        os_ = [context.cast(builder, o, offs.dtype, types.int64)
+               for o in cgutils.unpack_tuple(builder, args[1], nrow)]
+        vs = cgutils.unpack_tuple(builder, args[2], accs.count)
+        nfv = context.cast(builder, args[3], sig.args[3], types.int64)
+        zero = ir.Constant(i64, 0)
+        mname = f"llvm.masked.store.v{n}f{arr.dtype.bitwidth}.p0"
+        for i in range(nrow):
+            live = builder.icmp_signed(">=", os_[i], zero)
+            hi_row = builder.select(live, nfv, zero)
+            for j in range(nw):
+                p = builder.add(base, builder.mul(builder.add(os_[i], ir.Constant(i64, j * n)),
+                                                  ir.Constant(i64, isz)))
+                ptr = builder.inttoptr(p, vty.as_pointer())
+                hi = builder.sub(hi_row, ir.Constant(i64, j * n))
+                mask = _range_mask(builder, n, zero, hi)
+                fnty = ir.FunctionType(ir.VoidType(), [vty, ptr.type, ir.IntType(32), mask.type])
+                fn = cgutils.get_or_insert_function(builder.module, fnty, mname)
+                builder.call(fn, [vs[i * nw + j], ptr, ir.Constant(ir.IntType(32), isz), mask])
+        return context.get_dummy_value()
+    return types.void(arr, offs, accs, nf), impl

@@ -1,0 +1,81 @@
+"""First-call latency of each CPU kernel: JIT compile (empty Numba cache)
+and load from Numba's on-disk cache, each in a fresh process.
+
+    python scripts/first_call.py [--repeat 3]
+
+Per kernel path it prints the median over --repeat fresh processes of:
+- import: `import numba` (paid once per process, before any kernel),
+- cold: the first call with an empty NUMBA_CACHE_DIR, wall and process CPU
+  time (compilation is single-threaded; CPU time is less disturbed by other
+  load on a shared machine than wall time),
+- cached: the first call in a new process that finds the kernel in the
+  cache written by the cold run.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+
+# (name, code that makes the first call; x/w built before timing)
+PATHS = {
+    "cl 8x2 (channels-last, > 16 out channels)":
+        "x = r(1, 8, 8, 8, 16); w = r(3, 3, 3, 16, 64)\nCALL fd.conv3d(x, w, 1, 'SAME', backend='cpu')",
+    "cl 8x1 (channels-last, 9-16 out channels)":
+        "x = r(1, 8, 8, 8, 16); w = r(3, 3, 3, 16, 16)\nCALL fd.conv3d(x, w, 1, 'SAME', backend='cpu')",
+    "wv (channels-first, or <= 8 out channels)":
+        "x = r(1, 8, 8, 8, 16); w = r(3, 3, 3, 16, 4)\nCALL fd.conv3d(x, w, 1, 'SAME', backend='cpu')",
+    "cf (channels-first forward, W stride > 1)":
+        "x = r(1, 16, 8, 8, 8); w = r(3, 3, 3, 16, 16)\n"
+        "CALL fd.conv3d(x, w, 2, 'SAME', data_format='NCDHW', backend='cpu')",
+}
+
+CHILD = """
+import time
+t0 = time.perf_counter()
+import numba
+t1 = time.perf_counter()
+import numpy as np
+import fastdeconv as fd
+rng = np.random.default_rng(0)
+def r(*s):
+    return rng.standard_normal(s).astype(np.float32)
+{setup}
+w0, c0 = time.perf_counter(), time.process_time()
+{call}
+w1, c1 = time.perf_counter(), time.process_time()
+import json
+print(json.dumps(dict(imp=t1 - t0, wall=w1 - w0, cpu=c1 - c0)))
+"""
+
+
+def run_child(code, cache_dir):
+    setup, call = code.split("CALL ")
+    env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir)
+    out = subprocess.run([sys.executable, "-c", CHILD.format(setup=setup, call=call)],
+                         env=env, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    print("| kernel path | numba import s | cold wall s | cold CPU s | cached wall s |")
+    print("|---|---:|---:|---:|---:|")
+    for name, code in PATHS.items():
+        cold, cached = [], []
+        for _ in range(args.repeat):
+            with tempfile.TemporaryDirectory() as d:
+                cold.append(run_child(code, d))
+                cached.append(run_child(code, d))
+        med = lambda rs, k: statistics.median(r[k] for r in rs)  # noqa: E731
+        print(f"| {name} | {med(cold, 'imp'):.2f} | {med(cold, 'wall'):.2f} | "
+              f"{med(cold, 'cpu'):.2f} | {med(cached, 'wall'):.3f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
