@@ -36,7 +36,7 @@ import numpy as np
 from numba import uint64 as _u
 
 from .._jit import helper
-from . import cpu_rb
+from . import cpu_rb, reference
 from .cpu_rb import _cdiv, _src  # index math shared with the register-blocked kernels
 
 # Forward convolutions with dw == 1 and no groups read (kw, c) as one run
@@ -311,8 +311,21 @@ def _ceil(a, b):
     return -((-a) // b)
 
 
+def _finite(w):
+    """False when the filters hold a NaN or Inf. The kernels multiply a zero
+    row into W-edge taps that fall on padding (0 * Inf = NaN), while the
+    rule is that such a tap contributes no term; filters like that (a broken
+    model, never a fast path) go through the float64 reference instead.
+    Checking costs one pass over the filters."""
+    with np.errstate(invalid="ignore"):
+        return bool(np.isfinite(w).all())
+
+
 def forward(x, w, out_spatial, strides, dilations, pads_before, groups, channels_first):
     """Direct (gather) convolution. Returns a new 5-D array."""
+    if not _finite(w):
+        return reference.forward(x, w, out_spatial, strides, dilations, pads_before, groups,
+                                 channels_first).astype(x.dtype)
     KD, KH, KW, P, Q = w.shape
     wg = w.reshape(KD, KH, KW, P, groups, Q // groups).transpose(4, 0, 1, 2, 3, 5)
     return _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, False)
@@ -320,5 +333,8 @@ def forward(x, w, out_spatial, strides, dilations, pads_before, groups, channels
 
 def transpose(x, w, out_spatial, strides, dilations, pads_before, channels_first):
     """Scatter-based transposed convolution. Returns a new 5-D array."""
+    if not _finite(w):
+        return reference.transpose(x, w, out_spatial, strides, dilations, pads_before,
+                                   channels_first).astype(x.dtype)
     wg = w.transpose(0, 1, 2, 4, 3)[None]  # (1, KD, KH, KW, Q=C_in, P=C_out)
     return _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, True)
