@@ -42,7 +42,10 @@ def _filters_5d(w, dtype, rank, xp=_Host):
     return w.reshape((1,) * (3 - rank) + w.shape)
 
 
-def _run(plan, x, w, compute, backend):
+def _run(plan, x, w, compute, backend, epilogue=None):
+    """epilogue: None, or a conv layer's per-channel epilogue for the
+    backend to apply to the result (only the cpu backend takes one; see
+    backends.cpu.forward)."""
     result_dtype = np.dtype(x.dtype).newbyteorder("=")
     # Device arrays stay on the device: zeros, 5-D views and casts happen there.
     xp = backends.get("cuda").DeviceArrays if is_device_array(x) else _Host
@@ -56,28 +59,31 @@ def _run(plan, x, w, compute, backend):
     strides, dilations = pad3(plan.strides, 1), pad3(plan.dilations, 1)
     pads_before = pad3((p[0] for p in plan.pads), 0)
     impl = backends.get(backend)
+    extra = {} if epilogue is None else {"epilogue": epilogue}
     if plan.transpose:
-        out = impl.transpose(x5, w5, out_spatial, strides, dilations, pads_before, plan.channels_first)
+        out = impl.transpose(x5, w5, out_spatial, strides, dilations, pads_before, plan.channels_first, **extra)
     else:
         out = impl.forward(x5, w5, out_spatial, strides, dilations, pads_before, plan.groups,
-                           plan.channels_first)
+                           plan.channels_first, **extra)
     return xp.result(out, plan.out_shape, result_dtype)
 
 
-def _forward(op, rank, input, filters, strides, padding, data_format, dilations, backend, batch_dims=False):
+def _forward(op, rank, input, filters, strides, padding, data_format, dilations, backend, batch_dims=False,
+             epilogue=None):
     backend = choose_backend(backend, input, filters)
     x, w, compute = check_arrays(op, input, filters)
     plan = _args.forward_plan(op, rank, x.shape, w.shape, strides, padding, data_format, dilations,
                               allow_batch_dims=batch_dims)
-    return _run(plan, x, w, compute, backend)
+    return _run(plan, x, w, compute, backend, epilogue)
 
 
-def _transpose(op, rank, input, filters, output_shape, strides, padding, data_format, dilations, backend):
+def _transpose(op, rank, input, filters, output_shape, strides, padding, data_format, dilations, backend,
+               epilogue=None):
     backend = choose_backend(backend, input, filters)
     x, w, compute = check_arrays(op, input, filters)
     plan = _args.transpose_plan(op, rank, x.shape, w.shape, output_shape, strides, padding, data_format,
                                 dilations)
-    return _run(plan, x, w, compute, backend)
+    return _run(plan, x, w, compute, backend, epilogue)
 
 
 def conv1d(input, filters, stride, padding, data_format="NWC", dilations=None, *, backend=None):

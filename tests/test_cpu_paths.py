@@ -126,3 +126,40 @@ def test_channels_first_same_bits_as_channels_last(case, dtype):
     a = _call(case, x, w, "cpu")
     b = _call((op, None, None, last(strides), padding, cl, last(dil)), np.ascontiguousarray(np.moveaxis(x, 1, -1)), w, "cpu")
     assert np.moveaxis(a, 1, -1).tobytes() == b.tobytes()
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}-{c[5]}")
+@pytest.mark.parametrize("activation", ["linear", "relu", "tanh"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_epilogue_inside_the_kernel(case, activation, dtype, cl1, monkeypatch):
+    """cpu.forward / cpu.transpose with a conv layer's epilogue (bias, scale,
+    shift, activation): in registers in the channels-last kernel for linear
+    and ReLU, else one pass after it; either way the same bits as the pass
+    over the plain result, NaN inputs included."""
+    from fastdeconv.backends import cpu_layers
+
+    op, xs, ws, strides, padding, fmt, dil = case
+    x, w = _arrays(case, dtype, np.random.default_rng(3))
+    x.flat[x.size // 2] = np.nan
+    cf = fmt.startswith("NC")
+    F = w.shape[-2] if "transpose" in op else w.shape[-1]
+    rng = np.random.default_rng(4)
+    bias, scale, shift = (rng.standard_normal(F).astype(dtype) for _ in range(3))
+    captured = {}
+    real_forward, real_transpose = cpu.forward, cpu.transpose
+
+    def spy(real):
+        def call(*args, **kwargs):
+            plain = real(*args)
+            fused = real(*args, epilogue=(bias, scale, shift, activation, 0.0))
+            captured["pair"] = (plain, fused)
+            return fused
+        return call
+
+    monkeypatch.setattr(cpu, "forward", spy(real_forward))
+    monkeypatch.setattr(cpu, "transpose", spy(real_transpose))
+    _call(case, x, w, "cpu")
+    plain, fused = captured["pair"]
+    expected = cpu_layers.epilogue(plain.copy(), F, cf, bias, scale, shift, activation, 0.0)
+    assert np.isnan(expected).any() and not np.isnan(expected).all()
+    np.testing.assert_array_equal(fused, expected)

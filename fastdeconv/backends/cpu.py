@@ -238,9 +238,11 @@ def _cf_kernel(x, w, out, geo, t_begin, t_end):
 
 # ------------------------------------------------------------------ wrappers
 
-def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, trans):
+def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, trans, epilogue=None):
     """wg: (G, KD, KH, KW, Cg, Fg) view of the filters, reduction channel
-    before output channel. Builds the tile geometry and calls a kernel."""
+    before output channel. Builds the tile geometry and calls a kernel.
+    epilogue: see `forward`; applied in the channels-last kernel's registers
+    when it is affine + linear/ReLU, else in one pass over the result."""
     G, KD, KH, KW, Cg, Fg = wg.shape
     if channels_first:
         B, _, D, H, W = x.shape
@@ -272,8 +274,8 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
                               cpu_rb.n_tiles_wv(geo, x.dtype.itemsize),
                               B * OD * OH * OW * G * Fg * KD * KH * KW * Cg)
         if channels_first:
-            return out.reshape((B, G * Fg, OD, OH, OW))
-        return out.reshape((B, OD, OH, OW, G * Fg))
+            return _finish(out.reshape((B, G * Fg, OD, OH, OW)), True, epilogue)
+        return _finish(out.reshape((B, OD, OH, OW, G * Fg)), False, epilogue)
     if channels_first:
         Fp = Fg
         w_k = np.ascontiguousarray(wg).reshape(-1)
@@ -295,16 +297,35 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
         geo = (B, D, H, W, Cg, OD, OH, OW, Fg, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw,
                G, int(trans), RT, NFB, fuse)
         geo = tuple(int(v) for v in geo)
-        cpu_rb.parallel_tiles(cpu_rb.cl_kernel, (x.reshape(-1), wp, out, zrow, geo, cpu_rb.tile_tag(nvec)),
+        ep_code = 0
+        epi = np.zeros(3, dtype=x.dtype)
+        if epilogue is not None and epilogue[3] in ("linear", "relu"):
+            bias, scale, shift, activation, _ = epilogue
+            epi = cpu_rb.epilogue_params(F, nvec, x.dtype, bias, scale, shift)
+            ep_code = 2 if activation == "relu" else 1
+            epilogue = None
+        cpu_rb.parallel_tiles(cpu_rb.cl_kernel,
+                              (x.reshape(-1), wp, out, zrow, geo, cpu_rb.tile_tag(nvec), epi, ep_code),
                               cpu_rb.n_tiles(geo), B * OD * OH * OW * G * Fg * KD * KH * KW * Cg)
-        return out.reshape((B, OD, OH, OW, G * Fg))
+        return _finish(out.reshape((B, OD, OH, OW, G * Fg)), False, epilogue)
     geo = (B, D, H, W, Cg, OD, OH, OW, Fg, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw,
            G, Fp, int(trans), WT, BT, FT)
     geo = tuple(int(v) for v in geo)
     cpu_rb.parallel_tiles(run, (x.reshape(-1), w_k, out, geo), B * OD * OH * _ceil(OW, WT) * G * _ceil(Fg, FT),
                           B * OD * OH * OW * G * Fg * KD * KH * KW * Cg)
     shape = (B, G * Fg, OD, OH, OW) if channels_first else (B, OD, OH, OW, G * Fg)
-    return out.reshape(shape)
+    return _finish(out.reshape(shape), channels_first, epilogue)
+
+
+def _finish(y, channels_first, epilogue):
+    """y after the epilogue not fused into the kernel (in place)."""
+    if epilogue is not None:
+        from . import cpu_layers
+
+        bias, scale, shift, activation, alpha = epilogue
+        channels = y.shape[1] if channels_first else y.shape[-1]
+        cpu_layers.epilogue(y, channels, channels_first, bias, scale, shift, activation, alpha)
+    return y
 
 
 def _ceil(a, b):
@@ -321,20 +342,28 @@ def _finite(w):
         return bool(np.isfinite(w).all())
 
 
-def forward(x, w, out_spatial, strides, dilations, pads_before, groups, channels_first):
-    """Direct (gather) convolution. Returns a new 5-D array."""
+def forward(x, w, out_spatial, strides, dilations, pads_before, groups, channels_first, epilogue=None):
+    """Direct (gather) convolution. Returns a new 5-D array.
+
+    epilogue (for conv layers): None, or (bias, scale, shift, activation,
+    alpha) applied per output channel to the result, in place:
+    act((y + bias) * scale + shift), None standing for 0, 1, 0 (activation
+    names of cpu_layers.ACTIVATIONS)."""
     if not _finite(w):
-        return reference.forward(x, w, out_spatial, strides, dilations, pads_before, groups,
-                                 channels_first).astype(x.dtype)
+        y = reference.forward(x, w, out_spatial, strides, dilations, pads_before, groups,
+                              channels_first).astype(x.dtype)
+        return _finish(y, channels_first, epilogue)
     KD, KH, KW, P, Q = w.shape
     wg = w.reshape(KD, KH, KW, P, groups, Q // groups).transpose(4, 0, 1, 2, 3, 5)
-    return _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, False)
+    return _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, False, epilogue)
 
 
-def transpose(x, w, out_spatial, strides, dilations, pads_before, channels_first):
-    """Scatter-based transposed convolution. Returns a new 5-D array."""
+def transpose(x, w, out_spatial, strides, dilations, pads_before, channels_first, epilogue=None):
+    """Scatter-based transposed convolution. Returns a new 5-D array.
+    epilogue: as in `forward`."""
     if not _finite(w):
-        return reference.transpose(x, w, out_spatial, strides, dilations, pads_before,
-                                   channels_first).astype(x.dtype)
+        y = reference.transpose(x, w, out_spatial, strides, dilations, pads_before,
+                                channels_first).astype(x.dtype)
+        return _finish(y, channels_first, epilogue)
     wg = w.transpose(0, 1, 2, 4, 3)[None]  # (1, KD, KH, KW, Q=C_in, P=C_out)
-    return _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, True)
+    return _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, True, epilogue)

@@ -33,7 +33,7 @@ import numpy as np
 
 from .._jit import FASTMATH, helper
 from .cpu_simd import (addr, itemsize, vadd, vbcast, vfma, vgatherm, vloadm, vrun, vstore,
-                       vstorem, vtadd, vtstore, vtzero, vzero)
+                       vstorem, vtadd, vtaffine, vtstore, vtzero, vzero)
 
 ROWS = 48  # output positions per parallel tile (at most)
 
@@ -126,11 +126,14 @@ RB = 8
 
 
 @serial_kernel
-def cl_kernel(x, wp, out, zrow, geo, tile_tag, t_begin, t_end):
+def cl_kernel(x, wp, out, zrow, geo, tile_tag, epi, ep_code, t_begin, t_end):
     """Tiles [t_begin, t_end). x: (B, D, H, W, G*Cg) flat; wp: (G, NFB, taps,
     Cg, NW*V) flat (output channels padded with zeros to NFB blocks of
     NW*V); out: (B, OD, OH, OW, G*Fg) flat; zrow: >= Cg*KW zeros;
-    tile_tag: a tuple of RB*NW zeros (its length sets the tile width)."""
+    tile_tag: a tuple of RB*NW zeros (its length sets the tile width).
+    Epilogue (ep_code 1: affine, 2: affine + ReLU, 0: none): epi holds three
+    rows of per-output-channel parameters (bias, scale, shift), each
+    G*Fg + NW*V long, and every stored value is ((v + bias) * scale + shift)."""
     (B, D, H, W, Cg, OD, OH, OW, Fg, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw,
      G, trans, RT, NFB, fuse) = geo
     isz = itemsize(out)  # a constant: LLVM folds the steps into displacements
@@ -252,7 +255,23 @@ def cl_kernel(x, wp, out, zrow, geo, tile_tag, t_begin, t_end):
             for i in range(RB):
                 ow = phase + rowj[i] * P
                 o[i] = (((rowb[i] * OD + od) * OH + oh) * OW + ow) * F + ob if i < nr else -1
+            if ep_code > 0:
+                ne = len(epi) // 3
+                pe = addr(epi) + ob * isz
+                acc = vtaffine(out, acc, RB, pe, pe + ne * isz, pe + 2 * ne * isz, ep_code == 2)
             vtstore(out, (o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7]), acc, nf)
+
+
+def epilogue_params(F, nvec, dtype, bias, scale, shift):
+    """cl_kernel's epi: rows bias, scale, shift (None: 0, 1, 0) padded to
+    F + one tile of channels, so the last block's vector loads stay inside."""
+    ne = F + nvec * (64 // np.dtype(dtype).itemsize)
+    epi = np.zeros((3, ne), dtype=dtype)
+    epi[1] = 1
+    for row, v in enumerate((bias, scale, shift)):
+        if v is not None:
+            epi[row, :F] = v
+    return epi.reshape(-1)
 
 
 def tile_tag(nvec):

@@ -339,3 +339,39 @@ def vtstore(typingctx, arr, offs, accs, nf):
                 builder.call(fn, [vs[i * nw + j], ptr, ir.Constant(ir.IntType(32), isz), mask])
         return context.get_dummy_value()
     return types.void(arr, offs, accs, nf), impl
+
+
+@intrinsic
+def vtaffine(typingctx, arr, accs, nrow, pb, pa, pt, relu):
+    """Per output channel, for a tile of nrow rows x NW vectors (row i's
+    vectors are accs[i*NW : (i+1)*NW]): v = (v + b) * a + t, then
+    v = 0 where relu and v < 0 (NaN stays NaN). b, a, t: NW vectors at
+    byte addresses pb, pa, pt. The fused form of a conv layer's bias,
+    inference BatchNorm and ReLU, applied while the tile is in registers."""
+    if not isinstance(nrow, types.IntegerLiteral):
+        return None
+    rows = nrow.literal_value
+    nw = accs.count // rows
+
+    def impl(context, builder, sig, args):
+        i64 = ir.IntType(64)
+        vty = context.get_value_type(accs.dtype)
+        vs = cgutils.unpack_tuple(builder, args[1], accs.count)
+
+        def vec(p, j):
+            p = context.cast(builder, p, types.intp, types.int64)
+            p = builder.add(p, ir.Constant(i64, j * VBYTES))
+            return builder.load(builder.inttoptr(p, vty.as_pointer()), align=arr.dtype.bitwidth // 8)
+        b = [vec(args[3], j) for j in range(nw)]
+        a = [vec(args[4], j) for j in range(nw)]
+        t = [vec(args[5], j) for j in range(nw)]
+        zero = ir.Constant(vty, None)
+        on = _splat(builder, ir.VectorType(ir.IntType(1), vty.count), args[6])
+        out = []
+        for k, v in enumerate(vs):
+            j = k % nw
+            v = builder.fadd(builder.fmul(builder.fadd(v, b[j]), a[j]), t[j])
+            neg = builder.and_(builder.fcmp_ordered("<", v, zero), on)
+            out.append(builder.select(neg, zero, v))
+        return context.make_tuple(builder, accs, out)
+    return accs(arr, accs, nrow, pb, pa, pt, relu), impl

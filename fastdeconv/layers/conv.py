@@ -1,7 +1,9 @@
 """Keras' Conv1D/2D/3D and Conv1D/2D/3DTranspose on fastdeconv's ops.
 
 The convolution itself is `fastdeconv.conv*d` / `conv*d_transpose` (so it
-runs on any backend); bias and activation follow in one in-place pass.
+runs on any backend); bias and activation (and a following BatchNorm /
+Activation layer's, see Model) follow in one in-place pass, or, on cpu,
+inside the convolution kernel.
 Transposed output sizes follow Keras (SEMANTICS section 4), including
 `output_padding`, and are handed to the op as its `output_shape`.
 """
@@ -10,12 +12,16 @@ import numpy as np
 
 from .. import _shapes, ops
 from ..errors import ShapeError, message
-from ._base import (Layer, activation_name, apply_epilogue, check_rank, data_format_arg, padding_arg,
-                    tuple_arg)
+from ._base import (_ALPHA, Layer, activation_name, apply_epilogue, check_rank, data_format_arg,
+                    padding_arg, tuple_arg)
 
 _FORMATS = {1: ("NWC", "NCW"), 2: ("NHWC", "NCHW"), 3: ("NDHWC", "NCDHW")}
-_OPS = {1: (ops.conv1d, ops.conv1d_transpose), 2: (ops.conv2d, ops.conv2d_transpose),
-        3: (ops.conv3d, ops.conv3d_transpose)}
+
+
+# On the cpu backend the epilogue (bias, a following BatchNorm/Activation)
+# runs inside the convolution; False: one pass over the result afterwards
+# (tests compare the two).
+FUSE_EPILOGUE = True
 
 
 def keras_transpose_size(n, k, s, d, padding, output_padding):
@@ -136,21 +142,27 @@ class _Conv(Layer):
         """epilogue: (scale, shift, activation, alpha) of a following
         BatchNormalization / Activation, applied in the same pass (the
         layer's own activation is then linear)."""
-        forward, transpose = _OPS[self.rank]
+        scale, shift, activation, alpha = (None, None, self.activation, None) if epilogue is None else epilogue
+        activation = activation_name(activation)
+        # On cpu the epilogue runs inside the convolution (in registers for
+        # linear/ReLU): no second pass over the output.
+        fused = None
+        if FUSE_EPILOGUE and backend == "cpu" and activation != "softmax":
+            fused = (self.bias, scale, shift, activation, float(_ALPHA.get(activation, 0.0) if alpha is None else alpha))
         fmt = _FORMATS[self.rank][self.channels_first]
         spatial, _ = self._split(x.shape)
         if self.transpose:
             out = tuple(self._out_size(n, i) for i, n in enumerate(spatial))
             shape = self._join(out, self.filters, x.shape[0])
-            y = transpose(x, self.kernel, shape, self.strides, self.padding.upper(), fmt, self.dilation_rate,
-                          backend=backend)
+            y = ops._transpose(f"conv{self.rank}d_transpose", self.rank, x, self.kernel, shape, self.strides,
+                               self.padding.upper(), fmt, self.dilation_rate, backend, epilogue=fused)
         else:
             pads = [self._pads(n, i) for i, n in enumerate(spatial)]
             padding = pads if self.padding == "causal" else self.padding.upper()
-            y = forward(x, self.kernel, self.strides, padding, fmt, self.dilation_rate, backend=backend)
-        if epilogue is None:
-            return apply_epilogue(np.asarray(y), backend, self.channels_first, self.bias, activation=self.activation)
-        scale, shift, activation, alpha = epilogue
+            y = ops._forward(f"conv{self.rank}d", self.rank, x, self.kernel, self.strides, padding, fmt,
+                             self.dilation_rate, backend, batch_dims=self.rank < 3, epilogue=fused)
+        if fused is not None:
+            return np.asarray(y)
         return apply_epilogue(np.asarray(y), backend, self.channels_first, self.bias, scale, shift, activation, alpha)
 
     def get_config(self):

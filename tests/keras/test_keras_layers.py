@@ -31,6 +31,20 @@ def test_layer_zoo_reference_backend(builder, saved):
     assert rel_err(model.predict(s.input(3)), s.expected(3)) <= 2e-6
 
 
+@pytest.mark.parametrize("builder, args", [("unet3d", (32, (8, 16, 32))), ("zoo_2d", ()), ("zoo_3d", ())])
+def test_epilogue_in_the_kernel_gives_the_same_bits(builder, args, saved, monkeypatch):
+    """On cpu a conv's bias, BatchNorm and ReLU run inside the kernel; the
+    same arithmetic as the separate pass over the result."""
+    from fastdeconv.layers import conv
+
+    model = fastdeconv.load_keras(saved(builder, *args).paths["keras"])
+    x = saved(builder, *args).input(2)
+    monkeypatch.setattr(conv, "FUSE_EPILOGUE", False)
+    separate = model.predict(x)
+    monkeypatch.setattr(conv, "FUSE_EPILOGUE", True)
+    np.testing.assert_array_equal(model.predict(x), separate)
+
+
 def test_zoo_covers_every_layer_class(saved):
     seen = set()
     for builder in ZOO:
