@@ -4,9 +4,8 @@ Paths (chosen in fastdeconv/backends/cpu.py `_run`): channels-last
 register-blocked kernel (cpu_rb.cl_kernel; 8 rows x 2 vectors, or 8 x 1
 vector for <= 16 float32 output channels, CL1) with the fused (kw, c) run for forward
 dw == 1 ungrouped convolutions, or per tap (FUSE_KW off); register-blocked
-kernel with vectors along W (cpu_rb.wv_kernel: channels-first transposes
-and forward sw == 1; channels-last with few output channels, WV_NARROW),
-or the older channels-first kernel (forward sw > 1); tiles run on the
+kernel with vectors along W (cpu_rb.wv_kernel: channels-first, and
+channels-last with few output channels, WV_NARROW); tiles run on the
 calling thread or split over threads.
 """
 
@@ -28,7 +27,7 @@ CASES = [
     ("conv3d_transpose", (2, 3, 4, 5, 8), (2, 2, 2, 16, 8), 2, "SAME", "NDHWC", None),
     ("conv3d_transpose", (2, 8, 3, 4, 5), (3, 3, 3, 9, 8), [1, 1, 2, 1, 2], "SAME", "NCDHW", None),
     ("conv2d_transpose", (1, 5, 6, 4), (3, 3, 7, 4), 1, "SAME", "NHWC", 2),
-    ("conv2d", (2, 5, 6, 41), (3, 2, 5, 9), [1, 2], "SAME", "NCHW", None),  # old CF kernel (sw > 1)
+    ("conv2d", (2, 5, 6, 41), (3, 2, 5, 9), [1, 2], "SAME", "NCHW", None),  # channels-first, W stride 2: gathered lanes
     ("conv2d_transpose", (1, 4, 3, 37), (3, 3, 11, 4), [2, 3], "VALID", "NCHW", [1, 1]),  # W > 32, phases
     ("conv1d", (2, 3, 70), (3, 3, 10), 1, [(2, 1)], "NCW", 2),  # two W chunks, masked edges
 ]
@@ -112,7 +111,7 @@ def test_paths_give_identical_bits(case, monkeypatch):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("case", [c for c in CASES if c[5].startswith("NC") and c[0] != "conv2d"],
+@pytest.mark.parametrize("case", [c for c in CASES if c[5].startswith("NC")],
                          ids=lambda c: f"{c[0]}-{c[5]}")
 def test_channels_first_same_bits_as_channels_last(case, dtype):
     """Both register-blocked kernels sum every output's terms in the same

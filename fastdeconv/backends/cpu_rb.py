@@ -32,8 +32,7 @@ import numba
 import numpy as np
 
 from .._jit import FASTMATH, helper
-from .cpu_simd import (addr, itemsize, vadd, vbcast, vfma, vgatherm, vloadm, vrun, vstore,
-                       vstorem, vtadd, vtaffine, vtstore, vtzero, vzero)
+from .cpu_simd import addr, itemsize, vrun, vrun_cols, vrun_cols_gather, vtadd, vtaffine, vtstore, vtzero
 
 ROWS = 48  # output positions per parallel tile (at most)
 
@@ -341,71 +340,29 @@ def pack_filters(wg, dtype, nvec=2):
 FR = 8
 
 
-@helper
-def _run_wv(out, a00, a01, a10, a11, a20, a21, a30, a31, a40, a41, a50, a51, a60, a61, a70, a71,
-            p, cstep, xw, lo0, hi0, lo1, hi1, q, K, isz, vb):
-    """K reduction steps: input vectors at byte address p and p + V*xw (lanes
-    [lo0, hi0) and [lo1, hi1), lane step xw bytes), step cstep; FR weights
-    at q, step FR*isz."""
-    contiguous = xw == isz
-    for _ in range(K):
-        if contiguous:
-            x0 = vloadm(out, p, lo0, hi0)
-            x1 = vloadm(out, p + vb, lo1, hi1)
-        else:
-            x0 = vgatherm(out, p, xw, lo0, hi0)
-            x1 = vgatherm(out, p + (vb // isz) * xw, xw, lo1, hi1)
-        p += cstep
-        b = vbcast(out, q + 0 * isz)
-        a00 = vfma(b, x0, a00)
-        a01 = vfma(b, x1, a01)
-        b = vbcast(out, q + 1 * isz)
-        a10 = vfma(b, x0, a10)
-        a11 = vfma(b, x1, a11)
-        b = vbcast(out, q + 2 * isz)
-        a20 = vfma(b, x0, a20)
-        a21 = vfma(b, x1, a21)
-        b = vbcast(out, q + 3 * isz)
-        a30 = vfma(b, x0, a30)
-        a31 = vfma(b, x1, a31)
-        b = vbcast(out, q + 4 * isz)
-        a40 = vfma(b, x0, a40)
-        a41 = vfma(b, x1, a41)
-        b = vbcast(out, q + 5 * isz)
-        a50 = vfma(b, x0, a50)
-        a51 = vfma(b, x1, a51)
-        b = vbcast(out, q + 6 * isz)
-        a60 = vfma(b, x0, a60)
-        a61 = vfma(b, x1, a61)
-        b = vbcast(out, q + 7 * isz)
-        a70 = vfma(b, x0, a70)
-        a71 = vfma(b, x1, a71)
-        q += FR * isz
-    return a00, a01, a10, a11, a20, a21, a30, a31, a40, a41, a50, a51, a60, a61, a70, a71
-
-
 @serial_kernel
 def wv_kernel(x, wp, out, geo, t_begin, t_end):
     """Tiles [t_begin, t_end). x: 5-D flat with element strides (xsb, xsc,
     xsd, xsh, xsw); wp: (G, NFB, taps, Cg, FR) flat (output channels
     zero-padded); out: 5-D flat with strides (osb, osf, osd, osh, osw). A
     tile is (b, od, oh, g, channel block, W chunk) and covers every phase of
-    its chunk. Forward convolutions need sw == 1."""
+    its chunk (transposes). Forward convolutions with W stride sw read every
+    sw-th input column (gathered lanes)."""
     (B, D, H, W, Cg, OD, OH, OW, Fg, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw,
      G, trans, NFB, xsb, xsc, xsd, xsh, xsw, osb, osf, osd, osh, osw) = geo
-    isz = out.itemsize
+    isz = itemsize(out)
     V = 64 // isz
     NJ = 2 * V
-    vb = V * isz
     P = sw if trans else 1
+    mw = 1 if trans else sw  # input columns per output column along a lane
     nwc = _cdiv(_cdiv(OW, P), NJ)
     cstep = xsc * isz
-    xw = xsw * isz
+    xw = xsw * mw * isz  # bytes between lanes
+    contiguous = xw == isz
     xa = addr(x)
-    oa = addr(out)
     buf = np.empty(FR * NJ, dtype=out.dtype)  # one phase's tile when stores are strided
-    ba = addr(buf)
     direct = P == 1 and osw == 1
+    tag = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)  # FR rows x 2 vectors
     for tile in range(t_begin, t_end):
         wc = tile % nwc
         r = tile // nwc
@@ -426,23 +383,7 @@ def wv_kernel(x, wp, out, geo, t_begin, t_end):
             if j0 >= nJ:
                 continue
             nj = min(NJ, nJ - j0)
-            z = vzero(out)
-            a00 = z
-            a01 = z
-            a10 = z
-            a11 = z
-            a20 = z
-            a21 = z
-            a30 = z
-            a31 = z
-            a40 = z
-            a41 = z
-            a50 = z
-            a51 = z
-            a60 = z
-            a61 = z
-            a70 = z
-            a71 = z
+            acc = vtzero(out, tag)
             for kd in range(KD):
                 i_d = _src(od, kd, sd, dd, pd, D, trans)
                 if i_d < 0:
@@ -451,23 +392,9 @@ def wv_kernel(x, wp, out, geo, t_begin, t_end):
                     i_h = _src(oh, kh, sh, dh, ph, H, trans)
                     if i_h < 0:
                         continue
-                    s00, s01, s10, s11, s20, s21, s30, s31, s40, s41, s50, s51, s60, s61, s70, s71 = a00, a01, a10, a11, a20, a21, a30, a31, a40, a41, a50, a51, a60, a61, a70, a71
-                    a00 = z
-                    a01 = z
-                    a10 = z
-                    a11 = z
-                    a20 = z
-                    a21 = z
-                    a30 = z
-                    a31 = z
-                    a40 = z
-                    a41 = z
-                    a50 = z
-                    a51 = z
-                    a60 = z
-                    a61 = z
-                    a70 = z
-                    a71 = z
+                    # two-level sum, as in cl_kernel
+                    total = acc
+                    acc = vtzero(out, tag)
                     xrow = xa + (b * xsb + g * Cg * xsc + i_d * xsd + i_h * xsh) * isz
                     for kw in range(KW):
                         if trans:
@@ -476,76 +403,32 @@ def wv_kernel(x, wp, out, geo, t_begin, t_end):
                                 continue
                             iw0 = j0 + t // sw
                         else:
-                            iw0 = j0 + kw * dw - pw
-                        lo0 = max(0, -iw0)
-                        hi0 = min(V, W - iw0, nj)
-                        lo1 = max(0, -iw0 - V)
-                        hi1 = min(W - iw0 - V, nj - V)
+                            iw0 = j0 * sw + kw * dw - pw
+                        # lanes l with 0 <= iw0 + l*mw < W (and l < nj)
+                        l_lo = _cdiv(-iw0, mw)
+                        l_hi = _cdiv(W - iw0, mw)
+                        lo0 = max(0, l_lo)
+                        hi0 = min(V, l_hi, nj)
+                        lo1 = max(0, l_lo - V)
+                        hi1 = min(l_hi - V, nj - V)
                         if lo0 >= hi0 and lo1 >= hi1:
                             continue
                         q = wfb + ((kd * KH + kh) * KW + kw) * Cg * FR * isz
-                        (a00, a01, a10, a11, a20, a21, a30, a31, a40, a41, a50, a51, a60, a61, a70, a71) = _run_wv(
-                            out, a00, a01, a10, a11, a20, a21, a30, a31, a40, a41, a50, a51, a60, a61, a70, a71,
-                            xrow + iw0 * xw, cstep, xw, lo0, hi0, lo1, hi1, q, Cg, isz, vb)
-                    a00 = vadd(s00, a00)
-                    a01 = vadd(s01, a01)
-                    a10 = vadd(s10, a10)
-                    a11 = vadd(s11, a11)
-                    a20 = vadd(s20, a20)
-                    a21 = vadd(s21, a21)
-                    a30 = vadd(s30, a30)
-                    a31 = vadd(s31, a31)
-                    a40 = vadd(s40, a40)
-                    a41 = vadd(s41, a41)
-                    a50 = vadd(s50, a50)
-                    a51 = vadd(s51, a51)
-                    a60 = vadd(s60, a60)
-                    a61 = vadd(s61, a61)
-                    a70 = vadd(s70, a70)
-                    a71 = vadd(s71, a71)
+                        p = xrow + iw0 * xsw * isz
+                        if contiguous:
+                            acc = vrun_cols(out, acc, p, cstep, xw, lo0, hi0, lo1, hi1, q, Cg)
+                        else:
+                            acc = vrun_cols_gather(out, acc, p, cstep, xw, lo0, hi0, lo1, hi1, q, Cg)
+                    acc = vtadd(total, acc)
             ob = b * osb + (g * Fg + f0) * osf + od * osd + oh * osh
             if direct:
-                if 0 < nf:
-                    vstorem(out, oa + (ob + 0 * osf + j0) * isz, a00, 0, nj)
-                    vstorem(out, oa + (ob + 0 * osf + j0 + V) * isz, a01, 0, nj - V)
-                if 1 < nf:
-                    vstorem(out, oa + (ob + 1 * osf + j0) * isz, a10, 0, nj)
-                    vstorem(out, oa + (ob + 1 * osf + j0 + V) * isz, a11, 0, nj - V)
-                if 2 < nf:
-                    vstorem(out, oa + (ob + 2 * osf + j0) * isz, a20, 0, nj)
-                    vstorem(out, oa + (ob + 2 * osf + j0 + V) * isz, a21, 0, nj - V)
-                if 3 < nf:
-                    vstorem(out, oa + (ob + 3 * osf + j0) * isz, a30, 0, nj)
-                    vstorem(out, oa + (ob + 3 * osf + j0 + V) * isz, a31, 0, nj - V)
-                if 4 < nf:
-                    vstorem(out, oa + (ob + 4 * osf + j0) * isz, a40, 0, nj)
-                    vstorem(out, oa + (ob + 4 * osf + j0 + V) * isz, a41, 0, nj - V)
-                if 5 < nf:
-                    vstorem(out, oa + (ob + 5 * osf + j0) * isz, a50, 0, nj)
-                    vstorem(out, oa + (ob + 5 * osf + j0 + V) * isz, a51, 0, nj - V)
-                if 6 < nf:
-                    vstorem(out, oa + (ob + 6 * osf + j0) * isz, a60, 0, nj)
-                    vstorem(out, oa + (ob + 6 * osf + j0 + V) * isz, a61, 0, nj - V)
-                if 7 < nf:
-                    vstorem(out, oa + (ob + 7 * osf + j0) * isz, a70, 0, nj)
-                    vstorem(out, oa + (ob + 7 * osf + j0 + V) * isz, a71, 0, nj - V)
+                o = ob + j0
+                vtstore(out, (o, o + osf if nf > 1 else -1, o + 2 * osf if nf > 2 else -1,
+                              o + 3 * osf if nf > 3 else -1, o + 4 * osf if nf > 4 else -1,
+                              o + 5 * osf if nf > 5 else -1, o + 6 * osf if nf > 6 else -1,
+                              o + 7 * osf if nf > 7 else -1), acc, nj)
             else:
-                vstore(out, ba + 0 * vb, a00)
-                vstore(out, ba + 1 * vb, a01)
-                vstore(out, ba + 2 * vb, a10)
-                vstore(out, ba + 3 * vb, a11)
-                vstore(out, ba + 4 * vb, a20)
-                vstore(out, ba + 5 * vb, a21)
-                vstore(out, ba + 6 * vb, a30)
-                vstore(out, ba + 7 * vb, a31)
-                vstore(out, ba + 8 * vb, a40)
-                vstore(out, ba + 9 * vb, a41)
-                vstore(out, ba + 10 * vb, a50)
-                vstore(out, ba + 11 * vb, a51)
-                vstore(out, ba + 12 * vb, a60)
-                vstore(out, ba + 13 * vb, a61)
-                vstore(out, ba + 14 * vb, a70)
-                vstore(out, ba + 15 * vb, a71)
+                vtstore(buf, (0, NJ, 2 * NJ, 3 * NJ, 4 * NJ, 5 * NJ, 6 * NJ, 7 * NJ), acc, NJ)
                 for i in range(nf):
                     o = ob + i * osf + (phase + j0 * P) * osw
                     for l in range(nj):

@@ -1,15 +1,19 @@
 """Explicit SIMD for the CPU kernels: a Numba type for one 64-byte vector
-(16 float32 or 8 float64 lanes, one AVX-512 register) and a few intrinsics.
+(16 float32 or 8 float64 lanes, one AVX-512 register) and the intrinsics
+the register-blocked kernels are built from.
 
 Why: LLVM does not keep a register tile of accumulators in registers when
 the tile is a Numba array (heap memory it cannot prove private), and it does
-not vectorise fully unrolled scalar tiles. With vector-typed local variables
-the accumulators are SSA values and live in registers across the whole
-reduction loop, as in a hand-written GEMM micro-kernel.
+not vectorise fully unrolled scalar tiles. A tile here is a tuple of
+vectors (SSA values that live in registers across the whole reduction, as
+in a hand-written GEMM micro-kernel), and each micro-kernel (`vrun`,
+`vrun_cols`) is emitted directly as one small LLVM loop: one typed call for
+Numba instead of dozens of unrolled statements, which is most of what a
+kernel's cold compile used to cost.
 
-Each lane is an independent accumulator and `vfma` rounds once (llvm.fma),
-so the summation order of every output element is fixed by the loop order,
-independent of the thread count and of LLVM's choices.
+Each lane is an independent accumulator and every FMA rounds once
+(llvm.fma), so the summation order of every output element is fixed by the
+loop order, independent of the thread count and of LLVM's choices.
 
 Memory access takes byte addresses (`addr(arr) + offset`): no negative-index
 wraparound and no bounds checks; callers guarantee validity. The array
@@ -69,73 +73,11 @@ def itemsize(typingctx, arr):
     return types.intp(arr), impl
 
 
-@intrinsic
-def vzero(typingctx, arr):
-    vt = Vec(arr.dtype)
-
-    def impl(context, builder, sig, args):
-        return ir.Constant(context.get_value_type(vt), None)
-    return vt(arr), impl
 
 
-@intrinsic
-def vload(typingctx, arr, p):
-    """The vector at byte address p (unaligned)."""
-    vt = Vec(arr.dtype)
-
-    def impl(context, builder, sig, args):
-        ptr = _pointer(context, builder, sig.args[1], args[1], vt)
-        return builder.load(ptr, align=arr.dtype.bitwidth // 8)
-    return vt(arr, p), impl
 
 
-@intrinsic
-def vbcast(typingctx, arr, p):
-    """Every lane the scalar at byte address p."""
-    vt = Vec(arr.dtype)
 
-    def impl(context, builder, sig, args):
-        ptr = _pointer(context, builder, sig.args[1], args[1], arr.dtype)
-        s = builder.load(ptr, align=arr.dtype.bitwidth // 8)
-        return _splat(builder, context.get_value_type(vt), s)
-    return vt(arr, p), impl
-
-
-@intrinsic
-def vstore(typingctx, arr, p, v):
-    """Store v at byte address p (unaligned)."""
-    def impl(context, builder, sig, args):
-        ptr = _pointer(context, builder, sig.args[1], args[1], sig.args[2])
-        builder.store(args[2], ptr, align=arr.dtype.bitwidth // 8)
-        return context.get_dummy_value()
-    return types.void(arr, p, v), impl
-
-
-@intrinsic
-def vlane(typingctx, v, i):
-    """Lane i of v."""
-    def impl(context, builder, sig, args):
-        return builder.extract_element(args[0], args[1])
-    return v.dtype(v, i), impl
-
-
-@intrinsic
-def vfma(typingctx, a, b, c):
-    """a * b + c, rounded once (llvm.fma)."""
-    def impl(context, builder, sig, args):
-        vty = args[0].type
-        name = f"llvm.fma.v{vty.count}f{a.dtype.bitwidth}"
-        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [vty] * 3), name)
-        return builder.call(fn, args)
-    return a(a, b, c), impl
-
-
-@intrinsic
-def vadd(typingctx, a, b):
-    """a + b, lane by lane."""
-    def impl(context, builder, sig, args):
-        return builder.fadd(args[0], args[1])
-    return a(a, b), impl
 
 
 def _range_mask(builder, n, lo, hi):
@@ -148,63 +90,7 @@ def _range_mask(builder, n, lo, hi):
     return builder.and_(builder.icmp_signed(">=", iota, lo), builder.icmp_signed("<", iota, hi))
 
 
-@intrinsic
-def vloadm(typingctx, arr, p, lo, hi):
-    """Lanes l in [lo, hi) from byte address p + l*itemsize, the others 0.
-    Masked lanes are not read (llvm.masked.load), so p may point outside
-    the array where those lanes would be."""
-    vt = Vec(arr.dtype)
 
-    def impl(context, builder, sig, args):
-        vty = context.get_value_type(vt)
-        ptr = _pointer(context, builder, sig.args[1], args[1], vt)
-        mask = _range_mask(builder, vty.count, args[2], args[3])
-        name = f"llvm.masked.load.v{vty.count}f{arr.dtype.bitwidth}.p0"
-        fnty = ir.FunctionType(vty, [ptr.type, ir.IntType(32), mask.type, vty])
-        fn = cgutils.get_or_insert_function(builder.module, fnty, name)
-        return builder.call(fn, [ptr, ir.Constant(ir.IntType(32), arr.dtype.bitwidth // 8), mask,
-                                 ir.Constant(vty, None)])
-    return vt(arr, p, lo, hi), impl
-
-
-@intrinsic
-def vstorem(typingctx, arr, p, v, lo, hi):
-    """Store lanes l in [lo, hi) of v at byte address p + l*itemsize."""
-    def impl(context, builder, sig, args):
-        vty = args[2].type
-        ptr = _pointer(context, builder, sig.args[1], args[1], sig.args[2])
-        mask = _range_mask(builder, vty.count, args[3], args[4])
-        name = f"llvm.masked.store.v{vty.count}f{arr.dtype.bitwidth}.p0"
-        fnty = ir.FunctionType(ir.VoidType(), [vty, ptr.type, ir.IntType(32), mask.type])
-        fn = cgutils.get_or_insert_function(builder.module, fnty, name)
-        builder.call(fn, [args[2], ptr, ir.Constant(ir.IntType(32), arr.dtype.bitwidth // 8), mask])
-        return context.get_dummy_value()
-    return types.void(arr, p, v, lo, hi), impl
-
-
-@intrinsic
-def vgatherm(typingctx, arr, p, step, lo, hi):
-    """Lanes l in [lo, hi) from byte address p + l*step (step: bytes, fits
-    in 32 bits), the others 0 (llvm.masked.gather; masked lanes not read)."""
-    vt = Vec(arr.dtype)
-
-    def impl(context, builder, sig, args):
-        vty = context.get_value_type(vt)
-        n = vty.count
-        i32 = ir.IntType(32)
-        i64 = ir.IntType(64)
-        v32 = ir.VectorType(i32, n)
-        v64 = ir.VectorType(i64, n)
-        st = _splat(builder, v32, builder.trunc(args[2], i32))
-        idx = builder.sext(builder.mul(ir.Constant(v32, list(range(n))), st), v64)
-        base = _splat(builder, v64, context.cast(builder, args[1], sig.args[1], types.int64))
-        ptrs = builder.inttoptr(builder.add(base, idx), ir.VectorType(ir.IntType(8).as_pointer(), n))
-        mask = _range_mask(builder, n, args[3], args[4])
-        name = f"llvm.masked.gather.v{n}f{arr.dtype.bitwidth}.v{n}p0"
-        fnty = ir.FunctionType(vty, [ptrs.type, i32, mask.type, vty])
-        fn = cgutils.get_or_insert_function(builder.module, fnty, name)
-        return builder.call(fn, [ptrs, ir.Constant(i32, arr.dtype.bitwidth // 8), mask, ir.Constant(vty, None)])
-    return vt(arr, p, step, lo, hi), impl
 
 
 @intrinsic
@@ -375,3 +261,99 @@ def vtaffine(typingctx, arr, accs, nrow, pb, pa, pt, relu):
             out.append(builder.select(neg, zero, v))
         return context.make_tuple(builder, accs, out)
     return accs(arr, accs, nrow, pb, pa, pt, relu), impl
+
+
+def _make_vrun_cols(gather):
+    def vrun_cols(typingctx, arr, accs, p, cstep, xw, lo0, hi0, lo1, hi1, q, K):
+        """The vectors-along-W micro-kernel as one LLVM loop (see vrun): K
+        reduction steps; at step k two input vectors, x0 with lanes l in
+        [lo0, hi0) from byte address p + k*cstep + l*xw and x1 with lanes in
+        [lo1, hi1) from p + V*xw + k*cstep + l*xw (other lanes 0, not read),
+        and for each row i (NR = len(accs) // 2 rows) the weight at
+        q + (k*NR + i)*itemsize:
+            accs[2i] = fma(bcast(w_i), x0, accs[2i]); accs[2i+1] likewise with x1.
+        Contiguous masked loads, or gathers (lane step xw bytes) for
+        vrun_cols_gather."""
+        if not (isinstance(accs, types.UniTuple) and isinstance(accs.dtype, Vec) and accs.count % 2 == 0):
+            return None
+        nr = accs.count // 2
+        isz = arr.dtype.bitwidth // 8
+
+        def impl(context, builder, sig, args):
+            i64, i32 = ir.IntType(64), ir.IntType(32)
+            vty = context.get_value_type(accs.dtype)
+            sty = context.get_value_type(arr.dtype)
+            n = vty.count
+            c = [context.cast(builder, args[i], sig.args[i], types.int64) for i in range(2, 11)]
+            p, cstep, xw, lo0, hi0, lo1, hi1, q, nK = c
+            acc0 = cgutils.unpack_tuple(builder, args[1], accs.count)
+            m0 = _range_mask(builder, n, lo0, hi0)
+            m1 = _range_mask(builder, n, lo1, hi1)
+            p1 = builder.add(p, builder.mul(xw, ir.Constant(i64, n)))
+            zero = ir.Constant(vty, None)
+            align = ir.Constant(i32, isz)
+            fma = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(vty, [vty] * 3), f"llvm.fma.v{n}f{arr.dtype.bitwidth}")
+            if gather:
+                v64 = ir.VectorType(i64, n)
+                v32 = ir.VectorType(i32, n)
+                # 32-bit lane offsets (callers keep V*xw below 2**31): LLVM
+                # then selects the dword-index gather, 16 float32 lanes at once
+                lanes = builder.sext(builder.mul(ir.Constant(v32, list(range(n))),
+                                                 _splat(builder, v32, builder.trunc(xw, i32))), v64)
+                pty = ir.VectorType(ir.IntType(8).as_pointer(), n)
+                fnty = ir.FunctionType(vty, [pty, i32, m0.type, vty])
+                ld = cgutils.get_or_insert_function(
+                    builder.module, fnty, f"llvm.masked.gather.v{n}f{arr.dtype.bitwidth}.v{n}p0")
+
+                def load(addr, mask):
+                    ptrs = builder.inttoptr(builder.add(_splat(builder, v64, addr), lanes), pty)
+                    return builder.call(ld, [ptrs, align, mask, zero])
+            else:
+                fnty = ir.FunctionType(vty, [vty.as_pointer(), i32, m0.type, vty])
+                ld = cgutils.get_or_insert_function(
+                    builder.module, fnty, f"llvm.masked.load.v{n}f{arr.dtype.bitwidth}.p0")
+
+                def load(addr, mask):
+                    return builder.call(ld, [builder.inttoptr(addr, vty.as_pointer()), align, mask, zero])
+
+            pre = builder.block
+            head = builder.append_basic_block("vcols.head")
+            body = builder.append_basic_block("vcols.body")
+            done = builder.append_basic_block("vcols.done")
+            builder.branch(head)
+            builder.position_at_end(head)
+            k = builder.phi(i64)
+            k.add_incoming(ir.Constant(i64, 0), pre)
+            acc = []
+            for a in acc0:
+                ph = builder.phi(vty)
+                ph.add_incoming(a, pre)
+                acc.append(ph)
+            builder.cbranch(builder.icmp_signed("<", k, nK), body, done)
+            builder.position_at_end(body)
+            off = builder.mul(k, cstep)
+            x0 = load(builder.add(p, off), m0)
+            x1 = load(builder.add(p1, off), m1)
+            qk = builder.add(q, builder.mul(k, ir.Constant(i64, nr * isz)))
+            new = []
+            for i in range(nr):
+                wa = builder.add(qk, ir.Constant(i64, i * isz))
+                b = _splat(builder, vty, builder.load(builder.inttoptr(wa, sty.as_pointer()), align=isz))
+                new.append(builder.call(fma, [b, x0, acc[2 * i]]))
+                new.append(builder.call(fma, [b, x1, acc[2 * i + 1]]))
+            k1 = builder.add(k, ir.Constant(i64, 1))
+            end = builder.block
+            builder.branch(head)
+            k.add_incoming(k1, end)
+            for ph, v in zip(acc, new):
+                ph.add_incoming(v, end)
+            builder.position_at_end(done)
+            return context.make_tuple(builder, accs, acc)
+        return accs(arr, accs, p, cstep, xw, lo0, hi0, lo1, hi1, q, K), impl
+    vrun_cols.__name__ = "vrun_cols_gather" if gather else "vrun_cols"
+    return intrinsic(vrun_cols)
+
+
+vrun_cols = _make_vrun_cols(False)
+vrun_cols_gather = _make_vrun_cols(True)
