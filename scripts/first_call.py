@@ -28,7 +28,7 @@ PATHS = {
         "x = r(1, 8, 8, 8, 16); w = r(3, 3, 3, 16, 16)\nCALL fd.conv3d(x, w, 1, 'SAME', backend='cpu')",
     "wv (channels-first, or <= 8 out channels)":
         "x = r(1, 8, 8, 8, 16); w = r(3, 3, 3, 16, 4)\nCALL fd.conv3d(x, w, 1, 'SAME', backend='cpu')",
-    "cf (channels-first forward, W stride > 1)":
+    "wv, strided forward (channels-first, W stride 2)":
         "x = r(1, 16, 8, 8, 8); w = r(3, 3, 3, 16, 16)\n"
         "CALL fd.conv3d(x, w, 2, 'SAME', data_format='NCDHW', backend='cpu')",
 }

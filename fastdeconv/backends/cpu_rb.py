@@ -32,7 +32,7 @@ import numba
 import numpy as np
 
 from .._jit import FASTMATH, helper
-from .cpu_simd import addr, itemsize, vrun, vrun_cols, vrun_cols_gather, vtadd, vtaffine, vtstore, vtzero
+from .cpu_simd import addr, itemsize, scratch, vrun, vrun_cols, vrun_cols_gather, vtadd, vtaffine, vtstore, vtzero
 
 ROWS = 48  # output positions per parallel tile (at most)
 
@@ -122,6 +122,7 @@ def parallel_tiles(kernel, args, ntiles, work):
 # each compiles quickly.
 
 RB = 8
+ROW_SCRATCH_BYTES = 7 * RB * 8
 
 
 @serial_kernel
@@ -147,13 +148,14 @@ def cl_kernel(x, wp, out, zrow, geo, tile_tag, epi, ep_code, t_begin, t_end):
     taps = KD * KH * KW
     xa = addr(x)
     za = addr(zrow)
-    rowb = np.zeros(RB, dtype=np.int64)
-    rowj = np.zeros(RB, dtype=np.int64)
-    prow = np.zeros(RB, dtype=np.int64)
-    pp = np.zeros(RB, dtype=np.int64)
-    rfix = np.zeros(RB, dtype=np.int64)
-    rfix2 = np.zeros(RB, dtype=np.int64)
-    o = np.zeros(RB, dtype=np.int64)
+    rows = scratch(0, ROW_SCRATCH_BYTES)  # per-row int64 work space, seven views
+    rowb = rows[0:RB]
+    rowj = rows[RB:2 * RB]
+    prow = rows[2 * RB:3 * RB]
+    pp = rows[3 * RB:4 * RB]
+    rfix = rows[4 * RB:5 * RB]
+    rfix2 = rows[5 * RB:6 * RB]
+    o = rows[6 * RB:7 * RB]
     inner = OD * OH * P * nrc * G
     for tile in range(t_begin, t_end):
         # output-channel block outermost: consecutive tiles (one thread's
@@ -338,6 +340,7 @@ def pack_filters(wg, dtype, nvec=2):
 # (kd, kh) a partial sum over (kw, c) from zero, then added to the total.
 
 FR = 8
+WV_BUF_BYTES = FR * 2 * 64  # FR rows x 2 vectors
 
 
 @serial_kernel
@@ -360,7 +363,7 @@ def wv_kernel(x, wp, out, geo, t_begin, t_end):
     xw = xsw * mw * isz  # bytes between lanes
     contiguous = xw == isz
     xa = addr(x)
-    buf = np.empty(FR * NJ, dtype=out.dtype)  # one phase's tile when stores are strided
+    buf = scratch(out, WV_BUF_BYTES)  # one phase's tile when stores are strided
     direct = P == 1 and osw == 1
     tag = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)  # FR rows x 2 vectors
     for tile in range(t_begin, t_end):

@@ -62,6 +62,34 @@ def addr(typingctx, arr):
 
 
 @intrinsic
+def scratch(typingctx, proto, nbytes):
+    """A zeroed 1-D array of nbytes (a compile-time constant) on the
+    kernel's stack, of proto's dtype (proto: an array or a scalar). For
+    small per-call work space: no heap allocation, and no np.zeros /
+    np.empty in the kernel, whose typing alone costs ~0.1 s of compile time
+    each. The array must not outlive the call."""
+    if not isinstance(nbytes, types.IntegerLiteral):
+        return None
+    dtype = proto.dtype if isinstance(proto, types.Array) else proto
+    if isinstance(dtype, types.Literal):
+        dtype = dtype.literal_type
+    isz = dtype.bitwidth // 8
+    count = nbytes.literal_value // isz
+    arrty = types.Array(dtype, 1, "C")
+
+    def impl(context, builder, sig, args):
+        intp = context.get_value_type(types.intp)
+        ptr = cgutils.alloca_once(builder, context.get_value_type(dtype), size=count)
+        cgutils.memset(builder, ptr, ir.Constant(intp, count * isz), 0)
+        ary = context.make_array(arrty)(context, builder)
+        context.populate_array(ary, data=ptr, shape=[ir.Constant(intp, count)],
+                               strides=[ir.Constant(intp, isz)], itemsize=ir.Constant(intp, isz),
+                               meminfo=None)
+        return ary._getvalue()
+    return arrty(proto, nbytes), impl
+
+
+@intrinsic
 def itemsize(typingctx, arr):
     """arr's element size in bytes as a compile-time constant (arr.itemsize
     is read from the array at run time, which keeps LLVM from folding
