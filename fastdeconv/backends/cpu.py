@@ -31,6 +31,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np
 
+from .. import _alloc
+
 from . import cpu_rb, reference
 
 # Forward convolutions with dw == 1 and no groups read (kw, c) as one run
@@ -63,7 +65,7 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
     sd, sh, sw = (int(v) for v in strides)
     dd, dh, dw = (int(v) for v in dilations)
     pd, ph, pw = (int(v) for v in pads_before)
-    out = np.empty(B * OD * OH * OW * G * Fg, dtype=x.dtype)
+    out = _alloc.empty(B * OD * OH * OW * G * Fg, x.dtype)
     Cx = G * Cg
     F = G * Fg
     narrow = (not channels_first and Fg <= WV_NARROW * 4 // x.dtype.itemsize

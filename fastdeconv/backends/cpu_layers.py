@@ -16,6 +16,7 @@ import math
 import numpy as np
 from numba import prange
 
+from .. import _alloc
 from .._jit import helper, kernel
 
 # Activation codes of `epilogue` (softmax is not elementwise; see layers).
@@ -188,7 +189,7 @@ def concat_last(xs):
     if (a.dtype != b.dtype or a.ndim != b.ndim or a.ndim < 2 or a.shape[:-1] != b.shape[:-1]
             or not (a.flags.c_contiguous and b.flags.c_contiguous)):
         return None
-    out = np.empty(a.shape[:-1] + (a.shape[-1] + b.shape[-1],), a.dtype)
+    out = _alloc.empty(a.shape[:-1] + (a.shape[-1] + b.shape[-1],), a.dtype)
     if out.size:
         _concat2_rows(a.reshape(-1, a.shape[-1]), b.reshape(-1, b.shape[-1]), out.reshape(-1, out.shape[-1]))
     return out
@@ -267,7 +268,7 @@ def pool(x, out_spatial, window, strides, pads_before, channels_first, is_max):
     B = x.shape[0]
     C = x.shape[1] if channels_first else x.shape[4]
     shape = (B, C) + tuple(out_spatial) if channels_first else (B,) + tuple(out_spatial) + (C,)
-    out = np.empty(shape, x.dtype)
+    out = _alloc.empty(shape, x.dtype)
     if out.size == 0:
         return out
     geo = tuple(int(v) for v in (*window, *strides, *pads_before, bool(is_max)))
@@ -311,7 +312,7 @@ def upsample(x, size, channels_first):
         shape = x.shape[:2] + tuple(n * s for n, s in zip(x.shape[2:], size))
     else:
         shape = (x.shape[0],) + tuple(n * s for n, s in zip(x.shape[1:4], size)) + (x.shape[4],)
-    out = np.empty(shape, x.dtype)
+    out = _alloc.empty(shape, x.dtype)
     if out.size:
         (_upsample_cf if channels_first else _upsample_cl)(x, out, size)
     return out

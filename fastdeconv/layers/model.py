@@ -6,11 +6,15 @@ same graph as a chain. `predict` streams the data in batches; within a
 batch each activation is dropped as soon as its last consumer has run, and
 a layer that can work in place (bias, activation, BatchNormalization, Add)
 overwrites an input that nothing else reads any more. So at most one
-batch's activations are alive, and only those still needed.
+batch's activations are alive, and only those still needed. On cpu the
+memory of a dropped activation goes back to the model's pool
+(fastdeconv._alloc) and holds a later layer's output, in this batch or the
+next: no fresh pages, no page faults, after the first batch.
 """
 
 import numpy as np
 
+from .. import _alloc
 from ..errors import ShapeError, message
 from ._base import BACKENDS, Tensor
 from .conv import _Conv
@@ -36,6 +40,7 @@ class Model:
                 raise ValueError(f"model input {t} does not come from an Input")
         self.backend = _check_backend(backend)
         self.fuse = fuse
+        self._pool = _alloc.Pool()
         self._order = self._toposort()
         self._fused = self._plan_fusion()
         found = {id(n.output) for n in self._order if isinstance(n.layer, InputLayer)}
@@ -201,6 +206,10 @@ class Model:
 
     def _run(self, batch, backend):
         """One batch through the graph; returns the output arrays."""
+        with self._pool.active():
+            return self._run_graph(batch, backend)
+
+    def _run_graph(self, batch, backend):
         consumers = {}
         for node in self._order:
             for t in node.inputs:
@@ -208,9 +217,26 @@ class Model:
         for t in self.outputs:
             consumers[id(t)] = consumers.get(id(t), 0) + 1
         values, buffer_of, buffer_refs = {}, {}, {}
+        readers = {}  # id(memory owner) -> [owner, live values using it]
+
+        def hold(v):
+            if isinstance(v, np.ndarray):
+                r = _alloc.root(v)
+                readers.setdefault(id(r), [r, 0])[1] += 1
+
+        def drop(v):
+            if isinstance(v, np.ndarray):
+                r = _alloc.root(v)
+                entry = readers[id(r)]
+                entry[1] -= 1
+                if entry[1] == 0:
+                    del readers[id(r)]
+                    self._pool.give(r)  # only if the pool lent it
+
         user = set()  # buffers owned by the caller: never written
         for x, t in zip(batch, self.inputs):
             values[id(t)] = x
+            hold(x)
             buffer_of[id(t)] = id(t)
             buffer_refs[id(t)] = consumers.get(id(t), 0)
             user.add(id(t))
@@ -239,11 +265,12 @@ class Model:
                 buffer_of[id(out)] = id(out)
                 buffer_refs[id(out)] = consumers.get(id(out), 0)
             values[id(out)] = y
+            hold(y)
             for t in node.inputs:
                 buffer_refs[buffer_of[id(t)]] -= 1
                 consumers[id(t)] -= 1
                 if consumers[id(t)] == 0:
-                    del values[id(t)]
+                    drop(values.pop(id(t)))
         return [values[id(t)] for t in self.outputs]
 
     def predict(self, x, batch_size=32, backend=None, dtype=np.float32):
@@ -261,6 +288,7 @@ class Model:
                 results = [np.empty((n,) + o.shape[1:], o.dtype) for o in outs]
             for r, o in zip(results, outs):
                 r[start:start + o.shape[0]] = o
+                self._pool.give(_alloc.root(o))  # copied: its memory serves the next batch
             del outs, batch
         return results[0] if self._single_output else results
 

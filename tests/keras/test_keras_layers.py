@@ -45,6 +45,45 @@ def test_epilogue_in_the_kernel_gives_the_same_bits(builder, args, saved, monkey
     np.testing.assert_array_equal(model.predict(x), separate)
 
 
+def test_reused_buffers_never_change_a_result(saved):
+    """A Model hands the memory of finished activations to later layers and
+    later batches (fastdeconv._alloc.Pool): results stay the same whatever
+    ran before, and an array returned by model(x) is never written again."""
+    s = saved("unet3d", 32, (8, 16, 32))
+    model = fastdeconv.load_keras(s.paths["keras"])
+    x1, x2 = s.input(2, seed=0), s.input(3, seed=1)
+    first = model(x1)
+    kept = first.copy()
+    y2 = model.predict(x2, batch_size=2)  # batches of 2 and 1: two working sets
+    again = model(x1)
+    np.testing.assert_array_equal(first, kept)
+    np.testing.assert_array_equal(again, kept)
+    np.testing.assert_array_equal(model.predict(x2, batch_size=2), y2)
+    assert rel_err(kept, s.expected(2, seed=0)) <= 2e-6
+
+
+def test_pool_lends_and_takes_back_only_its_own():
+    from fastdeconv import _alloc
+
+    pool = _alloc.Pool()
+    with pool.active():
+        a = _alloc.empty((4, 8), np.float32)
+        outside = np.empty(32, np.float32)
+        pool.give(_alloc.root(outside))  # not lent: ignored
+        pool.give(_alloc.root(a))
+        b = _alloc.empty(32, np.float32)  # same byte size: the same memory
+        assert _alloc.root(b) is _alloc.root(a)
+        c = _alloc.empty(32, np.float64)  # another size: new memory
+        assert _alloc.root(c) is not _alloc.root(a)
+        pool.give(_alloc.root(b))
+        pool.give(_alloc.root(b))  # twice: once only
+    assert pool.free_bytes() == 128
+    with pool.active():
+        pass  # a run that takes nothing drops what it did not use
+    assert pool.free_bytes() == 0
+    assert _alloc.empty(3, np.float32).base is None  # no model running: plain np.empty
+
+
 def test_zoo_covers_every_layer_class(saved):
     seen = set()
     for builder in ZOO:
