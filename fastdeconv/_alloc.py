@@ -34,7 +34,8 @@ def root(a):
 
 
 class Pool:
-    """Free buffers by byte size. `take` lends one (or a new one); `give`
+    """Free buffers by byte size. `take` lends the smallest free buffer of
+    at least the size asked for and at most twice it (or a new one); `give`
     takes back a lent buffer that nothing reads any more. Buffers not taken
     during a whole run are dropped at its end, so the pool never holds more
     than one run's working set."""
@@ -50,10 +51,16 @@ class Pool:
         shape = (shape,) if np.ndim(shape) == 0 else tuple(shape)
         nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
         with self._lock:
-            free = self._free.get(nbytes)
-            raw = free.pop() if free else np.empty(nbytes, np.uint8)
+            fits = [n for n in self._free if nbytes <= n <= 2 * nbytes]
+            if fits:
+                n = min(fits)
+                raw = self._free[n].pop()
+                if not self._free[n]:
+                    del self._free[n]
+            else:
+                raw = np.empty(nbytes, np.uint8)
             self._lent[id(raw)] = raw
-        return raw.view(dtype).reshape(shape)
+        return raw[:nbytes].view(dtype).reshape(shape)
 
     def give(self, a):
         """Back to the pool if `a` is a buffer this pool lent (else nothing)."""

@@ -155,6 +155,8 @@ def vrun(typingctx, arr, accs, rows, q, K):
         fma = cgutils.get_or_insert_function(
             builder.module, ir.FunctionType(vty, [vty] * 3), f"llvm.fma.v{vty.count}f{arr.dtype.bitwidth}")
 
+        # Pointer-increment form (as a Numba loop over `p += itemsize` would
+        # be): one phi per row pointer and for q, a down-counter for K.
         pre = builder.block
         head = builder.append_basic_block("vrun.head")
         body = builder.append_basic_block("vrun.body")
@@ -162,30 +164,40 @@ def vrun(typingctx, arr, accs, rows, q, K):
         builder.branch(head)
 
         builder.position_at_end(head)
-        k = builder.phi(i64)
-        k.add_incoming(ir.Constant(i64, 0), pre)
+        rem = builder.phi(i64)
+        rem.add_incoming(nK, pre)
+        qp = builder.phi(i64)
+        qp.add_incoming(q0, pre)
+        rp = []
+        for r in rows_v:
+            ph = builder.phi(i64)
+            ph.add_incoming(r, pre)
+            rp.append(ph)
         acc = []
         for a in acc0:
             ph = builder.phi(vty)
             ph.add_incoming(a, pre)
             acc.append(ph)
-        builder.cbranch(builder.icmp_signed("<", k, nK), body, done)
+        builder.cbranch(builder.icmp_signed(">", rem, ir.Constant(i64, 0)), body, done)
 
         builder.position_at_end(body)
-        qk = builder.add(q0, builder.mul(k, ir.Constant(i64, nw * VBYTES)))
-        ws = [builder.load(builder.inttoptr(builder.add(qk, ir.Constant(i64, j * VBYTES)), vty.as_pointer()),
+        ws = [builder.load(builder.inttoptr(builder.add(qp, ir.Constant(i64, j * VBYTES)), vty.as_pointer()),
                            align=isz) for j in range(nw)]
-        koff = builder.mul(k, ir.Constant(i64, isz))
         new = []
         for i in range(nrow):
-            s = builder.load(builder.inttoptr(builder.add(rows_v[i], koff), sty.as_pointer()), align=isz)
+            s = builder.load(builder.inttoptr(rp[i], sty.as_pointer()), align=isz)
             b = _splat(builder, vty, s)
             for j in range(nw):
                 new.append(builder.call(fma, [b, ws[j], acc[i * nw + j]]))
-        k1 = builder.add(k, ir.Constant(i64, 1))
+        rem1 = builder.sub(rem, ir.Constant(i64, 1))
+        q1 = builder.add(qp, ir.Constant(i64, nw * VBYTES))
+        r1 = [builder.add(r, ir.Constant(i64, isz)) for r in rp]
         end = builder.block
         builder.branch(head)
-        k.add_incoming(k1, end)
+        rem.add_incoming(rem1, end)
+        qp.add_incoming(q1, end)
+        for ph, v in zip(rp, r1):
+            ph.add_incoming(v, end)
         for ph, v in zip(acc, new):
             ph.add_incoming(v, end)
 
@@ -222,7 +234,7 @@ def vtadd(typingctx, a, b):
 def vtstore(typingctx, arr, offs, accs, nf):
     """Row i's vectors accs[i*NW : (i+1)*NW] (NW = len(accs) // len(offs))
     to arr's elements [offs[i], offs[i] + nf); rows with offs[i] < 0 are not
-    stored. Masked stores: lanes past nf are not written."""
+    stored. Lanes past nf are not written (masked stores)."""
     nrow = offs.count
     nw = accs.count // nrow
     isz = arr.dtype.bitwidth // 8
@@ -239,18 +251,25 @@ def vtstore(typingctx, arr, offs, accs, nf):
         nfv = context.cast(builder, args[3], sig.args[3], types.int64)
         zero = ir.Constant(i64, 0)
         mname = f"llvm.masked.store.v{n}f{arr.dtype.bitwidth}.p0"
+        full = builder.icmp_signed(">=", nfv, ir.Constant(i64, nw * n))
         for i in range(nrow):
-            live = builder.icmp_signed(">=", os_[i], zero)
-            hi_row = builder.select(live, nfv, zero)
-            for j in range(nw):
-                p = builder.add(base, builder.mul(builder.add(os_[i], ir.Constant(i64, j * n)),
-                                                  ir.Constant(i64, isz)))
-                ptr = builder.inttoptr(p, vty.as_pointer())
-                hi = builder.sub(hi_row, ir.Constant(i64, j * n))
-                mask = _range_mask(builder, n, zero, hi)
-                fnty = ir.FunctionType(ir.VoidType(), [vty, ptr.type, ir.IntType(32), mask.type])
-                fn = cgutils.get_or_insert_function(builder.module, fnty, mname)
-                builder.call(fn, [vs[i * nw + j], ptr, ir.Constant(ir.IntType(32), isz), mask])
+            # rows past the end are skipped; whole rows use plain stores
+            # (masked ones cost a mask per vector, noticeable on tiles with
+            # little work, e.g. 3 input channels)
+            with builder.if_then(builder.icmp_signed(">=", os_[i], zero), likely=True):
+                ptrs = [builder.inttoptr(builder.add(base, builder.mul(
+                    builder.add(os_[i], ir.Constant(i64, j * n)), ir.Constant(i64, isz))), vty.as_pointer())
+                    for j in range(nw)]
+                with builder.if_else(full, likely=True) as (whole, part):
+                    with whole:
+                        for j in range(nw):
+                            builder.store(vs[i * nw + j], ptrs[j], align=isz)
+                    with part:
+                        for j in range(nw):
+                            mask = _range_mask(builder, n, zero, builder.sub(nfv, ir.Constant(i64, j * n)))
+                            fnty = ir.FunctionType(ir.VoidType(), [vty, ptrs[j].type, ir.IntType(32), mask.type])
+                            fn = cgutils.get_or_insert_function(builder.module, fnty, mname)
+                            builder.call(fn, [vs[i * nw + j], ptrs[j], ir.Constant(ir.IntType(32), isz), mask])
         return context.get_dummy_value()
     return types.void(arr, offs, accs, nf), impl
 

@@ -73,8 +73,11 @@ def test_pool_lends_and_takes_back_only_its_own():
         pool.give(_alloc.root(a))
         b = _alloc.empty(32, np.float32)  # same byte size: the same memory
         assert _alloc.root(b) is _alloc.root(a)
-        c = _alloc.empty(32, np.float64)  # another size: new memory
+        c = _alloc.empty(32, np.float64)  # more bytes than any free buffer: new memory
         assert _alloc.root(c) is not _alloc.root(a)
+        pool.give(_alloc.root(c))
+        d = _alloc.empty(40, np.float32)  # 160 bytes: the 256-byte buffer (at most 2x)
+        assert _alloc.root(d) is _alloc.root(c) and d.shape == (40,)
         pool.give(_alloc.root(b))
         pool.give(_alloc.root(b))  # twice: once only
     assert pool.free_bytes() == 128
