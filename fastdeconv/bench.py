@@ -461,10 +461,14 @@ def engines(names=ALL_ENGINES):
 
 # --- timing ------------------------------------------------------------------
 
-def time_round_robin(runs, repeat=5, target=0.005, max_number=50):
+def time_round_robin(runs, repeat=5, target=0.005, max_number=50, settle=0.02):
     """Median seconds per call for each callable, timed in alternation
-    (a, b, c, a, b, c, ...) so machine noise hits all alike. Short calls are
-    repeated `number` times per sample (about `target` seconds a sample)."""
+    (a, b, c, then b, c, a, ...: each engine follows each other one) so
+    machine noise hits all alike. Short calls are repeated `number` times
+    per sample (about `target` seconds a sample). Before each sample the
+    caller sleeps `settle` seconds: thread pools that spin after a call
+    (ONNX Runtime's, OpenMP's) would otherwise take the cores from the
+    next engine timed, which no single-framework user sees."""
     numbers = {}
     for name, fn in runs.items():
         t0 = time.perf_counter()
@@ -472,9 +476,12 @@ def time_round_robin(runs, repeat=5, target=0.005, max_number=50):
         dt = time.perf_counter() - t0
         numbers[name] = int(min(max_number, max(1, target // max(dt, 1e-7))))
     samples = {name: [] for name in runs}
-    for _ in range(repeat):
-        for name, fn in runs.items():
-            n = numbers[name]
+    names = list(runs)
+    for r in range(repeat):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            fn, n = runs[name], numbers[name]
+            if settle:
+                time.sleep(settle)
             t0 = time.perf_counter()
             for _ in range(n):
                 fn()
