@@ -91,6 +91,21 @@ def test_path_matches_reference(case, dtype, fuse, split, narrow, cl1):
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}-{c[5]}")
+def test_channel_block_order_gives_identical_bits(case, monkeypatch):
+    """Channels-last tiles with the output-channel block innermost or
+    outermost in the tile order (FB_INNER; a larger FB_INNER_PANEL makes
+    every multi-block case use it): the same work per output, same bits."""
+    x, w = _arrays(case, np.float32, np.random.default_rng(5))
+    results = []
+    for inner in (False, True):
+        monkeypatch.setattr(cpu, "FB_INNER", inner)
+        monkeypatch.setattr(cpu, "FB_INNER_PANEL", 1 << 40)
+        monkeypatch.setattr(cpu, "CL1", False)  # more channel blocks
+        results.append(_call(case, x, w, "cpu").tobytes())
+    assert results[0] == results[1]
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}-{c[5]}")
 def test_paths_give_identical_bits(case, monkeypatch):
     """Fused and per-tap runs, register-blocked or vectors along W, one
     thread and split tiles: the same terms in the same order, so the same

@@ -48,6 +48,12 @@ WV_NARROW = 8
 # 8 x 2-vector one; False turns it off (tests compare the two).
 CL1 = True
 
+# Channels-last: output-channel blocks innermost in the tile order when a
+# block's packed weights take at most FB_INNER_PANEL bytes; False: always
+# outermost (tests compare the two).
+FB_INNER = True
+FB_INNER_PANEL = 64 * 1024
+
 
 # ------------------------------------------------------------------ wrappers
 
@@ -96,8 +102,12 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
     wp, NFB = cpu_rb.pack_filters(wg, x.dtype, nvec)
     zrow = np.zeros(Cg * KW + 1, dtype=x.dtype)
     fuse = int(FUSE_KW and not trans and dw == 1 and G == 1)
+    # Channel blocks innermost when one block's weight panel is small (it
+    # stays in L1/L2 anyway): the tiles of a row then write its channels
+    # together, instead of one pass over the whole output per channel block.
+    fb_inner = int(FB_INNER and NFB > 1 and wp.nbytes // (G * NFB) <= FB_INNER_PANEL)
     geo = (B, D, H, W, Cg, OD, OH, OW, Fg, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw,
-           G, int(trans), RT, NFB, fuse)
+           G, int(trans), RT, NFB, fuse, fb_inner)
     geo = tuple(int(v) for v in geo)
     ep_code = 0
     epi = np.zeros(3, dtype=x.dtype)

@@ -68,7 +68,7 @@ def serial_kernel(fn):
 
 def n_tiles(geo):
     (B, D, H, W, Cg, OD, OH, OW, Fg, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw,
-     G, trans, RT, NFB, fuse) = geo
+     G, trans, RT, NFB, fuse, fb_inner) = geo
     P = sw if trans else 1
     return OD * OH * P * (-(-(B * (-(-OW // P))) // RT)) * G * NFB
 
@@ -135,7 +135,7 @@ def cl_kernel(x, wp, out, zrow, geo, tile_tag, epi, ep_code, t_begin, t_end):
     rows of per-output-channel parameters (bias, scale, shift), each
     G*Fg + NW*V long, and every stored value is ((v + bias) * scale + shift)."""
     (B, D, H, W, Cg, OD, OH, OW, Fg, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw,
-     G, trans, RT, NFB, fuse) = geo
+     G, trans, RT, NFB, fuse, fb_inner) = geo
     isz = itemsize(out)  # a constant: LLVM folds the steps into displacements
     V = 64 // isz
     NV = len(tile_tag) // RB * V
@@ -159,9 +159,15 @@ def cl_kernel(x, wp, out, zrow, geo, tile_tag, epi, ep_code, t_begin, t_end):
     inner = OD * OH * P * nrc * G
     for tile in range(t_begin, t_end):
         # output-channel block outermost: consecutive tiles (one thread's
-        # range) share one weight panel
-        fb = tile // inner
-        r = tile % inner
+        # range) share one weight panel; or innermost (fb_inner, small
+        # panels): consecutive tiles write all channels of the same rows,
+        # so the output is written densely, once
+        if fb_inner:
+            fb = tile % NFB
+            r = tile // NFB
+        else:
+            fb = tile // inner
+            r = tile % inner
         g = r % G
         r = r // G
         rc = r % nrc
