@@ -1,0 +1,76 @@
+"""Result memory reuse (fastdeconv._alloc): the memory of a large result the
+caller has dropped serves a later result; a result still referenced, or any
+view of it, is never touched."""
+
+import pickle
+
+import numpy as np
+import pytest
+
+import fastdeconv
+from fastdeconv import _alloc
+
+X_SHAPE, W_SHAPE = (2, 8, 64, 64, 4), (3, 3, 3, 4, 32)  # 8 MB float32 result
+
+
+def _conv(seed):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(X_SHAPE).astype(np.float32)
+    w = rng.standard_normal(W_SHAPE).astype(np.float32)
+    return fastdeconv.conv3d(x, w, 1, "SAME", backend="cpu")
+
+
+def test_dropped_result_memory_is_reused():
+    y = _conv(0)
+    assert y.nbytes >= _alloc.RECYCLE_MIN
+    address = y.ctypes.data
+    del y
+    y2 = _conv(1)
+    assert y2.ctypes.data == address
+
+
+def test_live_results_and_views_are_never_reused():
+    first = _conv(0)
+    expected = first.copy()
+    view = first[1, 2:5]
+    view_copy = view.copy()
+    del first  # the view keeps the memory
+    others = [_conv(s) for s in range(1, 4)]
+    for a in others:
+        assert not np.shares_memory(a, view)
+    np.testing.assert_array_equal(view, view_copy)
+    np.testing.assert_array_equal(view, expected[1, 2:5])
+    kept = [o.copy() for o in others]
+    del view
+    _conv(9)  # may take the memory the view held
+    for a, k in zip(others, kept):
+        np.testing.assert_array_equal(a, k)
+
+
+def test_results_behave_like_plain_arrays():
+    y = _conv(0)
+    assert y.flags.c_contiguous and y.flags.writeable and y.flags.aligned
+    assert y.dtype == np.float32 and y.shape == (2, 8, 64, 64, 32)
+    y[0, 0, 0, 0, 0] = 7.0
+    again = pickle.loads(pickle.dumps(y))
+    np.testing.assert_array_equal(again, y)
+
+
+def test_cap_from_the_environment(monkeypatch):
+    monkeypatch.setenv("FASTDECONV_RECYCLE_MB", "0")
+    assert _alloc._cap_from_env() == 0
+    monkeypatch.setenv("FASTDECONV_RECYCLE_MB", "1.5")
+    assert _alloc._cap_from_env() == 3 << 19
+    monkeypatch.setenv("FASTDECONV_RECYCLE_MB", "lots")
+    with pytest.raises(ValueError, match="FASTDECONV_RECYCLE_MB"):
+        _alloc._cap_from_env()
+
+
+def test_the_cap_bounds_what_is_kept(monkeypatch):
+    recycler = _alloc._Recycler(3 << 20)
+    for _ in range(3):
+        recycler.give(np.empty(2 << 20, np.uint8))
+    assert recycler.free_bytes() == 2 << 20
+    assert recycler.take(1 << 20).nbytes == 2 << 20  # at most twice the size asked
+    assert recycler.free_bytes() == 0
+    assert recycler.take(1 << 20).nbytes == 1 << 20  # nothing kept: new memory
