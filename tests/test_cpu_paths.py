@@ -1,19 +1,20 @@
 """The cpu backend's algorithm paths, each forced, against the reference.
 
 Paths (chosen in fastdeconv/backends/cpu.py `_run`): channels-last
-register-blocked kernel (cpu_rb.cl_kernel; 8 rows x 2 vectors, or 8 x 1
-vector for <= 16 float32 output channels, CL1) with the fused (kw, c) run for forward
+register-blocked kernel (cpu_rb.cl_kernel; RB rows x 2 vectors, or 8 x 1
+vector for at most one vector of output channels, CL1) with the fused (kw, c) run for forward
 dw == 1 ungrouped convolutions, or per tap (FUSE_KW off); register-blocked
 kernel with vectors along W (cpu_rb.wv_kernel: channels-first, and
 channels-last with few output channels, WV_NARROW); tiles run on the
-calling thread or split over threads.
+calling thread or split over threads; 64-byte (AVX-512) or 32-byte (AVX2)
+vectors and the tile rows each width gets.
 """
 
 import numpy as np
 import pytest
 
 import fastdeconv
-from fastdeconv.backends import cpu, cpu_rb
+from fastdeconv.backends import cpu, cpu_rb, cpu_simd
 
 CASES = [
     # (op, x shape, w shape, strides, padding, data_format, dilations)
@@ -177,3 +178,55 @@ def test_epilogue_inside_the_kernel(case, activation, dtype, cl1, monkeypatch):
     expected = cpu_layers.epilogue(plain.copy(), F, cf, bias, scale, shift, activation, 0.0)
     assert np.isnan(expected).any() and not np.isnan(expected).all()
     np.testing.assert_array_equal(fused, expected)
+
+
+def test_tile_rows_fit_the_vector_registers():
+    """AVX-512 (32 registers): 8 rows x 2 vectors; AVX2 (16): 6 x 2 and
+    8 x 1, so that accumulators, weight vectors and a broadcast fit."""
+    assert cpu_simd.tile_rows(2, vregs=32) == 8
+    assert cpu_simd.tile_rows(1, vregs=32) == 8
+    assert cpu_simd.tile_rows(2, vregs=16) == 6
+    assert cpu_simd.tile_rows(1, vregs=16) == 8
+    for vregs in (16, 32):
+        for nvec in (1, 2):
+            rows = cpu_simd.tile_rows(nvec, vregs=vregs)
+            assert rows * nvec + nvec + 1 <= vregs
+
+
+@pytest.fixture(params=[32, 64], ids=["avx2-tiles", "avx512-tiles"])
+def vector_bytes(request, monkeypatch):
+    """Run the kernels with either vector width, whatever this CPU has (the
+    width is part of each kernel's compiled signature: cpu_simd.Tile)."""
+    vb = request.param
+    monkeypatch.setattr(cpu_simd, "VBYTES", vb)
+    monkeypatch.setattr(cpu_simd, "VREGS", 32 if vb == 64 else 16)
+    monkeypatch.setattr(cpu, "WV_NARROW", vb // 8)
+    return vb
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}-{c[5]}")
+def test_vector_widths_give_identical_bits(case, vector_bytes):
+    """32- and 64-byte vectors, with the tile rows each width gets: every
+    lane is its own accumulator, so the terms of each output and their order
+    do not change, nor do the bits (compared with the host width's result)."""
+    x, w = _arrays(case, np.float32, np.random.default_rng(6))
+    got = _call(case, x, w, "cpu")
+    ref = _call(case, x, w, "reference")
+    err = np.max(np.abs(got.astype(np.float64) - ref)) / max(float(np.max(np.abs(ref))), 1e-300)
+    assert err <= 2e-6
+    assert cpu_rb.cl_tile(2).vbytes == vector_bytes
+    # the host width (imported defaults) in a fresh setting
+    with pytest.MonkeyPatch.context() as mp:
+        host = cpu_simd._host_vector_bytes()
+        mp.setattr(cpu_simd, "VBYTES", host)
+        mp.setattr(cpu_simd, "VREGS", 32 if host == 64 else 16)
+        mp.setattr(cpu, "WV_NARROW", vector_bytes // 8)  # the same kernel choice
+        assert _call(case, x, w, "cpu").tobytes() == got.tobytes()
+
+
+def test_vector_width_setting_is_checked(monkeypatch):
+    monkeypatch.setenv("FASTDECONV_VECTOR_BYTES", "48")
+    with pytest.raises(ValueError, match="FASTDECONV_VECTOR_BYTES='48': expected 32 or 64"):
+        cpu_simd._host_vector_bytes()
+    monkeypatch.setenv("FASTDECONV_VECTOR_BYTES", "64")
+    assert cpu_simd._host_vector_bytes() == 64

@@ -4,12 +4,14 @@ The algorithm choice is made here, in `_run`:
 
 - channels-last, both ops: `cpu_rb.cl_kernel`, register-blocked (8 output
   positions x 2 vectors = 32 float32 / 16 float64 output channels held in
-  AVX-512 registers across all taps and input channels; x 1 vector when a
-  group has at most 16 float32 output channels; transposes are
-  phase-decomposed so every phase is a dense gather). See cpu_rb.
+  AVX-512 registers across all taps and input channels, 6 x 2 vectors = 16
+  float32 channels on AVX2 machines; x 1 vector when a group has at most
+  one vector of output channels; transposes are phase-decomposed so every
+  phase is a dense gather). See cpu_rb and cpu_simd.
 - channels-first, both ops; and channels-last with at most WV_NARROW
   output channels: `cpu_rb.wv_kernel`, register-blocked with roles swapped
-  (8 output channels x 32 float32 / 16 float64 output positions along W;
+  (8 output channels x 32 float32 / 16 float64 output positions along W,
+  6 x 16 float32 on AVX2;
   contiguous or gathered input vectors along W, masked at the edges; read
   natively, no layout copies). Same term order, hence the same bits, as
   cl_kernel.
@@ -33,7 +35,7 @@ import numpy as np
 
 from .. import _alloc
 
-from . import cpu_rb, reference
+from . import cpu_rb, cpu_simd, reference
 
 # Forward convolutions with dw == 1 and no groups read (kw, c) as one run
 # (same terms, same order); tests switch it off to check the per-tap path.
@@ -41,11 +43,13 @@ FUSE_KW = True
 
 # Channels-last calls with at most WV_NARROW float32 output channels per
 # group (half as many float64) use the vectors-along-W kernel; 0 turns it off.
-WV_NARROW = 8
+# Half a vector register: 8 with AVX-512, 4 with AVX2 (where the
+# channels-last tile's one-vector form already covers 8).
+WV_NARROW = cpu_simd.VBYTES // 8
 
 # Channels-last calls with at most one vector of output channels per group
-# (16 float32 / 8 float64) use the 8-row x 1-vector tile instead of the
-# 8 x 2-vector one; False turns it off (tests compare the two).
+# (AVX-512: 16 float32 / 8 float64) use the one-vector tile instead of the
+# two-vector one; False turns it off (tests compare the two).
 CL1 = True
 
 # Channels-last: output-channel blocks innermost in the tile order when a
@@ -79,7 +83,8 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
     if channels_first or narrow:
         # Vectors along W (cpu_rb.wv_kernel): channels-first data, or
         # channels-last data with few output channels (gathered loads).
-        wp, NFB = cpu_rb.pack_filters_wv(wg, x.dtype)
+        tile = cpu_rb.wv_tile()
+        wp, NFB = cpu_rb.pack_filters_wv(wg, x.dtype, tile)
         if channels_first:
             xs = (Cx * D * H * W, D * H * W, H * W, W, 1)
             os_ = (F * OD * OH * OW, OD * OH * OW, OH * OW, OW, 1)
@@ -89,17 +94,18 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
         geo = (B, D, H, W, Cg, OD, OH, OW, Fg, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw,
                G, int(trans), NFB) + xs + os_
         geo = tuple(int(v) for v in geo)
-        cpu_rb.parallel_tiles(cpu_rb.wv_kernel, (x.reshape(-1), wp, out, geo),
-                              cpu_rb.n_tiles_wv(geo, x.dtype.itemsize),
+        cpu_rb.parallel_tiles(cpu_rb.wv_kernel, (x.reshape(-1), wp, out, geo, tile),
+                              cpu_rb.n_tiles_wv(geo, tile, x.dtype.itemsize),
                               B * OD * OH * OW * G * Fg * KD * KH * KW * Cg)
         if channels_first:
             return _finish(out.reshape((B, G * Fg, OD, OH, OW)), True, epilogue)
         return _finish(out.reshape((B, OD, OH, OW, G * Fg)), False, epilogue)
     # Channels-last: register-blocked kernel (cpu_rb), both ops.
     P = sw if trans else 1
-    nvec = 1 if CL1 and Fg * x.dtype.itemsize <= 64 else 2
-    RT = cpu_rb.rows_per_tile(B * _ceil(OW, P))
-    wp, NFB = cpu_rb.pack_filters(wg, x.dtype, nvec)
+    nvec = 1 if CL1 and Fg * x.dtype.itemsize <= cpu_simd.VBYTES else 2
+    tile = cpu_rb.cl_tile(nvec)
+    RT = cpu_rb.rows_per_tile(B * _ceil(OW, P), tile.rows)
+    wp, NFB = cpu_rb.pack_filters(wg, x.dtype, tile)
     zrow = np.zeros(Cg * KW + 1, dtype=x.dtype)
     fuse = int(FUSE_KW and not trans and dw == 1 and G == 1)
     # Channel blocks innermost when one block's weight panel is small (it
@@ -113,11 +119,11 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
     epi = np.zeros(3, dtype=x.dtype)
     if epilogue is not None and epilogue[3] in ("linear", "relu"):
         bias, scale, shift, activation, _ = epilogue
-        epi = cpu_rb.epilogue_params(F, nvec, x.dtype, bias, scale, shift)
+        epi = cpu_rb.epilogue_params(F, tile, x.dtype, bias, scale, shift)
         ep_code = 2 if activation == "relu" else 1
         epilogue = None
     cpu_rb.parallel_tiles(cpu_rb.cl_kernel,
-                          (x.reshape(-1), wp, out, zrow, geo, cpu_rb.tile_tag(nvec), epi, ep_code),
+                          (x.reshape(-1), wp, out, zrow, geo, tile, epi, ep_code),
                           cpu_rb.n_tiles(geo), B * OD * OH * OW * G * Fg * KD * KH * KW * Cg)
     return _finish(out.reshape((B, OD, OH, OW, G * Fg)), False, epilogue)
 

@@ -1,11 +1,13 @@
 """Register-blocked CPU kernels (both ops).
 
-Channels-last (`cl_kernel`), output-stationary: a register tile of RB = 8
-output positions x NW vectors of output channels (NW = 2: 32 float32 / 16
-float64 channels; NW = 1 for narrow layers) is accumulated in registers
-over every kernel tap and every input channel, then stored once. Per
-reduction step it loads NW weight vectors and broadcasts 8 inputs for
-8*NW FMAs.
+Channels-last (`cl_kernel`), output-stationary: a register tile of RB
+output positions x NW vectors of output channels is accumulated in
+registers over every kernel tap and every input channel, then stored once.
+Per reduction step it loads NW weight vectors and broadcasts RB inputs for
+RB*NW FMAs. AVX-512 (64-byte vectors, 32 registers): RB = 8, NW = 2 (32
+float32 / 16 float64 channels); AVX2 (32-byte vectors, 16 registers):
+6 x 2 (16 float32 channels); NW = 1 (8 rows) for narrow layers. The tile
+shape is a cpu_simd.Tile argument, so it is part of the compiled signature.
 
 Rows of a tile are output positions that share (od, oh) and, for
 transposes, the W phase `ow % sw`: all such outputs receive the same taps,
@@ -32,7 +34,8 @@ import numba
 import numpy as np
 
 from .._jit import FASTMATH, helper
-from .cpu_simd import addr, itemsize, scratch, vrun, vrun_cols, vrun_cols_gather, vtadd, vtaffine, vtstore, vtzero
+from .cpu_simd import (Tile, addr, itemsize, scratch, tile_dims, tile_rows, vrun, vrun_cols, vrun_cols_gather,
+                       vtadd, vtaffine, vtstore, vtzero)
 
 ROWS = 48  # output positions per parallel tile (at most)
 
@@ -41,6 +44,18 @@ ROWS = 48  # output positions per parallel tile (at most)
 def _cdiv(a, b):
     """Ceiling division for b > 0 and any sign of a (Numba's // floors)."""
     return -((-a) // b)
+
+
+@helper
+def _min(a, b):
+    """min of two numbers (the builtin compiles a separate function per
+    argument type: ~40 ms of every kernel's cold compile)."""
+    return a if a < b else b
+
+
+@helper
+def _max(a, b):
+    return a if a > b else b
 
 
 @helper
@@ -111,34 +126,40 @@ def parallel_tiles(kernel, args, ntiles, work):
 
 
 # ------------------------------------------------- channels-last kernel
-# A register tile is RB = 8 output positions x NW vectors of output
-# channels (NW = 2: 32 float32 / 16 float64 channels, 16 accumulators; per
-# reduction step 2 weight loads and 8 broadcasts for 16 FMAs. NW = 1 for at
-# most one vector of output channels per group, where a 2-vector tile would
-# leave half of its lanes empty). 8 rows: 12 measured ~10% slower (their
-# row pointers spill from the general registers); 8 also divides W = 64.
-# The accumulators are a tuple of vectors and the reduction loop is one
-# intrinsic (cpu_simd.vrun), so one source serves both tile widths and
-# each compiles quickly.
+# A register tile is RB output positions x NW vectors of output channels
+# (AVX-512: 8 x 2 = 32 float32 / 16 float64 channels, 16 accumulators; per
+# reduction step 2 weight loads and 8 broadcasts for 16 FMAs; AVX2: 6 x 2,
+# 12 of its 16 registers. NW = 1 for at most one vector of output channels
+# per group, where a 2-vector tile would leave half of its lanes empty).
+# At most 8 rows: 12 measured ~10% slower (their row pointers spill from
+# the general registers); 8 also divides W = 64. The accumulators are a
+# tuple of vectors and the reduction loop is one intrinsic (cpu_simd.vrun),
+# so one source serves every tile shape and each compiles quickly.
 
-RB = 8
-ROW_SCRATCH_BYTES = 7 * RB * 8
+RB_MAX = 8  # tile_rows' cap
+ROW_SCRATCH_BYTES = 7 * RB_MAX * 8
+
+
+def cl_tile(nvec):
+    """cl_kernel's register tile for nvec weight vectors per row, sized to
+    the CPU's vector registers (cpu_simd.tile_rows)."""
+    return Tile(tile_rows(nvec), nvec)
 
 
 @serial_kernel
-def cl_kernel(x, wp, out, zrow, geo, tile_tag, epi, ep_code, t_begin, t_end):
+def cl_kernel(x, wp, out, zrow, geo, tile, epi, ep_code, t_begin, t_end):
     """Tiles [t_begin, t_end). x: (B, D, H, W, G*Cg) flat; wp: (G, NFB, taps,
     Cg, NW*V) flat (output channels padded with zeros to NFB blocks of
     NW*V); out: (B, OD, OH, OW, G*Fg) flat; zrow: >= Cg*KW zeros;
-    tile_tag: a tuple of RB*NW zeros (its length sets the tile width).
+    tile: a cpu_simd.Tile, RB rows x NW vectors (a compile-time shape).
     Epilogue (ep_code 1: affine, 2: affine + ReLU, 0: none): epi holds three
     rows of per-output-channel parameters (bias, scale, shift), each
     G*Fg + NW*V long, and every stored value is ((v + bias) * scale + shift)."""
     (B, D, H, W, Cg, OD, OH, OW, Fg, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw,
      G, trans, RT, NFB, fuse, fb_inner) = geo
     isz = itemsize(out)  # a constant: LLVM folds the steps into displacements
-    V = 64 // isz
-    NV = len(tile_tag) // RB * V
+    RB, NW, V = tile_dims(tile, out)
+    NV = NW * V
     Cx = G * Cg
     F = G * Fg
     P = sw if trans else 1
@@ -157,17 +178,17 @@ def cl_kernel(x, wp, out, zrow, geo, tile_tag, epi, ep_code, t_begin, t_end):
     rfix2 = rows[5 * RB:6 * RB]
     o = rows[6 * RB:7 * RB]
     inner = OD * OH * P * nrc * G
-    for tile in range(t_begin, t_end):
+    for ti in range(t_begin, t_end):
         # output-channel block outermost: consecutive tiles (one thread's
         # range) share one weight panel; or innermost (fb_inner, small
         # panels): consecutive tiles write all channels of the same rows,
         # so the output is written densely, once
         if fb_inner:
-            fb = tile % NFB
-            r = tile // NFB
+            fb = ti % NFB
+            r = ti // NFB
         else:
-            fb = tile // inner
-            r = tile % inner
+            fb = ti // inner
+            r = ti % inner
         g = r % G
         r = r // G
         rc = r % nrc
@@ -178,21 +199,21 @@ def cl_kernel(x, wp, out, zrow, geo, tile_tag, epi, ep_code, t_begin, t_end):
         od = r // OH
         nJ = _cdiv(OW - phase, P)
         r0 = rc * RT
-        r1 = min(B * nJ, r0 + RT)
+        r1 = _min(B * nJ, r0 + RT)
         f0 = fb * NV
-        nf = min(NV, Fg - f0)
+        nf = _min(NV, Fg - f0)
         wfb = addr(wp) + (g * NFB + fb) * taps * Cg * NV * isz
         for rb in range(r0, r1, RB):
-            nr = min(RB, r1 - rb)
+            nr = _min(RB, r1 - rb)
             jmin = nJ
             jmax = 0
             for i in range(RB):
-                row = rb + min(i, nr - 1)
+                row = rb + _min(i, nr - 1)
                 rowb[i] = row // nJ
                 rowj[i] = row % nJ
-                jmin = min(jmin, rowj[i])
-                jmax = max(jmax, rowj[i])
-            acc = vtzero(out, tile_tag)
+                jmin = _min(jmin, rowj[i])
+                jmax = _max(jmax, rowj[i])
+            acc = vtzero(out, tile)
             # per-tap pointers of rows inside along W: fixed per block, plus
             # an offset per tap (rows past nr repeat row nr - 1)
             for i in range(RB):
@@ -219,13 +240,10 @@ def cl_kernel(x, wp, out, zrow, geo, tile_tag, epi, ep_code, t_begin, t_end):
                     # two-level sum: a partial sum per (kd, kh) from zero,
                     # then added to the running total
                     total = acc
-                    acc = vtzero(out, tile_tag)
+                    acc = vtzero(out, tile)
                     off = (i_d * H + i_h) * W * Cx * isz
                     if fz:
-                        acc = vrun(out, acc,
-                                   (rfix[0] + off, rfix[1] + off, rfix[2] + off, rfix[3] + off,
-                                    rfix[4] + off, rfix[5] + off, rfix[6] + off, rfix[7] + off),
-                                   qt, KW * Cg)
+                        acc = vrun(out, acc, tile, rfix, off, qt, KW * Cg)
                     else:
                         for i in range(RB):
                             prow[i] = xa + ((((rowb[i] * D + i_d) * H + i_h) * W) * Cx + g * Cg) * isz
@@ -238,9 +256,8 @@ def cl_kernel(x, wp, out, zrow, geo, tile_tag, epi, ep_code, t_begin, t_end):
                         e = sh_ if trans else kw * dw - pw
                         if jmin * mw + e >= 0 and jmax * mw + e < W:
                             # every row inside along W: fixed pointers plus one offset
-                            o2 = off + e * Cx * isz
-                            for i in range(RB):
-                                pp[i] = rfix2[i] + o2
+                            src = rfix2
+                            so = off + e * Cx * isz
                         else:
                             any_ = False
                             for i in range(RB):
@@ -255,8 +272,9 @@ def cl_kernel(x, wp, out, zrow, geo, tile_tag, epi, ep_code, t_begin, t_end):
                                     pp[i] = za
                             if not any_:
                                 continue
-                        acc = vrun(out, acc, (pp[0], pp[1], pp[2], pp[3], pp[4], pp[5], pp[6], pp[7]),
-                                   qt + kw * Cg * NV * isz, Cg)
+                            src = pp
+                            so = 0
+                        acc = vrun(out, acc, tile, src, so, qt + kw * Cg * NV * isz, Cg)
                     acc = vtadd(total, acc)
             ob = g * Fg + f0
             for i in range(RB):
@@ -265,14 +283,14 @@ def cl_kernel(x, wp, out, zrow, geo, tile_tag, epi, ep_code, t_begin, t_end):
             if ep_code > 0:
                 ne = len(epi) // 3
                 pe = addr(epi) + ob * isz
-                acc = vtaffine(out, acc, RB, pe, pe + ne * isz, pe + 2 * ne * isz, ep_code == 2)
-            vtstore(out, (o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7]), acc, nf)
+                acc = vtaffine(out, acc, tile, pe, pe + ne * isz, pe + 2 * ne * isz, ep_code == 2)
+            vtstore(out, tile, o, acc, nf)
 
 
-def epilogue_params(F, nvec, dtype, bias, scale, shift):
+def epilogue_params(F, tile, dtype, bias, scale, shift):
     """cl_kernel's epi: rows bias, scale, shift (None: 0, 1, 0) padded to
     F + one tile of channels, so the last block's vector loads stay inside."""
-    ne = F + nvec * (64 // np.dtype(dtype).itemsize)
+    ne = F + tile.nvec * tile.lanes(np.dtype(dtype).itemsize)
     epi = np.zeros((3, ne), dtype=dtype)
     epi[1] = 1
     for row, v in enumerate((bias, scale, shift)):
@@ -281,12 +299,7 @@ def epilogue_params(F, nvec, dtype, bias, scale, shift):
     return epi.reshape(-1)
 
 
-def tile_tag(nvec):
-    """cl_kernel's tile_tag for nvec weight vectors per row."""
-    return (0,) * (RB * nvec)
-
-
-def rows_per_tile(nrows, rb=RB):
+def rows_per_tile(nrows, rb):
     """Split nrows into equal chunks of at most ROWS, a multiple of rb."""
     n = max(1, -(-nrows // ROWS))
     per = -(-nrows // n)
@@ -327,14 +340,15 @@ def _pack_blocks(wg, dtype, NV):
     return wp.reshape(-1), NFB
 
 
-def pack_filters(wg, dtype, nvec=2):
+def pack_filters(wg, dtype, tile):
     """wg: (G, KD, KH, KW, Cg, Fg) filters (reduction channel first) ->
-    (G, NFB, taps, Cg, nvec*V) flat, output channels zero-padded; and NFB."""
-    return _pack_blocks(wg, dtype, nvec * (64 // np.dtype(dtype).itemsize))
+    (G, NFB, taps, Cg, nvec*V) flat for cl_kernel's tile, output channels
+    zero-padded; and NFB."""
+    return _pack_blocks(wg, dtype, tile.nvec * tile.lanes(np.dtype(dtype).itemsize))
 
 
 # ------------------------------------------------- vectors-along-W kernel
-# Roles swapped: a register tile is FR = 8 output channels x 2 vectors along
+# Roles swapped: a register tile is FR = 8 (AVX2: 6) output channels x 2 vectors along
 # W (32 float32 / 16 float64 output positions of one phase of one output
 # row). Per reduction step it loads 2 input vectors along W (masked at the
 # edges: masked lanes read nothing and give 0, like the zero row of the
@@ -345,12 +359,18 @@ def pack_filters(wg, dtype, nvec=2):
 # the terms of every output element is the channels-last kernel's: for each
 # (kd, kh) a partial sum over (kw, c) from zero, then added to the total.
 
-FR = 8
-WV_BUF_BYTES = FR * 2 * 64  # FR rows x 2 vectors
+WV_BUF_BYTES = RB_MAX * 2 * 64  # at most 8 rows x 2 vectors of 64 bytes
+WV_OFFS_BYTES = RB_MAX * 8
+
+
+def wv_tile():
+    """wv_kernel's register tile: FR output channels x 2 vectors along W
+    (FR = 8 with AVX-512, 6 with AVX2: cpu_simd.tile_rows)."""
+    return Tile(tile_rows(2), 2)
 
 
 @serial_kernel
-def wv_kernel(x, wp, out, geo, t_begin, t_end):
+def wv_kernel(x, wp, out, geo, tile, t_begin, t_end):
     """Tiles [t_begin, t_end). x: 5-D flat with element strides (xsb, xsc,
     xsd, xsh, xsw); wp: (G, NFB, taps, Cg, FR) flat (output channels
     zero-padded); out: 5-D flat with strides (osb, osf, osd, osh, osw). A
@@ -360,7 +380,7 @@ def wv_kernel(x, wp, out, geo, t_begin, t_end):
     (B, D, H, W, Cg, OD, OH, OW, Fg, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw,
      G, trans, NFB, xsb, xsc, xsd, xsh, xsw, osb, osf, osd, osh, osw) = geo
     isz = itemsize(out)
-    V = 64 // isz
+    FR, _, V = tile_dims(tile, out)
     NJ = 2 * V
     P = sw if trans else 1
     mw = 1 if trans else sw  # input columns per output column along a lane
@@ -370,11 +390,11 @@ def wv_kernel(x, wp, out, geo, t_begin, t_end):
     contiguous = xw == isz
     xa = addr(x)
     buf = scratch(out, WV_BUF_BYTES)  # one phase's tile when stores are strided
+    so = scratch(0, WV_OFFS_BYTES)  # per-row store offsets
     direct = P == 1 and osw == 1
-    tag = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)  # FR rows x 2 vectors
-    for tile in range(t_begin, t_end):
-        wc = tile % nwc
-        r = tile // nwc
+    for ti in range(t_begin, t_end):
+        wc = ti % nwc
+        r = ti // nwc
         fb = r % NFB
         r = r // NFB
         g = r % G
@@ -384,15 +404,15 @@ def wv_kernel(x, wp, out, geo, t_begin, t_end):
         od = r % OD
         b = r // OD
         f0 = fb * FR
-        nf = min(FR, Fg - f0)
+        nf = _min(FR, Fg - f0)
         j0 = wc * NJ
         wfb = addr(wp) + (g * NFB + fb) * KD * KH * KW * Cg * FR * isz
         for phase in range(P):
             nJ = _cdiv(OW - phase, P)
             if j0 >= nJ:
                 continue
-            nj = min(NJ, nJ - j0)
-            acc = vtzero(out, tag)
+            nj = _min(NJ, nJ - j0)
+            acc = vtzero(out, tile)
             for kd in range(KD):
                 i_d = _src(od, kd, sd, dd, pd, D, trans)
                 if i_d < 0:
@@ -403,7 +423,7 @@ def wv_kernel(x, wp, out, geo, t_begin, t_end):
                         continue
                     # two-level sum, as in cl_kernel
                     total = acc
-                    acc = vtzero(out, tag)
+                    acc = vtzero(out, tile)
                     xrow = xa + (b * xsb + g * Cg * xsc + i_d * xsd + i_h * xsh) * isz
                     for kw in range(KW):
                         if trans:
@@ -416,10 +436,10 @@ def wv_kernel(x, wp, out, geo, t_begin, t_end):
                         # lanes l with 0 <= iw0 + l*mw < W (and l < nj)
                         l_lo = _cdiv(-iw0, mw)
                         l_hi = _cdiv(W - iw0, mw)
-                        lo0 = max(0, l_lo)
-                        hi0 = min(V, l_hi, nj)
-                        lo1 = max(0, l_lo - V)
-                        hi1 = min(l_hi - V, nj - V)
+                        lo0 = _max(0, l_lo)
+                        hi0 = _min(_min(V, l_hi), nj)
+                        lo1 = _max(0, l_lo - V)
+                        hi1 = _min(l_hi - V, nj - V)
                         if lo0 >= hi0 and lo1 >= hi1:
                             continue
                         q = wfb + ((kd * KH + kh) * KW + kw) * Cg * FR * isz
@@ -431,26 +451,26 @@ def wv_kernel(x, wp, out, geo, t_begin, t_end):
                     acc = vtadd(total, acc)
             ob = b * osb + (g * Fg + f0) * osf + od * osd + oh * osh
             if direct:
-                o = ob + j0
-                vtstore(out, (o, o + osf if nf > 1 else -1, o + 2 * osf if nf > 2 else -1,
-                              o + 3 * osf if nf > 3 else -1, o + 4 * osf if nf > 4 else -1,
-                              o + 5 * osf if nf > 5 else -1, o + 6 * osf if nf > 6 else -1,
-                              o + 7 * osf if nf > 7 else -1), acc, nj)
+                for i in range(FR):
+                    so[i] = ob + j0 + i * osf if i < nf else -1
+                vtstore(out, tile, so, acc, nj)
             else:
-                vtstore(buf, (0, NJ, 2 * NJ, 3 * NJ, 4 * NJ, 5 * NJ, 6 * NJ, 7 * NJ), acc, NJ)
+                for i in range(FR):
+                    so[i] = i * NJ
+                vtstore(buf, tile, so, acc, NJ)
                 for i in range(nf):
                     o = ob + i * osf + (phase + j0 * P) * osw
                     for l in range(nj):
                         out[o + l * P * osw] = buf[i * NJ + l]
 
 
-def pack_filters_wv(wg, dtype):
+def pack_filters_wv(wg, dtype, tile):
     """wg: (G, KD, KH, KW, Cg, Fg) -> (G, NFB, taps, Cg, FR) flat, output
-    channels zero-padded to NFB blocks of FR; and NFB."""
-    return _pack_blocks(wg, dtype, FR)
+    channels zero-padded to NFB blocks of FR = tile.rows; and NFB."""
+    return _pack_blocks(wg, dtype, tile.rows)
 
 
-def n_tiles_wv(geo, itemsize):
+def n_tiles_wv(geo, tile, itemsize):
     B, OD, OH, OW, sw, G, trans, NFB = (geo[i] for i in (0, 5, 6, 7, 14, 21, 22, 23))
     P = sw if trans else 1
-    return B * OD * OH * G * NFB * (-(-(-(-OW // P)) // (2 * (64 // itemsize))))
+    return B * OD * OH * G * NFB * (-(-(-(-OW // P)) // (tile.nvec * tile.lanes(itemsize))))

@@ -1,6 +1,7 @@
-"""Explicit SIMD for the CPU kernels: a Numba type for one 64-byte vector
-(16 float32 or 8 float64 lanes, one AVX-512 register) and the intrinsics
-the register-blocked kernels are built from.
+"""Explicit SIMD for the CPU kernels: a Numba type for one vector register
+(64 bytes on AVX-512 machines: 16 float32 or 8 float64 lanes; 32 bytes on
+AVX2), a register-tile shape type, and the intrinsics the register-blocked
+kernels are built from.
 
 Why: LLVM does not keep a register tile of accumulators in registers when
 the tile is a Numba array (heap memory it cannot prove private), and it does
@@ -13,24 +14,98 @@ kernel's cold compile used to cost.
 
 Each lane is an independent accumulator and every FMA rounds once
 (llvm.fma), so the summation order of every output element is fixed by the
-loop order, independent of the thread count and of LLVM's choices.
+loop order, independent of the thread count, the vector width and LLVM's
+choices.
 
 Memory access takes byte addresses (`addr(arr) + offset`): no negative-index
 wraparound and no bounds checks; callers guarantee validity. The array
 argument of each intrinsic only fixes the dtype and keeps it alive.
 """
 
+import os
+
+from llvmlite import binding as llvm
 from llvmlite import ir
 from numba.core import cgutils, types
-from numba.extending import intrinsic, models, register_model
+from numba.extending import NativeValue, intrinsic, models, register_model, typeof_impl, unbox
 
-VBYTES = 64
+
+def _host_vector_bytes():
+    """64 where the CPU has AVX-512F, else 32. FASTDECONV_VECTOR_BYTES (32
+    or 64) overrides it, e.g. to run the other width's kernels in tests;
+    64-byte vectors on an AVX2 machine are correct but slow (LLVM splits
+    them in two and the register tiles spill)."""
+    env = os.environ.get("FASTDECONV_VECTOR_BYTES")
+    if env:
+        if env not in ("32", "64"):
+            raise ValueError(f"FASTDECONV_VECTOR_BYTES={env!r}: expected 32 or 64 (or unset, to follow the CPU)")
+        return int(env)
+    try:
+        features = llvm.get_host_cpu_features()
+        return 64 if features.get("avx512f", False) else 32
+    except RuntimeError:  # the host's features cannot be read
+        return 32
+
+
+# The vector width the kernels use, and how many such registers the CPU has
+# (AVX-512: 32 zmm; AVX2: 16 ymm). Tiles are sized from both (`tile_rows`).
+VBYTES = _host_vector_bytes()
+VREGS = 32 if VBYTES == 64 else 16
+
+
+def tile_rows(nvec, vregs=None, cap=8):
+    """Rows of a register tile of nvec vectors per row: the most that keep
+    rows*nvec accumulators, nvec weight vectors and one broadcast in
+    registers, at most `cap` (more row pointers spill from the general
+    registers). AVX-512: 8 rows x 2 vectors; AVX2: 6 x 2, 8 x 1."""
+    vregs = VREGS if vregs is None else vregs
+    return max(1, min(cap, (vregs - nvec - 1) // nvec))
+
+
+class Tile:
+    """A register tile's shape: rows x nvec vectors of vbytes bytes. Passed
+    to the kernels as an argument, so that it is part of their compiled
+    signature (and of Numba's on-disk cache key): one kernel source serves
+    every tile shape and vector width, each compiled once."""
+
+    __slots__ = ("rows", "nvec", "vbytes")
+
+    def __init__(self, rows, nvec, vbytes=None):
+        self.rows, self.nvec = int(rows), int(nvec)
+        self.vbytes = VBYTES if vbytes is None else int(vbytes)
+
+    def lanes(self, itemsize):
+        """Elements per vector for elements of `itemsize` bytes."""
+        return self.vbytes // itemsize
+
+    def __repr__(self):
+        return f"Tile({self.rows}, {self.nvec}, {self.vbytes})"
+
+
+class TileType(types.Type):
+    def __init__(self, rows, nvec, vbytes):
+        self.rows, self.nvec, self.vbytes = rows, nvec, vbytes
+        super().__init__(name=f"Tile[{rows}x{nvec}x{vbytes}B]")
+
+
+@typeof_impl.register(Tile)
+def _typeof_tile(val, c):
+    return TileType(val.rows, val.nvec, val.vbytes)
+
+
+register_model(TileType)(models.OpaqueModel)
+
+
+@unbox(TileType)
+def _unbox_tile(typ, obj, c):
+    return NativeValue(c.context.get_dummy_value())
 
 
 class Vec(types.Type):
-    def __init__(self, dtype):
+    def __init__(self, dtype, vbytes):
         self.dtype = dtype
-        self.lanes = VBYTES // (dtype.bitwidth // 8)
+        self.vbytes = vbytes
+        self.lanes = vbytes // (dtype.bitwidth // 8)
         super().__init__(name=f"Vec[{dtype}x{self.lanes}]")
 
 
@@ -41,9 +116,18 @@ class _VecModel(models.PrimitiveModel):
         super().__init__(dmm, fe_type, be)
 
 
-def _pointer(context, builder, addr_type, addr, dtype):
-    addr = context.cast(builder, addr, addr_type, types.uintp)
-    return builder.inttoptr(addr, context.get_value_type(dtype).as_pointer())
+@intrinsic
+def tile_dims(typingctx, tile, arr):
+    """(rows, nvec, lanes) of a Tile for arr's dtype, as constants."""
+    if not isinstance(tile, TileType):
+        return None
+    vals = (tile.rows, tile.nvec, tile.vbytes // (arr.dtype.bitwidth // 8))
+    rty = types.UniTuple(types.intp, 3)
+
+    def impl(context, builder, sig, args):
+        return context.make_tuple(builder, rty, [ir.Constant(context.get_value_type(types.intp), v)
+                                                 for v in vals])
+    return rty(tile, arr), impl
 
 
 def _splat(builder, vty, s):
@@ -101,13 +185,6 @@ def itemsize(typingctx, arr):
     return types.intp(arr), impl
 
 
-
-
-
-
-
-
-
 def _range_mask(builder, n, lo, hi):
     """<n x i1>: lane l is set when lo <= l < hi (lo, hi: i64)."""
     i64 = ir.IntType(64)
@@ -121,37 +198,56 @@ def _range_mask(builder, n, lo, hi):
 
 
 
+def _row_values(context, builder, ty, val, nrow):
+    """nrow int64 values: the elements of a tuple, or the first nrow
+    elements of a 1-D integer array."""
+    if isinstance(ty, types.BaseTuple):
+        vals = cgutils.unpack_tuple(builder, val, nrow)
+        return [context.cast(builder, v, t, types.int64) for v, t in zip(vals, ty.types)]
+    a = context.make_array(ty)(context, builder, val)
+    return [context.cast(builder, builder.load(builder.gep(a.data, [ir.Constant(ir.IntType(64), i)])),
+                         ty.dtype, types.int64) for i in range(nrow)]
+
+
+def _rows_type_ok(rows, nrow):
+    """rows: a tuple of nrow integers, or a 1-D integer array."""
+    if isinstance(rows, types.BaseTuple):
+        return len(rows) == nrow and all(isinstance(t, types.Integer) for t in rows.types)
+    return isinstance(rows, types.Array) and rows.ndim == 1 and isinstance(rows.dtype, types.Integer)
+
+
 @intrinsic
-def vrun(typingctx, arr, accs, rows, q, K):
+def vrun(typingctx, arr, accs, tile, rows, off, q, K):
     """The register-tile micro-kernel, emitted as one LLVM loop: K reduction
-    steps; at step k, for each row i and weight vector j,
-        accs[i*NW + j] = fma(bcast(rows[i] + k*itemsize), w_j, accs[i*NW + j])
+    steps; at step k, for each row i < tile.rows and weight vector j,
+        accs[i*NW + j] = fma(bcast(rows[i] + off + k*itemsize), w_j, accs[i*NW + j])
     with w_j the vector at byte address q + (k*NW + j)*64 and
-    NW = len(accs) // len(rows). Returns the new accumulators.
+    NW = tile.nvec. rows: byte addresses, a tuple or an integer
+    array (read once, before the loop). Returns the new accumulators.
 
     Why an intrinsic: written as a Numba loop over unrolled vector
     statements, this body is typed, SSA-rebuilt and lowered statement by
     statement at every call site (about a third of a kernel's cold compile
     time); here it is one typed call and a few dozen IR instructions, and
     the FMAs are the same, in the same order, so the results are the same
-    bits."""
-    if not (isinstance(accs, types.UniTuple) and isinstance(accs.dtype, Vec)
-            and isinstance(rows, types.UniTuple) and isinstance(rows.dtype, types.Integer)
-            and accs.count % rows.count == 0):
+    bits. Taking the row addresses as an array plus one offset saves the
+    caller a tuple of nrow sums per call (compile time, too)."""
+    if not (isinstance(tile, TileType) and isinstance(accs, types.UniTuple) and isinstance(accs.dtype, Vec)
+            and accs.count == tile.rows * tile.nvec and _rows_type_ok(rows, tile.rows)):
         return None
-    nrow = rows.count
-    nw = accs.count // nrow
+    nr, nw = tile.rows, tile.nvec
     isz = arr.dtype.bitwidth // 8
+    vbytes = accs.dtype.vbytes
 
     def impl(context, builder, sig, args):
         i64 = ir.IntType(64)
         vty = context.get_value_type(accs.dtype)
         sty = context.get_value_type(arr.dtype)
         acc0 = cgutils.unpack_tuple(builder, args[1], accs.count)
-        rows_v = [context.cast(builder, r, rows.dtype, types.int64)
-                  for r in cgutils.unpack_tuple(builder, args[2], nrow)]
-        q0 = context.cast(builder, args[3], sig.args[3], types.int64)
-        nK = context.cast(builder, args[4], sig.args[4], types.int64)
+        o = context.cast(builder, args[4], sig.args[4], types.int64)
+        rows_v = [builder.add(r, o) for r in _row_values(context, builder, sig.args[3], args[3], nr)]
+        q0 = context.cast(builder, args[5], sig.args[5], types.int64)
+        nK = context.cast(builder, args[6], sig.args[6], types.int64)
         fma = cgutils.get_or_insert_function(
             builder.module, ir.FunctionType(vty, [vty] * 3), f"llvm.fma.v{vty.count}f{arr.dtype.bitwidth}")
 
@@ -181,16 +277,16 @@ def vrun(typingctx, arr, accs, rows, q, K):
         builder.cbranch(builder.icmp_signed(">", rem, ir.Constant(i64, 0)), body, done)
 
         builder.position_at_end(body)
-        ws = [builder.load(builder.inttoptr(builder.add(qp, ir.Constant(i64, j * VBYTES)), vty.as_pointer()),
+        ws = [builder.load(builder.inttoptr(builder.add(qp, ir.Constant(i64, j * vbytes)), vty.as_pointer()),
                            align=isz) for j in range(nw)]
         new = []
-        for i in range(nrow):
+        for i in range(nr):
             s = builder.load(builder.inttoptr(rp[i], sty.as_pointer()), align=isz)
             b = _splat(builder, vty, s)
             for j in range(nw):
                 new.append(builder.call(fma, [b, ws[j], acc[i * nw + j]]))
         rem1 = builder.sub(rem, ir.Constant(i64, 1))
-        q1 = builder.add(qp, ir.Constant(i64, nw * VBYTES))
+        q1 = builder.add(qp, ir.Constant(i64, nw * vbytes))
         r1 = [builder.add(r, ir.Constant(i64, isz)) for r in rp]
         end = builder.block
         builder.branch(head)
@@ -203,18 +299,20 @@ def vrun(typingctx, arr, accs, rows, q, K):
 
         builder.position_at_end(done)
         return context.make_tuple(builder, sig.return_type, acc)
-    return accs(arr, accs, rows, q, K), impl
+    return accs(arr, accs, tile, rows, off, q, K), impl
 
 
 @intrinsic
-def vtzero(typingctx, arr, tag):
-    """A tuple of len(tag) zero vectors (tag: any tuple; only its length
-    counts, so one kernel source serves several tile widths)."""
-    vt = types.UniTuple(Vec(arr.dtype), tag.count)
+def vtzero(typingctx, arr, tile):
+    """A register tile of zeros: a tuple of tile.rows * tile.nvec vectors
+    (row i's are [i*nvec, (i+1)*nvec))."""
+    if not isinstance(tile, TileType):
+        return None
+    vt = types.UniTuple(Vec(arr.dtype, tile.vbytes), tile.rows * tile.nvec)
 
     def impl(context, builder, sig, args):
         return ir.Constant(context.get_value_type(vt), None)
-    return vt(arr, tag), impl
+    return vt(arr, tile), impl
 
 
 @intrinsic
@@ -231,12 +329,14 @@ def vtadd(typingctx, a, b):
 
 
 @intrinsic
-def vtstore(typingctx, arr, offs, accs, nf):
-    """Row i's vectors accs[i*NW : (i+1)*NW] (NW = len(accs) // len(offs))
-    to arr's elements [offs[i], offs[i] + nf); rows with offs[i] < 0 are not
-    stored. Lanes past nf are not written (masked stores)."""
-    nrow = offs.count
-    nw = accs.count // nrow
+def vtstore(typingctx, arr, tile, offs, accs, nf):
+    """Row i's vectors accs[i*NW : (i+1)*NW] (NW = tile.nvec) to arr's
+    elements [offs[i], offs[i] + nf) for i < tile.rows; rows with offs[i] < 0 are not stored. Lanes past nf are not
+    written (masked stores). offs: a tuple or an integer array."""
+    if not (isinstance(tile, TileType) and isinstance(accs, types.UniTuple)
+            and accs.count == tile.rows * tile.nvec and _rows_type_ok(offs, tile.rows)):
+        return None
+    nr, nw = tile.rows, tile.nvec
     isz = arr.dtype.bitwidth // 8
 
     def impl(context, builder, sig, args):
@@ -245,14 +345,13 @@ def vtstore(typingctx, arr, offs, accs, nf):
         n = vty.count
         a = context.make_array(sig.args[0])(context, builder, args[0])
         base = builder.ptrtoint(a.data, i64)
-        os_ = [context.cast(builder, o, offs.dtype, types.int64)
-               for o in cgutils.unpack_tuple(builder, args[1], nrow)]
-        vs = cgutils.unpack_tuple(builder, args[2], accs.count)
-        nfv = context.cast(builder, args[3], sig.args[3], types.int64)
+        os_ = _row_values(context, builder, sig.args[2], args[2], nr)
+        vs = cgutils.unpack_tuple(builder, args[3], accs.count)
+        nfv = context.cast(builder, args[4], sig.args[4], types.int64)
         zero = ir.Constant(i64, 0)
         mname = f"llvm.masked.store.v{n}f{arr.dtype.bitwidth}.p0"
         full = builder.icmp_signed(">=", nfv, ir.Constant(i64, nw * n))
-        for i in range(nrow):
+        for i in range(nr):
             # rows past the end are skipped; whole rows use plain stores
             # (masked ones cost a mask per vector, noticeable on tiles with
             # little work, e.g. 3 input channels)
@@ -271,20 +370,20 @@ def vtstore(typingctx, arr, offs, accs, nf):
                             fn = cgutils.get_or_insert_function(builder.module, fnty, mname)
                             builder.call(fn, [vs[i * nw + j], ptrs[j], ir.Constant(ir.IntType(32), isz), mask])
         return context.get_dummy_value()
-    return types.void(arr, offs, accs, nf), impl
+    return types.void(arr, tile, offs, accs, nf), impl
 
 
 @intrinsic
-def vtaffine(typingctx, arr, accs, nrow, pb, pa, pt, relu):
-    """Per output channel, for a tile of nrow rows x NW vectors (row i's
-    vectors are accs[i*NW : (i+1)*NW]): v = (v + b) * a + t, then
+def vtaffine(typingctx, arr, accs, tile, pb, pa, pt, relu):
+    """Per output channel, for a tile of tile.rows rows x NW = tile.nvec
+    vectors (row i's vectors are accs[i*NW : (i+1)*NW]): v = (v + b) * a + t, then
     v = 0 where relu and v < 0 (NaN stays NaN). b, a, t: NW vectors at
     byte addresses pb, pa, pt. The fused form of a conv layer's bias,
     inference BatchNorm and ReLU, applied while the tile is in registers."""
-    if not isinstance(nrow, types.IntegerLiteral):
+    if not (isinstance(tile, TileType) and accs.count == tile.rows * tile.nvec):
         return None
-    rows = nrow.literal_value
-    nw = accs.count // rows
+    nw = tile.nvec
+    vbytes = accs.dtype.vbytes
 
     def impl(context, builder, sig, args):
         i64 = ir.IntType(64)
@@ -293,7 +392,7 @@ def vtaffine(typingctx, arr, accs, nrow, pb, pa, pt, relu):
 
         def vec(p, j):
             p = context.cast(builder, p, types.intp, types.int64)
-            p = builder.add(p, ir.Constant(i64, j * VBYTES))
+            p = builder.add(p, ir.Constant(i64, j * vbytes))
             return builder.load(builder.inttoptr(p, vty.as_pointer()), align=arr.dtype.bitwidth // 8)
         b = [vec(args[3], j) for j in range(nw)]
         a = [vec(args[4], j) for j in range(nw)]
@@ -307,7 +406,7 @@ def vtaffine(typingctx, arr, accs, nrow, pb, pa, pt, relu):
             neg = builder.and_(builder.fcmp_ordered("<", v, zero), on)
             out.append(builder.select(neg, zero, v))
         return context.make_tuple(builder, accs, out)
-    return accs(arr, accs, nrow, pb, pa, pt, relu), impl
+    return accs(arr, accs, tile, pb, pa, pt, relu), impl
 
 
 def _make_vrun_cols(gather):
