@@ -19,6 +19,11 @@ import time
 import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# TensorFlow turns its oneDNN kernels on by default only on CPUs with
+# AVX-512 VNNI/BF16 or AMX; elsewhere its float32 convolutions are
+# several times slower and refuse channels-first and dilated transposes.
+# Compare with (and test against) TF at its best on every CPU.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 import fastdeconv  # noqa: E402
 from fastdeconv.suite import CASES  # noqa: E402

@@ -42,6 +42,11 @@ these tests):
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# TensorFlow turns its oneDNN kernels on by default only on CPUs with
+# AVX-512 VNNI/BF16 or AMX; elsewhere its float32 convolutions are
+# several times slower and refuse channels-first and dilated transposes.
+# Compare with (and test against) TF at its best on every CPU.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
