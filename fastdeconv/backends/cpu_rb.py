@@ -137,7 +137,7 @@ def parallel_tiles(kernel, args, ntiles, work):
 # so one source serves every tile shape and each compiles quickly.
 
 RB_MAX = 8  # tile_rows' cap
-ROW_SCRATCH_BYTES = 7 * RB_MAX * 8
+ROW_SCRATCH_BYTES = 5 * RB_MAX * 8
 
 
 def cl_tile(nvec):
@@ -164,19 +164,17 @@ def cl_kernel(x, wp, out, zrow, geo, tile, epi, ep_code, t_begin, t_end):
     F = G * Fg
     P = sw if trans else 1
     mw = 1 if trans else sw
-    nJ_max = _cdiv(OW, P)
-    nrc = _cdiv(B * nJ_max, RT)
+    nJ_max = (OW + P - 1) // P
+    nrc = (B * nJ_max + RT - 1) // RT
     taps = KD * KH * KW
     xa = addr(x)
     za = addr(zrow)
-    rows = scratch(0, ROW_SCRATCH_BYTES)  # per-row int64 work space, seven views
-    rowb = rows[0:RB]
-    rowj = rows[RB:2 * RB]
-    prow = rows[2 * RB:3 * RB]
+    rows = scratch(0, ROW_SCRATCH_BYTES)  # per-row int64 work space, five views
+    rowj = rows[0:RB]
+    rbase = rows[RB:2 * RB]
+    rfix = rows[2 * RB:3 * RB]
     pp = rows[3 * RB:4 * RB]
-    rfix = rows[4 * RB:5 * RB]
-    rfix2 = rows[5 * RB:6 * RB]
-    o = rows[6 * RB:7 * RB]
+    o = rows[4 * RB:5 * RB]
     inner = OD * OH * P * nrc * G
     for ti in range(t_begin, t_end):
         # output-channel block outermost: consecutive tiles (one thread's
@@ -197,37 +195,36 @@ def cl_kernel(x, wp, out, zrow, geo, tile, epi, ep_code, t_begin, t_end):
         r = r // P
         oh = r % OH
         od = r // OH
-        nJ = _cdiv(OW - phase, P)
+        nJ = (OW - phase + P - 1) // P
         r0 = rc * RT
-        r1 = _min(B * nJ, r0 + RT)
+        r1 = B * nJ if B * nJ < r0 + RT else r0 + RT
         f0 = fb * NV
-        nf = _min(NV, Fg - f0)
+        nf = NV if NV < Fg - f0 else Fg - f0
         wfb = addr(wp) + (g * NFB + fb) * taps * Cg * NV * isz
+        ob = g * Fg + f0
         for rb in range(r0, r1, RB):
-            nr = _min(RB, r1 - rb)
+            nr = RB if RB < r1 - rb else r1 - rb
             jmin = nJ
             jmax = 0
+            # per row: its image's base address, its input column's address
+            # at W offset 0 (rows inside along W read from there plus one
+            # offset per tap) and its output offset. Rows past nr repeat
+            # row nr - 1 (computed, not stored).
             for i in range(RB):
-                row = rb + _min(i, nr - 1)
-                rowb[i] = row // nJ
-                rowj[i] = row % nJ
-                jmin = _min(jmin, rowj[i])
-                jmax = _max(jmax, rowj[i])
+                row = rb + (i if i < nr else nr - 1)
+                b = row // nJ
+                j = row % nJ
+                jmin = j if j < jmin else jmin
+                jmax = j if j > jmax else jmax
+                rowj[i] = j
+                rbase[i] = xa + (b * D * H * W * Cx + g * Cg) * isz
+                rfix[i] = rbase[i] + j * mw * Cx * isz
+                o[i] = (((b * OD + od) * OH + oh) * OW + phase + j * P) * F + ob if i < nr else -1
             acc = vtzero(out, tile)
-            # per-tap pointers of rows inside along W: fixed per block, plus
-            # an offset per tap (rows past nr repeat row nr - 1)
-            for i in range(RB):
-                rfix2[i] = xa + (rowb[i] * D * H * W * Cx + g * Cg + rowj[i] * mw * Cx) * isz
-            # fused (kw, c) runs (forward, dw == 1, G == 1) when every row of the
-            # block is inside along W: row pointers fixed per block, plus one
-            # offset per (kd, kh). Rows past nr repeat row nr - 1 (computed, not
-            # stored).
-            fz = False
-            if fuse:
-                fz = jmin * sw - pw >= 0 and jmax * sw - pw + KW - 1 < W
-            if fz:
-                for i in range(RB):
-                    rfix[i] = xa + (rowb[i] * D * H * W * Cx + g * Cg + (rowj[i] * sw - pw) * Cx) * isz
+            # fused (kw, c) runs (forward, dw == 1, G == 1) when every row of
+            # the block is inside along W for every tap: one run of KW*Cg
+            # steps per (kd, kh), the same terms in the same order
+            fz = fuse != 0 and jmin * sw - pw >= 0 and jmax * sw - pw + KW - 1 < W
             for kd in range(KD):
                 i_d = _src(od, kd, sd, dd, pd, D, trans)
                 if i_d < 0:
@@ -242,31 +239,24 @@ def cl_kernel(x, wp, out, zrow, geo, tile, epi, ep_code, t_begin, t_end):
                     total = acc
                     acc = vtzero(out, tile)
                     off = (i_d * H + i_h) * W * Cx * isz
-                    if fz:
-                        acc = vrun(out, acc, tile, rfix, off, qt, KW * Cg)
-                    else:
-                        for i in range(RB):
-                            prow[i] = xa + ((((rowb[i] * D + i_d) * H + i_h) * W) * Cx + g * Cg) * isz
-                    for kw in range(KW if not fz else 0):
+                    for kw in range(1 if fz else KW):
                         if trans:
                             t = phase + pw - kw * dw
                             if t % sw != 0:
                                 continue
-                            sh_ = t // sw
-                        e = sh_ if trans else kw * dw - pw
+                            e = t // sw
+                        else:
+                            e = kw * dw - pw
                         if jmin * mw + e >= 0 and jmax * mw + e < W:
                             # every row inside along W: fixed pointers plus one offset
-                            src = rfix2
+                            src = rfix
                             so = off + e * Cx * isz
                         else:
                             any_ = False
                             for i in range(RB):
-                                if trans:
-                                    iw = rowj[i] + sh_
-                                else:
-                                    iw = rowj[i] * sw + kw * dw - pw
+                                iw = rowj[i] * mw + e
                                 if i < nr and 0 <= iw < W:
-                                    pp[i] = prow[i] + iw * Cx * isz
+                                    pp[i] = rbase[i] + off + iw * Cx * isz
                                     any_ = True
                                 else:
                                     pp[i] = za
@@ -274,12 +264,8 @@ def cl_kernel(x, wp, out, zrow, geo, tile, epi, ep_code, t_begin, t_end):
                                 continue
                             src = pp
                             so = 0
-                        acc = vrun(out, acc, tile, src, so, qt + kw * Cg * NV * isz, Cg)
+                        acc = vrun(out, acc, tile, src, so, qt + kw * Cg * NV * isz, KW * Cg if fz else Cg)
                     acc = vtadd(total, acc)
-            ob = g * Fg + f0
-            for i in range(RB):
-                ow = phase + rowj[i] * P
-                o[i] = (((rowb[i] * OD + od) * OH + oh) * OW + ow) * F + ob if i < nr else -1
             if ep_code > 0:
                 ne = len(epi) // 3
                 pe = addr(epi) + ob * isz
