@@ -129,22 +129,22 @@ def _softmax_rows(y, b, a, t):
     rows = 256
     for k in prange((n + rows - 1) // rows):
         for r in range(k * rows, min(k * rows + rows, n)):
-            v = y[r]
+            # y[r, c], not a row view: a view per row cost more than the math
             for c in range(C):
-                v[c] = (v[c] + b[c]) * a[c] + t[c]
-            m = v[0]
+                y[r, c] = (y[r, c] + b[c]) * a[c] + t[c]
+            m = y[r, 0]
             for c in range(1, C):
-                if v[c] > m or v[c] != v[c]:
-                    m = v[c]
+                if y[r, c] > m or y[r, c] != y[r, c]:
+                    m = y[r, c]
                 if m != m:
                     break
-            s = v.dtype.type(0)
+            s = y.dtype.type(0)
             for c in range(C):
-                e = math.exp(v[c] - m)
-                v[c] = e
+                e = math.exp(y[r, c] - m)
+                y[r, c] = e
                 s += e
             for c in range(C):
-                v[c] /= s
+                y[r, c] /= s
 
 
 def softmax_last(y, bias=None, scale=None, shift=None):
@@ -170,13 +170,10 @@ def _concat2_rows(a, b, out):
     rows = 256
     for k in prange((n + rows - 1) // rows):
         for r in range(k * rows, min(k * rows + rows, n)):
-            o = out[r]
-            x = a[r]
-            y = b[r]
             for c in range(ca):
-                o[c] = x[c]
+                out[r, c] = a[r, c]
             for c in range(cb):
-                o[ca + c] = y[c]
+                out[r, ca + c] = b[r, c]
 
 
 def concat_last(xs):
