@@ -94,9 +94,9 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
         geo = (B, D, H, W, Cg, OD, OH, OW, Fg, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw,
                G, int(trans), NFB) + xs + os_
         geo = tuple(int(v) for v in geo)
+        work = _work(B * OD * OH * OW, G * NFB * tile.rows, KD * KH * KW * Cg, strides, trans)
         cpu_rb.parallel_tiles(cpu_rb.wv_kernel, (x.reshape(-1), wp, out, geo, tile),
-                              cpu_rb.n_tiles_wv(geo, tile, x.dtype.itemsize),
-                              B * OD * OH * OW * G * Fg * KD * KH * KW * Cg)
+                              cpu_rb.n_tiles_wv(geo, tile, x.dtype.itemsize), work)
         if channels_first:
             return _finish(out.reshape((B, G * Fg, OD, OH, OW)), True, epilogue)
         return _finish(out.reshape((B, OD, OH, OW, G * Fg)), False, epilogue)
@@ -115,6 +115,8 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
     geo = (B, D, H, W, Cg, OD, OH, OW, Fg, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw,
            G, int(trans), RT, NFB, fuse, fb_inner)
     geo = tuple(int(v) for v in geo)
+    work = _work(B * OD * OH * OW, G * NFB * tile.nvec * tile.lanes(x.dtype.itemsize), KD * KH * KW * Cg,
+                 strides, trans)
     ep_code = 0
     epi = np.zeros(3, dtype=x.dtype)
     if epilogue is not None and epilogue[3] in ("linear", "relu"):
@@ -124,8 +126,21 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
         epilogue = None
     cpu_rb.parallel_tiles(cpu_rb.cl_kernel,
                           (x.reshape(-1), wp, out, zrow, geo, tile, epi, ep_code),
-                          cpu_rb.n_tiles(geo), B * OD * OH * OW * G * Fg * KD * KH * KW * Cg)
+                          cpu_rb.n_tiles(geo), work)
     return _finish(out.reshape((B, OD, OH, OW, G * Fg)), False, epilogue)
+
+
+def _work(positions, channels, taps, strides, trans):
+    """A call's cost in multiply-adds, for cpu_rb.parallel_tiles: those the
+    kernel does (channels: output channels padded to whole register tiles;
+    a strided transpose's output receives about one tap in s per
+    dimension), plus 64 per output element computed (stores, per-tile
+    set-up, gathers: a 1-output-channel transpose does far fewer
+    multiply-adds than its time says)."""
+    macs = positions * channels * taps
+    if trans:
+        macs //= strides[0] * strides[1] * strides[2]
+    return macs + 64 * positions * channels
 
 
 def _finish(y, channels_first, epilogue):
@@ -148,9 +163,11 @@ def _finite(w):
     row into W-edge taps that fall on padding (0 * Inf = NaN), while the
     rule is that such a tap contributes no term; filters like that (a broken
     model, never a fast path) go through the float64 reference instead.
-    Checking costs one pass over the filters."""
-    with np.errstate(invalid="ignore"):
-        return bool(np.isfinite(w).all())
+    Checking costs one summation over the filters."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        # a finite sum means every element is finite (Inf and NaN propagate);
+        # only an overflowing sum of finite values needs the element test
+        return bool(np.isfinite(w.sum())) or bool(np.isfinite(w).all())
 
 
 def forward(x, w, out_spatial, strides, dilations, pads_before, groups, channels_first, epilogue=None):

@@ -99,16 +99,25 @@ def _pool():
     return _POOL
 
 
+# Multiply-adds per chunk of tiles, at least: ~0.1-0.2 ms of one core. A
+# chunk costs ~10 us of dispatch and GIL hand-over between the threads, and
+# waking the pool's thread ~50 us, so smaller calls are faster on one thread
+# (a 0.3 ms transpose took 0.48 ms split into 16 chunks over 2 threads).
+CHUNK_WORK = 8_000_000
+
+
 def parallel_tiles(kernel, args, ntiles, work):
     """kernel(*args, t0, t1) on [0, ntiles) split into contiguous ranges run
-    by numba.get_num_threads() threads. Each tile owns its outputs, so the
-    split (and the thread count) never changes a result. Small calls
-    (`work` multiply-adds) stay on the calling thread."""
+    by numba.get_num_threads() threads, claimed dynamically (at most 8 per
+    thread, each of at least CHUNK_WORK of the call's `work` multiply-adds).
+    Each tile owns its outputs, so the split (and the thread count) never
+    changes a result. Calls too small for two chunks stay on the calling
+    thread."""
     nt = min(numba.get_num_threads(), ntiles)
-    if nt <= 1 or work < 2_000_000:
+    nchunk = min(ntiles, nt * 8, work // CHUNK_WORK)
+    if nt <= 1 or nchunk <= 1:
         kernel(*args, 0, ntiles)
         return
-    nchunk = min(ntiles, nt * 8)
     bounds = [ntiles * i // nchunk for i in range(nchunk + 1)]
     counter = itertools.count()  # next() is atomic under the GIL: dynamic chunk claiming
 
@@ -312,8 +321,15 @@ def _pack_blocks(wg, dtype, NV):
     jobs = [(fb, kd) for fb in range(NFB) for kd in range(KD)]
     nt = min(numba.get_num_threads(), len(jobs))
     if nt <= 1 or wp.size < PACK_PARALLEL:
-        for job in jobs:
-            copy(*job)
+        # small filters: one strided copy for the whole blocks (each NumPy
+        # call costs ~8 us), one for the partial block
+        full = Fg // NV
+        if full:
+            src = wg[..., :full * NV].reshape(G, KD, KH, KW, Cg, full, NV)
+            wp[:, :full] = src.transpose(0, 5, 1, 2, 3, 4, 6)
+        if full < NFB:
+            wp[:, full] = 0
+            wp[:, full, ..., :Fg - full * NV] = wg[..., full * NV:]
     else:
         # NumPy releases the GIL while copying: the pool's threads run the
         # copies of disjoint blocks side by side (page faults included)
