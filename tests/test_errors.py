@@ -257,3 +257,18 @@ def test_trap_catches_a_valid_call(call, trapped):
     """The trap above is live: valid calls do reach the backend."""
     with pytest.raises(_BackendCalled):
         call()
+
+
+def test_a_remembered_plan_never_hides_an_error():
+    """Plans are remembered per argument combination; values Python calls
+    equal (2, 2.0, True) must still be checked each on its own."""
+    x = np.zeros((1, 5, 5, 2), np.float32)
+    w = np.zeros((3, 3, 2, 4), np.float32)
+    assert fastdeconv.conv2d(x, w, 2, "SAME").shape == (1, 3, 3, 4)
+    for bad in (2.0, True, [2, 2.0]):
+        with pytest.raises(ValueError, match="strides="):
+            fastdeconv.conv2d(x, w, bad, "SAME")
+    # and an error is raised again on the next identical call
+    with pytest.raises(ValueError, match="strides="):
+        fastdeconv.conv2d(x, w, 2.0, "SAME")
+    assert fastdeconv.conv2d(x, w, [2, 2], "SAME").shape == (1, 3, 3, 4)
