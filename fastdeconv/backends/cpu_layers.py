@@ -213,23 +213,26 @@ def _pool_cl(x, out, geo):
             o = out[b, od, oh, ow]
             if is_max:
                 o[:] = -np.inf
-            else:
-                o[:] = 0
-            for d in range(d0, d1):
-                for h in range(h0, h1):
-                    for w in range(w0, w1):
-                        v = x[b, d, h, w]
-                        if is_max:
+                for d in range(d0, d1):
+                    for h in range(h0, h1):
+                        for w in range(w0, w1):
+                            v = x[b, d, h, w]
                             for c in range(C):
                                 if v[c] > o[c] or v[c] != v[c]:
                                     o[c] = v[c]
-                        else:
+            else:
+                # summed by index, not through a view per pixel (64^3 x 16
+                # average pool 2.0 -> 1.4 ms)
+                for c in range(C):
+                    out[b, od, oh, ow, c] = 0
+                for d in range(d0, d1):
+                    for h in range(h0, h1):
+                        for w in range(w0, w1):
                             for c in range(C):
-                                o[c] += v[c]
-            if not is_max:
+                                out[b, od, oh, ow, c] += x[b, d, h, w, c]
                 count = (d1 - d0) * (h1 - h0) * (w1 - w0)
                 for c in range(C):
-                    o[c] /= count
+                    out[b, od, oh, ow, c] /= count
 
 
 @kernel
