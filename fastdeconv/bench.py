@@ -622,8 +622,12 @@ def machine_info():
         import numba
 
         info["numba"] = numba.__version__
+        from .backends import cpu_simd
+
+        info["simd"] = ("AVX-512" if cpu_simd.VBYTES == 64 else "AVX2") + f" tiles ({cpu_simd.VBYTES}-byte vectors)"
     except ImportError:
         pass
+    info["tf_onednn"] = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "TF's default")
     try:
         import fastdeconv
 

@@ -26,6 +26,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 import fastdeconv  # noqa: E402
+from fastdeconv import bench  # noqa: E402
 from fastdeconv.suite import CASES  # noqa: E402
 
 
@@ -53,7 +54,8 @@ def main(argv=None):
     cases = [c for c in CASES if not args.only or c.name in args.only or set(c.tags) & set(args.only)]
     print(f"fastdeconv {fastdeconv.__version__} ({args.backend}) vs TensorFlow {tf.__version__}; "
           f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {sys.version.split()[0]}; "
-          f"float32, median of {args.repeat}")
+          f"fastdeconv {bench.machine_info().get('simd', '?')}; "
+          f"TF_ENABLE_ONEDNN_OPTS={os.environ.get('TF_ENABLE_ONEDNN_OPTS')}; float32, median of {args.repeat}")
     print()
     print("| case | op | fastdeconv ms | GFLOP/s | TF ms | TF GFLOP/s | speed vs TF | rel diff |")
     print("|---|---|---:|---:|---:|---:|---:|---:|")

@@ -51,6 +51,7 @@ def markdown(results, peak, machine, args, versions, skipped, elapsed, peaks=())
     lines = []
     load = machine.get("load_average")
     lines.append(f"Machine: {machine['cpu']}, {machine['logical_cpus']} logical CPUs, {machine['platform']}; "
+                 f"fastdeconv {machine.get('simd', '?')}; TF_ENABLE_ONEDNN_OPTS={machine.get('tf_onednn')}; "
                  f"Python {machine['python']}, NumPy {machine['numpy']}, Numba {machine.get('numba', '?')}; "
                  + ", ".join(f"{bench.LABELS[k]} {v}" for k, v in versions.items())
                  + (f"; fastdeconv commit {machine['commit']}" if machine.get("commit") else "")
