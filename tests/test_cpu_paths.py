@@ -230,3 +230,17 @@ def test_vector_width_setting_is_checked(monkeypatch):
         cpu_simd._host_vector_bytes()
     monkeypatch.setenv("FASTDECONV_VECTOR_BYTES", "64")
     assert cpu_simd._host_vector_bytes() == 64
+
+
+def test_vector_width_follows_numba_cpu_features(monkeypatch):
+    """With NUMBA_CPU_FEATURES set, Numba compiles for those features, not
+    the host's: the vector width follows them."""
+    from numba.core import config
+
+    monkeypatch.delenv("FASTDECONV_VECTOR_BYTES", raising=False)
+    monkeypatch.setattr(config, "CPU_FEATURES", "+avx2,+fma,+avx512f")
+    assert cpu_simd._host_vector_bytes() == 64
+    monkeypatch.setattr(config, "CPU_FEATURES", "+avx2,+fma,-avx512f")
+    assert cpu_simd._host_vector_bytes() == 32
+    monkeypatch.setattr(config, "CPU_FEATURES", "")
+    assert cpu_simd._host_vector_bytes() == 32

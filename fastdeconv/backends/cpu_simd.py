@@ -31,8 +31,9 @@ from numba.extending import NativeValue, intrinsic, models, register_model, type
 
 
 def _host_vector_bytes():
-    """64 where the CPU has AVX-512F, else 32. FASTDECONV_VECTOR_BYTES (32
-    or 64) overrides it, e.g. to run the other width's kernels in tests;
+    """64 where the CPU Numba compiles for has AVX-512F (the host, or
+    NUMBA_CPU_FEATURES when set, e.g. for a portable cache), else 32.
+    FASTDECONV_VECTOR_BYTES (32 or 64) overrides it, e.g. to run the other width's kernels in tests;
     64-byte vectors on an AVX2 machine are correct but slow (LLVM splits
     them in two and the register tiles spill)."""
     env = os.environ.get("FASTDECONV_VECTOR_BYTES")
@@ -40,6 +41,10 @@ def _host_vector_bytes():
         if env not in ("32", "64"):
             raise ValueError(f"FASTDECONV_VECTOR_BYTES={env!r}: expected 32 or 64 (or unset, to follow the CPU)")
         return int(env)
+    from numba.core import config
+
+    if config.CPU_FEATURES is not None:  # NUMBA_CPU_FEATURES: Numba compiles for these
+        return 64 if "+avx512f" in config.CPU_FEATURES.split(",") else 32
     try:
         features = llvm.get_host_cpu_features()
         return 64 if features.get("avx512f", False) else 32
