@@ -58,6 +58,7 @@ def narrow(request, monkeypatch):
     """Channels-last calls with few output channels: register-blocked kernel
     (WV_NARROW = 0) or vectors along W with gathered loads."""
     monkeypatch.setattr(cpu, "WV_NARROW", request.param)
+    monkeypatch.setattr(cpu, "WV_NARROW_STEPS", None)
     return request.param
 
 
@@ -120,6 +121,7 @@ def test_paths_give_identical_bits(case, monkeypatch):
             monkeypatch.setattr(cpu, "FUSE_KW", fuse_kw)
             monkeypatch.setattr(cpu, "CL1", one)
             monkeypatch.setattr(cpu, "WV_NARROW", nv)
+            monkeypatch.setattr(cpu, "WV_NARROW_STEPS", None)
             monkeypatch.setattr(cpu_rb, "parallel_tiles",
                                 lambda k, a, n, wk, _w=work: real(k, a, n, wk if _w is None else _w))
             results.append(_call(case, x, w, "cpu").tobytes())
@@ -201,6 +203,7 @@ def vector_bytes(request, monkeypatch):
     monkeypatch.setattr(cpu_simd, "VBYTES", vb)
     monkeypatch.setattr(cpu_simd, "VREGS", 32 if vb == 64 else 16)
     monkeypatch.setattr(cpu, "WV_NARROW", vb // 8)
+    monkeypatch.setattr(cpu, "WV_NARROW_STEPS", None if vb == 64 else 32)
     return vb
 
 

@@ -9,7 +9,7 @@ The algorithm choice is made here, in `_run`:
   one vector of output channels; transposes are phase-decomposed so every
   phase is a dense gather). See cpu_rb and cpu_simd.
 - channels-first, both ops; and channels-last with at most WV_NARROW
-  output channels: `cpu_rb.wv_kernel`, register-blocked with roles swapped
+  output channels (with AVX2, only for short reductions, WV_NARROW_STEPS): `cpu_rb.wv_kernel`, register-blocked with roles swapped
   (8 output channels x 32 float32 / 16 float64 output positions along W,
   6 x 16 float32 on AVX2;
   contiguous or gathered input vectors along W, masked at the edges; read
@@ -46,6 +46,14 @@ FUSE_KW = True
 # Half a vector register: 8 with AVX-512, 4 with AVX2 (where the
 # channels-last tile's one-vector form already covers 8).
 WV_NARROW = cpu_simd.VBYTES // 8
+# ... and, with 32-byte vectors, at most WV_NARROW_STEPS reduction steps per
+# output (taps x input channels; a strided transpose's output gets 1 tap in
+# s per dimension); None: no limit. The gathers of its channels-last loads
+# are slow on AVX2 (Zen 3): there the one-vector channels-last tile was
+# 1.3-2.6x faster on 3x3 layers with 4-128 input channels, the gathered path
+# 5-15 % faster only on reductions of 16-32 steps (1x1x1 heads, the
+# 8-channel stride-2 transpose chain).
+WV_NARROW_STEPS = None if cpu_simd.VBYTES == 64 else 32
 
 # Channels-last calls with at most one vector of output channels per group
 # (AVX-512: 16 float32 / 8 float64) use the one-vector tile instead of the
@@ -82,6 +90,9 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
     F = G * Fg
     narrow = (not channels_first and Fg <= WV_NARROW * 4 // x.dtype.itemsize
               and (trans or sw == 1) and Cx * W * x.dtype.itemsize < 2**31)
+    if narrow and WV_NARROW_STEPS is not None:
+        steps = KD * KH * KW * Cg // (sd * sh * sw if trans else 1)
+        narrow = steps <= WV_NARROW_STEPS
     if channels_first or narrow:
         # Vectors along W (cpu_rb.wv_kernel): channels-first data, or
         # channels-last data with few output channels (gathered loads).
