@@ -247,3 +247,10 @@ def test_vector_width_follows_numba_cpu_features(monkeypatch):
     assert cpu_simd._host_vector_bytes() == 32
     monkeypatch.setattr(config, "CPU_FEATURES", "")
     assert cpu_simd._host_vector_bytes() == 32
+
+
+def test_tile_shapes_are_checked():
+    with pytest.raises(ValueError, match="expected 1-8 rows"):
+        cpu_simd.Tile(12, 1)
+    with pytest.raises(ValueError, match="32- or 64-byte vectors"):
+        cpu_simd.Tile(6, 2, 16)

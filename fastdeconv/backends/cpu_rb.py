@@ -145,7 +145,7 @@ def parallel_tiles(kernel, args, ntiles, work):
 # tuple of vectors and the reduction loop is one intrinsic (cpu_simd.vrun),
 # so one source serves every tile shape and each compiles quickly.
 
-RB_MAX = 8  # tile_rows' cap
+RB_MAX = Tile.MAX_ROWS  # tile_rows' cap
 ROW_SCRATCH_BYTES = 5 * RB_MAX * 8
 
 

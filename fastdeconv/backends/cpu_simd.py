@@ -75,9 +75,14 @@ class Tile:
 
     __slots__ = ("rows", "nvec", "vbytes")
 
+    MAX_ROWS = 8  # the kernels' per-row scratch space holds this many
+
     def __init__(self, rows, nvec, vbytes=None):
         self.rows, self.nvec = int(rows), int(nvec)
         self.vbytes = VBYTES if vbytes is None else int(vbytes)
+        if not (1 <= self.rows <= self.MAX_ROWS and self.nvec >= 1 and self.vbytes in (32, 64)):
+            raise ValueError(f"Tile({rows}, {nvec}, {vbytes}): expected 1-{self.MAX_ROWS} rows, "
+                             "at least one vector and 32- or 64-byte vectors")
 
     def lanes(self, itemsize):
         """Elements per vector for elements of `itemsize` bytes."""
