@@ -31,6 +31,10 @@ CASES = [
     ("conv2d", (2, 5, 6, 41), (3, 2, 5, 9), [1, 2], "SAME", "NCHW", None),  # channels-first, W stride 2: gathered lanes
     ("conv2d_transpose", (1, 4, 3, 37), (3, 3, 11, 4), [2, 3], "VALID", "NCHW", [1, 1]),  # W > 32, phases
     ("conv1d", (2, 3, 70), (3, 3, 10), 1, [(2, 1)], "NCW", 2),  # two W chunks, masked edges
+    # channels-first stride-2 transposes wide enough for the two W phases to
+    # be interleaved in registers (vtstore_zip2), then a narrower last chunk
+    ("conv2d_transpose", (2, 5, 3, 40), (2, 2, 6, 5), 2, "SAME", "NCHW", None),
+    ("conv2d_transpose", (1, 3, 4, 37), (3, 3, 5, 3), 2, "VALID", "NCHW", None),
 ]
 
 

@@ -35,7 +35,7 @@ import numpy as np
 
 from .._jit import FASTMATH, helper
 from .cpu_simd import (Tile, addr, itemsize, scratch, tile_dims, tile_rows, vrun, vrun_cols, vrun_cols_gather,
-                       vtadd, vtaffine, vtstore, vtzero)
+                       vtadd, vtaffine, vtstore, vtstore_zip2, vtzero)
 
 ROWS = 48  # output positions per parallel tile (at most)
 
@@ -409,6 +409,10 @@ def wv_kernel(x, wp, out, geo, tile, t_begin, t_end):
         nf = _min(FR, Fg - f0)
         j0 = wc * NJ
         wfb = addr(wp) + (g * NFB + fb) * KD * KH * KW * Cg * FR * isz
+        # stride-2 transposes with W contiguous: when both phases fill the
+        # whole tile, phase 0 waits in buf and the two are interleaved in
+        # registers and stored whole (else a strided scalar copy per phase)
+        zip2 = P == 2 and osw == 1 and j0 + NJ <= OW // 2
         for phase in range(P):
             nJ = _cdiv(OW - phase, P)
             if j0 >= nJ:
@@ -456,6 +460,14 @@ def wv_kernel(x, wp, out, geo, tile, t_begin, t_end):
                 for i in range(FR):
                     so[i] = ob + j0 + i * osf if i < nf else -1
                 vtstore(out, tile, so, acc, nj)
+            elif zip2 and phase == 0:
+                for i in range(FR):
+                    so[i] = i * NJ
+                vtstore(buf, tile, so, acc, NJ)
+            elif zip2:
+                for i in range(FR):
+                    so[i] = ob + i * osf + 2 * j0 if i < nf else -1
+                vtstore_zip2(out, tile, so, buf, acc)
             else:
                 for i in range(FR):
                     so[i] = i * NJ

@@ -17,6 +17,11 @@ Each lane is an independent accumulator and every FMA rounds once
 loop order, independent of the thread count, the vector width and LLVM's
 choices.
 
+Numba's on-disk cache checks the source file of each kernel (cpu_rb.py),
+not of the intrinsics it calls: after editing this file alone, clear the
+cache (the __pycache__ next to cpu_rb.py, or NUMBA_CACHE_DIR) or touch
+cpu_rb.py. An installed release replaces both files.
+
 Memory access takes byte addresses (`addr(arr) + offset`): no negative-index
 wraparound and no bounds checks; callers guarantee validity. The array
 argument of each intrinsic only fixes the dtype and keeps it alive.
@@ -381,6 +386,49 @@ def vtstore(typingctx, arr, tile, offs, accs, nf):
                             builder.call(fn, [vs[i * nw + j], ptrs[j], ir.Constant(ir.IntType(32), isz), mask])
         return context.get_dummy_value()
     return types.void(arr, tile, offs, accs, nf), impl
+
+
+@intrinsic
+def vtstore_zip2(typingctx, arr, tile, offs, buf, accs):
+    """Two W phases of a vectors-along-W tile (tile.rows rows x 2 vectors):
+    phase 0's in buf (row i at buf[i*NJ : (i+1)*NJ], NJ = 2 vectors of
+    lanes), phase 1's in accs; row i's 2*NJ outputs interleaved (phase 0 lane
+    l to arr[offs[i] + 2l], phase 1's to arr[offs[i] + 2l + 1]) with vector
+    shuffles and stored whole; rows with offs[i] < 0 are not stored. Replaces
+    a strided scalar copy per phase for stride-2 transposes."""
+    if not (isinstance(tile, TileType) and tile.nvec == 2 and isinstance(accs, types.UniTuple)
+            and accs.count == tile.rows * 2 and _rows_type_ok(offs, tile.rows)
+            and isinstance(buf, types.Array) and buf.dtype == arr.dtype):
+        return None
+    nr = tile.rows
+    isz = arr.dtype.bitwidth // 8
+
+    def impl(context, builder, sig, args):
+        i64 = ir.IntType(64)
+        vty = context.get_value_type(accs.dtype)
+        n = vty.count
+        base = builder.ptrtoint(context.make_array(sig.args[0])(context, builder, args[0]).data, i64)
+        bbase = builder.ptrtoint(context.make_array(sig.args[3])(context, builder, args[3]).data, i64)
+        os_ = _row_values(context, builder, sig.args[2], args[2], nr)
+        vs = cgutils.unpack_tuple(builder, args[4], accs.count)
+        zero = ir.Constant(i64, 0)
+        lo = [k // 2 + (n if k % 2 else 0) for k in range(n)]  # a0 b0 a1 b1 ...
+        hi = [n // 2 + k // 2 + (n if k % 2 else 0) for k in range(n)]
+
+        def ptr(b, elems):
+            return builder.inttoptr(builder.add(b, ir.Constant(i64, elems * isz)), vty.as_pointer())
+        for i in range(nr):
+            with builder.if_then(builder.icmp_signed(">=", os_[i], zero), likely=True):
+                row = builder.add(base, builder.mul(os_[i], ir.Constant(i64, isz)))
+                for j in range(2):
+                    a = builder.load(ptr(bbase, i * 2 * n + j * n), align=isz)
+                    b = vs[i * 2 + j]
+                    builder.store(builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(ir.IntType(32), n), lo)),
+                                  ptr(row, 2 * j * n), align=isz)
+                    builder.store(builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(ir.IntType(32), n), hi)),
+                                  ptr(row, 2 * j * n + n), align=isz)
+        return context.get_dummy_value()
+    return types.void(arr, tile, offs, buf, accs), impl
 
 
 @intrinsic
