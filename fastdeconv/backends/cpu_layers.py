@@ -18,6 +18,7 @@ from numba import prange
 
 from .. import _alloc
 from .._jit import helper, kernel
+from .cpu_simd import addr, itemsize, vmax_into
 
 # Activation codes of `epilogue` (softmax is not elementwise; see layers).
 ACTIVATIONS = {"linear": 0, "relu": 1, "sigmoid": 2, "tanh": 3, "leaky_relu": 4, "elu": 5, "softplus": 6,
@@ -204,22 +205,24 @@ def _pool_cl(x, out, geo):
     kd, kh, kw, sd, sh, sw, pd, ph, pw, is_max = geo
     B, OD, OH, OW, C = out.shape
     D, H, W = x.shape[1], x.shape[2], x.shape[3]
+    isz = itemsize(x)
+    xa = addr(x)
     for r in prange(B * OD * OH):
         b, od, oh = r // (OD * OH), (r // OH) % OD, r % OH
         d0, d1 = _window(od, kd, sd, pd, D)
         h0, h1 = _window(oh, kh, sh, ph, H)
         for ow in range(OW):
             w0, w1 = _window(ow, kw, sw, pw, W)
-            o = out[b, od, oh, ow]
             if is_max:
-                o[:] = -np.inf
+                # one vector max per window pixel over its channels
+                # (64^3 x 16: 2.8 -> ~1 ms against a scalar compare per channel)
+                for c in range(C):
+                    out[b, od, oh, ow, c] = -np.inf
+                po = addr(out) + (((b * OD + od) * OH + oh) * OW + ow) * C * isz
                 for d in range(d0, d1):
                     for h in range(h0, h1):
                         for w in range(w0, w1):
-                            v = x[b, d, h, w]
-                            for c in range(C):
-                                if v[c] > o[c] or v[c] != v[c]:
-                                    o[c] = v[c]
+                            vmax_into(out, po, xa + (((b * D + d) * H + h) * W + w) * C * isz, C)
             else:
                 # summed by index, not through a view per pixel (64^3 x 16
                 # average pool 2.0 -> 1.4 ms)

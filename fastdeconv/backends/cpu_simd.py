@@ -432,6 +432,58 @@ def vtstore_zip2(typingctx, arr, tile, offs, buf, accs):
 
 
 @intrinsic
+def vmax_into(typingctx, arr, dst, src, n):
+    """arr's elements at byte addresses dst[0:n] become max(dst, src)
+    element by element, NaN propagating (a NaN in src replaces dst; a NaN
+    in dst stays): in vectors of the host's width, the tail masked. For
+    max pooling over channels-last pixels."""
+    if not isinstance(arr, types.Array):
+        return None
+    isz = arr.dtype.bitwidth // 8
+
+    def impl(context, builder, sig, args):
+        i64, i32 = ir.IntType(64), ir.IntType(32)
+        vty = context.get_value_type(Vec(arr.dtype, VBYTES))
+        nl = vty.count
+        d0 = context.cast(builder, args[1], sig.args[1], types.int64)
+        s0 = context.cast(builder, args[2], sig.args[2], types.int64)
+        nn = context.cast(builder, args[3], sig.args[3], types.int64)
+        align = ir.Constant(i32, isz)
+        zero = ir.Constant(vty, None)
+        mty = ir.VectorType(ir.IntType(1), nl)
+        ld = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(vty, [vty.as_pointer(), i32, mty, vty]),
+            f"llvm.masked.load.v{nl}f{arr.dtype.bitwidth}.p0")
+        st = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [vty, vty.as_pointer(), i32, mty]),
+            f"llvm.masked.store.v{nl}f{arr.dtype.bitwidth}.p0")
+        pre = builder.block
+        head = builder.append_basic_block("vmax.head")
+        body = builder.append_basic_block("vmax.body")
+        done = builder.append_basic_block("vmax.done")
+        builder.branch(head)
+        builder.position_at_end(head)
+        k = builder.phi(i64)
+        k.add_incoming(ir.Constant(i64, 0), pre)
+        builder.cbranch(builder.icmp_signed("<", k, nn), body, done)
+        builder.position_at_end(body)
+        mask = _range_mask(builder, nl, ir.Constant(i64, 0), builder.sub(nn, k))
+        off = builder.mul(k, ir.Constant(i64, isz))
+        pd = builder.inttoptr(builder.add(d0, off), vty.as_pointer())
+        ps = builder.inttoptr(builder.add(s0, off), vty.as_pointer())
+        a = builder.call(ld, [pd, align, mask, zero])
+        b = builder.call(ld, [ps, align, mask, zero])
+        take = builder.or_(builder.fcmp_ordered(">", b, a), builder.fcmp_unordered("uno", b, b))
+        builder.call(st, [builder.select(take, b, a), pd, align, mask])
+        k1 = builder.add(k, ir.Constant(i64, nl))
+        k.add_incoming(k1, builder.block)
+        builder.branch(head)
+        builder.position_at_end(done)
+        return context.get_dummy_value()
+    return types.void(arr, dst, src, n), impl
+
+
+@intrinsic
 def vtaffine(typingctx, arr, accs, tile, pb, pa, pt, relu):
     """Per output channel, for a tile of tile.rows rows x NW = tile.nvec
     vectors (row i's vectors are accs[i*NW : (i+1)*NW]): v = (v + b) * a + t, then

@@ -127,6 +127,28 @@ def test_pooling_odd_sizes(kind, padding, rank, rng):
     assert rel_err(got, expected) <= 2e-7
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("channels", [1, 3, 16, 21])
+def test_max_pooling_propagates_nan_and_keeps_infinities(channels, dtype, rng):
+    """The cpu backend's channels-last max pooling (a vector max per window
+    pixel, the last partial vector masked): a NaN anywhere in a window makes that output NaN
+    (as NumPy's max); +-inf are ordinary values. Against np.max per window."""
+    x = rng.standard_normal((2, 5, 6, 7, channels)).astype(dtype)
+    flat = x.reshape(-1)
+    idx = rng.choice(flat.size, size=max(3, flat.size // 50), replace=False)
+    flat[idx[0::3]] = np.nan
+    flat[idx[1::3]] = np.inf
+    flat[idx[2::3]] = -np.inf
+    from fastdeconv.backends import cpu_layers
+
+    got = cpu_layers.pool(x, (2, 3, 3), (2, 2, 2), (2, 2, 2), (0, 0, 0), False, True)
+    win = x[:, :4, :6, :6].reshape(2, 2, 2, 3, 2, 3, 2, channels)
+    expected = win.max(axis=(2, 4, 6))
+    assert got.dtype == dtype
+    np.testing.assert_array_equal(got, expected)
+    assert np.isnan(expected).any()
+
+
 def test_channels_first_bias_where_keras_is_wrong(rng):
     """Keras 3's TF backend adds a channels-first conv bias along the last
     axis when that axis has the channel count (keras.ops.add's bias_add
