@@ -5,6 +5,7 @@ reported with what was given, what was expected and how to fix it. Kernels
 only ever see a `Plan` and C-contiguous, native-byte-order 5-D arrays.
 """
 
+import functools
 import itertools
 import numbers
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ def _remembered(fn, size=512):
     Errors are not remembered (they are raised again on every call)."""
     cache = {}
 
+    @functools.wraps(fn)
     def planned(*args, **kwargs):
         try:
             key = (_typed_key(args), _typed_key(tuple(sorted(kwargs.items()))))
@@ -47,10 +49,8 @@ def _remembered(fn, size=512):
             cache[key] = plan
         return plan
 
-    planned.__wrapped__ = fn
-    planned.__doc__ = fn.__doc__
-    planned.__name__ = fn.__name__
     return planned
+
 
 # Accepted data formats per op (first is the default); conv1d also takes
 # TF's legacy 2-D spellings.

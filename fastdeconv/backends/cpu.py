@@ -9,12 +9,12 @@ The algorithm choice is made here, in `_run`:
   one vector of output channels; transposes are phase-decomposed so every
   phase is a dense gather). See cpu_rb and cpu_simd.
 - channels-first, both ops; and channels-last with at most WV_NARROW
-  output channels (with AVX2, only for short reductions, WV_NARROW_STEPS): `cpu_rb.wv_kernel`, register-blocked with roles swapped
-  (8 output channels x 32 float32 / 16 float64 output positions along W,
-  6 x 16 float32 on AVX2;
-  contiguous or gathered input vectors along W, masked at the edges; read
-  natively, no layout copies). Same term order, hence the same bits, as
-  cl_kernel.
+  output channels (with AVX2 only for short reductions, WV_NARROW_STEPS):
+  `cpu_rb.wv_kernel`, register-blocked with roles swapped (8 output
+  channels x 32 float32 / 16 float64 output positions along W, 6 x 16
+  float32 on AVX2; contiguous or gathered input vectors along W, masked at
+  the edges; read natively, no layout copies). Same term order, hence the
+  same bits, as cl_kernel.
 
 Every output element has exactly one writer and receives its terms in an
 order fixed by the shapes (never by the thread count), so results are the
