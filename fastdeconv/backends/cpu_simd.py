@@ -210,6 +210,24 @@ def _range_mask(builder, n, lo, hi):
     return builder.and_(builder.icmp_signed(">=", iota, lo), builder.icmp_signed("<", iota, hi))
 
 
+def _masked_load(builder, vty, bits):
+    """llvm.masked.load for vectors vty of `bits`-bit floats: (ptr, align,
+    mask, passthru)."""
+    mty = ir.VectorType(ir.IntType(1), vty.count)
+    return cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(vty, [vty.as_pointer(), ir.IntType(32), mty, vty]),
+        f"llvm.masked.load.v{vty.count}f{bits}.p0")
+
+
+def _masked_store(builder, vty, bits):
+    """llvm.masked.store for vectors vty of `bits`-bit floats: (value, ptr,
+    align, mask)."""
+    mty = ir.VectorType(ir.IntType(1), vty.count)
+    return cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(ir.VoidType(), [vty, vty.as_pointer(), ir.IntType(32), mty]),
+        f"llvm.masked.store.v{vty.count}f{bits}.p0")
+
+
 
 
 
@@ -364,7 +382,7 @@ def vtstore(typingctx, arr, tile, offs, accs, nf):
         vs = cgutils.unpack_tuple(builder, args[3], accs.count)
         nfv = context.cast(builder, args[4], sig.args[4], types.int64)
         zero = ir.Constant(i64, 0)
-        mname = f"llvm.masked.store.v{n}f{arr.dtype.bitwidth}.p0"
+        mstore = _masked_store(builder, vty, arr.dtype.bitwidth)
         full = builder.icmp_signed(">=", nfv, ir.Constant(i64, nw * n))
         for i in range(nr):
             # rows past the end are skipped; whole rows use plain stores
@@ -381,9 +399,7 @@ def vtstore(typingctx, arr, tile, offs, accs, nf):
                     with part:
                         for j in range(nw):
                             mask = _range_mask(builder, n, zero, builder.sub(nfv, ir.Constant(i64, j * n)))
-                            fnty = ir.FunctionType(ir.VoidType(), [vty, ptrs[j].type, ir.IntType(32), mask.type])
-                            fn = cgutils.get_or_insert_function(builder.module, fnty, mname)
-                            builder.call(fn, [vs[i * nw + j], ptrs[j], ir.Constant(ir.IntType(32), isz), mask])
+                            builder.call(mstore, [vs[i * nw + j], ptrs[j], ir.Constant(ir.IntType(32), isz), mask])
         return context.get_dummy_value()
     return types.void(arr, tile, offs, accs, nf), impl
 
@@ -450,13 +466,8 @@ def vmax_into(typingctx, arr, dst, src, n):
         nn = context.cast(builder, args[3], sig.args[3], types.int64)
         align = ir.Constant(i32, isz)
         zero = ir.Constant(vty, None)
-        mty = ir.VectorType(ir.IntType(1), nl)
-        ld = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(vty, [vty.as_pointer(), i32, mty, vty]),
-            f"llvm.masked.load.v{nl}f{arr.dtype.bitwidth}.p0")
-        st = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(ir.VoidType(), [vty, vty.as_pointer(), i32, mty]),
-            f"llvm.masked.store.v{nl}f{arr.dtype.bitwidth}.p0")
+        ld = _masked_load(builder, vty, arr.dtype.bitwidth)
+        st = _masked_store(builder, vty, arr.dtype.bitwidth)
         pre = builder.block
         head = builder.append_basic_block("vmax.head")
         body = builder.append_basic_block("vmax.body")
@@ -566,9 +577,7 @@ def _make_vrun_cols(gather):
                     ptrs = builder.inttoptr(builder.add(_splat(builder, v64, addr), lanes), pty)
                     return builder.call(ld, [ptrs, align, mask, zero])
             else:
-                fnty = ir.FunctionType(vty, [vty.as_pointer(), i32, m0.type, vty])
-                ld = cgutils.get_or_insert_function(
-                    builder.module, fnty, f"llvm.masked.load.v{n}f{arr.dtype.bitwidth}.p0")
+                ld = _masked_load(builder, vty, arr.dtype.bitwidth)
 
                 def load(addr, mask):
                     return builder.call(ld, [builder.inttoptr(addr, vty.as_pointer()), align, mask, zero])
