@@ -273,7 +273,7 @@ def cl_kernel(x, wp, out, zrow, geo, tile, epi, ep_code, t_begin, t_end):
                                 continue
                             src = pp
                             so = 0
-                        acc = vrun(out, acc, tile, src, so, qt + kw * Cg * NV * isz, KW * Cg if fz else Cg)
+                        acc = vrun(out, acc, tile, src, so, qt + kw * Cg * NV * isz, KW * Cg if fz else Cg, nr)
                     acc = vtadd(total, acc)
             if ep_code > 0:
                 ne = len(epi) // 3

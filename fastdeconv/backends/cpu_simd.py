@@ -228,9 +228,6 @@ def _masked_store(builder, vty, bits):
         f"llvm.masked.store.v{vty.count}f{bits}.p0")
 
 
-
-
-
 def _row_values(context, builder, ty, val, nrow):
     """nrow int64 values: the elements of a tuple, or the first nrow
     elements of a 1-D integer array."""
@@ -249,14 +246,26 @@ def _rows_type_ok(rows, nrow):
     return isinstance(rows, types.Array) and rows.ndim == 1 and isinstance(rows.dtype, types.Integer)
 
 
+def part_rows(tile):
+    """Rows of vrun's part-tile loop, or 0 for none: the fewest rows whose
+    nvec accumulators each still keep the two FMA pipes busy (8 in flight:
+    4 cycles of latency x 2 per cycle), when that is fewer than the tile's.
+    AVX2 6 x 2 and AVX-512 8 x 2: 4 rows; 8 x 1: none."""
+    part = -(-8 // tile.nvec)
+    return part if part < tile.rows else 0
+
+
 @intrinsic
-def vrun(typingctx, arr, accs, tile, rows, off, q, K):
+def vrun(typingctx, arr, accs, tile, rows, off, q, K, nrows):
     """The register-tile micro-kernel, emitted as one LLVM loop: K reduction
     steps; at step k, for each row i < tile.rows and weight vector j,
         accs[i*NW + j] = fma(bcast(rows[i] + off + k*itemsize), w_j, accs[i*NW + j])
     with w_j the vector at byte address q + (k*NW + j)*64 and
     NW = tile.nvec. rows: byte addresses, a tuple or an integer
     array (read once, before the loop). Returns the new accumulators.
+    When only nrows <= part_rows(tile) rows are used, a second loop
+    updates those rows only (the others are returned unchanged): a tile's
+    last few rows of an output row cost their share, not a whole tile.
 
     Why an intrinsic: written as a Numba loop over unrolled vector
     statements, this body is typed, SSA-rebuilt and lowered statement by
@@ -269,6 +278,7 @@ def vrun(typingctx, arr, accs, tile, rows, off, q, K):
             and accs.count == tile.rows * tile.nvec and _rows_type_ok(rows, tile.rows)):
         return None
     nr, nw = tile.rows, tile.nvec
+    part = part_rows(tile)
     isz = arr.dtype.bitwidth // 8
     vbytes = accs.dtype.vbytes
 
@@ -284,55 +294,80 @@ def vrun(typingctx, arr, accs, tile, rows, off, q, K):
         fma = cgutils.get_or_insert_function(
             builder.module, ir.FunctionType(vty, [vty] * 3), f"llvm.fma.v{vty.count}f{arr.dtype.bitwidth}")
 
-        # Pointer-increment form (as a Numba loop over `p += itemsize` would
-        # be): one phi per row pointer and for q, a down-counter for K.
-        pre = builder.block
-        head = builder.append_basic_block("vrun.head")
-        body = builder.append_basic_block("vrun.body")
-        done = builder.append_basic_block("vrun.done")
-        builder.branch(head)
+        def loop(n, merge):
+            """The loop over rows [0, n); branches to merge with its
+            accumulators (the block it leaves from, and the list)."""
+            # Pointer-increment form (as a Numba loop over `p += itemsize`
+            # would be): one phi per row pointer and for q, a down-counter for K.
+            pre = builder.block
+            head = builder.append_basic_block("vrun.head")
+            body = builder.append_basic_block("vrun.body")
+            done = builder.append_basic_block("vrun.done")
+            builder.branch(head)
 
-        builder.position_at_end(head)
-        rem = builder.phi(i64)
-        rem.add_incoming(nK, pre)
-        qp = builder.phi(i64)
-        qp.add_incoming(q0, pre)
-        rp = []
-        for r in rows_v:
-            ph = builder.phi(i64)
-            ph.add_incoming(r, pre)
-            rp.append(ph)
-        acc = []
-        for a in acc0:
+            builder.position_at_end(head)
+            rem = builder.phi(i64)
+            rem.add_incoming(nK, pre)
+            qp = builder.phi(i64)
+            qp.add_incoming(q0, pre)
+            rp = []
+            for r in rows_v[:n]:
+                ph = builder.phi(i64)
+                ph.add_incoming(r, pre)
+                rp.append(ph)
+            acc = []
+            for a in acc0[:n * nw]:
+                ph = builder.phi(vty)
+                ph.add_incoming(a, pre)
+                acc.append(ph)
+            builder.cbranch(builder.icmp_signed(">", rem, ir.Constant(i64, 0)), body, done)
+
+            builder.position_at_end(body)
+            ws = [builder.load(builder.inttoptr(builder.add(qp, ir.Constant(i64, j * vbytes)), vty.as_pointer()),
+                               align=isz) for j in range(nw)]
+            new = []
+            for i in range(n):
+                s = builder.load(builder.inttoptr(rp[i], sty.as_pointer()), align=isz)
+                b = _splat(builder, vty, s)
+                for j in range(nw):
+                    new.append(builder.call(fma, [b, ws[j], acc[i * nw + j]]))
+            rem1 = builder.sub(rem, ir.Constant(i64, 1))
+            q1 = builder.add(qp, ir.Constant(i64, nw * vbytes))
+            r1 = [builder.add(r, ir.Constant(i64, isz)) for r in rp]
+            end = builder.block
+            builder.branch(head)
+            rem.add_incoming(rem1, end)
+            qp.add_incoming(q1, end)
+            for ph, v in zip(rp, r1):
+                ph.add_incoming(v, end)
+            for ph, v in zip(acc, new):
+                ph.add_incoming(v, end)
+
+            builder.position_at_end(done)
+            builder.branch(merge)
+            return done, acc + list(acc0[n * nw:])
+
+        merge = builder.append_basic_block("vrun.merge")
+        if part:
+            n_used = context.cast(builder, args[7], sig.args[7], types.int64)
+            full_bb = builder.append_basic_block("vrun.full")
+            part_bb = builder.append_basic_block("vrun.part")
+            builder.cbranch(builder.icmp_signed(">", n_used, ir.Constant(i64, part)), full_bb, part_bb)
+            builder.position_at_end(full_bb)
+            exits = [loop(nr, merge)]
+            builder.position_at_end(part_bb)
+            exits.append(loop(part, merge))
+        else:
+            exits = [loop(nr, merge)]
+        builder.position_at_end(merge)
+        out = []
+        for k in range(accs.count):
             ph = builder.phi(vty)
-            ph.add_incoming(a, pre)
-            acc.append(ph)
-        builder.cbranch(builder.icmp_signed(">", rem, ir.Constant(i64, 0)), body, done)
-
-        builder.position_at_end(body)
-        ws = [builder.load(builder.inttoptr(builder.add(qp, ir.Constant(i64, j * vbytes)), vty.as_pointer()),
-                           align=isz) for j in range(nw)]
-        new = []
-        for i in range(nr):
-            s = builder.load(builder.inttoptr(rp[i], sty.as_pointer()), align=isz)
-            b = _splat(builder, vty, s)
-            for j in range(nw):
-                new.append(builder.call(fma, [b, ws[j], acc[i * nw + j]]))
-        rem1 = builder.sub(rem, ir.Constant(i64, 1))
-        q1 = builder.add(qp, ir.Constant(i64, nw * vbytes))
-        r1 = [builder.add(r, ir.Constant(i64, isz)) for r in rp]
-        end = builder.block
-        builder.branch(head)
-        rem.add_incoming(rem1, end)
-        qp.add_incoming(q1, end)
-        for ph, v in zip(rp, r1):
-            ph.add_incoming(v, end)
-        for ph, v in zip(acc, new):
-            ph.add_incoming(v, end)
-
-        builder.position_at_end(done)
-        return context.make_tuple(builder, sig.return_type, acc)
-    return accs(arr, accs, tile, rows, off, q, K), impl
+            for bb, vals in exits:
+                ph.add_incoming(vals[k], bb)
+            out.append(ph)
+        return context.make_tuple(builder, sig.return_type, out)
+    return accs(arr, accs, tile, rows, off, q, K, nrows), impl
 
 
 @intrinsic
