@@ -105,7 +105,7 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
             xs = (D * H * W * Cx, 1, H * W * Cx, W * Cx, Cx)
             os_ = (OD * OH * OW * F, 1, OH * OW * F, OW * F, F)
         geo = (B, D, H, W, Cg, OD, OH, OW, Fg, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw,
-               G, int(trans), NFB) + xs + os_
+               G, int(trans), NFB, cpu_rb.sum_group(KW, Cg)) + xs + os_
         geo = tuple(int(v) for v in geo)
         work = _work(B * OD * OH * OW, G * NFB * tile.rows, KD * KH * KW * Cg, strides, trans)
         cpu_rb.parallel_tiles(cpu_rb.wv_kernel, (x.reshape(-1), wp, out, geo, tile),
@@ -129,7 +129,7 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
     fb_inner = int(FB_INNER and NFB > 1 and (wp.nbytes // (G * NFB) <= FB_INNER_PANEL
                                               or wp.nbytes // G <= FB_INNER_TOTAL))
     geo = (B, D, H, W, Cg, OD, OH, OW, Fg, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw,
-           G, int(trans), RT, NFB, fuse, fb_inner)
+           G, int(trans), RT, NFB, fuse, fb_inner, cpu_rb.sum_group(KW, Cg))
     geo = tuple(int(v) for v in geo)
     work = _work(B * OD * OH * OW, G * NFB * tile.nvec * tile.lanes(x.dtype.itemsize), KD * KH * KW * Cg,
                  strides, trans)

@@ -20,9 +20,15 @@ row past the end of the tile) reads a zero row instead: it adds 0 * w,
 which is exactly 0 for finite weights, so padding never creates a NaN from
 a finite input; a tap that no row of the block reaches is skipped.
 
-Order of the terms of every output element: for each (kd, kh), a partial
-sum over (kw, input channel), one FMA each from zero, added to the running
-total; fixed by the shapes only. Forward convolutions with
+Order of the terms of every output element: for each group of `gs`
+consecutive (kd, kh) (group kd*KH + kh // gs), a partial sum over (kh, kw,
+input channel), one FMA each from zero, added to the running total; fixed
+by the shapes only (`sum_group`). Each partial sum has at most
+SUM_GROUP_TERMS terms unless one (kd, kh) alone has more: long sums stay
+two-level for accuracy (a single chain of 13824 terms was less accurate
+than TensorFlow), short ones skip most of the 2 x tile vector adds and
+spills per (kd, kh), which cost 6 % of the time at 48 terms per (kd, kh)
+and 40 % at 3. Forward convolutions with
 dw == 1 and no groups read (kw, c) as one contiguous run when all rows are
 inside the input: the same terms in the same order, fewer loop overheads.
 """
@@ -74,6 +80,15 @@ def _src(o, k, s, d, p, n, trans):
     return i
 
 
+SUM_GROUP_TERMS = 256
+
+
+def sum_group(KW, Cg):
+    """(kd, kh) pairs per partial sum: as many as keep it within
+    SUM_GROUP_TERMS terms (KW * Cg each), at least one."""
+    return max(1, SUM_GROUP_TERMS // (KW * Cg))
+
+
 def serial_kernel(fn):
     """A serial, cached kernel that releases the GIL; `parallel_tiles` runs
     it on disjoint tile ranges from several threads. (A prange kernel of
@@ -83,7 +98,7 @@ def serial_kernel(fn):
 
 def n_tiles(geo):
     (B, D, H, W, Cg, OD, OH, OW, Fg, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw,
-     G, trans, RT, NFB, fuse, fb_inner) = geo
+     G, trans, RT, NFB, fuse, fb_inner, gs) = geo
     P = sw if trans else 1
     return OD * OH * P * (-(-(B * (-(-OW // P))) // RT)) * G * NFB
 
@@ -165,7 +180,7 @@ def cl_kernel(x, wp, out, zrow, geo, tile, epi, ep_code, t_begin, t_end):
     rows of per-output-channel parameters (bias, scale, shift), each
     G*Fg + NW*V long, and every stored value is ((v + bias) * scale + shift)."""
     (B, D, H, W, Cg, OD, OH, OW, Fg, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw,
-     G, trans, RT, NFB, fuse, fb_inner) = geo
+     G, trans, RT, NFB, fuse, fb_inner, gs) = geo
     isz = itemsize(out)  # a constant: LLVM folds the steps into displacements
     RB, NW, V = tile_dims(tile, out)
     NV = NW * V
@@ -230,6 +245,8 @@ def cl_kernel(x, wp, out, zrow, geo, tile, epi, ep_code, t_begin, t_end):
                 rfix[i] = rbase[i] + j * mw * Cx * isz
                 o[i] = (((b * OD + od) * OH + oh) * OW + phase + j * P) * F + ob if i < nr else -1
             acc = vtzero(out, tile)
+            total = acc
+            grp = -1
             # fused (kw, c) runs (forward, dw == 1, G == 1) when every row of
             # the block is inside along W for every tap: one run of KW*Cg
             # steps per (kd, kh), the same terms in the same order
@@ -243,10 +260,12 @@ def cl_kernel(x, wp, out, zrow, geo, tile, epi, ep_code, t_begin, t_end):
                     if i_h < 0:
                         continue
                     qt = wfb + (kd * KH + kh) * KW * Cg * NV * isz
-                    # two-level sum: a partial sum per (kd, kh) from zero,
-                    # then added to the running total
-                    total = acc
-                    acc = vtzero(out, tile)
+                    # two-level sum: a partial sum per group of gs (kd, kh)
+                    # from zero, then added to the running total
+                    if (kd * KH + kh) // gs != grp:
+                        grp = (kd * KH + kh) // gs
+                        total = vtadd(total, acc)
+                        acc = vtzero(out, tile)
                     off = (i_d * H + i_h) * W * Cx * isz
                     for kw in range(1 if fz else KW):
                         if trans:
@@ -274,7 +293,7 @@ def cl_kernel(x, wp, out, zrow, geo, tile, epi, ep_code, t_begin, t_end):
                             src = pp
                             so = 0
                         acc = vrun(out, acc, tile, src, so, qt + kw * Cg * NV * isz, KW * Cg if fz else Cg, nr)
-                    acc = vtadd(total, acc)
+            acc = vtadd(total, acc)
             if ep_code > 0:
                 ne = len(epi) // 3
                 pe = addr(epi) + ob * isz
@@ -359,7 +378,8 @@ def pack_filters(wg, dtype, tile):
 # with few output channels (gathered loads, stride = channels), where the
 # channels-last kernel would leave most of its 32 lanes empty. The order of
 # the terms of every output element is the channels-last kernel's: for each
-# (kd, kh) a partial sum over (kw, c) from zero, then added to the total.
+# group of (kd, kh) a partial sum over (kh, kw, c) from zero, then added to
+# the total.
 
 WV_BUF_BYTES = RB_MAX * 2 * 64  # at most 8 rows x 2 vectors of 64 bytes
 WV_OFFS_BYTES = RB_MAX * 8
@@ -380,7 +400,7 @@ def wv_kernel(x, wp, out, geo, tile, t_begin, t_end):
     its chunk (transposes). Forward convolutions with W stride sw read every
     sw-th input column (gathered lanes)."""
     (B, D, H, W, Cg, OD, OH, OW, Fg, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw,
-     G, trans, NFB, xsb, xsc, xsd, xsh, xsw, osb, osf, osd, osh, osw) = geo
+     G, trans, NFB, gs, xsb, xsc, xsd, xsh, xsw, osb, osf, osd, osh, osw) = geo
     isz = itemsize(out)
     FR, _, V = tile_dims(tile, out)
     NJ = 2 * V
@@ -419,6 +439,8 @@ def wv_kernel(x, wp, out, geo, tile, t_begin, t_end):
                 continue
             nj = _min(NJ, nJ - j0)
             acc = vtzero(out, tile)
+            total = acc
+            grp = -1
             for kd in range(KD):
                 i_d = _src(od, kd, sd, dd, pd, D, trans)
                 if i_d < 0:
@@ -428,8 +450,10 @@ def wv_kernel(x, wp, out, geo, tile, t_begin, t_end):
                     if i_h < 0:
                         continue
                     # two-level sum, as in cl_kernel
-                    total = acc
-                    acc = vtzero(out, tile)
+                    if (kd * KH + kh) // gs != grp:
+                        grp = (kd * KH + kh) // gs
+                        total = vtadd(total, acc)
+                        acc = vtzero(out, tile)
                     xrow = xa + (b * xsb + g * Cg * xsc + i_d * xsd + i_h * xsh) * isz
                     for kw in range(KW):
                         if trans:
@@ -454,7 +478,7 @@ def wv_kernel(x, wp, out, geo, tile, t_begin, t_end):
                             acc = vrun_cols(out, acc, p, cstep, xw, lo0, hi0, lo1, hi1, q, Cg)
                         else:
                             acc = vrun_cols_gather(out, acc, p, cstep, xw, lo0, hi0, lo1, hi1, q, Cg)
-                    acc = vtadd(total, acc)
+            acc = vtadd(total, acc)
             ob = b * osb + (g * Fg + f0) * osf + od * osd + oh * osh
             if direct:
                 for i in range(FR):
