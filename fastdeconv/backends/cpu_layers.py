@@ -18,7 +18,7 @@ from numba import prange
 
 from .. import _alloc
 from .._jit import helper, kernel
-from .cpu_simd import addr, itemsize, vmax_into
+from .cpu_simd import VBYTES, addr, itemsize, vloadn, vmaxnan, vsplat, vstoren
 
 # Activation codes of `epilogue` (softmax is not elementwise; see layers).
 ACTIVATIONS = {"linear": 0, "relu": 1, "sigmoid": 2, "tanh": 3, "leaky_relu": 4, "elu": 5, "softplus": 6,
@@ -206,6 +206,7 @@ def _pool_cl(x, out, geo):
     B, OD, OH, OW, C = out.shape
     D, H, W = x.shape[1], x.shape[2], x.shape[3]
     isz = itemsize(x)
+    lanes = VBYTES // isz
     xa = addr(x)
     for r in prange(B * OD * OH):
         b, od, oh = r // (OD * OH), (r // OH) % OD, r % OH
@@ -214,15 +215,19 @@ def _pool_cl(x, out, geo):
         for ow in range(OW):
             w0, w1 = _window(ow, kw, sw, pw, W)
             if is_max:
-                # one vector max per window pixel over its channels
-                # (64^3 x 16: 2.8 -> ~1 ms against a scalar compare per channel)
-                for c in range(C):
-                    out[b, od, oh, ow, c] = -np.inf
+                # per vector of channels, a running max in a register over
+                # the window's pixels, stored once (64^3 x 16: 2.8 ms with a
+                # scalar compare per channel, 1.8 with a load-max-store in
+                # memory per pixel, which waits on the store before it)
                 po = addr(out) + (((b * OD + od) * OH + oh) * OW + ow) * C * isz
-                for d in range(d0, d1):
-                    for h in range(h0, h1):
-                        for w in range(w0, w1):
-                            vmax_into(out, po, xa + (((b * D + d) * H + h) * W + w) * C * isz, C)
+                for c in range(0, C, lanes):
+                    acc = vsplat(x, -np.inf)
+                    for d in range(d0, d1):
+                        for h in range(h0, h1):
+                            pr = xa + ((((b * D + d) * H + h) * W + w0) * C + c) * isz
+                            for w in range(w1 - w0):
+                                acc = vmaxnan(acc, vloadn(x, pr + w * C * isz, C - c))
+                    vstoren(out, po + c * isz, acc, C - c)
             else:
                 # summed by index, not through a view per pixel (64^3 x 16
                 # average pool 2.0 -> 1.4 ms)

@@ -482,51 +482,86 @@ def vtstore_zip2(typingctx, arr, tile, offs, buf, accs):
     return types.void(arr, tile, offs, buf, accs), impl
 
 
+def _vec_of(arr):
+    """The host-width vector type of arr's dtype."""
+    return Vec(arr.dtype, VBYTES)
+
+
 @intrinsic
-def vmax_into(typingctx, arr, dst, src, n):
-    """arr's elements at byte addresses dst[0:n] become max(dst, src)
-    element by element, NaN propagating (a NaN in src replaces dst; a NaN
-    in dst stays): in vectors of the host's width, the tail masked. For
-    max pooling over channels-last pixels."""
-    if not isinstance(arr, types.Array):
-        return None
+def vsplat(typingctx, arr, value):
+    """A host-width vector of arr's dtype with every lane `value`."""
+    vt = _vec_of(arr)
+
+    def impl(context, builder, sig, args):
+        v = context.cast(builder, args[1], sig.args[1], arr.dtype)
+        return _splat(builder, context.get_value_type(vt), v)
+    return vt(arr, value), impl
+
+
+@intrinsic
+def vloadn(typingctx, arr, p, n):
+    """The vector at byte address p; when n < lanes only lanes [0, n) are
+    read (masked, the others 0): a plain load for whole vectors (masked
+    accesses cost several times more on AVX2)."""
+    vt = _vec_of(arr)
     isz = arr.dtype.bitwidth // 8
 
     def impl(context, builder, sig, args):
-        i64, i32 = ir.IntType(64), ir.IntType(32)
-        vty = context.get_value_type(Vec(arr.dtype, VBYTES))
-        nl = vty.count
-        d0 = context.cast(builder, args[1], sig.args[1], types.int64)
-        s0 = context.cast(builder, args[2], sig.args[2], types.int64)
+        i64 = ir.IntType(64)
+        vty = context.get_value_type(vt)
+        ptr = builder.inttoptr(context.cast(builder, args[1], sig.args[1], types.int64), vty.as_pointer())
+        nn = context.cast(builder, args[2], sig.args[2], types.int64)
+        with builder.if_else(builder.icmp_signed(">=", nn, ir.Constant(i64, vty.count))) as (whole, part):
+            with whole:
+                bb_w = builder.block
+                v_w = builder.load(ptr, align=isz)
+            with part:
+                bb_p = builder.block
+                mask = _range_mask(builder, vty.count, ir.Constant(i64, 0), nn)
+                v_p = builder.call(_masked_load(builder, vty, arr.dtype.bitwidth),
+                                   [ptr, ir.Constant(ir.IntType(32), isz), mask, ir.Constant(vty, None)])
+        phi = builder.phi(vty)
+        phi.add_incoming(v_w, bb_w)
+        phi.add_incoming(v_p, bb_p)
+        return phi
+    return vt(arr, p, n), impl
+
+
+@intrinsic
+def vstoren(typingctx, arr, p, v, n):
+    """Stores lanes [0, min(n, lanes)) of v at byte address p (a plain
+    store for a whole vector)."""
+    isz = arr.dtype.bitwidth // 8
+
+    def impl(context, builder, sig, args):
+        i64 = ir.IntType(64)
+        vty = context.get_value_type(sig.args[2])
+        ptr = builder.inttoptr(context.cast(builder, args[1], sig.args[1], types.int64), vty.as_pointer())
         nn = context.cast(builder, args[3], sig.args[3], types.int64)
-        align = ir.Constant(i32, isz)
-        zero = ir.Constant(vty, None)
-        ld = _masked_load(builder, vty, arr.dtype.bitwidth)
-        st = _masked_store(builder, vty, arr.dtype.bitwidth)
-        pre = builder.block
-        head = builder.append_basic_block("vmax.head")
-        body = builder.append_basic_block("vmax.body")
-        done = builder.append_basic_block("vmax.done")
-        builder.branch(head)
-        builder.position_at_end(head)
-        k = builder.phi(i64)
-        k.add_incoming(ir.Constant(i64, 0), pre)
-        builder.cbranch(builder.icmp_signed("<", k, nn), body, done)
-        builder.position_at_end(body)
-        mask = _range_mask(builder, nl, ir.Constant(i64, 0), builder.sub(nn, k))
-        off = builder.mul(k, ir.Constant(i64, isz))
-        pd = builder.inttoptr(builder.add(d0, off), vty.as_pointer())
-        ps = builder.inttoptr(builder.add(s0, off), vty.as_pointer())
-        a = builder.call(ld, [pd, align, mask, zero])
-        b = builder.call(ld, [ps, align, mask, zero])
-        take = builder.or_(builder.fcmp_ordered(">", b, a), builder.fcmp_unordered("uno", b, b))
-        builder.call(st, [builder.select(take, b, a), pd, align, mask])
-        k1 = builder.add(k, ir.Constant(i64, nl))
-        k.add_incoming(k1, builder.block)
-        builder.branch(head)
-        builder.position_at_end(done)
+        with builder.if_else(builder.icmp_signed(">=", nn, ir.Constant(i64, vty.count))) as (whole, part):
+            with whole:
+                builder.store(args[2], ptr, align=isz)
+            with part:
+                mask = _range_mask(builder, vty.count, ir.Constant(i64, 0), nn)
+                builder.call(_masked_store(builder, vty, arr.dtype.bitwidth),
+                             [args[2], ptr, ir.Constant(ir.IntType(32), isz), mask])
         return context.get_dummy_value()
-    return types.void(arr, dst, src, n), impl
+    return types.void(arr, p, v, n), impl
+
+
+@intrinsic
+def vmaxnan(typingctx, a, b):
+    """Lane-wise max(a, b) that propagates a NaN of b (a NaN in a stays,
+    since nothing compares greater): b where b > a or b is NaN, else a.
+    Running it from -inf over a window gives NumPy's max, NaN included."""
+    if not (isinstance(a, Vec) and a == b):
+        return None
+
+    def impl(context, builder, sig, args):
+        x, y = args
+        take = builder.or_(builder.fcmp_ordered(">", y, x), builder.fcmp_unordered("uno", y, y))
+        return builder.select(take, y, x)
+    return a(a, b), impl
 
 
 @intrinsic

@@ -130,8 +130,9 @@ def test_pooling_odd_sizes(kind, padding, rank, rng):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("channels", [1, 3, 16, 21])
 def test_max_pooling_propagates_nan_and_keeps_infinities(channels, dtype, rng):
-    """The cpu backend's channels-last max pooling (a vector max per window
-    pixel, the last partial vector masked): a NaN anywhere in a window makes that output NaN
+    """The cpu backend's channels-last max pooling (a running max per vector
+    of channels over the window, the last partial vector masked): a NaN
+    anywhere in a window makes that output NaN
     (as NumPy's max); +-inf are ordinary values. Against np.max per window."""
     x = rng.standard_normal((2, 5, 6, 7, channels)).astype(dtype)
     flat = x.reshape(-1)
