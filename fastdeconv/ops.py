@@ -42,13 +42,38 @@ def _filters_5d(w, dtype, rank, xp=_Host):
     return w.reshape((1,) * (3 - rank) + w.shape)
 
 
-def _run(plan, x, w, compute, backend, epilogue=None):
+def _out_5d(out, plan, dtype):
+    """A channels-last 5-D view of the caller's `out` (never a copy), or
+    None when it is not the result's shape and dtype or has no such view."""
+    if plan.channels_first or out.dtype != dtype or tuple(out.shape) != tuple(plan.out_shape):
+        return None
+    v = out.view()
+    try:
+        # assigning a shape raises where reshape would silently copy
+        v.shape = (int(np.prod(plan.batch_shape)),) + (1,) * (3 - plan.rank) + tuple(plan.out_spatial) + (
+            plan.out_channels,)
+    except (AttributeError, ValueError):
+        return None
+    return v
+
+
+def _run(plan, x, w, compute, backend, epilogue=None, out=None):
     """epilogue: None, or a conv layer's per-channel epilogue for the
     backend to apply to the result (only the cpu backend takes one; see
-    backends.cpu.forward)."""
+    backends.cpu.forward). out: None, or a NumPy array of the result's
+    shape and dtype to hold it (a Model's concatenation buffer; the cpu
+    backend writes a channel slice of it directly, any other case is
+    computed and copied)."""
     result_dtype = np.dtype(x.dtype).newbyteorder("=")
     # Device arrays stay on the device: zeros, 5-D views and casts happen there.
     xp = backends.get("cuda").DeviceArrays if is_device_array(x) else _Host
+    out5 = None
+    if out is not None:
+        if backend == "cpu" and not plan.empty and np.dtype(compute) == result_dtype:
+            out5 = _out_5d(out, plan, result_dtype)
+        if out5 is None:
+            out[...] = _run(plan, x, w, compute, backend, epilogue)
+            return out
     if plan.empty:
         return xp.zeros(plan.out_shape, result_dtype)
     batch = int(np.prod(plan.batch_shape))
@@ -60,30 +85,34 @@ def _run(plan, x, w, compute, backend, epilogue=None):
     pads_before = pad3((p[0] for p in plan.pads), 0)
     impl = backends.get(backend)
     extra = {} if epilogue is None else {"epilogue": epilogue}
+    if out5 is not None:
+        extra["out"] = out5
     if plan.transpose:
-        out = impl.transpose(x5, w5, out_spatial, strides, dilations, pads_before, plan.channels_first, **extra)
+        y = impl.transpose(x5, w5, out_spatial, strides, dilations, pads_before, plan.channels_first, **extra)
     else:
-        out = impl.forward(x5, w5, out_spatial, strides, dilations, pads_before, plan.groups,
-                           plan.channels_first, **extra)
-    return xp.result(out, plan.out_shape, result_dtype)
+        y = impl.forward(x5, w5, out_spatial, strides, dilations, pads_before, plan.groups,
+                         plan.channels_first, **extra)
+    if out5 is not None:
+        return out
+    return xp.result(y, plan.out_shape, result_dtype)
 
 
 def _forward(op, rank, input, filters, strides, padding, data_format, dilations, backend, batch_dims=False,
-             epilogue=None):
+             epilogue=None, out=None):
     backend = choose_backend(backend, input, filters)
     x, w, compute = check_arrays(op, input, filters)
     plan = _args.forward_plan(op, rank, x.shape, w.shape, strides, padding, data_format, dilations,
                               allow_batch_dims=batch_dims)
-    return _run(plan, x, w, compute, backend, epilogue)
+    return _run(plan, x, w, compute, backend, epilogue, out)
 
 
 def _transpose(op, rank, input, filters, output_shape, strides, padding, data_format, dilations, backend,
-               epilogue=None):
+               epilogue=None, out=None):
     backend = choose_backend(backend, input, filters)
     x, w, compute = check_arrays(op, input, filters)
     plan = _args.transpose_plan(op, rank, x.shape, w.shape, output_shape, strides, padding, data_format,
                                 dilations)
-    return _run(plan, x, w, compute, backend, epilogue)
+    return _run(plan, x, w, compute, backend, epilogue, out)
 
 
 def conv1d(input, filters, stride, padding, data_format="NWC", dilations=None, *, backend=None):

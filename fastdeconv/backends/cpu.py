@@ -71,11 +71,31 @@ FB_INNER_TOTAL = 256 * 1024
 
 # ------------------------------------------------------------------ wrappers
 
-def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, trans, epilogue=None):
+def _channel_slice(out, shape, dtype):
+    """(flat array, pixel stride) when `out` is a channels-last 5-D view of
+    `shape` and `dtype` with its channels contiguous and its pixels one
+    stride (>= the channels) apart, e.g. `buf[..., c0:c1]`: flat is the
+    memory from its first element to its last (all inside the array it is
+    a view of), in elements. Else None."""
+    if not (isinstance(out, np.ndarray) and out.dtype == dtype and tuple(out.shape) == tuple(shape)
+            and out.flags.writeable and out.size):
+        return None
+    from .cpu_layers import pixel_stride
+
+    ps = pixel_stride(out)
+    if ps is None:
+        return None
+    B, OD, OH, OW, F = shape
+    span = (B * OD * OH * OW - 1) * ps + F
+    return np.lib.stride_tricks.as_strided(out, shape=(span,), strides=(dtype.itemsize,)), ps
+
+
+def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, trans, epilogue=None, out=None):
     """wg: (G, KD, KH, KW, Cg, Fg) view of the filters, reduction channel
     before output channel. Builds the tile geometry and calls a kernel.
     epilogue: see `forward`; applied in the channels-last kernel's registers
-    when it is affine + linear/ReLU, else in one pass over the result."""
+    when it is affine + linear/ReLU, else in one pass over the result.
+    out: see `forward`."""
     G, KD, KH, KW, Cg, Fg = wg.shape
     if channels_first:
         B, _, D, H, W = x.shape
@@ -85,7 +105,6 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
     sd, sh, sw = (int(v) for v in strides)
     dd, dh, dw = (int(v) for v in dilations)
     pd, ph, pw = (int(v) for v in pads_before)
-    out = _alloc.empty(B * OD * OH * OW * G * Fg, x.dtype)
     Cx = G * Cg
     F = G * Fg
     narrow = (not channels_first and Fg <= WV_NARROW * 4 // x.dtype.itemsize
@@ -93,6 +112,18 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
     if narrow and WV_NARROW_STEPS is not None:
         steps = KD * KH * KW * Cg // (sd * sh * sw if trans else 1)
         narrow = steps <= WV_NARROW_STEPS
+    dest = None
+    if out is not None:
+        # the channels-last kernel writes into the caller's view itself when
+        # its epilogue runs in registers; any other path computes and copies
+        if not (channels_first or narrow) and (epilogue is None or epilogue[3] in ("linear", "relu")):
+            dest = _channel_slice(out, (B, OD, OH, OW, F), x.dtype)
+        if dest is None:
+            out[...] = _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, trans, epilogue)
+            return out
+        flat, ops = dest
+    else:
+        flat, ops = _alloc.empty(B * OD * OH * OW * G * Fg, x.dtype), F
     if channels_first or narrow:
         # Vectors along W (cpu_rb.wv_kernel): channels-first data, or
         # channels-last data with few output channels (gathered loads).
@@ -108,11 +139,11 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
                G, int(trans), NFB, cpu_rb.sum_group(KW, Cg)) + xs + os_
         geo = tuple(int(v) for v in geo)
         work = _work(B * OD * OH * OW, G * NFB * tile.rows, KD * KH * KW * Cg, strides, trans)
-        cpu_rb.parallel_tiles(cpu_rb.wv_kernel, (x.reshape(-1), wp, out, geo, tile),
+        cpu_rb.parallel_tiles(cpu_rb.wv_kernel, (x.reshape(-1), wp, flat, geo, tile),
                               cpu_rb.n_tiles_wv(geo, tile, x.dtype.itemsize), work)
         if channels_first:
-            return _finish(out.reshape((B, G * Fg, OD, OH, OW)), True, epilogue)
-        return _finish(out.reshape((B, OD, OH, OW, G * Fg)), False, epilogue)
+            return _finish(flat.reshape((B, G * Fg, OD, OH, OW)), True, epilogue)
+        return _finish(flat.reshape((B, OD, OH, OW, G * Fg)), False, epilogue)
     # Channels-last: register-blocked kernel (cpu_rb), both ops.
     P = sw if trans else 1
     nvec = 1 if CL1 and Fg * x.dtype.itemsize <= cpu_simd.VBYTES else 2
@@ -129,7 +160,7 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
     fb_inner = int(FB_INNER and NFB > 1 and (wp.nbytes // (G * NFB) <= FB_INNER_PANEL
                                               or wp.nbytes // G <= FB_INNER_TOTAL))
     geo = (B, D, H, W, Cg, OD, OH, OW, Fg, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw,
-           G, int(trans), RT, NFB, fuse, fb_inner, cpu_rb.sum_group(KW, Cg))
+           G, int(trans), RT, NFB, fuse, fb_inner, cpu_rb.sum_group(KW, Cg), ops)
     geo = tuple(int(v) for v in geo)
     work = _work(B * OD * OH * OW, G * NFB * tile.nvec * tile.lanes(x.dtype.itemsize), KD * KH * KW * Cg,
                  strides, trans)
@@ -141,9 +172,11 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
         ep_code = 2 if activation == "relu" else 1
         epilogue = None
     cpu_rb.parallel_tiles(cpu_rb.cl_kernel,
-                          (x.reshape(-1), wp, out, zrow, geo, tile, epi, ep_code),
+                          (x.reshape(-1), wp, flat, zrow, geo, tile, epi, ep_code),
                           cpu_rb.n_tiles(geo), work)
-    return _finish(out.reshape((B, OD, OH, OW, G * Fg)), False, epilogue)
+    if dest is not None:
+        return out
+    return _finish(flat.reshape((B, OD, OH, OW, G * Fg)), False, epilogue)
 
 
 def _work(positions, channels, taps, strides, trans):
@@ -186,28 +219,40 @@ def _finite(w):
         return bool(np.isfinite(w.sum())) or bool(np.isfinite(w).all())
 
 
-def forward(x, w, out_spatial, strides, dilations, pads_before, groups, channels_first, epilogue=None):
-    """Direct (gather) convolution. Returns a new 5-D array.
+def _into(out, y):
+    """y, or y copied into the caller's `out`."""
+    if out is None:
+        return y
+    out[...] = y
+    return out
+
+
+def forward(x, w, out_spatial, strides, dilations, pads_before, groups, channels_first, epilogue=None, out=None):
+    """Direct (gather) convolution. Returns a new 5-D array, or `out`.
 
     epilogue (for conv layers): None, or (bias, scale, shift, activation,
     alpha) applied per output channel to the result, in place:
     act((y + bias) * scale + shift), None standing for 0, 1, 0 (activation
-    names of cpu_layers.ACTIVATIONS)."""
+    names of cpu_layers.ACTIVATIONS).
+    out (for a Model's concatenations): None, or a writable 5-D array of
+    the result's shape and dtype to hold it; the channels-last kernel
+    writes a channel slice of a contiguous array (`buf[..., c0:c1]`)
+    directly, any other case is computed and copied."""
     if not _finite(w):
         y = reference.forward(x, w, out_spatial, strides, dilations, pads_before, groups,
                               channels_first).astype(x.dtype)
-        return _finish(y, channels_first, epilogue)
+        return _into(out, _finish(y, channels_first, epilogue))
     KD, KH, KW, P, Q = w.shape
     wg = w.reshape(KD, KH, KW, P, groups, Q // groups).transpose(4, 0, 1, 2, 3, 5)
-    return _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, False, epilogue)
+    return _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, False, epilogue, out)
 
 
-def transpose(x, w, out_spatial, strides, dilations, pads_before, channels_first, epilogue=None):
-    """Scatter-based transposed convolution. Returns a new 5-D array.
-    epilogue: as in `forward`."""
+def transpose(x, w, out_spatial, strides, dilations, pads_before, channels_first, epilogue=None, out=None):
+    """Scatter-based transposed convolution. Returns a new 5-D array, or
+    `out`. epilogue, out: as in `forward`."""
     if not _finite(w):
         y = reference.transpose(x, w, out_spatial, strides, dilations, pads_before,
                                 channels_first).astype(x.dtype)
-        return _finish(y, channels_first, epilogue)
+        return _into(out, _finish(y, channels_first, epilogue))
     wg = w.transpose(0, 1, 2, 4, 3)[None]  # (1, KD, KH, KW, Q=C_in, P=C_out)
-    return _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, True, epilogue)
+    return _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, True, epilogue, out)

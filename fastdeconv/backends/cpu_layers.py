@@ -200,9 +200,27 @@ def _window(o, k, s, p, n):
     return max(start, 0), min(start + k, n)
 
 
+def pixel_stride(x):
+    """Elements from one pixel of a channels-last 5-D array to the next when
+    its channels are contiguous and its pixels one stride apart (the array,
+    or a channel slice `buf[..., c0:c1]` of a contiguous one); else None."""
+    if x.flags.c_contiguous:
+        return x.shape[4]
+    isz = x.itemsize
+    B, D, H, W, C = x.shape
+    ps = x.strides[3] // isz
+    want = (D * H * W * ps, H * W * ps, W * ps, ps, 1)
+    if W < 2 or x.strides[3] % isz or ps < C or any(n > 1 and s != w * isz
+                                                    for n, s, w in zip(x.shape, x.strides, want)):
+        return None
+    return ps
+
+
 @kernel
 def _pool_cl(x, out, geo):
-    kd, kh, kw, sd, sh, sw, pd, ph, pw, is_max = geo
+    """x: the input's first element; pixel (b, d, h, w) starts ps elements
+    after the one before it (ps >= C: x may be a channel slice)."""
+    kd, kh, kw, sd, sh, sw, pd, ph, pw, is_max, ps = geo
     B, OD, OH, OW, C = out.shape
     D, H, W = x.shape[1], x.shape[2], x.shape[3]
     isz = itemsize(x)
@@ -224,9 +242,9 @@ def _pool_cl(x, out, geo):
                     acc = vsplat(x, -np.inf)
                     for d in range(d0, d1):
                         for h in range(h0, h1):
-                            pr = xa + ((((b * D + d) * H + h) * W + w0) * C + c) * isz
+                            pr = xa + ((((b * D + d) * H + h) * W + w0) * ps + c) * isz
                             for w in range(w1 - w0):
-                                acc = vmaxnan(acc, vloadn(x, pr + w * C * isz, C - c))
+                                acc = vmaxnan(acc, vloadn(x, pr + w * ps * isz, C - c))
                     vstoren(out, po + c * isz, acc, C - c)
             else:
                 # summed by index, not through a view per pixel (64^3 x 16
@@ -279,8 +297,16 @@ def pool(x, out_spatial, window, strides, pads_before, channels_first, is_max):
     out = _alloc.empty(shape, x.dtype)
     if out.size == 0:
         return out
-    geo = tuple(int(v) for v in (*window, *strides, *pads_before, bool(is_max)))
-    (_pool_cf if channels_first else _pool_cl)(x, out, geo)
+    if channels_first:
+        geo = tuple(int(v) for v in (*window, *strides, *pads_before, bool(is_max)))
+        _pool_cf(x, out, geo)
+        return out
+    ps = pixel_stride(x) if is_max else None
+    if ps is None:  # average pooling indexes x as a C-contiguous array
+        x = np.ascontiguousarray(x)
+        ps = C
+    geo = tuple(int(v) for v in (*window, *strides, *pads_before, bool(is_max), ps))
+    _pool_cl(x, out, geo)
     return out
 
 

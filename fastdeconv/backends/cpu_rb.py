@@ -98,7 +98,7 @@ def serial_kernel(fn):
 
 def n_tiles(geo):
     (B, D, H, W, Cg, OD, OH, OW, Fg, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw,
-     G, trans, RT, NFB, fuse, fb_inner, gs) = geo
+     G, trans, RT, NFB, fuse, fb_inner, gs, ops) = geo
     P = sw if trans else 1
     return OD * OH * P * (-(-(B * (-(-OW // P))) // RT)) * G * NFB
 
@@ -174,13 +174,15 @@ def cl_tile(nvec):
 def cl_kernel(x, wp, out, zrow, geo, tile, epi, ep_code, t_begin, t_end):
     """Tiles [t_begin, t_end). x: (B, D, H, W, G*Cg) flat; wp: (G, NFB, taps,
     Cg, NW*V) flat (output channels padded with zeros to NFB blocks of
-    NW*V); out: (B, OD, OH, OW, G*Fg) flat; zrow: >= Cg*KW zeros;
+    NW*V); out: flat, output pixel (b, od, oh, ow) at element pixel * ops
+    (ops >= G*Fg: the channels may be a slice of a wider array, e.g. one
+    input of a concatenation); zrow: >= Cg*KW zeros;
     tile: a cpu_simd.Tile, RB rows x NW vectors (a compile-time shape).
     Epilogue (ep_code 1: affine, 2: affine + ReLU, 0: none): epi holds three
     rows of per-output-channel parameters (bias, scale, shift), each
     G*Fg + NW*V long, and every stored value is ((v + bias) * scale + shift)."""
     (B, D, H, W, Cg, OD, OH, OW, Fg, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw,
-     G, trans, RT, NFB, fuse, fb_inner, gs) = geo
+     G, trans, RT, NFB, fuse, fb_inner, gs, ops) = geo
     isz = itemsize(out)  # a constant: LLVM folds the steps into displacements
     RB, NW, V = tile_dims(tile, out)
     NV = NW * V
@@ -243,7 +245,7 @@ def cl_kernel(x, wp, out, zrow, geo, tile, epi, ep_code, t_begin, t_end):
                 rowj[i] = j
                 rbase[i] = xa + (b * D * H * W * Cx + g * Cg) * isz
                 rfix[i] = rbase[i] + j * mw * Cx * isz
-                o[i] = (((b * OD + od) * OH + oh) * OW + phase + j * P) * F + ob if i < nr else -1
+                o[i] = (((b * OD + od) * OH + oh) * OW + phase + j * P) * ops + ob if i < nr else -1
             acc = vtzero(out, tile)
             total = acc
             grp = -1

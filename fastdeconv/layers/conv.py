@@ -138,10 +138,12 @@ class _Conv(Layer):
         self.kernel = weights[0]
         self.bias = weights[1] if self.use_bias else None
 
-    def call(self, x, backend="cpu", inplace=False, epilogue=None):
+    def call(self, x, backend="cpu", inplace=False, epilogue=None, out=None):
         """epilogue: (scale, shift, activation, alpha) of a following
         BatchNormalization / Activation, applied in the same pass (the
-        layer's own activation is then linear)."""
+        layer's own activation is then linear). out: None, or an array of
+        the output's shape to write it into (a Model's concatenation
+        buffer); returns it."""
         scale, shift, activation, alpha = (None, None, self.activation, None) if epilogue is None else epilogue
         activation = activation_name(activation)
         # On cpu the epilogue runs inside the convolution (in registers for
@@ -149,18 +151,23 @@ class _Conv(Layer):
         fused = None
         if FUSE_EPILOGUE and backend == "cpu" and activation != "softmax":
             fused = (self.bias, scale, shift, activation, float(_ALPHA.get(activation, 0.0) if alpha is None else alpha))
+        if out is not None and fused is None:
+            out[...] = self.call(x, backend, inplace, epilogue)
+            return out
         fmt = _FORMATS[self.rank][self.channels_first]
         spatial, _ = self._split(x.shape)
         if self.transpose:
-            out = tuple(self._out_size(n, i) for i, n in enumerate(spatial))
-            shape = self._join(out, self.filters, x.shape[0])
+            sizes = tuple(self._out_size(n, i) for i, n in enumerate(spatial))
+            shape = self._join(sizes, self.filters, x.shape[0])
             y = ops._transpose(f"conv{self.rank}d_transpose", self.rank, x, self.kernel, shape, self.strides,
-                               self.padding.upper(), fmt, self.dilation_rate, backend, epilogue=fused)
+                               self.padding.upper(), fmt, self.dilation_rate, backend, epilogue=fused, out=out)
         else:
             pads = [self._pads(n, i) for i, n in enumerate(spatial)]
             padding = pads if self.padding == "causal" else self.padding.upper()
             y = ops._forward(f"conv{self.rank}d", self.rank, x, self.kernel, self.strides, padding, fmt,
-                             self.dilation_rate, backend, batch_dims=self.rank < 3, epilogue=fused)
+                             self.dilation_rate, backend, batch_dims=self.rank < 3, epilogue=fused, out=out)
+        if out is not None:
+            return out
         if fused is not None:
             return np.asarray(y)
         return apply_epilogue(np.asarray(y), backend, self.channels_first, self.bias, scale, shift, activation, alpha)

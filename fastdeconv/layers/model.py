@@ -18,7 +18,7 @@ from .. import _alloc
 from ..errors import ShapeError, message
 from ._base import BACKENDS, Tensor
 from .conv import _Conv
-from .core import Activation, BatchNormalization, Dense, Input, InputLayer
+from .core import Activation, BatchNormalization, Concatenate, Dense, Input, InputLayer
 
 
 def _as_list(v):
@@ -43,6 +43,7 @@ class Model:
         self._pool = _alloc.Pool()
         self._order = self._toposort()
         self._fused = self._plan_fusion()
+        self._slots = {}  # self.fuse -> _plan_concat_slots()
         found = {id(n.output) for n in self._order if isinstance(n.layer, InputLayer)}
         extra = found - {id(t) for t in self.inputs}
         if extra:
@@ -107,6 +108,35 @@ class Model:
             if chain:
                 plan[id(node)] = chain
         return plan
+
+    def _plan_concat_slots(self, fused):
+        """{id(conv node): (Concatenate node, c0, c1)}: a channels-last conv
+        layer (with its fused chain) whose output is an input of a
+        Concatenate along the last axis writes it straight into channels
+        [c0, c1) of the Concatenate's output, allocated when the first of
+        its inputs is computed; the Concatenate then only copies the inputs
+        that no conv wrote (for the U-Net's skips: no copy at all). Other
+        readers of such an output get that channel slice (a strided view)."""
+        writer = {id(n.output): n for n in self._order}  # the node that computes each value
+        for head_id, chain in fused.items():
+            head = next(n for n in self._order if id(n) == head_id)
+            for n in chain:
+                writer[id(n.output)] = head
+        slots = {}
+        for node in self._order:
+            layer = node.layer
+            rank = len(node.output.shape)
+            if not isinstance(layer, Concatenate) or layer.axis % rank != rank - 1:
+                continue
+            c0 = 0
+            for t in node.inputs:
+                c = t.shape[-1]
+                head = writer[id(t)]
+                if (isinstance(head.layer, _Conv) and not head.layer.channels_first and id(head) not in slots
+                        and sum(u is t for u in node.inputs) == 1 and id(t) not in {id(o) for o in self.outputs}):
+                    slots[id(head)] = (node, c0, c0 + c)
+                c0 += c
+        return slots
 
     @staticmethod
     def _epilogue_of(chain):
@@ -242,6 +272,12 @@ class Model:
             user.add(id(t))
         fused = self._fused if self.fuse else {}
         absorbed = {id(n) for chain in fused.values() for n in chain}
+        slots = self._slots.get(self.fuse)
+        if slots is None:
+            slots = self._slots[self.fuse] = self._plan_concat_slots(fused)
+        if backend != "cpu":
+            slots = {}
+        joined = {}  # id(Concatenate node) -> its output array, once allocated
         for node in self._order:
             if id(node.output) in values:
                 continue  # a model input
@@ -249,16 +285,42 @@ class Model:
             args = [values[id(t)] for t in node.inputs]
             first = node.inputs[0]
             buf = buffer_of[id(first)]
-            inplace = (buf not in user and buffer_refs[buf] == 1
-                       and sum(t is first for t in node.inputs) == 1)
-            if id(node) in absorbed:
+            # in place only on a buffer of its own (never a concatenation's channel slice)
+            inplace = (buf not in user and buffer_refs[buf] == 1 and sum(t is first for t in node.inputs) == 1
+                       and getattr(args[0], "flags", None) is not None and args[0].flags.c_contiguous)
+            slot = slots.get(id(node))
+            key = None  # the concatenation buffer this node's output lies in
+            if slot is not None:
+                cat, c0, c1 = slot
+                if id(cat) not in joined:
+                    joined[id(cat)] = _alloc.empty((args[0].shape[0],) + tuple(cat.output.shape[1:]), args[0].dtype)
+                epilogue = self._epilogue_of(fused[id(node)]) if id(node) in fused else None
+                y = layer.call(args[0], backend, inplace=inplace, epilogue=epilogue,
+                               out=joined[id(cat)][..., c0:c1])
+                key = ("joined", id(cat))
+            elif id(node) in joined:
+                # a Concatenate whose output some inputs were written into:
+                # copy the others into their channels
+                y = joined.pop(id(node))
+                c0 = 0
+                for t, x in zip(node.inputs, args):
+                    c1 = c0 + x.shape[-1]
+                    view = y[..., c0:c1]
+                    if x.ctypes.data != view.ctypes.data or x.strides != view.strides:  # not written there
+                        view[...] = x
+                    c0 = c1
+                key = ("joined", id(node))
+            elif id(node) in absorbed:
                 y = args[0]  # already applied by the head of its chain
             elif id(node) in fused:
                 y = layer.call(args[0], backend, inplace=inplace, epilogue=self._epilogue_of(fused[id(node)]))
             else:
                 y = layer.call(args if layer.multi_input else args[0], backend, inplace=inplace)
             out = node.output
-            if layer.aliases_input or id(node) in absorbed:
+            if key is not None:
+                buffer_of[id(out)] = key
+                buffer_refs[key] = buffer_refs.get(key, 0) + consumers.get(id(out), 0)
+            elif layer.aliases_input or id(node) in absorbed:
                 buffer_of[id(out)] = buf
                 buffer_refs[buf] += consumers.get(id(out), 0)
             else:

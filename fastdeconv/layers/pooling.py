@@ -17,8 +17,12 @@ from ..errors import ShapeError, message
 from ._base import Layer, check_rank, data_format_arg, kernels, padding_arg, tuple_arg
 
 
-def _to_5d(x, rank, channels_first):
-    """A C-contiguous 5-D view (missing leading spatial dims of size 1)."""
+def _to_5d(x, rank, channels_first, keep_strides=False):
+    """A C-contiguous 5-D view (missing leading spatial dims of size 1).
+    keep_strides: a channels-last array is viewed as it is, never copied
+    (the cpu pooling reads a channel slice of a wider array in place)."""
+    if keep_strides and not channels_first:
+        return np.expand_dims(x, tuple(range(1, 4 - rank)))
     x = np.ascontiguousarray(x)
     ones = (1,) * (3 - rank)
     if channels_first:
@@ -80,7 +84,8 @@ class _Pooling(_Spatial):
         pads = [_shapes.forward_pads(n, k, s, 1, self.padding.upper())[0]
                 for n, k, s in zip(spatial, self.pool_size, self.strides)]
         pad3 = lambda t, fill: (fill,) * (3 - self.rank) + tuple(t)  # noqa: E731
-        y = kernels(backend).pool(_to_5d(x, self.rank, self.channels_first), pad3(out, 1), pad3(self.pool_size, 1),
+        x5 = _to_5d(x, self.rank, self.channels_first, keep_strides=backend == "cpu")
+        y = kernels(backend).pool(x5, pad3(out, 1), pad3(self.pool_size, 1),
                                   pad3(self.strides, 1), pad3(pads, 0), self.channels_first, self.is_max)
         return y.reshape(self._join(out, self._split(x.shape)[1], x.shape[0]))
 
