@@ -89,6 +89,24 @@ def sum_group(KW, Cg):
     return max(1, SUM_GROUP_TERMS // (KW * Cg))
 
 
+TAP_MAX = 16  # taps per dim with per-tile tables in cl_kernel (more: computed per block)
+TAPTAB_BYTES = 3 * TAP_MAX * 8
+NO_TAP = -(1 << 62)
+
+
+@helper
+def _tap_w(phase, kw, sw, dw, pw, trans):
+    """cl_kernel: the input column offset e of tap kw (input column j*mw + e
+    for the tile's row j), or NO_TAP when a transpose's W phase gets no
+    term from it."""
+    if trans:
+        t = phase + pw - kw * dw
+        if t % sw != 0:
+            return NO_TAP
+        return t // sw
+    return kw * dw - pw
+
+
 def serial_kernel(fn):
     """A serial, cached kernel that releases the GIL; `parallel_tiles` runs
     it on disjoint tile ranges from several threads. (A prange kernel of
@@ -201,6 +219,11 @@ def cl_kernel(x, wp, out, zrow, geo, tile, epi, ep_code, t_begin, t_end):
     rfix = rows[2 * RB:3 * RB]
     pp = rows[3 * RB:4 * RB]
     o = rows[4 * RB:5 * RB]
+    # per tile: the input index of each tap along D and H (or -1) and each
+    # kw's input column offset e (or NO_TAP), for the first TAP_MAX taps of
+    # each dim; computed once per tile instead of once per row block (a
+    # strided transpose's taps take two integer divisions each)
+    taptab = scratch(0, TAPTAB_BYTES)
     inner = OD * OH * P * nrc * G
     for ti in range(t_begin, t_end):
         # output-channel block outermost: consecutive tiles (one thread's
@@ -228,6 +251,12 @@ def cl_kernel(x, wp, out, zrow, geo, tile, epi, ep_code, t_begin, t_end):
         nf = NV if NV < Fg - f0 else Fg - f0
         wfb = addr(wp) + (g * NFB + fb) * taps * Cg * NV * isz
         ob = g * Fg + f0
+        for k in range(_min(KD, TAP_MAX)):
+            taptab[k] = _src(od, k, sd, dd, pd, D, trans)
+        for k in range(_min(KH, TAP_MAX)):
+            taptab[TAP_MAX + k] = _src(oh, k, sh, dh, ph, H, trans)
+        for k in range(_min(KW, TAP_MAX)):
+            taptab[2 * TAP_MAX + k] = _tap_w(phase, k, sw, dw, pw, trans)
         for rb in range(r0, r1, RB):
             nr = RB if RB < r1 - rb else r1 - rb
             jmin = nJ
@@ -236,10 +265,14 @@ def cl_kernel(x, wp, out, zrow, geo, tile, epi, ep_code, t_begin, t_end):
             # at W offset 0 (rows inside along W read from there plus one
             # offset per tap) and its output offset. Rows past nr repeat
             # row nr - 1 (computed, not stored).
+            b = rb // nJ  # one division per block: later rows step (b, j)
+            j = rb - b * nJ
             for i in range(RB):
-                row = rb + (i if i < nr else nr - 1)
-                b = row // nJ
-                j = row % nJ
+                if 0 < i < nr:
+                    j += 1
+                    if j == nJ:
+                        j = 0
+                        b += 1
                 jmin = j if j < jmin else jmin
                 jmax = j if j > jmax else jmax
                 rowj[i] = j
@@ -249,16 +282,17 @@ def cl_kernel(x, wp, out, zrow, geo, tile, epi, ep_code, t_begin, t_end):
             acc = vtzero(out, tile)
             total = acc
             grp = -1
+            ngrp = 0
             # fused (kw, c) runs (forward, dw == 1, G == 1) when every row of
             # the block is inside along W for every tap: one run of KW*Cg
             # steps per (kd, kh), the same terms in the same order
             fz = fuse != 0 and jmin * sw - pw >= 0 and jmax * sw - pw + KW - 1 < W
             for kd in range(KD):
-                i_d = _src(od, kd, sd, dd, pd, D, trans)
+                i_d = taptab[kd] if kd < TAP_MAX else _src(od, kd, sd, dd, pd, D, trans)
                 if i_d < 0:
                     continue
                 for kh in range(KH):
-                    i_h = _src(oh, kh, sh, dh, ph, H, trans)
+                    i_h = taptab[TAP_MAX + kh] if kh < TAP_MAX else _src(oh, kh, sh, dh, ph, H, trans)
                     if i_h < 0:
                         continue
                     qt = wfb + (kd * KH + kh) * KW * Cg * NV * isz
@@ -266,17 +300,15 @@ def cl_kernel(x, wp, out, zrow, geo, tile, epi, ep_code, t_begin, t_end):
                     # from zero, then added to the running total
                     if (kd * KH + kh) // gs != grp:
                         grp = (kd * KH + kh) // gs
-                        total = vtadd(total, acc)
-                        acc = vtzero(out, tile)
+                        if ngrp > 0:
+                            total = vtadd(total, acc)
+                            acc = vtzero(out, tile)
+                        ngrp += 1
                     off = (i_d * H + i_h) * W * Cx * isz
                     for kw in range(1 if fz else KW):
-                        if trans:
-                            t = phase + pw - kw * dw
-                            if t % sw != 0:
-                                continue
-                            e = t // sw
-                        else:
-                            e = kw * dw - pw
+                        e = taptab[2 * TAP_MAX + kw] if kw < TAP_MAX else _tap_w(phase, kw, sw, dw, pw, trans)
+                        if e == NO_TAP:
+                            continue
                         if jmin * mw + e >= 0 and jmax * mw + e < W:
                             # every row inside along W: fixed pointers plus one offset
                             src = rfix
@@ -295,7 +327,9 @@ def cl_kernel(x, wp, out, zrow, geo, tile, epi, ep_code, t_begin, t_end):
                             src = pp
                             so = 0
                         acc = vrun(out, acc, tile, src, so, qt + kw * Cg * NV * isz, KW * Cg if fz else Cg, nr)
-            acc = vtadd(total, acc)
+            # total is still zero with one group: no loads of its spill
+            # slots (a 1x1 conv or a stride == kernel transpose: every block)
+            acc = vtadd(total, acc) if ngrp > 1 else vtadd(vtzero(out, tile), acc)
             if ep_code > 0:
                 ne = len(epi) // 3
                 pe = addr(epi) + ob * isz
@@ -443,6 +477,7 @@ def wv_kernel(x, wp, out, geo, tile, t_begin, t_end):
             acc = vtzero(out, tile)
             total = acc
             grp = -1
+            ngrp = 0
             for kd in range(KD):
                 i_d = _src(od, kd, sd, dd, pd, D, trans)
                 if i_d < 0:
@@ -454,8 +489,10 @@ def wv_kernel(x, wp, out, geo, tile, t_begin, t_end):
                     # two-level sum, as in cl_kernel
                     if (kd * KH + kh) // gs != grp:
                         grp = (kd * KH + kh) // gs
-                        total = vtadd(total, acc)
-                        acc = vtzero(out, tile)
+                        if ngrp > 0:
+                            total = vtadd(total, acc)
+                            acc = vtzero(out, tile)
+                        ngrp += 1
                     xrow = xa + (b * xsb + g * Cg * xsc + i_d * xsd + i_h * xsh) * isz
                     for kw in range(KW):
                         if trans:
@@ -480,7 +517,9 @@ def wv_kernel(x, wp, out, geo, tile, t_begin, t_end):
                             acc = vrun_cols(out, acc, p, cstep, xw, lo0, hi0, lo1, hi1, q, Cg)
                         else:
                             acc = vrun_cols_gather(out, acc, p, cstep, xw, lo0, hi0, lo1, hi1, q, Cg)
-            acc = vtadd(total, acc)
+            # total is still zero with one group: no loads of its spill
+            # slots (a 1x1 conv or a stride == kernel transpose: every block)
+            acc = vtadd(total, acc) if ngrp > 1 else vtadd(vtzero(out, tile), acc)
             ob = b * osb + (g * Fg + f0) * osf + od * osd + oh * osh
             if direct:
                 for i in range(FR):
