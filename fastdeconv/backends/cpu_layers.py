@@ -18,7 +18,7 @@ from numba import prange
 
 from .. import _alloc
 from .._jit import helper, kernel
-from .cpu_simd import VBYTES, addr, itemsize, vloadn, vmaxnan, vsplat, vstoren
+from .cpu_simd import VBYTES, addr, itemsize, prefetch, vloadn, vmaxnan, vsplat, vstoren
 
 # Activation codes of `epilogue` (softmax is not elementwise; see layers).
 ACTIVATIONS = {"linear": 0, "relu": 1, "sigmoid": 2, "tanh": 3, "leaky_relu": 4, "elu": 5, "softplus": 6,
@@ -216,6 +216,14 @@ def pixel_stride(x):
     return ps
 
 
+# Max pooling a channel slice (pixel stride > channels, e.g. an input of a
+# Model's concatenation) prefetches the pixel this many ahead: a 64-byte
+# slice of every 128-byte pixel, read alone, left the hardware prefetchers
+# behind (64^3 x 16 of 32 channels: 1.6-2.0 ms, 1.0-1.1 with this, 0.6
+# for a contiguous array).
+PF_PIXELS = 8
+
+
 @kernel
 def _pool_cl(x, out, geo):
     """x: the input's first element; pixel (b, d, h, w) starts ps elements
@@ -226,6 +234,7 @@ def _pool_cl(x, out, geo):
     isz = itemsize(x)
     lanes = VBYTES // isz
     xa = addr(x)
+    pf = ps > C
     for r in prange(B * OD * OH):
         b, od, oh = r // (OD * OH), (r // OH) % OD, r % OH
         d0, d1 = _window(od, kd, sd, pd, D)
@@ -244,6 +253,8 @@ def _pool_cl(x, out, geo):
                         for h in range(h0, h1):
                             pr = xa + ((((b * D + d) * H + h) * W + w0) * ps + c) * isz
                             for w in range(w1 - w0):
+                                if pf:
+                                    prefetch(pr + (w + PF_PIXELS) * ps * isz)
                                 acc = vmaxnan(acc, vloadn(x, pr + w * ps * isz, C - c))
                     vstoren(out, po + c * isz, acc, C - c)
             else:

@@ -550,6 +550,21 @@ def vstoren(typingctx, arr, p, v, n):
 
 
 @intrinsic
+def prefetch(typingctx, p):
+    """A hint to bring the cache line at byte address p into L1 (no fault
+    if p is not mapped): for strided reads the hardware prefetchers miss,
+    e.g. one channel slice of every pixel of a wider array."""
+    def impl(context, builder, sig, args):
+        i32 = ir.IntType(32)
+        ptr = builder.inttoptr(context.cast(builder, args[0], sig.args[0], types.int64), ir.IntType(8).as_pointer())
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [ptr.type, i32, i32, i32]),
+                                            "llvm.prefetch.p0")
+        builder.call(fn, [ptr, ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+    return types.void(p), impl
+
+
+@intrinsic
 def vmaxnan(typingctx, a, b):
     """Lane-wise max(a, b) that propagates a NaN of b (a NaN in a stays,
     since nothing compares greater): b where b > a or b is NaN, else a.
