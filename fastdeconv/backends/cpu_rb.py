@@ -203,6 +203,8 @@ def cl_kernel(x, wp, out, zrow, geo, tile, epi, ep_code, t_begin, t_end):
      G, trans, RT, NFB, fuse, fb_inner, gs, ops) = geo
     isz = itemsize(out)  # a constant: LLVM folds the steps into displacements
     RB, NW, V = tile_dims(tile, out)
+    PART = (8 + NW - 1) // NW  # cpu_simd.part_rows
+    PART = PART if PART < RB else 0
     NV = NW * V
     Cx = G * Cg
     F = G * Fg
@@ -257,8 +259,14 @@ def cl_kernel(x, wp, out, zrow, geo, tile, epi, ep_code, t_begin, t_end):
             taptab[TAP_MAX + k] = _src(oh, k, sh, dh, ph, H, trans)
         for k in range(_min(KW, TAP_MAX)):
             taptab[2 * TAP_MAX + k] = _tap_w(phase, k, sw, dw, pw, trans)
-        for rb in range(r0, r1, RB):
+        rb = r0
+        while rb < r1:
             nr = RB if RB < r1 - rb else r1 - rb
+            if RB < r1 - rb <= 2 * PART:
+                # two blocks of PART rows (vrun's part-tile loop) cost less
+                # than a whole block and a short one: W = 32 on the 6-row
+                # tile runs 6, 6, 6, 6, 4, 4 rows, not 6, 6, 6, 6, 6, 2
+                nr = PART
             jmin = nJ
             jmax = 0
             # per row: its image's base address, its input column's address
@@ -335,6 +343,7 @@ def cl_kernel(x, wp, out, zrow, geo, tile, epi, ep_code, t_begin, t_end):
                 pe = addr(epi) + ob * isz
                 acc = vtaffine(out, acc, tile, pe, pe + ne * isz, pe + 2 * ne * isz, ep_code == 2)
             vtstore(out, tile, o, acc, nf)
+            rb += nr
 
 
 def epilogue_params(F, tile, dtype, bias, scale, shift):
