@@ -18,7 +18,7 @@ from numba import prange
 
 from .. import _alloc
 from .._jit import helper, kernel
-from .cpu_simd import VBYTES, addr, itemsize, prefetch, vloadn, vmaxnan, vsplat, vstoren
+from .cpu_simd import VBYTES, addr, exp_inplace, itemsize, prefetch, vloadn, vmaxnan, vsplat, vstoren
 
 # Activation codes of `epilogue` (softmax is not elementwise; see layers).
 ACTIVATIONS = {"linear": 0, "relu": 1, "sigmoid": 2, "tanh": 3, "leaky_relu": 4, "elu": 5, "softplus": 6,
@@ -128,8 +128,11 @@ def _softmax_rows(y, b, a, t):
     a row makes the whole row NaN (as NumPy's max does)."""
     n, C = y.shape
     rows = 256
+    isz = itemsize(y)
     for k in prange((n + rows - 1) // rows):
-        for r in range(k * rows, min(k * rows + rows, n)):
+        r0 = k * rows
+        r1 = min(r0 + rows, n)
+        for r in range(r0, r1):
             # y[r, c], not a row view: a view per row cost more than the math
             for c in range(C):
                 y[r, c] = (y[r, c] + b[c]) * a[c] + t[c]
@@ -139,11 +142,14 @@ def _softmax_rows(y, b, a, t):
                     m = y[r, c]
                 if m != m:
                     break
+            for c in range(C):
+                y[r, c] -= m
+        # the chunk's exps in one pass over contiguous memory (float32: vectors)
+        exp_inplace(y, addr(y) + r0 * C * isz, (r1 - r0) * C)
+        for r in range(r0, r1):
             s = y.dtype.type(0)
             for c in range(C):
-                e = math.exp(y[r, c] - m)
-                y[r, c] = e
-                s += e
+                s += y[r, c]
             for c in range(C):
                 y[r, c] /= s
 

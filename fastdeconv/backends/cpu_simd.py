@@ -564,6 +564,104 @@ def prefetch(typingctx, p):
     return types.void(p), impl
 
 
+# exp for float32 vectors (Cephes' expf): x = n ln2 + r, |r| <= ln2 / 2,
+# exp(r) by a degree-7 polynomial (Horner, one FMA per term), times 2^n from
+# the exponent bits. Relative error about 1.2e-7 (1-2 ulp; libm: 0.5 ulp).
+_EXP_HI = 88.72283935546875  # ln of the largest float32; above: +inf
+_EXP_LO = -87.33654475  # ln of the smallest normal float32; below: 0 (no subnormal results)
+_EXP_POLY = (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1,
+             5.0000001201e-1)
+
+
+def _vexp_f32(builder, x):
+    """exp of a <n x float> vector: NaN stays NaN, -inf and x < _EXP_LO give
+    0, x > _EXP_HI gives +inf."""
+    vty = x.type
+    n = vty.count
+    f32 = ir.FloatType()
+    i32v = ir.VectorType(ir.IntType(32), n)
+
+    def c(v):
+        return ir.Constant(vty, [ir.Constant(f32, v)] * n)
+
+    fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [vty] * 3), f"llvm.fma.v{n}f32")
+    floor = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [vty]), f"llvm.floor.v{n}f32")
+    xc = builder.select(builder.fcmp_ordered(">", x, c(_EXP_HI)), c(_EXP_HI), x)
+    xc = builder.select(builder.fcmp_ordered("<", xc, c(_EXP_LO)), c(_EXP_LO), xc)
+    fx = builder.call(floor, [builder.call(fma, [xc, c(1.44269504088896341), c(0.5)])])
+    r = builder.call(fma, [fx, c(-0.693359375), xc])
+    r = builder.call(fma, [fx, c(2.12194440e-4), r])
+    p = c(_EXP_POLY[0])
+    for k in _EXP_POLY[1:]:
+        p = builder.call(fma, [p, r, c(k)])
+    p = builder.call(fma, [p, builder.fmul(r, r), builder.fadd(r, c(1.0))])
+    # 2^n as 2^(n >> 1) * 2^(n - (n >> 1)): each factor a normal float for
+    # every n in [-126, 128] (the top of the range needs 2^128)
+    ni = builder.fptosi(fx, i32v)
+    n1 = builder.ashr(ni, ir.Constant(i32v, [1] * n))
+
+    def pow2(e):
+        return builder.bitcast(builder.shl(builder.add(e, ir.Constant(i32v, [127] * n)),
+                                           ir.Constant(i32v, [23] * n)), vty)
+    y = builder.fmul(builder.fmul(p, pow2(n1)), pow2(builder.sub(ni, n1)))
+    y = builder.select(builder.fcmp_ordered("<", x, c(_EXP_LO)), c(0.0), y)
+    y = builder.select(builder.fcmp_ordered(">", x, c(_EXP_HI)), c(float("inf")), y)
+    return builder.select(builder.fcmp_unordered("uno", x, x), x, y)
+
+
+@intrinsic
+def exp_inplace(typingctx, arr, p, n):
+    """The n elements of arr's dtype at byte address p become their exp:
+    float32 a vector at a time (`_vexp_f32`, the tail masked), float64 one
+    llvm.exp each (what math.exp compiles to in Numba). For softmax, whose
+    float32 exps were a scalar libm call each (no vector math library in
+    Numba here): 64^3 x 2 channels took 2 ms, most of it in exp."""
+    if not (isinstance(arr, types.Array) and arr.dtype in (types.float32, types.float64)):
+        return None
+
+    def impl64(context, builder, sig, args):
+        i64 = ir.IntType(64)
+        f64 = ir.DoubleType()
+        p0 = context.cast(builder, args[1], sig.args[1], types.int64)
+        nn = context.cast(builder, args[2], sig.args[2], types.int64)
+        exp = cgutils.get_or_insert_function(builder.module, ir.FunctionType(f64, [f64]), "llvm.exp.f64")
+        with cgutils.for_range(builder, nn) as loop:
+            ptr = builder.inttoptr(builder.add(p0, builder.mul(loop.index, ir.Constant(i64, 8))), f64.as_pointer())
+            builder.store(builder.call(exp, [builder.load(ptr)]), ptr)
+        return context.get_dummy_value()
+
+    def impl(context, builder, sig, args):
+        i64, i32 = ir.IntType(64), ir.IntType(32)
+        vty = context.get_value_type(Vec(arr.dtype, VBYTES))
+        nl = vty.count
+        p0 = context.cast(builder, args[1], sig.args[1], types.int64)
+        nn = context.cast(builder, args[2], sig.args[2], types.int64)
+        align = ir.Constant(i32, 4)
+        pre = builder.block
+        head = builder.append_basic_block("vexp.head")
+        body = builder.append_basic_block("vexp.body")
+        done = builder.append_basic_block("vexp.done")
+        builder.branch(head)
+        builder.position_at_end(head)
+        k = builder.phi(i64)
+        k.add_incoming(ir.Constant(i64, 0), pre)
+        builder.cbranch(builder.icmp_signed("<", k, nn), body, done)
+        builder.position_at_end(body)
+        ptr = builder.inttoptr(builder.add(p0, builder.mul(k, ir.Constant(i64, 4))), vty.as_pointer())
+        with builder.if_else(builder.icmp_signed(">=", builder.sub(nn, k), ir.Constant(i64, nl))) as (whole, tail):
+            with whole:
+                builder.store(_vexp_f32(builder, builder.load(ptr, align=4)), ptr, align=4)
+            with tail:
+                mask = _range_mask(builder, nl, ir.Constant(i64, 0), builder.sub(nn, k))
+                v = builder.call(_masked_load(builder, vty, 32), [ptr, align, mask, ir.Constant(vty, None)])
+                builder.call(_masked_store(builder, vty, 32), [_vexp_f32(builder, v), ptr, align, mask])
+        k.add_incoming(builder.add(k, ir.Constant(i64, nl)), builder.block)
+        builder.branch(head)
+        builder.position_at_end(done)
+        return context.get_dummy_value()
+    return types.void(arr, p, n), (impl if arr.dtype == types.float32 else impl64)
+
+
 @intrinsic
 def vmaxnan(typingctx, a, b):
     """Lane-wise max(a, b) that propagates a NaN of b (a NaN in a stays,
