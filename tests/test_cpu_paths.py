@@ -35,7 +35,7 @@ CASES = [
     # be interleaved in registers (vtstore_zip2), then a narrower last chunk
     ("conv2d_transpose", (2, 5, 3, 40), (2, 2, 6, 5), 2, "SAME", "NCHW", None),
     ("conv2d_transpose", (1, 3, 4, 37), (3, 3, 5, 3), 2, "VALID", "NCHW", None),
-    # more taps along a dim than cl_kernel's per-tile tables hold (TAP_MAX)
+    # long kernels: 19 and 18 taps along one dim (cl_kernel's tap tables)
     ("conv1d", (2, 30, 3), (19, 3, 10), 1, "SAME", "NWC", 1),
     ("conv2d_transpose", (1, 9, 5, 4), (18, 3, 6, 4), [3, 1], "SAME", "NHWC", None),
 ]

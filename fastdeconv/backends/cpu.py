@@ -171,8 +171,9 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
         epi = cpu_rb.epilogue_params(F, tile, x.dtype, bias, scale, shift)
         ep_code = 2 if activation == "relu" else 1
         epilogue = None
+    taps = cpu_rb.tap_tables(OD, OH, P, KD, KH, KW, D, H, sd, sh, sw, dd, dh, dw, pd, ph, pw, bool(trans))
     cpu_rb.parallel_tiles(cpu_rb.cl_kernel,
-                          (x.reshape(-1), wp, flat, zrow, geo, tile, epi, ep_code),
+                          (x.reshape(-1), wp, flat, zrow, taps, geo, tile, epi, ep_code),
                           cpu_rb.n_tiles(geo), work)
     if dest is not None:
         return out

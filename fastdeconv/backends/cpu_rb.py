@@ -33,6 +33,7 @@ dw == 1 and no groups read (kw, c) as one contiguous run when all rows are
 inside the input: the same terms in the same order, fewer loop overheads.
 """
 
+import functools
 import itertools
 from concurrent.futures import ThreadPoolExecutor
 
@@ -89,22 +90,42 @@ def sum_group(KW, Cg):
     return max(1, SUM_GROUP_TERMS // (KW * Cg))
 
 
-TAP_MAX = 16  # taps per dim with per-tile tables in cl_kernel (more: computed per block)
-TAPTAB_BYTES = 3 * TAP_MAX * 8
 NO_TAP = -(1 << 62)
 
 
-@helper
-def _tap_w(phase, kw, sw, dw, pw, trans):
-    """cl_kernel: the input column offset e of tap kw (input column j*mw + e
-    for the tile's row j), or NO_TAP when a transpose's W phase gets no
-    term from it."""
+@functools.lru_cache(maxsize=256)
+def tap_tables(OD, OH, P, KD, KH, KW, D, H, sd, sh, sw, dd, dh, dw, pd, ph, pw, trans):
+    """cl_kernel's taps, computed once per call geometry (on the host, no
+    integer division in the kernel): one int64 array of
+    - [od * KD + kd]: the input index along D that tap kd of output od
+      reads, or -1 (padding, or a strided transpose's skipped tap);
+    - [OD*KD + oh * KH + kh]: the same along H;
+    - [OD*KD + OH*KH + phase * KW + kw]: the input column offset e of tap kw
+      for W phase `phase` (a tile's row j reads column j*mw + e), or NO_TAP.
+    Read-only; shared by calls with the same geometry."""
+    def along(O, K, s, d, p, n):
+        o = np.arange(O)[:, None]
+        k = np.arange(K)[None, :]
+        if trans:
+            t = o + p - k * d
+            i = t // s
+            ok = (t >= 0) & (t % s == 0) & (i < n)
+        else:
+            i = o * s + k * d - p
+            ok = (i >= 0) & (i < n)
+        return np.where(ok, i, -1).reshape(-1)
+
+    phase = np.arange(P)[:, None]
+    kw = np.arange(KW)[None, :]
     if trans:
         t = phase + pw - kw * dw
-        if t % sw != 0:
-            return NO_TAP
-        return t // sw
-    return kw * dw - pw
+        e = np.where(t % sw == 0, t // sw, NO_TAP)
+    else:
+        e = np.broadcast_to(kw * dw - pw, (P, KW))
+    table = np.concatenate([along(OD, KD, sd, dd, pd, D), along(OH, KH, sh, dh, ph, H),
+                            e.reshape(-1)]).astype(np.int64)
+    table.flags.writeable = False
+    return table
 
 
 def serial_kernel(fn):
@@ -189,12 +210,12 @@ def cl_tile(nvec):
 
 
 @serial_kernel
-def cl_kernel(x, wp, out, zrow, geo, tile, epi, ep_code, t_begin, t_end):
+def cl_kernel(x, wp, out, zrow, taptab, geo, tile, epi, ep_code, t_begin, t_end):
     """Tiles [t_begin, t_end). x: (B, D, H, W, G*Cg) flat; wp: (G, NFB, taps,
     Cg, NW*V) flat (output channels padded with zeros to NFB blocks of
     NW*V); out: flat, output pixel (b, od, oh, ow) at element pixel * ops
     (ops >= G*Fg: the channels may be a slice of a wider array, e.g. one
-    input of a concatenation); zrow: >= Cg*KW zeros;
+    input of a concatenation); zrow: >= Cg*KW zeros; taptab: tap_tables(...);
     tile: a cpu_simd.Tile, RB rows x NW vectors (a compile-time shape).
     Epilogue (ep_code 1: affine, 2: affine + ReLU, 0: none): epi holds three
     rows of per-output-channel parameters (bias, scale, shift), each
@@ -221,11 +242,8 @@ def cl_kernel(x, wp, out, zrow, geo, tile, epi, ep_code, t_begin, t_end):
     rfix = rows[2 * RB:3 * RB]
     pp = rows[3 * RB:4 * RB]
     o = rows[4 * RB:5 * RB]
-    # per tile: the input index of each tap along D and H (or -1) and each
-    # kw's input column offset e (or NO_TAP), for the first TAP_MAX taps of
-    # each dim; computed once per tile instead of once per row block (a
-    # strided transpose's taps take two integer divisions each)
-    taptab = scratch(0, TAPTAB_BYTES)
+    th = OD * KD  # taptab: along D, then H from th, W offsets from tw
+    tw = th + OH * KH
     inner = OD * OH * P * nrc * G
     for ti in range(t_begin, t_end):
         # output-channel block outermost: consecutive tiles (one thread's
@@ -253,12 +271,6 @@ def cl_kernel(x, wp, out, zrow, geo, tile, epi, ep_code, t_begin, t_end):
         nf = NV if NV < Fg - f0 else Fg - f0
         wfb = addr(wp) + (g * NFB + fb) * taps * Cg * NV * isz
         ob = g * Fg + f0
-        for k in range(_min(KD, TAP_MAX)):
-            taptab[k] = _src(od, k, sd, dd, pd, D, trans)
-        for k in range(_min(KH, TAP_MAX)):
-            taptab[TAP_MAX + k] = _src(oh, k, sh, dh, ph, H, trans)
-        for k in range(_min(KW, TAP_MAX)):
-            taptab[2 * TAP_MAX + k] = _tap_w(phase, k, sw, dw, pw, trans)
         rb = r0
         while rb < r1:
             nr = RB if RB < r1 - rb else r1 - rb
@@ -296,11 +308,11 @@ def cl_kernel(x, wp, out, zrow, geo, tile, epi, ep_code, t_begin, t_end):
             # steps per (kd, kh), the same terms in the same order
             fz = fuse != 0 and jmin * sw - pw >= 0 and jmax * sw - pw + KW - 1 < W
             for kd in range(KD):
-                i_d = taptab[kd] if kd < TAP_MAX else _src(od, kd, sd, dd, pd, D, trans)
+                i_d = taptab[od * KD + kd]
                 if i_d < 0:
                     continue
                 for kh in range(KH):
-                    i_h = taptab[TAP_MAX + kh] if kh < TAP_MAX else _src(oh, kh, sh, dh, ph, H, trans)
+                    i_h = taptab[th + oh * KH + kh]
                     if i_h < 0:
                         continue
                     qt = wfb + (kd * KH + kh) * KW * Cg * NV * isz
@@ -314,7 +326,7 @@ def cl_kernel(x, wp, out, zrow, geo, tile, epi, ep_code, t_begin, t_end):
                         ngrp += 1
                     off = (i_d * H + i_h) * W * Cx * isz
                     for kw in range(1 if fz else KW):
-                        e = taptab[2 * TAP_MAX + kw] if kw < TAP_MAX else _tap_w(phase, kw, sw, dw, pw, trans)
+                        e = taptab[tw + phase * KW + kw]
                         if e == NO_TAP:
                             continue
                         if jmin * mw + e >= 0 and jmax * mw + e < W:
@@ -337,7 +349,7 @@ def cl_kernel(x, wp, out, zrow, geo, tile, epi, ep_code, t_begin, t_end):
                         acc = vrun(out, acc, tile, src, so, qt + kw * Cg * NV * isz, KW * Cg if fz else Cg, nr)
             # total is still zero with one group: no loads of its spill
             # slots (a 1x1 conv or a stride == kernel transpose: every block)
-            acc = vtadd(total, acc) if ngrp > 1 else vtadd(vtzero(out, tile), acc)
+            acc = vtadd(total, acc)
             if ep_code > 0:
                 ne = len(epi) // 3
                 pe = addr(epi) + ob * isz
@@ -528,7 +540,7 @@ def wv_kernel(x, wp, out, geo, tile, t_begin, t_end):
                             acc = vrun_cols_gather(out, acc, p, cstep, xw, lo0, hi0, lo1, hi1, q, Cg)
             # total is still zero with one group: no loads of its spill
             # slots (a 1x1 conv or a stride == kernel transpose: every block)
-            acc = vtadd(total, acc) if ngrp > 1 else vtadd(vtzero(out, tile), acc)
+            acc = vtadd(total, acc)
             ob = b * osb + (g * Fg + f0) * osf + od * osd + oh * osh
             if direct:
                 for i in range(FR):
