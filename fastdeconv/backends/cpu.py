@@ -31,6 +31,8 @@ import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+import weakref
+
 import numpy as np
 
 from .. import _alloc
@@ -128,7 +130,7 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
         # Vectors along W (cpu_rb.wv_kernel): channels-first data, or
         # channels-last data with few output channels (gathered loads).
         tile = cpu_rb.wv_tile()
-        wp, NFB = cpu_rb.pack_filters_wv(wg, x.dtype, tile)
+        wp, NFB = _memo(wg, ("wv", x.dtype.str, repr(tile)), lambda: cpu_rb.pack_filters_wv(wg, x.dtype, tile))
         if channels_first:
             xs = (Cx * D * H * W, D * H * W, H * W, W, 1)
             os_ = (F * OD * OH * OW, OD * OH * OW, OH * OW, OW, 1)
@@ -149,7 +151,7 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
     nvec = 1 if CL1 and Fg * x.dtype.itemsize <= cpu_simd.VBYTES else 2
     tile = cpu_rb.cl_tile(nvec)
     RT = cpu_rb.rows_per_tile(B * _ceil(OW, P), tile.rows)
-    wp, NFB = cpu_rb.pack_filters(wg, x.dtype, tile)
+    wp, NFB = _memo(wg, ("cl", x.dtype.str, repr(tile)), lambda: cpu_rb.pack_filters(wg, x.dtype, tile))
     zrow = np.zeros(Cg * KW + 1, dtype=x.dtype)
     fuse = int(FUSE_KW and not trans and dw == 1 and G == 1)
     # Channel blocks innermost when one block's weight panel is small (it
@@ -204,6 +206,29 @@ def _finish(y, channels_first, epilogue):
     return y
 
 
+# Read-only filter arrays (a layer's weights) -> {key: packed filters or
+# finiteness}: packing and checking cost ~50 us per call (a U-Net predict
+# makes 15 conv calls); read-only arrays cannot change under the cache.
+_MEMO = {}
+
+
+def _memo(w, key, make):
+    """make(), remembered per read-only array that w is a view of (and w's
+    place in it and `key`); computed every time for writable arrays."""
+    root = _alloc.root(w)
+    if root.flags.writeable:
+        return make()
+    entry = _MEMO.get(id(root))
+    if entry is None or entry[0]() is not root:
+        entry = _MEMO[id(root)] = (weakref.ref(root), {})
+        weakref.finalize(root, _MEMO.pop, id(root), None)
+    k = (key, w.ctypes.data - root.ctypes.data, w.shape, w.strides, w.dtype.str)
+    value = entry[1].get(k)
+    if value is None:
+        value = entry[1][k] = make()
+    return value
+
+
 def _ceil(a, b):
     return -((-a) // b)
 
@@ -239,7 +264,7 @@ def forward(x, w, out_spatial, strides, dilations, pads_before, groups, channels
     the result's shape and dtype to hold it; the channels-last kernel
     writes a channel slice of a contiguous array (`buf[..., c0:c1]`)
     directly, any other case is computed and copied."""
-    if not _finite(w):
+    if not _memo(w, "finite", lambda: _finite(w)):
         y = reference.forward(x, w, out_spatial, strides, dilations, pads_before, groups,
                               channels_first).astype(x.dtype)
         return _into(out, _finish(y, channels_first, epilogue))
@@ -251,7 +276,7 @@ def forward(x, w, out_spatial, strides, dilations, pads_before, groups, channels
 def transpose(x, w, out_spatial, strides, dilations, pads_before, channels_first, epilogue=None, out=None):
     """Scatter-based transposed convolution. Returns a new 5-D array, or
     `out`. epilogue, out: as in `forward`."""
-    if not _finite(w):
+    if not _memo(w, "finite", lambda: _finite(w)):
         y = reference.transpose(x, w, out_spatial, strides, dilations, pads_before,
                                 channels_first).astype(x.dtype)
         return _into(out, _finish(y, channels_first, epilogue))

@@ -197,7 +197,11 @@ class Layer:
             if w.dtype.kind != "f":
                 raise TypeError(message(f"layer {self.name!r}: weight {wname!r} has dtype {w.dtype}",
                                         "a float array", None))
-            arrays.append(np.ascontiguousarray(w, np.float32))
+            # a private, read-only copy: the cpu backend keeps the packed
+            # form of read-only filters between calls (backends.cpu._memo)
+            a = np.array(w, np.float32, order="C")
+            a.flags.writeable = False
+            arrays.append(a)
         self._weights = arrays
         self._set(arrays)
 

@@ -1,0 +1,57 @@
+"""The cpu backend keeps the packed form of read-only filters between calls
+(backends.cpu._memo); a layer's weights are private read-only copies. A
+filter array that can change is packed on every call."""
+
+import numpy as np
+
+import fastdeconv
+from fastdeconv import layers as L
+from fastdeconv.backends import cpu
+
+
+def test_writable_filters_are_packed_on_every_call(rng):
+    x = rng.standard_normal((1, 4, 5, 6, 3)).astype(np.float32)
+    w = rng.standard_normal((3, 3, 3, 3, 8)).astype(np.float32)
+    first = fastdeconv.conv3d(x, w, [1] * 5, "SAME")
+    w *= 2  # in place: a cache keyed on this array would return `first`
+    np.testing.assert_array_equal(fastdeconv.conv3d(x, w, [1] * 5, "SAME"), 2 * first)
+
+
+def test_read_only_filters_are_remembered_and_give_the_same_bits(rng):
+    x = rng.standard_normal((2, 4, 5, 6, 3)).astype(np.float32)
+    w = rng.standard_normal((3, 3, 3, 3, 20)).astype(np.float32)
+    want = fastdeconv.conv3d(x, w, [1] * 5, "SAME")
+    frozen = w.copy()
+    frozen.flags.writeable = False
+    entries = len(cpu._MEMO)
+    for _ in range(2):
+        np.testing.assert_array_equal(fastdeconv.conv3d(x, frozen, [1] * 5, "SAME"), want)
+    assert len(cpu._MEMO) == entries + 1
+    # a transpose of the same array is packed and remembered separately
+    wt = frozen[..., :3]
+    got = fastdeconv.conv3d_transpose(want[..., :3], wt, [2, 4, 5, 6, 3], [1] * 5, "SAME")
+    np.testing.assert_array_equal(got, fastdeconv.conv3d_transpose(want[..., :3], wt.copy(), [2, 4, 5, 6, 3],
+                                                                    [1] * 5, "SAME"))
+    del frozen, wt
+    import gc
+
+    gc.collect()
+    assert len(cpu._MEMO) == entries  # dropped with the array
+
+
+def test_layer_weights_are_private_read_only_copies(rng):
+    layer = L.Conv2D(4, 3, padding="same")
+    x = rng.standard_normal((1, 6, 7, 2)).astype(np.float32)
+    kernel = rng.standard_normal((3, 3, 2, 4)).astype(np.float32)
+    bias = np.zeros(4, np.float32)
+    layer(x)
+    layer.set_weights([kernel, bias])
+    assert kernel.flags.writeable and not layer.kernel.flags.writeable
+    first = layer(x)
+    kernel *= 3  # the caller's array: the layer kept its own copy
+    np.testing.assert_array_equal(layer(x), first)
+    layer.set_weights([kernel, bias])  # new weights: a new array, packed anew
+    np.testing.assert_allclose(layer(x), 3 * first, rtol=1e-6, atol=1e-6)
+    got = layer.get_weights()[0]
+    assert got.flags.writeable
+    np.testing.assert_array_equal(got, kernel)
