@@ -23,12 +23,9 @@ Writes OUT_DIR/compare_frameworks.{md,json,png} and prints the markdown.
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
-
-import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -228,7 +228,6 @@ def cl_kernel(x, wp, out, zrow, taptab, geo, tile, epi, ep_code, t_begin, t_end)
     PART = PART if PART < RB else 0
     NV = NW * V
     Cx = G * Cg
-    F = G * Fg
     P = sw if trans else 1
     mw = 1 if trans else sw
     nJ_max = (OW + P - 1) // P
