@@ -247,6 +247,10 @@ WEIGHT_RULE_CASES = [
     Case(True, (3, 4), (3, 2), (2, 2), (1, 1), "SAME", 3, 2, out_spatial=(5, 8), channels_first=True),
     Case(True, (3, 3, 3), (3, 3, 3), (2, 2, 2), (1, 1, 1), "VALID", 2, 2, out_spatial=(7, 8, 8)),
     Case(True, (3, 3, 3), (3, 3, 3), (2, 2, 2), (1, 1, 1), "SAME", 2, 2, out_spatial=(6, 6, 5)),
+    # filters larger than the result: the cpu backend checks the result
+    # first and the filters only when it is not finite (backends.cpu._checked)
+    Case(False, (3, 3), (3, 3), (1, 1), (1, 1), "SAME", 16, 16),
+    Case(True, (2, 2), (3, 3), (2, 2), (1, 1), "SAME", 16, 16, out_spatial=(4, 4)),
 ]
 
 
