@@ -16,6 +16,11 @@ The algorithm choice is made here, in `_run`:
   the edges; read natively, no layout copies). Same term order, hence the
   same bits, as cl_kernel.
 
+Filters are packed for the kernel's tile (and checked for NaN/Inf) once
+per read-only filter array (`_memo`; a layer's weights are read-only), on
+every call otherwise. A channels-last result can be written straight into
+a channel slice of a wider array (`out=`, a Model's concatenations).
+
 Every output element has exactly one writer and receives its terms in an
 order fixed by the shapes (never by the thread count), so results are the
 same bits at any NUMBA_NUM_THREADS. Zero weights or inputs are never

@@ -20,8 +20,12 @@ row past the end of the tile) reads a zero row instead: it adds 0 * w,
 which is exactly 0 for finite weights, so padding never creates a NaN from
 a finite input; a tap that no row of the block reaches is skipped.
 
+A tile's rows run in blocks of RB; a block of at most cpu_simd.part_rows
+rows runs vrun's part-tile loop, and when RB < rows left <= 2 of those,
+they run as two such blocks (W = 32 on the AVX2 tile: 6, 6, 6, 6, 4, 4).
+
 Order of the terms of every output element: for each group of `gs`
-consecutive (kd, kh) (group kd*KH + kh // gs), a partial sum over (kh, kw,
+consecutive (kd, kh) (group (kd*KH + kh) // gs), a partial sum over (kh, kw,
 input channel), one FMA each from zero, added to the running total; fixed
 by the shapes only (`sum_group`). Each partial sum has at most
 SUM_GROUP_TERMS terms unless one (kd, kh) alone has more: long sums stay
