@@ -45,8 +45,8 @@ import numba
 import numpy as np
 
 from .._jit import FASTMATH, helper
-from .cpu_simd import (Tile, addr, itemsize, scratch, tile_dims, tile_rows, vrun, vrun_cols, vrun_cols_gather,
-                       vtadd, vtaffine, vtstore, vtstore_zip2, vtzero)
+from .cpu_simd import (Tile, addr, itemsize, scratch, tile_dims, tile_part_rows, tile_rows, vrun, vrun_cols,
+                       vrun_cols_gather, vtadd, vtaffine, vtstore, vtstore_zip2, vtzero)
 
 ROWS = 48  # output positions per parallel tile (at most)
 
@@ -228,8 +228,7 @@ def cl_kernel(x, wp, out, zrow, taptab, geo, tile, epi, ep_code, t_begin, t_end)
      G, trans, RT, NFB, fuse, fb_inner, gs, ops) = geo
     isz = itemsize(out)  # a constant: LLVM folds the steps into displacements
     RB, NW, V = tile_dims(tile, out)
-    PART = (8 + NW - 1) // NW  # cpu_simd.part_rows
-    PART = PART if PART < RB else 0
+    PART = tile_part_rows(tile)
     NV = NW * V
     Cx = G * Cg
     P = sw if trans else 1

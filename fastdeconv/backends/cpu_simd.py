@@ -256,6 +256,17 @@ def part_rows(tile):
 
 
 @intrinsic
+def tile_part_rows(typingctx, tile):
+    """part_rows(tile) as a compile-time constant, for the kernels."""
+    if not isinstance(tile, TileType):
+        return None
+
+    def impl(context, builder, sig, args):
+        return ir.Constant(context.get_value_type(types.intp), part_rows(tile))
+    return types.intp(tile), impl
+
+
+@intrinsic
 def vrun(typingctx, arr, accs, tile, rows, off, q, K, nrows):
     """The register-tile micro-kernel, emitted as one LLVM loop: K reduction
     steps; at step k, for each row i < tile.rows and weight vector j,
@@ -498,53 +509,62 @@ def vsplat(typingctx, arr, value):
     return vt(arr, value), impl
 
 
+def _load_first(builder, vty, ptr, n, isz):
+    """The vector at ptr; when n < lanes only lanes [0, n) are read (masked,
+    the others 0): a plain load for whole vectors (masked accesses cost
+    several times more on AVX2). n: i64."""
+    i64 = ir.IntType(64)
+    with builder.if_else(builder.icmp_signed(">=", n, ir.Constant(i64, vty.count))) as (whole, part):
+        with whole:
+            bb_w = builder.block
+            v_w = builder.load(ptr, align=isz)
+        with part:
+            bb_p = builder.block
+            mask = _range_mask(builder, vty.count, ir.Constant(i64, 0), n)
+            v_p = builder.call(_masked_load(builder, vty, isz * 8),
+                               [ptr, ir.Constant(ir.IntType(32), isz), mask, ir.Constant(vty, None)])
+    phi = builder.phi(vty)
+    phi.add_incoming(v_w, bb_w)
+    phi.add_incoming(v_p, bb_p)
+    return phi
+
+
+def _store_first(builder, v, ptr, n, isz):
+    """Stores lanes [0, min(n, lanes)) of v at ptr (a plain store for a
+    whole vector). n: i64."""
+    i64 = ir.IntType(64)
+    with builder.if_else(builder.icmp_signed(">=", n, ir.Constant(i64, v.type.count))) as (whole, part):
+        with whole:
+            builder.store(v, ptr, align=isz)
+        with part:
+            mask = _range_mask(builder, v.type.count, ir.Constant(i64, 0), n)
+            builder.call(_masked_store(builder, v.type, isz * 8), [v, ptr, ir.Constant(ir.IntType(32), isz), mask])
+
+
 @intrinsic
 def vloadn(typingctx, arr, p, n):
     """The vector at byte address p; when n < lanes only lanes [0, n) are
-    read (masked, the others 0): a plain load for whole vectors (masked
-    accesses cost several times more on AVX2)."""
+    read (the others 0; `_load_first`)."""
     vt = _vec_of(arr)
     isz = arr.dtype.bitwidth // 8
 
     def impl(context, builder, sig, args):
-        i64 = ir.IntType(64)
         vty = context.get_value_type(vt)
         ptr = builder.inttoptr(context.cast(builder, args[1], sig.args[1], types.int64), vty.as_pointer())
-        nn = context.cast(builder, args[2], sig.args[2], types.int64)
-        with builder.if_else(builder.icmp_signed(">=", nn, ir.Constant(i64, vty.count))) as (whole, part):
-            with whole:
-                bb_w = builder.block
-                v_w = builder.load(ptr, align=isz)
-            with part:
-                bb_p = builder.block
-                mask = _range_mask(builder, vty.count, ir.Constant(i64, 0), nn)
-                v_p = builder.call(_masked_load(builder, vty, arr.dtype.bitwidth),
-                                   [ptr, ir.Constant(ir.IntType(32), isz), mask, ir.Constant(vty, None)])
-        phi = builder.phi(vty)
-        phi.add_incoming(v_w, bb_w)
-        phi.add_incoming(v_p, bb_p)
-        return phi
+        return _load_first(builder, vty, ptr, context.cast(builder, args[2], sig.args[2], types.int64), isz)
     return vt(arr, p, n), impl
 
 
 @intrinsic
 def vstoren(typingctx, arr, p, v, n):
-    """Stores lanes [0, min(n, lanes)) of v at byte address p (a plain
-    store for a whole vector)."""
+    """Stores lanes [0, min(n, lanes)) of v at byte address p
+    (`_store_first`)."""
     isz = arr.dtype.bitwidth // 8
 
     def impl(context, builder, sig, args):
-        i64 = ir.IntType(64)
         vty = context.get_value_type(sig.args[2])
         ptr = builder.inttoptr(context.cast(builder, args[1], sig.args[1], types.int64), vty.as_pointer())
-        nn = context.cast(builder, args[3], sig.args[3], types.int64)
-        with builder.if_else(builder.icmp_signed(">=", nn, ir.Constant(i64, vty.count))) as (whole, part):
-            with whole:
-                builder.store(args[2], ptr, align=isz)
-            with part:
-                mask = _range_mask(builder, vty.count, ir.Constant(i64, 0), nn)
-                builder.call(_masked_store(builder, vty, arr.dtype.bitwidth),
-                             [args[2], ptr, ir.Constant(ir.IntType(32), isz), mask])
+        _store_first(builder, args[2], ptr, context.cast(builder, args[3], sig.args[3], types.int64), isz)
         return context.get_dummy_value()
     return types.void(arr, p, v, n), impl
 
@@ -631,33 +651,14 @@ def exp_inplace(typingctx, arr, p, n):
         return context.get_dummy_value()
 
     def impl(context, builder, sig, args):
-        i64, i32 = ir.IntType(64), ir.IntType(32)
+        i64 = ir.IntType(64)
         vty = context.get_value_type(Vec(arr.dtype, VBYTES))
-        nl = vty.count
         p0 = context.cast(builder, args[1], sig.args[1], types.int64)
         nn = context.cast(builder, args[2], sig.args[2], types.int64)
-        align = ir.Constant(i32, 4)
-        pre = builder.block
-        head = builder.append_basic_block("vexp.head")
-        body = builder.append_basic_block("vexp.body")
-        done = builder.append_basic_block("vexp.done")
-        builder.branch(head)
-        builder.position_at_end(head)
-        k = builder.phi(i64)
-        k.add_incoming(ir.Constant(i64, 0), pre)
-        builder.cbranch(builder.icmp_signed("<", k, nn), body, done)
-        builder.position_at_end(body)
-        ptr = builder.inttoptr(builder.add(p0, builder.mul(k, ir.Constant(i64, 4))), vty.as_pointer())
-        with builder.if_else(builder.icmp_signed(">=", builder.sub(nn, k), ir.Constant(i64, nl))) as (whole, tail):
-            with whole:
-                builder.store(_vexp_f32(builder, builder.load(ptr, align=4)), ptr, align=4)
-            with tail:
-                mask = _range_mask(builder, nl, ir.Constant(i64, 0), builder.sub(nn, k))
-                v = builder.call(_masked_load(builder, vty, 32), [ptr, align, mask, ir.Constant(vty, None)])
-                builder.call(_masked_store(builder, vty, 32), [_vexp_f32(builder, v), ptr, align, mask])
-        k.add_incoming(builder.add(k, ir.Constant(i64, nl)), builder.block)
-        builder.branch(head)
-        builder.position_at_end(done)
+        with cgutils.for_range_slice(builder, ir.Constant(i64, 0), nn, ir.Constant(i64, vty.count)) as (k, _):
+            ptr = builder.inttoptr(builder.add(p0, builder.mul(k, ir.Constant(i64, 4))), vty.as_pointer())
+            left = builder.sub(nn, k)
+            _store_first(builder, _vexp_f32(builder, _load_first(builder, vty, ptr, left, 4)), ptr, left, 4)
         return context.get_dummy_value()
     return types.void(arr, p, n), (impl if arr.dtype == types.float32 else impl64)
 

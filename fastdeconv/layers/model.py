@@ -122,6 +122,7 @@ class Model:
             head = next(n for n in self._order if id(n) == head_id)
             for n in chain:
                 writer[id(n.output)] = head
+        outputs = {id(t) for t in self.outputs}
         slots = {}
         for node in self._order:
             layer = node.layer
@@ -133,7 +134,7 @@ class Model:
                 c = t.shape[-1]
                 head = writer[id(t)]
                 if (isinstance(head.layer, _Conv) and not head.layer.channels_first and id(head) not in slots
-                        and sum(u is t for u in node.inputs) == 1 and id(t) not in {id(o) for o in self.outputs}):
+                        and sum(u is t for u in node.inputs) == 1 and id(t) not in outputs):
                     slots[id(head)] = (node, c0, c0 + c)
                 c0 += c
         return slots
