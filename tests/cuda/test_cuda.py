@@ -4,6 +4,8 @@ Run on its own (see conftest.py): NUMBA_ENABLE_CUDASIM=1 python -m pytest tests/
 """
 
 import importlib.util
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -349,6 +351,21 @@ def test_missing_numba_cuda_names_the_extra(monkeypatch):
         fastdeconv.conv2d(np.zeros((1, 3, 3, 1)), np.zeros((1, 1, 1, 1)), 1, "SAME", backend="cuda")
 
 
+def test_numpy_without_row_stack_names_the_fix():
+    """numba-cuda 0.30 cannot compile kernels on NumPy 2.5 (no np.row_stack):
+    a clear error before any work, run in a child where NumPy lacks it."""
+    code = (
+        "import numpy as np; del np.row_stack\n"
+        "import fastdeconv\n"
+        "try:\n"
+        "    fastdeconv.conv2d(np.zeros((1, 3, 3, 1)), np.zeros((1, 1, 1, 1)), 1, 'SAME', backend='cuda')\n"
+        "except ValueError as exc:\n"
+        "    print(exc)\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "np.row_stack" in res.stdout and "pip install 'numpy<2.5'" in res.stdout, res.stdout
+
+
 @pytest.mark.parametrize("library", ["cupy", "torch"])
 def test_foreign_device_arrays(library, rng):
     """CuPy arrays / torch CUDA tensors through __cuda_array_interface__."""
@@ -395,4 +412,5 @@ def test_larger_shapes_on_hardware(case, rng):
     assert _rel_err(got, ref) <= 1e-5
     np.testing.assert_array_equal(got, _call(op, x, w, *args, backend="cuda", **kwargs))
     x64, w64 = x.astype(np.float64), w.astype(np.float64)
-    assert _rel_err(_call(op, x64, w64, *args, backend="cuda", **kwargs), ref) <= 1e-12
+    ref64 = _call(op, x64, w64, *args, backend="reference", **kwargs)
+    assert _rel_err(_call(op, x64, w64, *args, backend="cuda", **kwargs), ref64) <= 1e-12

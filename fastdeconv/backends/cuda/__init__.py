@@ -38,7 +38,27 @@ def _numba_cuda():
             _INSTALL))
     from numba import cuda
 
+    _check_numpy_support()
     return cuda
+
+
+def _check_numpy_support():
+    """numba-cuda 0.30 registers an overload of np.row_stack, which NumPy 2.5
+    removed, when it first compiles a kernel; it is in maintenance mode and
+    will not change that (NVIDIA/numba-cuda#907). Say so up front instead of
+    an AttributeError from deep inside the first launch."""
+    if hasattr(np, "row_stack"):
+        return
+    try:
+        import numba.cuda.np.arrayobj  # noqa: F401  the module whose import fails
+    except AttributeError as exc:
+        if "row_stack" not in str(exc):
+            raise
+        raise ValueError(message(
+            f"backend='cuda' with NumPy {np.__version__}, which the installed numba-cuda cannot compile "
+            "kernels with (it still refers to np.row_stack, removed in NumPy 2.5)",
+            "NumPy < 2.5 with numba-cuda",
+            "pip install 'numpy<2.5' (the 'cuda' extra of fastdeconv asks for it), or use backend='cpu'")) from None
 
 
 def check_available():
