@@ -59,6 +59,8 @@ def parse_args(argv):
     parser.add_argument("--pytest-args", default="", help="extra arguments for pytest, e.g. '-x -k transpose'")
     parser.add_argument("--repeat", type=int, default=None, help="timed calls per case (default 20; simulate 2)")
     parser.add_argument("--only", nargs="*", help="case names or tags to time (default: all)")
+    parser.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE",
+                        help="override CUDA tunables for the timings, e.g. --set REG_M=8 REG_N=8")
     return parser.parse_args(argv)
 
 
@@ -190,6 +192,13 @@ def run_bench(args):
         from _cuda_support import fix_simulator_shared_array_race
 
         fix_simulator_shared_array_race()
+    from fastdeconv.backends.cuda import config as tunables
+
+    for item in args.set:
+        key, _, value = item.partition("=")
+        if not hasattr(tunables, key):
+            raise SystemExit(f"--set {item}: no tunable {key!r} in fastdeconv/backends/cuda/config.py")
+        setattr(tunables, key, int(value))
     peak, name, source = device_peak(cuda)
     cases = [c for c in CASES if not args.only or c.name in args.only or set(c.tags) & set(args.only)]
     if args.simulate:
@@ -197,7 +206,7 @@ def run_bench(args):
     print(f"\nfastdeconv {fastdeconv.__version__} backend='cuda' on {name} "
           f"(fp32 peak {peak:.1f} TFLOP/s, {source}); "
           f"{'PyTorch ' + torch.__version__ + ' cuDNN ' + str(torch.backends.cudnn.version()) if have_torch else 'no PyTorch CUDA: cuDNN columns empty'}; "
-          f"{platform.python_version()}; float32, median of {repeat}{' (SIMULATOR, tiny shapes, wall clock)' if args.simulate else ''}\n")
+          f"{platform.python_version()}; float32, median of {repeat}{'; ' + ' '.join(args.set) if args.set else ''}{' (SIMULATOR, tiny shapes, wall clock)' if args.simulate else ''}\n")
     print("| case | op | first call ms | ms | GFLOP/s | % of peak | cuDNN ms | cuDNN GFLOP/s | speed vs cuDNN | rel diff |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     ratios = []

@@ -109,7 +109,8 @@ def launch_shape(cout_g, itemsize):
 
     def shared(rm, bk):
         bm, bn = tm * rm, tn * rn
-        return bk * (bm + bn + 2) * itemsize + 4 * (4 * bm + 5 * bk)
+        # the A and B slices, then the per-position and per-index tables (kernels.conv_kernel)
+        return bk * (bm + bn + 2) * itemsize + 4 * (4 * bm + 4 * bk) + 8 * (bm + 2 * bk)
 
     while shared(rm, bk) > config.SHARED_BYTES and rm > 1:
         rm //= 2
@@ -151,10 +152,12 @@ def _launch(trans, x5, w5, out_spatial, strides, dilations, pads_before, groups,
     params = tuple(int(v) for v in (*spatial, *out_spatial, *kernel_size, *strides, *dilations, *pads_before,
                                     batch, cin, cout_g, groups, int(bool(channels_first)), m_tiles, n_tiles))
 
-    dx = x5 if _is_numba_device_array(x5) else cuda.to_device(np.ascontiguousarray(x5))
-    dw = w5 if _is_numba_device_array(w5) else cuda.to_device(np.ascontiguousarray(w5))
-    out = cuda.device_array(out_shape, dtype)
+    # The kernel indexes flat views (offsets computed once per tile and step).
+    dx = x5.reshape(x5.size) if _is_numba_device_array(x5) else cuda.to_device(np.ascontiguousarray(x5).ravel())
+    dw = w5.reshape(w5.size) if _is_numba_device_array(w5) else cuda.to_device(np.ascontiguousarray(w5).ravel())
+    out = cuda.device_array(math.prod(out_shape), dtype)
     kernels.conv_kernel(bool(trans), tm, tn, rm, rn, bk, dtype.name)[grid, tm * tn](dx, dw, out, params)
+    out = out.reshape(out_shape)
     return out.copy_to_host() if on_host else out
 
 

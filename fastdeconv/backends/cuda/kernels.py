@@ -86,13 +86,32 @@ def _dim_geometry(r, o, k, s, d, p, trans):
 @functools.lru_cache(maxsize=None)
 def conv_kernel(trans, tm, tn, rm, rn, bk, dtype_name):
     """The conv kernel for one tile shape and dtype (compiled lazily, once per
-    signature). Launch with tm*tn threads per block:
-    kernel[grid, tm*tn](x5, w5, out5, p)."""
+    signature). x, w and out are the flat (1-D) views of the C-contiguous
+    5-D arrays. Launch with tm*tn threads per block:
+    kernel[grid, tm*tn](x, w, out, p)."""
     bm, bn, nthreads = tm * rm, tn * rn, tm * tn
     ftype = getattr(numba, dtype_name)
+    u = numba.uint64
     # Shared rows padded by one element: the A slice (and the transpose's B
     # slice) is written with kk fastest, which would otherwise hit one bank.
     bmp, bnp = bm + 1, bn + 1
+    a_len, b_len = bk * bmp, bk * bnp  # shared array sizes must be constants of the closure
+
+    @cuda_device
+    def fma_steps(a_s, b_s, acc, af, bf, ta, tb, steps):
+        """acc += A[:, kq] x B[kq, :] for kq < steps, from shared memory.
+        Unsigned shared indexes: Numba adds no negative-index wrap to them,
+        so each fragment load is one address plus a constant offset."""
+        for kq in range(steps):
+            ka = u(kq) * u(bmp) + ta
+            kb = u(kq) * u(bnp) + tb
+            for i in range(rm):
+                af[i] = a_s[ka + u(i * tm)]
+            for j in range(rn):
+                bf[j] = b_s[kb + u(j * tn)]
+            for i in range(rm):
+                for j in range(rn):
+                    acc[i, j] += af[i] * bf[j]
 
     @cuda_kernel
     def kernel(x, w, out, p):
@@ -104,23 +123,42 @@ def conv_kernel(trans, tm, tn, rm, rn, bk, dtype_name):
         pd, ph, pw = p[P_PD], p[P_PH], p[P_PW]
         batch, cin, cout, groups, cf = p[P_BATCH], p[P_CIN], p[P_COUT], p[P_GROUPS], p[P_CF]
         m_tiles, n_tiles = p[P_MTILES], p[P_NTILES]
+        x_ch = cin * groups  # channels of x and of out
+        o_ch = cout * groups
+        in_px = nd * nh * nw
+        out_px = od * oh * ow
+        # Flat offset steps of x along (channel, d, h, w), of out along
+        # (channel, w), and of the filter along the output channel n.
+        if cf:
+            xs_c, xs_w, os_c, os_w = in_px, 1, out_px, 1
+        else:
+            xs_c, xs_w, os_c, os_w = 1, x_ch, 1, o_ch
+        xs_h = xs_w * nw
+        xs_d = xs_h * nh
+        ws_n = cin if trans else 1
 
-        a_s = cuda.shared.array((bk, bmp), ftype)
-        b_s = cuda.shared.array((bk, bnp), ftype)
-        # Per position of the tile: batch index (-1: past the end) and the
-        # input index of tap 0 along d, h, w.
+        a_s = cuda.shared.array(a_len, ftype)
+        b_s = cuda.shared.array(b_len, ftype)
+        # Per position of the tile: batch index (-1: past the end), the input
+        # index of tap 0 along d, h, w (for the bounds), and its flat offset
+        # in x (channel 0 of the group).
         m_b = cuda.shared.array(bm, numba.int32)
         m_d = cuda.shared.array(bm, numba.int32)
         m_h = cuda.shared.array(bm, numba.int32)
         m_w = cuda.shared.array(bm, numba.int32)
+        m_x = cuda.shared.array(bm, numba.int64)
         # Per reduction index of the step: channel (-1: past the end), tap
-        # offsets of the input index along d, h, w, and the flat filter tap.
+        # offsets of the input index along d, h, w, their flat offset in x,
+        # and the flat offset in w of B[kk, 0].
         k_c = cuda.shared.array(bk, numba.int32)
         k_d = cuda.shared.array(bk, numba.int32)
         k_h = cuda.shared.array(bk, numba.int32)
         k_w = cuda.shared.array(bk, numba.int32)
-        k_t = cuda.shared.array(bk, numba.int32)
+        k_x = cuda.shared.array(bk, numba.int64)
+        k_f = cuda.shared.array(bk, numba.int64)
         acc = cuda.local.array((rm, rn), ftype)
+        af = cuda.local.array(rm, ftype)
+        bf = cuda.local.array(rn, ftype)
 
         t = cuda.threadIdx.x
         if cf:  # neighbours write neighbouring positions (contiguous along w)
@@ -129,6 +167,7 @@ def conv_kernel(trans, tm, tn, rm, rn, bk, dtype_name):
         else:  # neighbours write neighbouring channels
             ti_n = t % tn
             ti_m = t // tn
+        ta, tb = u(ti_m), u(ti_n)
 
         phases = sd * sh * sw if trans else 1
         total = phases * groups * m_tiles * n_tiles
@@ -160,10 +199,15 @@ def conv_kernel(trans, tm, tn, rm, rn, bk, dtype_name):
                     jh = q % njh
                     q //= njh
                     jd = q % njd
-                    m_b[mm] = q // njd
-                    m_d[mm] = jd * jad + c0d
-                    m_h[mm] = jh * jah + c0h
-                    m_w[mm] = jw * jaw + c0w
+                    b = q // njd
+                    i_d = jd * jad + c0d
+                    i_h = jh * jah + c0h
+                    i_w = jw * jaw + c0w
+                    m_b[mm] = b
+                    m_d[mm] = i_d
+                    m_h[mm] = i_h
+                    m_w[mm] = i_w
+                    m_x[mm] = b * x_ch * in_px + g * cin * xs_c + i_d * xs_d + i_h * xs_h + i_w * xs_w
                 else:
                     m_b[mm] = -1
             for i in range(rm):
@@ -174,16 +218,25 @@ def conv_kernel(trans, tm, tn, rm, rn, bk, dtype_name):
                 for kq in range(t, bk, nthreads):
                     kk = kb + kq
                     if kk < kred:
-                        k_c[kq] = kk % cin
+                        c = kk % cin
                         q = kk // cin
                         tw = q % ntw
                         q //= ntw
                         th = q % nth
                         td = q // nth
-                        k_d[kq] = td * tcd
-                        k_h[kq] = th * tch
-                        k_w[kq] = tw * tcw
-                        k_t[kq] = ((k0d + td * ksd) * kh + (k0h + th * ksh)) * kw + (k0w + tw * ksw)
+                        e_d = td * tcd
+                        e_h = th * tch
+                        e_w = tw * tcw
+                        tap = ((k0d + td * ksd) * kh + (k0h + th * ksh)) * kw + (k0w + tw * ksw)
+                        k_c[kq] = c
+                        k_d[kq] = e_d
+                        k_h[kq] = e_h
+                        k_w[kq] = e_w
+                        k_x[kq] = c * xs_c + e_d * xs_d + e_h * xs_h + e_w * xs_w
+                        if trans:  # w[tap, n, c]
+                            k_f[kq] = tap * cout * cin + c
+                        else:  # w[tap, c, g*cout + n]
+                            k_f[kq] = (tap * cin + c) * o_ch + g * cout
                     else:
                         k_c[kq] = -1
                 cuda.syncthreads()
@@ -198,18 +251,13 @@ def conv_kernel(trans, tm, tn, rm, rn, bk, dtype_name):
                         kq = e % bk
                         mm = e // bk
                     v = ftype(0)
-                    b = m_b[mm]
-                    c = k_c[kq]
-                    if b >= 0 and c >= 0:
+                    if m_b[mm] >= 0 and k_c[kq] >= 0:
                         i_d = m_d[mm] + k_d[kq]
                         i_h = m_h[mm] + k_h[kq]
                         i_w = m_w[mm] + k_w[kq]
                         if 0 <= i_d < nd and 0 <= i_h < nh and 0 <= i_w < nw:
-                            if cf:
-                                v = x[b, g * cin + c, i_d, i_h, i_w]
-                            else:
-                                v = x[b, i_d, i_h, i_w, g * cin + c]
-                    a_s[kq, mm] = v
+                            v = x[m_x[mm] + k_x[kq]]
+                    a_s[u(kq) * u(bmp) + u(mm)] = v
                 # Stage B[kk, n]: the filter's contiguous axis fastest
                 # (forward: out channels; transpose: in channels).
                 for e in range(t, bk * bn, nthreads):
@@ -220,25 +268,13 @@ def conv_kernel(trans, tm, tn, rm, rn, bk, dtype_name):
                         nn = e % bn
                         kq = e // bn
                     v = ftype(0)
-                    c = k_c[kq]
                     n = n0 + nn
-                    if c >= 0 and n < cout:
-                        tap = k_t[kq]
-                        t_w = tap % kw
-                        t_h = (tap // kw) % kh
-                        t_d = tap // (kw * kh)
-                        if trans:
-                            v = w[t_d, t_h, t_w, n, c]
-                        else:
-                            v = w[t_d, t_h, t_w, c, g * cout + n]
-                    b_s[kq, nn] = v
+                    if k_c[kq] >= 0 and n < cout:
+                        v = w[k_f[kq] + n * ws_n]
+                    b_s[u(kq) * u(bnp) + u(nn)] = v
                 cuda.syncthreads()
 
-                for kq in range(min(bk, kred - kb)):
-                    for i in range(rm):
-                        a = a_s[kq, ti_m + i * tm]
-                        for j in range(rn):
-                            acc[i, j] += a * b_s[kq, ti_n + j * tn]
+                fma_steps(a_s, b_s, acc, af, bf, ta, tb, min(bk, kred - kb))
                 cuda.syncthreads()
 
             for i in range(rm):
@@ -251,17 +287,13 @@ def conv_kernel(trans, tm, tn, rm, rn, bk, dtype_name):
                     q //= njh
                     jd = q % njd
                     b = q // njd
-                    o_d = o0d + jd * osd
-                    o_h = o0h + jh * osh
-                    o_w = o0w + jw * osw
+                    px = ((o0d + jd * osd) * oh + (o0h + jh * osh)) * ow + (o0w + jw * osw)
+                    base = b * o_ch * out_px + g * cout * os_c + px * os_w
                     for j in range(rn):
                         n = n0 + ti_n + j * tn
                         if n < cout:
-                            if cf:
-                                out[b, g * cout + n, o_d, o_h, o_w] = acc[i, j]
-                            else:
-                                out[b, o_d, o_h, o_w, g * cout + n] = acc[i, j]
-            # The next tile overwrites m_b..m_w, which other threads may
+                            out[base + n * os_c] = acc[i, j]
+            # The next tile overwrites m_b..m_x, which other threads may
             # still be reading in their store loop above.
             cuda.syncthreads()
 
