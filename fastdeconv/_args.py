@@ -418,7 +418,8 @@ def is_device_array(a):
     """A CUDA device array: anything with `__cuda_array_interface__` (CuPy,
     PyTorch CUDA tensors, Numba), or a Numba device array (which under the
     CUDA simulator has only `__cuda_ndarray__`)."""
-    return hasattr(a, "__cuda_array_interface__") or bool(getattr(a, "__cuda_ndarray__", False))
+    # Numba's own arrays first: their __cuda_array_interface__ builds a dict per access.
+    return bool(getattr(a, "__cuda_ndarray__", False)) or hasattr(a, "__cuda_array_interface__")
 
 
 def _as_array(a):

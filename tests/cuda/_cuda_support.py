@@ -8,7 +8,7 @@ SIMULATOR = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 # Under the simulator: 4 threads per block (2 x 2 along positions x channels),
 # 2 x 2 outputs per thread, 8 reduction indexes per step, at most 5 blocks.
 SMALL_TILES = dict(THREADS_PER_BLOCK=4, MAX_THREADS_N=2, REG_M=2, REG_N=2, TILE_K=8, MAX_BLOCKS=5,
-                   ELEMENTWISE_THREADS=8, ELEMENTWISE_MAX_BLOCKS=3)
+                   BIG_TILE_SCALE=2, BIG_TILE_MIN_TILES=512, ELEMENTWISE_THREADS=8, ELEMENTWISE_MAX_BLOCKS=3)
 
 
 def shipped_tunables():

@@ -240,7 +240,8 @@ def test_deterministic_and_independent_of_tunables(op, rng, monkeypatch):
     first = _call(op, x, w, *args, backend="cuda")
     np.testing.assert_array_equal(first, _call(op, x, w, *args, backend="cuda"))
     for tunables in (dict(THREADS_PER_BLOCK=1, TILE_K=1, MAX_BLOCKS=1, REG_M=1, REG_N=1),
-                     dict(THREADS_PER_BLOCK=8, MAX_THREADS_N=4, TILE_K=5, MAX_BLOCKS=2, REG_M=3, REG_N=1)):
+                     dict(THREADS_PER_BLOCK=8, MAX_THREADS_N=4, TILE_K=5, MAX_BLOCKS=2, REG_M=3, REG_N=1),
+                     dict(BIG_TILE_MIN_TILES=1)):  # the larger register tiles
         set_tunables(monkeypatch, **tunables)
         np.testing.assert_array_equal(first, _call(op, x, w, *args, backend="cuda"))
 
@@ -270,8 +271,19 @@ def test_launch_shape_fits(cout_g, itemsize, monkeypatch):
         set_tunables(monkeypatch, **{**{k: getattr(config, k) for k in SMALL_TILES}, **values})
         tm, tn, rm, rn, bk = cuda_backend.launch_shape(cout_g, itemsize)
         assert tm * tn <= max(config.THREADS_PER_BLOCK, 1) and min(tm, tn, rm, rn, bk) >= 1
-        assert bk * (tm * rm + tn * rn + 2) * itemsize + 4 * (4 * tm * rm + 5 * bk) <= config.SHARED_BYTES
+        bm, bn = tm * rm, tn * rn
+        # the kernel's shared arrays: A and B slices, 4 int32 + 1 int64 per position, 4 int32 + 2 int64 per index
+        assert bk * (bm + bn + 2) * itemsize + 4 * (4 * bm + 4 * bk) + 8 * (bm + 2 * bk) <= config.SHARED_BYTES
         assert tn * rn < 2 * max(cout_g, 1) or tn * rn <= 4
+
+
+@pytest.mark.parametrize("positions, big", [(64, False), (1 << 20, True)])
+def test_launch_shape_larger_tiles_only_for_many_tiles(positions, big, monkeypatch):
+    set_tunables(monkeypatch, **shipped_tunables())
+    base = cuda_backend.launch_shape(64, 4)
+    got = cuda_backend.launch_shape(64, 4, positions, 1)
+    assert (got[2] * got[3] > base[2] * base[3]) == big
+    assert got[0] * got[1] <= config.THREADS_PER_BLOCK
 
 
 def test_kernels_are_not_recompiled_for_new_shapes(rng):

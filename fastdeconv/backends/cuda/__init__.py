@@ -20,7 +20,8 @@ import numpy as np
 from ...errors import message
 from . import config
 
-__all__ = ["forward", "transpose", "check_available", "as_device_array", "DeviceArrays", "launch_shape"]
+__all__ = ["forward", "transpose", "check_available", "as_device_array", "DeviceArrays", "launch_shape",
+           "shared_bytes"]
 
 _INSTALL = "Install it with: pip install 'fastdeconv[cuda]' (or pip install numba-cuda)."
 _available = None
@@ -96,27 +97,42 @@ def _cdiv(a, b):
     return -(-a // b)
 
 
-def launch_shape(cout_g, itemsize):
+def shared_bytes(tm, tn, rm, rn, bk, itemsize):
+    """Static shared memory of `kernels.conv_kernel` for one tile shape: the
+    A and B slices, then the per-position and per-index tables."""
+    bm, bn = tm * rm, tn * rn
+    return bk * (bm + bn + 2) * itemsize + 4 * (4 * bm + 4 * bk) + 8 * (bm + 2 * bk)
+
+
+def launch_shape(cout_g, itemsize, positions=0, tile_groups=1):
     """(tm, tn, rm, rn, bk) for a group of `cout_g` output channels, from
     `config` at call time: as many threads along the channels as the channels
     need (up to MAX_THREADS_N), the rest of the block along the positions;
-    REG_M then TILE_K halved until the tiles fit in SHARED_BYTES."""
+    REG_M then TILE_K halved until the tiles fit in SHARED_BYTES.
+
+    `positions` (output positions per phase) and `tile_groups` (phases x
+    groups) size the problem: when it has at least BIG_TILE_MIN_TILES tiles
+    with REG_M and REG_N times BIG_TILE_SCALE, those larger tiles are used."""
     threads = max(1, int(config.THREADS_PER_BLOCK))
-    rn = max(1, min(int(config.REG_N), _pow2ceil(cout_g)))
-    tn = max(1, min(int(config.MAX_THREADS_N), _pow2ceil(_cdiv(max(cout_g, 1), rn)), threads))
-    tm = max(1, threads // tn)
-    rm, bk = max(1, int(config.REG_M)), max(1, int(config.TILE_K))
 
-    def shared(rm, bk):
-        bm, bn = tm * rm, tn * rn
-        # the A and B slices, then the per-position and per-index tables (kernels.conv_kernel)
-        return bk * (bm + bn + 2) * itemsize + 4 * (4 * bm + 4 * bk) + 8 * (bm + 2 * bk)
+    def shape(reg_m, reg_n):
+        rn = max(1, min(reg_n, _pow2ceil(cout_g)))
+        tn = max(1, min(int(config.MAX_THREADS_N), _pow2ceil(_cdiv(max(cout_g, 1), rn)), threads))
+        tm = max(1, threads // tn)
+        rm, bk = max(1, reg_m), max(1, int(config.TILE_K))
+        while shared_bytes(tm, tn, rm, rn, bk, itemsize) > config.SHARED_BYTES and rm > 1:
+            rm //= 2
+        while shared_bytes(tm, tn, rm, rn, bk, itemsize) > config.SHARED_BYTES and bk > 1:
+            bk //= 2
+        return tm, tn, rm, rn, bk
 
-    while shared(rm, bk) > config.SHARED_BYTES and rm > 1:
-        rm //= 2
-    while shared(rm, bk) > config.SHARED_BYTES and bk > 1:
-        bk //= 2
-    return tm, tn, rm, rn, bk
+    reg_m, reg_n, scale = int(config.REG_M), int(config.REG_N), max(1, int(config.BIG_TILE_SCALE))
+    if scale > 1:
+        tm, tn, rm, rn, bk = big = shape(reg_m * scale, reg_n * scale)
+        tiles = tile_groups * _cdiv(positions, tm * rm) * _cdiv(cout_g, tn * rn)
+        if tiles >= int(config.BIG_TILE_MIN_TILES):
+            return big
+    return shape(reg_m, reg_n)
 
 
 def _launch(trans, x5, w5, out_spatial, strides, dilations, pads_before, groups, channels_first):
@@ -141,12 +157,13 @@ def _launch(trans, x5, w5, out_spatial, strides, dilations, pads_before, groups,
         empty = np.zeros(out_shape, dtype)
         return empty if on_host else cuda.to_device(empty)
 
-    tm, tn, rm, rn, bk = launch_shape(cout_g, dtype.itemsize)
     # Outputs per phase: at most ceil(O / s) per dim for a transpose.
     per_dim = [_cdiv(o, s) for o, s in zip(out_spatial, strides)] if trans else list(out_spatial)
-    m_tiles = _cdiv(batch * math.prod(per_dim), tm * rm)
-    n_tiles = _cdiv(cout_g, tn * rn)
+    positions = batch * math.prod(per_dim)
     phases = math.prod(strides) if trans else 1
+    tm, tn, rm, rn, bk = launch_shape(cout_g, dtype.itemsize, positions, phases * groups)
+    m_tiles = _cdiv(positions, tm * rm)
+    n_tiles = _cdiv(cout_g, tn * rn)
     total = phases * groups * m_tiles * n_tiles
     grid = max(1, min(total, int(config.MAX_BLOCKS)))
     params = tuple(int(v) for v in (*spatial, *out_spatial, *kernel_size, *strides, *dilations, *pads_before,

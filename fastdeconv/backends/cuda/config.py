@@ -15,6 +15,12 @@ MAX_THREADS_N = 16
 # (THREADS_M * REG_M) output positions x (THREADS_N * REG_N) output channels.
 REG_M = 4
 REG_N = 4
+# Larger register tiles, REG_M and REG_N each times BIG_TILE_SCALE, for a
+# problem that still has at least BIG_TILE_MIN_TILES tiles with them: half
+# the shared-memory loads per multiply-add, but 4x fewer blocks to spread
+# over the SMs (about 2 waves of 256-thread blocks on a 132-SM H100/H200).
+BIG_TILE_SCALE = 2
+BIG_TILE_MIN_TILES = 512
 # Reduction slice staged in shared memory per step (taps x input channels).
 TILE_K = 16
 # Static shared memory per block the tiles may use; REG_M, then TILE_K are
