@@ -38,6 +38,11 @@ CASES = [
     # long kernels: 19 and 18 taps along one dim (cl_kernel's tap tables)
     ("conv1d", (2, 30, 3), (19, 3, 10), 1, "SAME", "NWC", 1),
     ("conv2d_transpose", (1, 9, 5, 4), (18, 3, 6, 4), [3, 1], "SAME", "NHWC", None),
+    # one output channel (NARROW_ONE_CHANNEL_CF: channels-last through a
+    # channels-first copy of the input; a 1-row tile along W)
+    ("conv3d_transpose", (2, 3, 5, 6, 8), (1, 3, 3, 1, 8), [1, 1, 2, 2, 1], "SAME", "NDHWC", None),
+    ("conv1d", (2, 40, 3), (3, 3, 1), 1, "SAME", "NWC", 2),
+    ("conv2d", (2, 3, 7, 37), (3, 3, 3, 1), 1, "VALID", "NCHW", None),
 ]
 
 
@@ -116,15 +121,17 @@ def test_channel_block_order_gives_identical_bits(case, monkeypatch):
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}-{c[5]}")
 def test_paths_give_identical_bits(case, monkeypatch):
-    """Fused and per-tap runs, register-blocked or vectors along W, one
-    thread and split tiles: the same terms in the same order, so the same
-    bits."""
+    """Fused and per-tap runs, register-blocked or vectors along W (one
+    output channel: through a channels-first copy or not), one thread and
+    split tiles: the same terms in the same order, so the same bits."""
     x, w = _arrays(case, np.float32, np.random.default_rng(1))
     results = []
     real = cpu_rb.parallel_tiles
-    for fuse_kw, nv, one in ((True, 0, True), (False, 0, True), (True, 0, False), (False, 0, False),
-                             (True, 64, True), (False, 64, True)):
+    for fuse_kw, nv, one, cf1 in ((True, 0, True, True), (False, 0, True, True), (True, 0, False, True),
+                                  (False, 0, False, True), (True, 64, True, True), (False, 64, True, True),
+                                  (True, 64, True, False)):
         for work in (None, 10**12):
+            monkeypatch.setattr(cpu, "NARROW_ONE_CHANNEL_CF", cf1)
             monkeypatch.setattr(cpu, "FUSE_KW", fuse_kw)
             monkeypatch.setattr(cpu, "CL1", one)
             monkeypatch.setattr(cpu, "WV_NARROW", nv)
@@ -261,3 +268,26 @@ def test_tile_shapes_are_checked():
         cpu_simd.Tile(12, 1)
     with pytest.raises(ValueError, match="32- or 64-byte vectors"):
         cpu_simd.Tile(6, 2, 16)
+
+
+@pytest.mark.parametrize("activation", ["relu", "sigmoid", "leaky_relu"])
+def test_one_channel_route_with_epilogue_and_out(activation, monkeypatch):
+    """The channels-first route of a 1-channel channels-last call keeps the
+    epilogue (applied to the channels-last result) and writes into `out`
+    (a Model's concatenation buffer) like the gathered path."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((2, 3, 5, 6, 8)).astype(np.float32)
+    w = rng.standard_normal((1, 3, 3, 1, 8)).astype(np.float32)  # [kd, kh, kw, out, in]
+    geo = ((3, 10, 12), (1, 2, 2), (1, 1, 1), (0, 0, 0), False)
+    epilogue = (np.array([0.3], np.float32), np.array([1.5], np.float32), np.array([-0.2], np.float32), activation,
+                0.2)
+    results = []
+    for cf1 in (True, False):
+        monkeypatch.setattr(cpu, "NARROW_ONE_CHANNEL_CF", cf1)
+        y = cpu.transpose(x, w, *geo, epilogue=epilogue)
+        out = np.full(y.shape, np.nan, np.float32)
+        assert cpu.transpose(x, w, *geo, epilogue=epilogue, out=out) is out
+        np.testing.assert_array_equal(out, y)
+        results.append(y)
+    np.testing.assert_array_equal(results[0], results[1])
+    assert np.all(np.isfinite(results[0]))

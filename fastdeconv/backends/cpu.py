@@ -9,7 +9,9 @@ The algorithm choice is made here, in `_run`:
   one vector of output channels; transposes are phase-decomposed so every
   phase is a dense gather). See cpu_rb and cpu_simd.
 - channels-first, both ops; and channels-last with at most WV_NARROW
-  output channels (with AVX2 only for short reductions, WV_NARROW_STEPS):
+  output channels (with AVX2 only for short reductions, WV_NARROW_STEPS;
+  with one output channel through a channels-first copy of the input,
+  NARROW_ONE_CHANNEL_CF):
   `cpu_rb.wv_kernel`, register-blocked with roles swapped (8 output
   channels x 32 float32 / 16 float64 output positions along W, 6 x 16
   float32 on AVX2; contiguous or gathered input vectors along W, masked at
@@ -61,6 +63,14 @@ WV_NARROW = cpu_simd.VBYTES // 8
 # 5-15 % faster only on reductions of 16-32 steps (1x1x1 heads, the
 # 8-channel stride-2 transpose chain).
 WV_NARROW_STEPS = None if cpu_simd.VBYTES == 64 else 32
+
+# Channels-last calls on the vectors-along-W kernel with one output channel
+# read a channels-first copy of the input (contiguous vectors along W
+# instead of gathers); with one channel both layouts of the result are the
+# same memory, and the kernel's term order is the same, so the same bits.
+# The 1-channel stride-2 transpose of the chain (2x16x56x56x8): 4.1 ms with
+# gathers, 0.5 ms copy + 2.5 ms. False turns it off (tests compare the two).
+NARROW_ONE_CHANNEL_CF = True
 
 # Channels-last calls with at most one vector of output channels per group
 # (AVX-512: 16 float32 / 8 float64) use the one-vector tile instead of the
@@ -119,6 +129,14 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
     if narrow and WV_NARROW_STEPS is not None:
         steps = KD * KH * KW * Cg // (sd * sh * sw if trans else 1)
         narrow = steps <= WV_NARROW_STEPS
+    if narrow and F == 1 and NARROW_ONE_CHANNEL_CF:
+        if out is not None:
+            out[...] = _run(x, wg, out_spatial, strides, dilations, pads_before, False, trans, epilogue)
+            return out
+        x_cf = np.empty((B, Cx, D, H, W), dtype=x.dtype)
+        np.copyto(x_cf, np.moveaxis(x, -1, 1))
+        y = _run(x_cf, wg, out_spatial, strides, dilations, pads_before, True, trans)
+        return _finish(y.reshape((B, OD, OH, OW, F)), False, epilogue)
     dest = None
     if out is not None:
         # the channels-last kernel writes into the caller's view itself when
@@ -134,7 +152,7 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
     if channels_first or narrow:
         # Vectors along W (cpu_rb.wv_kernel): channels-first data, or
         # channels-last data with few output channels (gathered loads).
-        tile = cpu_rb.wv_tile()
+        tile = cpu_rb.wv_tile(Fg)
         wp, NFB = _memo(wg, ("wv", x.dtype.str, repr(tile)), lambda: cpu_rb.pack_filters_wv(wg, x.dtype, tile))
         if channels_first:
             xs = (Cx * D * H * W, D * H * W, H * W, W, 1)
