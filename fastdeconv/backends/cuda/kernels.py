@@ -22,15 +22,19 @@ it falls into the padding), B the filter.
 In both, a dim's geometry is the linear form i = j*ja + c0 + t*tc, o = o0 + j*os
 (`_dim_geometry`).
 
-Tiling (sizes from `config`, see `__init__.launch`): a block of
+Tiling (sizes from `config`, see `__init__.launch_shape`): a block of
 THREADS_M x THREADS_N threads owns a tile of BM = THREADS_M*REG_M positions x
 BN = THREADS_N*REG_N channels; each thread keeps a REG_M x REG_N register
-tile. Per step of TILE_K reduction indexes the block stages the A slice
-(input patches, zero-filled at the padding) and the B slice (filters) in
-shared memory, then every thread does REG_M*REG_N*TILE_K multiply-adds from
-shared memory. Per tile, the position -> (batch, input origin) decode is
-done once into shared memory, per step the kk -> (channel, tap offsets)
-decode likewise, so staging an element costs a few adds and compares.
+tile (twice as large each way for problems with many tiles). Per step of
+TILE_K reduction indexes the block stages the A slice (input patches,
+zero-filled at the padding) and the B slice (filters) in shared memory, then
+every thread loads its REG_M + REG_N fragment values once per reduction
+index and does REG_M*REG_N multiply-adds with them. Per tile, the position ->
+(batch, input origin, flat offset in x) decode is done once into shared
+memory, per step the kk -> (channel, tap offsets, flat offsets in x and w)
+decode likewise, so staging an element costs one add for its address plus
+the bounds compares. x, w and out are passed flat (1-D), and shared-memory
+indexes are unsigned (Numba adds no negative-index wrap to those).
 
 Blocks loop over tiles with a grid-stride loop (any grid size is correct).
 
