@@ -20,7 +20,9 @@
    answer out of PyTorch). Device time from CUDA events around one call
    (host overhead of the call included), median of --repeat after a warm-up
    call; the first call (compile) is reported separately.
-   Columns: ms, GFLOP/s (2 x multiply-adds of the dense convolution / time),
+   Columns: ms (the whole call, host work included), kernel ms (CUDA
+   events around the conv kernel's launch alone: `KernelTimer`), GFLOP/s
+   (2 x multiply-adds of the dense convolution / the whole call's time),
    cuDNN ms, speed vs cuDNN (cuDNN time / ours; > 1: we are faster), our
    fraction of the device's fp32 peak (non-tensor-core FMA rate; from a
    table of known devices, else SMs x FP32 lanes x clock), and the relative
@@ -166,6 +168,55 @@ def time_calls(fn, repeat, make_event, simulate):
     return times[len(times) // 2]
 
 
+class KernelTimer:
+    """Brackets every launch of the conv kernel with CUDA events (wall clock
+    around a synchronised launch under the simulator): the device time of
+    the kernel alone, without the host's work per call."""
+
+    def __init__(self, cuda, simulate):
+        from fastdeconv.backends.cuda import kernels
+
+        self.cuda, self.simulate, self.samples = cuda, simulate, []
+        real = kernels.conv_kernel
+        timer = self
+
+        class Timed:
+            def __init__(self, kernel):
+                self.kernel = kernel
+
+            def __getitem__(self, config):
+                launch = self.kernel[config]
+
+                def run(*args):
+                    if timer.simulate:
+                        t0 = time.perf_counter()
+                        launch(*args)
+                        timer.samples.append(time.perf_counter() - t0)
+                        return
+                    start, end = cuda.event(timing=True), cuda.event(timing=True)
+                    start.record()
+                    launch(*args)
+                    end.record()
+                    timer.samples.append((start, end))
+                return run
+
+        kernels.conv_kernel = lambda *key: Timed(real(*key))
+
+    def median(self):
+        """Median seconds of the launches since the last call (None: none)."""
+        if not self.samples:
+            return None
+        times = []
+        for sample in self.samples:
+            if isinstance(sample, tuple):
+                sample[1].synchronize()
+                sample = sample[0].elapsed_time(sample[1]) / 1e3
+            times.append(sample)
+        self.samples = []
+        times.sort()
+        return times[len(times) // 2]
+
+
 def run_bench(args):
     import numpy as np
     from numba import cuda
@@ -207,8 +258,10 @@ def run_bench(args):
           f"(fp32 peak {peak:.1f} TFLOP/s, {source}); "
           f"{'PyTorch ' + torch.__version__ + ' cuDNN ' + str(torch.backends.cudnn.version()) if have_torch else 'no PyTorch CUDA: cuDNN columns empty'}; "
           f"{platform.python_version()}; float32, median of {repeat}{'; ' + ' '.join(args.set) if args.set else ''}{' (SIMULATOR, tiny shapes, wall clock)' if args.simulate else ''}\n")
-    print("| case | op | first call ms | ms | GFLOP/s | % of peak | cuDNN ms | cuDNN GFLOP/s | speed vs cuDNN | rel diff |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| case | op | first call ms | ms | kernel ms | GFLOP/s | % of peak | cuDNN ms | cuDNN GFLOP/s | "
+          "speed vs cuDNN | rel diff |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    timer = KernelTimer(cuda, args.simulate)
     ratios = []
     for case in cases:
         x, w = case.arrays()
@@ -222,9 +275,12 @@ def run_bench(args):
         cuda.synchronize()
         first = time.perf_counter() - t0
         got = got.copy_to_host()
+        timer.median()  # drop the first call's launches
         t_ours = time_calls(ours, repeat, lambda: cuda.event(timing=True), args.simulate)
+        t_kernel = timer.median()
         gflop = case.flops / 1e9
-        row = [case.name, case.op, f"{first * 1e3:.1f}", f"{t_ours * 1e3:.3f}", f"{gflop / t_ours:.1f}",
+        row = [case.name, case.op, f"{first * 1e3:.1f}", f"{t_ours * 1e3:.3f}",
+               f"{t_kernel * 1e3:.3f}" if t_kernel is not None else "-", f"{gflop / t_ours:.1f}",
                f"{100 * gflop / t_ours / (peak * 1e3):.1f}" if peak == peak else "-"]
         if have_torch:
             theirs = torch_call(case, plan, x, w)

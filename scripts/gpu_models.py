@@ -34,12 +34,14 @@ MODELS = {
 }
 
 
-def make(directory):
+def make(directory, only=None):
     sys.path.insert(0, os.path.join(HERE, "..", "tests", "keras"))
     import keras_models as KM
 
     os.makedirs(directory, exist_ok=True)
     for name, (builder, bargs, batch) in MODELS.items():
+        if only and name not in only:
+            continue
         model = KM.randomize(getattr(KM, builder)(*bargs))
         x = np.random.default_rng(1).standard_normal((batch,) + tuple(model.input_shape[1:])).astype(np.float32)
         y = np.asarray(model(x, training=False))
@@ -53,7 +55,7 @@ def rel_err(a, b):
     return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-30))
 
 
-def check(directory, backends, repeat, layers_shown):
+def check(directory, backends, repeat, layers_shown, only=None):
     import fastdeconv
 
     sys.path.insert(0, HERE)
@@ -63,6 +65,8 @@ def check(directory, backends, repeat, layers_shown):
     status = 0
     for path in sorted(glob.glob(os.path.join(directory, "*.keras"))):
         name = os.path.basename(path)[:-len(".keras")]
+        if only and name not in only:
+            continue
         data = np.load(os.path.join(directory, f"{name}.npz"))
         x, y = data["x"], data["y"]
         print(f"\n## {name}: input {x.shape} -> {y.shape}\n")
@@ -98,11 +102,12 @@ def main(argv=None):
     parser.add_argument("--backends", nargs="+", default=["cuda", "cpu"])
     parser.add_argument("--repeat", type=int, default=10)
     parser.add_argument("--layers", type=int, default=8, help="slowest layers to list per model (0: none)")
+    parser.add_argument("--only", nargs="*", help="model names (default: all)")
     args = parser.parse_args(argv)
     if args.make:
-        make(args.directory)
+        make(args.directory, args.only)
         return 0
-    return check(args.directory, args.backends, args.repeat, args.layers)
+    return check(args.directory, args.backends, args.repeat, args.layers, args.only)
 
 
 if __name__ == "__main__":

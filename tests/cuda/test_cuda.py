@@ -4,6 +4,7 @@ Run on its own (see conftest.py): NUMBA_ENABLE_CUDASIM=1 python -m pytest tests/
 """
 
 import importlib.util
+import os
 import subprocess
 import sys
 
@@ -426,3 +427,19 @@ def test_larger_shapes_on_hardware(case, rng):
     x64, w64 = x.astype(np.float64), w.astype(np.float64)
     ref64 = _call(op, x64, w64, *args, backend="reference", **kwargs)
     assert _rel_err(_call(op, x64, w64, *args, backend="cuda", **kwargs), ref64) <= 1e-12
+
+
+def test_gpu_check_script_smoke():
+    """scripts/gpu_check.py's timing table on the simulator (tiny shapes):
+    every case row has its whole-call and kernel-only times."""
+    script = os.path.join(os.path.dirname(__file__), "..", "..", "scripts", "gpu_check.py")
+    res = subprocess.run([sys.executable, script, "--simulate", "--skip-tests", "--repeat", "1",
+                          "--only", "src_c2t_3x3x1_to_6", "unet_c3t_32c64_k2s2_ncdhw"],
+                         capture_output=True, text=True, timeout=600,
+                         env=dict(os.environ, NUMBA_ENABLE_CUDASIM="1"))
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    rows = [line.split("|")[1:-1] for line in res.stdout.splitlines() if line.startswith("| src_") or
+            line.startswith("| unet_")]
+    assert len(rows) == 2, res.stdout
+    for row in rows:
+        assert float(row[3]) > 0 and float(row[4]) > 0  # ms, kernel ms

@@ -52,3 +52,19 @@ def test_cuda_layer_kernels_under_the_simulator():
     env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1", PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
     res = subprocess.run([sys.executable, "-c", _SCRIPT], env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0 and res.stdout.strip().endswith("ok"), res.stdout + res.stderr
+
+
+def test_gpu_models_script_on_a_saved_model(tmp_path):
+    """scripts/gpu_models.py end to end on the smallest model: --make saves it
+    with Keras' output, then the check loads it without TensorFlow and
+    compares (here on the cpu backend: the script, not the GPU)."""
+    script = os.path.join(os.path.dirname(__file__), "..", "..", "scripts", "gpu_models.py")
+    made = subprocess.run([sys.executable, script, str(tmp_path), "--make", "--only", "c3t_chain"],
+                          capture_output=True, text=True, timeout=600)
+    assert made.returncode == 0, made.stderr[-2000:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c3t_chain.keras", "c3t_chain.npz"]
+    res = subprocess.run([sys.executable, script, str(tmp_path), "--backends", "cpu", "--repeat", "1"],
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    row = [line for line in res.stdout.splitlines() if line.startswith("| cpu |")]
+    assert len(row) == 1 and "FAIL" not in row[0], res.stdout
