@@ -129,10 +129,7 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
     if narrow and WV_NARROW_STEPS is not None:
         steps = KD * KH * KW * Cg // (sd * sh * sw if trans else 1)
         narrow = steps <= WV_NARROW_STEPS
-    if narrow and F == 1 and NARROW_ONE_CHANNEL_CF:
-        if out is not None:
-            out[...] = _run(x, wg, out_spatial, strides, dilations, pads_before, False, trans, epilogue)
-            return out
+    if narrow and F == 1 and NARROW_ONE_CHANNEL_CF and out is None:  # `out`: filled by a copy below
         x_cf = np.empty((B, Cx, D, H, W), dtype=x.dtype)
         np.copyto(x_cf, np.moveaxis(x, -1, 1))
         y = _run(x_cf, wg, out_spatial, strides, dilations, pads_before, True, trans)
