@@ -6,9 +6,9 @@ device arrays (the result stays on the device). One thread per output
 element, grid-stride loops (correct for any launch size; the launch comes
 from the CUDA backend's `config` at call time), every output written once.
 
-The per-channel epilogue (bias, BatchNormalization, activation) of a
-`fastdeconv.layers` model with backend='cuda' runs on the host: the model's
-activations are NumPy arrays between layers.
+With backend='cuda' a `fastdeconv.layers` Model keeps its activations on
+the device between layers; the kernels for that (epilogue, softmax,
+Concatenate, Add, weights copied once) are at the end of this module.
 """
 
 import math
@@ -135,3 +135,187 @@ def upsample(x, size, channels_first):
     else:
         shape = (x.shape[0],) + tuple(n * s for n, s in zip(x.shape[1:4], size)) + (x.shape[4],)
     return _launch(_upsample, x, shape, (*size, int(bool(channels_first))))
+
+
+# --- a model's activations on the device -----------------------------------------
+# With backend='cuda' a Model keeps its activations on the device from its
+# input to its outputs: the per-channel epilogue, softmax, Concatenate and
+# Add run as the kernels below, and a layer's weights are copied to the
+# device once (`device_copy`).
+
+_DEVICE_COPIES = {}
+
+
+def device_copy(a):
+    """A device copy of a read-only NumPy array (a layer's weights), made
+    once and kept while the array lives; a writable array is copied on
+    every call, since it may change between calls."""
+    if a is None or _is_numba_device_array(a):
+        return a
+    if a.flags.writeable:
+        return cuda.to_device(np.ascontiguousarray(a))
+    entry = _DEVICE_COPIES.get(id(a))
+    if entry is None or entry[0]() is not a:
+        import weakref
+
+        entry = _DEVICE_COPIES[id(a)] = (weakref.ref(a), cuda.to_device(np.ascontiguousarray(a)))
+        weakref.finalize(a, _DEVICE_COPIES.pop, id(a), None)
+    return entry[1]
+
+
+def _grid(n):
+    threads = max(1, int(config.ELEMENTWISE_THREADS))
+    return max(1, min(-(-n // threads), int(config.ELEMENTWISE_MAX_BLOCKS))), threads
+
+
+def _flat(a):
+    return a.reshape(a.size)
+
+
+# activation codes: as cpu_layers.ACTIVATIONS
+_ACTIVATIONS = {"linear": 0, "relu": 1, "sigmoid": 2, "tanh": 3, "leaky_relu": 4, "elu": 5, "softplus": 6,
+                "silu": 7, "swish": 7}
+
+
+@cuda_kernel
+def _epilogue(y, b, a, t, C, inner, code, alpha):
+    """In place: y = act((y + b[c]) * a[c] + t[c]), c = (i // inner) % C
+    (inner = 1: channels last; the spatial size: channels first)."""
+    for i in range(cuda.grid(1), y.size, cuda.gridsize(1)):
+        c = (i // inner) % C
+        v = (y[i] + b[c]) * a[c] + t[c]
+        if code == 1:
+            v = v if not v < 0 else 0.0  # NaN stays NaN
+        elif code == 2:
+            v = 1 / (1 + math.exp(-v))
+        elif code == 3:
+            v = math.tanh(v)
+        elif code == 4:
+            v = v if not v < 0 else v * alpha
+        elif code == 5:
+            v = v if v > 0 else alpha * (math.exp(v) - 1)
+        elif code == 6:
+            v = math.log1p(math.exp(-abs(v))) + max(v, 0.0)
+        elif code == 7:
+            v = v / (1 + math.exp(-v))
+        y[i] = v
+
+
+def _params(channels, dtype, bias, scale, shift):
+    """Device (bias, scale, shift) vectors of `channels` entries (None: 0, 1, 0)."""
+    out = []
+    for v, fill in ((bias, 0), (scale, 1), (shift, 0)):
+        if v is None:
+            out.append(_constant(channels, dtype, fill))
+        else:
+            out.append(device_copy(v if np.dtype(v.dtype) == dtype else np.ascontiguousarray(v, dtype)))
+    return out
+
+
+_CONSTANTS = {}
+
+
+def _constant(n, dtype, fill):
+    key = (int(n), np.dtype(dtype).str, fill)
+    if key not in _CONSTANTS:
+        _CONSTANTS[key] = cuda.to_device(np.full(n, fill, dtype))
+    return _CONSTANTS[key]
+
+
+def epilogue(y, channels, channels_first, bias, scale, shift, activation, alpha=0.0):
+    """cpu_layers.epilogue on a C-contiguous device array, in place."""
+    if y.size == 0:
+        return y
+    b, a, t = _params(channels, np.dtype(y.dtype), bias, scale, shift)
+    inner = y.size // (y.shape[0] * channels) if channels_first else 1
+    grid, threads = _grid(y.size)
+    _epilogue[grid, threads](_flat(y), b, a, t, channels, inner, _ACTIVATIONS[activation], float(alpha))
+    return y
+
+
+@cuda_kernel
+def _softmax_rows(y, b, a, t, C):
+    """Each row of C (a thread per row) in place: softmax((row + b) * a + t),
+    exp(v - max) / sum with the sum in channel order; a NaN makes the row NaN."""
+    for r in range(cuda.grid(1), y.size // C, cuda.gridsize(1)):
+        base = r * C
+        m = -math.inf
+        for c in range(C):
+            v = (y[base + c] + b[c]) * a[c] + t[c]
+            y[base + c] = v
+            if v > m or v != v:
+                m = v
+        s = 0.0
+        for c in range(C):
+            e = math.exp(y[base + c] - m)
+            y[base + c] = e
+            s += e
+        for c in range(C):
+            y[base + c] /= s
+
+
+def softmax_last(y, bias=None, scale=None, shift=None):
+    """cpu_layers.softmax_last on a C-contiguous device array, in place."""
+    if y.size == 0:
+        return y
+    C = tuple(y.shape)[-1]
+    b, a, t = _params(C, np.dtype(y.dtype), bias, scale, shift)
+    grid, threads = _grid(y.size // C)
+    _softmax_rows[grid, threads](_flat(y), b, a, t, C)
+    return y
+
+
+@cuda_kernel
+def _copy_block(src, dst, n_src, n_dst, off):
+    """dst viewed as (outer, n_dst) rows, src as (outer, n_src): src's rows
+    go to columns [off, off + n_src) of dst's."""
+    for i in range(cuda.grid(1), src.size, cuda.gridsize(1)):
+        r = i // n_src
+        dst[r * n_dst + off + i - r * n_src] = src[i]
+
+
+def concat(xs, axis):
+    """C-contiguous device arrays of one dtype joined along `axis` (a new
+    device array)."""
+    axis = axis % len(xs[0].shape)
+    shape = list(xs[0].shape)
+    shape[axis] = sum(int(x.shape[axis]) for x in xs)
+    out = cuda.device_array(tuple(shape), np.dtype(xs[0].dtype))
+    inner = math.prod(shape[axis + 1:])
+    n_dst = shape[axis] * inner
+    off = 0
+    for x in xs:
+        n_src = int(x.shape[axis]) * inner
+        if x.size:
+            grid, threads = _grid(x.size)
+            _copy_block[grid, threads](_flat(x), _flat(out), n_src, n_dst, off)
+        off += n_src
+    return out
+
+
+@cuda_kernel
+def _add_into(a, b):
+    for i in range(cuda.grid(1), a.size, cuda.gridsize(1)):
+        a[i] += b[i]
+
+
+def to_device(a):
+    return cuda.to_device(np.ascontiguousarray(a))
+
+
+def copy(x):
+    """A new device array with x's contents."""
+    out = cuda.device_array(tuple(x.shape), np.dtype(x.dtype))
+    if x.size:
+        out.copy_to_device(x)
+    return out
+
+
+def add(xs, inplace=False):
+    """xs[0] + xs[1] + ... in that order (into xs[0] when inplace)."""
+    y = xs[0] if inplace else copy(xs[0])
+    for x in xs[1:]:
+        if y.size:
+            grid, threads = _grid(y.size)
+            _add_into[grid, threads](_flat(y), _flat(x))
+    return y

@@ -27,6 +27,15 @@ def kernels(backend):
     return importlib.import_module(_LAYER_KERNELS[backend])
 
 
+def on_device(a):
+    """A Numba CUDA device array: a Model's activation on backend='cuda'."""
+    return bool(getattr(a, "__cuda_ndarray__", False))
+
+
+def c_contiguous(a):
+    return a.is_c_contiguous() if on_device(a) else a.flags.c_contiguous
+
+
 # --- activations ---------------------------------------------------------------
 
 # Keras' default slope of the `leaky_relu` activation function (the
@@ -58,7 +67,9 @@ def apply_epilogue(y, backend, channels_first, bias=None, scale=None, shift=None
     dims), else the last axis. Softmax is over the last axis."""
     activation = activation_name(activation)
     cf = channels_first and y.ndim > 2
-    channels = y.shape[1] if cf else y.shape[-1]
+    channels = tuple(y.shape)[1 if cf else -1]  # tuple(): a device array's shape may refuse [-1]
+    if on_device(y):
+        return _device_epilogue(y, channels, cf, bias, scale, shift, activation, alpha)
     if activation == "softmax":
         k = kernels("cpu" if backend == "cuda" else backend)
         if hasattr(k, "softmax_last") and y.flags.c_contiguous and not cf:
@@ -71,9 +82,23 @@ def apply_epilogue(y, backend, channels_first, bias=None, scale=None, shift=None
     if alpha is None:
         alpha = _ALPHA.get(activation, 0.0)
     if y.size:
-        # Device arrays never reach the layers: the cuda backend's epilogue runs on the host.
+        # host arrays on backend='cuda' (a layer called on NumPy arrays): the host's kernels
         kernels("cpu" if backend == "cuda" else backend).epilogue(y, channels, cf, bias, scale, shift, activation,
                                                                   float(alpha))
+    return y
+
+
+def _device_epilogue(y, channels, cf, bias, scale, shift, activation, alpha):
+    k = kernels("cuda")
+    if activation == "softmax":
+        if cf:
+            k.epilogue(y, channels, True, bias, scale, shift, "linear")
+            return k.softmax_last(y)
+        return k.softmax_last(y, bias, scale, shift)
+    if activation == "linear" and bias is None and scale is None and shift is None:
+        return y
+    k.epilogue(y, channels, cf, bias, scale, shift, activation, float(_ALPHA.get(activation, 0.0) if alpha is None
+                                                                      else alpha))
     return y
 
 

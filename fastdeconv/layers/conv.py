@@ -12,8 +12,8 @@ import numpy as np
 
 from .. import _shapes, ops
 from ..errors import ShapeError, message
-from ._base import (_ALPHA, Layer, activation_name, apply_epilogue, check_rank, data_format_arg,
-                    padding_arg, tuple_arg)
+from ._base import (_ALPHA, Layer, activation_name, apply_epilogue, check_rank, data_format_arg, kernels,
+                    on_device, padding_arg, tuple_arg)
 
 _FORMATS = {1: ("NWC", "NCW"), 2: ("NHWC", "NCHW"), 3: ("NDHWC", "NCDHW")}
 
@@ -75,6 +75,7 @@ class _Conv(Layer):
         return self.data_format == "channels_first"
 
     def _split(self, shape):
+        shape = tuple(shape)  # a device array's shape may refuse [-1]
         if self.channels_first:
             return shape[2:], shape[1]
         return shape[1:-1], shape[-1]
@@ -156,21 +157,25 @@ class _Conv(Layer):
             return out
         fmt = _FORMATS[self.rank][self.channels_first]
         spatial, _ = self._split(x.shape)
+        # a device activation (a Model on backend='cuda'): the filters' device copy, made once
+        device = on_device(x)
+        kernel = kernels("cuda").device_copy(self.kernel) if device else self.kernel
         if self.transpose:
             sizes = tuple(self._out_size(n, i) for i, n in enumerate(spatial))
             shape = self._join(sizes, self.filters, x.shape[0])
-            y = ops._transpose(f"conv{self.rank}d_transpose", self.rank, x, self.kernel, shape, self.strides,
+            y = ops._transpose(f"conv{self.rank}d_transpose", self.rank, x, kernel, shape, self.strides,
                                self.padding.upper(), fmt, self.dilation_rate, backend, epilogue=fused, out=out)
         else:
             pads = [self._pads(n, i) for i, n in enumerate(spatial)]
             padding = pads if self.padding == "causal" else self.padding.upper()
-            y = ops._forward(f"conv{self.rank}d", self.rank, x, self.kernel, self.strides, padding, fmt,
+            y = ops._forward(f"conv{self.rank}d", self.rank, x, kernel, self.strides, padding, fmt,
                              self.dilation_rate, backend, batch_dims=self.rank < 3, epilogue=fused, out=out)
         if out is not None:
             return out
         if fused is not None:
             return np.asarray(y)
-        return apply_epilogue(np.asarray(y), backend, self.channels_first, self.bias, scale, shift, activation, alpha)
+        y = y if device else np.asarray(y)
+        return apply_epilogue(y, backend, self.channels_first, self.bias, scale, shift, activation, alpha)
 
     def get_config(self):
         cfg = {"name": self.name, "filters": self.filters, "kernel_size": self.kernel_size,

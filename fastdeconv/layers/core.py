@@ -5,7 +5,7 @@ BatchNormalization (inference), Add, Concatenate."""
 import numpy as np
 
 from ..errors import ShapeError, message
-from ._base import Layer, Node, Tensor, activation_name, apply_epilogue, kernels
+from ._base import Layer, Node, Tensor, activation_name, apply_epilogue, c_contiguous, kernels, on_device
 
 
 class InputLayer(Layer):
@@ -62,6 +62,12 @@ class Dense(Layer):
         self.bias = weights[1] if self.use_bias else None
 
     def call(self, x, backend="cpu", inplace=False, epilogue=None):
+        if on_device(x):
+            # no matrix product on the device here: the host computes it
+            return kernels("cuda").to_device(self._host_call(x.copy_to_host(), backend, epilogue))
+        return self._host_call(x, backend, epilogue)
+
+    def _host_call(self, x, backend, epilogue):
         y = np.matmul(x, self.kernel)
         if epilogue is None:
             return apply_epilogue(y, backend, False, self.bias, activation=self.activation)
@@ -89,8 +95,12 @@ class Flatten(Layer):
 
     def call(self, x, backend="cpu", inplace=False):
         if self.data_format == "channels_first" and x.ndim > 2:
+            if on_device(x):  # a transposing copy: on the host
+                h = np.moveaxis(x.copy_to_host(), 1, -1)
+                return kernels("cuda").to_device(h.reshape(h.shape[0], -1))
             x = np.moveaxis(x, 1, -1)
-        return x.reshape(x.shape[0], -1)
+        n = x.shape[0]
+        return x.reshape(n, x.size // n if n else int(np.prod(x.shape[1:], dtype=np.int64)))
 
     def get_config(self):
         return {"name": self.name, "data_format": self.data_format}
@@ -125,7 +135,8 @@ class Reshape(Layer):
         return (input_shape[0], *self.target_shape)
 
     def call(self, x, backend="cpu", inplace=False):
-        return x.reshape((x.shape[0],) + self.target_shape)
+        shape = self.compute_output_shape((x.shape[0],) + tuple(x.shape[1:]))
+        return x.reshape(tuple(shape))
 
     def get_config(self):
         return {"name": self.name, "target_shape": self.target_shape}
@@ -159,7 +170,7 @@ class Activation(Layer):
     def call(self, x, backend="cpu", inplace=False):
         if self.activation == "linear":
             return x
-        y = x if inplace else x.copy()
+        y = x if inplace else (kernels("cuda").copy(x) if on_device(x) else x.copy())
         return apply_epilogue(y, backend, False, activation=self.activation, alpha=self.alpha)
 
     def get_config(self):
@@ -235,14 +246,20 @@ class BatchNormalization(Layer):
             inv = inv * gamma
         self._mul = inv
         self._add = (beta - mean * inv) if beta is not None else -mean * inv
+        for a in (self._mul, self._add):
+            a.flags.writeable = False  # fixed: a device copy of them is kept (backend='cuda')
 
     def call(self, x, backend="cpu", inplace=False):
-        y = x if inplace and x.flags.c_contiguous else np.array(x, order="C")
+        if inplace and c_contiguous(x):
+            y = x
+        else:
+            y = kernels("cuda").copy(x) if on_device(x) else np.array(x, order="C")
         axis = self.axis % y.ndim
         if axis == y.ndim - 1:
             return apply_epilogue(y, backend, False, scale=self._mul, shift=self._add)
         before = int(np.prod(y.shape[:axis], dtype=np.int64))
-        view = y.reshape(before, y.shape[axis], -1)
+        inner = int(np.prod(y.shape[axis + 1:], dtype=np.int64))
+        view = y.reshape(before, y.shape[axis], inner)
         apply_epilogue(view, backend, True, scale=self._mul, shift=self._add)
         return y
 
@@ -273,6 +290,8 @@ class Add(_Merge):
         return tuple(next((v for v in col if v is not None), None) for col in zip(*input_shape))
 
     def call(self, xs, backend="cpu", inplace=False):
+        if on_device(xs[0]):
+            return kernels("cuda").add(xs, inplace)
         y = np.add(xs[0], xs[1], out=xs[0] if inplace else None)
         for x in xs[2:]:
             y += x
@@ -306,6 +325,8 @@ class Concatenate(_Merge):
         return tuple(out)
 
     def call(self, xs, backend="cpu", inplace=False):
+        if on_device(xs[0]):
+            return kernels("cuda").concat(xs, self.axis)
         if (backend == "cpu" and all(isinstance(x, np.ndarray) for x in xs)
                 and self.axis % xs[0].ndim == xs[0].ndim - 1):
             y = kernels(backend).concat_last(xs)

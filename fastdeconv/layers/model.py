@@ -16,7 +16,7 @@ import numpy as np
 
 from .. import _alloc
 from ..errors import ShapeError, message
-from ._base import BACKENDS, Tensor
+from ._base import BACKENDS, Tensor, c_contiguous, kernels, on_device
 from .conv import _Conv
 from .core import Activation, BatchNormalization, Concatenate, Dense, Input, InputLayer
 
@@ -236,7 +236,13 @@ class Model:
         return arrays, n
 
     def _run(self, batch, backend):
-        """One batch through the graph; returns the output arrays."""
+        """One batch through the graph; returns the output arrays (NumPy).
+        On backend='cuda' the batch goes to the device once and every
+        activation stays there until the outputs come back."""
+        if backend == "cuda":
+            k = kernels("cuda")
+            outs = self._run_graph([k.to_device(x) for x in batch], backend)
+            return [o.copy_to_host() if on_device(o) else np.asarray(o) for o in outs]
         with self._pool.active():
             return self._run_graph(batch, backend)
 
@@ -288,7 +294,7 @@ class Model:
             buf = buffer_of[id(first)]
             # in place only on a buffer of its own (never a concatenation's channel slice)
             inplace = (buf not in user and buffer_refs[buf] == 1 and sum(t is first for t in node.inputs) == 1
-                       and getattr(args[0], "flags", None) is not None and args[0].flags.c_contiguous)
+                       and hasattr(args[0], "shape") and c_contiguous(args[0]))
             slot = slots.get(id(node))
             key = None  # the concatenation buffer this node's output lies in
             if slot is not None:

@@ -14,7 +14,7 @@ import numpy as np
 
 from .. import _shapes
 from ..errors import ShapeError, message
-from ._base import Layer, check_rank, data_format_arg, kernels, padding_arg, tuple_arg
+from ._base import Layer, check_rank, data_format_arg, kernels, on_device, padding_arg, tuple_arg
 
 
 def _to_5d(x, rank, channels_first, keep_strides=False):
@@ -23,11 +23,13 @@ def _to_5d(x, rank, channels_first, keep_strides=False):
     (the cpu pooling reads a channel slice of a wider array in place)."""
     if keep_strides and not channels_first:
         return np.expand_dims(x, tuple(range(1, 4 - rank)))
-    x = np.ascontiguousarray(x)
+    if not on_device(x):  # a device activation (backend='cuda') is C-contiguous
+        x = np.ascontiguousarray(x)
+    shape = tuple(x.shape)
     ones = (1,) * (3 - rank)
     if channels_first:
-        return x.reshape(x.shape[:2] + ones + x.shape[2:])
-    return x.reshape(x.shape[:1] + ones + x.shape[1:])
+        return x.reshape(shape[:2] + ones + shape[2:])
+    return x.reshape(shape[:1] + ones + shape[1:])
 
 
 class _Spatial(Layer):
@@ -38,6 +40,7 @@ class _Spatial(Layer):
         return self.data_format == "channels_first"
 
     def _split(self, shape):
+        shape = tuple(shape)  # a device array's shape may refuse [-1]
         return (shape[2:], shape[1]) if self.channels_first else (shape[1:-1], shape[-1])
 
     def _join(self, spatial, channels, batch):

@@ -48,10 +48,105 @@ print("ok")
 """
 
 
-def test_cuda_layer_kernels_under_the_simulator():
+_DEVICE_SCRIPT = r"""
+import os
+os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
+import numpy as np
+from fastdeconv.backends.cuda import config
+config.ELEMENTWISE_THREADS, config.ELEMENTWISE_MAX_BLOCKS = 4, 3
+from fastdeconv.backends import cuda_layers as G
+from fastdeconv import layers as L
+
+rng = np.random.default_rng(1)
+
+
+def randomize(model):
+    for layer in model.layers:
+        ws = layer.get_weights()
+        if isinstance(layer, L.BatchNormalization):
+            ws = [rng.uniform(0.5, 1.5, w.shape).astype(np.float32) for w in ws]
+        else:
+            ws = [rng.uniform(-0.7, 0.7, w.shape).astype(np.float32) for w in ws]
+        layer.set_weights(ws)
+
+
+def check(model, x):
+    # every layer gets device arrays: activations never visit the host between layers
+    seen = []
+    for layer in model.layers:
+        call = layer.call
+
+        def spy(inputs, *a, _call=call, _name=layer.name, **k):
+            for v in (inputs if isinstance(inputs, list) else [inputs]):
+                seen.append((_name, bool(getattr(v, "__cuda_ndarray__", False))))
+            return _call(inputs, *a, **k)
+
+        layer.call = spy
+    moved = []
+    to_device = G.to_device
+    G.to_device = lambda a: moved.append(a.shape) or to_device(a)
+    try:
+        ours = model.predict(x, batch_size=2, backend="cuda")
+    finally:
+        G.to_device = to_device
+        for layer in model.layers:
+            del layer.call
+    host = [n for n, d in seen if not d]
+    assert not host, host
+    batches = -(-len(x) // 2)
+    assert len(moved) == batches + sum(isinstance(l, L.Dense) for l in model.layers) * batches + sum(
+        isinstance(l, L.Flatten) and l.data_format == "channels_first" for l in model.layers) * batches, moved
+    ref = model.predict(x, batch_size=2, backend="reference")
+    assert isinstance(ours, np.ndarray) and ours.shape == ref.shape and ours.dtype == ref.dtype
+    err = np.abs(ours - ref).max() / np.abs(ref).max()
+    assert err <= 1e-5, err
+
+
+# a two-level 3-D U-Net: fused conv + BatchNorm + ReLU, skips, k2 s2 transposes, softmax head
+inp = L.Input((8, 8, 8, 1))
+e1 = L.Activation("relu")(L.BatchNormalization()(L.Conv3D(4, 3, padding="same")(inp)))
+b = L.Conv3D(8, 3, padding="same", activation="relu")(L.MaxPooling3D()(e1))
+u = L.Conv3DTranspose(4, 2, strides=2)(b)
+d = L.Conv3D(4, 3, padding="same", activation="relu")(L.Concatenate()([u, e1]))
+unet = L.Model(inp, L.Conv3D(3, 1, activation="softmax")(d))
+randomize(unet)
+check(unet, rng.standard_normal((3, 8, 8, 8, 1)).astype(np.float32))
+
+# channels-first, standalone BatchNorm on axis 1, residual Add, the other activations,
+# pooling, upsampling, Dropout, Flatten (a transposing copy on the host), Dense, Reshape
+inp = L.Input((3, 6, 6))
+x = L.Conv2D(4, 3, padding="same", data_format="channels_first")(inp)
+x = L.LeakyReLU(0.1)(L.BatchNormalization(axis=1)(x))
+y = L.Conv2D(4, 3, padding="same", data_format="channels_first", activation="tanh")(x)
+x = L.Add()([x, y, L.Activation("sigmoid")(y)])
+x = L.AveragePooling2D(2, data_format="channels_first")(x)
+x = L.UpSampling2D(2, data_format="channels_first")(L.Activation("elu")(x))
+x = L.Conv2DTranspose(2, 3, strides=2, padding="same", data_format="channels_first", activation="softplus")(x)
+x = L.Flatten(data_format="channels_first")(L.Dropout(0.5)(x))
+x = L.Reshape((-1, 4))(L.Dense(12, activation="silu")(x))
+cf = L.Model(inp, L.Concatenate(axis=1)([x, L.Activation("softmax")(x)]))
+randomize(cf)
+check(cf, rng.standard_normal((3, 3, 6, 6)).astype(np.float32))
+print("ok")
+"""
+
+
+def _simulate(script):
     env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1", PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
-    res = subprocess.run([sys.executable, "-c", _SCRIPT], env=env, capture_output=True, text=True, timeout=300)
+    res = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0 and res.stdout.strip().endswith("ok"), res.stdout + res.stderr
+
+
+def test_cuda_layer_kernels_under_the_simulator():
+    _simulate(_SCRIPT)
+
+
+def test_model_activations_stay_on_the_device_under_the_simulator():
+    """A Model on backend='cuda' copies each batch to the device once and its
+    outputs back once; every layer gets device arrays, and the results match
+    the reference backend's (epilogues, softmax, Concatenate, Add, BatchNorm on
+    either axis, Flatten, Dense, Reshape)."""
+    _simulate(_DEVICE_SCRIPT)
 
 
 def test_gpu_models_script_on_a_saved_model(tmp_path):
