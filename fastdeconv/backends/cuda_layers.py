@@ -169,7 +169,9 @@ def _grid(n):
 
 
 def _flat(a):
-    return a.reshape(a.size)
+    from .cuda import view
+
+    return view(a, (a.size,))
 
 
 # activation codes: as cpu_layers.ACTIVATIONS
