@@ -14,17 +14,13 @@ __all__ = ["conv1d", "conv2d", "conv3d", "conv1d_transpose", "conv2d_transpose",
 
 class _Host:
     """The array operations `_run` needs, for NumPy arrays (device arrays use
-    the CUDA backend's `DeviceArrays`, which has the same four)."""
+    the CUDA backend's `DeviceArrays`, which has the same three)."""
 
     zeros = staticmethod(np.zeros)
 
     @staticmethod
     def contiguous(a, dtype):
         return np.ascontiguousarray(a, dtype=dtype)
-
-    @staticmethod
-    def reshape(a, shape):
-        return a.reshape(shape)
 
     @staticmethod
     def result(out, shape, dtype):
@@ -38,12 +34,12 @@ def _to_5d(a, batch, channels, spatial, channels_first, dtype, xp=_Host):
     a = xp.contiguous(a, dtype)
     spatial = (1,) * (3 - len(spatial)) + tuple(spatial)
     shape = (batch, channels) + spatial if channels_first else (batch,) + spatial + (channels,)
-    return xp.reshape(a, shape)
+    return a.reshape(shape)
 
 
 def _filters_5d(w, dtype, rank, xp=_Host):
     w = xp.contiguous(w, dtype)
-    return xp.reshape(w, (1,) * (3 - rank) + tuple(w.shape))
+    return w.reshape((1,) * (3 - rank) + w.shape)
 
 
 def _out_5d(out, plan, dtype):

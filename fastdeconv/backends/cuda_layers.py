@@ -169,9 +169,7 @@ def _grid(n):
 
 
 def _flat(a):
-    from .cuda import view
-
-    return view(a, (a.size,))
+    return a.reshape(a.size)
 
 
 # activation codes: as cpu_layers.ACTIVATIONS

@@ -21,7 +21,7 @@ from ...errors import message
 from . import config
 
 __all__ = ["forward", "transpose", "check_available", "as_device_array", "DeviceArrays", "launch_shape",
-           "shared_bytes", "view"]
+           "shared_bytes"]
 
 _INSTALL = "Install it with: pip install 'fastdeconv[cuda]' (or pip install numba-cuda)."
 _available = None
@@ -87,29 +87,6 @@ def as_device_array(a):
     if _is_numba_device_array(a):
         return a
     return _numba_cuda().as_cuda_array(a)
-
-
-def view(a, shape):
-    """Device array `a` (C-contiguous) as `shape`: `a` itself when it has
-    that shape, else a view made once per array and shape and kept on it.
-    numba-cuda describes a device array for a launch (its Numba type and
-    argument layout) once per array object, and a model passes the same
-    filters every call: a new view per call made most of a small call's
-    host time (benchmarks/GPU.md)."""
-    shape = tuple(int(n) for n in shape)
-    if tuple(a.shape) == shape:
-        return a
-    views = getattr(a, "_fastdeconv_views", None)
-    if views is None:
-        views = {}
-        try:
-            a._fastdeconv_views = views
-        except AttributeError:  # an array type without instance attributes
-            return a.reshape(shape)
-    v = views.get(shape)
-    if v is None:
-        v = views[shape] = a.reshape(shape)
-    return v
 
 
 def _pow2ceil(n):
@@ -193,18 +170,12 @@ def _launch(trans, x5, w5, out_spatial, strides, dilations, pads_before, groups,
                                     batch, cin, cout_g, groups, int(bool(channels_first)), m_tiles, n_tiles))
 
     # The kernel indexes flat views (offsets computed once per tile and step).
-    dx = view(x5, (x5.size,)) if _is_numba_device_array(x5) else cuda.to_device(np.ascontiguousarray(x5).ravel())
-    dw = view(w5, (w5.size,)) if _is_numba_device_array(w5) else cuda.to_device(np.ascontiguousarray(w5).ravel())
+    dx = x5.reshape(x5.size) if _is_numba_device_array(x5) else cuda.to_device(np.ascontiguousarray(x5).ravel())
+    dw = w5.reshape(w5.size) if _is_numba_device_array(w5) else cuda.to_device(np.ascontiguousarray(w5).ravel())
     out = cuda.device_array(math.prod(out_shape), dtype)
     kernels.conv_kernel(bool(trans), tm, tn, rm, rn, bk, dtype.name)[grid, tm * tn](dx, dw, out, params)
-    flat, out = out, out.reshape(out_shape)
-    if on_host:
-        return out.copy_to_host()
-    try:
-        out._fastdeconv_views = {(flat.size,): flat}  # the epilogue's flat view: the array just launched with
-    except AttributeError:
-        pass
-    return out
+    out = out.reshape(out_shape)
+    return out.copy_to_host() if on_host else out
 
 
 def forward(x5, w5, out_spatial, strides, dilations, pads_before, groups, channels_first):
@@ -265,9 +236,5 @@ class DeviceArrays:
         return DeviceArrays.cast(a, dtype)
 
     @staticmethod
-    def reshape(a, shape):
-        return view(a, shape)
-
-    @staticmethod
     def result(out, shape, dtype):
-        return DeviceArrays.cast(view(out, shape), dtype)
+        return DeviceArrays.cast(out.reshape(tuple(shape)), dtype)
