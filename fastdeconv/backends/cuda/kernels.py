@@ -100,10 +100,6 @@ def conv_kernel(trans, tm, tn, rm, rn, bk, dtype_name):
     # slice) is written with kk fastest, which would otherwise hit one bank.
     bmp, bnp = bm + 1, bn + 1
     a_len, b_len = bk * bmp, bk * bnp  # shared array sizes must be constants of the closure
-    # When the block's threads are a multiple of the step's reduction indexes
-    # (of the tile's positions), each thread stages A for one kk (one m) only.
-    k_fixed = nthreads % bk == 0
-    m_fixed = nthreads % bm == 0
 
     @cuda_device
     def fma_steps(a_s, b_s, acc, af, bf, ta, tb, steps):
@@ -251,49 +247,21 @@ def conv_kernel(trans, tm, tn, rm, rn, bk, dtype_name):
 
                 # Stage A[m, kk]: kk fastest for channels-last (contiguous
                 # channels), m fastest for channels-first (contiguous w).
-                if not cf and k_fixed:
-                    # a thread's kk is the same for all of its elements: its
-                    # table entries are read once, into registers
-                    kq = t % bk
-                    kc, ed, eh, ew, ex = k_c[kq], k_d[kq], k_h[kq], k_w[kq], k_x[kq]
-                    for mm in range(t // bk, bm, nthreads // bk):
-                        v = ftype(0)
-                        if m_b[mm] >= 0 and kc >= 0:
-                            i_d = m_d[mm] + ed
-                            i_h = m_h[mm] + eh
-                            i_w = m_w[mm] + ew
-                            if 0 <= i_d < nd and 0 <= i_h < nh and 0 <= i_w < nw:
-                                v = x[m_x[mm] + ex]
-                        a_s[u(kq) * u(bmp) + u(mm)] = v
-                elif cf and m_fixed:
-                    # likewise a thread's position: its entries read once
-                    mm = t % bm
-                    mb, md, mh, mw, mx = m_b[mm], m_d[mm], m_h[mm], m_w[mm], m_x[mm]
-                    for kq in range(t // bm, bk, nthreads // bm):
-                        v = ftype(0)
-                        if mb >= 0 and k_c[kq] >= 0:
-                            i_d = md + k_d[kq]
-                            i_h = mh + k_h[kq]
-                            i_w = mw + k_w[kq]
-                            if 0 <= i_d < nd and 0 <= i_h < nh and 0 <= i_w < nw:
-                                v = x[mx + k_x[kq]]
-                        a_s[u(kq) * u(bmp) + u(mm)] = v
-                else:
-                    for e in range(t, bk * bm, nthreads):
-                        if cf:
-                            mm = e % bm
-                            kq = e // bm
-                        else:
-                            kq = e % bk
-                            mm = e // bk
-                        v = ftype(0)
-                        if m_b[mm] >= 0 and k_c[kq] >= 0:
-                            i_d = m_d[mm] + k_d[kq]
-                            i_h = m_h[mm] + k_h[kq]
-                            i_w = m_w[mm] + k_w[kq]
-                            if 0 <= i_d < nd and 0 <= i_h < nh and 0 <= i_w < nw:
-                                v = x[m_x[mm] + k_x[kq]]
-                        a_s[u(kq) * u(bmp) + u(mm)] = v
+                for e in range(t, bk * bm, nthreads):
+                    if cf:
+                        mm = e % bm
+                        kq = e // bm
+                    else:
+                        kq = e % bk
+                        mm = e // bk
+                    v = ftype(0)
+                    if m_b[mm] >= 0 and k_c[kq] >= 0:
+                        i_d = m_d[mm] + k_d[kq]
+                        i_h = m_h[mm] + k_h[kq]
+                        i_w = m_w[mm] + k_w[kq]
+                        if 0 <= i_d < nd and 0 <= i_h < nh and 0 <= i_w < nw:
+                            v = x[m_x[mm] + k_x[kq]]
+                    a_s[u(kq) * u(bmp) + u(mm)] = v
                 # Stage B[kk, n]: the filter's contiguous axis fastest
                 # (forward: out channels; transpose: in channels).
                 for e in range(t, bk * bn, nthreads):
