@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from .cuda import check_available, config
+from .cuda import DevicePool, check_available, config, device_address, device_empty  # noqa: F401
 
 check_available()  # a clear error when numba-cuda or a GPU is missing
 
@@ -110,7 +110,7 @@ def _upsample(x, out, geo):
 def _launch(kernel, x, shape, geo):
     on_host = not _is_numba_device_array(x)
     dx = cuda.to_device(np.ascontiguousarray(x)) if on_host else x
-    out = cuda.device_array(tuple(shape), np.dtype(x.dtype))
+    out = device_empty(shape, x.dtype) if not on_host else cuda.device_array(tuple(shape), np.dtype(x.dtype))
     if out.size:
         threads = max(1, int(config.ELEMENTWISE_THREADS))
         grid = max(1, min(-(-out.size // threads), int(config.ELEMENTWISE_MAX_BLOCKS)))
@@ -280,7 +280,7 @@ def concat(xs, axis):
     axis = axis % len(xs[0].shape)
     shape = list(xs[0].shape)
     shape[axis] = sum(int(x.shape[axis]) for x in xs)
-    out = cuda.device_array(tuple(shape), np.dtype(xs[0].dtype))
+    out = device_empty(shape, xs[0].dtype)
     inner = math.prod(shape[axis + 1:])
     n_dst = shape[axis] * inner
     off = 0
@@ -305,7 +305,7 @@ def to_device(a):
 
 def copy(x):
     """A new device array with x's contents."""
-    out = cuda.device_array(tuple(x.shape), np.dtype(x.dtype))
+    out = device_empty(tuple(x.shape), x.dtype)
     if x.size:
         out.copy_to_device(x)
     return out

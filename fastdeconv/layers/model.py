@@ -41,6 +41,7 @@ class Model:
         self.backend = _check_backend(backend)
         self.fuse = fuse
         self._pool = _alloc.Pool()
+        self._device_pool = None  # backend='cuda': device buffers, made on first use
         self._order = self._toposort()
         self._fused = self._plan_fusion()
         self._slots = {}  # self.fuse -> _plan_concat_slots()
@@ -241,8 +242,15 @@ class Model:
         activation stays there until the outputs come back."""
         if backend == "cuda":
             k = kernels("cuda")
-            outs = self._run_graph([k.to_device(x) for x in batch], backend)
-            return [o.copy_to_host() if on_device(o) else np.asarray(o) for o in outs]
+            if self._device_pool is None:
+                self._device_pool = k.DevicePool()
+            with self._device_pool.active():
+                outs = self._run_graph([k.to_device(x) for x in batch], backend)
+                host = [o.copy_to_host() if on_device(o) else np.asarray(o) for o in outs]
+                for o in outs:
+                    if on_device(o):
+                        self._device_pool.give(o)  # copied: its memory serves the next batch
+            return host
         with self._pool.active():
             return self._run_graph(batch, backend)
 
@@ -256,19 +264,31 @@ class Model:
         values, buffer_of, buffer_refs = {}, {}, {}
         readers = {}  # id(memory owner) -> [owner, live values using it]
 
-        def hold(v):
+        device = backend == "cuda"
+
+        def owner(v):
+            """(key, pool, the array to give back) of the memory v lies in, or None."""
             if isinstance(v, np.ndarray):
                 r = _alloc.root(v)
-                readers.setdefault(id(r), [r, 0])[1] += 1
+                return id(r), self._pool, r
+            if device and on_device(v):  # views of a device buffer share its address
+                return ("device", kernels("cuda").device_address(v)), self._device_pool, v
+            return None
+
+        def hold(v):
+            o = owner(v)
+            if o is not None:
+                readers.setdefault(o[0], [o, 0])[1] += 1
 
         def drop(v):
-            if isinstance(v, np.ndarray):
-                r = _alloc.root(v)
-                entry = readers[id(r)]
+            o = owner(v)
+            if o is not None:
+                entry = readers[o[0]]
                 entry[1] -= 1
                 if entry[1] == 0:
-                    del readers[id(r)]
-                    self._pool.give(r)  # only if the pool lent it
+                    del readers[o[0]]
+                    _, pool, arr = entry[0]
+                    pool.give(arr)  # only if the pool lent it
 
         user = set()  # buffers owned by the caller: never written
         for x, t in zip(batch, self.inputs):

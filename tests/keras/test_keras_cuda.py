@@ -96,6 +96,17 @@ def check(model, x):
     batches = -(-len(x) // 2)
     assert len(moved) == batches + sum(isinstance(l, L.Dense) for l in model.layers) * batches + sum(
         isinstance(l, L.Flatten) and l.data_format == "channels_first" for l in model.layers) * batches, moved
+    # a second predict takes every buffer from the model's device pool: no allocation
+    from numba import cuda
+    allocs = []
+    device_array = cuda.device_array
+    cuda.device_array = lambda *a, **k: allocs.append(a) or device_array(*a, **k)
+    try:
+        again = model.predict(x, batch_size=2, backend="cuda")
+    finally:
+        cuda.device_array = device_array
+    assert not allocs, allocs
+    assert np.array_equal(again, ours)
     ref = model.predict(x, batch_size=2, backend="reference")
     assert isinstance(ours, np.ndarray) and ours.shape == ref.shape and ours.dtype == ref.dtype
     err = np.abs(ours - ref).max() / np.abs(ref).max()
@@ -143,7 +154,8 @@ def test_cuda_layer_kernels_under_the_simulator():
 
 def test_model_activations_stay_on_the_device_under_the_simulator():
     """A Model on backend='cuda' copies each batch to the device once and its
-    outputs back once; every layer gets device arrays, and the results match
+    outputs back once; every layer gets device arrays; a second predict
+    allocates nothing (the model's device pool), and the results match
     the reference backend's (epilogues, softmax, Concatenate, Add, BatchNorm on
     either axis, Flatten, Dense, Reshape)."""
     _simulate(_DEVICE_SCRIPT)

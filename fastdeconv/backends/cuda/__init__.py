@@ -12,16 +12,18 @@ numba.cuda is imported only when the backend is used, so `config` can be
 imported, and a missing numba-cuda reported clearly, without it.
 """
 
+import contextlib
 import importlib.util
 import math
+import threading
 
 import numpy as np
 
 from ...errors import message
 from . import config
 
-__all__ = ["forward", "transpose", "check_available", "as_device_array", "DeviceArrays", "launch_shape",
-           "shared_bytes"]
+__all__ = ["forward", "transpose", "check_available", "as_device_array", "DeviceArrays", "DevicePool",
+           "device_empty", "launch_shape", "shared_bytes"]
 
 _INSTALL = "Install it with: pip install 'fastdeconv[cuda]' (or pip install numba-cuda)."
 _available = None
@@ -87,6 +89,71 @@ def as_device_array(a):
     if _is_numba_device_array(a):
         return a
     return _numba_cuda().as_cuda_array(a)
+
+
+_active = threading.local()
+
+
+def device_address(a):
+    """The device address of a's first element (views of one buffer share it)."""
+    if not a.size:
+        return 0
+    try:
+        return int(a.__cuda_array_interface__["data"][0])
+    except AttributeError:  # the CUDA simulator's arrays wrap a NumPy array
+        return int(a.ctypes.data)
+
+
+class DevicePool:
+    """Device buffers a Model's layers release, lent again to later layers
+    and batches (`device_empty` inside `active()`).
+
+    Why: a buffer numba-cuda frees goes to its deferred-deallocation queue,
+    and flushing that queue (cuMemFree) waits for the GPU. A U-Net predict
+    flushed it ~2 times and spent most of its 15 ms in the host's calls
+    (benchmarks/GPU.md). Like the host `_alloc.Pool`, the buffers are kept
+    for the Model's life (its largest batch's working set)."""
+
+    def __init__(self):
+        self._free = {}  # (nbytes, dtype) -> [flat device arrays]
+        self._lent = {}  # device address -> flat device array
+
+    def take(self, shape, dtype):
+        cuda = _numba_cuda()
+        dtype = np.dtype(dtype)
+        shape = tuple(int(n) for n in shape)
+        n = math.prod(shape)
+        if n == 0:
+            return cuda.device_array(shape, dtype)
+        free = self._free.get((n, dtype.str))
+        flat = free.pop() if free else cuda.device_array(n, dtype)
+        self._lent[device_address(flat)] = flat
+        return flat if shape == (n,) else flat.reshape(shape)
+
+    def give(self, a):
+        """Back to the pool if `a` (or a view at its start) is a buffer this
+        pool lent (else nothing)."""
+        flat = self._lent.pop(device_address(a), None) if a.size else None
+        if flat is not None:
+            self._free.setdefault((flat.size, np.dtype(flat.dtype).str), []).append(flat)
+
+    @contextlib.contextmanager
+    def active(self):
+        previous = getattr(_active, "pool", None)
+        _active.pool = self
+        try:
+            yield self
+        finally:
+            _active.pool = previous
+
+
+def device_empty(shape, dtype):
+    """cuda.device_array(shape, dtype), from the running Model's DevicePool
+    when there is one."""
+    pool = getattr(_active, "pool", None)
+    if pool is not None:
+        return pool.take(shape, dtype)
+    return _numba_cuda().device_array(tuple(int(n) for n in shape), np.dtype(dtype))
 
 
 def _pow2ceil(n):
@@ -172,7 +239,8 @@ def _launch(trans, x5, w5, out_spatial, strides, dilations, pads_before, groups,
     # The kernel indexes flat views (offsets computed once per tile and step).
     dx = x5.reshape(x5.size) if _is_numba_device_array(x5) else cuda.to_device(np.ascontiguousarray(x5).ravel())
     dw = w5.reshape(w5.size) if _is_numba_device_array(w5) else cuda.to_device(np.ascontiguousarray(w5).ravel())
-    out = cuda.device_array(math.prod(out_shape), dtype)
+    n_out = math.prod(out_shape)
+    out = cuda.device_array(n_out, dtype) if on_host else device_empty((n_out,), dtype)
     kernels.conv_kernel(bool(trans), tm, tn, rm, rn, bk, dtype.name)[grid, tm * tn](dx, dw, out, params)
     out = out.reshape(out_shape)
     return out.copy_to_host() if on_host else out
