@@ -109,14 +109,17 @@ class DevicePool:
     and batches (`device_empty` inside `active()`).
 
     Why: a buffer numba-cuda frees goes to its deferred-deallocation queue,
-    and flushing that queue (cuMemFree) waits for the GPU. A U-Net predict
-    flushed it ~2 times and spent most of its 15 ms in the host's calls
-    (benchmarks/GPU.md). Like the host `_alloc.Pool`, the buffers are kept
-    for the Model's life (its largest batch's working set)."""
+    and flushing that queue (cuMemFree) waits for the GPU: a U-Net predict
+    spent most of its time in the host's calls (benchmarks/GPU.md). As in
+    the host `_alloc.Pool`, free buffers that a run (one batch) did not use
+    are dropped at its end, so the pool holds at most one batch's working
+    set, and nothing is freed during a run."""
 
     def __init__(self):
-        self._free = {}  # (nbytes, dtype) -> [flat device arrays]
+        self._lock = threading.Lock()
+        self._free = {}  # (elements, dtype) -> [flat device arrays]
         self._lent = {}  # device address -> flat device array
+        self._used = set()  # ids of the free buffers taken or given in this run
 
     def take(self, shape, dtype):
         cuda = _numba_cuda()
@@ -125,26 +128,45 @@ class DevicePool:
         n = math.prod(shape)
         if n == 0:
             return cuda.device_array(shape, dtype)
-        free = self._free.get((n, dtype.str))
-        flat = free.pop() if free else cuda.device_array(n, dtype)
-        self._lent[device_address(flat)] = flat
+        with self._lock:
+            free = self._free.get((n, dtype.str))
+            flat = free.pop() if free else None
+        if flat is None:
+            flat = cuda.device_array(n, dtype)
+        with self._lock:
+            self._lent[device_address(flat)] = flat
+            self._used.add(id(flat))
         return flat if shape == (n,) else flat.reshape(shape)
 
     def give(self, a):
         """Back to the pool if `a` (or a view at its start) is a buffer this
         pool lent (else nothing)."""
-        flat = self._lent.pop(device_address(a), None) if a.size else None
-        if flat is not None:
-            self._free.setdefault((flat.size, np.dtype(flat.dtype).str), []).append(flat)
+        if not a.size:
+            return
+        with self._lock:
+            flat = self._lent.pop(device_address(a), None)
+            if flat is not None:
+                self._free.setdefault((flat.size, np.dtype(flat.dtype).str), []).append(flat)
+                self._used.add(id(flat))
 
     @contextlib.contextmanager
     def active(self):
+        """Outputs made inside (`device_empty`) come from this pool."""
         previous = getattr(_active, "pool", None)
         _active.pool = self
+        self._used = set()
         try:
             yield self
         finally:
             _active.pool = previous
+            with self._lock:
+                for key in list(self._free):
+                    self._free[key] = [a for a in self._free[key] if id(a) in self._used]
+                    if not self._free[key]:
+                        del self._free[key]
+                # a buffer still lent after the run (an output no layer
+                # reads, never given back) is left to its views
+                self._lent.clear()
 
 
 def device_empty(shape, dtype):
