@@ -138,6 +138,19 @@ class _Conv(Layer):
     def _set(self, weights):
         self.kernel = weights[0]
         self.bias = weights[1] if self.use_bias else None
+        self._kernel64 = None
+
+    def _kernel_for(self, dtype):
+        """The filters for an input of `dtype`: float64 activations
+        (predict(..., dtype=np.float64)) get a float64 copy, made once and
+        read-only like the weights."""
+        if np.dtype(dtype) != np.float64:
+            return self.kernel
+        if self._kernel64 is None:
+            k = self.kernel.astype(np.float64)
+            k.flags.writeable = False
+            self._kernel64 = k
+        return self._kernel64
 
     def call(self, x, backend="cpu", inplace=False, epilogue=None, out=None):
         """epilogue: (scale, shift, activation, alpha) of a following
@@ -159,7 +172,8 @@ class _Conv(Layer):
         spatial, _ = self._split(x.shape)
         # a device activation (a Model on backend='cuda'): the filters' device copy, made once
         device = on_device(x)
-        kernel = kernels("cuda").device_copy(self.kernel) if device else self.kernel
+        kernel = self._kernel_for(x.dtype)
+        kernel = kernels("cuda").device_copy(kernel) if device else kernel
         if self.transpose:
             sizes = tuple(self._out_size(n, i) for i, n in enumerate(spatial))
             shape = self._join(sizes, self.filters, x.shape[0])

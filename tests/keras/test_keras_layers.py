@@ -31,6 +31,19 @@ def test_layer_zoo_reference_backend(builder, saved):
     assert rel_err(model.predict(s.input(3)), s.expected(3)) <= 2e-6
 
 
+@pytest.mark.parametrize("builder", ZOO)
+def test_layer_zoo_in_float64(builder, saved):
+    """predict(dtype=np.float64) runs the whole model in float64 (the float32
+    weights widened once per layer) and agrees with the float64 reference
+    backend to the SPEC's 1e-12."""
+    s = saved(builder)
+    model = fastdeconv.load_keras(s.paths["keras"])
+    x = s.input(3).astype(np.float64)
+    ours = model.predict(x, batch_size=2, dtype=np.float64)
+    ref = model.predict(x, batch_size=2, backend="reference", dtype=np.float64)
+    assert ours.dtype == np.float64 and rel_err(ours, ref) <= 1e-12
+
+
 @pytest.mark.parametrize("builder, args", [("unet3d", (32, (8, 16, 32))), ("zoo_2d", ()), ("zoo_3d", ())])
 def test_epilogue_in_the_kernel_gives_the_same_bits(builder, args, saved, monkeypatch):
     """On cpu a conv's bias, BatchNorm and ReLU run inside the kernel; the
