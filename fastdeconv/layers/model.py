@@ -364,17 +364,27 @@ class Model:
 
     def predict(self, x, batch_size=32, backend=None, dtype=np.float32):
         """Outputs for all of `x` (an array, or a list for several inputs),
-        computed `batch_size` examples at a time."""
+        computed `batch_size` examples at a time, in `dtype` (float32,
+        float64; float16 is computed in float32 and rounded once, as the
+        ops do)."""
         backend = _check_backend(backend) if backend is not None else self.backend
         xs, n = self._check_inputs(_as_list(x) if not self._single_input else [x])
         if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ValueError(message(f"batch_size={batch_size!r}", "a positive int", None))
+        given = dtype
+        try:
+            dtype = np.dtype(dtype)
+        except TypeError:
+            dtype = None
+        if dtype is None or dtype.kind != "f" or dtype.itemsize not in (2, 4, 8):
+            raise TypeError(message(f"predict(dtype={given!r})", "np.float32, np.float64 or np.float16", None))
+        compute = np.dtype(np.float32) if dtype.itemsize == 2 else dtype
         results = None
         for start in range(0, max(n, 1), batch_size):
-            batch = [np.ascontiguousarray(a[start:start + batch_size], dtype) for a in xs]
+            batch = [np.ascontiguousarray(a[start:start + batch_size], compute) for a in xs]
             outs = self._run(batch, backend)
             if results is None:
-                results = [np.empty((n,) + o.shape[1:], o.dtype) for o in outs]
+                results = [np.empty((n,) + o.shape[1:], dtype) for o in outs]
             for r, o in zip(results, outs):
                 r[start:start + o.shape[0]] = o
                 self._pool.give(_alloc.root(o))  # copied: its memory serves the next batch

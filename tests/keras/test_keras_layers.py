@@ -44,6 +44,20 @@ def test_layer_zoo_in_float64(builder, saved):
     assert ours.dtype == np.float64 and rel_err(ours, ref) <= 1e-12
 
 
+def test_predict_dtypes(saved):
+    """float16 is computed in float32 and rounded once; non-float dtypes are
+    refused before any work, naming predict's argument."""
+    s = saved("zoo_2d")
+    model = fastdeconv.load_keras(s.paths["keras"])
+    x = s.input(3)
+    half = model.predict(x, batch_size=2, dtype=np.float16)
+    assert half.dtype == np.float16
+    assert np.array_equal(half, model.predict(x, batch_size=2).astype(np.float16))
+    for bad in (np.int32, "int8", "not a dtype", np.complex64):
+        with pytest.raises(TypeError, match="predict"):
+            model.predict(x, dtype=bad)
+
+
 @pytest.mark.parametrize("builder, args", [("unet3d", (32, (8, 16, 32))), ("zoo_2d", ()), ("zoo_3d", ())])
 def test_epilogue_in_the_kernel_gives_the_same_bits(builder, args, saved, monkeypatch):
     """On cpu a conv's bias, BatchNorm and ReLU run inside the kernel; the
