@@ -44,7 +44,8 @@ def pool(x, out_spatial, window, strides, pads_before, channels_first, is_max):
     for o in np.ndindex(*out_spatial):
         lo = [max(oi * s - p, 0) for oi, s, p in zip(o, strides, pads_before)]
         hi = [min(oi * s - p + k, n) for oi, s, p, k, n in zip(o, strides, pads_before, window, xl.shape[1:4])]
-        win = xl[(slice(None),) + tuple(slice(a, b) for a, b in zip(lo, hi))].reshape(B, -1, C)
+        win = xl[(slice(None),) + tuple(slice(a, b) for a, b in zip(lo, hi))]
+        win = win.reshape(B, int(np.prod([b - a for a, b in zip(lo, hi)])), C)  # -1 fails on an empty batch
         out[(slice(None),) + o] = win.max(axis=1) if is_max else win.mean(axis=1)
     return np.ascontiguousarray(_restore(out, channels_first)).astype(x.dtype)
 

@@ -44,6 +44,17 @@ def test_layer_zoo_in_float64(builder, saved):
     assert ours.dtype == np.float64 and rel_err(ours, ref) <= 1e-12
 
 
+@pytest.mark.parametrize("backend", ["cpu", "reference"])
+def test_empty_batch(backend, rng):
+    """No examples: outputs of batch size 0 and the right shape (the
+    reference pooling reshaped with -1 and failed)."""
+    a, b = L.Input((4, 4, 2)), L.Input((4, 4, 3))
+    x = L.Conv2D(3, 3, padding="same", activation="relu")(L.Concatenate()([a, b]))
+    model = L.Model([a, b], [L.MaxPooling2D()(x), L.AveragePooling2D()(L.Conv2DTranspose(2, 2, strides=2)(x))])
+    outs = model.predict([np.zeros((0, 4, 4, 2)), np.zeros((0, 4, 4, 3))], backend=backend)
+    assert [o.shape for o in outs] == [(0, 2, 2, 3), (0, 4, 4, 2)]
+
+
 def test_predict_dtypes(saved):
     """float16 is computed in float32 and rounded once; non-float dtypes are
     refused before any work, naming predict's argument."""
