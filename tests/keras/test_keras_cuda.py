@@ -175,3 +175,37 @@ def test_gpu_models_script_on_a_saved_model(tmp_path):
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     row = [line for line in res.stdout.splitlines() if line.startswith("| cpu |")]
     assert len(row) == 1 and "FAIL" not in row[0], res.stdout
+
+
+_ZOO_SCRIPT = r"""
+import os, sys
+os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
+import numpy as np
+import fastdeconv
+for path in sys.argv[1:]:
+    x, y = np.load(path + ".x.npy"), np.load(path + ".y.npy")
+    out = fastdeconv.load_keras(path).predict(x, batch_size=2, backend="cuda")
+    err = float(np.abs(out - y).max() / np.abs(y).max())
+    assert err <= 2e-6, (path, err)
+print("ok")
+"""
+
+
+def test_layer_zoo_on_cuda_matches_keras_under_the_simulator(saved, tmp_path):
+    """The saved networks that cover every layer class, on backend='cuda'
+    (activations on the device), against Keras' own outputs."""
+    from test_keras_layers import ZOO
+
+    import numpy as np
+
+    paths = []
+    for builder in ZOO:
+        s = saved(builder)
+        path = str(s.paths["keras"])
+        np.save(path + ".x.npy", s.input(2))  # one batch: the simulator is slow
+        np.save(path + ".y.npy", s.expected(2))
+        paths.append(path)
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1", PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    res = subprocess.run([sys.executable, "-c", _ZOO_SCRIPT, *paths], env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert res.returncode == 0 and res.stdout.strip().endswith("ok"), res.stdout + res.stderr
