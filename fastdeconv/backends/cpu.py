@@ -38,8 +38,6 @@ import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import weakref
-
 import numpy as np
 
 from .. import _alloc
@@ -226,27 +224,8 @@ def _finish(y, channels_first, epilogue):
     return y
 
 
-# Read-only filter arrays (a layer's weights) -> {key: packed filters or
-# finiteness}: packing and checking cost ~50 us per call (a U-Net predict
-# makes 15 conv calls); read-only arrays cannot change under the cache.
-_MEMO = {}
-
-
-def _memo(w, key, make):
-    """make(), remembered per read-only array that w is a view of (and w's
-    place in it and `key`); computed every time for writable arrays."""
-    root = _alloc.root(w)
-    if root.flags.writeable:
-        return make()
-    entry = _MEMO.get(id(root))
-    if entry is None or entry[0]() is not root:
-        entry = _MEMO[id(root)] = (weakref.ref(root), {})
-        weakref.finalize(root, _MEMO.pop, id(root), None)
-    k = (key, w.ctypes.data - root.ctypes.data, w.shape, w.strides, w.dtype.str)
-    value = entry[1].get(k)
-    if value is None:
-        value = entry[1][k] = make()
-    return value
+# Packed filters and their finiteness, once per read-only filter array.
+_memo, _MEMO = _alloc.memo, _alloc.MEMO
 
 
 def _ceil(a, b):

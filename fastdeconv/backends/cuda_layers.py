@@ -15,7 +15,11 @@ import math
 
 import numpy as np
 
-from .cuda import DevicePool, check_available, config, device_address, device_empty  # noqa: F401
+from .. import _alloc
+from .cpu_layers import ACTIVATIONS
+# DevicePool and device_address: for the Model, which reaches the cuda
+# backend through this module (imported only once numba-cuda is usable)
+from .cuda import DevicePool, check_available, device_address, device_empty, elementwise_grid  # noqa: F401
 
 check_available()  # a clear error when numba-cuda or a GPU is missing
 
@@ -112,8 +116,7 @@ def _launch(kernel, x, shape, geo):
     dx = cuda.to_device(np.ascontiguousarray(x)) if on_host else x
     out = device_empty(shape, x.dtype) if not on_host else cuda.device_array(tuple(shape), np.dtype(x.dtype))
     if out.size:
-        threads = max(1, int(config.ELEMENTWISE_THREADS))
-        grid = max(1, min(-(-out.size // threads), int(config.ELEMENTWISE_MAX_BLOCKS)))
+        grid, threads = elementwise_grid(out.size)
         kernel[grid, threads](dx, out, geo)
     return out.copy_to_host() if on_host else out
 
@@ -143,38 +146,17 @@ def upsample(x, size, channels_first):
 # Add run as the kernels below, and a layer's weights are copied to the
 # device once (`device_copy`).
 
-_DEVICE_COPIES = {}
-
-
 def device_copy(a):
     """A device copy of a read-only NumPy array (a layer's weights), made
-    once and kept while the array lives; a writable array is copied on
-    every call, since it may change between calls."""
+    once and kept while the array lives (`_alloc.memo`); a writable array is
+    copied on every call, since it may change between calls."""
     if a is None or _is_numba_device_array(a):
         return a
-    if a.flags.writeable:
-        return cuda.to_device(np.ascontiguousarray(a))
-    entry = _DEVICE_COPIES.get(id(a))
-    if entry is None or entry[0]() is not a:
-        import weakref
-
-        entry = _DEVICE_COPIES[id(a)] = (weakref.ref(a), cuda.to_device(np.ascontiguousarray(a)))
-        weakref.finalize(a, _DEVICE_COPIES.pop, id(a), None)
-    return entry[1]
-
-
-def _grid(n):
-    threads = max(1, int(config.ELEMENTWISE_THREADS))
-    return max(1, min(-(-n // threads), int(config.ELEMENTWISE_MAX_BLOCKS))), threads
+    return _alloc.memo(a, "device", lambda: cuda.to_device(np.ascontiguousarray(a)))
 
 
 def _flat(a):
     return a.reshape(a.size)
-
-
-# activation codes: as cpu_layers.ACTIVATIONS
-_ACTIVATIONS = {"linear": 0, "relu": 1, "sigmoid": 2, "tanh": 3, "leaky_relu": 4, "elu": 5, "softplus": 6,
-                "silu": 7, "swish": 7}
 
 
 @cuda_kernel
@@ -228,8 +210,8 @@ def epilogue(y, channels, channels_first, bias, scale, shift, activation, alpha=
         return y
     b, a, t = _params(channels, np.dtype(y.dtype), bias, scale, shift)
     inner = y.size // (y.shape[0] * channels) if channels_first else 1
-    grid, threads = _grid(y.size)
-    _epilogue[grid, threads](_flat(y), b, a, t, channels, inner, _ACTIVATIONS[activation], float(alpha))
+    grid, threads = elementwise_grid(y.size)
+    _epilogue[grid, threads](_flat(y), b, a, t, channels, inner, ACTIVATIONS[activation], float(alpha))
     return y
 
 
@@ -260,7 +242,7 @@ def softmax_last(y, bias=None, scale=None, shift=None):
         return y
     C = tuple(y.shape)[-1]
     b, a, t = _params(C, np.dtype(y.dtype), bias, scale, shift)
-    grid, threads = _grid(y.size // C)
+    grid, threads = elementwise_grid(y.size // C)
     _softmax_rows[grid, threads](_flat(y), b, a, t, C)
     return y
 
@@ -287,7 +269,7 @@ def concat(xs, axis):
     for x in xs:
         n_src = int(x.shape[axis]) * inner
         if x.size:
-            grid, threads = _grid(x.size)
+            grid, threads = elementwise_grid(x.size)
             _copy_block[grid, threads](_flat(x), _flat(out), n_src, n_dst, off)
         off += n_src
     return out
@@ -316,6 +298,6 @@ def add(xs, inplace=False):
     y = xs[0] if inplace else copy(xs[0])
     for x in xs[1:]:
         if y.size:
-            grid, threads = _grid(y.size)
+            grid, threads = elementwise_grid(y.size)
             _add_into[grid, threads](_flat(y), _flat(x))
     return y

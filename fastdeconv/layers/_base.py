@@ -68,13 +68,15 @@ def apply_epilogue(y, backend, channels_first, bias=None, scale=None, shift=None
     activation = activation_name(activation)
     cf = channels_first and y.ndim > 2
     channels = tuple(y.shape)[1 if cf else -1]  # tuple(): a device array's shape may refuse [-1]
-    if on_device(y):
-        return _device_epilogue(y, channels, cf, bias, scale, shift, activation, alpha)
+    # device arrays (a Model on backend='cuda'): the CUDA kernels; host arrays
+    # on backend='cuda' (a layer called on NumPy arrays): the host's
+    k = kernels("cuda" if on_device(y) else "cpu" if backend == "cuda" else backend)
     if activation == "softmax":
-        k = kernels("cpu" if backend == "cuda" else backend)
-        if hasattr(k, "softmax_last") and y.flags.c_contiguous and not cf:
+        if hasattr(k, "softmax_last") and c_contiguous(y) and not cf:
             return k.softmax_last(y, bias, scale, shift)
         apply_epilogue(y, backend, channels_first, bias, scale, shift, "linear")
+        if on_device(y):
+            return k.softmax_last(y)  # a device activation is C-contiguous
         y[...] = softmax(y, axis=-1)
         return y
     if activation == "linear" and bias is None and scale is None and shift is None:
@@ -82,23 +84,7 @@ def apply_epilogue(y, backend, channels_first, bias=None, scale=None, shift=None
     if alpha is None:
         alpha = _ALPHA.get(activation, 0.0)
     if y.size:
-        # host arrays on backend='cuda' (a layer called on NumPy arrays): the host's kernels
-        kernels("cpu" if backend == "cuda" else backend).epilogue(y, channels, cf, bias, scale, shift, activation,
-                                                                  float(alpha))
-    return y
-
-
-def _device_epilogue(y, channels, cf, bias, scale, shift, activation, alpha):
-    k = kernels("cuda")
-    if activation == "softmax":
-        if cf:
-            k.epilogue(y, channels, True, bias, scale, shift, "linear")
-            return k.softmax_last(y)
-        return k.softmax_last(y, bias, scale, shift)
-    if activation == "linear" and bias is None and scale is None and shift is None:
-        return y
-    k.epilogue(y, channels, cf, bias, scale, shift, activation, float(_ALPHA.get(activation, 0.0) if alpha is None
-                                                                      else alpha))
+        k.epilogue(y, channels, cf, bias, scale, shift, activation, float(alpha))
     return y
 
 
@@ -223,7 +209,7 @@ class Layer:
                 raise TypeError(message(f"layer {self.name!r}: weight {wname!r} has dtype {w.dtype}",
                                         "a float array", None))
             # a private, read-only copy: the cpu backend keeps the packed
-            # form of read-only filters between calls (backends.cpu._memo)
+            # form of read-only filters between calls (_alloc.memo)
             a = np.array(w, np.float32, order="C")
             a.flags.writeable = False
             arrays.append(a)

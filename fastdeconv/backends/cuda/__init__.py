@@ -12,18 +12,18 @@ numba.cuda is imported only when the backend is used, so `config` can be
 imported, and a missing numba-cuda reported clearly, without it.
 """
 
-import contextlib
 import importlib.util
 import math
 import threading
 
 import numpy as np
 
+from ... import _alloc
 from ...errors import message
 from . import config
 
 __all__ = ["forward", "transpose", "check_available", "as_device_array", "DeviceArrays", "DevicePool",
-           "device_empty", "launch_shape", "shared_bytes"]
+           "device_address", "device_empty", "elementwise_grid", "launch_shape", "shared_bytes"]
 
 _INSTALL = "Install it with: pip install 'fastdeconv[cuda]' (or pip install numba-cuda)."
 _available = None
@@ -104,22 +104,19 @@ def device_address(a):
         return int(a.ctypes.data)
 
 
-class DevicePool:
+class DevicePool(_alloc.RunPool):
     """Device buffers a Model's layers release, lent again to later layers
-    and batches (`device_empty` inside `active()`).
+    and batches (`device_empty` inside `active()`), by element count and
+    dtype; the host `_alloc.Pool`'s run rules.
 
     Why: a buffer numba-cuda frees goes to its deferred-deallocation queue,
     and flushing that queue (cuMemFree) waits for the GPU: a U-Net predict
-    spent most of its time in the host's calls (benchmarks/GPU.md). As in
-    the host `_alloc.Pool`, free buffers that a run (one batch) did not use
-    are dropped at its end, so the pool holds at most one batch's working
-    set, and nothing is freed during a run."""
+    spent most of its time in the host's calls (benchmarks/GPU.md). Nothing
+    is freed during a run."""
 
     def __init__(self):
-        self._lock = threading.Lock()
-        self._free = {}  # (elements, dtype) -> [flat device arrays]
+        super().__init__(_active)  # self._free: (elements, dtype) -> [flat device arrays]
         self._lent = {}  # device address -> flat device array
-        self._used = set()  # ids of the free buffers taken or given in this run
 
     def take(self, shape, dtype):
         cuda = _numba_cuda()
@@ -149,24 +146,10 @@ class DevicePool:
                 self._free.setdefault((flat.size, np.dtype(flat.dtype).str), []).append(flat)
                 self._used.add(id(flat))
 
-    @contextlib.contextmanager
-    def active(self):
-        """Outputs made inside (`device_empty`) come from this pool."""
-        previous = getattr(_active, "pool", None)
-        _active.pool = self
-        self._used = set()
-        try:
-            yield self
-        finally:
-            _active.pool = previous
-            with self._lock:
-                for key in list(self._free):
-                    self._free[key] = [a for a in self._free[key] if id(a) in self._used]
-                    if not self._free[key]:
-                        del self._free[key]
-                # a buffer still lent after the run (an output no layer
-                # reads, never given back) is left to its views
-                self._lent.clear()
+    def _end_run(self):
+        # a buffer still lent after the run (an output no layer reads,
+        # never given back) is left to its views
+        self._lent.clear()
 
 
 def device_empty(shape, dtype):
@@ -279,7 +262,7 @@ def transpose(x5, w5, out_spatial, strides, dilations, pads_before, channels_fir
     return _launch(True, x5, w5, out_spatial, strides, dilations, pads_before, 1, channels_first)
 
 
-def _elementwise_grid(n):
+def elementwise_grid(n):
     threads = max(1, int(config.ELEMENTWISE_THREADS))
     return max(1, min(_cdiv(n, threads), int(config.ELEMENTWISE_MAX_BLOCKS))), threads
 
@@ -295,7 +278,7 @@ class DeviceArrays:
 
         out = cuda.device_array(tuple(shape), np.dtype(dtype))
         if out.size:
-            grid, threads = _elementwise_grid(out.size)
+            grid, threads = elementwise_grid(out.size)
             kernels.fill[grid, threads](out.reshape(out.size), 0)
         return out
 
@@ -310,7 +293,7 @@ class DeviceArrays:
 
         out = cuda.device_array(tuple(a.shape), dtype)
         if out.size:
-            grid, threads = _elementwise_grid(out.size)
+            grid, threads = elementwise_grid(out.size)
             kernels.cast[grid, threads](a.reshape(a.size), out.reshape(out.size))
         return out
 
