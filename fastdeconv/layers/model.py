@@ -264,15 +264,15 @@ class Model:
         values, buffer_of, buffer_refs = {}, {}, {}
         readers = {}  # id(memory owner) -> [owner, live values using it]
 
-        device = backend == "cuda"
+        device_address = kernels("cuda").device_address if backend == "cuda" else None
 
         def owner(v):
             """(key, pool, the array to give back) of the memory v lies in, or None."""
             if isinstance(v, np.ndarray):
                 r = _alloc.root(v)
                 return id(r), self._pool, r
-            if device and on_device(v):  # views of a device buffer share its address
-                return ("device", kernels("cuda").device_address(v)), self._device_pool, v
+            if device_address is not None and on_device(v):  # views of a device buffer share its address
+                return ("device", device_address(v)), self._device_pool, v
             return None
 
         def hold(v):
