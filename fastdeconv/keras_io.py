@@ -47,14 +47,24 @@ class UnsupportedLayerError(KerasFileError):
 _CLASSES = {name: getattr(L, name) for name in (
     "InputLayer", "Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose",
     "MaxPooling1D", "MaxPooling2D", "MaxPooling3D", "AveragePooling1D", "AveragePooling2D", "AveragePooling3D",
-    "UpSampling1D", "UpSampling2D", "UpSampling3D", "BatchNormalization", "Dense", "Flatten", "Reshape",
-    "Dropout", "Activation", "ReLU", "LeakyReLU", "Add", "Concatenate")}
+    "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalMaxPooling3D",
+    "GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalAveragePooling3D",
+    "UpSampling1D", "UpSampling2D", "UpSampling3D",
+    "ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D", "Cropping1D", "Cropping2D", "Cropping3D",
+    "BatchNormalization", "Dense", "Flatten", "Reshape",
+    "Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianDropout", "AlphaDropout",
+    "GaussianNoise", "ActivityRegularization", "Identity",
+    "Activation", "ReLU", "LeakyReLU", "Softmax",
+    "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate")}
 # Older spellings that Keras still reads.
 _ALIASES = {"MaxPool1D": "MaxPooling1D", "MaxPool2D": "MaxPooling2D", "MaxPool3D": "MaxPooling3D",
             "AvgPool1D": "AveragePooling1D", "AvgPool2D": "AveragePooling2D", "AvgPool3D": "AveragePooling3D",
             "Convolution1D": "Conv1D", "Convolution2D": "Conv2D", "Convolution3D": "Conv3D",
             "Convolution2DTranspose": "Conv2DTranspose", "Convolution3DTranspose": "Conv3DTranspose",
-            "Deconvolution2D": "Conv2DTranspose", "Deconvolution3D": "Conv3DTranspose"}
+            "Deconvolution2D": "Conv2DTranspose", "Deconvolution3D": "Conv3DTranspose",
+            "GlobalMaxPool1D": "GlobalMaxPooling1D", "GlobalMaxPool2D": "GlobalMaxPooling2D",
+            "GlobalMaxPool3D": "GlobalMaxPooling3D", "GlobalAvgPool1D": "GlobalAveragePooling1D",
+            "GlobalAvgPool2D": "GlobalAveragePooling2D", "GlobalAvgPool3D": "GlobalAveragePooling3D"}
 SUPPORTED_LAYERS = tuple(_CLASSES)
 _MODELS = ("Functional", "Model", "Sequential")
 

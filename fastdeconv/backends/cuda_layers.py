@@ -216,24 +216,27 @@ def epilogue(y, channels, channels_first, bias, scale, shift, activation, alpha=
 
 
 @cuda_kernel
-def _softmax_rows(y, b, a, t, C):
-    """Each row of C (a thread per row) in place: softmax((row + b) * a + t),
-    exp(v - max) / sum with the sum in channel order; a NaN makes the row NaN."""
+def _softmax_rows(y, b, a, t, C, inner):
+    """Each row of C (a thread per row; a row's elements `inner` apart) in
+    place: softmax((row + b) * a + t), exp(v - max) / sum with the sum in
+    channel order; a NaN makes the row NaN."""
     for r in range(cuda.grid(1), y.size // C, cuda.gridsize(1)):
-        base = r * C
+        base = (r // inner) * C * inner + r % inner
         m = -math.inf
         for c in range(C):
-            v = (y[base + c] + b[c]) * a[c] + t[c]
-            y[base + c] = v
+            i = base + c * inner
+            v = (y[i] + b[c]) * a[c] + t[c]
+            y[i] = v
             if v > m or v != v:
                 m = v
         s = 0.0
         for c in range(C):
-            e = math.exp(y[base + c] - m)
-            y[base + c] = e
+            i = base + c * inner
+            e = math.exp(y[i] - m)
+            y[i] = e
             s += e
         for c in range(C):
-            y[base + c] /= s
+            y[base + c * inner] /= s
 
 
 def softmax_last(y, bias=None, scale=None, shift=None):
@@ -243,7 +246,19 @@ def softmax_last(y, bias=None, scale=None, shift=None):
     C = tuple(y.shape)[-1]
     b, a, t = _params(C, np.dtype(y.dtype), bias, scale, shift)
     grid, threads = elementwise_grid(y.size // C)
-    _softmax_rows[grid, threads](_flat(y), b, a, t, C)
+    _softmax_rows[grid, threads](_flat(y), b, a, t, C, 1)
+    return y
+
+
+def softmax_axis(y, axis):
+    """Softmax along `axis` of a C-contiguous device array, in place."""
+    shape = tuple(y.shape)
+    C = shape[axis]
+    if y.size == 0:
+        return y
+    b, a, t = _params(C, np.dtype(y.dtype), None, None, None)
+    grid, threads = elementwise_grid(y.size // C)
+    _softmax_rows[grid, threads](_flat(y), b, a, t, C, math.prod(shape[axis + 1:]))
     return y
 
 
@@ -275,12 +290,6 @@ def concat(xs, axis):
     return out
 
 
-@cuda_kernel
-def _add_into(a, b):
-    for i in range(cuda.grid(1), a.size, cuda.gridsize(1)):
-        a[i] += b[i]
-
-
 def to_device(a):
     return cuda.to_device(np.ascontiguousarray(a))
 
@@ -293,11 +302,117 @@ def copy(x):
     return out
 
 
-def add(xs, inplace=False):
-    """xs[0] + xs[1] + ... in that order (into xs[0] when inplace)."""
+# Merge layers' operations (layers.core), in kernel codes; "average" sums
+# (the Average layer then divides once).
+MERGE_OPS = {"add": 0, "average": 0, "subtract": 1, "multiply": 2, "maximum": 3, "minimum": 4}
+
+
+@cuda_kernel
+def _merge_into(a, b, code):
+    """a = a op b elementwise; maximum and minimum propagate NaN (NumPy's)."""
+    for i in range(cuda.grid(1), a.size, cuda.gridsize(1)):
+        u = a[i]
+        v = b[i]
+        if code == 0:
+            u = u + v
+        elif code == 1:
+            u = u - v
+        elif code == 2:
+            u = u * v
+        elif code == 3:
+            u = u if u > v or u != u else v
+        else:
+            u = u if u < v or u != u else v
+        a[i] = u
+
+
+def merge(xs, op, inplace=False):
+    """xs[0] op xs[1] op ... in that order (into xs[0] when inplace)."""
     y = xs[0] if inplace else copy(xs[0])
     for x in xs[1:]:
         if y.size:
             grid, threads = elementwise_grid(y.size)
-            _add_into[grid, threads](_flat(y), _flat(x))
+            _merge_into[grid, threads](_flat(y), _flat(x), MERGE_OPS[op])
     return y
+
+
+@cuda_kernel
+def _divide(a, n):
+    for i in range(cuda.grid(1), a.size, cuda.gridsize(1)):
+        a[i] = a[i] / n
+
+
+def divide(y, n):
+    """y / n in place (y's dtype)."""
+    if y.size:
+        grid, threads = elementwise_grid(y.size)
+        _divide[grid, threads](_flat(y), np.dtype(y.dtype).type(n))
+    return y
+
+
+@cuda_kernel
+def _pad_crop(x, out, geo):
+    """out (5-D, flat) = x placed at offset `before` per dim (negative:
+    cropped), zeros elsewhere; geo = out dims, x dims, before (5 each)."""
+    for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+        rest = i
+        src = 0
+        step = 1
+        inside = True
+        for k in range(4, -1, -1):
+            o = rest % geo[k]
+            rest //= geo[k]
+            j = o - geo[10 + k]
+            if j < 0 or j >= geo[5 + k]:
+                inside = False
+            src += j * step
+            step *= geo[5 + k]
+        out[i] = x[src] if inside else 0
+
+
+def pad_crop(x, out_shape, before):
+    """layers.reshaping.pad_or_crop for a C-contiguous device array of rank
+    at most 5: a new device array."""
+    out = device_empty(out_shape, x.dtype)
+    lead = (1,) * (5 - len(out_shape))
+    geo = tuple(int(v) for v in (lead + tuple(out_shape) + lead + tuple(x.shape)
+                                 + (0,) * (5 - len(before)) + tuple(before)))
+    if out.size:
+        grid, threads = elementwise_grid(out.size)
+        _pad_crop[grid, threads](_flat(x), _flat(out), geo)
+    return out
+
+
+@cuda_kernel
+def _global_pool(x, out, S, C, cf, is_max):
+    """out[b, c] = max or mean over the S positions of channel c of example
+    b (a thread each); the mean summed in float64 in position order; max
+    propagates NaN."""
+    for r in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+        b = r // C
+        c = r % C
+        base = r * S if cf else b * S * C + c
+        step = 1 if cf else C
+        if is_max:
+            m = x[base]
+            for s in range(1, S):
+                v = x[base + s * step]
+                if m == m and (v > m or v != v):
+                    m = v
+            out[r] = m
+        else:
+            acc = 0.0
+            for s in range(S):
+                acc += x[base + s * step]
+            out[r] = acc / S
+
+
+def global_pool(x, S, C, channels_first, is_max):
+    """(batch, C) device array: the max or mean over the S spatial positions
+    of a C-contiguous device array (channels first or last)."""
+    B = int(tuple(x.shape)[0])
+    out = device_empty((B, C), x.dtype)
+    if out.size and S:
+        grid, threads = elementwise_grid(out.size)
+        _global_pool[grid, threads](_flat(x), _flat(out), int(S), int(C), bool(channels_first), bool(is_max))
+    return out

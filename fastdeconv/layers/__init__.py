@@ -14,17 +14,27 @@ saved .keras or .h5 file.
 
 from ._base import ACTIVATIONS, Layer, Tensor
 from .conv import Conv1D, Conv1DTranspose, Conv2D, Conv2DTranspose, Conv3D, Conv3DTranspose
-from .core import (Activation, Add, BatchNormalization, Concatenate, Dense, Dropout, Flatten, Input, InputLayer,
-                   LeakyReLU, ReLU, Reshape)
+from .core import (Activation, ActivityRegularization, Add, AlphaDropout, Average, BatchNormalization, Concatenate,
+                   Dense, Dropout, Flatten, GaussianDropout, GaussianNoise, Identity, Input, InputLayer, LeakyReLU,
+                   Maximum, Minimum, Multiply, ReLU, Reshape, Softmax, SpatialDropout1D, SpatialDropout2D,
+                   SpatialDropout3D, Subtract)
 from .model import Model, Sequential
-from .pooling import (AveragePooling1D, AveragePooling2D, AveragePooling3D, MaxPooling1D, MaxPooling2D,
-                      MaxPooling3D, UpSampling1D, UpSampling2D, UpSampling3D)
+from .pooling import (AveragePooling1D, AveragePooling2D, AveragePooling3D, GlobalAveragePooling1D,
+                      GlobalAveragePooling2D, GlobalAveragePooling3D, GlobalMaxPooling1D, GlobalMaxPooling2D,
+                      GlobalMaxPooling3D, MaxPooling1D, MaxPooling2D, MaxPooling3D, UpSampling1D, UpSampling2D,
+                      UpSampling3D)
+from .reshaping import Cropping1D, Cropping2D, Cropping3D, ZeroPadding1D, ZeroPadding2D, ZeroPadding3D
 
 __all__ = [
     "ACTIVATIONS", "Layer", "Tensor", "Input", "Model", "Sequential",
     "Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose",
     "MaxPooling1D", "MaxPooling2D", "MaxPooling3D", "AveragePooling1D", "AveragePooling2D", "AveragePooling3D",
     "UpSampling1D", "UpSampling2D", "UpSampling3D",
-    "BatchNormalization", "Dense", "Flatten", "Reshape", "Dropout", "Activation", "ReLU", "LeakyReLU",
-    "Add", "Concatenate", "InputLayer",
+    "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalMaxPooling3D",
+    "GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalAveragePooling3D",
+    "ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D", "Cropping1D", "Cropping2D", "Cropping3D",
+    "BatchNormalization", "Dense", "Flatten", "Reshape", "Dropout", "Activation", "ReLU", "LeakyReLU", "Softmax",
+    "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianDropout", "AlphaDropout", "GaussianNoise",
+    "ActivityRegularization", "Identity",
+    "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate", "InputLayer",
 ]

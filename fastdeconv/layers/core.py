@@ -1,11 +1,13 @@
 """The other layers of a conv/deconv network, with Keras' arithmetic:
-InputLayer, Dense, Flatten, Reshape, Dropout, Activation, ReLU, LeakyReLU,
-BatchNormalization (inference), Add, Concatenate."""
+InputLayer, Dense, Flatten, Reshape, Dropout (and the other layers that
+are the identity at inference), Activation, ReLU, LeakyReLU, Softmax,
+BatchNormalization (inference), Add, Subtract, Multiply, Average, Maximum,
+Minimum, Concatenate."""
 
 import numpy as np
 
 from ..errors import ShapeError, message
-from ._base import Layer, Node, Tensor, activation_name, apply_epilogue, c_contiguous, kernels, on_device
+from ._base import Layer, Node, Tensor, activation_name, apply_epilogue, c_contiguous, kernels, on_device, softmax
 
 
 class InputLayer(Layer):
@@ -158,6 +160,55 @@ class Dropout(Layer):
         return {"name": self.name, "rate": self.rate}
 
 
+class SpatialDropout1D(Dropout):
+    """Identity at inference."""
+
+
+class SpatialDropout2D(Dropout):
+    """Identity at inference."""
+
+
+class SpatialDropout3D(Dropout):
+    """Identity at inference."""
+
+
+class GaussianDropout(Dropout):
+    """Identity at inference."""
+
+
+class AlphaDropout(Dropout):
+    """Identity at inference."""
+
+
+class GaussianNoise(Dropout):
+    """Identity at inference."""
+
+    def __init__(self, stddev=0.0, name=None, **kwargs):
+        super().__init__(name=name)
+        self.stddev = float(stddev)
+
+    def get_config(self):
+        return {"name": self.name, "stddev": self.stddev}
+
+
+class ActivityRegularization(Dropout):
+    """Identity at inference (its penalty only matters in training)."""
+
+    def __init__(self, l1=0.0, l2=0.0, name=None, **kwargs):
+        super().__init__(name=name)
+        self.l1, self.l2 = float(l1), float(l2)
+
+    def get_config(self):
+        return {"name": self.name, "l1": self.l1, "l2": self.l2}
+
+
+class Identity(Dropout):
+    """The identity."""
+
+    def get_config(self):
+        return {"name": self.name}
+
+
 class Activation(Layer):
     """An activation function as a layer (softmax over the last axis)."""
 
@@ -198,6 +249,38 @@ class LeakyReLU(Activation):
 
     def get_config(self):
         return {"name": self.name, "negative_slope": self.alpha}
+
+
+class Softmax(Layer):
+    """exp(x - max) / sum along `axis` (default: the last), as the softmax
+    activation computes it along the last axis."""
+
+    def __init__(self, axis=-1, name=None, **kwargs):
+        super().__init__(name=name)
+        if isinstance(axis, (list, tuple)) and len(axis) == 1:
+            axis = axis[0]
+        if not isinstance(axis, (int, np.integer)) or isinstance(axis, bool):
+            raise ValueError(message(f"Softmax: axis={axis!r}", "one axis (an int)", None))
+        self.axis = int(axis)
+
+    def compute_output_shape(self, input_shape):
+        if not -len(input_shape) < self.axis < len(input_shape) or self.axis % len(input_shape) == 0:
+            raise ShapeError(message(f"layer {self.name!r} (Softmax): axis {self.axis} of input {input_shape}",
+                                     "a non-batch axis", None))
+        return tuple(input_shape)
+
+    def call(self, x, backend="cpu", inplace=False):
+        axis = self.axis % x.ndim
+        y = x if inplace and c_contiguous(x) else (kernels("cuda").copy(x) if on_device(x) else np.array(x))
+        if axis == x.ndim - 1:
+            return apply_epilogue(y, backend, False, activation="softmax")
+        if on_device(y):
+            return kernels("cuda").softmax_axis(y, axis)
+        y[...] = softmax(y, axis=axis)
+        return y
+
+    def get_config(self):
+        return {"name": self.name, "axis": self.axis}
 
 
 class BatchNormalization(Layer):
@@ -277,24 +360,80 @@ class _Merge(Layer):
                                      "a list of at least 2 inputs", None))
 
 
-class Add(_Merge):
-    """inputs[0] + inputs[1] + ..., summed in that order."""
+class _Elementwise(_Merge):
+    """inputs[0] op inputs[1] op ..., in that order, on inputs of one shape
+    (`op`: cuda_layers.MERGE_OPS; Subtract takes exactly two)."""
+
+    op = None
 
     def compute_output_shape(self, input_shape):
         self._check_inputs(input_shape)
+        if self.op == "subtract" and len(input_shape) != 2:
+            raise ShapeError(message(f"layer {self.name!r} (Subtract) got {len(input_shape)} inputs",
+                                     "exactly 2 inputs", None))
         first = input_shape[0]
         for s in input_shape[1:]:
             if len(s) != len(first) or any(a is not None and b is not None and a != b for a, b in zip(first, s)):
-                raise ShapeError(message(f"layer {self.name!r} (Add): input shapes {input_shape}",
+                raise ShapeError(message(f"layer {self.name!r} ({type(self).__name__}): input shapes {input_shape}",
                                          "equal shapes", None))
         return tuple(next((v for v in col if v is not None), None) for col in zip(*input_shape))
 
     def call(self, xs, backend="cpu", inplace=False):
         if on_device(xs[0]):
-            return kernels("cuda").add(xs, inplace)
-        y = np.add(xs[0], xs[1], out=xs[0] if inplace else None)
+            return kernels("cuda").merge(xs, self.op, inplace)
+        ufunc = _UFUNCS[self.op]
+        y = ufunc(xs[0], xs[1], out=xs[0] if inplace else None)
         for x in xs[2:]:
-            y += x
+            ufunc(y, x, out=y)
+        return y
+
+
+# NumPy's maximum and minimum propagate NaN, as the CUDA kernel does.
+_UFUNCS = {"add": np.add, "subtract": np.subtract, "multiply": np.multiply, "average": np.add,
+           "maximum": np.maximum, "minimum": np.minimum}
+
+
+class Add(_Elementwise):
+    """inputs[0] + inputs[1] + ..., summed in that order."""
+
+    op = "add"
+
+
+class Subtract(_Elementwise):
+    """inputs[0] - inputs[1]."""
+
+    op = "subtract"
+
+
+class Multiply(_Elementwise):
+    """inputs[0] * inputs[1] * ..., in that order."""
+
+    op = "multiply"
+
+
+class Maximum(_Elementwise):
+    """The elementwise maximum (NaN if any input is NaN)."""
+
+    op = "maximum"
+
+
+class Minimum(_Elementwise):
+    """The elementwise minimum (NaN if any input is NaN)."""
+
+    op = "minimum"
+
+
+class Average(_Elementwise):
+    """(inputs[0] + inputs[1] + ...) / n, summed in that order (Keras'
+    arithmetic: one division at the end)."""
+
+    op = "average"
+
+    def call(self, xs, backend="cpu", inplace=False):
+        y = super().call(xs, backend, inplace)
+        if on_device(y):
+            return kernels("cuda").divide(y, len(xs))
+        y /= y.dtype.type(len(xs))
         return y
 
 

@@ -1,5 +1,6 @@
-"""MaxPooling1D/2D/3D, AveragePooling1D/2D/3D and UpSampling1D/2D/3D
-(nearest), as Keras computes them with its TensorFlow backend:
+"""MaxPooling1D/2D/3D, AveragePooling1D/2D/3D, UpSampling1D/2D/3D
+(nearest) and the global max / average poolings, as Keras computes them
+with its TensorFlow backend:
 
 - output size: 'valid' (n - pool) // stride + 1, 'same' ceil(n / stride);
 - 'same' pads are TF's (the odd one after) and never take part: max
@@ -166,3 +167,62 @@ class UpSampling3D(_UpSampling):
 
     def __init__(self, size=2, data_format=None, name=None, **kwargs):
         super().__init__(size=size, data_format=data_format, name=name)
+
+
+class _GlobalPooling(_Spatial):
+    """The max or the mean over all spatial positions, per channel: (batch,
+    channels), or with keepdims the spatial dims kept at size 1. The mean is
+    summed in float64 in position order and divided once."""
+
+    is_max = None
+
+    def __init__(self, data_format=None, keepdims=False, name=None, **kwargs):
+        super().__init__(name=name)
+        self.data_format = data_format_arg(data_format, type(self).__name__)
+        self.keepdims = bool(keepdims)
+
+    def compute_output_shape(self, input_shape):
+        self._check(input_shape)
+        _, c = self._split(input_shape)
+        return self._join((1,) * self.rank, c, input_shape[0]) if self.keepdims else (input_shape[0], c)
+
+    def call(self, x, backend="cpu", inplace=False):
+        shape = tuple(x.shape)
+        spatial, c = self._split(shape)
+        if on_device(x):
+            y = kernels("cuda").global_pool(x, int(np.prod(spatial, dtype=np.int64)), c, self.channels_first,
+                                            self.is_max)
+        else:
+            axes = tuple(range(2, 2 + self.rank)) if self.channels_first else tuple(range(1, 1 + self.rank))
+            if self.is_max:
+                y = np.max(x, axis=axes) if x.size else np.zeros((shape[0], c), x.dtype)
+            else:
+                y = np.mean(x, axis=axes, dtype=np.float64).astype(x.dtype)
+        return y.reshape(self.compute_output_shape(shape)) if self.keepdims else y
+
+    def get_config(self):
+        return {"name": self.name, "data_format": self.data_format, "keepdims": self.keepdims}
+
+
+class GlobalMaxPooling1D(_GlobalPooling):
+    rank, is_max = 1, True
+
+
+class GlobalMaxPooling2D(_GlobalPooling):
+    rank, is_max = 2, True
+
+
+class GlobalMaxPooling3D(_GlobalPooling):
+    rank, is_max = 3, True
+
+
+class GlobalAveragePooling1D(_GlobalPooling):
+    rank, is_max = 1, False
+
+
+class GlobalAveragePooling2D(_GlobalPooling):
+    rank, is_max = 2, False
+
+
+class GlobalAveragePooling3D(_GlobalPooling):
+    rank, is_max = 3, False

@@ -226,3 +226,44 @@ def two_inputs_shared():
     ya, yb = shared(a), shared(b)
     merged = K.Conv2DTranspose(2, 3, strides=2, name="up")(K.Add(name="sum")([ya, yb]))
     return keras.Model([a, b], [merged, K.Concatenate(name="cat")([ya, yb])], name="two_inputs")
+
+
+def zoo_reshaping():
+    """Zero padding and cropping (1-3 D, both formats), the global poolings,
+    the Softmax layer on two axes, the elementwise merges and the layers that
+    are the identity at inference; branches joined as vectors."""
+    cf = "channels_first"
+    inp = keras.Input((6, 7, 8, 3), name="volume")
+    a = K.Conv3D(4, 3, padding="same", activation="relu")(inp)
+    p = K.ZeroPadding3D(((1, 0), (0, 2), (1, 1)))(a)
+    c = K.Cropping3D(((1, 1), (0, 2), (2, 1)))(p)
+    c = K.SpatialDropout3D(0.2)(c)
+    v1 = K.GlobalAveragePooling3D()(c)
+    d = K.ZeroPadding3D(1, data_format=cf)(c)
+    d = K.Cropping3D((1, 0, 2), data_format=cf)(d)
+    v2 = K.Flatten()(K.GlobalMaxPooling3D(data_format=cf, keepdims=True)(d))
+    r2 = K.Reshape((35, 7, 4))(c)
+    e = K.Cropping2D(((2, 1), (0, 3)))(K.ZeroPadding2D((1, 2))(r2))
+    e = K.SpatialDropout2D(0.1)(e)
+    v3 = K.GlobalMaxPooling2D()(e)
+    f = K.ZeroPadding2D(((0, 1), (2, 0)), data_format=cf)(r2)
+    f = K.Cropping2D((3, 1), data_format=cf)(f)
+    v4 = K.GlobalAveragePooling2D(data_format=cf, keepdims=True)(f)
+    v4 = K.Reshape((-1,))(v4)
+    r1 = K.Reshape((245, 4))(c)
+    g = K.Cropping1D((2, 5))(K.ZeroPadding1D(3)(r1))
+    g = K.SpatialDropout1D(0.3)(g)
+    v5 = K.Flatten()(K.GlobalAveragePooling1D(keepdims=True)(g))
+    h = K.ZeroPadding1D((1, 2), data_format=cf)(r1)
+    v6 = K.GlobalMaxPooling1D(data_format=cf)(h)
+    s1 = K.Softmax()(r2)
+    s2 = K.Softmax(axis=1)(r2)
+    lin = K.Conv2D(4, 1)(r2)  # both signs: the maximum and minimum below pick from both sides
+    m1 = K.Multiply()([s1, lin, r2])
+    m = K.Subtract()([m1, K.GaussianNoise(0.5)(s2)])
+    m = K.Average()([m, lin, K.GaussianDropout(0.2)(s1)])
+    m = K.Maximum()([m, K.AlphaDropout(0.1)(m1)])
+    m = K.Minimum()([m, K.ActivityRegularization(l1=0.01)(lin)])
+    v7 = K.GlobalAveragePooling2D()(K.Identity()(m))
+    x = K.Concatenate()([v1, v2, v3, v4, v5, v6, v7])
+    return keras.Model(inp, K.Dense(6)(x), name="zoo_reshaping")
