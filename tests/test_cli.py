@@ -185,9 +185,10 @@ def test_onnx_spelling_computes_the_same(geom):
 @pytest.mark.skipif(not HAS_TF, reason="TensorFlow is not installed")
 @pytest.mark.parametrize("geom", [GEOMETRIES[0], GEOMETRIES[1], GEOMETRIES[3], GEOMETRIES[4]],
                          ids=["same-odd", "same-even-k", "valid-1d", "explicit-1d"])
-def test_keras_spelling_computes_the_same(geom):
+def test_keras_spelling_computes_the_same(geom, tmp_path):
     """Each Keras Conv*Transpose spelling (or the VALID + Cropping workaround)
-    built in tf.keras gives fastdeconv's result."""
+    built in tf.keras gives fastdeconv's result; saved, it loads in
+    fastdeconv (Cropping included) and predicts the same."""
     bench._import_tensorflow()
     import keras
 
@@ -213,6 +214,10 @@ def test_keras_spelling_computes_the_same(geom):
         layers[0].set_weights([w])
         got = np.asarray(model(x))
         np.testing.assert_allclose(got, _expected(case, x, w), rtol=0, atol=2e-5,
+                                   err_msg=entry["keras_code"])
+        path = tmp_path / f"{case.name}.keras"
+        model.save(path)
+        np.testing.assert_allclose(fastdeconv.load_keras(path).predict(x), got, rtol=0, atol=2e-5,
                                    err_msg=entry["keras_code"])
 
 

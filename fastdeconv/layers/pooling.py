@@ -172,7 +172,8 @@ class UpSampling3D(_UpSampling):
 class _GlobalPooling(_Spatial):
     """The max or the mean over all spatial positions, per channel: (batch,
     channels), or with keepdims the spatial dims kept at size 1. The mean is
-    summed in float64 in position order and divided once."""
+    summed in float64 (NumPy's pairwise sum on the host, position order on
+    the device) and rounded once."""
 
     is_max = None
 

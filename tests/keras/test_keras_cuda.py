@@ -34,6 +34,32 @@ for cf in (False, True):
     assert getattr(on_device, "__cuda_ndarray__", False)
     assert np.array_equal(on_device.copy_to_host(), R.upsample(x, (2, 1, 1), cf))
 
+# padding / cropping, global pooling (NaN, inf), the merges (NaN), softmax along an inner axis
+from fastdeconv.layers import reshaping, _base
+x = rng.standard_normal((2, 3, 4, 5)).astype(np.float32)
+x[0, 1, 2, 3], x[1, 0, 1, 2] = np.nan, np.inf
+for shape, before in [((2, 5, 3, 7), (0, 1, -1, 2)), ((2, 3, 2, 5), (0, 0, -2, 0))]:
+    got = G.pad_crop(cuda.to_device(x), shape, before).copy_to_host()
+    assert np.array_equal(got, reshaping.pad_or_crop(x, shape, before, "cpu"), equal_nan=True), (shape, before)
+for cf in (False, True):
+    S, C = (20, 3) if cf else (12, 5)
+    ref_max = np.max(x.reshape(2, 3, 20), axis=2) if cf else np.max(x.reshape(2, 12, 5), axis=1)
+    ref_mean = (np.mean(x.reshape(2, 3, 20), axis=2, dtype=np.float64) if cf
+                else np.mean(x.reshape(2, 12, 5), axis=1, dtype=np.float64)).astype(np.float32)
+    assert np.array_equal(G.global_pool(cuda.to_device(x), S, C, cf, True).copy_to_host(), ref_max, equal_nan=True)
+    mean = G.global_pool(cuda.to_device(x), S, C, cf, False).copy_to_host()
+    assert np.allclose(mean, ref_mean, rtol=1e-6, atol=0, equal_nan=True)  # float64 sums in another order
+y = rng.standard_normal(x.shape).astype(np.float32)
+y[1, 2, 3, 4] = np.nan
+for op, f in [("add", np.add), ("subtract", np.subtract), ("multiply", np.multiply), ("maximum", np.maximum),
+              ("minimum", np.minimum)]:
+    got = G.merge([cuda.to_device(x), cuda.to_device(y), cuda.to_device(x)], op).copy_to_host()
+    assert np.array_equal(got, f(f(x, y), x), equal_nan=True), op
+assert np.array_equal(G.divide(cuda.to_device(y), 3).copy_to_host(), y / np.float32(3), equal_nan=True)
+z = rng.standard_normal((2, 3, 4, 5)).astype(np.float32)
+got = G.softmax_axis(cuda.to_device(z), 2).copy_to_host()
+assert np.abs(got - _base.softmax(z, axis=2)).max() <= 1e-6
+
 inp = L.Input((6, 6, 2))
 y = L.Conv2D(3, 3, padding="same", activation="relu")(inp)
 y = L.BatchNormalization()(L.MaxPooling2D()(y))

@@ -335,3 +335,61 @@ def test_layer_argument_errors():
         model.predict(np.zeros((1, 6, 5, 3), np.float32))
     with pytest.raises(ValueError, match="backend"):
         model.predict(np.zeros((1, 5, 5, 3), np.float32), backend="gpu")
+
+
+def test_reshaping_merge_and_softmax_argument_errors():
+    """Bad padding / cropping amounts, a cropping that leaves nothing, a
+    Subtract of three inputs, a Softmax over the batch axis: each refused
+    before any work, saying what was given and what is expected."""
+    with pytest.raises(ValueError, match=r"padding=\(1, 2, 3\).*2 \(before, after\) pairs"):
+        L.ZeroPadding2D((1, 2, 3))
+    with pytest.raises(ValueError, match="cropping=-1.*>= 0"):
+        L.Cropping3D(-1)
+    with pytest.raises(ValueError, match=r"padding=\(1, 2, 3\)"):
+        L.ZeroPadding1D((1, 2, 3))
+    with pytest.raises(ValueError, match="cropping=1.5"):
+        L.Cropping1D(1.5)
+    with pytest.raises(fastdeconv.ShapeError, match="spatial dim 1 of size 4 cropped by 2 \\+ 2"):
+        L.Cropping2D(((0, 0), (2, 2)))(L.Input((5, 4, 3)))
+    a, b = L.Input((4, 3)), L.Input((4, 3))
+    with pytest.raises(fastdeconv.ShapeError, match="exactly 2 inputs"):
+        L.Subtract()([a, b, a])
+    with pytest.raises(fastdeconv.ShapeError, match="equal shapes"):
+        L.Multiply()([a, L.Input((4, 2))])
+    with pytest.raises(fastdeconv.ShapeError, match="non-batch axis"):
+        L.Softmax(axis=0)(a)
+    with pytest.raises(ValueError, match="one axis"):
+        L.Softmax(axis=(1, 2))
+
+
+@pytest.mark.parametrize("channels_first", [False, True])
+def test_padding_and_cropping_are_exact_copies(channels_first, rng):
+    """Against NumPy's pad and slicing, on both sides of every spatial dim."""
+    fmt = "channels_first" if channels_first else "channels_last"
+    x = rng.standard_normal((2, 3, 4, 5, 6)).astype(np.float32)
+    spatial = (slice(None), slice(None)) if channels_first else (slice(None),)
+    pads = ((1, 0), (2, 3), (0, 1))
+    width = ((0, 0), (0, 0)) + pads if channels_first else ((0, 0),) + pads + ((0, 0),)
+    np.testing.assert_array_equal(L.ZeroPadding3D(pads, data_format=fmt)(x), np.pad(x, width))
+    crops = ((1, 1), (0, 2), (3, 0))
+    n = x.shape[2:] if channels_first else x.shape[1:4]
+    cut = tuple(slice(a, m - b) for (a, b), m in zip(crops, n))
+    expected = x[spatial + cut]
+    np.testing.assert_array_equal(L.Cropping3D(crops, data_format=fmt)(x), expected)
+
+
+def test_global_pooling_and_merges_propagate_nan(rng):
+    """A NaN in an input makes the max pooling, the mean, and Maximum /
+    Minimum NaN where it takes part (NumPy's rules); infinities stay."""
+    x = rng.standard_normal((2, 4, 5, 3)).astype(np.float32)
+    x[0, 1, 2, 1] = np.nan
+    x[1, 0, 0, 2] = np.inf
+    got = L.GlobalMaxPooling2D()(x)
+    assert np.isnan(got[0, 1]) and got[1, 2] == np.inf
+    np.testing.assert_array_equal(got[:, 0], x[:, :, :, 0].max(axis=(1, 2)))
+    assert np.isnan(L.GlobalAveragePooling2D()(x)[0, 1])
+    y = rng.standard_normal(x.shape).astype(np.float32)
+    for layer in (L.Maximum(), L.Minimum()):
+        for pair in ([x, y], [y, x]):
+            out = layer(pair)
+            assert np.isnan(out[0, 1, 2, 1]) and not np.isnan(out[1]).any()
