@@ -367,3 +367,51 @@ def upsample(x, size, channels_first):
     if out.size:
         (_upsample_cf if channels_first else _upsample_cl)(x, out, size)
     return out
+
+
+@kernel
+def _bilinear_cl(x, out, yl, yu, yw, xl, xu, xw):
+    B, OH, OW, C = out.shape
+    for r in prange(B * OH):
+        b, oh = r // OH, r % OH
+        top, bottom, dy = x[b, yl[oh]], x[b, yu[oh]], yw[oh]
+        dst = out[b, oh]
+        for ow in range(OW):
+            a, u, dx = xl[ow], xu[ow], xw[ow]
+            for c in range(C):
+                t = top[a, c] + (top[u, c] - top[a, c]) * dx
+                v = bottom[a, c] + (bottom[u, c] - bottom[a, c]) * dx
+                dst[ow, c] = t + (v - t) * dy
+
+
+@kernel
+def _bilinear_cf(x, out, yl, yu, yw, xl, xu, xw):
+    B, C, OH, OW = out.shape
+    for r in prange(B * C * OH):
+        b, c, oh = r // (C * OH), (r // OH) % C, r % OH
+        top, bottom, dy = x[b, c, yl[oh]], x[b, c, yu[oh]], yw[oh]
+        dst = out[b, c, oh]
+        for ow in range(OW):
+            a, u, dx = xl[ow], xu[ow], xw[ow]
+            t = top[a] + (top[u] - top[a]) * dx
+            v = bottom[a] + (bottom[u] - bottom[a]) * dx
+            dst[ow] = t + (v - t) * dy
+
+
+def resize_bilinear(x, taps, channels_first):
+    """Bilinear resizing of the H and W dims of a canonical 5-D array with D
+    = 1, TensorFlow's formula: top = x[yl, xl] + (x[yl, xu] - x[yl, xl]) *
+    xw, bottom likewise on row yu, top + (bottom - top) * yw. taps: (yl, yu,
+    yw, xl, xu, xw), per output row and column (layers.pooling.bilinear_taps)."""
+    yl, yu, yw, xl, xu, xw = taps
+    x4 = x[:, :, 0] if channels_first else x[:, 0]
+    if channels_first:
+        shape = x4.shape[:2] + (len(yl), len(xl))
+    else:
+        shape = (x4.shape[0], len(yl), len(xl), x4.shape[3])
+    out = _alloc.empty(shape, x.dtype)
+    if out.size:
+        w = lambda a: a.astype(x.dtype)  # noqa: E731  float32 weights, or float64 for float64 data
+        (_bilinear_cf if channels_first else _bilinear_cl)(np.ascontiguousarray(x4), out, yl, yu, w(yw), xl, xu,
+                                                           w(xw))
+    return out[:, :, None] if channels_first else out[:, None]

@@ -121,6 +121,68 @@ def _launch(kernel, x, shape, geo):
     return out.copy_to_host() if on_host else out
 
 
+@cuda_kernel
+def _bilinear(x, out, yl, yu, yw, xl, xu, xw, cf):
+    """cpu_layers.resize_bilinear, a thread per output element; x and out
+    4-D (B, H, W, C), or (B, C, H, W) when cf."""
+    if cf:
+        C, OH, OW = out.shape[1], out.shape[2], out.shape[3]
+    else:
+        OH, OW, C = out.shape[1], out.shape[2], out.shape[3]
+    for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+        if cf:
+            ow = i % OW
+            oh = (i // OW) % OH
+            c = (i // (OW * OH)) % C
+            b = i // (OW * OH * C)
+        else:
+            c = i % C
+            ow = (i // C) % OW
+            oh = (i // (C * OW)) % OH
+            b = i // (C * OW * OH)
+        a, u, dx = xl[ow], xu[ow], xw[ow]
+        ra, rb, dy = yl[oh], yu[oh], yw[oh]
+        if cf:
+            tl, tr, bl, br = x[b, c, ra, a], x[b, c, ra, u], x[b, c, rb, a], x[b, c, rb, u]
+        else:
+            tl, tr, bl, br = x[b, ra, a, c], x[b, ra, u, c], x[b, rb, a, c], x[b, rb, u, c]
+        t = tl + (tr - tl) * dx
+        v = bl + (br - bl) * dx
+        if cf:
+            out[b, c, oh, ow] = t + (v - t) * dy
+        else:
+            out[b, oh, ow, c] = t + (v - t) * dy
+
+
+_TAPS = {}  # bilinear sampling tables on the device, by their contents (a copy waits for the GPU)
+
+
+def _device_taps(taps, dtype):
+    key = (np.dtype(dtype).str,) + tuple(t.tobytes() for t in taps)
+    if key not in _TAPS:
+        if len(_TAPS) > 256:
+            _TAPS.clear()
+        _TAPS[key] = [cuda.to_device(t if t.dtype.kind == "i" else t.astype(dtype)) for t in taps]
+    return _TAPS[key]
+
+
+def resize_bilinear(x, taps, channels_first):
+    """cpu_layers.resize_bilinear (NumPy or device arrays, as `pool`)."""
+    on_host = not _is_numba_device_array(x)
+    dx = cuda.to_device(np.ascontiguousarray(x)) if on_host else x
+    shape = tuple(dx.shape)
+    x4 = dx.reshape((shape[0], shape[1]) + shape[3:]) if channels_first else dx.reshape(shape[:1] + shape[2:])
+    oh, ow = len(taps[0]), len(taps[3])  # (yl, yu, yw, xl, xu, xw)
+    out_shape = (shape[0], shape[1], 1, oh, ow) if channels_first else (shape[0], 1, oh, ow, shape[4])
+    out = cuda.device_array(out_shape, np.dtype(x.dtype)) if on_host else device_empty(out_shape, x.dtype)
+    if out.size:
+        o4 = out.reshape((out_shape[0], out_shape[1]) + out_shape[3:]) if channels_first else \
+            out.reshape(out_shape[:1] + out_shape[2:])
+        grid, threads = elementwise_grid(out.size)
+        _bilinear[grid, threads](x4, o4, *_device_taps(taps, x.dtype), bool(channels_first))
+    return out.copy_to_host() if on_host else out
+
+
 def pool(x, out_spatial, window, strides, pads_before, channels_first, is_max):
     """Max or average pooling of a canonical 5-D array (see cpu_layers.pool)."""
     B = x.shape[0]

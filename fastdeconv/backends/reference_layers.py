@@ -55,3 +55,16 @@ def upsample(x, size, channels_first):
     for axis, s in enumerate(size):
         x = np.repeat(x, s, axis=first + axis)
     return np.ascontiguousarray(x)
+
+
+def resize_bilinear(x, taps, channels_first):
+    """cpu_layers.resize_bilinear in float64 (the same sampling tables)."""
+    yl, yu, yw, xl, xu, xw = taps
+    xl64 = _channels_last(x, channels_first)[:, 0].astype(np.float64)  # (B, H, W, C)
+    top, bottom = xl64[:, yl], xl64[:, yu]
+    dx = xw.astype(np.float64)[None, None, :, None]
+    dy = yw.astype(np.float64)[None, :, None, None]
+    t = top[:, :, xl] + (top[:, :, xu] - top[:, :, xl]) * dx
+    v = bottom[:, :, xl] + (bottom[:, :, xu] - bottom[:, :, xl]) * dx
+    out = (t + (v - t) * dy)[:, None]
+    return np.ascontiguousarray(_restore(out, channels_first)).astype(x.dtype)

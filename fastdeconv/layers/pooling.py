@@ -1,12 +1,14 @@
 """MaxPooling1D/2D/3D, AveragePooling1D/2D/3D, UpSampling1D/2D/3D
-(nearest) and the global max / average poolings, as Keras computes them
-with its TensorFlow backend:
+(nearest; UpSampling2D also bilinear) and the global max / average
+poolings, as Keras computes them with its TensorFlow backend:
 
 - output size: 'valid' (n - pool) // stride + 1, 'same' ceil(n / stride);
 - 'same' pads are TF's (the odd one after) and never take part: max
   ignores them, average divides by the number of input elements in the
   window;
-- upsampling repeats every element `size` times along each spatial dim.
+- upsampling repeats every element `size` times along each spatial dim;
+  bilinear upsampling interpolates between the two nearest input rows and
+  columns (TensorFlow's half-pixel rule, `bilinear_taps`).
 
 The work is done by the backend's layer kernels on canonical 5-D views.
 """
@@ -122,7 +124,25 @@ class AveragePooling3D(_Pooling):
     rank, is_max = 3, False
 
 
+def bilinear_taps(n_in, n_out):
+    """TensorFlow's resize_bilinear sampling along one dim (half-pixel
+    centers, no align_corners; Keras' UpSampling2D 'bilinear'), in its
+    float32 arithmetic: per output index the lower and upper input index and
+    the weight of the upper one. in = (o + 0.5) * (n_in / n_out) - 0.5,
+    lower = max(floor(in), 0), upper = min(ceil(in), n_in - 1), weight =
+    in - floor(in)."""
+    f32 = np.float32
+    scale = f32(n_in) / f32(n_out)
+    pos = (np.arange(n_out, dtype=f32) + f32(0.5)) * scale - f32(0.5)
+    low = np.floor(pos)
+    lower = np.maximum(low.astype(np.int64), 0)
+    upper = np.minimum(np.ceil(pos).astype(np.int64), n_in - 1)
+    return lower, upper, (pos - low).astype(f32)
+
+
 class _UpSampling(_Spatial):
+    interpolations = ("nearest",)
+
     def __init__(self, size=2, data_format=None, interpolation="nearest", name=None, **kwargs):
         super().__init__(name=name)
         cls = type(self).__name__
@@ -130,9 +150,9 @@ class _UpSampling(_Spatial):
         if any(v < 1 for v in self.size):
             raise ValueError(message(f"{cls}: size={self.size}", "values >= 1", None))
         self.data_format = data_format_arg(data_format, cls)
-        if interpolation != "nearest":
-            raise ValueError(message(f"{cls}: interpolation={interpolation!r}", "'nearest' (the only mode supported)",
-                                     None))
+        if interpolation not in self.interpolations:
+            raise ValueError(message(f"{cls}: interpolation={interpolation!r}",
+                                     " or ".join(map(repr, self.interpolations)), None))
         self.interpolation = interpolation
 
     def compute_output_shape(self, input_shape):
@@ -141,13 +161,21 @@ class _UpSampling(_Spatial):
         return self._join([None if n is None else n * s for n, s in zip(spatial, self.size)], c, input_shape[0])
 
     def call(self, x, backend="cpu", inplace=False):
-        size = (1,) * (3 - self.rank) + self.size
-        y = kernels(backend).upsample(_to_5d(x, self.rank, self.channels_first), size, self.channels_first)
         spatial, c = self._split(x.shape)
-        return y.reshape(self._join([n * s for n, s in zip(spatial, self.size)], c, x.shape[0]))
+        out = [n * s for n, s in zip(spatial, self.size)]
+        x5 = _to_5d(x, self.rank, self.channels_first)
+        k = kernels("cuda" if on_device(x) else backend)
+        if self.interpolation == "bilinear":
+            # the sampling tables along H and W, as TensorFlow computes them
+            taps = bilinear_taps(spatial[0], out[0]) + bilinear_taps(spatial[1], out[1])
+            y = k.resize_bilinear(x5, taps, self.channels_first)
+        else:
+            y = k.upsample(x5, (1,) * (3 - self.rank) + self.size, self.channels_first)
+        return y.reshape(self._join(out, c, x.shape[0]))
 
     def get_config(self):
-        return {"name": self.name, "size": self.size, "data_format": self.data_format}
+        return {"name": self.name, "size": self.size, "data_format": self.data_format,
+                "interpolation": self.interpolation}
 
 
 class UpSampling1D(_UpSampling):
@@ -159,7 +187,11 @@ class UpSampling1D(_UpSampling):
 
 
 class UpSampling2D(_UpSampling):
+    """interpolation 'nearest' (repeats) or 'bilinear' (TensorFlow's
+    resize_bilinear with half-pixel centers, as Keras calls it)."""
+
     rank = 2
+    interpolations = ("nearest", "bilinear")
 
 
 class UpSampling3D(_UpSampling):

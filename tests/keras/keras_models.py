@@ -230,7 +230,7 @@ def two_inputs_shared():
 
 def zoo_reshaping():
     """Zero padding and cropping (1-3 D, both formats), the global poolings,
-    the Softmax layer on two axes, the elementwise merges and the layers that
+    bilinear upsampling (both formats), the Softmax layer on two axes, the elementwise merges and the layers that
     are the identity at inference; branches joined as vectors."""
     cf = "channels_first"
     inp = keras.Input((6, 7, 8, 3), name="volume")
@@ -265,5 +265,9 @@ def zoo_reshaping():
     m = K.Maximum()([m, K.AlphaDropout(0.1)(m1)])
     m = K.Minimum()([m, K.ActivityRegularization(l1=0.01)(lin)])
     v7 = K.GlobalAveragePooling2D()(K.Identity()(m))
-    x = K.Concatenate()([v1, v2, v3, v4, v5, v6, v7])
+    up = K.UpSampling2D((2, 3), interpolation="bilinear")(r2)
+    v8 = K.GlobalMaxPooling2D()(K.Conv2D(3, 3)(up))
+    up = K.UpSampling2D(3, data_format=cf, interpolation="bilinear")(f)
+    v9 = K.Flatten()(K.Conv2D(2, 3, data_format=cf)(up))
+    x = K.Concatenate()([v1, v2, v3, v4, v5, v6, v7, v8, v9])
     return keras.Model(inp, K.Dense(6)(x), name="zoo_reshaping")

@@ -56,6 +56,15 @@ for op, f in [("add", np.add), ("subtract", np.subtract), ("multiply", np.multip
     got = G.merge([cuda.to_device(x), cuda.to_device(y), cuda.to_device(x)], op).copy_to_host()
     assert np.array_equal(got, f(f(x, y), x), equal_nan=True), op
 assert np.array_equal(G.divide(cuda.to_device(y), 3).copy_to_host(), y / np.float32(3), equal_nan=True)
+from fastdeconv.backends import cpu_layers
+from fastdeconv.layers.pooling import bilinear_taps
+for cf in (False, True):
+    x5 = rng.standard_normal((2, 3, 1, 4, 5) if cf else (2, 1, 4, 5, 3)).astype(np.float32)
+    taps = bilinear_taps(4, 8) + bilinear_taps(5, 15)
+    ref = cpu_layers.resize_bilinear(x5, taps, cf)
+    assert np.abs(G.resize_bilinear(x5, taps, cf) - ref).max() <= 1e-6
+    got = G.resize_bilinear(cuda.to_device(x5), taps, cf).copy_to_host()
+    assert got.shape == ref.shape and np.abs(got - ref).max() <= 1e-6
 z = rng.standard_normal((2, 3, 4, 5)).astype(np.float32)
 got = G.softmax_axis(cuda.to_device(z), 2).copy_to_host()
 assert np.abs(got - _base.softmax(z, axis=2)).max() <= 1e-6

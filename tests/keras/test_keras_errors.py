@@ -72,7 +72,7 @@ def test_custom_layer_class_is_refused(fmt, tmp_path):
 
 def test_unsupported_option_is_refused(tmp_path):
     inp = keras.Input((8, 8, 3))
-    path = _save(keras.Model(inp, K.UpSampling2D(2, interpolation="bilinear", name="up")(inp)), tmp_path, "keras")
+    path = _save(keras.Model(inp, K.UpSampling2D(2, interpolation="bicubic", name="up")(inp)), tmp_path, "keras")
     with pytest.raises(UnsupportedLayerError, match=r"'up' of class 'UpSampling2D'.*interpolation"):
         fastdeconv.load_keras(path)
 

@@ -325,7 +325,7 @@ def test_layer_argument_errors():
     with pytest.raises(ValueError, match="activation"):
         L.Dense(3, activation="gelu_custom")
     with pytest.raises(ValueError, match="interpolation"):
-        L.UpSampling2D(interpolation="bilinear")
+        L.UpSampling2D(interpolation="area")
     conv = L.Conv2D(4, 3)
     conv.set_weights([np.zeros((3, 3, 2, 4), np.float32), np.zeros(4, np.float32)])
     with pytest.raises(fastdeconv.ShapeError, match="kernel"):
@@ -393,3 +393,21 @@ def test_global_pooling_and_merges_propagate_nan(rng):
         for pair in ([x, y], [y, x]):
             out = layer(pair)
             assert np.isnan(out[0, 1, 2, 1]) and not np.isnan(out[1]).any()
+
+
+@pytest.mark.parametrize("size", [(2, 2), (3, 1), (1, 4), (5, 3)])
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+def test_bilinear_upsampling_matches_keras(size, data_format, rng):
+    """Keras' UpSampling2D(interpolation='bilinear') (TensorFlow's
+    resize_bilinear, half-pixel centers) on odd sizes, every backend."""
+    x = rng.standard_normal((2, 3, 5, 7) if data_format == "channels_first" else (2, 5, 7, 3)).astype(np.float32)
+    expected = np.asarray(K.UpSampling2D(size, data_format=data_format, interpolation="bilinear")(x))
+    layer = L.UpSampling2D(size, data_format=data_format, interpolation="bilinear")
+    for backend in ("cpu", "reference"):
+        got = layer(x, backend=backend)
+        assert got.shape == expected.shape and rel_err(got, expected) <= 1e-6, backend
+
+
+def test_other_upsampling_interpolations_are_refused():
+    with pytest.raises(ValueError, match="interpolation='bicubic'.*'nearest' or 'bilinear'"):
+        L.UpSampling2D(interpolation="bicubic")
