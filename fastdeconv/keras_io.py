@@ -46,6 +46,7 @@ class UnsupportedLayerError(KerasFileError):
 
 _CLASSES = {name: getattr(L, name) for name in (
     "InputLayer", "Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose",
+    "DepthwiseConv1D", "DepthwiseConv2D", "SeparableConv1D", "SeparableConv2D",
     "MaxPooling1D", "MaxPooling2D", "MaxPooling3D", "AveragePooling1D", "AveragePooling2D", "AveragePooling3D",
     "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalMaxPooling3D",
     "GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalAveragePooling3D",
@@ -64,7 +65,8 @@ _ALIASES = {"MaxPool1D": "MaxPooling1D", "MaxPool2D": "MaxPooling2D", "MaxPool3D
             "Deconvolution2D": "Conv2DTranspose", "Deconvolution3D": "Conv3DTranspose",
             "GlobalMaxPool1D": "GlobalMaxPooling1D", "GlobalMaxPool2D": "GlobalMaxPooling2D",
             "GlobalMaxPool3D": "GlobalMaxPooling3D", "GlobalAvgPool1D": "GlobalAveragePooling1D",
-            "GlobalAvgPool2D": "GlobalAveragePooling2D", "GlobalAvgPool3D": "GlobalAveragePooling3D"}
+            "GlobalAvgPool2D": "GlobalAveragePooling2D", "GlobalAvgPool3D": "GlobalAveragePooling3D",
+            "SeparableConvolution1D": "SeparableConv1D", "SeparableConvolution2D": "SeparableConv2D"}
 SUPPORTED_LAYERS = tuple(_CLASSES)
 _MODELS = ("Functional", "Model", "Sequential")
 
@@ -318,7 +320,9 @@ _IGNORED = {"trainable", "dtype", "kernel_initializer", "bias_initializer", "ker
             "noise_shape", "beta_initializer", "gamma_initializer", "moving_mean_initializer",
             "moving_variance_initializer", "beta_regularizer", "gamma_regularizer", "beta_constraint",
             "gamma_constraint", "momentum", "synchronized", "renorm_momentum", "sparse", "ragged", "optional",
-            "lora_alpha", "input_dim", "batch_input_shape", "batch_shape", "name", "input_shape"}
+            "lora_alpha", "input_dim", "batch_input_shape", "batch_shape", "name", "input_shape",
+            "depthwise_initializer", "depthwise_regularizer", "depthwise_constraint", "pointwise_initializer",
+            "pointwise_regularizer", "pointwise_constraint"}
 # Options that change the arithmetic and must have their default value.
 _DEFAULTS = {"renorm": False, "renorm_clipping": None, "lora_rank": None, "quantization_config": None,
              "adjustment": None, "fused": None, "virtual_batch_size": None, "sparse": False, "ragged": False}

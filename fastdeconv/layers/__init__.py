@@ -13,7 +13,8 @@ saved .keras or .h5 file.
 """
 
 from ._base import ACTIVATIONS, Layer, Tensor
-from .conv import Conv1D, Conv1DTranspose, Conv2D, Conv2DTranspose, Conv3D, Conv3DTranspose
+from .conv import (Conv1D, Conv1DTranspose, Conv2D, Conv2DTranspose, Conv3D, Conv3DTranspose, DepthwiseConv1D,
+                   DepthwiseConv2D, SeparableConv1D, SeparableConv2D)
 from .core import (Activation, ActivityRegularization, Add, AlphaDropout, Average, BatchNormalization, Concatenate,
                    Dense, Dropout, Flatten, GaussianDropout, GaussianNoise, Identity, Input, InputLayer, LeakyReLU,
                    Maximum, Minimum, Multiply, ReLU, Reshape, Softmax, SpatialDropout1D, SpatialDropout2D,
@@ -28,6 +29,7 @@ from .reshaping import Cropping1D, Cropping2D, Cropping3D, ZeroPadding1D, ZeroPa
 __all__ = [
     "ACTIVATIONS", "Layer", "Tensor", "Input", "Model", "Sequential",
     "Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose",
+    "DepthwiseConv1D", "DepthwiseConv2D", "SeparableConv1D", "SeparableConv2D",
     "MaxPooling1D", "MaxPooling2D", "MaxPooling3D", "AveragePooling1D", "AveragePooling2D", "AveragePooling3D",
     "UpSampling1D", "UpSampling2D", "UpSampling3D",
     "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalMaxPooling3D",

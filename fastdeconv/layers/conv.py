@@ -224,3 +224,110 @@ class Conv2DTranspose(_Conv):
 
 class Conv3DTranspose(_Conv):
     rank, transpose = 3, True
+
+
+class _DepthwiseConv(_Conv):
+    """Each input channel convolved with its own depth_multiplier filters
+    (Keras' DepthwiseConv1D/2D, tf.nn.depthwise_conv2d): a grouped
+    convolution with one group per input channel, output channel c *
+    depth_multiplier + m. Weights: kernel (*kernel_size, channels,
+    depth_multiplier) and bias (channels * depth_multiplier,)."""
+
+    def __init__(self, kernel_size, strides=1, padding="valid", depth_multiplier=1, data_format=None,
+                 dilation_rate=1, activation=None, use_bias=True, name=None, **kwargs):
+        if not isinstance(depth_multiplier, (int, np.integer)) or depth_multiplier < 1:
+            raise ValueError(message(f"{type(self).__name__}: depth_multiplier={depth_multiplier!r}",
+                                     "a positive int", None))
+        self.depth_multiplier = int(depth_multiplier)
+        super().__init__(self.depth_multiplier, kernel_size, strides, padding, data_format, dilation_rate,
+                         activation, use_bias, name=name)
+
+    def _grouping(self, input_shape):
+        c = self._in_channels(input_shape)
+        self.filters, self.groups = c * self.depth_multiplier, c
+
+    def compute_output_shape(self, input_shape):
+        self._grouping(input_shape)
+        return super().compute_output_shape(input_shape)
+
+    def weight_specs(self, input_shape):
+        self._grouping(input_shape)
+        specs = [("kernel", (*self.kernel_size, self.groups, self.depth_multiplier), True)]
+        if self.use_bias:
+            specs.append(("bias", (self.filters,), True))
+        return specs
+
+    def _set(self, weights):
+        # the grouped layout (*kernel_size, 1, channels * multiplier): the same
+        # memory, so a read-only view of the read-only weights
+        super()._set([weights[0].reshape(*self.kernel_size, 1, self.filters)] + list(weights[1:]))
+
+    def get_config(self):
+        cfg = super().get_config()
+        del cfg["filters"], cfg["groups"]
+        cfg["depth_multiplier"] = self.depth_multiplier
+        return cfg
+
+
+class DepthwiseConv1D(_DepthwiseConv):
+    rank = 1
+
+
+class DepthwiseConv2D(_DepthwiseConv):
+    rank = 2
+
+
+class _SeparableConv(_Conv):
+    """A depthwise convolution (kernel_size, strides, dilation_rate, padding;
+    no bias) followed by a 1 x 1 convolution to `filters` channels with the
+    bias and activation (tf.nn.separable_conv2d). Weights: depthwise_kernel
+    (*kernel_size, channels, depth_multiplier), pointwise_kernel (1, ...,
+    channels * depth_multiplier, filters), bias (filters,)."""
+
+    def __init__(self, filters, kernel_size, strides=1, padding="valid", data_format=None, dilation_rate=1,
+                 depth_multiplier=1, activation=None, use_bias=True, name=None, **kwargs):
+        super().__init__(filters, kernel_size, strides, padding, data_format, dilation_rate, activation, use_bias,
+                         name=name)
+        depthwise = DepthwiseConv1D if self.rank == 1 else DepthwiseConv2D
+        self._depthwise = depthwise(kernel_size, strides, padding, depth_multiplier, data_format, dilation_rate,
+                                    use_bias=False, name=f"{self.name}/depthwise")
+        pointwise = Conv1D if self.rank == 1 else Conv2D
+        self._pointwise = pointwise(filters, 1, data_format=data_format, activation=activation, use_bias=use_bias,
+                                    name=f"{self.name}/pointwise")
+        self.depth_multiplier = self._depthwise.depth_multiplier
+
+    def compute_output_shape(self, input_shape):
+        self._in_channels(input_shape)
+        return self._pointwise.compute_output_shape(self._depthwise.compute_output_shape(input_shape))
+
+    def weight_specs(self, input_shape):
+        middle = self._depthwise.compute_output_shape(input_shape)
+        depthwise = self._depthwise.weight_specs(input_shape)[0]
+        return ([("depthwise_kernel",) + depthwise[1:], ("pointwise_kernel",) + self._pointwise.weight_specs(middle)[0][1:]]
+                + self._pointwise.weight_specs(middle)[1:])
+
+    def _set(self, weights):
+        middle = self._depthwise.build(self.input_shape)
+        self._depthwise.set_weights(weights[:1])
+        self._pointwise.build(middle)
+        self._pointwise.set_weights(weights[1:])
+        self.bias = self._pointwise.bias
+
+    def call(self, x, backend="cpu", inplace=False, epilogue=None, out=None):
+        """epilogue, out: as in Conv; they apply to the pointwise convolution."""
+        y = self._depthwise.call(x, backend)
+        return self._pointwise.call(y, backend, inplace=True, epilogue=epilogue, out=out)
+
+    def get_config(self):
+        cfg = super().get_config()
+        del cfg["groups"]
+        cfg["depth_multiplier"] = self.depth_multiplier
+        return cfg
+
+
+class SeparableConv1D(_SeparableConv):
+    rank = 1
+
+
+class SeparableConv2D(_SeparableConv):
+    rank = 2

@@ -26,10 +26,13 @@ def randomize(model, seed=0):
         new = []
         names = [w.path.split("/")[-1] for w in layer.weights]
         for name, w in zip(names, layer.get_weights()):
-            if name == "kernel":
+            if name in ("kernel", "depthwise_kernel", "pointwise_kernel"):
                 t = type(layer).__name__
-                # fan-in: taps x input channels (transpose kernels are [..., out, in]).
+                # fan-in: taps x input channels (transpose kernels are [..., out, in];
+                # a depthwise kernel [..., channels, multiplier] sums over the taps only).
                 fan_in = np.prod(w.shape[:-2]) * (w.shape[-1] if "Transpose" in t else w.shape[-2])
+                if "Depthwise" in t or name == "depthwise_kernel":
+                    fan_in = np.prod(w.shape[:-2])
                 if w.ndim == 2:
                     fan_in = w.shape[0]
                 v = rng.standard_normal(w.shape) * np.sqrt(2.0 / fan_in)
@@ -271,3 +274,22 @@ def zoo_reshaping():
     v9 = K.Flatten()(K.Conv2D(2, 3, data_format=cf)(up))
     x = K.Concatenate()([v1, v2, v3, v4, v5, v6, v7, v8, v9])
     return keras.Model(inp, K.Dense(6)(x), name="zoo_reshaping")
+
+
+def zoo_separable():
+    """Depthwise and depthwise-separable convolutions, 1-D and 2-D: depth
+    multipliers, strides, dilation, both paddings, with BatchNormalization
+    and activations after them (fused into the conv on cpu)."""
+    inp = keras.Input((12, 10, 4), name="image")
+    a = K.SeparableConv2D(6, 3, depth_multiplier=2, padding="same", activation="relu")(inp)
+    b = K.DepthwiseConv2D(3, strides=2, depth_multiplier=3, activation="tanh")(a)
+    b = K.BatchNormalization()(b)
+    c = K.DepthwiseConv2D((2, 3), dilation_rate=(2, 1), padding="same", use_bias=False)(b)
+    c = K.ReLU()(c)
+    d = K.SeparableConv2D(5, (3, 2), strides=(1, 2), dilation_rate=1, use_bias=False)(c)
+    e = K.Reshape((-1, 5))(d)
+    f = K.SeparableConv1D(7, 3, strides=2, padding="same", depth_multiplier=2, activation="elu")(e)
+    g = K.DepthwiseConv1D(2, dilation_rate=2, depth_multiplier=2)(f)
+    g = K.BatchNormalization()(g)
+    x = K.Flatten()(K.LeakyReLU(0.2)(g))
+    return keras.Model(inp, K.Dense(4)(x), name="zoo_separable")

@@ -11,7 +11,7 @@ from conftest import FORMATS
 from fastdeconv import layers as L
 from keras_models import K, keras, rel_err
 
-ZOO = ["zoo_1d", "zoo_2d", "zoo_3d", "sequential_2d", "zoo_reshaping"]
+ZOO = ["zoo_1d", "zoo_2d", "zoo_3d", "sequential_2d", "zoo_reshaping", "zoo_separable"]
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
