@@ -5,7 +5,8 @@ register-blocked kernel (cpu_rb.cl_kernel; RB rows x 2 vectors, or 8 x 1
 vector for at most one vector of output channels, CL1) with the fused (kw, c) run for forward
 dw == 1 ungrouped convolutions, or per tap (FUSE_KW off); register-blocked
 kernel with vectors along W (cpu_rb.wv_kernel: channels-first, and
-channels-last with few output channels, WV_NARROW); tiles run on the
+channels-last with few output channels, WV_NARROW); the depthwise kernel
+(cpu_dw, DEPTHWISE); tiles run on the
 calling thread or split over threads; 64-byte (AVX-512) or 32-byte (AVX2)
 vectors and the tile rows each width gets.
 """
@@ -43,6 +44,10 @@ CASES = [
     ("conv3d_transpose", (2, 3, 5, 6, 8), (1, 3, 3, 1, 8), [1, 1, 2, 2, 1], "SAME", "NDHWC", None),
     ("conv1d", (2, 40, 3), (3, 3, 1), 1, "SAME", "NWC", 2),
     ("conv2d", (2, 3, 7, 37), (3, 3, 3, 1), 1, "VALID", "NCHW", None),
+    # depthwise (one input channel per group; cpu_dw): multiplier 2 with
+    # strides, dilation and padding; 3-D with a channel count of one vector
+    ("conv2d", (2, 7, 8, 6), (3, 3, 1, 12), [1, 1, 2, 1], "SAME", "NHWC", [1, 2, 1, 1]),
+    ("conv3d", (2, 4, 5, 6, 8), (2, 3, 3, 1, 8), 1, [(0, 1), (1, 1), (2, 0)], "NDHWC", None),
 ]
 
 
@@ -122,15 +127,18 @@ def test_channel_block_order_gives_identical_bits(case, monkeypatch):
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}-{c[5]}")
 def test_paths_give_identical_bits(case, monkeypatch):
     """Fused and per-tap runs, register-blocked or vectors along W (one
-    output channel: through a channels-first copy or not), one thread and
-    split tiles: the same terms in the same order, so the same bits."""
+    output channel: through a channels-first copy or not), the depthwise
+    kernel or not, one thread and split tiles: the same terms in the same
+    order, so the same bits."""
     x, w = _arrays(case, np.float32, np.random.default_rng(1))
     results = []
     real = cpu_rb.parallel_tiles
-    for fuse_kw, nv, one, cf1 in ((True, 0, True, True), (False, 0, True, True), (True, 0, False, True),
-                                  (False, 0, False, True), (True, 64, True, True), (False, 64, True, True),
-                                  (True, 64, True, False)):
+    for fuse_kw, nv, one, cf1, dw in ((True, 0, True, True, True), (True, 0, True, True, False),
+                                      (False, 0, True, True, False), (True, 0, False, True, False),
+                                      (False, 0, False, True, False), (True, 64, True, True, False),
+                                      (False, 64, True, True, False), (True, 64, True, False, False)):
         for work in (None, 10**12):
+            monkeypatch.setattr(cpu, "DEPTHWISE", dw)
             monkeypatch.setattr(cpu, "NARROW_ONE_CHANNEL_CF", cf1)
             monkeypatch.setattr(cpu, "FUSE_KW", fuse_kw)
             monkeypatch.setattr(cpu, "CL1", one)

@@ -8,6 +8,9 @@ The algorithm choice is made here, in `_run`:
   float32 channels on AVX2 machines; x 1 vector when a group has at most
   one vector of output channels; transposes are phase-decomposed so every
   phase is a dense gather). See cpu_rb and cpu_simd.
+- channels-last depthwise forward convolutions (one input channel per
+  group, DEPTHWISE): `cpu_dw.depthwise_cl`, channels innermost, no tiles
+  (each output has only the taps as terms).
 - channels-first, both ops; and channels-last with at most WV_NARROW
   output channels (with AVX2 only for short reductions, WV_NARROW_STEPS;
   with one output channel through a channels-first copy of the input,
@@ -42,11 +45,17 @@ import numpy as np
 
 from .. import _alloc
 
-from . import cpu_rb, cpu_simd, reference
+from . import cpu_dw, cpu_rb, cpu_simd, reference
 
 # Forward convolutions with dw == 1 and no groups read (kw, c) as one run
 # (same terms, same order); tests switch it off to check the per-tap path.
 FUSE_KW = True
+
+# Channels-last forward convolutions with one input channel per group and
+# several groups (depthwise) use cpu_dw; False: the register-blocked paths
+# (tests compare the two). 3x3 depthwise on 32-256 channels: 2.7-6.6x
+# slower than TensorFlow on the register-blocked paths (benchmarks/NOTES.md).
+DEPTHWISE = True
 
 # Channels-last calls with at most WV_NARROW float32 output channels per
 # group (half as many float64) use the vectors-along-W kernel; 0 turns it off.
@@ -122,6 +131,17 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
     pd, ph, pw = (int(v) for v in pads_before)
     Cx = G * Cg
     F = G * Fg
+    if DEPTHWISE and not trans and not channels_first and Cg == 1 and G > 1:
+        if out is not None:
+            out[...] = _run(x, wg, out_spatial, strides, dilations, pads_before, False, False, epilogue)
+            return out
+        # (KD, KH, KW, C, M): filter m of input channel c makes output channel c*M + m
+        wd = _memo(wg, ("dw", x.dtype.str),
+                   lambda: np.ascontiguousarray(wg[:, :, :, :, 0, :].transpose(1, 2, 3, 0, 4), dtype=x.dtype))
+        y = _alloc.empty((B, OD, OH, OW, F), x.dtype)
+        cpu_dw.depthwise_cl(np.ascontiguousarray(x), wd, y,
+                            (sd, sh, sw, dd, dh, dw, pd, ph, pw, cpu_rb.sum_group(KW, 1)))
+        return _finish(y, False, epilogue)
     narrow = (not channels_first and Fg <= WV_NARROW * 4 // x.dtype.itemsize
               and (trans or sw == 1) and Cx * W * x.dtype.itemsize < 2**31)
     if narrow and WV_NARROW_STEPS is not None:
