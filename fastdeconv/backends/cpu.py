@@ -239,7 +239,7 @@ def _work(positions, channels, taps, strides, trans):
 def _finish(y, channels_first, epilogue):
     """y after the epilogue not fused into the kernel (in place); none for
     an identity epilogue (no bias, scale or shift, linear)."""
-    if epilogue is not None and epilogue[:4] != (None, None, None, "linear"):
+    if epilogue is not None and not (all(v is None for v in epilogue[:3]) and epilogue[3] == "linear"):
         from . import cpu_layers
 
         bias, scale, shift, activation, alpha = epilogue
