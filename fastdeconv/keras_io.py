@@ -55,7 +55,7 @@ _CLASSES = {name: getattr(L, name) for name in (
     "BatchNormalization", "Dense", "Flatten", "Reshape",
     "Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianDropout", "AlphaDropout",
     "GaussianNoise", "ActivityRegularization", "Identity",
-    "Activation", "ReLU", "LeakyReLU", "Softmax",
+    "Activation", "ReLU", "LeakyReLU", "ELU", "Softmax", "Rescaling", "Permute",
     "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate")}
 # Older spellings that Keras still reads.
 _ALIASES = {"MaxPool1D": "MaxPooling1D", "MaxPool2D": "MaxPooling2D", "MaxPool3D": "MaxPooling3D",

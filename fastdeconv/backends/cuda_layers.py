@@ -478,3 +478,30 @@ def global_pool(x, S, C, channels_first, is_max):
         grid, threads = elementwise_grid(out.size)
         _global_pool[grid, threads](_flat(x), _flat(out), int(S), int(C), bool(channels_first), bool(is_max))
     return out
+
+
+@cuda_kernel
+def _permute(x, out, geo):
+    """out (flat, dims geo[0:5]) = x with its axes permuted: x's element
+    strides taken in out's axis order are geo[5:10]."""
+    for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+        rest = i
+        src = 0
+        for k in range(4, -1, -1):
+            src += (rest % geo[k]) * geo[5 + k]
+            rest //= geo[k]
+        out[i] = x[src]
+
+
+def permute(x, axes):
+    """np.transpose(x, axes) as a new C-contiguous device array (rank <= 5)."""
+    shape = tuple(x.shape)
+    strides = [math.prod(shape[k + 1:]) for k in range(len(shape))]
+    out_shape = tuple(shape[a] for a in axes)
+    out = device_empty(out_shape, x.dtype)
+    lead = 5 - len(shape)
+    geo = tuple(int(v) for v in ((1,) * lead + out_shape + (0,) * lead + tuple(strides[a] for a in axes)))
+    if out.size:
+        grid, threads = elementwise_grid(out.size)
+        _permute[grid, threads](_flat(x), _flat(out), geo)
+    return out

@@ -15,10 +15,10 @@ saved .keras or .h5 file.
 from ._base import ACTIVATIONS, Layer, Tensor
 from .conv import (Conv1D, Conv1DTranspose, Conv2D, Conv2DTranspose, Conv3D, Conv3DTranspose, DepthwiseConv1D,
                    DepthwiseConv2D, SeparableConv1D, SeparableConv2D)
-from .core import (Activation, ActivityRegularization, Add, AlphaDropout, Average, BatchNormalization, Concatenate,
-                   Dense, Dropout, Flatten, GaussianDropout, GaussianNoise, Identity, Input, InputLayer, LeakyReLU,
-                   Maximum, Minimum, Multiply, ReLU, Reshape, Softmax, SpatialDropout1D, SpatialDropout2D,
-                   SpatialDropout3D, Subtract)
+from .core import (ELU, Activation, ActivityRegularization, Add, AlphaDropout, Average, BatchNormalization,
+                   Concatenate, Dense, Dropout, Flatten, GaussianDropout, GaussianNoise, Identity, Input, InputLayer,
+                   LeakyReLU, Maximum, Minimum, Multiply, Permute, ReLU, Rescaling, Reshape, Softmax, SpatialDropout1D,
+                   SpatialDropout2D, SpatialDropout3D, Subtract)
 from .model import Model, Sequential
 from .pooling import (AveragePooling1D, AveragePooling2D, AveragePooling3D, GlobalAveragePooling1D,
                       GlobalAveragePooling2D, GlobalAveragePooling3D, GlobalMaxPooling1D, GlobalMaxPooling2D,
@@ -35,7 +35,8 @@ __all__ = [
     "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalMaxPooling3D",
     "GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalAveragePooling3D",
     "ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D", "Cropping1D", "Cropping2D", "Cropping3D",
-    "BatchNormalization", "Dense", "Flatten", "Reshape", "Dropout", "Activation", "ReLU", "LeakyReLU", "Softmax",
+    "BatchNormalization", "Dense", "Flatten", "Reshape", "Dropout", "Activation", "ReLU", "LeakyReLU", "ELU", "Softmax",
+    "Rescaling", "Permute",
     "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianDropout", "AlphaDropout", "GaussianNoise",
     "ActivityRegularization", "Identity",
     "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate", "InputLayer",

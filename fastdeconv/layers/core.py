@@ -1,11 +1,13 @@
 """The other layers of a conv/deconv network, with Keras' arithmetic:
 InputLayer, Dense, Flatten, Reshape, Dropout (and the other layers that
-are the identity at inference), Activation, ReLU, LeakyReLU, Softmax,
+are the identity at inference), Activation, ReLU, LeakyReLU, ELU, Softmax,
+Rescaling, Permute,
 BatchNormalization (inference), Add, Subtract, Multiply, Average, Maximum,
 Minimum, Concatenate."""
 
 import numpy as np
 
+from .. import _alloc
 from ..errors import ShapeError, message
 from ._base import Layer, Node, Tensor, activation_name, apply_epilogue, c_contiguous, kernels, on_device, softmax
 
@@ -249,6 +251,72 @@ class LeakyReLU(Activation):
 
     def get_config(self):
         return {"name": self.name, "negative_slope": self.alpha}
+
+
+class ELU(Activation):
+    """x if x > 0 else alpha * (exp(x) - 1) (Keras' ELU layer)."""
+
+    def __init__(self, alpha=1.0, name=None, **kwargs):
+        super().__init__("elu", name=name)
+        self.alpha = float(alpha)
+
+    def get_config(self):
+        return {"name": self.name, "alpha": self.alpha}
+
+
+class Rescaling(Layer):
+    """x * scale + offset with scalar scale and offset (Keras' Rescaling,
+    usually an image model's first layer), in the input's float dtype."""
+
+    def __init__(self, scale, offset=0.0, name=None, **kwargs):
+        super().__init__(name=name)
+        for arg, v in (("scale", scale), ("offset", offset)):
+            if not isinstance(v, (int, float, np.integer, np.floating)) or isinstance(v, bool):
+                raise ValueError(message(f"Rescaling: {arg}={v!r}", "a number (per-channel arrays are not supported)",
+                                         None))
+        self.scale, self.offset = float(scale), float(offset)
+
+    def call(self, x, backend="cpu", inplace=False):
+        y = x if inplace and c_contiguous(x) else (kernels("cuda").copy(x) if on_device(x) else np.array(x))
+        c = int(tuple(y.shape)[-1]) if y.ndim > 1 else 1
+        view = y if y.ndim > 1 else y.reshape(-1, 1)
+        dtype = np.dtype(y.dtype)
+        apply_epilogue(view, backend, False, scale=np.full(c, self.scale, dtype), shift=np.full(c, self.offset, dtype))
+        return y
+
+    def get_config(self):
+        return {"name": self.name, "scale": self.scale, "offset": self.offset}
+
+
+class Permute(Layer):
+    """The non-batch axes reordered: output axis i is input axis dims[i - 1]
+    (dims count from 1, as in Keras)."""
+
+    def __init__(self, dims, name=None, **kwargs):
+        super().__init__(name=name)
+        try:
+            self.dims = tuple(int(d) for d in dims)
+        except (TypeError, ValueError):
+            self.dims = ()
+        if sorted(self.dims) != list(range(1, len(self.dims) + 1)) or not self.dims:
+            raise ValueError(message(f"Permute: dims={dims!r}", "a permutation of 1..n (the non-batch axes)", None))
+
+    def compute_output_shape(self, input_shape):
+        if len(input_shape) != len(self.dims) + 1:
+            raise ShapeError(message(f"layer {self.name!r} (Permute, dims={self.dims}) got input shape {input_shape}",
+                                     f"rank {len(self.dims) + 1}", None))
+        return (input_shape[0],) + tuple(input_shape[d] for d in self.dims)
+
+    def call(self, x, backend="cpu", inplace=False):
+        axes = (0,) + self.dims
+        if on_device(x):
+            return kernels("cuda").permute(x, axes)
+        y = _alloc.empty(tuple(x.shape[a] for a in axes), x.dtype)
+        np.copyto(y, np.transpose(x, axes))
+        return y
+
+    def get_config(self):
+        return {"name": self.name, "dims": self.dims}
 
 
 class Softmax(Layer):

@@ -103,7 +103,7 @@ class Model:
                     chain.append(nxt)
                     t = nxt.output
                     nxt = only_reader(t)
-            if nxt is not None and type(nxt.layer).__name__ in ("Activation", "ReLU", "LeakyReLU") and \
+            if nxt is not None and type(nxt.layer).__name__ in ("Activation", "ReLU", "LeakyReLU", "ELU") and \
                     isinstance(nxt.layer, Activation):
                 chain.append(nxt)
             if chain:

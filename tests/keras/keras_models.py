@@ -279,13 +279,16 @@ def zoo_reshaping():
 def zoo_separable():
     """Depthwise and depthwise-separable convolutions, 1-D and 2-D: depth
     multipliers, strides, dilation, both paddings, with BatchNormalization
-    and activations after them (fused into the conv on cpu)."""
+    and activations after them (fused into the conv on cpu); Rescaling at
+    the input, a Permute, an ELU layer."""
     inp = keras.Input((12, 10, 4), name="image")
-    a = K.SeparableConv2D(6, 3, depth_multiplier=2, padding="same", activation="relu")(inp)
+    scaled = K.Rescaling(1 / 3, offset=-0.25)(inp)
+    a = K.SeparableConv2D(6, 3, depth_multiplier=2, padding="same", activation="relu")(scaled)
+    a = K.Permute((2, 1, 3))(a)
     b = K.DepthwiseConv2D(3, strides=2, depth_multiplier=3, activation="tanh")(a)
     b = K.BatchNormalization()(b)
     c = K.DepthwiseConv2D((2, 3), dilation_rate=(2, 1), padding="same", use_bias=False)(b)
-    c = K.ReLU()(c)
+    c = K.Permute((2, 1, 3))(K.ELU(alpha=0.5)(c))
     d = K.SeparableConv2D(5, (3, 2), strides=(1, 2), dilation_rate=1, use_bias=False)(c)
     e = K.Reshape((-1, 5))(d)
     f = K.SeparableConv1D(7, 3, strides=2, padding="same", depth_multiplier=2, activation="elu")(e)

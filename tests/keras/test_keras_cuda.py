@@ -66,6 +66,8 @@ for cf in (False, True):
     got = G.resize_bilinear(cuda.to_device(x5), taps, cf).copy_to_host()
     assert got.shape == ref.shape and np.abs(got - ref).max() <= 1e-6
 z = rng.standard_normal((2, 3, 4, 5)).astype(np.float32)
+for axes in [(0, 2, 3, 1), (0, 3, 1, 2), (1, 0, 3, 2)]:
+    assert np.array_equal(G.permute(cuda.to_device(z), axes).copy_to_host(), np.transpose(z, axes)), axes
 got = G.softmax_axis(cuda.to_device(z), 2).copy_to_host()
 assert np.abs(got - _base.softmax(z, axis=2)).max() <= 1e-6
 

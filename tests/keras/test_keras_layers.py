@@ -411,3 +411,24 @@ def test_bilinear_upsampling_matches_keras(size, data_format, rng):
 def test_other_upsampling_interpolations_are_refused():
     with pytest.raises(ValueError, match="interpolation='bicubic'.*'nearest' or 'bilinear'"):
         L.UpSampling2D(interpolation="bicubic")
+
+
+@pytest.mark.parametrize("dims", [(3, 1, 2), (2, 3, 1), (1, 3, 2)])
+def test_permute_matches_keras(dims, rng):
+    x = rng.standard_normal((2, 3, 4, 5)).astype(np.float32)
+    np.testing.assert_array_equal(L.Permute(dims)(x), np.asarray(K.Permute(dims)(x)))
+    with pytest.raises(ValueError, match="permutation of 1..n"):
+        L.Permute((1, 1, 2))
+    with pytest.raises(fastdeconv.ShapeError, match="rank 4"):
+        L.Permute(dims)(L.Input((3, 4)))
+
+
+def test_rescaling_and_elu_layers_match_keras(rng):
+    x = (rng.standard_normal((2, 5, 6, 3)) * 40 + 100).astype(np.float32)
+    expected = np.asarray(K.Rescaling(1 / 127.5, offset=-1)(x))
+    for backend in ("cpu", "reference"):
+        assert rel_err(L.Rescaling(1 / 127.5, offset=-1)(x, backend=backend), expected) <= 1e-6
+    y = rng.standard_normal((2, 5, 6, 3)).astype(np.float32)
+    assert rel_err(L.ELU(alpha=0.7)(y), np.asarray(K.ELU(alpha=0.7)(y))) <= 1e-6
+    with pytest.raises(ValueError, match="per-channel arrays"):
+        L.Rescaling([1.0, 2.0])
