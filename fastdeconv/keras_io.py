@@ -52,7 +52,7 @@ _CLASSES = {name: getattr(L, name) for name in (
     "GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalAveragePooling3D",
     "UpSampling1D", "UpSampling2D", "UpSampling3D",
     "ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D", "Cropping1D", "Cropping2D", "Cropping3D",
-    "BatchNormalization", "Dense", "Flatten", "Reshape",
+    "BatchNormalization", "LayerNormalization", "GroupNormalization", "Dense", "Flatten", "Reshape",
     "Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianDropout", "AlphaDropout",
     "GaussianNoise", "ActivityRegularization", "Identity",
     "Activation", "ReLU", "LeakyReLU", "ELU", "Softmax", "Rescaling", "Permute",

@@ -505,3 +505,81 @@ def permute(x, axes):
         grid, threads = elementwise_grid(out.size)
         _permute[grid, threads](_flat(x), _flat(out), geo)
     return out
+
+
+@cuda_kernel
+def _normalize_rows(x, y, n, g, b, eps):
+    """layers.normalization on rows of n contiguous elements (a thread per
+    row): mean and variance in float64, y = x * inv + (b - mean * inv),
+    inv = g / sqrt(var + eps)."""
+    for r in range(cuda.grid(1), x.size // n, cuda.gridsize(1)):
+        base = r * n
+        s = 0.0
+        for i in range(n):
+            s += x[base + i]
+        mean = s / n
+        v = 0.0
+        for i in range(n):
+            d = x[base + i] - mean
+            v += d * d
+        inv = 1.0 / math.sqrt(v / n + eps)
+        for i in range(n):
+            k = inv * g[i]
+            y[base + i] = x[base + i] * k + (b[i] - mean * k)
+
+
+def normalize_rows(x, n, gamma, beta, epsilon):
+    """LayerNormalization over the trailing axes (n elements per row) of a
+    C-contiguous device array: a new device array."""
+    y = device_empty(tuple(x.shape), x.dtype)
+    if y.size:
+        _, g, b = _params(n, np.dtype(x.dtype), None, gamma, beta)
+        grid, threads = elementwise_grid(y.size // n)
+        _normalize_rows[grid, threads](_flat(x), _flat(y), int(n), g, b, float(epsilon))
+    return y
+
+
+@cuda_kernel
+def _group_normalize(x, y, S, C, cg, cf, g, b, eps):
+    """GroupNormalization, a thread per (example, group) of cg channels over
+    S spatial positions; float64 statistics as in _normalize_rows."""
+    groups = C // cg
+    m = cg * S
+    for r in range(cuda.grid(1), (x.size // (S * C)) * groups, cuda.gridsize(1)):
+        e = r // groups
+        grp = r % groups
+        s = 0.0
+        for k in range(m):
+            off = (e * C + grp * cg) * S + k if cf else e * S * C + (k // cg) * C + grp * cg + k % cg
+            s += x[off]
+        mean = s / m
+        v = 0.0
+        for k in range(m):
+            off = (e * C + grp * cg) * S + k if cf else e * S * C + (k // cg) * C + grp * cg + k % cg
+            d = x[off] - mean
+            v += d * d
+        inv = 1.0 / math.sqrt(v / m + eps)
+        for k in range(m):
+            if cf:
+                off = (e * C + grp * cg) * S + k
+                ch = grp * cg + k // S
+            else:
+                off = e * S * C + (k // cg) * C + grp * cg + k % cg
+                ch = grp * cg + k % cg
+            q = inv * g[ch]
+            y[off] = x[off] * q + (b[ch] - mean * q)
+
+
+def group_normalize(x, groups, channels_first, gamma, beta, epsilon):
+    """GroupNormalization of a C-contiguous device array with its channels
+    on axis 1 (channels_first) or last: a new device array."""
+    shape = tuple(x.shape)
+    C = shape[1] if channels_first else shape[-1]
+    S = math.prod(shape[2:] if channels_first else shape[1:-1])
+    y = device_empty(shape, x.dtype)
+    if y.size:
+        _, g, b = _params(C, np.dtype(x.dtype), None, gamma, beta)
+        grid, threads = elementwise_grid((y.size // (S * C)) * groups)
+        _group_normalize[grid, threads](_flat(x), _flat(y), int(S), int(C), int(C // groups),
+                                        bool(channels_first), g, b, float(epsilon))
+    return y

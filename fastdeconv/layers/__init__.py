@@ -20,6 +20,7 @@ from .core import (ELU, Activation, ActivityRegularization, Add, AlphaDropout, A
                    LeakyReLU, Maximum, Minimum, Multiply, Permute, ReLU, Rescaling, Reshape, Softmax, SpatialDropout1D,
                    SpatialDropout2D, SpatialDropout3D, Subtract)
 from .model import Model, Sequential
+from .normalization import GroupNormalization, LayerNormalization
 from .pooling import (AveragePooling1D, AveragePooling2D, AveragePooling3D, GlobalAveragePooling1D,
                       GlobalAveragePooling2D, GlobalAveragePooling3D, GlobalMaxPooling1D, GlobalMaxPooling2D,
                       GlobalMaxPooling3D, MaxPooling1D, MaxPooling2D, MaxPooling3D, UpSampling1D, UpSampling2D,
@@ -35,7 +36,7 @@ __all__ = [
     "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalMaxPooling3D",
     "GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalAveragePooling3D",
     "ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D", "Cropping1D", "Cropping2D", "Cropping3D",
-    "BatchNormalization", "Dense", "Flatten", "Reshape", "Dropout", "Activation", "ReLU", "LeakyReLU", "ELU", "Softmax",
+    "BatchNormalization", "LayerNormalization", "GroupNormalization", "Dense", "Flatten", "Reshape", "Dropout", "Activation", "ReLU", "LeakyReLU", "ELU", "Softmax",
     "Rescaling", "Permute",
     "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianDropout", "AlphaDropout", "GaussianNoise",
     "ActivityRegularization", "Identity",

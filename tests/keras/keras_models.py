@@ -280,17 +280,23 @@ def zoo_separable():
     """Depthwise and depthwise-separable convolutions, 1-D and 2-D: depth
     multipliers, strides, dilation, both paddings, with BatchNormalization
     and activations after them (fused into the conv on cpu); Rescaling at
-    the input, a Permute, an ELU layer."""
+    the input, a Permute, an ELU layer; Layer and Group normalization on
+    trailing and other axes."""
     inp = keras.Input((12, 10, 4), name="image")
     scaled = K.Rescaling(1 / 3, offset=-0.25)(inp)
     a = K.SeparableConv2D(6, 3, depth_multiplier=2, padding="same", activation="relu")(scaled)
     a = K.Permute((2, 1, 3))(a)
+    a = K.GroupNormalization(groups=3, epsilon=1e-4)(a)
     b = K.DepthwiseConv2D(3, strides=2, depth_multiplier=3, activation="tanh")(a)
     b = K.BatchNormalization()(b)
+    b = K.LayerNormalization()(b)
     c = K.DepthwiseConv2D((2, 3), dilation_rate=(2, 1), padding="same", use_bias=False)(b)
     c = K.Permute((2, 1, 3))(K.ELU(alpha=0.5)(c))
     d = K.SeparableConv2D(5, (3, 2), strides=(1, 2), dilation_rate=1, use_bias=False)(c)
+    d = K.LayerNormalization(axis=[1, 2, 3], center=False)(d)
+    d = K.LayerNormalization(axis=1, scale=False)(d)  # not the trailing axes
     e = K.Reshape((-1, 5))(d)
+    e = K.GroupNormalization(groups=3, axis=1)(e)  # channels first
     f = K.SeparableConv1D(7, 3, strides=2, padding="same", depth_multiplier=2, activation="elu")(e)
     g = K.DepthwiseConv1D(2, dilation_rate=2, depth_multiplier=2)(f)
     g = K.BatchNormalization()(g)

@@ -68,6 +68,22 @@ for cf in (False, True):
 z = rng.standard_normal((2, 3, 4, 5)).astype(np.float32)
 for axes in [(0, 2, 3, 1), (0, 3, 1, 2), (1, 0, 3, 2)]:
     assert np.array_equal(G.permute(cuda.to_device(z), axes).copy_to_host(), np.transpose(z, axes)), axes
+from fastdeconv.layers.normalization import _normalize
+gam, bet = rng.uniform(0.5, 1.5, 20).astype(np.float32), rng.standard_normal(20).astype(np.float32)
+ref = _normalize(z, (2, 3), gam, bet, 1e-3, (1, 1, 4, 5))
+assert np.abs(G.normalize_rows(cuda.to_device(z), 20, gam, bet, 1e-3).copy_to_host() - ref).max() <= 1e-6
+for cf in (False, True):
+    C = 3 if cf else 5
+    grouped = z.reshape((2, 3, 1, 20) if cf else (2, 12, 5, 1))  # 3 groups of 1 channel, or 5 of 1
+    gam = rng.uniform(0.5, 1.5, C).astype(np.float32)
+    ref = _normalize(grouped, (2, 3) if cf else (1, 3), gam, None, 1e-3,
+                     (1, 3, 1, 1) if cf else (1, 1, 5, 1)).reshape(z.shape)
+    got = G.group_normalize(cuda.to_device(z), C, cf, gam, None, 1e-3).copy_to_host()
+    assert np.abs(got - ref).max() <= 1e-6, cf
+    if cf:  # one group of all 3 channels
+        two = _normalize(z.reshape(2, 60), (1,), None, None, 1e-3, (1, 1)).reshape(z.shape)
+        assert np.abs(G.group_normalize(cuda.to_device(z), 1, True, None, None, 1e-3).copy_to_host()
+                      - two).max() <= 1e-6
 got = G.softmax_axis(cuda.to_device(z), 2).copy_to_host()
 assert np.abs(got - _base.softmax(z, axis=2)).max() <= 1e-6
 

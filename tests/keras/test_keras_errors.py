@@ -30,12 +30,12 @@ def _save(model, folder, fmt):
 def test_unsupported_layer_is_named(fmt, tmp_path):
     inp = keras.Input((8, 8, 3))
     x = K.Conv2D(4, 3, name="features")(inp)
-    x = K.LayerNormalization(name="norm")(x)
+    x = K.UnitNormalization(name="norm")(x)
     path = _save(keras.Model(inp, x), tmp_path, fmt)
     with pytest.raises(UnsupportedLayerError) as info:
         fastdeconv.load_keras(path)
     text = str(info.value)
-    assert "'norm'" in text and "'LayerNormalization'" in text
+    assert "'norm'" in text and "'UnitNormalization'" in text
     assert "Supported layers:" in text and "Conv3DTranspose" in text and "UpSampling2D" in text
     assert isinstance(info.value, ValueError)
 

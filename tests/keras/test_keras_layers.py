@@ -432,3 +432,26 @@ def test_rescaling_and_elu_layers_match_keras(rng):
     assert rel_err(L.ELU(alpha=0.7)(y), np.asarray(K.ELU(alpha=0.7)(y))) <= 1e-6
     with pytest.raises(ValueError, match="per-channel arrays"):
         L.Rescaling([1.0, 2.0])
+
+
+@pytest.mark.parametrize("layer_args", [
+    ("LayerNormalization", dict()), ("LayerNormalization", dict(axis=[1, 3], epsilon=1e-5)),
+    ("LayerNormalization", dict(axis=2, center=False)), ("GroupNormalization", dict(groups=2)),
+    ("GroupNormalization", dict(groups=3, axis=1, scale=False)), ("GroupNormalization", dict(groups=6)),
+], ids=lambda a: f"{a[0]}-{a[1]}")
+def test_layer_and_group_normalization_match_keras(layer_args, rng):
+    """Per-example statistics, then gamma and beta (random), against Keras on
+    a shifted, scaled input (where a one-pass float32 variance loses digits)."""
+    cls, kwargs = layer_args
+    x = (rng.standard_normal((2, 3, 5, 6)) * 3 + 10).astype(np.float32)
+    theirs = getattr(K, cls)(**kwargs)
+    theirs.build(x.shape)
+    theirs.set_weights([rng.uniform(0.5, 1.5, w.shape).astype(np.float32) for w in theirs.get_weights()])
+    ours = getattr(L, cls)(**kwargs)
+    ours.build((None,) + x.shape[1:])
+    ours.set_weights(theirs.get_weights())
+    expected = np.asarray(theirs(x))
+    for backend in ("cpu", "reference"):
+        assert rel_err(ours(x, backend=backend), expected) <= 2e-6, backend
+    with pytest.raises(fastdeconv.ShapeError, match="divisible by groups"):
+        L.GroupNormalization(groups=4)(L.Input((3, 6)))
