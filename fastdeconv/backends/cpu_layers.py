@@ -415,3 +415,97 @@ def resize_bilinear(x, taps, channels_first):
         (_bilinear_cf if channels_first else _bilinear_cl)(np.ascontiguousarray(x4), out, yl, yu, w(yw), xl, xu,
                                                            w(xw))
     return out[:, :, None] if channels_first else out[:, None]
+
+
+@kernel
+def _normalize_cl(x, y, G, gamma, beta, eps):
+    """x, y (N, S, C); statistics per (n, group of C // G consecutive
+    channels) over all S positions, in float64: mean, then the mean square
+    deviation; y = x * k + (beta - mean * k), k = gamma / sqrt(var + eps).
+    gamma, beta: each (1, C) per channel or (S, C) per element. Every inner loop
+    runs along the channels (per-channel sums, then per group)."""
+    N, S, C = x.shape
+    cg = C // G
+    mean = np.empty((N, C))  # the group's mean and 1 / sqrt(var + eps), per channel
+    inv = np.empty((N, C))
+    for n in prange(N):
+        acc = np.zeros(C)
+        for s in range(S):
+            row = x[n, s]
+            for c in range(C):
+                acc[c] += row[c]
+        mc = mean[n]
+        for g in range(G):
+            t = 0.0
+            for c in range(g * cg, (g + 1) * cg):
+                t += acc[c]
+            for c in range(g * cg, (g + 1) * cg):
+                mc[c] = t / (S * cg)
+        acc[:] = 0.0
+        for s in range(S):
+            row = x[n, s]
+            for c in range(C):
+                d = row[c] - mc[c]
+                acc[c] += d * d
+        for g in range(G):
+            t = 0.0
+            for c in range(g * cg, (g + 1) * cg):
+                t += acc[c]
+            for c in range(g * cg, (g + 1) * cg):
+                inv[n, c] = 1.0 / math.sqrt(t / (S * cg) + eps)
+    for r in prange(N * S):
+        n, s = r // S, r % S
+        row, out, mc, ic = x[n, s], y[n, s], mean[n], inv[n]
+        gp = gamma[s if gamma.shape[0] > 1 else 0]
+        bp = beta[s if beta.shape[0] > 1 else 0]
+        for c in range(C):
+            k = ic[c] * gp[c]
+            out[c] = row[c] * k + (bp[c] - mc[c] * k)
+
+
+@kernel
+def _normalize_cf(x, y, G, gamma, beta, eps):
+    """x, y (N, C, S) with per-channel gamma, beta (C,): each (n, group) is
+    one contiguous block of C // G channels x S; as _normalize_cl."""
+    N, C, S = x.shape
+    cg = C // G
+    m = cg * S
+    for r in prange(N * G):
+        n, g = r // G, r % G
+        t = 0.0
+        for c in range(g * cg, (g + 1) * cg):
+            for s in range(S):
+                t += x[n, c, s]
+        mean = t / m
+        t = 0.0
+        for c in range(g * cg, (g + 1) * cg):
+            for s in range(S):
+                d = x[n, c, s] - mean
+                t += d * d
+        inv = 1.0 / math.sqrt(t / m + eps)
+        for c in range(g * cg, (g + 1) * cg):
+            k = inv * gamma[c]
+            shift = beta[c] - mean * k
+            for s in range(S):
+                y[n, c, s] = x[n, c, s] * k + shift
+
+
+def normalize(x, groups, channels_first, gamma, beta, epsilon):
+    """Group or layer normalization of a C-contiguous (N, S, C) array
+    (channels_first: (N, C, S)) with `groups` groups of consecutive
+    channels; gamma, beta: None, (C,), or for channels last (S, C)."""
+    N = x.shape[0]
+    C = x.shape[1] if channels_first else x.shape[2]
+    y = _alloc.empty(x.shape, x.dtype)
+    if y.size == 0:
+        return y
+
+    def param(v, fill):
+        if v is None:
+            v = np.full(C, fill, x.dtype)
+        v = np.asarray(v, np.float64)
+        return v.reshape(C) if channels_first else v.reshape(-1, C)
+
+    g, b = param(gamma, 1.0), param(beta, 0.0)
+    (_normalize_cf if channels_first else _normalize_cl)(x, y, int(groups), g, b, float(epsilon))
+    return y

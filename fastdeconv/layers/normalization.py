@@ -2,7 +2,9 @@
 (not learned ones, as in BatchNormalization), then a per-channel scale and
 shift; Keras' arithmetic y = x * inv + (beta - mean * inv), inv = gamma /
 sqrt(var + epsilon). The mean and the variance (of x - mean) are summed in
-float64, so the result is closer to the exact one than a float32 pass."""
+float64, so the result is closer to the exact one than a float32 pass: on
+cpu by cpu_layers.normalize (Numba), on the reference backend and for
+LayerNormalization over non-trailing axes by NumPy (`_normalize`)."""
 
 import numpy as np
 
@@ -81,13 +83,22 @@ class LayerNormalization(_Normalization):
         rank = len(x.shape)
         axes = self._axes(rank)
         param_shape = tuple(x.shape[a] if a in axes else 1 for a in range(rank))
+        trailing = axes == tuple(range(rank - len(axes), rank))
+        shape = tuple(x.shape)
         if on_device(x):
-            if axes == tuple(range(rank - len(axes), rank)):  # trailing axes: rows of the flat array
-                return kernels("cuda").normalize_rows(x, int(np.prod([x.shape[a] for a in axes])), self.gamma,
+            if trailing:  # rows of the flat array
+                return kernels("cuda").normalize_rows(x, int(np.prod([shape[a] for a in axes])), self.gamma,
                                                       self.beta, self.epsilon)
             # other axes: on the host (rare in conv networks)
             y = _normalize(x.copy_to_host(), axes, self.gamma, self.beta, self.epsilon, param_shape)
             return kernels("cuda").to_device(y)
+        if backend == "cpu" and trailing:
+            # (examples, positions, channels): one group per example
+            n = int(np.prod(shape[:rank - len(axes)]))
+            x3 = np.ascontiguousarray(x).reshape(n, -1, shape[-1])
+            per = (lambda v: None if v is None else v.reshape(-1, shape[-1]))  # noqa: E731
+            return kernels("cpu").normalize(x3, 1, False, per(self.gamma), per(self.beta),
+                                            self.epsilon).reshape(shape)
         return _normalize(np.asarray(x), axes, self.gamma, self.beta, self.epsilon, param_shape)
 
     def get_config(self):
@@ -125,9 +136,14 @@ class GroupNormalization(_Normalization):
         shape = tuple(x.shape)
         axis = self._channel_axis(len(shape))
         c = shape[axis]
-        if on_device(x) and axis in (1, len(shape) - 1):
-            return kernels("cuda").group_normalize(x, self.groups, axis == 1 and len(shape) > 2, self.gamma,
-                                                   self.beta, self.epsilon)
+        if axis in (1, len(shape) - 1) and (on_device(x) or backend == "cpu"):
+            cf = axis == 1 and len(shape) > 2
+            if on_device(x):
+                return kernels("cuda").group_normalize(x, self.groups, cf, self.gamma, self.beta, self.epsilon)
+            n, s = shape[0], int(np.prod(shape[2:] if cf else shape[1:-1]))
+            x3 = np.ascontiguousarray(x).reshape((n, c, s) if cf else (n, s, c))
+            return kernels("cpu").normalize(x3, self.groups, cf, self.gamma, self.beta,
+                                            self.epsilon).reshape(shape)
         host = x.copy_to_host() if on_device(x) else np.asarray(x)
         grouped = host.reshape(shape[:axis] + (self.groups, c // self.groups) + shape[axis + 1:])
         axes = tuple(a for a in range(1, grouped.ndim) if a != axis)

@@ -436,7 +436,8 @@ def test_rescaling_and_elu_layers_match_keras(rng):
 
 @pytest.mark.parametrize("layer_args", [
     ("LayerNormalization", dict()), ("LayerNormalization", dict(axis=[1, 3], epsilon=1e-5)),
-    ("LayerNormalization", dict(axis=2, center=False)), ("GroupNormalization", dict(groups=2)),
+    ("LayerNormalization", dict(axis=2, center=False)), ("LayerNormalization", dict(axis=[1, 2, 3], center=False)),
+    ("LayerNormalization", dict(axis=[2, 3], scale=False)), ("GroupNormalization", dict(groups=2)),
     ("GroupNormalization", dict(groups=3, axis=1, scale=False)), ("GroupNormalization", dict(groups=6)),
 ], ids=lambda a: f"{a[0]}-{a[1]}")
 def test_layer_and_group_normalization_match_keras(layer_args, rng):
