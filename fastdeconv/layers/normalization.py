@@ -86,9 +86,10 @@ class LayerNormalization(_Normalization):
         trailing = axes == tuple(range(rank - len(axes), rank))
         shape = tuple(x.shape)
         if on_device(x):
-            if trailing:  # rows of the flat array
-                return kernels("cuda").normalize_rows(x, int(np.prod([shape[a] for a in axes])), self.gamma,
-                                                      self.beta, self.epsilon)
+            if trailing:  # rows of the flat array, gamma and beta flat along them
+                flat = (lambda v: None if v is None else v.reshape(-1))  # noqa: E731
+                return kernels("cuda").normalize_rows(x, int(np.prod([shape[a] for a in axes])), flat(self.gamma),
+                                                      flat(self.beta), self.epsilon)
             # other axes: on the host (rare in conv networks)
             y = _normalize(x.copy_to_host(), axes, self.gamma, self.beta, self.epsilon, param_shape)
             return kernels("cuda").to_device(y)
