@@ -418,6 +418,28 @@ def resize_bilinear(x, taps, channels_first):
 
 
 @kernel
+def _normalize_rows(x, y, gamma, beta, eps):
+    """x, y (N, n): each row normalized over its n elements (float64 mean,
+    then mean square deviation), y = x * k + (beta - mean * k), k = gamma /
+    sqrt(var + eps); gamma, beta (n,)."""
+    N, n = x.shape
+    for r in prange(N):
+        row, out = x[r], y[r]
+        t = 0.0
+        for i in range(n):
+            t += row[i]
+        mean = t / n
+        t = 0.0
+        for i in range(n):
+            d = row[i] - mean
+            t += d * d
+        inv = 1.0 / math.sqrt(t / n + eps)
+        for i in range(n):
+            k = inv * gamma[i]
+            out[i] = row[i] * k + (beta[i] - mean * k)
+
+
+@kernel
 def _normalize_cl(x, y, G, gamma, beta, eps):
     """x, y (N, S, C); statistics per (n, group of C // G consecutive
     channels) over all S positions, in float64: mean, then the mean square
@@ -491,21 +513,27 @@ def _normalize_cf(x, y, G, gamma, beta, eps):
 
 
 def normalize(x, groups, channels_first, gamma, beta, epsilon):
-    """Group or layer normalization of a C-contiguous (N, S, C) array
-    (channels_first: (N, C, S)) with `groups` groups of consecutive
-    channels; gamma, beta: None, (C,), or for channels last (S, C)."""
-    N = x.shape[0]
+    """Group normalization of a C-contiguous (N, S, C) array (channels_first:
+    (N, C, S)) with `groups` groups of consecutive channels; gamma, beta:
+    None or (C,)."""
     C = x.shape[1] if channels_first else x.shape[2]
     y = _alloc.empty(x.shape, x.dtype)
-    if y.size == 0:
-        return y
+    if y.size:
+        g, b = (np.full(C, f) if v is None else np.asarray(v, np.float64) for v, f in ((gamma, 1.0), (beta, 0.0)))
+        if channels_first:
+            _normalize_cf(x, y, int(groups), g, b, float(epsilon))
+        else:
+            _normalize_cl(x, y, int(groups), g.reshape(1, C), b.reshape(1, C), float(epsilon))
+    return y
 
-    def param(v, fill):
-        if v is None:
-            v = np.full(C, fill, x.dtype)
-        v = np.asarray(v, np.float64)
-        return v.reshape(C) if channels_first else v.reshape(-1, C)
 
-    g, b = param(gamma, 1.0), param(beta, 0.0)
-    (_normalize_cf if channels_first else _normalize_cl)(x, y, int(groups), g, b, float(epsilon))
+def normalize_rows(x, gamma, beta, epsilon):
+    """Layer normalization of each row of a C-contiguous (N, n) array;
+    gamma, beta: None or (n,)."""
+    y = _alloc.empty(x.shape, x.dtype)
+    if y.size:
+        n = x.shape[1]
+        g, b = (np.full(n, f) if v is None else np.asarray(v, np.float64).reshape(n)
+                for v, f in ((gamma, 1.0), (beta, 0.0)))
+        _normalize_rows(x, y, g, b, float(epsilon))
     return y

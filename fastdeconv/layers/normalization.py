@@ -94,12 +94,8 @@ class LayerNormalization(_Normalization):
             y = _normalize(x.copy_to_host(), axes, self.gamma, self.beta, self.epsilon, param_shape)
             return kernels("cuda").to_device(y)
         if backend == "cpu" and trailing:
-            # (examples, positions, channels): one group per example
-            n = int(np.prod(shape[:rank - len(axes)]))
-            x3 = np.ascontiguousarray(x).reshape(n, -1, shape[-1])
-            per = (lambda v: None if v is None else v.reshape(-1, shape[-1]))  # noqa: E731
-            return kernels("cpu").normalize(x3, 1, False, per(self.gamma), per(self.beta),
-                                            self.epsilon).reshape(shape)
+            rows = np.ascontiguousarray(x).reshape(int(np.prod(shape[:rank - len(axes)])), -1)
+            return kernels("cpu").normalize_rows(rows, self.gamma, self.beta, self.epsilon).reshape(shape)
         return _normalize(np.asarray(x), axes, self.gamma, self.beta, self.epsilon, param_shape)
 
     def get_config(self):
