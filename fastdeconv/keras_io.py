@@ -50,7 +50,7 @@ _CLASSES = {name: getattr(L, name) for name in (
     "MaxPooling1D", "MaxPooling2D", "MaxPooling3D", "AveragePooling1D", "AveragePooling2D", "AveragePooling3D",
     "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalMaxPooling3D",
     "GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalAveragePooling3D",
-    "UpSampling1D", "UpSampling2D", "UpSampling3D",
+    "UpSampling1D", "UpSampling2D", "UpSampling3D", "Resizing",
     "ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D", "Cropping1D", "Cropping2D", "Cropping3D",
     "BatchNormalization", "LayerNormalization", "GroupNormalization", "Dense", "Flatten", "Reshape",
     "Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianDropout", "AlphaDropout",
@@ -320,7 +320,7 @@ _IGNORED = {"trainable", "dtype", "kernel_initializer", "bias_initializer", "ker
             "noise_shape", "beta_initializer", "gamma_initializer", "moving_mean_initializer",
             "moving_variance_initializer", "beta_regularizer", "gamma_regularizer", "beta_constraint",
             "gamma_constraint", "momentum", "synchronized", "renorm_momentum", "sparse", "ragged", "optional",
-            "lora_alpha", "input_dim", "batch_input_shape", "batch_shape", "name", "input_shape",
+            "lora_alpha", "input_dim", "fill_mode", "fill_value", "batch_input_shape", "batch_shape", "name", "input_shape",
             "depthwise_initializer", "depthwise_regularizer", "depthwise_constraint", "pointwise_initializer",
             "pointwise_regularizer", "pointwise_constraint"}
 # Options that change the arithmetic and must have their default value.

@@ -23,8 +23,8 @@ from .model import Model, Sequential
 from .normalization import GroupNormalization, LayerNormalization
 from .pooling import (AveragePooling1D, AveragePooling2D, AveragePooling3D, GlobalAveragePooling1D,
                       GlobalAveragePooling2D, GlobalAveragePooling3D, GlobalMaxPooling1D, GlobalMaxPooling2D,
-                      GlobalMaxPooling3D, MaxPooling1D, MaxPooling2D, MaxPooling3D, UpSampling1D, UpSampling2D,
-                      UpSampling3D)
+                      GlobalMaxPooling3D, MaxPooling1D, MaxPooling2D, MaxPooling3D, Resizing, UpSampling1D,
+                      UpSampling2D, UpSampling3D)
 from .reshaping import Cropping1D, Cropping2D, Cropping3D, ZeroPadding1D, ZeroPadding2D, ZeroPadding3D
 
 __all__ = [
@@ -32,7 +32,7 @@ __all__ = [
     "Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose",
     "DepthwiseConv1D", "DepthwiseConv2D", "SeparableConv1D", "SeparableConv2D",
     "MaxPooling1D", "MaxPooling2D", "MaxPooling3D", "AveragePooling1D", "AveragePooling2D", "AveragePooling3D",
-    "UpSampling1D", "UpSampling2D", "UpSampling3D",
+    "UpSampling1D", "UpSampling2D", "UpSampling3D", "Resizing",
     "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalMaxPooling3D",
     "GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalAveragePooling3D",
     "ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D", "Cropping1D", "Cropping2D", "Cropping3D",

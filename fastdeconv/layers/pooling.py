@@ -259,3 +259,56 @@ class GlobalAveragePooling2D(_GlobalPooling):
 
 class GlobalAveragePooling3D(_GlobalPooling):
     rank, is_max = 3, False
+
+
+def nearest_taps(n_in, n_out):
+    """TensorFlow's resize_nearest_neighbor sampling along one dim
+    (half-pixel centers): in = min(floor((o + 0.5) * (n_in / n_out)),
+    n_in - 1), as (lower, upper, weight) taps of `bilinear_taps`' form with
+    lower = upper and weight 0 (the bilinear kernels then copy exactly)."""
+    f32 = np.float32
+    scale = f32(n_in) / f32(n_out)
+    idx = np.floor((np.arange(n_out, dtype=f32) + f32(0.5)) * scale).astype(np.int64)
+    idx = np.clip(idx, 0, n_in - 1)
+    return idx, idx, np.zeros(n_out, f32)
+
+
+class Resizing(_Spatial):
+    """Keras' Resizing: images (rank 4) resized to (height, width) with
+    TensorFlow's 'bilinear' (the default) or 'nearest' rule, half-pixel
+    centers, no antialiasing; any sizes, up or down."""
+
+    rank = 2
+
+    def __init__(self, height, width, interpolation="bilinear", crop_to_aspect_ratio=False, pad_to_aspect_ratio=False,
+                 data_format=None, antialias=False, name=None, **kwargs):
+        super().__init__(name=name)
+        cls = type(self).__name__
+        self.size = tuple_arg((height, width), 2, "(height, width)", cls)
+        if min(self.size) < 1:
+            raise ValueError(message(f"{cls}: height={height}, width={width}", "sizes >= 1", None))
+        if interpolation not in ("bilinear", "nearest"):
+            raise ValueError(message(f"{cls}: interpolation={interpolation!r}", "'bilinear' or 'nearest'", None))
+        for arg, v in (("crop_to_aspect_ratio", crop_to_aspect_ratio), ("pad_to_aspect_ratio", pad_to_aspect_ratio),
+                       ("antialias", antialias)):
+            if v:
+                raise ValueError(message(f"{cls}: {arg}=True", f"{arg}=False (the only mode supported)", None))
+        self.interpolation = interpolation
+        self.data_format = data_format_arg(data_format, cls)
+
+    def compute_output_shape(self, input_shape):
+        self._check(input_shape)
+        _, c = self._split(input_shape)
+        return self._join(self.size, c, input_shape[0])
+
+    def call(self, x, backend="cpu", inplace=False):
+        spatial, c = self._split(x.shape)
+        taps_of = bilinear_taps if self.interpolation == "bilinear" else nearest_taps
+        taps = taps_of(spatial[0], self.size[0]) + taps_of(spatial[1], self.size[1])
+        k = kernels("cuda" if on_device(x) else backend)
+        y = k.resize_bilinear(_to_5d(x, 2, self.channels_first), taps, self.channels_first)
+        return y.reshape(self._join(self.size, c, x.shape[0]))
+
+    def get_config(self):
+        return {"name": self.name, "height": self.size[0], "width": self.size[1],
+                "interpolation": self.interpolation, "data_format": self.data_format}

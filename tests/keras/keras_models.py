@@ -233,7 +233,7 @@ def two_inputs_shared():
 
 def zoo_reshaping():
     """Zero padding and cropping (1-3 D, both formats), the global poolings,
-    bilinear upsampling (both formats), the Softmax layer on two axes, the elementwise merges and the layers that
+    bilinear upsampling and Resizing (both formats), the Softmax layer on two axes, the elementwise merges and the layers that
     are the identity at inference; branches joined as vectors."""
     cf = "channels_first"
     inp = keras.Input((6, 7, 8, 3), name="volume")
@@ -272,7 +272,9 @@ def zoo_reshaping():
     v8 = K.GlobalMaxPooling2D()(K.Conv2D(3, 3)(up))
     up = K.UpSampling2D(3, data_format=cf, interpolation="bilinear")(f)
     v9 = K.Flatten()(K.Conv2D(2, 3, data_format=cf)(up))
-    x = K.Concatenate()([v1, v2, v3, v4, v5, v6, v7, v8, v9])
+    v10 = K.GlobalMaxPooling2D()(K.Resizing(9, 5)(r2))
+    v11 = K.Flatten()(K.Resizing(40, 3, interpolation="nearest", data_format=cf)(f))
+    x = K.Concatenate()([v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11])
     return keras.Model(inp, K.Dense(6)(x), name="zoo_reshaping")
 
 

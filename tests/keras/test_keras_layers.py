@@ -456,3 +456,18 @@ def test_layer_and_group_normalization_match_keras(layer_args, rng):
         assert rel_err(ours(x, backend=backend), expected) <= 2e-6, backend
     with pytest.raises(fastdeconv.ShapeError, match="divisible by groups"):
         L.GroupNormalization(groups=4)(L.Input((3, 6)))
+
+
+@pytest.mark.parametrize("size", [(9, 4), (3, 13), (5, 7), (1, 1)])
+@pytest.mark.parametrize("interpolation", ["bilinear", "nearest"])
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+def test_resizing_matches_keras(size, interpolation, data_format, rng):
+    """Keras' Resizing (TensorFlow's resize, half-pixel centers), up and down."""
+    x = rng.standard_normal((2, 3, 5, 7) if data_format == "channels_first" else (2, 5, 7, 3)).astype(np.float32)
+    expected = np.asarray(K.Resizing(*size, interpolation=interpolation, data_format=data_format)(x))
+    layer = L.Resizing(*size, interpolation=interpolation, data_format=data_format)
+    for backend in ("cpu", "reference"):
+        got = layer(x, backend=backend)
+        assert got.shape == expected.shape and rel_err(got, expected) <= 1e-6, backend
+    with pytest.raises(ValueError, match="crop_to_aspect_ratio=True"):
+        L.Resizing(4, 4, crop_to_aspect_ratio=True)
