@@ -10,13 +10,11 @@ calls, medians; "rel diff" is max|ours - tf| / max|tf|.
 """
 
 import argparse
-import os
-import time
 
 import numpy as np
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+# its environment defaults (TF's logging, oneDNN on) and its alternating timer
+from bench_vs_tf import _median_pair
 
 DEPTHWISE = [  # (input shape, depth multiplier, stride)
     ((1, 112, 112, 32), 1, 1),
@@ -30,18 +28,6 @@ NORMALIZATION = [  # (layer class, arguments, input shape)
     ("LayerNormalization", dict(), (4, 56, 56, 96)),
     ("LayerNormalization", dict(axis=[1, 2, 3]), (2, 32, 32, 64)),
 ]
-
-
-def _median_pair(ours, theirs, repeat):
-    a, b = [], []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        ours()
-        a.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        theirs()
-        b.append(time.perf_counter() - t0)
-    return float(np.median(a)), float(np.median(b))
 
 
 def _row(label, ours, theirs, repeat):

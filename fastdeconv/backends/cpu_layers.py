@@ -443,9 +443,9 @@ def _normalize_rows(x, y, gamma, beta, eps):
 def _normalize_cl(x, y, G, gamma, beta, eps):
     """x, y (N, S, C); statistics per (n, group of C // G consecutive
     channels) over all S positions, in float64: mean, then the mean square
-    deviation; y = x * k + (beta - mean * k), k = gamma / sqrt(var + eps).
-    gamma, beta: each (1, C) per channel or (S, C) per element. Every inner loop
-    runs along the channels (per-channel sums, then per group)."""
+    deviation; y = x * k + (beta - mean * k), k = gamma / sqrt(var + eps),
+    gamma and beta per channel. Every inner loop runs along the channels
+    (per-channel sums, then per group)."""
     N, S, C = x.shape
     cg = C // G
     mean = np.empty((N, C))  # the group's mean and 1 / sqrt(var + eps), per channel
@@ -478,11 +478,9 @@ def _normalize_cl(x, y, G, gamma, beta, eps):
     for r in prange(N * S):
         n, s = r // S, r % S
         row, out, mc, ic = x[n, s], y[n, s], mean[n], inv[n]
-        gp = gamma[s if gamma.shape[0] > 1 else 0]
-        bp = beta[s if beta.shape[0] > 1 else 0]
         for c in range(C):
-            k = ic[c] * gp[c]
-            out[c] = row[c] * k + (bp[c] - mc[c] * k)
+            k = ic[c] * gamma[c]
+            out[c] = row[c] * k + (beta[c] - mc[c] * k)
 
 
 @kernel
@@ -520,10 +518,7 @@ def normalize(x, groups, channels_first, gamma, beta, epsilon):
     y = _alloc.empty(x.shape, x.dtype)
     if y.size:
         g, b = (np.full(C, f) if v is None else np.asarray(v, np.float64) for v, f in ((gamma, 1.0), (beta, 0.0)))
-        if channels_first:
-            _normalize_cf(x, y, int(groups), g, b, float(epsilon))
-        else:
-            _normalize_cl(x, y, int(groups), g.reshape(1, C), b.reshape(1, C), float(epsilon))
+        (_normalize_cf if channels_first else _normalize_cl)(x, y, int(groups), g, b, float(epsilon))
     return y
 
 

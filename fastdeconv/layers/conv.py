@@ -303,8 +303,8 @@ class _SeparableConv(_Conv):
     def weight_specs(self, input_shape):
         middle = self._depthwise.compute_output_shape(input_shape)
         depthwise = self._depthwise.weight_specs(input_shape)[0]
-        return ([("depthwise_kernel",) + depthwise[1:], ("pointwise_kernel",) + self._pointwise.weight_specs(middle)[0][1:]]
-                + self._pointwise.weight_specs(middle)[1:])
+        pointwise, *bias = self._pointwise.weight_specs(middle)
+        return [("depthwise_kernel",) + depthwise[1:], ("pointwise_kernel",) + pointwise[1:]] + bias
 
     def _set(self, weights):
         middle = self._depthwise.build(self.input_shape)

@@ -12,6 +12,14 @@ from ..errors import ShapeError, message
 from ._base import Layer, Node, Tensor, activation_name, apply_epilogue, c_contiguous, kernels, on_device, softmax
 
 
+def _writable(x, inplace):
+    """x itself when the layer may overwrite it (inplace and C-contiguous),
+    else a C-contiguous copy (on the device for a device array)."""
+    if inplace and c_contiguous(x):
+        return x
+    return kernels("cuda").copy(x) if on_device(x) else np.array(x, order="C")
+
+
 class InputLayer(Layer):
     """A model input; `shape` excludes the batch dim, `batch_shape` includes it."""
 
@@ -223,8 +231,7 @@ class Activation(Layer):
     def call(self, x, backend="cpu", inplace=False):
         if self.activation == "linear":
             return x
-        y = x if inplace else (kernels("cuda").copy(x) if on_device(x) else x.copy())
-        return apply_epilogue(y, backend, False, activation=self.activation, alpha=self.alpha)
+        return apply_epilogue(_writable(x, inplace), backend, False, activation=self.activation, alpha=self.alpha)
 
     def get_config(self):
         return {"name": self.name, "activation": self.activation}
@@ -275,13 +282,24 @@ class Rescaling(Layer):
                 raise ValueError(message(f"Rescaling: {arg}={v!r}", "a number (per-channel arrays are not supported)",
                                          None))
         self.scale, self.offset = float(scale), float(offset)
+        self._vectors = {}
+
+    def _scale_shift(self, channels, dtype):
+        """Per-channel scale and offset vectors, made once per channel count
+        and dtype and read-only (on cuda their device copies are kept)."""
+        key = (channels, np.dtype(dtype).str)
+        if key not in self._vectors:
+            vectors = (np.full(channels, self.scale, dtype), np.full(channels, self.offset, dtype))
+            for v in vectors:
+                v.flags.writeable = False
+            self._vectors[key] = vectors
+        return self._vectors[key]
 
     def call(self, x, backend="cpu", inplace=False):
-        y = x if inplace and c_contiguous(x) else (kernels("cuda").copy(x) if on_device(x) else np.array(x))
+        y = _writable(x, inplace)
         c = int(tuple(y.shape)[-1]) if y.ndim > 1 else 1
-        view = y if y.ndim > 1 else y.reshape(-1, 1)
-        dtype = np.dtype(y.dtype)
-        apply_epilogue(view, backend, False, scale=np.full(c, self.scale, dtype), shift=np.full(c, self.offset, dtype))
+        scale, shift = self._scale_shift(c, y.dtype)
+        apply_epilogue(y if y.ndim > 1 else y.reshape(-1, 1), backend, False, scale=scale, shift=shift)
         return y
 
     def get_config(self):
@@ -339,7 +357,7 @@ class Softmax(Layer):
 
     def call(self, x, backend="cpu", inplace=False):
         axis = self.axis % x.ndim
-        y = x if inplace and c_contiguous(x) else (kernels("cuda").copy(x) if on_device(x) else np.array(x))
+        y = _writable(x, inplace)
         if axis == x.ndim - 1:
             return apply_epilogue(y, backend, False, activation="softmax")
         if on_device(y):
@@ -401,10 +419,7 @@ class BatchNormalization(Layer):
             a.flags.writeable = False  # fixed: a device copy of them is kept (backend='cuda')
 
     def call(self, x, backend="cpu", inplace=False):
-        if inplace and c_contiguous(x):
-            y = x
-        else:
-            y = kernels("cuda").copy(x) if on_device(x) else np.array(x, order="C")
+        y = _writable(x, inplace)
         axis = self.axis % y.ndim
         if axis == y.ndim - 1:
             return apply_epilogue(y, backend, False, scale=self._mul, shift=self._add)

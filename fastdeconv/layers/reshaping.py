@@ -41,7 +41,7 @@ def pairs_arg(value, rank, name, layer_cls):
     return pairs
 
 
-def pad_or_crop(x, out_shape, before, backend):
+def pad_or_crop(x, out_shape, before):
     """A new array of out_shape holding x placed at offset `before` per axis
     (negative: cropped), zeros elsewhere; a device array for a device x."""
     if on_device(x):
@@ -92,7 +92,7 @@ class _Reshaping(_Spatial):
         out = self.compute_output_shape((shape[0],) + shape[1:])
         spatial_before = [self.sign * a for a, _ in self.pairs]
         before = [0, 0] + spatial_before if self.channels_first else [0] + spatial_before + [0]
-        return pad_or_crop(x, tuple(out), before, backend)
+        return pad_or_crop(x, tuple(out), before)
 
     def get_config(self):
         cfg = {"name": self.name, self.argument: self.pairs[0] if self.rank == 1 else self.pairs}
