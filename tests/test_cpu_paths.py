@@ -6,7 +6,9 @@ vector for at most one vector of output channels, CL1) with the fused (kw, c) ru
 dw == 1 ungrouped convolutions, or per tap (FUSE_KW off); register-blocked
 kernel with vectors along W (cpu_rb.wv_kernel: channels-first, and
 channels-last with few output channels, WV_NARROW); the depthwise kernel
-(cpu_dw, DEPTHWISE); tiles run on the
+(cpu_dw, DEPTHWISE); output-channel blocks outermost or innermost in the
+tile order, or outermost with panels packed per block (PANELS); filters
+packed by Numba along their rows or by NumPy copies; tiles run on the
 calling thread or split over threads; 64-byte (AVX-512) or 32-byte (AVX2)
 vectors and the tile rows each width gets.
 """
@@ -113,15 +115,72 @@ def test_path_matches_reference(case, dtype, fuse, split, narrow, cl1):
 def test_channel_block_order_gives_identical_bits(case, monkeypatch):
     """Channels-last tiles with the output-channel block innermost or
     outermost in the tile order (FB_INNER; a larger FB_INNER_PANEL makes
-    every multi-block case use it): the same work per output, same bits."""
+    every multi-block case use it), and outermost with each block's panel
+    packed by the thread that runs it (PANELS, transposes; PANELS_MIN_BYTES
+    0 makes every multi-block one use it), on one thread and split: the
+    same work per output, same bits."""
     x, w = _arrays(case, np.float32, np.random.default_rng(5))
+    real = cpu_rb.parallel_tiles
     results = []
-    for inner in (False, True):
+    for inner, panels, split in ((False, False, False), (True, False, False), (False, True, False),
+                                 (False, True, True)):
         monkeypatch.setattr(cpu, "FB_INNER", inner)
         monkeypatch.setattr(cpu, "FB_INNER_PANEL", 1 << 40)
+        monkeypatch.setattr(cpu, "PANELS", panels)
+        monkeypatch.setattr(cpu, "PANELS_MIN_BYTES", 0)
         monkeypatch.setattr(cpu, "CL1", False)  # more channel blocks
+        monkeypatch.setattr(cpu_rb, "parallel_tiles",
+                            (lambda k, a, n, work: real(k, a, n, 10**12)) if split else real)
         results.append(_call(case, x, w, "cpu").tobytes())
-    assert results[0] == results[1]
+    assert all(r == results[0] for r in results[1:])
+
+
+def test_panel_order_is_taken(monkeypatch):
+    """The panel order is what runs for a large writable transposed filter,
+    and not for a read-only one (packed once) or a convolution (each panel
+    would read a few bytes of every filter row)."""
+    seen = []
+    real = cpu_rb.by_panels
+    monkeypatch.setattr(cpu_rb, "by_panels", lambda *a: seen.append(a) or real(*a))
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1, 3, 3, 256)).astype(np.float32)
+    w = rng.standard_normal((3, 3, 256, 256)).astype(np.float32)  # 2.4 MB packed
+    ours = fastdeconv.conv2d_transpose(x, w, None, 1, "SAME")
+    assert len(seen) == 1
+    w.flags.writeable = False
+    assert fastdeconv.conv2d_transpose(x, w, None, 1, "SAME").tobytes() == ours.tobytes()
+    fastdeconv.conv2d(x, w, 1, "SAME")
+    assert len(seen) == 1
+
+
+@pytest.mark.parametrize("trans", [False, True], ids=["conv", "transpose"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("nv", [6, 8, 16])
+def test_filter_packers_agree(trans, dtype, nv, monkeypatch):
+    """Packing in Numba along the source rows (large filters of one group,
+    in their given layout; PACK_PARALLEL 0 makes every such call use it)
+    and by NumPy copies per block: the same array, zero-padded past the
+    last channel; views that are not the filters as given (grouped,
+    sliced) take the NumPy copies."""
+    rng = np.random.default_rng(3)
+    w = rng.standard_normal((2, 3, 2, 7, 21)).astype(dtype)  # (KD, KH, KW, C, F) or (..., F, C)
+    wg = (w.transpose(0, 1, 2, 4, 3) if trans else w)[None]
+    assert cpu_rb.source_filters(wg) is not None
+    packed = []
+    for threshold in (0, 1 << 40):
+        monkeypatch.setattr(cpu_rb, "PACK_PARALLEL", threshold)
+        packed.append(cpu_rb._pack_blocks(wg, dtype, nv))
+    (a, nfb_a), (b, nfb_b) = packed
+    C, F = wg.shape[-2:]
+    assert nfb_a == nfb_b == -(-F // nv)
+    assert a.tobytes() == b.tobytes()
+    blocks = a.reshape(nfb_a, 2, 3, 2, C, nv)
+    for fb in range(nfb_a):
+        nf = min(nv, F - fb * nv)
+        assert np.array_equal(blocks[fb, ..., :nf], wg[0, ..., fb * nv:fb * nv + nf])
+        assert not blocks[fb, ..., nf:].any()
+    assert cpu_rb.source_filters(wg[..., 1:]) is None
+    assert cpu_rb.source_filters(np.concatenate([wg, wg])) is None
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}-{c[5]}")

@@ -92,6 +92,14 @@ FB_INNER = True
 FB_INNER_PANEL = 64 * 1024
 FB_INNER_TOTAL = 256 * 1024
 
+# Channels-last, one group, channel blocks outermost, writable filters
+# (packed on every call) of at least PANELS_MIN_BYTES packed: each thread
+# packs the panel of the block it is about to run (cpu_rb.by_panels)
+# instead of the whole filter up front; False: always up front (tests
+# compare the two).
+PANELS = True
+PANELS_MIN_BYTES = 1 << 20
+
 
 # ------------------------------------------------------------------ wrappers
 
@@ -192,7 +200,9 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
     nvec = 1 if CL1 and Fg * x.dtype.itemsize <= cpu_simd.VBYTES else 2
     tile = cpu_rb.cl_tile(nvec)
     RT = cpu_rb.rows_per_tile(B * _ceil(OW, P), tile.rows)
-    wp, NFB = _memo(wg, ("cl", x.dtype.str, repr(tile)), lambda: cpu_rb.pack_filters(wg, x.dtype, tile))
+    NV = tile.nvec * tile.lanes(x.dtype.itemsize)
+    NFB = _ceil(Fg, NV)
+    panel_bytes = KD * KH * KW * Cg * NV * x.dtype.itemsize
     zrow = np.zeros(Cg * KW + 1, dtype=x.dtype)
     fuse = int(FUSE_KW and not trans and dw == 1 and G == 1)
     # Channel blocks innermost when one block's weight panel is small (it
@@ -200,10 +210,20 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
     # a row then write its channels together, instead of one pass over the
     # whole output per channel block (each pass writing part of every cache
     # line: the U-Net k3 s2 transpose on AVX2, 2 blocks of 110 KB, 9 % faster).
-    fb_inner = int(FB_INNER and NFB > 1 and (wp.nbytes // (G * NFB) <= FB_INNER_PANEL
-                                              or wp.nbytes // G <= FB_INNER_TOTAL))
+    if FB_INNER and NFB > 1 and (panel_bytes <= FB_INNER_PANEL or NFB * panel_bytes <= FB_INNER_TOTAL):
+        fb_order = cpu_rb.FB_INNERMOST
+    elif (PANELS and trans and NFB > 1 and NFB * panel_bytes >= PANELS_MIN_BYTES
+          and _alloc.root(wg).flags.writeable and wg.dtype == x.dtype
+          and cpu_rb.source_filters(wg) is not None):
+        fb_order = cpu_rb.FB_PANEL
+    else:
+        fb_order = cpu_rb.FB_OUTER
+    if fb_order == cpu_rb.FB_PANEL:
+        wp = np.empty(0, dtype=x.dtype)  # each thread packs the panels of its tiles
+    else:
+        wp, _ = _memo(wg, ("cl", x.dtype.str, repr(tile)), lambda: cpu_rb.pack_filters(wg, x.dtype, tile))
     geo = (B, D, H, W, Cg, OD, OH, OW, Fg, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw,
-           G, int(trans), RT, NFB, fuse, fb_inner, cpu_rb.sum_group(KW, Cg), ops)
+           G, int(trans), RT, NFB, fuse, fb_order, cpu_rb.sum_group(KW, Cg), ops)
     geo = tuple(int(v) for v in geo)
     work = _work(B * OD * OH * OW, G * NFB * tile.nvec * tile.lanes(x.dtype.itemsize), KD * KH * KW * Cg,
                  strides, trans)
@@ -215,9 +235,12 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
         ep_code = 2 if activation == "relu" else 1
         epilogue = None
     taps = cpu_rb.tap_tables(OD, OH, P, KD, KH, KW, D, H, sd, sh, sw, dd, dh, dw, pd, ph, pw, bool(trans))
-    cpu_rb.parallel_tiles(cpu_rb.cl_kernel,
-                          (x.reshape(-1), wp, flat, zrow, taps, geo, tile, epi, ep_code),
-                          cpu_rb.n_tiles(geo), work)
+    args = (x.reshape(-1), wp, flat, zrow, taps, geo, tile, epi, ep_code)
+    ntiles = cpu_rb.n_tiles(geo)
+    if fb_order == cpu_rb.FB_PANEL:
+        cpu_rb.parallel_tiles(cpu_rb.by_panels(cpu_rb.cl_kernel, args, cpu_rb.source_filters(wg)[0], True, NV, ntiles // NFB), (), ntiles, work)
+    else:
+        cpu_rb.parallel_tiles(cpu_rb.cl_kernel, args, ntiles, work)
     if dest is not None:
         return out
     return _finish(flat.reshape((B, OD, OH, OW, G * Fg)), False, epilogue)

@@ -141,7 +141,7 @@ def serial_kernel(fn):
 
 def n_tiles(geo):
     (B, D, H, W, Cg, OD, OH, OW, Fg, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw,
-     G, trans, RT, NFB, fuse, fb_inner, gs, ops) = geo
+     G, trans, RT, NFB, fuse, fb_order, gs, ops) = geo
     P = sw if trans else 1
     return OD * OH * P * (-(-(B * (-(-OW // P))) // RT)) * G * NFB
 
@@ -204,6 +204,11 @@ def parallel_tiles(kernel, args, ntiles, work):
 # so one source serves every tile shape and each compiles quickly.
 
 RB_MAX = Tile.MAX_ROWS  # tile_rows' cap
+
+# cl_kernel's tile order (geo's fb_order): output-channel blocks outermost
+# with every block's panel in wp, innermost, or outermost with wp holding
+# only the panel of the tiles' block (`by_panels`)
+FB_OUTER, FB_INNERMOST, FB_PANEL = 0, 1, 2
 ROW_SCRATCH_BYTES = 5 * RB_MAX * 8
 
 
@@ -217,7 +222,8 @@ def cl_tile(nvec):
 def cl_kernel(x, wp, out, zrow, taptab, geo, tile, epi, ep_code, t_begin, t_end):
     """Tiles [t_begin, t_end). x: (B, D, H, W, G*Cg) flat; wp: (G, NFB, taps,
     Cg, NW*V) flat (output channels padded with zeros to NFB blocks of
-    NW*V); out: flat, output pixel (b, od, oh, ow) at element pixel * ops
+    NW*V), or with fb_order FB_PANEL only the panel (taps, Cg, NW*V) of the
+    block of every tile in [t_begin, t_end) (see `by_panels`); out: flat, output pixel (b, od, oh, ow) at element pixel * ops
     (ops >= G*Fg: the channels may be a slice of a wider array, e.g. one
     input of a concatenation); zrow: >= Cg*KW zeros; taptab: tap_tables(...);
     tile: a cpu_simd.Tile, RB rows x NW vectors (a compile-time shape).
@@ -225,7 +231,7 @@ def cl_kernel(x, wp, out, zrow, taptab, geo, tile, epi, ep_code, t_begin, t_end)
     rows of per-output-channel parameters (bias, scale, shift), each
     G*Fg + NW*V long, and every stored value is ((v + bias) * scale + shift)."""
     (B, D, H, W, Cg, OD, OH, OW, Fg, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw,
-     G, trans, RT, NFB, fuse, fb_inner, gs, ops) = geo
+     G, trans, RT, NFB, fuse, fb_order, gs, ops) = geo
     isz = itemsize(out)  # a constant: LLVM folds the steps into displacements
     RB, NW, V = tile_dims(tile, out)
     PART = tile_part_rows(tile)
@@ -248,11 +254,11 @@ def cl_kernel(x, wp, out, zrow, taptab, geo, tile, epi, ep_code, t_begin, t_end)
     tw = th + OH * KH
     inner = OD * OH * P * nrc * G
     for ti in range(t_begin, t_end):
-        # output-channel block outermost: consecutive tiles (one thread's
-        # range) share one weight panel; or innermost (fb_inner, small
-        # panels): consecutive tiles write all channels of the same rows,
-        # so the output is written densely, once
-        if fb_inner:
+        # output-channel block outermost (FB_OUTER, FB_PANEL): consecutive
+        # tiles (one thread's range) share one weight panel; or innermost
+        # (FB_INNERMOST, small panels): consecutive tiles write all channels of
+        # the same rows, so the output is written densely, once
+        if fb_order == FB_INNERMOST:
             fb = ti % NFB
             r = ti // NFB
         else:
@@ -271,7 +277,9 @@ def cl_kernel(x, wp, out, zrow, taptab, geo, tile, epi, ep_code, t_begin, t_end)
         r1 = B * nJ if B * nJ < r0 + RT else r0 + RT
         f0 = fb * NV
         nf = NV if NV < Fg - f0 else Fg - f0
-        wfb = addr(wp) + (g * NFB + fb) * taps * Cg * NV * isz
+        wfb = addr(wp)
+        if fb_order != FB_PANEL:
+            wfb += (g * NFB + fb) * taps * Cg * NV * isz
         ob = g * Fg + f0
         rb = r0
         while rb < r1:
@@ -379,6 +387,61 @@ def rows_per_tile(nrows, rb):
     return max(rb, -(-per // rb) * rb)
 
 
+def source_filters(wg):
+    """(w5, trans) when wg (1, KD, KH, KW, Cg, Fg) is a view of contiguous
+    filters as given: w5 (KD, KH, KW, Cg, F) for a convolution, (KD, KH,
+    KW, F, Cg) for a transpose (trans); else None."""
+    if wg.shape[0] != 1:
+        return None
+    if wg[0].flags.c_contiguous:
+        return wg[0], False
+    w5 = wg[0].transpose(0, 1, 2, 4, 3)
+    if w5.flags.c_contiguous:
+        return w5, True
+    return None
+
+
+def pack_blocks(w3, trans, fb0, tap0, tap1, wp):
+    """Output-channel blocks fb0, fb0 + 1, ... of taps [tap0, tap1) of
+    the filters into wp (blocks, taps, Cg, NV); lanes past the last channel
+    are not written (the caller zeroes them). w3: the filters as given (see
+    source_filters), (taps, Cg, F) for a convolution, (taps, F, Cg) for a
+    transpose (trans). Loops along the source's contiguous axis: NumPy's
+    strided copies run 16-element inner loops here (~2 ns per element)."""
+    (_pack_rows_t if trans else _pack_rows_f)(w3, fb0, tap0, tap1, wp)
+
+
+# One function per source layout, on 2-D views per tap: the first large
+# call compiles one of them (~0.15 s; 5-D views with both layouts and the
+# padding took ~0.5 s, flat indices packed at half the speed).
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _pack_rows_t(w3, fb0, tap0, tap1, wp):
+    NB, _, Cg, NV = wp.shape
+    F = w3.shape[1]
+    for t in range(tap0, tap1):
+        s = w3[t]
+        for b in range(NB):
+            f0 = (fb0 + b) * NV
+            p = wp[b, t]
+            for f in range(min(NV, F - f0)):
+                for c in range(Cg):
+                    p[c, f] = s[f0 + f, c]
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _pack_rows_f(w3, fb0, tap0, tap1, wp):
+    NB, _, Cg, NV = wp.shape
+    F = w3.shape[2]
+    for t in range(tap0, tap1):
+        s = w3[t]
+        for c in range(Cg):
+            for b in range(NB):
+                f0 = (fb0 + b) * NV
+                p = wp[b, t]
+                for f in range(min(NV, F - f0)):
+                    p[c, f] = s[c, f0 + f]
+
+
 def _pack_blocks(wg, dtype, NV):
     """wg: (G, KD, KH, KW, Cg, Fg) -> (G, NFB, taps, Cg, NV) flat: output
     channels in blocks of NV, zero-padded; and NFB. One copy per block with
@@ -396,6 +459,23 @@ def _pack_blocks(wg, dtype, NV):
         if nf < NV:
             wp[:, fb, kd, ..., nf:] = 0
 
+    src = source_filters(wg)
+    if src is not None and src[0].dtype == wp.dtype and wp.size >= PACK_PARALLEL:
+        # large filters in their given layout: a Numba loop along the
+        # source rows, the threads on disjoint ranges of taps
+        w5, trans = src
+        if Fg % NV:
+            wp[:, -1] = 0
+        taps = KD * KH * KW
+        w3 = w5.reshape(taps, *w5.shape[3:])
+        wp4 = wp.reshape(NFB, taps, Cg, NV)
+        nt = min(numba.get_num_threads(), taps)
+        bounds = [taps * i // nt for i in range(nt + 1)]
+        futures = [_pool().submit(pack_blocks, w3, trans, 0, bounds[i], bounds[i + 1], wp4) for i in range(1, nt)]
+        pack_blocks(w3, trans, 0, bounds[0], bounds[1], wp4)
+        for f in futures:
+            f.result()
+        return wp.reshape(-1), NFB
     jobs = [(fb, kd) for fb in range(NFB) for kd in range(KD)]
     nt = min(numba.get_num_threads(), len(jobs))
     if nt <= 1 or wp.size < PACK_PARALLEL:
@@ -418,6 +498,35 @@ def _pack_blocks(wg, dtype, NV):
         for f in futures:
             f.result()
     return wp.reshape(-1), NFB
+
+
+def by_panels(kernel, args, w5, trans, NV, inner):
+    """A tile-range function for parallel_tiles running kernel (cl_kernel,
+    fb_order FB_PANEL) on args, with args[1] (the packed filters) replaced
+    by one output-channel block's panel, packed (pack_blocks) by the thread
+    that runs the block's tiles just before it runs them (tiles [fb * inner,
+    (fb + 1) * inner) are block fb; one group). For large writable filters,
+    packed on every call: packed whole up front they are written to memory
+    and read back, a panel stays in the core's cache between its packing
+    and its use."""
+    taps = w5.shape[0] * w5.shape[1] * w5.shape[2]
+    w3 = w5.reshape(taps, *w5.shape[3:])
+    Cg, F = (w3.shape[2], w3.shape[1]) if trans else w3.shape[1:]
+    x = args[0]
+
+    def run(t_begin, t_end):
+        panel = np.empty((1, taps, Cg, NV), dtype=x.dtype)
+        t = t_begin
+        while t < t_end:
+            fb = t // inner
+            t_next = min(t_end, (fb + 1) * inner)
+            if (fb + 1) * NV > F:
+                panel[:] = 0  # the last block's padding
+            pack_blocks(w3, trans, fb, 0, taps, panel)
+            kernel(x, panel.reshape(-1), *args[2:], t, t_next)
+            t = t_next
+
+    return run
 
 
 def pack_filters(wg, dtype, tile):
