@@ -36,10 +36,17 @@ def empty(shape, dtype):
         return pool.take(shape, dtype)
     dtype = np.dtype(dtype)
     shape = (int(shape),) if np.ndim(shape) == 0 else tuple(int(n) for n in shape)
+    return recycled(shape, dtype)
+
+
+def recycled(shape, dtype):
+    """np.empty(shape, dtype) from memory of dropped results when large
+    (never from a Model's pool): for work arrays dropped after a call."""
+    dtype = np.dtype(dtype)
     nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     if nbytes < RECYCLE_MIN or _recycler.cap <= 0:
         return np.empty(shape, dtype)
-    return np.asarray(_Block(_recycler.take(nbytes), shape, dtype))
+    return np.asarray(_Block(_recycler.take(nbytes), tuple(int(n) for n in shape), dtype))
 
 
 class _Block:

@@ -149,7 +149,9 @@ def test_panel_order_is_taken(monkeypatch):
     assert len(seen) == 1
     w.flags.writeable = False
     assert fastdeconv.conv2d_transpose(x, w, None, 1, "SAME").tobytes() == ours.tobytes()
-    fastdeconv.conv2d(x, w, 1, "SAME")
+    packed_once = fastdeconv.conv2d(x, w, 1, "SAME")
+    # a writable copy: packed whole on every call, into recycled memory
+    assert fastdeconv.conv2d(x, w.copy(), 1, "SAME").tobytes() == packed_once.tobytes()
     assert len(seen) == 1
 
 
@@ -157,28 +159,33 @@ def test_panel_order_is_taken(monkeypatch):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("nv", [6, 8, 16])
 def test_filter_packers_agree(trans, dtype, nv, monkeypatch):
-    """Packing in Numba along the source rows (large filters of one group,
-    in their given layout; PACK_PARALLEL 0 makes every such call use it)
-    and by NumPy copies per block: the same array, zero-padded past the
-    last channel; views that are not the filters as given (grouped,
-    sliced) take the NumPy copies."""
+    """Filters packed by one NumPy copy or split over threads by input
+    channel (PACK_PARALLEL 0 makes every call split), into fresh or
+    recycled memory, and a block's panel alone: the same values,
+    zero-padded past the last channel. Views that are not the filters as
+    given (grouped, sliced) have no panels."""
     rng = np.random.default_rng(3)
     w = rng.standard_normal((2, 3, 2, 7, 21)).astype(dtype)  # (KD, KH, KW, C, F) or (..., F, C)
     wg = (w.transpose(0, 1, 2, 4, 3) if trans else w)[None]
     assert cpu_rb.source_filters(wg) is not None
     packed = []
-    for threshold in (0, 1 << 40):
+    for threshold, temporary in ((0, False), (1 << 40, False), (0, True)):
         monkeypatch.setattr(cpu_rb, "PACK_PARALLEL", threshold)
-        packed.append(cpu_rb._pack_blocks(wg, dtype, nv))
-    (a, nfb_a), (b, nfb_b) = packed
+        packed.append(cpu_rb._pack_blocks(wg, dtype, nv, temporary))
+    (a, nfb), *others = packed
+    assert all(b.tobytes() == a.tobytes() and n == nfb for b, n in others)
     C, F = wg.shape[-2:]
-    assert nfb_a == nfb_b == -(-F // nv)
-    assert a.tobytes() == b.tobytes()
-    blocks = a.reshape(nfb_a, 2, 3, 2, C, nv)
-    for fb in range(nfb_a):
+    assert nfb == -(-F // nv)
+    blocks = a.reshape(nfb, 2 * 3 * 2, C, nv)
+    w3, tr = cpu_rb.source_filters(wg)
+    assert tr == trans
+    panel = np.full((2 * 3 * 2, C, nv), np.nan, dtype=dtype)
+    for fb in range(nfb):
         nf = min(nv, F - fb * nv)
-        assert np.array_equal(blocks[fb, ..., :nf], wg[0, ..., fb * nv:fb * nv + nf])
+        assert np.array_equal(blocks[fb, ..., :nf], wg[0, ..., fb * nv:fb * nv + nf].reshape(-1, C, nf))
         assert not blocks[fb, ..., nf:].any()
+        cpu_rb.pack_panel(w3, tr, fb, panel)
+        assert panel.tobytes() == blocks[fb].tobytes()
     assert cpu_rb.source_filters(wg[..., 1:]) is None
     assert cpu_rb.source_filters(np.concatenate([wg, wg])) is None
 

@@ -179,7 +179,9 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
         # Vectors along W (cpu_rb.wv_kernel): channels-first data, or
         # channels-last data with few output channels (gathered loads).
         tile = cpu_rb.wv_tile(Fg)
-        wp, NFB = _memo(wg, ("wv", x.dtype.str, repr(tile)), lambda: cpu_rb.pack_filters_wv(wg, x.dtype, tile))
+        temporary = _alloc.root(wg).flags.writeable  # packed on every call, dropped after it
+        wp, NFB = _memo(wg, ("wv", x.dtype.str, repr(tile)),
+                        lambda: cpu_rb.pack_filters_wv(wg, x.dtype, tile, temporary))
         if channels_first:
             xs = (Cx * D * H * W, D * H * W, H * W, W, 1)
             os_ = (F * OD * OH * OW, OD * OH * OW, OH * OW, OW, 1)
@@ -213,15 +215,16 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
     if FB_INNER and NFB > 1 and (panel_bytes <= FB_INNER_PANEL or NFB * panel_bytes <= FB_INNER_TOTAL):
         fb_order = cpu_rb.FB_INNERMOST
     elif (PANELS and trans and NFB > 1 and NFB * panel_bytes >= PANELS_MIN_BYTES
-          and _alloc.root(wg).flags.writeable and wg.dtype == x.dtype
-          and cpu_rb.source_filters(wg) is not None):
+          and _alloc.root(wg).flags.writeable and cpu_rb.source_filters(wg) is not None):
         fb_order = cpu_rb.FB_PANEL
     else:
         fb_order = cpu_rb.FB_OUTER
     if fb_order == cpu_rb.FB_PANEL:
         wp = np.empty(0, dtype=x.dtype)  # each thread packs the panels of its tiles
     else:
-        wp, _ = _memo(wg, ("cl", x.dtype.str, repr(tile)), lambda: cpu_rb.pack_filters(wg, x.dtype, tile))
+        temporary = _alloc.root(wg).flags.writeable  # packed on every call, dropped after it
+        wp, _ = _memo(wg, ("cl", x.dtype.str, repr(tile)),
+                      lambda: cpu_rb.pack_filters(wg, x.dtype, tile, temporary))
     geo = (B, D, H, W, Cg, OD, OH, OW, Fg, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw,
            G, int(trans), RT, NFB, fuse, fb_order, cpu_rb.sum_group(KW, Cg), ops)
     geo = tuple(int(v) for v in geo)
@@ -238,7 +241,8 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
     args = (x.reshape(-1), wp, flat, zrow, taps, geo, tile, epi, ep_code)
     ntiles = cpu_rb.n_tiles(geo)
     if fb_order == cpu_rb.FB_PANEL:
-        cpu_rb.parallel_tiles(cpu_rb.by_panels(cpu_rb.cl_kernel, args, cpu_rb.source_filters(wg)[0], True, NV, ntiles // NFB), (), ntiles, work)
+        run = cpu_rb.by_panels(cpu_rb.cl_kernel, args, *cpu_rb.source_filters(wg), NV, ntiles // NFB)
+        cpu_rb.parallel_tiles(run, (), ntiles, work)
     else:
         cpu_rb.parallel_tiles(cpu_rb.cl_kernel, args, ntiles, work)
     if dest is not None:

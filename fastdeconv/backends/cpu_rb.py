@@ -44,6 +44,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numba
 import numpy as np
 
+from .. import _alloc
 from .._jit import FASTMATH, helper
 from .cpu_simd import (Tile, addr, itemsize, scratch, tile_dims, tile_part_rows, tile_rows, vrun, vrun_cols,
                        vrun_cols_gather, vtadd, vtaffine, vtstore, vtstore_zip2, vtzero)
@@ -223,9 +224,10 @@ def cl_kernel(x, wp, out, zrow, taptab, geo, tile, epi, ep_code, t_begin, t_end)
     """Tiles [t_begin, t_end). x: (B, D, H, W, G*Cg) flat; wp: (G, NFB, taps,
     Cg, NW*V) flat (output channels padded with zeros to NFB blocks of
     NW*V), or with fb_order FB_PANEL only the panel (taps, Cg, NW*V) of the
-    block of every tile in [t_begin, t_end) (see `by_panels`); out: flat, output pixel (b, od, oh, ow) at element pixel * ops
-    (ops >= G*Fg: the channels may be a slice of a wider array, e.g. one
-    input of a concatenation); zrow: >= Cg*KW zeros; taptab: tap_tables(...);
+    block of every tile in [t_begin, t_end) (see `by_panels`); out: flat,
+    output pixel (b, od, oh, ow) at element pixel * ops (ops >= G*Fg: the
+    channels may be a slice of a wider array, e.g. one input of a
+    concatenation); zrow: >= Cg*KW zeros; taptab: tap_tables(...);
     tile: a cpu_simd.Tile, RB rows x NW vectors (a compile-time shape).
     Epilogue (ep_code 1: affine, 2: affine + ReLU, 0: none): epi holds three
     rows of per-output-channel parameters (bias, scale, shift), each
@@ -388,152 +390,128 @@ def rows_per_tile(nrows, rb):
 
 
 def source_filters(wg):
-    """(w5, trans) when wg (1, KD, KH, KW, Cg, Fg) is a view of contiguous
-    filters as given: w5 (KD, KH, KW, Cg, F) for a convolution, (KD, KH,
-    KW, F, Cg) for a transpose (trans); else None."""
+    """(w3, trans) when wg (1, KD, KH, KW, Cg, Fg) is a view of contiguous
+    filters as given: w3 (taps, Cg, F) for a convolution, (taps, F, Cg) for
+    a transpose (trans); else None."""
     if wg.shape[0] != 1:
         return None
+    _, KD, KH, KW, Cg, F = wg.shape
     if wg[0].flags.c_contiguous:
-        return wg[0], False
+        return wg[0].reshape(KD * KH * KW, Cg, F), False
     w5 = wg[0].transpose(0, 1, 2, 4, 3)
     if w5.flags.c_contiguous:
-        return w5, True
+        return w5.reshape(KD * KH * KW, F, Cg), True
     return None
 
 
-def pack_blocks(w3, trans, fb0, tap0, tap1, wp):
-    """Output-channel blocks fb0, fb0 + 1, ... of taps [tap0, tap1) of
-    the filters into wp (blocks, taps, Cg, NV); lanes past the last channel
-    are not written (the caller zeroes them). w3: the filters as given (see
-    source_filters), (taps, Cg, F) for a convolution, (taps, F, Cg) for a
-    transpose (trans). Loops along the source's contiguous axis: NumPy's
-    strided copies run 16-element inner loops here (~2 ns per element)."""
-    (_pack_rows_t if trans else _pack_rows_f)(w3, fb0, tap0, tap1, wp)
+def pack_panel(w3, trans, fb, panel):
+    """Output channels [fb * NV, (fb + 1) * NV) of the filters (w3, trans:
+    see source_filters) into panel (taps, Cg, NV), zeros past the last one.
+    One NumPy copy, taps merged into one axis (as 5-D views: ~2x slower)."""
+    NV = panel.shape[2]
+    F = w3.shape[1] if trans else w3.shape[2]
+    f0 = fb * NV
+    nf = min(NV, F - f0)
+    src = w3[:, f0:f0 + nf, :].transpose(0, 2, 1) if trans else w3[:, :, f0:f0 + nf]
+    panel[..., :nf] = src
+    if nf < NV:
+        panel[..., nf:] = 0
 
 
-# One function per source layout, on 2-D views per tap: the first large
-# call compiles one of them (~0.15 s; 5-D views with both layouts and the
-# padding took ~0.5 s, flat indices packed at half the speed).
-@numba.njit(cache=True, nogil=True, error_model="numpy")
-def _pack_rows_t(w3, fb0, tap0, tap1, wp):
-    NB, _, Cg, NV = wp.shape
-    F = w3.shape[1]
-    for t in range(tap0, tap1):
-        s = w3[t]
-        for b in range(NB):
-            f0 = (fb0 + b) * NV
-            p = wp[b, t]
-            for f in range(min(NV, F - f0)):
-                for c in range(Cg):
-                    p[c, f] = s[f0 + f, c]
-
-
-@numba.njit(cache=True, nogil=True, error_model="numpy")
-def _pack_rows_f(w3, fb0, tap0, tap1, wp):
-    NB, _, Cg, NV = wp.shape
-    F = w3.shape[2]
-    for t in range(tap0, tap1):
-        s = w3[t]
-        for c in range(Cg):
-            for b in range(NB):
-                f0 = (fb0 + b) * NV
-                p = wp[b, t]
-                for f in range(min(NV, F - f0)):
-                    p[c, f] = s[c, f0 + f]
-
-
-def _pack_blocks(wg, dtype, NV):
-    """wg: (G, KD, KH, KW, Cg, Fg) -> (G, NFB, taps, Cg, NV) flat: output
-    channels in blocks of NV, zero-padded; and NFB. One copy per block with
-    runs of NV contiguous elements on the destination side (and on the
-    source side for forward filters): packing 512x512x27 float32 filters
-    took ~55 ms with the earlier transpose-then-transpose copies."""
-    G, KD, KH, KW, Cg, Fg = wg.shape
-    NFB = max(1, -(-Fg // NV))
-    wp = np.empty((G, NFB, KD, KH, KW, Cg, NV), dtype=dtype)
-
-    def copy(fb, kd):
-        f0 = fb * NV
-        nf = min(NV, Fg - f0)
-        wp[:, fb, kd, ..., :nf] = wg[:, kd, ..., f0:f0 + nf]
-        if nf < NV:
-            wp[:, fb, kd, ..., nf:] = 0
-
-    src = source_filters(wg)
-    if src is not None and src[0].dtype == wp.dtype and wp.size >= PACK_PARALLEL:
-        # large filters in their given layout: a Numba loop along the
-        # source rows, the threads on disjoint ranges of taps
-        w5, trans = src
-        if Fg % NV:
-            wp[:, -1] = 0
-        taps = KD * KH * KW
-        w3 = w5.reshape(taps, *w5.shape[3:])
-        wp4 = wp.reshape(NFB, taps, Cg, NV)
-        nt = min(numba.get_num_threads(), taps)
-        bounds = [taps * i // nt for i in range(nt + 1)]
-        futures = [_pool().submit(pack_blocks, w3, trans, 0, bounds[i], bounds[i + 1], wp4) for i in range(1, nt)]
-        pack_blocks(w3, trans, 0, bounds[0], bounds[1], wp4)
-        for f in futures:
-            f.result()
-        return wp.reshape(-1), NFB
-    jobs = [(fb, kd) for fb in range(NFB) for kd in range(KD)]
-    nt = min(numba.get_num_threads(), len(jobs))
-    if nt <= 1 or wp.size < PACK_PARALLEL:
-        # small filters: one strided copy for the whole blocks (each NumPy
-        # call costs ~8 us), one for the partial block
-        full = Fg // NV
-        if full:
-            src = wg[..., :full * NV].reshape(G, KD, KH, KW, Cg, full, NV)
-            wp[:, :full] = src.transpose(0, 5, 1, 2, 3, 4, 6)
-        if full < NFB:
-            wp[:, full] = 0
-            wp[:, full, ..., :Fg - full * NV] = wg[..., full * NV:]
-    else:
-        # NumPy releases the GIL while copying: the pool's threads run the
-        # copies of disjoint blocks side by side (page faults included)
-        pool = _pool()
-        futures = [pool.submit(lambda js=jobs[i::nt]: [copy(*j) for j in js]) for i in range(1, nt)]
-        for j in jobs[0::nt]:
-            copy(*j)
-        for f in futures:
-            f.result()
-    return wp.reshape(-1), NFB
-
-
-def by_panels(kernel, args, w5, trans, NV, inner):
+def by_panels(kernel, args, w3, trans, NV, inner):
     """A tile-range function for parallel_tiles running kernel (cl_kernel,
     fb_order FB_PANEL) on args, with args[1] (the packed filters) replaced
-    by one output-channel block's panel, packed (pack_blocks) by the thread
+    by one output-channel block's panel, packed (pack_panel) by the thread
     that runs the block's tiles just before it runs them (tiles [fb * inner,
-    (fb + 1) * inner) are block fb; one group). For large writable filters,
-    packed on every call: packed whole up front they are written to memory
-    and read back, a panel stays in the core's cache between its packing
-    and its use."""
-    taps = w5.shape[0] * w5.shape[1] * w5.shape[2]
-    w3 = w5.reshape(taps, *w5.shape[3:])
-    Cg, F = (w3.shape[2], w3.shape[1]) if trans else w3.shape[1:]
+    (fb + 1) * inner) are block fb; one group). For large writable
+    transposed filters, packed on every call: packed whole up front they
+    are written to memory and read back, a panel stays in the core's cache
+    between its packing and its use. (Not for convolutions: a block's
+    panel is a few bytes of every filter row there.)"""
+    taps = w3.shape[0]
+    Cg = w3.shape[2] if trans else w3.shape[1]
     x = args[0]
 
     def run(t_begin, t_end):
-        panel = np.empty((1, taps, Cg, NV), dtype=x.dtype)
+        panel = np.empty((taps, Cg, NV), dtype=x.dtype)
         t = t_begin
         while t < t_end:
             fb = t // inner
             t_next = min(t_end, (fb + 1) * inner)
-            if (fb + 1) * NV > F:
-                panel[:] = 0  # the last block's padding
-            pack_blocks(w3, trans, fb, 0, taps, panel)
+            pack_panel(w3, trans, fb, panel)
             kernel(x, panel.reshape(-1), *args[2:], t, t_next)
             t = t_next
 
     return run
 
 
-def pack_filters(wg, dtype, tile):
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _pack_rows(w3, c0, c1, wp):
+    """Convolution filters w3 (taps, Cg, F) as given, input channels [c0,
+    c1), into wp (NFB, taps, Cg, NV), whole blocks only: along the source
+    rows, each row's F channels to their NFB blocks. NumPy's copy runs
+    along wp, reading 64 bytes of every 2 KB filter row per block (32 passes
+    over 28 MB: 9 ms, this loop ~4 ms). Compiled on the first large
+    writable convolution filter (~0.25 s)."""
+    NFB, taps, _, NV = wp.shape
+    for t in range(taps):
+        for c in range(c0, c1):
+            s = w3[t, c]
+            for b in range(NFB):
+                p = wp[b, t, c]
+                for f in range(NV):
+                    p[f] = s[b * NV + f]
+
+
+def _pack_blocks(wg, dtype, NV, temporary=False):
+    """wg: (G, KD, KH, KW, Cg, Fg) -> (G, NFB, taps, Cg, NV) flat: output
+    channels in blocks of NV, zero-padded; and NFB. One strided NumPy copy
+    for the whole blocks, or for large convolution filters as given a Numba
+    loop along their rows (_pack_rows), split over the threads by input
+    channels for large filters (NumPy releases the GIL while copying).
+    temporary: the packed array is dropped after the call (writable
+    filters); it is taken from recycled memory (_alloc): fresh pages cost
+    ~2 ms per 28 MB."""
+    G, KD, KH, KW, Cg, Fg = wg.shape
+    NFB = max(1, -(-Fg // NV))
+    shape = (G, NFB, KD, KH, KW, Cg, NV)
+    wp = _alloc.recycled(shape, dtype) if temporary else np.empty(shape, dtype=dtype)
+    full = Fg // NV
+    src = wg[..., :full * NV].reshape(G, KD, KH, KW, Cg, full, NV).transpose(0, 5, 1, 2, 3, 4, 6)
+    if full < NFB:
+        wp[:, full] = 0
+        wp[:, full, ..., :Fg - full * NV] = wg[..., full * NV:]
+
+    given = source_filters(wg)
+    if given is not None and not given[1] and wp.size >= PACK_PARALLEL and given[0].dtype == wp.dtype:
+        w3 = given[0]
+        wp4 = wp.reshape(NFB, -1, Cg, NV)[:full]
+
+        def copy(c0, c1):
+            _pack_rows(w3, c0, c1, wp4)
+    else:
+        def copy(c0, c1):
+            wp[:, :full, ..., c0:c1, :] = src[..., c0:c1, :]
+
+    nt = min(numba.get_num_threads(), Cg)
+    if not full:
+        pass
+    elif nt <= 1 or wp.size < PACK_PARALLEL:
+        copy(0, Cg)
+    else:
+        bounds = [Cg * i // nt for i in range(nt + 1)]
+        futures = [_pool().submit(copy, bounds[i], bounds[i + 1]) for i in range(1, nt)]
+        copy(bounds[0], bounds[1])
+        for f in futures:
+            f.result()
+    return wp.reshape(-1), NFB
+
+
+def pack_filters(wg, dtype, tile, temporary=False):
     """wg: (G, KD, KH, KW, Cg, Fg) filters (reduction channel first) ->
     (G, NFB, taps, Cg, nvec*V) flat for cl_kernel's tile, output channels
-    zero-padded; and NFB."""
-    return _pack_blocks(wg, dtype, tile.nvec * tile.lanes(np.dtype(dtype).itemsize))
+    zero-padded; and NFB. temporary: see _pack_blocks."""
+    return _pack_blocks(wg, dtype, tile.nvec * tile.lanes(np.dtype(dtype).itemsize), temporary)
 
 
 # ------------------------------------------------- vectors-along-W kernel
@@ -678,10 +656,11 @@ def wv_kernel(x, wp, out, geo, tile, t_begin, t_end):
                         out[o + l * P * osw] = buf[i * NJ + l]
 
 
-def pack_filters_wv(wg, dtype, tile):
+def pack_filters_wv(wg, dtype, tile, temporary=False):
     """wg: (G, KD, KH, KW, Cg, Fg) -> (G, NFB, taps, Cg, FR) flat, output
-    channels zero-padded to NFB blocks of FR = tile.rows; and NFB."""
-    return _pack_blocks(wg, dtype, tile.rows)
+    channels zero-padded to NFB blocks of FR = tile.rows; and NFB.
+    temporary: see _pack_blocks."""
+    return _pack_blocks(wg, dtype, tile.rows, temporary)
 
 
 def n_tiles_wv(geo, tile, itemsize):
