@@ -1,6 +1,6 @@
 """Time fastdeconv against tf.nn in the same process, case by case.
 
-    python scripts/bench_vs_tf.py [--repeat 7] [--only NAME_OR_TAG ...] [--backend cpu]
+    python scripts/bench_vs_tf.py [--repeat 7] [--only NAME_OR_TAG ...] [--backend cpu] [--read-only]
 
 For every case of `fastdeconv.suite` both engines are warmed up, then timed
 in alternation (ours, TF, ours, TF, ...) so machine noise hits both alike;
@@ -8,6 +8,10 @@ the table shows medians, GFLOP/s (2 x multiply-adds of the dense
 convolution / time), speed ratio TF time / our time (> 1: we are faster),
 and the relative difference max|ours - tf| / max|tf|. Prints a markdown
 table and the geometric mean of the ratios.
+
+Filters are writable NumPy arrays, so fastdeconv packs them on every call
+(as for any caller that may change them); --read-only passes them
+read-only, packed once and kept (as a layer's weights are).
 """
 
 import argparse
@@ -47,21 +51,29 @@ def main(argv=None):
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--only", nargs="*", help="case names or tags to run (default: all)")
     parser.add_argument("--backend", default="cpu")
+    parser.add_argument("--read-only", action="store_true",
+                        help="pass fastdeconv read-only filters (packed once, not on every call)")
     args = parser.parse_args(argv)
 
     import tensorflow as tf
 
     cases = [c for c in CASES if not args.only or c.name in args.only or set(c.tags) & set(args.only)]
+    if not cases:
+        parser.error(f"no case is named or tagged {' or '.join(args.only)}; "
+                     f"cases: {', '.join(c.name for c in CASES)}")
     print(f"fastdeconv {fastdeconv.__version__} ({args.backend}) vs TensorFlow {tf.__version__}; "
           f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {sys.version.split()[0]}; "
           f"fastdeconv {bench.machine_info().get('simd', '?')}; "
-          f"TF_ENABLE_ONEDNN_OPTS={os.environ.get('TF_ENABLE_ONEDNN_OPTS')}; float32, median of {args.repeat}")
+          f"TF_ENABLE_ONEDNN_OPTS={os.environ.get('TF_ENABLE_ONEDNN_OPTS')}; float32, median of {args.repeat}"
+          f"{'; read-only filters' if args.read_only else ''}")
     print()
     print("| case | op | fastdeconv ms | GFLOP/s | TF ms | TF GFLOP/s | speed vs TF | rel diff |")
     print("|---|---|---:|---:|---:|---:|---:|---:|")
     ratios = {}
     for case in cases:
         x, w = case.arrays()
+        if args.read_only:
+            w.flags.writeable = False
         ours_fn = getattr(fastdeconv, case.op)
         tf_fn = getattr(tf.nn, case.op)
         call_args, kwargs = case.args(x, w), case.kwargs()
