@@ -55,7 +55,7 @@ _CLASSES = {name: getattr(L, name) for name in (
     "BatchNormalization", "LayerNormalization", "GroupNormalization", "Dense", "Flatten", "Reshape",
     "Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianDropout", "AlphaDropout",
     "GaussianNoise", "ActivityRegularization", "Identity",
-    "Activation", "ReLU", "LeakyReLU", "ELU", "Softmax", "Rescaling", "Permute",
+    "Activation", "ReLU", "LeakyReLU", "PReLU", "ELU", "Softmax", "Rescaling", "Permute",
     "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate")}
 # Older spellings that Keras still reads.
 _ALIASES = {"MaxPool1D": "MaxPooling1D", "MaxPool2D": "MaxPooling2D", "MaxPool3D": "MaxPooling3D",
@@ -322,7 +322,8 @@ _IGNORED = {"trainable", "dtype", "kernel_initializer", "bias_initializer", "ker
             "gamma_constraint", "momentum", "synchronized", "renorm_momentum", "sparse", "ragged", "optional",
             "lora_alpha", "input_dim", "fill_mode", "fill_value", "batch_input_shape", "batch_shape", "name", "input_shape",
             "depthwise_initializer", "depthwise_regularizer", "depthwise_constraint", "pointwise_initializer",
-            "pointwise_regularizer", "pointwise_constraint"}
+            "pointwise_regularizer", "pointwise_constraint", "alpha_initializer", "alpha_regularizer",
+            "alpha_constraint"}
 # Options that change the arithmetic and must have their default value.
 _DEFAULTS = {"renorm": False, "renorm_clipping": None, "lora_rank": None, "quantization_config": None,
              "adjustment": None, "fused": None, "virtual_batch_size": None, "sparse": False, "ragged": False}

@@ -21,8 +21,14 @@ from .._jit import helper, kernel
 from .cpu_simd import VBYTES, addr, exp_inplace, itemsize, prefetch, vloadn, vmaxnan, vsplat, vstoren
 
 # Activation codes of `epilogue` (softmax is not elementwise; see layers).
+# relu6 caps at alpha (6 for the activation, max_value for a ReLU layer).
 ACTIVATIONS = {"linear": 0, "relu": 1, "sigmoid": 2, "tanh": 3, "leaky_relu": 4, "elu": 5, "softplus": 6,
-               "silu": 7}
+               "silu": 7, "relu6": 8, "gelu": 9, "selu": 10, "hard_sigmoid": 11, "hard_silu": 12, "mish": 13,
+               "softsign": 14, "exponential": 15}
+# Keras' (TensorFlow's) constants and formulas, in TF's order of operations.
+SQRT2 = 1.4142135623730951
+SELU_SCALE = 1.0507009873554805
+SELU_SCALE_ALPHA = 1.7580993408473766  # scale * alpha
 
 
 @helper
@@ -41,7 +47,25 @@ def _act(v, code, alpha):
         return v if v > 0 else alpha * (math.exp(v) - 1)
     if code == 6:
         return math.log1p(math.exp(-abs(v))) + max(v, 0)
-    return v / (1 + math.exp(-v))  # silu / swish
+    if code == 7:
+        return v / (1 + math.exp(-v))  # silu / swish
+    if code == 8:
+        v = v if not v < 0 else 0.0
+        return v if not v > alpha else alpha
+    if code == 9:
+        return 0.5 * v * (1 + math.erf(v / SQRT2))
+    if code == 10:
+        return v * SELU_SCALE if v > 0 else SELU_SCALE_ALPHA * (math.exp(v) - 1)
+    if code == 11 or code == 12:
+        h = v + 3.0
+        h = h if not h < 0 else 0.0
+        h = (h if not h > 6 else 6.0) / 6
+        return h if code == 11 else v * h
+    if code == 13:
+        return v * math.tanh(math.log1p(math.exp(-abs(v))) + max(v, 0))
+    if code == 14:
+        return v / (abs(v) + 1)
+    return math.exp(v)
 
 
 # Channels-last epilogue tiles: whole rows, about EPILOGUE_TILE elements, with
@@ -118,6 +142,25 @@ def epilogue(y, channels, channels_first, bias, scale, shift, activation, alpha=
     else:
         reps = max(1, EPILOGUE_TILE // channels)
         _epilogue_flat(y.reshape(-1), np.tile(b, reps), np.tile(a, reps), np.tile(t, reps), code, alpha)
+    return y
+
+
+@kernel
+def _prelu_rows(y, a):
+    """In place: y[r, j] = a[j] * y[r, j] where y[r, j] < 0 (NaN stays)."""
+    for r in prange(y.shape[0]):
+        row = y[r]
+        for j in range(a.shape[0]):
+            v = row[j]
+            row[j] = v if not v < 0 else a[j] * v
+
+
+def prelu(y, alpha):
+    """In place on a C-contiguous y: negative values times alpha, a 1-D
+    array whose length divides the size of each example (alpha repeats
+    along the flat example: per channel, its length is the channels)."""
+    if y.size:
+        _prelu_rows(y.reshape(-1, alpha.size), alpha)
     return y
 
 

@@ -16,7 +16,7 @@ import math
 import numpy as np
 
 from .. import _alloc
-from .cpu_layers import ACTIVATIONS
+from .cpu_layers import ACTIVATIONS, SELU_SCALE, SELU_SCALE_ALPHA, SQRT2
 # DevicePool and device_address: for the Model, which reaches the cuda
 # backend through this module (imported only once numba-cuda is usable)
 from .cuda import DevicePool, check_available, device_address, device_empty, elementwise_grid  # noqa: F401
@@ -242,6 +242,24 @@ def _epilogue(y, b, a, t, C, inner, code, alpha):
             v = math.log1p(math.exp(-abs(v))) + max(v, 0.0)
         elif code == 7:
             v = v / (1 + math.exp(-v))
+        elif code == 8:
+            v = v if not v < 0 else 0.0
+            v = v if not v > alpha else alpha
+        elif code == 9:
+            v = 0.5 * v * (1 + math.erf(v / SQRT2))
+        elif code == 10:
+            v = v * SELU_SCALE if v > 0 else SELU_SCALE_ALPHA * (math.exp(v) - 1)
+        elif code == 11 or code == 12:
+            h = v + 3.0
+            h = h if not h < 0 else 0.0
+            h = (h if not h > 6 else 6.0) / 6
+            v = h if code == 11 else v * h
+        elif code == 13:
+            v = v * math.tanh(math.log1p(math.exp(-abs(v))) + max(v, 0.0))
+        elif code == 14:
+            v = v / (abs(v) + 1)
+        elif code == 15:
+            v = math.exp(v)
         y[i] = v
 
 
@@ -395,6 +413,23 @@ def merge(xs, op, inplace=False):
         if y.size:
             grid, threads = elementwise_grid(y.size)
             _merge_into[grid, threads](_flat(y), _flat(x), MERGE_OPS[op])
+    return y
+
+
+@cuda_kernel
+def _prelu(y, a):
+    n = a.size
+    for i in range(cuda.grid(1), y.size, cuda.gridsize(1)):
+        v = y[i]
+        y[i] = v if not v < 0 else a[i % n] * v
+
+
+def prelu(y, alpha):
+    """cpu_layers.prelu on a C-contiguous device array, in place (alpha: a
+    host array, its device copy kept while it lives when read-only)."""
+    if y.size:
+        grid, threads = elementwise_grid(y.size)
+        _prelu[grid, threads](_flat(y), device_copy(alpha))
     return y
 
 

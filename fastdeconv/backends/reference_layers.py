@@ -23,6 +23,22 @@ def _act(v, activation, alpha):
         return np.log1p(np.exp(-np.abs(v))) + np.maximum(v, 0)
     if activation == "silu":
         return v / (1 + np.exp(-v))
+    if activation == "relu6":  # capped at alpha
+        return np.where(v > alpha, alpha, np.where(v < 0, 0.0, v))
+    if activation == "gelu":
+        from math import erf
+        return 0.5 * v * (1 + np.vectorize(erf, otypes=[np.float64])(v / np.sqrt(2)))
+    if activation == "selu":
+        return 1.0507009873554805 * np.where(v > 0, v, 1.6732632423543772 * np.expm1(np.minimum(v, 0)))
+    if activation in ("hard_sigmoid", "hard_silu"):
+        h = np.clip(v + 3, 0, 6) / 6
+        return h if activation == "hard_sigmoid" else v * h
+    if activation == "mish":
+        return v * np.tanh(np.logaddexp(0, v))
+    if activation == "softsign":
+        return v / (np.abs(v) + 1)
+    if activation == "exponential":
+        return np.exp(v)
     raise ValueError(activation)
 
 
@@ -33,7 +49,15 @@ def epilogue(y, channels, channels_first, bias, scale, shift, activation, alpha=
     for p, op in ((bias, np.add), (scale, np.multiply), (shift, np.add)):
         if p is not None:
             v = op(v, np.asarray(p, np.float64).reshape(shape))
-    y[...] = _act(v, activation, alpha)
+    with np.errstate(over="ignore", invalid="ignore"):  # inf and NaN inputs give what Keras gives
+        y[...] = _act(v, activation, alpha)
+    return y
+
+
+def prelu(y, alpha):
+    v = y.astype(np.float64).reshape(-1, alpha.size)
+    a = np.asarray(alpha, np.float64)
+    y[...] = np.where(v < 0, v * a, v).reshape(y.shape)
     return y
 
 

@@ -17,8 +17,8 @@ from .conv import (Conv1D, Conv1DTranspose, Conv2D, Conv2DTranspose, Conv3D, Con
                    DepthwiseConv2D, SeparableConv1D, SeparableConv2D)
 from .core import (ELU, Activation, ActivityRegularization, Add, AlphaDropout, Average, BatchNormalization,
                    Concatenate, Dense, Dropout, Flatten, GaussianDropout, GaussianNoise, Identity, Input, InputLayer,
-                   LeakyReLU, Maximum, Minimum, Multiply, Permute, ReLU, Rescaling, Reshape, Softmax, SpatialDropout1D,
-                   SpatialDropout2D, SpatialDropout3D, Subtract)
+                   LeakyReLU, Maximum, Minimum, Multiply, Permute, PReLU, ReLU, Rescaling, Reshape, Softmax,
+                   SpatialDropout1D, SpatialDropout2D, SpatialDropout3D, Subtract)
 from .model import Model, Sequential
 from .normalization import GroupNormalization, LayerNormalization
 from .pooling import (AveragePooling1D, AveragePooling2D, AveragePooling3D, GlobalAveragePooling1D,
@@ -36,8 +36,8 @@ __all__ = [
     "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalMaxPooling3D",
     "GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalAveragePooling3D",
     "ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D", "Cropping1D", "Cropping2D", "Cropping3D",
-    "BatchNormalization", "LayerNormalization", "GroupNormalization", "Dense", "Flatten", "Reshape", "Dropout", "Activation", "ReLU", "LeakyReLU", "ELU", "Softmax",
-    "Rescaling", "Permute",
+    "BatchNormalization", "LayerNormalization", "GroupNormalization", "Dense", "Flatten", "Reshape", "Dropout",
+    "Activation", "ReLU", "LeakyReLU", "PReLU", "ELU", "Softmax", "Rescaling", "Permute",
     "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianDropout", "AlphaDropout", "GaussianNoise",
     "ActivityRegularization", "Identity",
     "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate", "InputLayer",

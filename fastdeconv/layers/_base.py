@@ -40,9 +40,10 @@ def c_contiguous(a):
 
 # Keras' default slope of the `leaky_relu` activation function (the
 # LeakyReLU layer's default is 0.3) and of `elu`.
-_ALPHA = {"leaky_relu": 0.2, "elu": 1.0}
-_ALIASES = {None: "linear", "swish": "silu"}
-ACTIVATIONS = ("linear", "relu", "sigmoid", "tanh", "softmax", "leaky_relu", "elu", "softplus", "silu", "swish")
+_ALPHA = {"leaky_relu": 0.2, "elu": 1.0, "relu6": 6.0}
+_ALIASES = {None: "linear", "swish": "silu", "hard_swish": "hard_silu"}
+ACTIVATIONS = ("linear", "relu", "sigmoid", "tanh", "softmax", "leaky_relu", "elu", "softplus", "silu", "swish",
+               "relu6", "gelu", "selu", "hard_sigmoid", "hard_silu", "hard_swish", "mish", "softsign", "exponential")
 
 
 def activation_name(activation):

@@ -238,15 +238,89 @@ class Activation(Layer):
 
 
 class ReLU(Activation):
-    """max(x, 0) (Keras' ReLU layer with its default arguments)."""
+    """Keras' ReLU layer: max(x, 0), capped at max_value (ReLU(6.0): relu6)
+    or with negative_slope * x below zero (threshold 0)."""
 
     def __init__(self, max_value=None, negative_slope=0.0, threshold=0.0, name=None, **kwargs):
-        if max_value is not None or negative_slope or threshold:
-            raise ValueError(message(
-                f"ReLU(max_value={max_value}, negative_slope={negative_slope}, threshold={threshold})",
-                "the defaults (max_value=None, negative_slope=0, threshold=0)",
-                "Use LeakyReLU for a negative slope."))
-        super().__init__("relu", name=name)
+        given = f"ReLU(max_value={max_value}, negative_slope={negative_slope}, threshold={threshold})"
+        for arg, v in (("max_value", max_value), ("negative_slope", negative_slope), ("threshold", threshold)):
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating))
+                                  or not v >= 0):
+                raise ValueError(message(given, f"{arg} a number >= 0", None))
+        if threshold or (negative_slope and max_value is not None):
+            raise ValueError(message(given, "threshold=0, and max_value or negative_slope (not both)",
+                                     "A nonzero threshold, or a cap together with a negative slope, is not "
+                                     "implemented."))
+        if max_value is not None:
+            super().__init__("relu6", name=name)
+            self.alpha = float(max_value)
+        elif negative_slope:
+            super().__init__("leaky_relu", name=name)
+            self.alpha = float(negative_slope)
+        else:
+            super().__init__("relu", name=name)
+        self.max_value = None if max_value is None else float(max_value)
+        self.negative_slope = float(negative_slope)
+
+    def get_config(self):
+        return {"name": self.name, "max_value": self.max_value, "negative_slope": self.negative_slope,
+                "threshold": 0.0}
+
+
+class PReLU(Layer):
+    """x if x >= 0 else alpha * x, with a learned alpha per element of an
+    example (Keras' PReLU); shared_axes (1-based, batch excluded) share one
+    alpha along those axes, e.g. [1, 2] for one per channel of an image."""
+
+    def __init__(self, shared_axes=None, name=None, **kwargs):
+        super().__init__(name=name)
+        axes = [] if shared_axes is None else [shared_axes] if isinstance(shared_axes, (int, np.integer)) \
+            else list(shared_axes)
+        if not all(isinstance(a, (int, np.integer)) and not isinstance(a, bool) and a >= 1 for a in axes):
+            raise ValueError(message(f"PReLU: shared_axes={shared_axes!r}",
+                                     "None, or axes >= 1 (the batch axis 0 is always shared)", None))
+        self.shared_axes = sorted({int(a) for a in axes})
+        self._alphas = {}
+
+    def weight_specs(self, input_shape):
+        rank = len(input_shape) - 1
+        bad = [a for a in self.shared_axes if a > rank]
+        if bad:
+            raise ShapeError(message(f"layer {self.name!r} (PReLU): shared_axes {self.shared_axes} for input shape "
+                                     f"{tuple(input_shape)}", f"axes 1..{rank}", None))
+        shape = tuple(1 if i + 1 in self.shared_axes else n for i, n in enumerate(input_shape[1:]))
+        if None in shape:
+            raise ShapeError(message(f"layer {self.name!r} (PReLU) got input shape {tuple(input_shape)}",
+                                     "known sizes on every axis that is not shared",
+                                     "Give the Input a full shape, or share the unknown axes (shared_axes)."))
+        return [("alpha", shape, True)]
+
+    def _set(self, weights):
+        self.alpha = weights[0]
+        self._alphas = {}
+
+    def _alpha_along(self, shape, dtype):
+        """alpha as a read-only 1-D array that repeats along the flat example
+        of `shape` (batch excluded): its axes from the first unshared one on,
+        broadcast to the input's sizes (per channel, channels last: C)."""
+        key = (tuple(shape), np.dtype(dtype).str)
+        if key not in self._alphas:
+            a = np.asarray(self.alpha)
+            varying = [i for i, n in enumerate(a.shape) if n > 1]
+            k0 = varying[0] if varying else len(shape)
+            flat = np.ascontiguousarray(np.broadcast_to(a[(0,) * k0], shape[k0:]), dtype).reshape(-1)
+            flat.flags.writeable = False
+            self._alphas[key] = flat
+        return self._alphas[key]
+
+    def call(self, x, backend="cpu", inplace=False):
+        y = _writable(x, inplace)
+        alpha = self._alpha_along(tuple(y.shape)[1:], y.dtype)
+        k = kernels("cuda" if on_device(y) else "cpu" if backend == "cuda" else backend)
+        return k.prelu(y, alpha)
+
+    def get_config(self):
+        return {"name": self.name, "shared_axes": self.shared_axes or None}
 
 
 class LeakyReLU(Activation):

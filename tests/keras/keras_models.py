@@ -46,6 +46,8 @@ def randomize(model, seed=0):
                 v = rng.standard_normal(w.shape) * 0.2
             elif name == "moving_variance":
                 v = rng.uniform(0.5, 2.0, w.shape)
+            elif name == "alpha":  # PReLU's slopes, either sign
+                v = rng.uniform(-0.5, 0.5, w.shape)
             else:
                 raise AssertionError(name)
             new.append(v.astype(np.float32))
@@ -283,24 +285,31 @@ def zoo_separable():
     multipliers, strides, dilation, both paddings, with BatchNormalization
     and activations after them (fused into the conv on cpu); Rescaling at
     the input, a Permute, an ELU layer; Layer and Group normalization on
-    trailing and other axes."""
+    trailing and other axes; MobileNet's ReLU(6.0), PReLU per channel and
+    per element, and the smooth and piecewise activations (gelu, selu,
+    mish, hard_silu, hard_sigmoid, softsign, exponential)."""
     inp = keras.Input((12, 10, 4), name="image")
     scaled = K.Rescaling(1 / 3, offset=-0.25)(inp)
-    a = K.SeparableConv2D(6, 3, depth_multiplier=2, padding="same", activation="relu")(scaled)
+    a = K.SeparableConv2D(6, 3, depth_multiplier=2, padding="same")(scaled)
+    a = K.ReLU(6.0)(K.BatchNormalization()(a))
     a = K.Permute((2, 1, 3))(a)
     a = K.GroupNormalization(groups=3, epsilon=1e-4)(a)
+    a = K.PReLU(shared_axes=[1, 2])(a)
     b = K.DepthwiseConv2D(3, strides=2, depth_multiplier=3, activation="tanh")(a)
+    b = K.Activation("exponential")(b)
     b = K.BatchNormalization()(b)
     b = K.LayerNormalization()(b)
-    c = K.DepthwiseConv2D((2, 3), dilation_rate=(2, 1), padding="same", use_bias=False)(b)
+    c = K.DepthwiseConv2D((2, 3), dilation_rate=(2, 1), padding="same", use_bias=False, activation="gelu")(b)
     c = K.Permute((2, 1, 3))(K.ELU(alpha=0.5)(c))
-    d = K.SeparableConv2D(5, (3, 2), strides=(1, 2), dilation_rate=1, use_bias=False)(c)
+    d = K.SeparableConv2D(5, (3, 2), strides=(1, 2), dilation_rate=1, use_bias=False, activation="hard_silu")(c)
     d = K.LayerNormalization(axis=[1, 2, 3], center=False)(d)
     d = K.LayerNormalization(axis=1, scale=False)(d)  # not the trailing axes
-    e = K.Reshape((-1, 5))(d)
+    e = K.Activation("selu")(K.Reshape((-1, 5))(d))
     e = K.GroupNormalization(groups=3, axis=1)(e)  # channels first
     f = K.SeparableConv1D(7, 3, strides=2, padding="same", depth_multiplier=2, activation="elu")(e)
-    g = K.DepthwiseConv1D(2, dilation_rate=2, depth_multiplier=2)(f)
+    f = K.PReLU()(f)
+    g = K.DepthwiseConv1D(2, dilation_rate=2, depth_multiplier=2, activation="mish")(f)
     g = K.BatchNormalization()(g)
     x = K.Flatten()(K.LeakyReLU(0.2)(g))
-    return keras.Model(inp, K.Dense(4)(x), name="zoo_separable")
+    x = K.Dense(6, activation="hard_sigmoid")(x)
+    return keras.Model(inp, K.Dense(4, activation="softsign")(x), name="zoo_separable")

@@ -135,10 +135,12 @@ def test_zoo_covers_every_layer_class(saved):
 
 
 @pytest.mark.parametrize("activation", ["relu", "sigmoid", "tanh", "softmax", "leaky_relu", "linear", "elu",
-                                        "softplus", "silu", "swish", None])
+                                        "softplus", "silu", "swish", None, "relu6", "gelu", "selu", "hard_sigmoid",
+                                        "hard_silu", "hard_swish", "mish", "softsign", "exponential"])
 def test_activations(activation, rng):
     x = (rng.standard_normal((4, 6, 5)) * 3).astype(np.float32)
     x[0, 0, :2] = 0.0
+    x[1, 2, :3] = (-3.0, 3.0, 6.0)  # the kinks of relu6 and the hard ones
     expected = np.asarray(K.Activation(activation)(x))
     got = L.Activation(activation)(x)
     assert rel_err(got, expected) <= 2e-7
@@ -147,6 +149,63 @@ def test_activations(activation, rng):
     ours = L.Conv1D(5, 3, padding="same", activation=activation)
     ours.set_weights(conv.get_weights())
     assert rel_err(ours(x), np.asarray(conv(x))) <= 2e-6
+
+
+@pytest.mark.parametrize("backend", ["cpu", "reference"])
+def test_activations_propagate_nan_like_keras(backend, rng):
+    x = (rng.standard_normal((3, 7)) * 4).astype(np.float32)
+    x[:, 0] = (np.nan, np.inf, -np.inf)
+    for activation in [a for a in L.ACTIVATIONS if a not in ("linear", "softmax")]:
+        expected = np.asarray(K.Activation(activation)(x))
+        got = L.Activation(activation)(x, backend=backend)
+        assert np.array_equal(np.isnan(got), np.isnan(expected)), activation
+        finite = np.isfinite(expected)
+        assert np.array_equal(got[~finite], expected[~finite], equal_nan=True) \
+            and rel_err(got[finite], expected[finite]) <= 2e-7, \
+            activation
+
+
+@pytest.mark.parametrize("args", [{}, {"max_value": 6.0}, {"max_value": 0.5}, {"negative_slope": 0.25},
+                                  {"max_value": 0.0}])
+def test_relu_layer_matches_keras(args, rng):
+    x = (rng.standard_normal((2, 5, 4)) * 4).astype(np.float32)
+    x[0, 0, :3] = (np.nan, 6.0, -0.0)
+    expected = np.asarray(K.ReLU(**args)(x))
+    for backend in ("cpu", "reference"):
+        got = L.ReLU(**args)(x, backend=backend)
+        assert np.array_equal(got, expected, equal_nan=True) or rel_err(got, expected) <= 2e-7, (args, backend)
+    assert L.ReLU(**args).get_config()["max_value"] == args.get("max_value")
+
+
+def test_relu_layer_refuses_what_it_does_not_implement():
+    with pytest.raises(ValueError, match="threshold=0"):
+        L.ReLU(threshold=0.5)
+    with pytest.raises(ValueError, match="not both"):
+        L.ReLU(max_value=6.0, negative_slope=0.1)
+    with pytest.raises(ValueError, match="max_value a number >= 0"):
+        L.ReLU(max_value=-1.0)
+    with pytest.raises(ValueError, match="negative_slope a number >= 0"):
+        L.ReLU(negative_slope="0.1")
+
+
+@pytest.mark.parametrize("shape, shared_axes", [((6, 5, 3), None), ((6, 5, 3), [1, 2]), ((6, 5, 3), [1]),
+                                                ((6, 5, 3), 3), ((3, 6, 5), [2, 3]), ((4, 5, 6, 2), [1, 2, 3]),
+                                                ((9, 4), None)])
+def test_prelu_matches_keras(shape, shared_axes, rng):
+    x = (rng.standard_normal((2,) + shape) * 2).astype(np.float32)
+    x.reshape(-1)[:2] = (np.nan, -0.0)
+    theirs = K.PReLU(shared_axes=shared_axes, alpha_initializer=keras.initializers.RandomNormal(seed=3))
+    expected = np.asarray(theirs(x))
+    for backend in ("cpu", "reference"):
+        ours = L.PReLU(shared_axes=shared_axes)
+        ours.set_weights(theirs.get_weights())
+        got = ours(x, backend=backend)
+        assert np.array_equal(got, expected, equal_nan=True), (backend, shared_axes)
+        assert ours.count_params() == theirs.count_params()
+    with pytest.raises(ValueError, match="shared_axes"):
+        L.PReLU(shared_axes=[0])
+    with pytest.raises(fastdeconv.ShapeError, match="axes 1.."):
+        L.PReLU(shared_axes=[len(shape) + 1])(x)
 
 
 @pytest.mark.parametrize("rank", [1, 2, 3])
