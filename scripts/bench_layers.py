@@ -1,9 +1,10 @@
 """Single layers whose speed is not in the conv suite: depthwise 3x3
-convolutions (Keras' DepthwiseConv2D, against tf.nn.depthwise_conv2d) and
-Layer / Group normalization (against the Keras layer), fastdeconv's layer on
-cpu against TensorFlow in the same process.
+convolutions (Keras' DepthwiseConv2D, against tf.nn.depthwise_conv2d),
+Layer / Group normalization and the activations (against the Keras layer,
+the activations in a tf.function), fastdeconv's layer on cpu against
+TensorFlow in the same process.
 
-    python scripts/bench_layers.py [--repeat 9] [--only depthwise|normalization]
+    python scripts/bench_layers.py [--repeat 9] [--only depthwise|normalization|activations]
 
 Float32, channels-last; depthwise: SAME padding, no bias; alternating
 calls, medians; "rel diff" is max|ours - tf| / max|tf|.
@@ -28,6 +29,7 @@ NORMALIZATION = [  # (layer class, arguments, input shape)
     ("LayerNormalization", dict(), (4, 56, 56, 96)),
     ("LayerNormalization", dict(axis=[1, 2, 3]), (2, 32, 32, 64)),
 ]
+ACTIVATION_SHAPE = (1, 64, 64, 64, 16)  # a 3-D U-Net's first level
 
 
 def _row(label, ours, theirs, repeat):
@@ -40,7 +42,7 @@ def _row(label, ours, theirs, repeat):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=9)
-    parser.add_argument("--only", choices=["depthwise", "normalization"])
+    parser.add_argument("--only", choices=["depthwise", "normalization", "activations"])
     args = parser.parse_args(argv)
     import keras
     import tensorflow as tf
@@ -75,6 +77,19 @@ def main(argv=None):
             tx = tf.constant(x)
             _row(f"{cls}({', '.join(f'{k}={v}' for k, v in kwargs.items())}), {'x'.join(map(str, shape))}",
                  lambda: ours(x), lambda: np.asarray(theirs(tx)), args.repeat)
+        print()
+    if args.only in (None, "activations"):
+        print(f"| activation, {'x'.join(map(str, ACTIVATION_SHAPE))} | fastdeconv ms | Keras ms | speed vs Keras "
+              "| rel diff |")
+        print("|---|---:|---:|---:|---:|")
+        x = (rng.standard_normal(ACTIVATION_SHAPE) * 3).astype(np.float32)
+        tx = tf.constant(x)
+        for name in L.ACTIVATIONS:
+            if name in ("linear", "swish", "hard_swish"):  # nothing, and aliases
+                continue
+            ours, theirs = L.Activation(name), keras.layers.Activation(name)
+            keras_call = tf.function(lambda v, layer=theirs: layer(v))
+            _row(name, lambda: ours(x), lambda: keras_call(tx).numpy(), args.repeat)
 
 
 if __name__ == "__main__":

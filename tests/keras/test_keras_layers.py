@@ -530,3 +530,39 @@ def test_resizing_matches_keras(size, interpolation, data_format, rng):
         assert got.shape == expected.shape and rel_err(got, expected) <= 1e-6, backend
     with pytest.raises(ValueError, match="crop_to_aspect_ratio=True"):
         L.Resizing(4, 4, crop_to_aspect_ratio=True)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("channels_first", [False, True])
+def test_activation_kernels_match_the_reference_value_by_value(dtype, channels_first, rng):
+    """The cpu epilogue's activations (vector blocks of exp, series and
+    selects; `cpu_layers`) against the float64 reference, element by
+    element, on blocks of odd sizes and on the values where their formulas
+    switch (tanh's polynomial below 0.625, expm1's series below 0.25,
+    mish past 20, gelu's series to |x| = 3 sqrt 2, exp's underflow)."""
+    from fastdeconv.backends import cpu_layers, reference_layers
+
+    special = np.array([0.0, -0.0, 0.25, -0.25, 0.2501, -0.2501, 0.625, -0.625, 20.0, 20.01, -20.0, 3 * 2 ** 0.5,
+                        -3 * 2 ** 0.5, 4.25, -4.25, -87.0, -88.0, 88.0, 3.0, -3.0, 6.0, 1e-30, -1e-30])
+    C = 3
+    n = 2 * C * 1357  # rows longer than a block, not a multiple of it
+    values = np.concatenate([special, rng.standard_normal(n) * 4, rng.standard_normal(n) * 0.1])[:n]
+    x = values.reshape((2, C, -1) if channels_first else (2, -1, C)).astype(dtype)
+    eps = np.finfo(dtype).eps
+    for name in cpu_layers.ACTIVATIONS:
+        alpha = {"leaky_relu": 0.2, "elu": 0.7, "relu6": 6.0}.get(name, 0.0)
+        # no bias, scale or shift (they are (v + 0) * 1 + 0: exact), so the
+        # reference sees the same arguments
+        got = cpu_layers.epilogue(x.copy(), C, channels_first, None, None, None, name, alpha)
+        ref = reference_layers.epilogue(x.astype(np.float64), C, channels_first, None, None, None, name, alpha)
+        # float32 exp is 0 below -87.3 (no subnormal results; Keras' too), so
+        # are the products with it there
+        flushed = np.abs(ref) < np.finfo(dtype).tiny
+        if dtype == np.float32 and name in ("sigmoid", "softplus", "silu", "mish", "exponential"):
+            flushed |= x < -87.3
+        with np.errstate(all="ignore"):
+            rel = np.abs(got - ref) / np.abs(ref)
+        assert np.array_equal(np.isnan(got), np.isnan(ref)), name
+        ok = ~flushed & np.isfinite(ref)
+        assert rel[ok].max() <= 4 * eps, (name, rel[ok].max() / eps)
+        assert np.all(np.abs(got[flushed] - ref[flushed]) <= 1e-30), name  # values of order 1e-36 or below
