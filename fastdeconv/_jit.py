@@ -7,9 +7,25 @@
 - fastmath: only 'contract' (fused multiply-add). Reassociation, nnan and
   ninf are off: they would change NaN/Inf propagation or make the
   summation order depend on the compiler's vector width choices.
+
+Threads: Numba's OpenMP layer, told not to spin (OMP_WAIT_POLICY=PASSIVE,
+unless the user set it). The convolutions run their tiles on a thread pool
+of their own (cpu_rb.parallel_tiles); with the default policy the OpenMP
+threads of a parallel kernel just before (pooling, upsampling, an
+epilogue) spin for milliseconds on the same cores: the VGG decoder's first
+convolution after each UpSampling2D took 24-26 ms instead of 19-21, its
+predict 201 instead of 174 ms. libgomp reads the variable once, when
+Numba first starts its threads, so it is set here, where the parallel
+kernels are defined, before any of them can run (in a process that ran
+Numba parallel code before importing fastdeconv, the caller's setting
+stands).
 """
 
-import numba
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numba  # noqa: E402
 
 FASTMATH = {"contract"}
 

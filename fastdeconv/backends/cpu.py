@@ -32,14 +32,11 @@ same bits at any NUMBA_NUM_THREADS. Zero weights or inputs are never
 skipped, so NaN/Inf propagate as in direct summation.
 
 Threading: Numba's OpenMP layer with OMP_WAIT_POLICY=PASSIVE (unless the
-user set it): with the default (spinning) policy our idle threads and
-TensorFlow's spin against each other on a small machine and a small call
-costs ~6 ms instead of ~0.1 ms (benchmarks/NOTES.md).
+user set it; set in fastdeconv._jit): with the default (spinning) policy
+our idle threads and TensorFlow's spin against each other on a small
+machine and a small call costs ~6 ms instead of ~0.1 ms, and a parallel
+layer kernel's threads slow the convolution after it (benchmarks/NOTES.md).
 """
-
-import os
-
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np
 

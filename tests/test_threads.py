@@ -1,0 +1,29 @@
+"""Numba's OpenMP threads are told not to spin (OMP_WAIT_POLICY=PASSIVE, set
+in fastdeconv._jit) before any parallel kernel of ours can start them,
+whichever kind of layer runs first; a policy the caller set stands. (With
+the spinning default, a pooling or upsampling kernel's threads slowed the
+convolution after it by ~25 %: benchmarks/NOTES.md section 48.)"""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+CHILD = """
+import os
+import numpy as np
+from fastdeconv.backends import cpu_layers
+cpu_layers.upsample(np.zeros((1, 2, 2, 2, 3), np.float32), (2, 2, 2), False)  # a parallel kernel first
+print(os.environ.get("OMP_WAIT_POLICY"))
+"""
+
+
+@pytest.mark.parametrize("given, expected", [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_openmp_wait_policy(given, expected):
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if given is not None:
+        env["OMP_WAIT_POLICY"] = given
+    proc = subprocess.run([sys.executable, "-c", CHILD], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == expected
