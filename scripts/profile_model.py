@@ -2,14 +2,16 @@
 
     python scripts/profile_model.py MODEL.keras|MODEL.h5 [--batch 1] [--repeat 7] [--backend cpu]
     python scripts/profile_model.py --unet [--size 64]    # the U-Net of scripts/bench_models.py
+    python scripts/profile_model.py --vgg-decoder         # its VGG16 decoder (7x7x512 -> 224x224x3)
 
 Loads the model with fastdeconv.load_keras, runs predict once (compilation
 or Numba's cache), then `repeat` more times on one seeded random batch, and
 prints each layer's median time (a conv layer's fused BatchNormalization
 and activation are inside its time; a Concatenate whose inputs the convs
 wrote in place does not run), the sum, and the median of whole predicts.
---unet builds and saves the two-level 3-D U-Net with Keras first (needs
-TensorFlow; the file is cached in the system's temp directory).
+--unet and --vgg-decoder build and save that network with Keras first
+(tests/keras/keras_models.py, seeded random weights; needs TensorFlow; the
+file is cached in the system's temp directory).
 """
 
 import argparse
@@ -24,14 +26,15 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def _unet_path(size):
-    path = os.path.join(tempfile.gettempdir(), f"fastdeconv_profile_unet{size}.keras")
+def _built_path(name, *args):
+    """A saved Keras model of tests/keras/keras_models.py, built once."""
+    path = os.path.join(tempfile.gettempdir(), f"fastdeconv_profile_{name}{''.join(map(str, args))}.keras")
     if not os.path.exists(path):
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         sys.path.insert(0, os.path.join(HERE, "..", "tests", "keras"))
         import keras_models
 
-        keras_models.unet3d(size).save(path)
+        keras_models.randomize(getattr(keras_models, name)(*args)).save(path)
     return path
 
 
@@ -62,16 +65,18 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", nargs="?")
     parser.add_argument("--unet", action="store_true")
+    parser.add_argument("--vgg-decoder", action="store_true")
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--backend", default="cpu")
     args = parser.parse_args(argv)
-    if bool(args.model) == args.unet:
-        parser.error("give a model file or --unet")
+    if bool(args.model) + args.unet + args.vgg_decoder != 1:
+        parser.error("give a model file, --unet or --vgg-decoder")
     import fastdeconv
 
-    path = _unet_path(args.size) if args.unet else args.model
+    path = (_built_path("unet3d", args.size) if args.unet else _built_path("vgg_decoder") if args.vgg_decoder
+            else args.model)
     model = fastdeconv.load_keras(path)
     shape = [args.batch] + [int(n) for n in model.input_shape[1:]]
     x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
