@@ -136,6 +136,7 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
     pd, ph, pw = (int(v) for v in pads_before)
     Cx = G * Cg
     F = G * Fg
+    writable = _alloc.root(wg).flags.writeable  # filters packed on every call, dropped after it
     if DEPTHWISE and not trans and not channels_first and Cg == 1 and G > 1:
         if out is not None:
             out[...] = _run(x, wg, out_spatial, strides, dilations, pads_before, False, False, epilogue)
@@ -176,9 +177,8 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
         # Vectors along W (cpu_rb.wv_kernel): channels-first data, or
         # channels-last data with few output channels (gathered loads).
         tile = cpu_rb.wv_tile(Fg)
-        temporary = _alloc.root(wg).flags.writeable  # packed on every call, dropped after it
         wp, NFB = _memo(wg, ("wv", x.dtype.str, repr(tile)),
-                        lambda: cpu_rb.pack_filters_wv(wg, x.dtype, tile, temporary))
+                        lambda: cpu_rb.pack_filters_wv(wg, x.dtype, tile, writable))
         if channels_first:
             xs = (Cx * D * H * W, D * H * W, H * W, W, 1)
             os_ = (F * OD * OH * OW, OD * OH * OW, OH * OW, OW, 1)
@@ -211,17 +211,15 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
     # line: the U-Net k3 s2 transpose on AVX2, 2 blocks of 110 KB, 9 % faster).
     if FB_INNER and NFB > 1 and (panel_bytes <= FB_INNER_PANEL or NFB * panel_bytes <= FB_INNER_TOTAL):
         fb_order = cpu_rb.FB_INNERMOST
-    elif (PANELS and trans and NFB > 1 and NFB * panel_bytes >= PANELS_MIN_BYTES
-          and _alloc.root(wg).flags.writeable and cpu_rb.source_filters(wg) is not None):
+    elif (PANELS and trans and writable and NFB > 1 and NFB * panel_bytes >= PANELS_MIN_BYTES
+          and (given := cpu_rb.source_filters(wg)) is not None):
         fb_order = cpu_rb.FB_PANEL
     else:
         fb_order = cpu_rb.FB_OUTER
     if fb_order == cpu_rb.FB_PANEL:
         wp = np.empty(0, dtype=x.dtype)  # each thread packs the panels of its tiles
     else:
-        temporary = _alloc.root(wg).flags.writeable  # packed on every call, dropped after it
-        wp, _ = _memo(wg, ("cl", x.dtype.str, repr(tile)),
-                      lambda: cpu_rb.pack_filters(wg, x.dtype, tile, temporary))
+        wp, _ = _memo(wg, ("cl", x.dtype.str, repr(tile)), lambda: cpu_rb.pack_filters(wg, x.dtype, tile, writable))
     geo = (B, D, H, W, Cg, OD, OH, OW, Fg, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw,
            G, int(trans), RT, NFB, fuse, fb_order, cpu_rb.sum_group(KW, Cg), ops)
     geo = tuple(int(v) for v in geo)
@@ -238,7 +236,7 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
     args = (x.reshape(-1), wp, flat, zrow, taps, geo, tile, epi, ep_code)
     ntiles = cpu_rb.n_tiles(geo)
     if fb_order == cpu_rb.FB_PANEL:
-        run = cpu_rb.by_panels(cpu_rb.cl_kernel, args, *cpu_rb.source_filters(wg), NV, ntiles // NFB)
+        run = cpu_rb.by_panels(cpu_rb.cl_kernel, args, *given, NV, ntiles // NFB)
         cpu_rb.parallel_tiles(run, (), ntiles, work)
     else:
         cpu_rb.parallel_tiles(cpu_rb.cl_kernel, args, ntiles, work)

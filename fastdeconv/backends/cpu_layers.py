@@ -31,54 +31,18 @@ SELU_SCALE = 1.0507009873554805
 SELU_SCALE_ALPHA = 1.7580993408473766  # scale * alpha
 
 
-@helper
-def _act(v, code, alpha):
-    if code == 0:
-        return v
-    if code == 1:
-        return v if not v < 0 else 0.0  # NaN stays NaN
-    if code == 2:
-        return 1 / (1 + math.exp(-v))
-    if code == 3:
-        return math.tanh(v)
-    if code == 4:
-        return v if not v < 0 else v * alpha
-    if code == 5:
-        return v if v > 0 else alpha * (math.exp(v) - 1)
-    if code == 6:
-        return math.log1p(math.exp(-abs(v))) + max(v, 0)
-    if code == 7:
-        return v / (1 + math.exp(-v))  # silu / swish
-    if code == 8:
-        v = v if not v < 0 else 0.0
-        return v if not v > alpha else alpha
-    if code == 9:
-        return 0.5 * v * (1 + math.erf(v / SQRT2))
-    if code == 10:
-        return v * SELU_SCALE if v > 0 else SELU_SCALE_ALPHA * (math.exp(v) - 1)
-    if code == 11 or code == 12:
-        h = v + 3.0
-        h = h if not h < 0 else 0.0
-        h = (h if not h > 6 else 6.0) / 6
-        return h if code == 11 else v * h
-    if code == 13:
-        return v * math.tanh(math.log1p(math.exp(-abs(v))) + max(v, 0))
-    if code == 14:
-        return v / (abs(v) + 1)
-    return math.exp(v)
-
-
 # Activations built on exp, computed a block of values at a time: the
 # argument of exp into a stack scratch, exp_inplace (float32: vectors), then
 # one elementwise loop (LLVM vectorises it). Per value with libm calls
-# (`_act`) they ran 3-35x slower than Keras on 64^3 x 16 (tanh 49 ms, mish
-# 118 ms, Keras 3.1 and 3.4 ms). Codes: sigmoid, tanh, elu, softplus, silu,
+# they ran 3-35x slower than Keras on 64^3 x 16 (tanh 49 ms, mish 118 ms,
+# Keras 3.1 and 3.4 ms). Codes: sigmoid, tanh, elu, softplus, silu,
 # selu, mish, exponential; gelu (a series, `_gelu_block`).
 EXP_CODES = (2, 3, 5, 6, 7, 9, 10, 13, 15)  # and gelu (9), without exp
-# Piecewise ones, one loop per code (through `_act`'s branches per value
-# LLVM does not vectorise): leaky_relu, relu6, hard_sigmoid, hard_silu,
+# Piecewise ones, one loop per code (a branch on the code per value keeps
+# LLVM from vectorising): leaky_relu, relu6, hard_sigmoid, hard_silu,
 # softsign.
 SIMPLE_CODES = (4, 8, 11, 12, 14)
+assert sorted((0, 1) + EXP_CODES + SIMPLE_CODES) == sorted(ACTIVATIONS.values())
 EXP_BLOCK = 1024  # values per block
 EXP_SCRATCH_BYTES = 8192  # EXP_BLOCK float64 values on the stack
 
@@ -92,7 +56,8 @@ _TANH_POLY = (-5.70498872745e-3, 2.06390887954e-2, -5.37397155531e-2, 1.33314422
 # n = 48: below 1e-15 at z = 3; the largest term ~56 costs ~6 bits), a
 # vector loop; beyond it libm's erf, value by value.
 GELU_SERIES_Z = 3.0
-_ERF_TAYLOR = tuple(2 / math.sqrt(math.pi) * (-1) ** n / (math.factorial(n) * (2 * n + 1)) for n in range(48, -1, -1))
+_ERF_TAYLOR = tuple(2 / math.sqrt(math.pi) * (-1) ** n / (math.factorial(n) * (2 * n + 1))
+                    for n in range(48, -1, -1))
 
 
 @helper
@@ -216,7 +181,7 @@ def _act_exp_block(y, code, alpha, e):
 
 @helper
 def _act_simple(y, code, alpha):
-    """y (contiguous) = act(y) for a code of SIMPLE_CODES, as `_act`."""
+    """y (contiguous) = act(y) for a code of SIMPLE_CODES."""
     n = y.shape[0]
     if code == 4:
         for i in range(n):
@@ -238,6 +203,15 @@ def _act_simple(y, code, alpha):
         for i in range(n):
             v = y[i]
             y[i] = v / (abs(v) + 1)
+
+
+@helper
+def _act_block(y, code, alpha):
+    """y (contiguous) = act(y) for a code other than linear and relu."""
+    if code in EXP_CODES:
+        _act_exp(y, code, alpha)
+    else:
+        _act_simple(y, code, alpha)
 
 
 @helper
@@ -272,17 +246,10 @@ def _affine_act(y, b, a, t, code, alpha):
         for i in range(n):
             v = (y[i] + b[i]) * a[i] + t[i]
             y[i] = v if not v < 0 else 0
-    elif code in EXP_CODES:
-        for i in range(n):
-            y[i] = (y[i] + b[i]) * a[i] + t[i]
-        _act_exp(y, code, alpha)
-    elif code in SIMPLE_CODES:
-        for i in range(n):
-            y[i] = (y[i] + b[i]) * a[i] + t[i]
-        _act_simple(y, code, alpha)
     else:
         for i in range(n):
-            y[i] = _act((y[i] + b[i]) * a[i] + t[i], code, alpha)
+            y[i] = (y[i] + b[i]) * a[i] + t[i]
+        _act_block(y, code, alpha)
 
 
 @helper
@@ -296,17 +263,10 @@ def _affine_act_scalar(y, b, a, t, code, alpha):
         for i in range(n):
             v = (y[i] + b) * a + t
             y[i] = v if not v < 0 else 0
-    elif code in EXP_CODES:
-        for i in range(n):
-            y[i] = (y[i] + b) * a + t
-        _act_exp(y, code, alpha)
-    elif code in SIMPLE_CODES:
-        for i in range(n):
-            y[i] = (y[i] + b) * a + t
-        _act_simple(y, code, alpha)
     else:
         for i in range(n):
-            y[i] = _act((y[i] + b) * a + t, code, alpha)
+            y[i] = (y[i] + b) * a + t
+        _act_block(y, code, alpha)
 
 
 @kernel

@@ -494,11 +494,9 @@ def _pack_blocks(wg, dtype, NV, temporary=False):
             wp[:, :full, ..., c0:c1, :] = src[..., c0:c1, :]
 
     nt = min(numba.get_num_threads(), Cg)
-    if not full:
-        pass
-    elif nt <= 1 or wp.size < PACK_PARALLEL:
+    if full and (nt <= 1 or wp.size < PACK_PARALLEL):
         copy(0, Cg)
-    else:
+    elif full:
         bounds = [Cg * i // nt for i in range(nt + 1)]
         futures = [_pool().submit(copy, bounds[i], bounds[i + 1]) for i in range(1, nt)]
         copy(bounds[0], bounds[1])
