@@ -27,6 +27,13 @@ def kernels(backend):
     return importlib.import_module(_LAYER_KERNELS[backend])
 
 
+def kernels_for(a, backend):
+    """The kernels that work on array `a` in place: the CUDA ones for a
+    device array (a Model on backend='cuda'), the host's for a host array
+    on backend='cuda' (a layer called on NumPy arrays), else backend's."""
+    return kernels("cuda" if on_device(a) else "cpu" if backend == "cuda" else backend)
+
+
 def on_device(a):
     """A Numba CUDA device array: a Model's activation on backend='cuda'."""
     return bool(getattr(a, "__cuda_ndarray__", False))
@@ -69,9 +76,7 @@ def apply_epilogue(y, backend, channels_first, bias=None, scale=None, shift=None
     activation = activation_name(activation)
     cf = channels_first and y.ndim > 2
     channels = tuple(y.shape)[1 if cf else -1]  # tuple(): a device array's shape may refuse [-1]
-    # device arrays (a Model on backend='cuda'): the CUDA kernels; host arrays
-    # on backend='cuda' (a layer called on NumPy arrays): the host's
-    k = kernels("cuda" if on_device(y) else "cpu" if backend == "cuda" else backend)
+    k = kernels_for(y, backend)
     if activation == "softmax":
         if hasattr(k, "softmax_last") and c_contiguous(y) and not cf:
             return k.softmax_last(y, bias, scale, shift)

@@ -9,7 +9,8 @@ import numpy as np
 
 from .. import _alloc
 from ..errors import ShapeError, message
-from ._base import Layer, Node, Tensor, activation_name, apply_epilogue, c_contiguous, kernels, on_device, softmax
+from ._base import (Layer, Node, Tensor, activation_name, apply_epilogue, c_contiguous, kernels, kernels_for,
+                    on_device, softmax)
 
 
 def _writable(x, inplace):
@@ -316,8 +317,7 @@ class PReLU(Layer):
     def call(self, x, backend="cpu", inplace=False):
         y = _writable(x, inplace)
         alpha = self._alpha_along(tuple(y.shape)[1:], y.dtype)
-        k = kernels("cuda" if on_device(y) else "cpu" if backend == "cuda" else backend)
-        return k.prelu(y, alpha)
+        return kernels_for(y, backend).prelu(y, alpha)
 
     def get_config(self):
         return {"name": self.name, "shared_axes": self.shared_axes or None}
