@@ -365,3 +365,41 @@ def test_one_channel_route_with_epilogue_and_out(activation, monkeypatch):
         results.append(y)
     np.testing.assert_array_equal(results[0], results[1])
     assert np.all(np.isfinite(results[0]))
+
+
+def test_compiled_entry_points_follow_the_argument_types(monkeypatch):
+    """parallel_tiles calls a kernel's compiled function directly, found by
+    a fingerprint of its arguments: every property Numba types an argument
+    by must change the fingerprint, and the function found must be the one
+    the dispatcher itself would run."""
+    fp = cpu_rb._fingerprint
+    a = np.zeros((4, 3), np.float32)
+    ro = a.copy()
+    ro.flags.writeable = False
+    variants = [a, a.astype(np.float64), a.reshape(-1), a.T, a[:, ::2], ro, (1, 2), (1, 2, 3), (1, 2.0), 1, 1.0,
+                cpu_simd.Tile(6, 2, 32), cpu_simd.Tile(4, 2, 32)]
+    keys = [fp(v) for v in variants]
+    assert len(set(keys)) == len(keys)
+    assert fp(np.ones((4, 3), np.float32)) == fp(a) and fp((5, 6)) == fp((1, 2))
+
+    x = np.random.default_rng(0).standard_normal((1, 4, 5, 6, 3)).astype(np.float32)
+    w = np.random.default_rng(1).standard_normal((2, 2, 2, 3, 16)).astype(np.float32)
+    seen = {}
+    real = cpu_rb.parallel_tiles
+
+    def spy(kernel, args, ntiles, work):
+        seen["call"] = (kernel, args)
+        return real(kernel, args, ntiles, work)
+
+    monkeypatch.setattr(cpu_rb, "parallel_tiles", spy)
+    y = fastdeconv.conv3d(x, w, 1, "SAME").copy()  # the result is args[2]'s memory
+    kernel, args = seen["call"]
+    entry = cpu_rb.compiled(kernel, args)
+    assert entry is not kernel
+    sig = tuple(kernel.typeof_pyval(v) for v in args) + cpu_rb._BOUND_TYPES
+    assert entry is kernel.overloads[sig].entry_point
+    out = args[2]
+    out[:] = np.nan
+    entry(*args, 0, cpu_rb.n_tiles(args[5]))
+    np.testing.assert_array_equal(out.reshape(y.shape), y)
+    assert cpu_rb.compiled(len, ()) is len
