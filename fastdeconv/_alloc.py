@@ -16,6 +16,7 @@ ways:
 """
 
 import contextlib
+import math
 import os
 import threading
 import weakref
@@ -34,19 +35,20 @@ def empty(shape, dtype):
     pool = getattr(_active, "pool", None)
     if pool is not None:
         return pool.take(shape, dtype)
-    dtype = np.dtype(dtype)
-    shape = (int(shape),) if np.ndim(shape) == 0 else tuple(int(n) for n in shape)
     return recycled(shape, dtype)
 
 
 def recycled(shape, dtype):
     """np.empty(shape, dtype) from memory of dropped results when large
-    (never from a Model's pool): for work arrays dropped after a call."""
+    (never from a Model's pool): for work arrays dropped after a call.
+    (Python arithmetic on the shape: np.prod alone took 4.5 us, a third of
+    this function's time, on calls of ~1 ms.)"""
     dtype = np.dtype(dtype)
-    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    shape = (int(shape),) if np.isscalar(shape) else tuple(map(int, shape))
+    nbytes = math.prod(shape) * dtype.itemsize
     if nbytes < RECYCLE_MIN or _recycler.cap <= 0:
         return np.empty(shape, dtype)
-    return np.asarray(_Block(_recycler.take(nbytes), tuple(int(n) for n in shape), dtype))
+    return np.asarray(_Block(_recycler.take(nbytes), shape, dtype))
 
 
 class _Block:
