@@ -6,7 +6,7 @@ vector for at most one vector of output channels, CL1) with the fused (kw, c) ru
 dw == 1 ungrouped convolutions, or per tap (FUSE_KW off); register-blocked
 kernel with vectors along W (cpu_rb.wv_kernel: channels-first, and
 channels-last with few output channels, WV_NARROW); the depthwise kernel
-(cpu_dw, DEPTHWISE); output-channel blocks outermost or innermost in the
+(cpu_dw, DEPTHWISE); the pointwise kernel (cpu_pw, POINTWISE); output-channel blocks outermost or innermost in the
 tile order, or outermost with panels packed per block (PANELS); filters
 packed by Numba along their rows or by NumPy copies; tiles run on the
 calling thread or split over threads; 64-byte (AVX-512) or 32-byte (AVX2)
@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import fastdeconv
-from fastdeconv.backends import cpu, cpu_rb, cpu_simd
+from fastdeconv.backends import cpu, cpu_pw, cpu_rb, cpu_simd
 
 CASES = [
     # (op, x shape, w shape, strides, padding, data_format, dilations)
@@ -50,7 +50,14 @@ CASES = [
     # strides, dilation and padding; 3-D with a channel count of one vector
     ("conv2d", (2, 7, 8, 6), (3, 3, 1, 12), [1, 1, 2, 1], "SAME", "NHWC", [1, 2, 1, 1]),
     ("conv3d", (2, 4, 5, 6, 8), (2, 3, 3, 1, 8), 1, [(0, 1), (1, 1), (2, 0)], "NDHWC", None),
+] + [
+    # pointwise (1x1 stride 1, few channels; cpu_pw): pixel
+    # counts that are not a multiple of its 8-pixel blocks
+    ("conv3d", (2, 3, 5, 7, 16), (1, 1, 1, 16, 2), 1, "SAME", "NDHWC", None),
+    ("conv2d", (3, 5, 6, 32), (1, 1, 32, 1), 1, "VALID", "NHWC", None),
+    ("conv1d", (2, 9, 3), (1, 3, 3), 1, "SAME", "NWC", 1),
 ]
+POINTWISE_CASES = CASES[-3:]
 
 
 def _call(case, x, w, backend):
@@ -403,3 +410,30 @@ def test_compiled_entry_points_follow_the_argument_types(monkeypatch):
     entry(*args, 0, cpu_rb.n_tiles(args[5]))
     np.testing.assert_array_equal(out.reshape(y.shape), y)
     assert cpu_rb.compiled(len, ()) is len
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", POINTWISE_CASES, ids=lambda c: f"{c[0]}-{c[2]}")
+def test_pointwise_kernel_gives_the_same_bits(case, dtype, monkeypatch):
+    """cpu_pw (taken: the call goes through it) against the register-blocked
+    and vectors-along-W paths: the same chain of FMAs per output, so the
+    same bits, on one thread or split; and the reference."""
+    x, w = _arrays(case, dtype, np.random.default_rng(3))
+    taken = []
+    real_pw = cpu_pw.pointwise_cl
+    real = cpu_rb.parallel_tiles
+
+    def spy(kernel, args, n, work, _big=None):
+        taken.append(kernel is real_pw)
+        return real(kernel, args, n, work if _big is None else _big)
+
+    results = []
+    for pointwise in (True, False):
+        for big in (None, 10**12):
+            monkeypatch.setattr(cpu, "POINTWISE", pointwise)
+            monkeypatch.setattr(cpu_rb, "parallel_tiles", lambda k, a, n, wk, _b=big: spy(k, a, n, wk, _b))
+            results.append(_call(case, x, w, "cpu").tobytes())
+            assert taken[-1] == pointwise
+    assert len(set(results)) == 1
+    np.testing.assert_allclose(_call(case, x, w, "cpu"), _call(case, x, w, "reference"),
+                               rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-5 if dtype == np.float32 else 1e-12)

@@ -42,7 +42,7 @@ import numpy as np
 
 from .. import _alloc
 
-from . import cpu_dw, cpu_rb, cpu_simd, reference
+from . import cpu_dw, cpu_pw, cpu_rb, cpu_simd, reference
 
 # Forward convolutions with dw == 1 and no groups read (kw, c) as one run
 # (same terms, same order); tests switch it off to check the per-tap path.
@@ -53,6 +53,15 @@ FUSE_KW = True
 # (tests compare the two). 3x3 depthwise on 32-256 channels: 2.7-6.6x
 # slower than TensorFlow on the register-blocked paths (benchmarks/NOTES.md).
 DEPTHWISE = True
+
+# Channels-last 1x1 stride-1 forward convolutions without groups and with
+# at most POINTWISE_BYTES of filters (input x output channels x itemsize:
+# 64 float32 multiply-adds per pixel) use cpu_pw (segmentation heads);
+# False: the other paths (tests compare them). 64^3 x 16 -> 2, float32:
+# 2.3 -> 1.4 ms; 32 -> 1: 29 -> 1.8 ms; 32 -> 3 (96 per pixel) 1.16x, 64
+# -> 2 0.91x (benchmarks/NOTES.md section 49).
+POINTWISE = True
+POINTWISE_BYTES = 256
 
 # Channels-last calls with at most WV_NARROW float32 output channels per
 # group (half as many float64) use the vectors-along-W kernel; 0 turns it off.
@@ -151,6 +160,10 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
         cpu_rb.parallel_tiles(cpu_dw.depthwise_cl, (np.ascontiguousarray(x), wd, y, geo), B * OD * OH,
                               16 * B * OD * OH * OW * F * KD * KH * KW)
         return _finish(y, False, epilogue)
+    if (POINTWISE and not (trans or channels_first) and G == 1 and KD == KH == KW == 1
+            and Cg * Fg * x.dtype.itemsize <= POINTWISE_BYTES
+            and (sd, sh, sw, pd, ph, pw) == (1, 1, 1, 0, 0, 0) and (OD, OH, OW) == (D, H, W)):
+        return _pointwise(x, wg, epilogue, out)
     narrow = (not channels_first and Fg <= WV_NARROW * 4 // x.dtype.itemsize
               and (trans or sw == 1) and Cx * W * x.dtype.itemsize < 2**31)
     if narrow and WV_NARROW_STEPS is not None:
@@ -243,6 +256,21 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
     if dest is not None:
         return out
     return _finish(flat.reshape((B, OD, OH, OW, G * Fg)), False, epilogue)
+
+
+def _pointwise(x, wg, epilogue, out):
+    """cpu_pw.pointwise_cl for a 1x1 stride-1 convolution (see _run)."""
+    B, D, H, W, C = x.shape
+    F = wg.shape[-1]
+    P = B * D * H * W
+    if out is not None:
+        out[...] = _pointwise(x, wg, epilogue, None)
+        return out
+    w2 = _memo(wg, ("pw", x.dtype.str), lambda: np.ascontiguousarray(wg.reshape(C, F), dtype=x.dtype))
+    y = _alloc.empty((B, D, H, W, F), x.dtype)
+    cpu_rb.parallel_tiles(cpu_pw.pointwise_cl, (np.ascontiguousarray(x).reshape(P, C), w2, y.reshape(-1), F),
+                          P, (C + 64) * F * P)
+    return _finish(y, False, epilogue)
 
 
 def _work(positions, channels, taps, strides, trans):
