@@ -560,6 +560,31 @@ def test_layer_softmax_kernel_matches_numpy_and_propagates_nan():
     assert got[3].tolist() == [0.0, 1.0]
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_two_class_softmax_same_bits_as_the_general_loop(dtype):
+    """softmax_last's two-class branch against its loop over any C: a third
+    channel of -inf adds an exact 0 to the sum and never wins the max, so
+    the first two channels must come out the same bits (NaN, Inf, huge
+    values and the affine epilogue included)."""
+    from fastdeconv.backends import cpu_layers
+
+    rng = np.random.default_rng(5)
+    y = (rng.standard_normal((3000, 2)) * 30).astype(dtype)
+    y[::7, 0] = np.nan
+    y[3::11, 1] = np.nan
+    y[5::13] = [np.inf, 1]
+    y[6::17] = [-np.inf, np.inf]
+    y[8::19] = [-np.inf, -np.inf]
+    y[9::23] = [3e38 if dtype == np.float32 else 1e308, -1]
+    b, a, t = (rng.standard_normal(2).astype(dtype) for _ in range(3))
+    two = cpu_layers.softmax_last(y.copy(), b, a, t)
+    three = np.concatenate([y, np.full((len(y), 1), -np.inf, dtype)], axis=1)
+    pad = lambda v, fill: np.append(v, dtype(fill))  # noqa: E731
+    general = cpu_layers.softmax_last(three, pad(b, 0), pad(a, 1), pad(t, 0))[:, :2]
+    assert two.tobytes() == np.ascontiguousarray(general).tobytes()
+    assert np.isnan(two[7]).all() and np.isfinite(two[1]).all()
+
+
 def test_layer_concat_kernel_is_a_copy():
     from fastdeconv.backends import cpu_layers
 

@@ -337,26 +337,43 @@ def _softmax_rows(y, b, a, t):
     for k in prange((n + rows - 1) // rows):
         r0 = k * rows
         r1 = min(r0 + rows, n)
-        for r in range(r0, r1):
-            # y[r, c], not a row view: a view per row cost more than the math
-            for c in range(C):
-                y[r, c] = (y[r, c] + b[c]) * a[c] + t[c]
-            m = y[r, 0]
-            for c in range(1, C):
-                if y[r, c] > m or y[r, c] != y[r, c]:
-                    m = y[r, c]
-                if m != m:
-                    break
-            for c in range(C):
-                y[r, c] -= m
+        if C == 2:
+            # two classes (segmentation heads): the same operations without
+            # the loops over C, 2-3x faster
+            b0, b1, a0, a1, t0, t1 = b[0], b[1], a[0], a[1], t[0], t[1]
+            for r in range(r0, r1):
+                v0 = (y[r, 0] + b0) * a0 + t0
+                v1 = (y[r, 1] + b1) * a1 + t1
+                m = v1 if v1 > v0 or v1 != v1 else v0
+                y[r, 0] = v0 - m
+                y[r, 1] = v1 - m
+        else:
+            for r in range(r0, r1):
+                # y[r, c], not a row view: a view per row cost more than the math
+                for c in range(C):
+                    y[r, c] = (y[r, c] + b[c]) * a[c] + t[c]
+                m = y[r, 0]
+                for c in range(1, C):
+                    if y[r, c] > m or y[r, c] != y[r, c]:
+                        m = y[r, c]
+                    if m != m:
+                        break
+                for c in range(C):
+                    y[r, c] -= m
         # the chunk's exps in one pass over contiguous memory (float32: vectors)
         exp_inplace(y, addr(y) + r0 * C * isz, (r1 - r0) * C)
-        for r in range(r0, r1):
-            s = y.dtype.type(0)
-            for c in range(C):
-                s += y[r, c]
-            for c in range(C):
-                y[r, c] /= s
+        if C == 2:
+            for r in range(r0, r1):
+                s = y.dtype.type(0) + y[r, 0] + y[r, 1]
+                y[r, 0] /= s
+                y[r, 1] /= s
+        else:
+            for r in range(r0, r1):
+                s = y.dtype.type(0)
+                for c in range(C):
+                    s += y[r, c]
+                for c in range(C):
+                    y[r, c] /= s
 
 
 def softmax_last(y, bias=None, scale=None, shift=None):
