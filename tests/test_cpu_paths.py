@@ -437,3 +437,28 @@ def test_pointwise_kernel_gives_the_same_bits(case, dtype, monkeypatch):
     assert len(set(results)) == 1
     np.testing.assert_allclose(_call(case, x, w, "cpu"), _call(case, x, w, "reference"),
                                rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-5 if dtype == np.float32 else 1e-12)
+
+
+@pytest.mark.parametrize("activation", ["relu", "linear", "sigmoid"])
+def test_pointwise_route_with_epilogue_and_out(activation, monkeypatch):
+    """The pointwise kernel keeps a conv layer's epilogue and writes into
+    `out` (a channel slice of a Model's concatenation buffer), with read-only
+    filters (packed once) as a layer's are: the same bits as the other
+    paths."""
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((1, 3, 5, 7, 16)).astype(np.float32)
+    w = rng.standard_normal((1, 1, 1, 16, 2)).astype(np.float32)
+    w.flags.writeable = False
+    geo = ((3, 5, 7), (1, 1, 1), (1, 1, 1), (0, 0, 0), 1, False)
+    epilogue = (np.array([0.3, -1], np.float32), np.array([1.5, 2], np.float32), None, activation, 0.0)
+    results = []
+    for pointwise in (True, False):
+        monkeypatch.setattr(cpu, "POINTWISE", pointwise)
+        y = cpu.forward(x, w, *geo, epilogue=epilogue)
+        buf = np.full(y.shape[:-1] + (5,), np.nan, np.float32)
+        view = buf[..., 1:3]
+        assert cpu.forward(x, w, *geo, epilogue=epilogue, out=view) is view
+        np.testing.assert_array_equal(buf[..., 1:3], y)
+        assert np.isnan(buf[..., [0, 3, 4]]).all()
+        results.append(y.tobytes())
+    assert results[0] == results[1]
