@@ -40,6 +40,8 @@ PATHS = {
     "wv, one out channel (1-row tile)":
         "x = r(1, 16, 8, 8, 8); w = r(3, 3, 3, 16, 1)\n"
         "CALL fd.conv3d(x, w, 1, 'SAME', data_format='NCDHW', backend='cpu')",
+    "pointwise (1x1 stride 1, few channels: segmentation heads)":
+        "x = r(1, 8, 8, 8, 16); w = r(1, 1, 1, 16, 2)\nCALL fd.conv3d(x, w, 1, 'SAME', backend='cpu')",
     "wv, strided forward (channels-first, W stride 2)":
         "x = r(1, 16, 8, 8, 8); w = r(3, 3, 3, 16, 16)\n"
         "CALL fd.conv3d(x, w, 2, 'SAME', data_format='NCDHW', backend='cpu')",
