@@ -113,6 +113,12 @@ CASES = (
          tags=("unet", "unet64")),
     Case("unet_c3t_32c32_to_64c16_k2s2", "conv3d_transpose", (1, 32, 32, 32, 32), (2, 2, 2, 16, 32), 2,
          output_shape=(1, 64, 64, 64, 16), tags=("unet", "unet64")),
+    # Segmentation heads: the U-Net's 1x1x1 conv to 2 classes (before its
+    # softmax), and a 1-class one (before a sigmoid).
+    Case("unet_head_c3d_64c16_to2_k1", "conv3d", (1, 64, 64, 64, 16), (1, 1, 1, 16, 2), (1, 1, 1, 1, 1),
+         tags=("unet", "unet64", "head")),
+    Case("head_c3d_64c32_to1_k1", "conv3d", (1, 64, 64, 64, 32), (1, 1, 1, 32, 1), (1, 1, 1, 1, 1),
+         tags=("head",)),
 )
 
 BY_NAME = {case.name: case for case in CASES}
