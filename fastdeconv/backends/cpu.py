@@ -93,10 +93,16 @@ CL1 = True
 # Channels-last: output-channel blocks innermost in the tile order when a
 # block's packed weights take at most FB_INNER_PANEL bytes, or all blocks'
 # together at most FB_INNER_TOTAL (they then take turns in L2: a quarter
-# of a 1 MB L2); False: always outermost (tests compare the two).
+# of a 1 MB L2), or when the call's input and output take FB_INNER_DATA
+# bytes or more and all blocks' panels at most FB_INNER_DATA_PANELS (they
+# then come from L3 for every tile, while blocks outermost would stream
+# the input and the output from memory once per block); False: always
+# outermost (tests compare the two).
 FB_INNER = True
 FB_INNER_PANEL = 64 * 1024
 FB_INNER_TOTAL = 256 * 1024
+FB_INNER_DATA = 16 << 20  # half of a 32 MB L3
+FB_INNER_DATA_PANELS = 16 << 20
 
 # Channels-last, one group, channel blocks outermost, writable filters
 # (packed on every call) of at least PANELS_MIN_BYTES packed: each thread
@@ -222,7 +228,12 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
     # a row then write its channels together, instead of one pass over the
     # whole output per channel block (each pass writing part of every cache
     # line: the U-Net k3 s2 transpose on AVX2, 2 blocks of 110 KB, 9 % faster).
-    if FB_INNER and NFB > 1 and (panel_bytes <= FB_INNER_PANEL or NFB * panel_bytes <= FB_INNER_TOTAL):
+    # Also for calls whose data does not stay in the caches, whatever the
+    # panels (8 x 112 x 112 x 128 -> 128: 9 % faster, 224 x 224 x 128 -> 64:
+    # 5 %; benchmarks/NOTES.md section 49).
+    data_bytes = (x.size + B * OD * OH * OW * F) * x.dtype.itemsize
+    if FB_INNER and NFB > 1 and (panel_bytes <= FB_INNER_PANEL or NFB * panel_bytes <= FB_INNER_TOTAL
+                                 or (data_bytes >= FB_INNER_DATA and NFB * panel_bytes <= FB_INNER_DATA_PANELS)):
         fb_order = cpu_rb.FB_INNERMOST
     elif (PANELS and trans and writable and NFB > 1 and NFB * panel_bytes >= PANELS_MIN_BYTES
           and (given := cpu_rb.source_filters(wg)) is not None):
