@@ -11,6 +11,9 @@ The algorithm choice is made here, in `_run`:
 - channels-last depthwise forward convolutions (one input channel per
   group, DEPTHWISE): `cpu_dw.depthwise_cl`, channels innermost, no tiles
   (each output has only the taps as terms).
+- channels-last 1x1 stride-1 forward convolutions with few channels
+  (POINTWISE, segmentation heads): `cpu_pw.pointwise_cl`, eight pixels at
+  a time, one FMA chain per output (the tiles' term order).
 - channels-first, both ops; and channels-last with at most WV_NARROW
   output channels (with AVX2 only for short reductions, WV_NARROW_STEPS;
   with one output channel through a channels-first copy of the input,
