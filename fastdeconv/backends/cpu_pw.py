@@ -1,15 +1,16 @@
-"""Pointwise (1x1, stride 1) forward convolution with few output channels,
-channels-last: segmentation heads (a 1x1x1 conv to 1-3 classes before a
-sigmoid or softmax).
+"""Pointwise (1x1, stride 1) forward convolution with few channels,
+channels-last: segmentation heads (a 1x1x1 conv to a few classes before a
+sigmoid or softmax). Taken for at most 256 bytes of filters (cpu.py).
 
 The register-blocked kernels fill a tile's vector lanes with output
-channels, so 1-3 of them leave most lanes empty; the vectors-along-W one
+channels, so a few of them leave most lanes empty; the vectors-along-W one
 gathers its channels-last loads, and with one output channel it reads a
 channels-first copy of the input, which costs more than the convolution
 (64^3 x 32 channels -> 1: 33 ms, 7 ms with 16 channels). Here eight
 pixels are computed together, each output channel one chain of
 multiply-adds per pixel: eight independent chains keep the FMA pipes
-busy, and the input is read once from memory (benchmarks/NOTES.md).
+busy, and the input is read from memory once (then from L1 for each
+further output channel; benchmarks/NOTES.md section 49).
 
 Term order: each output is one chain over the input channels in order,
 from zero, fused multiply-adds (the `contract` flag); the register-blocked
