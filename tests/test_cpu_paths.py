@@ -145,24 +145,27 @@ def test_channel_block_order_gives_identical_bits(case, monkeypatch):
 def test_channel_block_order_follows_panels_and_data_size(monkeypatch):
     """The tile order chosen: channel blocks innermost for small panels, and
     for large panels only when the call's data passes FB_INNER_DATA (set
-    low here) and the panels stay within FB_INNER_DATA_PANELS."""
+    low here) and the panels stay within half of the data and within
+    FB_INNER_DATA_PANELS."""
     orders = []
     real = cpu_rb.parallel_tiles
     monkeypatch.setattr(cpu_rb, "parallel_tiles", lambda k, a, n, wk: orders.append(a[5][26]) or real(k, a, n, wk))
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((2, 9, 9, 64)).astype(np.float32)
-    big = rng.standard_normal((3, 3, 64, 64)).astype(np.float32)  # 4 blocks of 36 KB (AVX2) or 2 of 72 KB
+    x = rng.standard_normal((2, 30, 30, 64)).astype(np.float32)  # 460 KB in, 460 KB out
+    few = x[:, :5, :5]  # 26 KB in and out
+    big = rng.standard_normal((3, 3, 64, 64)).astype(np.float32)  # panels: 147 KB in all
     small = rng.standard_normal((1, 1, 64, 64)).astype(np.float32)
     monkeypatch.setattr(cpu, "FB_INNER_PANEL", 1024)
     monkeypatch.setattr(cpu, "FB_INNER_TOTAL", 1024)
     ref = fastdeconv.conv2d(x, big, 1, "SAME")
-    monkeypatch.setattr(cpu, "FB_INNER_DATA", x.nbytes)
+    monkeypatch.setattr(cpu, "FB_INNER_DATA", few.nbytes)
     inner = fastdeconv.conv2d(x, big, 1, "SAME")
+    fastdeconv.conv2d(few, big, 1, "SAME")  # panels more than half of the data
     monkeypatch.setattr(cpu, "FB_INNER_DATA_PANELS", big.nbytes - 1)
     fastdeconv.conv2d(x, big, 1, "SAME")
     monkeypatch.setattr(cpu, "FB_INNER_TOTAL", 1 << 20)
     fastdeconv.conv2d(x, small, 1, "SAME")
-    assert orders == [cpu_rb.FB_OUTER, cpu_rb.FB_INNERMOST, cpu_rb.FB_OUTER, cpu_rb.FB_INNERMOST]
+    assert orders == [cpu_rb.FB_OUTER, cpu_rb.FB_INNERMOST, cpu_rb.FB_OUTER, cpu_rb.FB_OUTER, cpu_rb.FB_INNERMOST]
     assert inner.tobytes() == ref.tobytes()
 
 

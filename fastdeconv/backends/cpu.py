@@ -97,10 +97,11 @@ CL1 = True
 # block's packed weights take at most FB_INNER_PANEL bytes, or all blocks'
 # together at most FB_INNER_TOTAL (they then take turns in L2: a quarter
 # of a 1 MB L2), or when the call's input and output take FB_INNER_DATA
-# bytes or more and all blocks' panels at most FB_INNER_DATA_PANELS (they
-# then come from L3 for every tile, while blocks outermost would stream
-# the input and the output from memory once per block); False: always
-# outermost (tests compare the two).
+# bytes or more and all blocks' panels at most half of that and at
+# most FB_INNER_DATA_PANELS (they then come from L3 for every tile, while
+# blocks outermost would stream the input and the output from memory once
+# per block; 15.8 MB of panels for 18 MB of data were 10 % slower
+# innermost); False: always outermost (tests compare the two).
 FB_INNER = True
 FB_INNER_PANEL = 64 * 1024
 FB_INNER_TOTAL = 256 * 1024
@@ -236,7 +237,8 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
     # 5 %; benchmarks/NOTES.md section 49).
     data_bytes = (x.size + B * OD * OH * OW * F) * x.dtype.itemsize
     if FB_INNER and NFB > 1 and (panel_bytes <= FB_INNER_PANEL or NFB * panel_bytes <= FB_INNER_TOTAL
-                                 or (data_bytes >= FB_INNER_DATA and NFB * panel_bytes <= FB_INNER_DATA_PANELS)):
+                                 or (data_bytes >= FB_INNER_DATA
+                                     and NFB * panel_bytes <= min(FB_INNER_DATA_PANELS, data_bytes // 2))):
         fb_order = cpu_rb.FB_INNERMOST
     elif (PANELS and trans and writable and NFB > 1 and NFB * panel_bytes >= PANELS_MIN_BYTES
           and (given := cpu_rb.source_filters(wg)) is not None):
