@@ -284,7 +284,7 @@ def _pointwise(x, wg, epilogue, out):
         return out
     w2 = _memo(wg, ("pw", x.dtype.str), lambda: np.ascontiguousarray(wg.reshape(C, F), dtype=x.dtype))
     y = _alloc.empty((B, D, H, W, F), x.dtype)
-    cpu_rb.parallel_tiles(cpu_pw.pointwise_cl, (np.ascontiguousarray(x).reshape(P, C), w2, y.reshape(-1), F),
+    cpu_rb.parallel_tiles(cpu_pw.pointwise_cl, (np.ascontiguousarray(x).reshape(P, C), w2, y.reshape(P, F)),
                           P, (C + 64) * F * P)
     return _finish(y, False, epilogue)
 

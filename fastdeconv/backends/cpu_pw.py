@@ -22,11 +22,9 @@ from .cpu_rb import serial_kernel
 
 
 @serial_kernel
-def pointwise_cl(x, w, out, ops, p_begin, p_end):
+def pointwise_cl(x, w, out, p_begin, p_end):
     """Pixels [p_begin, p_end) (cpu_rb.parallel_tiles splits them over
-    threads). x (P, C); w (C, F); out flat, pixel p's F channels at
-    out[p * ops : p * ops + F] (ops >= F: a channel slice of a wider
-    array)."""
+    threads). x (P, C); w (C, F); out (P, F)."""
     C, F = w.shape
     zero = out.dtype.type(0)
     p = p_begin
@@ -43,19 +41,18 @@ def pointwise_cl(x, w, out, ops, p_begin, p_end):
                 a5 += x[p + 5, c] * wc
                 a6 += x[p + 6, c] * wc
                 a7 += x[p + 7, c] * wc
-            o = p * ops + f
-            out[o] = a0
-            out[o + ops] = a1
-            out[o + 2 * ops] = a2
-            out[o + 3 * ops] = a3
-            out[o + 4 * ops] = a4
-            out[o + 5 * ops] = a5
-            out[o + 6 * ops] = a6
-            out[o + 7 * ops] = a7
+            out[p, f] = a0
+            out[p + 1, f] = a1
+            out[p + 2, f] = a2
+            out[p + 3, f] = a3
+            out[p + 4, f] = a4
+            out[p + 5, f] = a5
+            out[p + 6, f] = a6
+            out[p + 7, f] = a7
         p += 8
     for q in range(p, p_end):
         for f in range(F):
             s = zero
             for c in range(C):
                 s += x[q, c] * w[c, f]
-            out[q * ops + f] = s
+            out[q, f] = s
