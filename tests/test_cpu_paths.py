@@ -38,6 +38,11 @@ CASES = [
     # be interleaved in registers (vtstore_zip2), then a narrower last chunk
     ("conv2d_transpose", (2, 5, 3, 40), (2, 2, 6, 5), 2, "SAME", "NCHW", None),
     ("conv2d_transpose", (1, 3, 4, 37), (3, 3, 5, 3), 2, "VALID", "NCHW", None),
+    # row spaces of several lines (cpu_rb.row_spaces): W padding with
+    # dilation, lines at both H edges, two images in one space; a
+    # transpose with two W phases and H stride 1
+    ("conv2d", (2, 9, 11, 6), (3, 3, 6, 20), 1, "SAME", "NHWC", [1, 2, 2, 1]),
+    ("conv2d_transpose", (2, 7, 5, 5), (3, 3, 9, 5), [1, 2], "SAME", "NHWC", [1, 1]),
     # long kernels: 19 and 18 taps along one dim (cl_kernel's tap tables)
     ("conv1d", (2, 30, 3), (19, 3, 10), 1, "SAME", "NWC", 1),
     ("conv2d_transpose", (1, 9, 5, 4), (18, 3, 6, 4), [3, 1], "SAME", "NHWC", None),
@@ -73,9 +78,12 @@ def _arrays(case, dtype, rng):
     return rng.standard_normal(xs).astype(dtype), rng.standard_normal(ws).astype(dtype)
 
 
-@pytest.fixture(params=[True, False], ids=["fused", "per-tap"])
+@pytest.fixture(params=[(True, True), (False, True), (True, False)], ids=["fused", "per-tap", "lines-apart"])
 def fuse(request, monkeypatch):
-    monkeypatch.setattr(cpu, "FUSE_KW", request.param)
+    """Fused (kw, c) runs or one run per tap; lines folded into one row
+    space (cpu_rb.row_spaces) or each line its own."""
+    monkeypatch.setattr(cpu, "FUSE_KW", request.param[0])
+    monkeypatch.setattr(cpu, "FOLD_LINES", request.param[1])
     return request.param
 
 
@@ -226,18 +234,21 @@ def test_filter_packers_agree(trans, dtype, nv, monkeypatch):
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}-{c[5]}")
 def test_paths_give_identical_bits(case, monkeypatch):
-    """Fused and per-tap runs, register-blocked or vectors along W (one
+    """Fused and per-tap runs, lines folded into row spaces or apart,
+    register-blocked or vectors along W (one
     output channel: through a channels-first copy or not), the depthwise
     kernel or not, one thread and split tiles: the same terms in the same
     order, so the same bits."""
     x, w = _arrays(case, np.float32, np.random.default_rng(1))
     results = []
     real = cpu_rb.parallel_tiles
-    for fuse_kw, nv, one, cf1, dw in ((True, 0, True, True, True), (True, 0, True, True, False),
-                                      (False, 0, True, True, False), (True, 0, False, True, False),
-                                      (False, 0, False, True, False), (True, 64, True, True, False),
-                                      (False, 64, True, True, False), (True, 64, True, False, False)):
+    for fuse_kw, nv, one, cf1, dw, fold in ((True, 0, True, True, True, True), (True, 0, True, True, False, True),
+                                            (False, 0, True, True, False, True), (True, 0, False, True, False, True),
+                                            (False, 0, False, True, False, True), (True, 64, True, True, False, True),
+                                            (False, 64, True, True, False, True), (True, 64, True, False, False, True),
+                                            (True, 0, True, True, False, False), (False, 0, False, True, False, False)):
         for work in (None, 10**12):
+            monkeypatch.setattr(cpu, "FOLD_LINES", fold)
             monkeypatch.setattr(cpu, "DEPTHWISE", dw)
             monkeypatch.setattr(cpu, "NARROW_ONE_CHANNEL_CF", cf1)
             monkeypatch.setattr(cpu, "FUSE_KW", fuse_kw)
@@ -302,6 +313,57 @@ def test_epilogue_inside_the_kernel(case, activation, dtype, cl1, monkeypatch):
     expected = cpu_layers.epilogue(plain.copy(), F, cf, bias, scale, shift, activation, 0.0)
     assert np.isnan(expected).any() and not np.isnan(expected).all()
     np.testing.assert_array_equal(fused, expected)
+
+
+@pytest.mark.parametrize("geometry", [
+    # (B, OH, OW, P, W, KH, h stride, h dilation, h pad, W offsets per phase (mw), rb, H size)
+    (2, 9, 11, 1, 11, 3, 1, 2, 2, [[-2, 0, 2]], 2, 6, 9),   # dilated SAME: 2 + 2 edge columns and lines
+    (1, 8, 8, 1, 8, 3, 1, 1, 1, [[-1, 0, 1]], 1, 6, 8),
+    (3, 5, 10, 2, 5, 3, 1, 1, 1, [[1, 0, cpu_rb.NO_TAP], [1, cpu_rb.NO_TAP, 0]], 1, 8, 5),  # transpose, 2 phases
+    (1, 4, 7, 1, 13, 3, 2, 1, 0, [[0, 1, 2]], 2, 6, 9),     # VALID, H stride 2: no edge lines or columns
+    (1, 3, 5, 1, 5, 3, 1, 1, 1, [[-1, 0, 1]], 1, 6, 3),     # one inside line: nothing to fold
+])
+@pytest.mark.parametrize("fold", [True, False])
+def test_row_spaces_cover_every_output_once(geometry, fold):
+    """cl_kernel's tiles (cpu_rb.row_spaces) cover every (image, line,
+    column) of every phase once; a row space of several lines holds only
+    lines whose H taps are all inside and orders its columns in classes:
+    first those missing a W tap on the left, then those inside for every
+    tap, then those missing one on the right; tiles are whole blocks of rb
+    rows but the last of a space."""
+    B, OH, OW, P, W, KH, sh, dh, ph, e, mw, rb, H = geometry
+    e = np.array(e, dtype=np.int64)
+    oh = np.arange(OH)[:, None]
+    ih = oh * sh + np.arange(KH)[None, :] * dh - ph
+    h_inside = np.where((ih >= 0) & (ih < H), ih, -1)
+    start = 100
+    table, T = cpu_rb.row_spaces(B, OH, OW, P, W, mw, e, h_inside, rb, fold, start)
+    tiles = table[:P * T * cpu_rb.TILE_FIELDS].reshape(P, T, cpu_rb.TILE_FIELDS)
+    folded_any = False
+    for phase in range(P):
+        nJ = -(-(OW - phase) // P)
+        es = e[phase][e[phase] != cpu_rb.NO_TAP]
+        seen = []
+        for oh0, nl, r0, r1, order in tiles[phase]:
+            if r1 <= r0:
+                continue
+            assert nl >= 1 and (r1 - r0) % rb == 0 or r1 == B * nl * nJ
+            rows = table[order - start:order - start + nl * nJ]
+            lines, cols = rows >> 32, rows & 0xFFFFFFFF
+            if nl > 1:
+                folded_any = True
+                assert (h_inside[oh0:oh0 + nl] >= 0).all()
+                inside = (cols[:, None] * mw + es[None, :] >= 0).all(axis=1) & \
+                         (cols[:, None] * mw + es[None, :] < W).all(axis=1)
+                left = (cols[:, None] * mw + es[None, :] < 0).any(axis=1)
+                cls = np.where(left, 0, np.where(inside, 1, 2))
+                assert (np.diff(cls) >= 0).all()
+            for r in range(r0, r1):
+                b, p = divmod(r, nl * nJ)
+                seen.append((b, oh0 + lines[p], cols[p]))
+        assert sorted(seen) == [(b, y, j) for b in range(B) for y in range(OH) for j in range(nJ)]
+    inside_lines = (h_inside >= 0).all(axis=1).sum()
+    assert folded_any == (fold and inside_lines > 1)
 
 
 def test_tile_rows_fit_the_vector_registers():

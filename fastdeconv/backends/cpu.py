@@ -51,6 +51,12 @@ from . import cpu_dw, cpu_pw, cpu_rb, cpu_simd, reference
 # (same terms, same order); tests switch it off to check the per-tap path.
 FUSE_KW = True
 
+# Channels-last register-blocked tiles: the lines whose H taps are all
+# inside the input make one row space, with the columns that miss a W tap
+# grouped apart (cpu_rb.row_spaces), for convolutions and stride-1-along-H
+# transposes; False: a row space per line (tests compare the two).
+FOLD_LINES = True
+
 # Channels-last forward convolutions with one input channel per group and
 # several groups (depthwise) use cpu_dw; False: the register-blocked paths
 # (tests compare the two). 3x3 depthwise on 32-256 channels: 2.7-6.6x
@@ -221,7 +227,6 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
     P = sw if trans else 1
     nvec = 1 if CL1 and Fg * x.dtype.itemsize <= cpu_simd.VBYTES else 2
     tile = cpu_rb.cl_tile(nvec)
-    RT = cpu_rb.rows_per_tile(B * _ceil(OW, P), tile.rows)
     NV = tile.nvec * tile.lanes(x.dtype.itemsize)
     NFB = _ceil(Fg, NV)
     panel_bytes = KD * KH * KW * Cg * NV * x.dtype.itemsize
@@ -249,8 +254,10 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
         wp = np.empty(0, dtype=x.dtype)  # each thread packs the panels of its tiles
     else:
         wp, _ = _memo(wg, ("cl", x.dtype.str, repr(tile)), lambda: cpu_rb.pack_filters(wg, x.dtype, tile, writable))
+    taps, T = cpu_rb.tap_tables(B, OD, OH, OW, P, KD, KH, KW, D, H, W, sd, sh, sw, dd, dh, dw, pd, ph, pw,
+                                bool(trans), tile.rows, FOLD_LINES)
     geo = (B, D, H, W, Cg, OD, OH, OW, Fg, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw,
-           G, int(trans), RT, NFB, fuse, fb_order, cpu_rb.sum_group(KW, Cg), ops)
+           G, int(trans), T, NFB, fuse, fb_order, cpu_rb.sum_group(KW, Cg), ops)
     geo = tuple(int(v) for v in geo)
     work = _work(B * OD * OH * OW, G * NFB * tile.nvec * tile.lanes(x.dtype.itemsize), KD * KH * KW * Cg,
                  strides, trans)
@@ -261,7 +268,6 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
         epi = cpu_rb.epilogue_params(F, tile, x.dtype, bias, scale, shift)
         ep_code = 2 if activation == "relu" else 1
         epilogue = None
-    taps = cpu_rb.tap_tables(OD, OH, P, KD, KH, KW, D, H, sd, sh, sw, dd, dh, dw, pd, ph, pw, bool(trans))
     args = (x.reshape(-1), wp, flat, zrow, taps, geo, tile, epi, ep_code)
     ntiles = cpu_rb.n_tiles(geo)
     if fb_order == cpu_rb.FB_PANEL:

@@ -20,6 +20,12 @@ row past the end of the tile) reads a zero row instead: it adds 0 * w,
 which is exactly 0 for finite weights, so padding never creates a NaN from
 a finite input; a tap that no row of the block reaches is skipped.
 
+Row spaces (`row_spaces`): the rows of one line, or, for convolutions and
+stride-1-along-H transposes, of all the lines whose every H tap is
+inside the input, ordered so that columns missing the same W taps come
+together (`row_order`). A tile is up to RT consecutive rows of one row
+space.
+
 A tile's rows run in blocks of RB; a block of at most cpu_simd.part_rows
 rows runs vrun's part-tile loop, and when RB < rows left <= 2 of those,
 they run as two such blocks (W = 32 on the AVX2 tile: 6, 6, 6, 6, 4, 4).
@@ -99,15 +105,19 @@ NO_TAP = -(1 << 62)
 
 
 @functools.lru_cache(maxsize=256)
-def tap_tables(OD, OH, P, KD, KH, KW, D, H, sd, sh, sw, dd, dh, dw, pd, ph, pw, trans):
+def tap_tables(B, OD, OH, OW, P, KD, KH, KW, D, H, W, sd, sh, sw, dd, dh, dw, pd, ph, pw, trans, rb, fold):
     """cl_kernel's taps, computed once per call geometry (on the host, no
     integer division in the kernel): one int64 array of
     - [od * KD + kd]: the input index along D that tap kd of output od
       reads, or -1 (padding, or a strided transpose's skipped tap);
     - [OD*KD + oh * KH + kh]: the same along H;
     - [OD*KD + OH*KH + phase * KW + kw]: the input column offset e of tap kw
-      for W phase `phase` (a tile's row j reads column j*mw + e), or NO_TAP.
-    Read-only; shared by calls with the same geometry."""
+      for W phase `phase` (a tile's row j reads column j*mw + e), or NO_TAP;
+    - from OD*KD + OH*KH + P*KW: the tiles of each phase and the row orders
+      they read (`row_spaces`, for tiles of at most rows_per_tile rows, a
+      multiple of rb).
+    Returns (the table, read-only; tiles per phase). Shared by calls with
+    the same geometry."""
     def along(O, K, s, d, p, n):
         o = np.arange(O)[:, None]
         k = np.arange(K)[None, :]
@@ -127,10 +137,84 @@ def tap_tables(OD, OH, P, KD, KH, KW, D, H, sd, sh, sw, dd, dh, dw, pd, ph, pw, 
         e = np.where(t % sw == 0, t // sw, NO_TAP)
     else:
         e = np.broadcast_to(kw * dw - pw, (P, KW))
-    table = np.concatenate([along(OD, KD, sd, dd, pd, D), along(OH, KH, sh, dh, ph, H),
-                            e.reshape(-1)]).astype(np.int64)
+    h_taps = along(OH, KH, sh, dh, ph, H)
+    head = [along(OD, KD, sd, dd, pd, D), h_taps, e.reshape(-1)]
+    start = sum(len(a) for a in head)
+    tiles, T = row_spaces(B, OH, OW, P, W, 1 if trans else sw, e, h_taps.reshape(OH, KH), rb,
+                          fold and (not trans or sh == 1), start)
+    table = np.concatenate(head + [tiles]).astype(np.int64)
     table.flags.writeable = False
-    return table
+    return table, T
+
+
+def w_classes(nJ, W, mw, e):
+    """For nJ columns j reading input columns j*mw + e for the offsets e of
+    their taps (NO_TAP: none): (c1, c2), the number of the first columns
+    that miss a tap on the left (j*mw + min e < 0) and of the last ones that
+    miss one on the right (j*mw + max e >= W), together at most nJ."""
+    es = e[e != NO_TAP]
+    if nJ <= 0 or es.size == 0:
+        return 0, 0
+    left = min(nJ, max(0, -(int(es.min()) // mw)))
+    first_right = -(-(W - int(es.max())) // mw)  # the first column with j*mw + max e >= W
+    return left, nJ - min(nJ, max(left, first_right))
+
+
+def row_order(NL, nJ, c1, c2):
+    """The (line, column) of the rows of one image in a row space of NL
+    lines of nJ columns: three classes of columns, [0, c1) (they miss a tap
+    on the left), [c1, nJ - c2) (inside for every tap) and [nJ - c2, nJ),
+    each for all lines, line by line. A block of rows then holds columns
+    that miss the same taps, which it skips, instead of rows reading the
+    zero row: W padding costs nothing (4 % of the multiply-adds of the
+    dilated transpose) and lines of 32 no longer end in two 4-row blocks.
+    One line: the columns in order."""
+    return [(l, j) for lo, hi in ((0, c1), (c1, nJ - c2), (nJ - c2, nJ)) for l in range(NL) for j in range(lo, hi)]
+
+
+TILE_FIELDS = 5  # a tile in the tap table: first line, lines, rows [r0, r1), its row order
+
+
+def row_spaces(B, OH, OW, P, W, mw, e, h_inside, rb, fold, start):
+    """cl_kernel's tiles for each W phase, as the part of the tap table
+    from index `start`, and the number of tiles per phase T. Row spaces:
+    each line alone, except with fold the lines whose every H tap is inside
+    the input (h_inside (OH, KH): input line or -1; one interval), which
+    make one space in row_order (they read the same taps, so a block mixing
+    them runs the taps of each of them). A space of n = B * lines * columns
+    rows (image by image) is cut into tiles of rows_per_tile(n, rb) rows.
+    Layout: P * T tiles of TILE_FIELDS (first line, lines, r0, r1, start of
+    its row order; a phase's last tiles may be empty), then per phase the
+    order of one line (its columns) and of the folded lines, each row
+    (line - first line) << 32 | column."""
+    inside = np.flatnonzero((h_inside >= 0).all(axis=1))
+    a, b = (int(inside[0]), int(inside[-1]) + 1) if fold and inside.size > 1 else (0, 0)
+    spaces = [(oh, 1) for oh in range(a)] + ([(a, b - a)] if b > a else []) + [(oh, 1) for oh in range(b, OH)]
+    per_phase, orders = [], []
+    pos = 0  # from the first row order
+    for phase in range(P):
+        nJ = -(-(OW - phase) // P)
+        c1, c2 = w_classes(nJ, W, mw, e[phase])
+        one = pos
+        orders.append([(l << 32) | j for l, j in row_order(1, nJ, c1, c2)])
+        pos += nJ
+        folded = pos
+        if b > a:
+            orders.append([(l << 32) | j for l, j in row_order(b - a, nJ, c1, c2)])
+            pos += (b - a) * nJ
+        tiles = []
+        for oh0, nl in spaces:
+            n = B * nl * nJ
+            rt = rows_per_tile(n, rb)
+            tiles += [(oh0, nl, r0, min(n, r0 + rt), one if nl == 1 else folded) for r0 in range(0, n, rt)]
+        per_phase.append(tiles)
+    T = max(1, max(len(t) for t in per_phase))
+    table = np.zeros((P, T, TILE_FIELDS), dtype=np.int64)
+    for phase, tiles in enumerate(per_phase):
+        if tiles:
+            table[phase, :len(tiles)] = tiles
+            table[phase, :len(tiles), 4] += start + table.size
+    return np.concatenate([table.reshape(-1)] + [np.array(o, dtype=np.int64) for o in orders]), T
 
 
 def serial_kernel(fn):
@@ -142,9 +226,9 @@ def serial_kernel(fn):
 
 def n_tiles(geo):
     (B, D, H, W, Cg, OD, OH, OW, Fg, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw,
-     G, trans, RT, NFB, fuse, fb_order, gs, ops) = geo
+     G, trans, T, NFB, fuse, fb_order, gs, ops) = geo
     P = sw if trans else 1
-    return OD * OH * P * (-(-(B * (-(-OW // P))) // RT)) * G * NFB
+    return OD * P * T * G * NFB
 
 
 _POOL = None
@@ -278,7 +362,7 @@ def cl_kernel(x, wp, out, zrow, taptab, geo, tile, epi, ep_code, t_begin, t_end)
     rows of per-output-channel parameters (bias, scale, shift), each
     G*Fg + NW*V long, and every stored value is ((v + bias) * scale + shift)."""
     (B, D, H, W, Cg, OD, OH, OW, Fg, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw,
-     G, trans, RT, NFB, fuse, fb_order, gs, ops) = geo
+     G, trans, T, NFB, fuse, fb_order, gs, ops) = geo
     isz = itemsize(out)  # a constant: LLVM folds the steps into displacements
     RB, NW, V = tile_dims(tile, out)
     PART = tile_part_rows(tile)
@@ -286,8 +370,7 @@ def cl_kernel(x, wp, out, zrow, taptab, geo, tile, epi, ep_code, t_begin, t_end)
     Cx = G * Cg
     P = sw if trans else 1
     mw = 1 if trans else sw
-    nJ_max = (OW + P - 1) // P
-    nrc = (B * nJ_max + RT - 1) // RT
+    hs = 1 if trans else sh  # input lines per output line (row spaces of several lines: sh == 1 for transposes)
     taps = KD * KH * KW
     xa = addr(x)
     za = addr(zrow)
@@ -297,9 +380,10 @@ def cl_kernel(x, wp, out, zrow, taptab, geo, tile, epi, ep_code, t_begin, t_end)
     rfix = rows[2 * RB:3 * RB]
     pp = rows[3 * RB:4 * RB]
     o = rows[4 * RB:5 * RB]
-    th = OD * KD  # taptab: along D, then H from th, W offsets from tw
+    th = OD * KD  # taptab: along D, then H from th, W offsets from tw, tiles from tt
     tw = th + OH * KH
-    inner = OD * OH * P * nrc * G
+    tt = tw + P * KW
+    inner = OD * P * T * G
     for ti in range(t_begin, t_end):
         # output-channel block outermost (FB_OUTER, FB_PANEL): consecutive
         # tiles (one thread's range) share one weight panel; or innermost
@@ -313,15 +397,20 @@ def cl_kernel(x, wp, out, zrow, taptab, geo, tile, epi, ep_code, t_begin, t_end)
             r = ti % inner
         g = r % G
         r = r // G
-        rc = r % nrc
-        r = r // nrc
+        k = r % T
+        r = r // T
         phase = r % P
-        r = r // P
-        oh = r % OH
-        od = r // OH
+        od = r // P
+        # the tile: rows [r0, r1) of the row space of NL lines from oh0,
+        # whose order (row_order) is at taptab[order:]
+        te = tt + (phase * T + k) * TILE_FIELDS
+        oh0 = taptab[te]
+        NL = taptab[te + 1]
+        r0 = taptab[te + 2]
+        r1 = taptab[te + 3]
+        order = taptab[te + 4]
         nJ = (OW - phase + P - 1) // P
-        r0 = rc * RT
-        r1 = B * nJ if B * nJ < r0 + RT else r0 + RT
+        L = NL * nJ  # rows per image
         f0 = fb * NV
         nf = NV if NV < Fg - f0 else Fg - f0
         wfb = addr(wp)
@@ -338,24 +427,29 @@ def cl_kernel(x, wp, out, zrow, taptab, geo, tile, epi, ep_code, t_begin, t_end)
                 nr = PART
             jmin = nJ
             jmax = 0
-            # per row: its image's base address, its input column's address
-            # at W offset 0 (rows inside along W read from there plus one
-            # offset per tap) and its output offset. Rows past nr repeat
-            # row nr - 1 (computed, not stored).
-            b = rb // nJ  # one division per block: later rows step (b, j)
-            j = rb - b * nJ
+            # per row: its address at W offset 0 (of its image; of its line
+            # relative to row 0's: rows inside along W read from there plus
+            # one offset per tap) and its output offset. Rows past nr
+            # repeat row nr - 1 (computed, not stored: every index into
+            # the row arrays is a constant once the loop is unrolled).
+            b = rb // L  # one division per block: later rows step (b, pos)
+            pos = rb - b * L
+            oh = oh0 + (taptab[order + pos] >> 32)  # row 0's line
             for i in range(RB):
                 if 0 < i < nr:
-                    j += 1
-                    if j == nJ:
-                        j = 0
+                    pos += 1
+                    if pos == L:
+                        pos = 0
                         b += 1
+                v = taptab[order + pos]
+                j = v & 0xFFFFFFFF
+                ohi = oh0 + (v >> 32)
                 jmin = j if j < jmin else jmin
                 jmax = j if j > jmax else jmax
                 rowj[i] = j
-                rbase[i] = xa + (b * D * H * W * Cx + g * Cg) * isz
+                rbase[i] = xa + (b * D * H * W * Cx + g * Cg + (ohi - oh) * hs * W * Cx) * isz
                 rfix[i] = rbase[i] + j * mw * Cx * isz
-                o[i] = (((b * OD + od) * OH + oh) * OW + phase + j * P) * ops + ob if i < nr else -1
+                o[i] = (((b * OD + od) * OH + ohi) * OW + phase + j * P) * ops + ob if i < nr else -1
             acc = vtzero(out, tile)
             total = acc
             grp = -1
