@@ -51,8 +51,8 @@ from . import cpu_dw, cpu_pw, cpu_rb, cpu_simd, reference
 # (same terms, same order); tests switch it off to check the per-tap path.
 FUSE_KW = True
 
-# Channels-last register-blocked tiles: the lines whose H taps are all
-# inside the input make one row space, with the columns that miss a W tap
+# Channels-last register-blocked tiles: consecutive lines with the same H
+# taps inside the input make one row space, with the columns that miss a W tap
 # grouped apart (cpu_rb.row_spaces), for convolutions and stride-1-along-H
 # transposes; False: a row space per line (tests compare the two).
 FOLD_LINES = True

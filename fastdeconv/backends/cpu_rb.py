@@ -21,7 +21,7 @@ which is exactly 0 for finite weights, so padding never creates a NaN from
 a finite input; a tap that no row of the block reaches is skipped.
 
 Row spaces (`row_spaces`): the rows of one line, or, for convolutions and
-stride-1-along-H transposes, of all the lines whose every H tap is
+stride-1-along-H transposes, of consecutive lines with the same H taps
 inside the input, ordered so that columns missing the same W taps come
 together (`row_order`). A tile is up to RT consecutive rows of one row
 space.
@@ -178,18 +178,23 @@ TILE_FIELDS = 5  # a tile in the tap table: first line, lines, rows [r0, r1), it
 def row_spaces(B, OH, OW, P, W, mw, e, h_inside, rb, fold, start):
     """cl_kernel's tiles for each W phase, as the part of the tap table
     from index `start`, and the number of tiles per phase T. Row spaces:
-    each line alone, except with fold the lines whose every H tap is inside
-    the input (h_inside (OH, KH): input line or -1; one interval), which
-    make one space in row_order (they read the same taps, so a block mixing
-    them runs the taps of each of them). A space of n = B * lines * columns
+    each line alone, except with fold each run of consecutive lines with
+    the same H taps inside the input (h_inside (OH, KH): input line or -1),
+    which make one space in row_order (a block of rows on several of them
+    runs the same taps for all; those inside read input lines hs apart
+    from one output line to the next). A space of n = B * lines * columns
     rows (image by image) is cut into tiles of rows_per_tile(n, rb) rows.
     Layout: P * T tiles of TILE_FIELDS (first line, lines, r0, r1, start of
     its row order; a phase's last tiles may be empty), then per phase the
     order of one line (its columns) and of the folded lines, each row
     (line - first line) << 32 | column."""
-    inside = np.flatnonzero((h_inside >= 0).all(axis=1))
-    a, b = (int(inside[0]), int(inside[-1]) + 1) if fold and inside.size > 1 else (0, 0)
-    spaces = [(oh, 1) for oh in range(a)] + ([(a, b - a)] if b > a else []) + [(oh, 1) for oh in range(b, OH)]
+    valid = h_inside >= 0
+    spaces = []  # (first line, lines): runs of lines with the same taps inside
+    for oh in range(OH):
+        if fold and spaces and (valid[oh] == valid[oh - 1]).all():
+            spaces[-1] = (spaces[-1][0], spaces[-1][1] + 1)
+        else:
+            spaces.append((oh, 1))
     per_phase, orders = [], []
     pos = 0  # from the first row order
     for phase in range(P):
@@ -198,15 +203,16 @@ def row_spaces(B, OH, OW, P, W, mw, e, h_inside, rb, fold, start):
         one = pos
         orders.append([(l << 32) | j for l, j in row_order(1, nJ, c1, c2)])
         pos += nJ
-        folded = pos
-        if b > a:
-            orders.append([(l << 32) | j for l, j in row_order(b - a, nJ, c1, c2)])
-            pos += (b - a) * nJ
+        folded = {}  # lines -> the start of their row order
         tiles = []
         for oh0, nl in spaces:
+            if nl > 1 and nl not in folded:
+                folded[nl] = pos
+                orders.append([(l << 32) | j for l, j in row_order(nl, nJ, c1, c2)])
+                pos += nl * nJ
             n = B * nl * nJ
             rt = rows_per_tile(n, rb)
-            tiles += [(oh0, nl, r0, min(n, r0 + rt), one if nl == 1 else folded) for r0 in range(0, n, rt)]
+            tiles += [(oh0, nl, r0, min(n, r0 + rt), one if nl == 1 else folded[nl]) for r0 in range(0, n, rt)]
         per_phase.append(tiles)
     T = max(1, max(len(t) for t in per_phase))
     table = np.zeros((P, T, TILE_FIELDS), dtype=np.int64)
