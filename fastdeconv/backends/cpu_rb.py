@@ -28,7 +28,7 @@ space.
 
 A tile's rows run in blocks of RB; a block of at most cpu_simd.part_rows
 rows runs vrun's part-tile loop, and when RB < rows left <= 2 of those,
-they run as two such blocks (W = 32 on the AVX2 tile: 6, 6, 6, 6, 4, 4).
+they run as two such blocks (a tile of 32 rows on the AVX2 tile: 6, 6, 6, 6, 4, 4).
 
 Order of the terms of every output element: for each group of `gs`
 consecutive (kd, kh) (group (kd*KH + kh) // gs), a partial sum over (kh, kw,
@@ -428,8 +428,8 @@ def cl_kernel(x, wp, out, zrow, taptab, geo, tile, epi, ep_code, t_begin, t_end)
             nr = RB if RB < r1 - rb else r1 - rb
             if RB < r1 - rb <= 2 * PART:
                 # two blocks of PART rows (vrun's part-tile loop) cost less
-                # than a whole block and a short one: W = 32 on the 6-row
-                # tile runs 6, 6, 6, 6, 4, 4 rows, not 6, 6, 6, 6, 6, 2
+                # than a whole block and a short one: 32 rows on the 6-row
+                # tile run 6, 6, 6, 6, 4, 4, not 6, 6, 6, 6, 6, 2
                 nr = PART
             jmin = nJ
             jmax = 0
