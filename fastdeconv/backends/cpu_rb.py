@@ -186,8 +186,8 @@ def row_spaces(B, OH, OW, P, W, mw, e, h_inside, rb, fold, start):
     rows (image by image) is cut into tiles of rows_per_tile(n, rb) rows.
     Layout: P * T tiles of TILE_FIELDS (first line, lines, r0, r1, start of
     its row order; a phase's last tiles may be empty), then per phase the
-    order of one line (its columns) and of the folded lines, each row
-    (line - first line) << 32 | column."""
+    row order of each space size, each row (line - first line) << 32 |
+    column."""
     valid = h_inside >= 0
     spaces = []  # (first line, lines): runs of lines with the same taps inside
     for oh in range(OH):
@@ -200,19 +200,16 @@ def row_spaces(B, OH, OW, P, W, mw, e, h_inside, rb, fold, start):
     for phase in range(P):
         nJ = -(-(OW - phase) // P)
         c1, c2 = w_classes(nJ, W, mw, e[phase])
-        one = pos
-        orders.append([(l << 32) | j for l, j in row_order(1, nJ, c1, c2)])
-        pos += nJ
-        folded = {}  # lines -> the start of their row order
+        first = {}  # lines -> the start of their row order (one per space size)
         tiles = []
         for oh0, nl in spaces:
-            if nl > 1 and nl not in folded:
-                folded[nl] = pos
+            if nl not in first:
+                first[nl] = pos
                 orders.append([(l << 32) | j for l, j in row_order(nl, nJ, c1, c2)])
                 pos += nl * nJ
             n = B * nl * nJ
             rt = rows_per_tile(n, rb)
-            tiles += [(oh0, nl, r0, min(n, r0 + rt), one if nl == 1 else folded[nl]) for r0 in range(0, n, rt)]
+            tiles += [(oh0, nl, r0, min(n, r0 + rt), first[nl]) for r0 in range(0, n, rt)]
         per_phase.append(tiles)
     T = max(1, max(len(t) for t in per_phase))
     table = np.zeros((P, T, TILE_FIELDS), dtype=np.int64)
