@@ -55,6 +55,13 @@ CASES = [
     # strides, dilation and padding; 3-D with a channel count of one vector
     ("conv2d", (2, 7, 8, 6), (3, 3, 1, 12), [1, 1, 2, 1], "SAME", "NHWC", [1, 2, 1, 1]),
     ("conv3d", (2, 4, 5, 6, 8), (2, 3, 3, 1, 8), 1, [(0, 1), (1, 1), (2, 0)], "NDHWC", None),
+    # stride == kernel transposes (cpu_patch; the k2s2 cases above too):
+    # blocks of input pixels across line ends and images, a kernel of 1
+    # along H, 3 along W; channels-first with a partial W chunk, W taps
+    # interleaved (KW = 2) or stored apart (KW = 3)
+    ("conv3d_transpose", (2, 2, 3, 7, 5), (2, 1, 3, 19, 5), [1, 2, 1, 3, 1], "VALID", "NDHWC", None),
+    ("conv2d_transpose", (2, 6, 3, 37), (2, 2, 7, 6), 2, "SAME", "NCHW", None),
+    ("conv1d_transpose", (2, 4, 19), (3, 9, 4), 3, "VALID", "NCW", 1),
 ] + [
     # pointwise (1x1 stride 1, few channels; cpu_pw): pixel
     # counts that are not a multiple of its 8-pixel blocks
@@ -235,6 +242,7 @@ def test_filter_packers_agree(trans, dtype, nv, monkeypatch):
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}-{c[5]}")
 def test_paths_give_identical_bits(case, monkeypatch):
     """Fused and per-tap runs, lines folded into row spaces or apart,
+    stride == kernel transposes by patches (cpu_patch) or not,
     register-blocked or vectors along W (one
     output channel: through a channels-first copy or not), the depthwise
     kernel or not, one thread and split tiles: the same terms in the same
@@ -242,12 +250,15 @@ def test_paths_give_identical_bits(case, monkeypatch):
     x, w = _arrays(case, np.float32, np.random.default_rng(1))
     results = []
     real = cpu_rb.parallel_tiles
-    for fuse_kw, nv, one, cf1, dw, fold in ((True, 0, True, True, True, True), (True, 0, True, True, False, True),
-                                            (False, 0, True, True, False, True), (True, 0, False, True, False, True),
-                                            (False, 0, False, True, False, True), (True, 64, True, True, False, True),
-                                            (False, 64, True, True, False, True), (True, 64, True, False, False, True),
-                                            (True, 0, True, True, False, False), (False, 0, False, True, False, False)):
+    for fuse_kw, nv, one, cf1, dw, fold, patch in (
+            (True, 0, True, True, True, True, True), (True, 0, True, True, False, True, True),
+            (False, 0, True, True, False, True, True), (True, 0, False, True, False, True, True),
+            (False, 0, False, True, False, True, True), (True, 64, True, True, False, True, True),
+            (False, 64, True, True, False, True, True), (True, 64, True, False, False, True, True),
+            (True, 0, True, True, False, False, True), (False, 0, False, True, False, False, True),
+            (True, 0, True, True, True, True, False), (True, 0, False, True, True, True, False)):
         for work in (None, 10**12):
+            monkeypatch.setattr(cpu, "PATCH", patch)
             monkeypatch.setattr(cpu, "FOLD_LINES", fold)
             monkeypatch.setattr(cpu, "DEPTHWISE", dw)
             monkeypatch.setattr(cpu, "NARROW_ONE_CHANNEL_CF", cf1)
@@ -461,6 +472,59 @@ def test_one_channel_route_with_epilogue_and_out(activation, monkeypatch):
         results.append(y)
     np.testing.assert_array_equal(results[0], results[1])
     assert np.all(np.isfinite(results[0]))
+
+
+def test_patch_route_is_taken(monkeypatch):
+    """The stride == kernel transposes of CASES run cpu_patch's kernels
+    (so the tests above cover them), and other transposes do not."""
+    from fastdeconv.backends import cpu_patch
+
+    taken = []
+    real = cpu_rb.parallel_tiles
+    monkeypatch.setattr(cpu_rb, "parallel_tiles", lambda k, *a: (taken.append(k), real(k, *a)))
+    monkeypatch.setattr(cpu, "WV_NARROW", 0)
+    rng = np.random.default_rng(5)
+    patches = 0
+    for case in CASES:
+        if not case[0].endswith("_transpose"):
+            continue
+        _, xs, ws, strides, padding, fmt, dil = case
+        rank = len(xs) - 2
+        kernel = ws[:rank]
+        s = [strides] * rank if np.isscalar(strides) else list(strides)
+        s = s[2:] if len(s) == rank + 2 and fmt.startswith("NC") else s[1:-1] if len(s) == rank + 2 else s
+        expected = list(kernel) == list(s) and padding in ("SAME", "VALID")
+        taken.clear()
+        _call(case, *_arrays(case, np.float32, rng), "cpu")
+        assert (taken[-1] in (cpu_patch.patch_cl, cpu_patch.patch_cf)) == expected, case
+        patches += expected
+    assert patches >= 5
+
+
+@pytest.mark.parametrize("activation", ["relu", "linear", "tanh"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_patch_route_with_epilogue_and_out(activation, dtype, monkeypatch):
+    """patch_cl applies a conv layer's epilogue in registers and writes a
+    channel slice of a Model's concatenation buffer, with read-only
+    filters (packed once): the same bits as cl_kernel."""
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((2, 3, 4, 7, 16)).astype(dtype)
+    x.flat[17] = np.nan
+    w = rng.standard_normal((2, 2, 2, 21, 16)).astype(dtype)  # [kd, kh, kw, out, in]
+    w.flags.writeable = False
+    geo = ((6, 8, 14), (2, 2, 2), (1, 1, 1), (0, 0, 0), False)
+    epilogue = tuple(rng.standard_normal(21).astype(dtype) for _ in range(3)) + (activation, 0.0)
+    results = []
+    for patch in (True, False):
+        monkeypatch.setattr(cpu, "PATCH", patch)
+        y = cpu.transpose(x, w, *geo, epilogue=epilogue)
+        buf = np.full(y.shape[:-1] + (30,), np.nan, dtype)
+        view = buf[..., 4:25]
+        assert cpu.transpose(x, w, *geo, epilogue=epilogue, out=view) is view
+        np.testing.assert_array_equal(view, y)
+        assert np.isnan(buf[..., :4]).all() and np.isnan(buf[..., 25:]).all()
+        results.append(y.tobytes())
+    assert results[0] == results[1]
 
 
 def test_compiled_entry_points_follow_the_argument_types(monkeypatch):

@@ -8,6 +8,10 @@ The algorithm choice is made here, in `_run`:
   float32 channels on AVX2 machines; x 1 vector when a group has at most
   one vector of output channels; transposes are phase-decomposed so every
   phase is a dense gather). See cpu_rb and cpu_simd.
+- transposes with stride == kernel, no padding, output stride x input
+  (PATCH: the 2x2x2 stride-2 upsampling): `cpu_patch.patch_cl` /
+  `patch_cf`, a block of input pixels runs every tap (one output each),
+  where cl_kernel's blocks would each get one short run.
 - channels-last depthwise forward convolutions (one input channel per
   group, DEPTHWISE): `cpu_dw.depthwise_cl`, channels innermost, no tiles
   (each output has only the taps as terms).
@@ -45,7 +49,7 @@ import numpy as np
 
 from .. import _alloc
 
-from . import cpu_dw, cpu_pw, cpu_rb, cpu_simd, reference
+from . import cpu_dw, cpu_patch, cpu_pw, cpu_rb, cpu_simd, reference
 
 # Forward convolutions with dw == 1 and no groups read (kw, c) as one run
 # (same terms, same order); tests switch it off to check the per-tap path.
@@ -113,6 +117,13 @@ FB_INNER_PANEL = 64 * 1024
 FB_INNER_TOTAL = 256 * 1024
 FB_INNER_DATA = 16 << 20  # half of a 32 MB L3
 FB_INNER_DATA_PANELS = 16 << 20
+
+# Transposes with stride == kernel in every dimension (dilation 1 where the
+# kernel is longer than 1), no padding and an output of exactly stride x
+# input use cpu_patch (patch_cl, channels-first patch_cf): each input pixel
+# writes its own patch, one tap per output (the U-Net's 2x2x2 stride-2
+# upsampling); False: cl_kernel / wv_kernel (tests compare them).
+PATCH = True
 
 # Channels-last, one group, channel blocks outermost, writable filters
 # (packed on every call) of at least PANELS_MIN_BYTES packed: each thread
@@ -208,6 +219,13 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
         tile = cpu_rb.wv_tile(Fg)
         wp, NFB = _memo(wg, ("wv", x.dtype.str, repr(tile)),
                         lambda: cpu_rb.pack_filters_wv(wg, x.dtype, tile, writable))
+        if (PATCH and trans and channels_first
+                and _is_patch((D, H, W), (OD, OH, OW), (KD, KH, KW), strides, dilations, pads_before)):
+            geo = tuple(int(v) for v in (B, D, H, W, Cg, Fg, KD, KH, KW, NFB))
+            work = _work(B * D * H * W, NFB * tile.rows, KD * KH * KW * Cg, (1, 1, 1), False)
+            cpu_rb.parallel_tiles(cpu_patch.patch_cf, (x.reshape(-1), wp, flat, geo, tile),
+                                  cpu_patch.n_tiles_cf(geo, tile, x.dtype.itemsize), work)
+            return _finish(flat.reshape((B, Fg, OD, OH, OW)), True, epilogue)
         if channels_first:
             xs = (Cx * D * H * W, D * H * W, H * W, W, 1)
             os_ = (F * OD * OH * OW, OD * OH * OW, OH * OW, OW, 1)
@@ -230,6 +248,8 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
     NV = tile.nvec * tile.lanes(x.dtype.itemsize)
     NFB = _ceil(Fg, NV)
     panel_bytes = KD * KH * KW * Cg * NV * x.dtype.itemsize
+    if PATCH and trans and _is_patch((D, H, W), (OD, OH, OW), (KD, KH, KW), strides, dilations, pads_before):
+        return _patch(x, wg, tile, NFB, epilogue, flat, ops, dest, out)
     zrow = np.zeros(Cg * KW + 1, dtype=x.dtype)
     fuse = int(FUSE_KW and not trans and dw == 1 and G == 1)
     # Channel blocks innermost when one block's weight panel is small (it
@@ -261,13 +281,7 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
     geo = tuple(int(v) for v in geo)
     work = _work(B * OD * OH * OW, G * NFB * tile.nvec * tile.lanes(x.dtype.itemsize), KD * KH * KW * Cg,
                  strides, trans)
-    ep_code = 0
-    epi = np.zeros(3, dtype=x.dtype)
-    if epilogue is not None and epilogue[3] in ("linear", "relu"):
-        bias, scale, shift, activation, _ = epilogue
-        epi = cpu_rb.epilogue_params(F, tile, x.dtype, bias, scale, shift)
-        ep_code = 2 if activation == "relu" else 1
-        epilogue = None
+    ep_code, epi, epilogue = _fused_epilogue(epilogue, F, tile, x.dtype)
     args = (x.reshape(-1), wp, flat, zrow, taps, geo, tile, epi, ep_code)
     ntiles = cpu_rb.n_tiles(geo)
     if fb_order == cpu_rb.FB_PANEL:
@@ -278,6 +292,44 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
     if dest is not None:
         return out
     return _finish(flat.reshape((B, OD, OH, OW, G * Fg)), False, epilogue)
+
+
+def _is_patch(in_spatial, out_spatial, kernel, strides, dilations, pads_before):
+    """Whether a transpose makes one output patch per input pixel
+    (cpu_patch): stride == kernel, dilation 1 where the kernel is longer
+    than 1, no padding, output exactly stride x input."""
+    D, H, W = in_spatial
+    return (tuple(kernel) == tuple(strides) and not any(pads_before)
+            and all(k == 1 or d == 1 for k, d in zip(kernel, dilations))
+            and tuple(out_spatial) == (D * kernel[0], H * kernel[1], W * kernel[2]))
+
+
+def _patch(x, wg, tile, NFB, epilogue, flat, ops, dest, out):
+    """cpu_patch.patch_cl for _run's channels-last branch (flat, ops, dest:
+    the result's memory as _run prepared it)."""
+    _, KD, KH, KW, C, F = wg.shape
+    B, D, H, W, _ = x.shape
+    wp, _ = _memo(wg, ("cl", x.dtype.str, repr(tile)),
+                  lambda: cpu_rb.pack_filters(wg, x.dtype, tile, _alloc.root(wg).flags.writeable))
+    ep_code, epi, epilogue = _fused_epilogue(epilogue, F, tile, x.dtype)
+    geo = tuple(int(v) for v in (B, D, H, W, C, F, KD, KH, KW, NFB, ops))
+    pixels = B * D * H * W
+    work = _work(pixels, NFB * tile.nvec * tile.lanes(x.dtype.itemsize), KD * KH * KW * C, (1, 1, 1), False)
+    cpu_rb.parallel_tiles(cpu_patch.patch_cl, (x.reshape(-1), wp, flat, geo, tile, epi, ep_code),
+                          cpu_patch.n_tiles(pixels), work)
+    if dest is not None:
+        return out
+    return _finish(flat.reshape((B, D * KD, H * KH, W * KW, F)), False, epilogue)
+
+
+def _fused_epilogue(epilogue, F, tile, dtype):
+    """(ep_code, epi, what is left for _finish) for the channels-last
+    kernels: an affine + linear/ReLU epilogue runs in their registers."""
+    if epilogue is not None and epilogue[3] in ("linear", "relu"):
+        bias, scale, shift, activation, _ = epilogue
+        epi = cpu_rb.epilogue_params(F, tile, dtype, bias, scale, shift)
+        return (2 if activation == "relu" else 1), epi, None
+    return 0, np.zeros(3, dtype=dtype), epilogue
 
 
 def _pointwise(x, wg, epilogue, out):

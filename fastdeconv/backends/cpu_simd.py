@@ -714,7 +714,7 @@ def vtaffine(typingctx, arr, accs, tile, pb, pa, pt, relu):
     return accs(arr, accs, tile, pb, pa, pt, relu), impl
 
 
-def _make_vrun_cols(gather):
+def _make_vrun_cols(gather, masked=True):
     def vrun_cols(typingctx, arr, accs, p, cstep, xw, lo0, hi0, lo1, hi1, q, K):
         """The vectors-along-W micro-kernel as one LLVM loop (see vrun): K
         reduction steps; at step k two input vectors, x0 with lanes l in
@@ -724,7 +724,9 @@ def _make_vrun_cols(gather):
         q + (k*NR + i)*itemsize:
             accs[2i] = fma(bcast(w_i), x0, accs[2i]); accs[2i+1] likewise with x1.
         Contiguous masked loads, or gathers (lane step xw bytes) for
-        vrun_cols_gather."""
+        vrun_cols_gather, or for vrun_cols_whole plain loads of whole
+        vectors (every lane read; lo0 ... hi1 ignored): no mask registers,
+        so the 6 x 2 AVX2 tile's 12 accumulators stay in registers."""
         if not (isinstance(accs, types.UniTuple) and isinstance(accs.dtype, Vec) and accs.count % 2 == 0):
             return None
         nr = accs.count // 2
@@ -738,8 +740,8 @@ def _make_vrun_cols(gather):
             c = [context.cast(builder, args[i], sig.args[i], types.int64) for i in range(2, 11)]
             p, cstep, xw, lo0, hi0, lo1, hi1, q, nK = c
             acc0 = cgutils.unpack_tuple(builder, args[1], accs.count)
-            m0 = _range_mask(builder, n, lo0, hi0)
-            m1 = _range_mask(builder, n, lo1, hi1)
+            m0 = _range_mask(builder, n, lo0, hi0) if masked else None
+            m1 = _range_mask(builder, n, lo1, hi1) if masked else None
             p1 = builder.add(p, builder.mul(xw, ir.Constant(i64, n)))
             zero = ir.Constant(vty, None)
             align = ir.Constant(i32, isz)
@@ -760,11 +762,14 @@ def _make_vrun_cols(gather):
                 def load(addr, mask):
                     ptrs = builder.inttoptr(builder.add(_splat(builder, v64, addr), lanes), pty)
                     return builder.call(ld, [ptrs, align, mask, zero])
-            else:
+            elif masked:
                 ld = _masked_load(builder, vty, arr.dtype.bitwidth)
 
                 def load(addr, mask):
                     return builder.call(ld, [builder.inttoptr(addr, vty.as_pointer()), align, mask, zero])
+            else:
+                def load(addr, mask):
+                    return builder.load(builder.inttoptr(addr, vty.as_pointer()), align=isz)
 
             pre = builder.block
             head = builder.append_basic_block("vcols.head")
@@ -800,9 +805,10 @@ def _make_vrun_cols(gather):
             builder.position_at_end(done)
             return context.make_tuple(builder, accs, acc)
         return accs(arr, accs, p, cstep, xw, lo0, hi0, lo1, hi1, q, K), impl
-    vrun_cols.__name__ = "vrun_cols_gather" if gather else "vrun_cols"
+    vrun_cols.__name__ = "vrun_cols_gather" if gather else "vrun_cols" if masked else "vrun_cols_whole"
     return intrinsic(vrun_cols)
 
 
 vrun_cols = _make_vrun_cols(False)
 vrun_cols_gather = _make_vrun_cols(True)
+vrun_cols_whole = _make_vrun_cols(False, masked=False)

@@ -1,0 +1,199 @@
+"""Transposed convolutions whose stride equals the kernel in every
+dimension (the 2x2x2 stride-2 upsampling of a U-Net decoder), with no
+padding and the output exactly stride x input: each input pixel writes its
+own KD x KH x KW patch of the output, and each output receives exactly one
+tap, so the op is one small GEMM per tap (input pixels x input channels
+times the tap's filter slice) written into the interleaved positions.
+
+Why not cpu_rb.cl_kernel: it tiles the outputs, so a block of its register
+tile gets one tap, a run of Cg steps (64 for the U-Net's 64 -> 32), while
+its block set-up (row pointers, the tap loops' checks, stores) is sized for
+blocks of many taps: for the 16^3 x 64 -> 32^3 x 32 upsampling on one
+thread 38 % of the kernel's time sat outside the FMA loop (perf samples,
+benchmarks/NOTES.md section 51). Here a block is RB consecutive input
+pixels (contiguous rows of the input, across line ends), set up once, and
+every tap and output-channel block runs on it: one vrun each, then one
+store of RB x NW vectors at fixed strides.
+
+Channels-first (`patch_cf`): the same with cpu_rb.wv_kernel's roles, a
+tile of FR output channels x 2 vectors of input pixels along W, every tap
+run on it; with KW = 2 the two W taps are interleaved in registers and
+stored whole (vtstore_zip2).
+
+Term order: each output is one chain of FMAs over the input channels in
+order, from zero, then added to zero: cl_kernel's and wv_kernel's order
+for these shapes (one (kd, kh) group), so the same bits.
+"""
+
+import numpy as np
+
+from .cpu_rb import RB_MAX, WV_BUF_BYTES, WV_OFFS_BYTES, _cdiv, serial_kernel
+from .cpu_simd import (addr, itemsize, scratch, tile_dims, tile_part_rows, vloadn, vrun, vrun_cols_whole, vstoren,
+                       vtadd, vtaffine, vtstore, vtstore_zip2, vtzero)
+
+ROWS = 48  # input pixels per parallel tile (at most)
+SCRATCH_BYTES = 3 * RB_MAX * 8  # three int64 values per row
+
+
+def n_tiles(pixels):
+    """patch_cl's tiles for `pixels` input pixels."""
+    return -(-pixels // ROWS)
+
+
+def n_tiles_cf(geo, tile, itemsize):
+    """patch_cf's tiles: (b, id, ih, chunk along W)."""
+    B, D, H, W = geo[:4]
+    return B * D * H * -(-W // (2 * tile.lanes(itemsize)))
+
+
+@serial_kernel
+def patch_cl(x, wp, out, geo, tile, epi, ep_code, t_begin, t_end):
+    """Tiles [t_begin, t_end) of ROWS input pixels. x: (B, D, H, W, C)
+    flat; wp: (NFB, taps, C, NW*V) flat (cpu_rb.pack_filters, output
+    channels zero-padded); out: (B, D*KD, H*KH, W*KW, ops) flat, the F
+    channels first in each pixel (ops >= F: a channel slice of a wider
+    array); epi, ep_code: as in cpu_rb.cl_kernel."""
+    (B, D, H, W, C, F, KD, KH, KW, NFB, ops) = geo
+    isz = itemsize(out)
+    RB, NW, V = tile_dims(tile, out)
+    PART = tile_part_rows(tile)
+    NV = NW * V
+    OD = D * KD
+    OH = H * KH
+    OW = W * KW
+    taps = KD * KH * KW
+    N = B * D * H * W
+    xa = addr(x)
+    wa = addr(wp)
+    rows = scratch(0, SCRATCH_BYTES)  # per-row int64 work space, three views
+    rp = rows[0:RB]
+    base = rows[RB:2 * RB]
+    o = rows[2 * RB:3 * RB]
+    for ti in range(t_begin, t_end):
+        p1 = (ti + 1) * ROWS
+        if p1 > N:
+            p1 = N
+        pb = ti * ROWS
+        while pb < p1:
+            nr = RB if RB < p1 - pb else p1 - pb
+            if RB < p1 - pb <= 2 * PART:
+                nr = PART  # two part blocks (cl_kernel's rule)
+            # rows: input pixels pb, pb + 1, ... (contiguous, across lines);
+            # base: a row's output pixel for tap (0, 0, 0). Rows past nr
+            # repeat row nr - 1 and are not stored.
+            iw = pb % W
+            r = pb // W
+            ih = r % H
+            r = r // H
+            i_d = r % D
+            b = r // D
+            for i in range(RB):
+                if 0 < i < nr:
+                    iw += 1
+                    if iw == W:
+                        iw = 0
+                        ih += 1
+                        if ih == H:
+                            ih = 0
+                            i_d += 1
+                            if i_d == D:
+                                i_d = 0
+                                b += 1
+                rp[i] = xa + (pb + (i if i < nr else nr - 1)) * C * isz
+                base[i] = ((b * OD + i_d * KD) * OH + ih * KH) * OW + iw * KW
+            for kd in range(KD):
+                for kh in range(KH):
+                    for kw in range(KW):
+                        t = (kd * KH + kh) * KW + kw
+                        dt = (kd * OH + kh) * OW + kw
+                        for fb in range(NFB):
+                            f0 = fb * NV
+                            nf = NV if NV < F - f0 else F - f0
+                            acc = vrun(out, vtzero(out, tile), tile, rp, 0, wa + (fb * taps + t) * C * NV * isz,
+                                       C, nr)
+                            acc = vtadd(vtzero(out, tile), acc)
+                            if ep_code > 0:
+                                ne = len(epi) // 3
+                                pe = addr(epi) + f0 * isz
+                                acc = vtaffine(out, acc, tile, pe, pe + ne * isz, pe + 2 * ne * isz, ep_code == 2)
+                            for i in range(RB):
+                                o[i] = (base[i] + dt) * ops + f0 if i < nr else -1
+                            vtstore(out, tile, o, acc, nf)
+            pb += nr
+
+
+
+@serial_kernel
+def patch_cf(x, wp, out, geo, tile, t_begin, t_end):
+    """Tiles [t_begin, t_end), each (b, id, ih, chunk of NJ = 2 vectors of
+    input pixels along W), chunks innermost; every output-channel block and
+    tap runs on the chunk. x: (B, C, D, H, W) flat; wp: (NFB, taps, C, FR)
+    flat (cpu_rb.pack_filters_wv); out: (B, F, D*KD, H*KH, W*KW) flat.
+    The chunk's C x NJ inputs are first copied together: read in place,
+    its channels are a plane apart (a multiple of 4 KB for the usual
+    sizes), all in one L1 set, and evicted between the taps."""
+    (B, D, H, W, C, F, KD, KH, KW, NFB) = geo
+    isz = itemsize(out)
+    FR, _, V = tile_dims(tile, out)
+    NJ = 2 * V
+    OD = D * KD
+    OH = H * KH
+    OW = W * KW
+    plane = OD * OH * OW  # an output channel's elements
+    taps = KD * KH * KW
+    nwc = _cdiv(W, NJ)
+    xa = addr(x)
+    wa = addr(wp)
+    cstep = D * H * W * isz  # between input channels
+    xin = np.empty(C * NJ, dtype=out.dtype)  # the chunk: channel c's lanes at [c*NJ, (c+1)*NJ)
+    pa = addr(xin)
+    buf = scratch(out, WV_BUF_BYTES)  # the tile of W tap 0, or of a strided store
+    so = scratch(0, WV_OFFS_BYTES)  # per-row store offsets
+    for ti in range(t_begin, t_end):
+        wc = ti % nwc
+        r = ti // nwc
+        ih = r % H
+        r = r // H
+        i_d = r % D
+        b = r // D
+        j0 = wc * NJ
+        nj = NJ if NJ < W - j0 else W - j0
+        # the chunk, lanes past nj zero: whole-vector loads in the runs
+        src = xa + (b * C * D * H * W + (i_d * H + ih) * W + j0) * isz
+        for c in range(C):
+            s0 = src + c * cstep
+            d0 = pa + c * NJ * isz
+            vstoren(out, d0, vloadn(out, s0, nj), V)
+            vstoren(out, d0 + V * isz, vloadn(out, s0 + V * isz, nj - V), V)
+        zip2 = KW == 2 and nj == NJ
+        for fb in range(NFB):
+            f0 = fb * FR
+            nf = FR if FR < F - f0 else F - f0
+            for kd in range(KD):
+                for kh in range(KH):
+                    line = (b * F + f0) * plane + ((i_d * KD + kd) * OH + ih * KH + kh) * OW
+                    for kw in range(KW):
+                        t = (kd * KH + kh) * KW + kw
+                        acc = vrun_cols_whole(out, vtzero(out, tile), pa, NJ * isz, isz, 0, NJ, 0, NJ,
+                                              wa + (fb * taps + t) * C * FR * isz, C)
+                        acc = vtadd(vtzero(out, tile), acc)
+                        if KW == 1:
+                            for i in range(FR):
+                                so[i] = line + i * plane + j0 if i < nf else -1
+                            vtstore(out, tile, so, acc, nj)
+                        elif zip2 and kw == 0:
+                            for i in range(FR):
+                                so[i] = i * NJ
+                            vtstore(buf, tile, so, acc, NJ)
+                        elif zip2:
+                            for i in range(FR):
+                                so[i] = line + i * plane + 2 * j0 if i < nf else -1
+                            vtstore_zip2(out, tile, so, buf, acc)
+                        else:
+                            for i in range(FR):
+                                so[i] = i * NJ
+                            vtstore(buf, tile, so, acc, NJ)
+                            for i in range(nf):
+                                o = line + i * plane + j0 * KW + kw
+                                for lane in range(nj):
+                                    out[o + lane * KW] = buf[i * NJ + lane]
