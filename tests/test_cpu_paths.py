@@ -62,6 +62,7 @@ CASES = [
     ("conv3d_transpose", (2, 2, 3, 7, 5), (2, 1, 3, 19, 5), [1, 2, 1, 3, 1], "VALID", "NDHWC", None),
     ("conv2d_transpose", (2, 6, 3, 37), (2, 2, 7, 6), 2, "SAME", "NCHW", None),
     ("conv1d_transpose", (2, 4, 19), (3, 9, 4), 3, "VALID", "NCW", 1),
+    ("conv3d_transpose", (1, 8, 2, 3, 20), (2, 2, 2, 16, 8), 2, "SAME", "NCDHW", None),  # 4 x 2 tile (cf_tile)
 ] + [
     # pointwise (1x1 stride 1, few channels; cpu_pw): pixel
     # counts that are not a multiple of its 8-pixel blocks
@@ -498,7 +499,7 @@ def test_patch_route_is_taken(monkeypatch):
         _call(case, *_arrays(case, np.float32, rng), "cpu")
         assert (taken[-1] in (cpu_patch.patch_cl, cpu_patch.patch_cf)) == expected, case
         patches += expected
-    assert patches >= 5
+    assert patches >= 6
 
 
 @pytest.mark.parametrize("activation", ["relu", "linear", "tanh"])

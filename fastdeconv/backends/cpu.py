@@ -216,11 +216,12 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
     if channels_first or narrow:
         # Vectors along W (cpu_rb.wv_kernel): channels-first data, or
         # channels-last data with few output channels (gathered loads).
-        tile = cpu_rb.wv_tile(Fg)
+        patch = (PATCH and trans and channels_first
+                 and _is_patch((D, H, W), (OD, OH, OW), (KD, KH, KW), strides, dilations, pads_before))
+        tile = cpu_patch.cf_tile(Fg) if patch else cpu_rb.wv_tile(Fg)
         wp, NFB = _memo(wg, ("wv", x.dtype.str, repr(tile)),
                         lambda: cpu_rb.pack_filters_wv(wg, x.dtype, tile, writable))
-        if (PATCH and trans and channels_first
-                and _is_patch((D, H, W), (OD, OH, OW), (KD, KH, KW), strides, dilations, pads_before)):
+        if patch:
             geo = tuple(int(v) for v in (B, D, H, W, Cg, Fg, KD, KH, KW, NFB))
             work = _work(B * D * H * W, NFB * tile.rows, KD * KH * KW * Cg, (1, 1, 1), False)
             cpu_rb.parallel_tiles(cpu_patch.patch_cf, (x.reshape(-1), wp, flat, geo, tile),
