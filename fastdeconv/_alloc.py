@@ -137,7 +137,7 @@ def memo(w, key, make):
     if entry is None or entry[0]() is not owner:
         entry = MEMO[id(owner)] = (weakref.ref(owner), {})
         weakref.finalize(owner, MEMO.pop, id(owner), None)
-    k = (key, w.ctypes.data - owner.ctypes.data, w.shape, w.strides, w.dtype.str)
+    k = (key, 0 if w is owner else w.ctypes.data - owner.ctypes.data, w.shape, w.strides, w.dtype.str)
     value = entry[1].get(k)
     if value is None:
         value = entry[1][k] = make()

@@ -4,6 +4,8 @@ Each op is a thin wrapper: `_args` validates everything and returns a Plan,
 `_run` turns the arrays into canonical 5-D views and calls the backend.
 """
 
+import math
+
 import numpy as np
 
 from . import _args, backends
@@ -50,7 +52,7 @@ def _out_5d(out, plan, dtype):
     v = out.view()
     try:
         # assigning a shape raises where reshape would silently copy
-        v.shape = (int(np.prod(plan.batch_shape)),) + (1,) * (3 - plan.rank) + tuple(plan.out_spatial) + (
+        v.shape = (math.prod(plan.batch_shape),) + (1,) * (3 - plan.rank) + tuple(plan.out_spatial) + (
             plan.out_channels,)
     except (AttributeError, ValueError):
         return None
@@ -76,7 +78,7 @@ def _run(plan, x, w, compute, backend, epilogue=None, out=None):
             return out
     if plan.empty:
         return xp.zeros(plan.out_shape, result_dtype)
-    batch = int(np.prod(plan.batch_shape))
+    batch = math.prod(plan.batch_shape)  # (np.prod: ~4 us per call)
     x5 = _to_5d(x, batch, plan.in_channels, plan.in_spatial, plan.channels_first, compute, xp)
     w5 = _filters_5d(w, compute, plan.rank, xp)
     pad3 = lambda t, fill: (fill,) * (3 - plan.rank) + tuple(t)  # noqa: E731

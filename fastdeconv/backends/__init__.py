@@ -12,5 +12,11 @@ _MODULES = {
 }
 
 
+_LOADED = {}
+
+
 def get(name):
-    return importlib.import_module(_MODULES[name])
+    module = _LOADED.get(name)
+    if module is None:
+        module = _LOADED[name] = importlib.import_module(_MODULES[name])
+    return module

@@ -45,6 +45,8 @@ machine and a small call costs ~6 ms instead of ~0.1 ms, and a parallel
 layer kernel's threads slow the convolution after it (benchmarks/NOTES.md).
 """
 
+import math
+
 import numpy as np
 
 from .. import _alloc
@@ -411,7 +413,7 @@ def _checked(x, w, out_spatial, out_channels, epilogue, out, compute, fallback):
     no non-finite weight was used (VGG's 3x3x512x512 filters, 9.4 MB, for
     a 1.6 MB result: ~1 ms less per call). Epilogues that could turn a
     non-finite value finite (tanh, sigmoid, ...) check the filters first."""
-    result_size = x.shape[0] * int(np.prod(out_spatial)) * out_channels
+    result_size = x.shape[0] * math.prod(int(v) for v in out_spatial) * out_channels
     keeps_nonfinite = epilogue is None or epilogue[3] in ("linear", "relu")
     if w.size <= result_size or not keeps_nonfinite or not _alloc.root(w).flags.writeable:
         if not _memo(w, "finite", lambda: _finite(w)):

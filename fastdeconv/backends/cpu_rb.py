@@ -636,8 +636,8 @@ def _pack_blocks(wg, dtype, NV, temporary=False):
         def copy(c0, c1):
             wp[:, :full, ..., c0:c1, :] = src[..., c0:c1, :]
 
-    nt = min(numba.get_num_threads(), Cg)
-    if full and (nt <= 1 or wp.size < PACK_PARALLEL):
+    nt = min(numba.get_num_threads(), Cg) if wp.size >= PACK_PARALLEL else 1
+    if full and nt <= 1:
         copy(0, Cg)
     elif full:
         bounds = [Cg * i // nt for i in range(nt + 1)]
