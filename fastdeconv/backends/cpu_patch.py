@@ -28,7 +28,7 @@ for these shapes (one (kd, kh) group), so the same bits.
 import numpy as np
 
 from .cpu_rb import RB_MAX, WV_BUF_BYTES, WV_OFFS_BYTES, _cdiv, serial_kernel, wv_tile
-from .cpu_simd import (Tile, addr, itemsize, scratch, tile_dims, tile_part_rows, vloadn, vrun, vrun_cols_whole, vstoren,
+from .cpu_simd import (Tile, addr, itemsize, scratch, tile_dims, tile_part_rows, vcopy2, vrun, vrun_cols_whole,
                        vtadd, vtaffine, vtstore, vtstore_zip2, vtzero)
 
 ROWS = 48  # input pixels per parallel tile (at most)
@@ -172,10 +172,7 @@ def patch_cf(x, wp, out, geo, tile, t_begin, t_end):
         # the chunk, lanes past nj zero: whole-vector loads in the runs
         src = xa + (b * C * D * H * W + (i_d * H + ih) * W + j0) * isz
         for c in range(C):
-            s0 = src + c * cstep
-            d0 = pa + c * NJ * isz
-            vstoren(out, d0, vloadn(out, s0, nj), V)
-            vstoren(out, d0 + V * isz, vloadn(out, s0 + V * isz, nj - V), V)
+            vcopy2(out, tile, pa + c * NJ * isz, src + c * cstep, nj)
         zip2 = KW == 2 and nj == NJ
         for fb in range(NFB):
             f0 = fb * FR

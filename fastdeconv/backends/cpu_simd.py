@@ -570,6 +570,31 @@ def vstoren(typingctx, arr, p, v, n):
 
 
 @intrinsic
+def vcopy2(typingctx, arr, tile, dst, src, n):
+    """Two vectors of tile.vbytes (2 V elements of arr's dtype) from byte
+    address src to dst: elements [0, n) copied, the rest of the 2 V zero
+    (src is not read past n). The width is the tile's, not the host's: a
+    kernel compiled for another width (tests) copies what its tile holds."""
+    if not isinstance(tile, TileType):
+        return None
+    vt = Vec(arr.dtype, tile.vbytes)
+    isz = arr.dtype.bitwidth // 8
+
+    def impl(context, builder, sig, args):
+        i64 = ir.IntType(64)
+        vty = context.get_value_type(vt)
+        d, s_, n = (context.cast(builder, args[i], sig.args[i], types.int64) for i in (2, 3, 4))
+        step = ir.Constant(i64, vty.count * isz)
+        for h in range(2):
+            off = builder.mul(ir.Constant(i64, h), step)
+            m = builder.sub(n, ir.Constant(i64, h * vty.count))
+            v = _load_first(builder, vty, builder.inttoptr(builder.add(s_, off), vty.as_pointer()), m, isz)
+            builder.store(v, builder.inttoptr(builder.add(d, off), vty.as_pointer()), align=isz)
+        return context.get_dummy_value()
+    return types.void(arr, tile, dst, src, n), impl
+
+
+@intrinsic
 def prefetch(typingctx, p):
     """A hint to bring the cache line at byte address p into L1 (no fault
     if p is not mapped): for strided reads the hardware prefetchers miss,
