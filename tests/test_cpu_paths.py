@@ -136,8 +136,8 @@ def test_path_matches_reference(case, dtype, fuse, split, narrow, cl1):
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}-{c[5]}")
 def test_channel_block_order_gives_identical_bits(case, monkeypatch):
-    """Channels-last tiles with the output-channel block innermost or
-    outermost in the tile order (FB_INNER; a larger FB_INNER_PANEL makes
+    """Channels-last tiles with the output-channel block innermost (every
+    block of a tile's rows in the tile) or outermost in the tile order (FB_INNER; a larger FB_INNER_PANEL makes
     every multi-block case use it), and outermost with each block's panel
     packed by the thread that runs it (PANELS, transposes; PANELS_MIN_BYTES
     0 makes every multi-block one use it), on one thread and split: the
@@ -145,8 +145,8 @@ def test_channel_block_order_gives_identical_bits(case, monkeypatch):
     x, w = _arrays(case, np.float32, np.random.default_rng(5))
     real = cpu_rb.parallel_tiles
     results = []
-    for inner, panels, split in ((False, False, False), (True, False, False), (False, True, False),
-                                 (False, True, True)):
+    for inner, panels, split in ((False, False, False), (True, False, False), (True, False, True),
+                                 (False, True, False), (False, True, True)):
         monkeypatch.setattr(cpu, "FB_INNER", inner)
         monkeypatch.setattr(cpu, "FB_INNER_PANEL", 1 << 40)
         monkeypatch.setattr(cpu, "PANELS", panels)

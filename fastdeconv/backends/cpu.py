@@ -113,7 +113,10 @@ CL1 = True
 # most FB_INNER_DATA_PANELS (they then come from L3 for every tile, while
 # blocks outermost would stream the input and the output from memory once
 # per block; 15.8 MB of panels for 18 MB of data were 10 % slower
-# innermost); False: always outermost (tests compare the two).
+# innermost); False: always outermost (tests compare the two). Innermost, a
+# tile runs every block on each block of its rows, set up once for all of
+# them (the U-Net's 32^3 64 -> 32 k3 s2 transpose, 1-8 taps per block:
+# 5-10 % faster than a tile per block, benchmarks/NOTES.md section 51).
 FB_INNER = True
 FB_INNER_PANEL = 64 * 1024
 FB_INNER_TOTAL = 256 * 1024

@@ -231,7 +231,7 @@ def n_tiles(geo):
     (B, D, H, W, Cg, OD, OH, OW, Fg, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw,
      G, trans, T, NFB, fuse, fb_order, gs, ops) = geo
     P = sw if trans else 1
-    return OD * P * T * G * NFB
+    return OD * P * T * G * (1 if fb_order == FB_INNERMOST else NFB)
 
 
 _POOL = None
@@ -339,8 +339,9 @@ def compiled(kernel, args):
 RB_MAX = Tile.MAX_ROWS  # tile_rows' cap
 
 # cl_kernel's tile order (geo's fb_order): output-channel blocks outermost
-# with every block's panel in wp, innermost, or outermost with wp holding
-# only the panel of the tiles' block (`by_panels`)
+# with every block's panel in wp, innermost (inside each tile: every block
+# on the tile's rows), or outermost with wp holding only the panel of the
+# tiles' block (`by_panels`)
 FB_OUTER, FB_INNERMOST, FB_PANEL = 0, 1, 2
 ROW_SCRATCH_BYTES = 5 * RB_MAX * 8
 
@@ -390,14 +391,17 @@ def cl_kernel(x, wp, out, zrow, taptab, geo, tile, epi, ep_code, t_begin, t_end)
     for ti in range(t_begin, t_end):
         # output-channel block outermost (FB_OUTER, FB_PANEL): consecutive
         # tiles (one thread's range) share one weight panel; or innermost
-        # (FB_INNERMOST, small panels): consecutive tiles write all channels of
-        # the same rows, so the output is written densely, once
+        # (FB_INNERMOST, small panels): a tile runs every block on each block
+        # of its rows (set up once for all of them), so the output is written
+        # densely, once
         if fb_order == FB_INNERMOST:
-            fb = ti % NFB
-            r = ti // NFB
+            fb = 0
+            r = ti
+            nfb = NFB
         else:
             fb = ti // inner
             r = ti % inner
+            nfb = 1
         g = r % G
         r = r // G
         k = r % T
@@ -414,13 +418,16 @@ def cl_kernel(x, wp, out, zrow, taptab, geo, tile, epi, ep_code, t_begin, t_end)
         order = taptab[te + 4]
         nJ = (OW - phase + P - 1) // P
         L = NL * nJ  # rows per image
-        f0 = fb * NV
-        nf = NV if NV < Fg - f0 else Fg - f0
-        wfb = addr(wp)
+        wfb0 = addr(wp)
         if fb_order != FB_PANEL:
-            wfb += (g * NFB + fb) * taps * Cg * NV * isz
-        ob = g * Fg + f0
+            wfb0 += (g * NFB + fb) * taps * Cg * NV * isz
+        ob = g * Fg + fb * NV
         rb = r0
+        fbi = 0  # FB_INNERMOST: the channel block (after fb) of this pass over the rows
+        jmin = 0
+        jmax = 0
+        oh = 0
+        fz = False
         while rb < r1:
             nr = RB if RB < r1 - rb else r1 - rb
             if RB < r1 - rb <= 2 * PART:
@@ -428,39 +435,43 @@ def cl_kernel(x, wp, out, zrow, taptab, geo, tile, epi, ep_code, t_begin, t_end)
                 # than a whole block and a short one: 32 rows on the 6-row
                 # tile run 6, 6, 6, 6, 4, 4, not 6, 6, 6, 6, 6, 2
                 nr = PART
-            jmin = nJ
-            jmax = 0
-            # per row: its address at W offset 0 (of its image; of its line
-            # relative to row 0's: rows inside along W read from there plus
-            # one offset per tap) and its output offset. Rows past nr
-            # repeat row nr - 1 (computed, not stored: every index into
-            # the row arrays is a constant once the loop is unrolled).
-            b = rb // L  # one division per block: later rows step (b, pos)
-            pos = rb - b * L
-            oh = oh0 + (taptab[order + pos] >> 32)  # row 0's line
-            for i in range(RB):
-                if 0 < i < nr:
-                    pos += 1
-                    if pos == L:
-                        pos = 0
-                        b += 1
-                v = taptab[order + pos]
-                j = v & 0xFFFFFFFF
-                ohi = oh0 + (v >> 32)
-                jmin = j if j < jmin else jmin
-                jmax = j if j > jmax else jmax
-                rowj[i] = j
-                rbase[i] = xa + (b * D * H * W * Cx + g * Cg + (ohi - oh) * hs * W * Cx) * isz
-                rfix[i] = rbase[i] + j * mw * Cx * isz
-                o[i] = (((b * OD + od) * OH + ohi) * OW + phase + j * P) * ops + ob if i < nr else -1
+            if fbi == 0:
+                jmin = nJ
+                jmax = 0
+                # per row: its address at W offset 0 (of its image; of its line
+                # relative to row 0's: rows inside along W read from there plus
+                # one offset per tap) and its output offset. Rows past nr
+                # repeat row nr - 1 (computed, not stored: every index into
+                # the row arrays is a constant once the loop is unrolled).
+                b = rb // L  # one division per block: later rows step (b, pos)
+                pos = rb - b * L
+                oh = oh0 + (taptab[order + pos] >> 32)  # row 0's line
+                for i in range(RB):
+                    if 0 < i < nr:
+                        pos += 1
+                        if pos == L:
+                            pos = 0
+                            b += 1
+                    v = taptab[order + pos]
+                    j = v & 0xFFFFFFFF
+                    ohi = oh0 + (v >> 32)
+                    jmin = j if j < jmin else jmin
+                    jmax = j if j > jmax else jmax
+                    rowj[i] = j
+                    rbase[i] = xa + (b * D * H * W * Cx + g * Cg + (ohi - oh) * hs * W * Cx) * isz
+                    rfix[i] = rbase[i] + j * mw * Cx * isz
+                    o[i] = (((b * OD + od) * OH + ohi) * OW + phase + j * P) * ops
+                # fused (kw, c) runs (forward, dw == 1, G == 1) when every row of
+                # the block is inside along W for every tap: one run of KW*Cg
+                # steps per (kd, kh), the same terms in the same order
+                fz = fuse != 0 and jmin * sw - pw >= 0 and jmax * sw - pw + KW - 1 < W
+            f0 = (fb + fbi) * NV
+            nf = NV if NV < Fg - f0 else Fg - f0
+            wfb = wfb0 + fbi * taps * Cg * NV * isz
             acc = vtzero(out, tile)
             total = acc
             grp = -1
             ngrp = 0
-            # fused (kw, c) runs (forward, dw == 1, G == 1) when every row of
-            # the block is inside along W for every tap: one run of KW*Cg
-            # steps per (kd, kh), the same terms in the same order
-            fz = fuse != 0 and jmin * sw - pw >= 0 and jmax * sw - pw + KW - 1 < W
             for kd in range(KD):
                 i_d = taptab[od * KD + kd]
                 if i_d < 0:
@@ -506,10 +517,15 @@ def cl_kernel(x, wp, out, zrow, taptab, geo, tile, epi, ep_code, t_begin, t_end)
             acc = vtadd(total, acc)
             if ep_code > 0:
                 ne = len(epi) // 3
-                pe = addr(epi) + ob * isz
+                pe = addr(epi) + (ob + fbi * NV) * isz
                 acc = vtaffine(out, acc, tile, pe, pe + ne * isz, pe + 2 * ne * isz, ep_code == 2)
-            vtstore(out, tile, o, acc, nf)
-            rb += nr
+            for i in range(RB):  # pp: the store offsets now
+                pp[i] = o[i] + ob + fbi * NV if i < nr else -1
+            vtstore(out, tile, pp, acc, nf)
+            fbi += 1
+            if fbi == nfb:
+                fbi = 0
+                rb += nr
 
 
 def epilogue_params(F, tile, dtype, bias, scale, shift):
