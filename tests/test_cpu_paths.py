@@ -502,6 +502,22 @@ def test_patch_route_is_taken(monkeypatch):
     assert patches >= 6
 
 
+@pytest.mark.parametrize("geometry, expected", [
+    # (input D, H, W), (output), kernel, strides, dilations, pads before
+    (((4, 5, 6), (8, 10, 12), (2, 2, 2), (2, 2, 2), (1, 1, 1), (0, 0, 0)), True),
+    (((4, 5, 6), (4, 10, 18), (1, 2, 3), (1, 2, 3), (2, 1, 1), (0, 0, 0)), True),  # dilation along a kernel of 1
+    (((4, 5, 6), (8, 10, 12), (2, 2, 2), (2, 2, 2), (1, 2, 1), (0, 0, 0)), False),  # dilated taps overlap
+    (((4, 5, 6), (8, 10, 11), (2, 2, 2), (2, 2, 2), (1, 1, 1), (0, 0, 0)), False),  # output shorter than s x input
+    (((4, 5, 6), (8, 10, 12), (2, 2, 2), (2, 2, 2), (1, 1, 1), (0, 1, 0)), False),  # padding
+    (((4, 5, 6), (12, 15, 18), (3, 3, 3), (3, 3, 2), (1, 1, 1), (0, 0, 0)), False),  # stride != kernel
+])
+def test_patch_geometry(geometry, expected):
+    """cpu._is_patch: one output patch per input pixel only for stride ==
+    kernel, dilation 1 where the kernel is longer than 1, no padding and an
+    output of exactly stride x input."""
+    assert cpu._is_patch(*geometry) is expected
+
+
 @pytest.mark.parametrize("activation", ["relu", "linear", "tanh"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_patch_route_with_epilogue_and_out(activation, dtype, monkeypatch):
