@@ -502,6 +502,27 @@ def test_patch_route_is_taken(monkeypatch):
     assert patches >= 6
 
 
+@pytest.mark.parametrize("case", [c for c in CASES if c[0].endswith("_transpose") and c[5].startswith("NC")],
+                         ids=lambda c: f"{c[0]}-{c[5]}")
+def test_patch_passes_give_identical_bits(case, monkeypatch):
+    """patch_cf's blocks of lines and passes over a few output channels
+    (cpu_patch.cf_plan, for results too large for the caches), forced here
+    on small ones: the same bits as one line and one pass, and as the
+    other paths."""
+    from fastdeconv.backends import cpu_patch
+
+    x, w = _arrays(case, np.float32, np.random.default_rng(7))
+    results = []
+    for min_bytes, lines, channels, patch in ((1 << 40, 8, 8, True), (0, 2, 1, True), (0, 3, 8, True),
+                                               (0, 8, 64, True), (0, 2, 1, False)):
+        monkeypatch.setattr(cpu_patch, "CF_PASS_MIN_BYTES", min_bytes)
+        monkeypatch.setattr(cpu_patch, "CF_LINES", lines)
+        monkeypatch.setattr(cpu_patch, "CF_PASS_CHANNELS", channels)
+        monkeypatch.setattr(cpu, "PATCH", patch)
+        results.append(_call(case, x, w, "cpu").tobytes())
+    assert len(set(results)) == 1
+
+
 @pytest.mark.parametrize("geometry, expected", [
     # (input D, H, W), (output), kernel, strides, dilations, pads before
     (((4, 5, 6), (8, 10, 12), (2, 2, 2), (2, 2, 2), (1, 1, 1), (0, 0, 0)), True),

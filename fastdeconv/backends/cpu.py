@@ -227,10 +227,11 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
         wp, NFB = _memo(wg, ("wv", x.dtype.str, repr(tile)),
                         lambda: cpu_rb.pack_filters_wv(wg, x.dtype, tile, writable))
         if patch:
-            geo = tuple(int(v) for v in (B, D, H, W, Cg, Fg, KD, KH, KW, NFB))
+            lines, per_pass = cpu_patch.cf_plan(flat.nbytes, NFB, tile.rows)
+            geo = tuple(int(v) for v in (B, D, H, W, Cg, Fg, KD, KH, KW, NFB, lines, per_pass))
             work = _work(B * D * H * W, NFB * tile.rows, KD * KH * KW * Cg, (1, 1, 1), False)
             cpu_rb.parallel_tiles(cpu_patch.patch_cf, (x.reshape(-1), wp, flat, geo, tile),
-                                  cpu_patch.n_tiles_cf(geo, tile, x.dtype.itemsize), work)
+                                  cpu_patch.n_tiles_cf(geo), work)
             return _finish(flat.reshape((B, Fg, OD, OH, OW)), True, epilogue)
         if channels_first:
             xs = (Cx * D * H * W, D * H * W, H * W, W, 1)

@@ -33,6 +33,9 @@ from .cpu_simd import (Tile, addr, itemsize, scratch, tile_dims, tile_part_rows,
 
 ROWS = 48  # input pixels per parallel tile (at most)
 SCRATCH_BYTES = 3 * RB_MAX * 8  # three int64 values per row
+CF_LINES = 8  # input lines per patch_cf tile (large results, cf_plan)
+CF_PASS_CHANNELS = 8  # output channels per pass over a patch_cf tile (at least one block)
+CF_PASS_MIN_BYTES = 8 << 20  # results from this size on: passes (cf_plan)
 
 
 def n_tiles(pixels):
@@ -51,10 +54,24 @@ def cf_tile(channels):
     return tile
 
 
-def n_tiles_cf(geo, tile, itemsize):
-    """patch_cf's tiles: (b, id, ih, chunk along W)."""
-    B, D, H, W = geo[:4]
-    return B * D * H * -(-W // (2 * tile.lanes(itemsize)))
+def cf_plan(out_bytes, NFB, FR):
+    """patch_cf's (input lines per tile, channel blocks per pass). A result
+    that stays in the caches: one line per tile, every channel in one pass
+    (the chunk stays in L1 for all of them). A larger one: CF_LINES lines
+    and passes of CF_PASS_CHANNELS channels, each writing a few output
+    planes over several lines, where one pass writes 128 bytes to each of
+    the F planes in turn (as a store pattern alone, 32 planes of 64^3 on
+    one thread: 6.5 ms, passes of 4-8 channels 3.5 ms, sequential 2 ms;
+    benchmarks/NOTES.md section 51)."""
+    if out_bytes < CF_PASS_MIN_BYTES:
+        return 1, NFB
+    return CF_LINES, max(1, CF_PASS_CHANNELS // FR)
+
+
+def n_tiles_cf(geo):
+    """patch_cf's tiles: (b, id, block of input lines)."""
+    B, D, H, LINES = geo[0], geo[1], geo[2], geo[10]
+    return B * D * -(-H // LINES)
 
 
 @serial_kernel
@@ -136,14 +153,16 @@ def patch_cl(x, wp, out, geo, tile, epi, ep_code, t_begin, t_end):
 
 @serial_kernel
 def patch_cf(x, wp, out, geo, tile, t_begin, t_end):
-    """Tiles [t_begin, t_end), each (b, id, ih, chunk of NJ = 2 vectors of
-    input pixels along W), chunks innermost; every output-channel block and
-    tap runs on the chunk. x: (B, C, D, H, W) flat; wp: (NFB, taps, C, FR)
-    flat (cpu_rb.pack_filters_wv); out: (B, F, D*KD, H*KH, W*KW) flat.
-    The chunk's C x NJ inputs are first copied together: read in place,
-    its channels are a plane apart (a multiple of 4 KB for the usual
-    sizes), all in one L1 set, and evicted between the taps."""
-    (B, D, H, W, C, F, KD, KH, KW, NFB) = geo
+    """Tiles [t_begin, t_end), each (b, id, a block of up to LINES input
+    lines). x: (B, C, D, H, W) flat; wp: (NFB, taps, C, FR) flat
+    (cpu_rb.pack_filters_wv); out: (B, F, D*KD, H*KH, W*KW) flat.
+
+    The tile's inputs are first copied together, in chunks of NJ = 2
+    vectors along W, lanes past the line's end zero: read in place, a
+    chunk's channels are a plane apart (a multiple of 4 KB for the usual
+    sizes), all in the same cache sets. Then passes of per_pass output
+    channel blocks run over the block, every tap on every chunk (cf_plan)."""
+    (B, D, H, W, C, F, KD, KH, KW, NFB, LINES, per_pass) = geo
     isz = itemsize(out)
     FR, _, V = tile_dims(tile, out)
     NJ = 2 * V
@@ -153,55 +172,66 @@ def patch_cf(x, wp, out, geo, tile, t_begin, t_end):
     plane = OD * OH * OW  # an output channel's elements
     taps = KD * KH * KW
     nwc = _cdiv(W, NJ)
+    nhb = _cdiv(H, LINES)
     xa = addr(x)
     wa = addr(wp)
     cstep = D * H * W * isz  # between input channels
-    xin = np.empty(C * NJ, dtype=out.dtype)  # the chunk: channel c's lanes at [c*NJ, (c+1)*NJ)
+    # the block's chunks: line l, chunk wc, channel c's lanes at ((l*nwc + wc)*C + c)*NJ
+    xin = np.empty(LINES * nwc * C * NJ, dtype=out.dtype)
     pa = addr(xin)
     buf = scratch(out, WV_BUF_BYTES)  # the tile of W tap 0, or of a strided store
     so = scratch(0, WV_OFFS_BYTES)  # per-row store offsets
     for ti in range(t_begin, t_end):
-        wc = ti % nwc
-        r = ti // nwc
-        ih = r % H
-        r = r // H
+        hb = ti % nhb
+        r = ti // nhb
         i_d = r % D
         b = r // D
-        j0 = wc * NJ
-        nj = NJ if NJ < W - j0 else W - j0
-        # the chunk, lanes past nj zero: whole-vector loads in the runs
-        src = xa + (b * C * D * H * W + (i_d * H + ih) * W + j0) * isz
-        for c in range(C):
-            vcopy2(out, tile, pa + c * NJ * isz, src + c * cstep, nj)
-        zip2 = KW == 2 and nj == NJ
-        for fb in range(NFB):
-            f0 = fb * FR
-            nf = FR if FR < F - f0 else F - f0
-            for kd in range(KD):
-                for kh in range(KH):
-                    line = (b * F + f0) * plane + ((i_d * KD + kd) * OH + ih * KH + kh) * OW
-                    for kw in range(KW):
-                        t = (kd * KH + kh) * KW + kw
-                        acc = vrun_cols_whole(out, vtzero(out, tile), pa, NJ * isz, isz, 0, NJ, 0, NJ,
-                                              wa + (fb * taps + t) * C * FR * isz, C)
-                        acc = vtadd(vtzero(out, tile), acc)
-                        if KW == 1:
-                            for i in range(FR):
-                                so[i] = line + i * plane + j0 if i < nf else -1
-                            vtstore(out, tile, so, acc, nj)
-                        elif zip2 and kw == 0:
-                            for i in range(FR):
-                                so[i] = i * NJ
-                            vtstore(buf, tile, so, acc, NJ)
-                        elif zip2:
-                            for i in range(FR):
-                                so[i] = line + i * plane + 2 * j0 if i < nf else -1
-                            vtstore_zip2(out, tile, so, buf, acc)
-                        else:
-                            for i in range(FR):
-                                so[i] = i * NJ
-                            vtstore(buf, tile, so, acc, NJ)
-                            for i in range(nf):
-                                o = line + i * plane + j0 * KW + kw
-                                for lane in range(nj):
-                                    out[o + lane * KW] = buf[i * NJ + lane]
+        ih0 = hb * LINES
+        nh = LINES if LINES < H - ih0 else H - ih0
+        for lb in range(nh):
+            for wc in range(nwc):
+                j0 = wc * NJ
+                nj = NJ if NJ < W - j0 else W - j0
+                src = xa + (b * C * D * H * W + (i_d * H + ih0 + lb) * W + j0) * isz
+                dst = pa + (lb * nwc + wc) * C * NJ * isz
+                for c in range(C):
+                    vcopy2(out, tile, dst + c * NJ * isz, src + c * cstep, nj)
+        for g0 in range(0, NFB, per_pass):
+            for lb in range(nh):
+                ih = ih0 + lb
+                for wc in range(nwc):
+                    j0 = wc * NJ
+                    nj = NJ if NJ < W - j0 else W - j0
+                    zip2 = KW == 2 and nj == NJ
+                    pc = pa + (lb * nwc + wc) * C * NJ * isz
+                    for fb in range(g0, g0 + per_pass if g0 + per_pass < NFB else NFB):
+                        f0 = fb * FR
+                        nf = FR if FR < F - f0 else F - f0
+                        for kd in range(KD):
+                            for kh in range(KH):
+                                line = (b * F + f0) * plane + ((i_d * KD + kd) * OH + ih * KH + kh) * OW
+                                for kw in range(KW):
+                                    t = (kd * KH + kh) * KW + kw
+                                    acc = vrun_cols_whole(out, vtzero(out, tile), pc, NJ * isz, isz, 0, NJ, 0, NJ,
+                                                          wa + (fb * taps + t) * C * FR * isz, C)
+                                    acc = vtadd(vtzero(out, tile), acc)
+                                    if KW == 1:
+                                        for i in range(FR):
+                                            so[i] = line + i * plane + j0 if i < nf else -1
+                                        vtstore(out, tile, so, acc, nj)
+                                    elif zip2 and kw == 0:
+                                        for i in range(FR):
+                                            so[i] = i * NJ
+                                        vtstore(buf, tile, so, acc, NJ)
+                                    elif zip2:
+                                        for i in range(FR):
+                                            so[i] = line + i * plane + 2 * j0 if i < nf else -1
+                                        vtstore_zip2(out, tile, so, buf, acc)
+                                    else:
+                                        for i in range(FR):
+                                            so[i] = i * NJ
+                                        vtstore(buf, tile, so, acc, NJ)
+                                        for i in range(nf):
+                                            o = line + i * plane + j0 * KW + kw
+                                            for lane in range(nj):
+                                                out[o + lane * KW] = buf[i * NJ + lane]
