@@ -34,7 +34,7 @@ from .cpu_simd import (Tile, addr, itemsize, scratch, tile_dims, tile_part_rows,
 ROWS = 48  # input pixels per parallel tile (at most)
 SCRATCH_BYTES = 3 * RB_MAX * 8  # three int64 values per row
 CF_LINES = 8  # input lines per patch_cf tile (large results, cf_plan)
-CF_PASS_CHANNELS = 8  # output channels per pass over a patch_cf tile (at least one block)
+CF_PASS_CHANNELS = 4  # output channels per pass over a patch_cf tile (at least one block)
 CF_PASS_MIN_BYTES = 8 << 20  # results from this size on: passes (cf_plan)
 
 
@@ -62,6 +62,7 @@ def cf_plan(out_bytes, NFB, FR):
     planes over several lines, where one pass writes 128 bytes to each of
     the F planes in turn (as a store pattern alone, 32 planes of 64^3 on
     one thread: 6.5 ms, passes of 4-8 channels 3.5 ms, sequential 2 ms;
+    in the kernel 4 channels per pass ran 3-6 % faster than 8;
     benchmarks/NOTES.md section 51)."""
     if out_bytes < CF_PASS_MIN_BYTES:
         return 1, NFB
