@@ -16,9 +16,11 @@ every tap and output-channel block runs on it: one vrun each, then one
 store of RB x NW vectors at fixed strides.
 
 Channels-first (`patch_cf`): the same with cpu_rb.wv_kernel's roles, a
-tile of FR output channels x 2 vectors of input pixels along W, every tap
-run on it; with KW = 2 the two W taps are interleaved in registers and
-stored whole (vtstore_zip2).
+register tile of FR output channels x 2 vectors of input pixels along W,
+every tap run on it; the inputs first copied into contiguous chunks (plain
+loads, no masks); with KW = 2 the two W taps interleaved in registers and
+stored whole (vtstore_zip2); large results in passes over a few output
+channels at a time (`cf_plan`).
 
 Term order: each output is one chain of FMAs over the input channels in
 order, from zero, then added to zero: cl_kernel's and wv_kernel's order
