@@ -256,7 +256,7 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
     NFB = _ceil(Fg, NV)
     panel_bytes = KD * KH * KW * Cg * NV * x.dtype.itemsize
     if PATCH and trans and _is_patch((D, H, W), (OD, OH, OW), (KD, KH, KW), strides, dilations, pads_before):
-        return _patch(x, wg, tile, NFB, epilogue, flat, ops, dest, out)
+        return _patch(x, wg, tile, NFB, writable, epilogue, flat, ops, dest, out)
     zrow = np.zeros(Cg * KW + 1, dtype=x.dtype)
     fuse = int(FUSE_KW and not trans and dw == 1 and G == 1)
     # Channel blocks innermost when one block's weight panel is small (it
@@ -311,13 +311,12 @@ def _is_patch(in_spatial, out_spatial, kernel, strides, dilations, pads_before):
             and tuple(out_spatial) == (D * kernel[0], H * kernel[1], W * kernel[2]))
 
 
-def _patch(x, wg, tile, NFB, epilogue, flat, ops, dest, out):
-    """cpu_patch.patch_cl for _run's channels-last branch (flat, ops, dest:
-    the result's memory as _run prepared it)."""
+def _patch(x, wg, tile, NFB, writable, epilogue, flat, ops, dest, out):
+    """cpu_patch.patch_cl for _run's channels-last branch (writable, flat,
+    ops, dest: as _run found and prepared them)."""
     _, KD, KH, KW, C, F = wg.shape
     B, D, H, W, _ = x.shape
-    wp, _ = _memo(wg, ("cl", x.dtype.str, repr(tile)),
-                  lambda: cpu_rb.pack_filters(wg, x.dtype, tile, _alloc.root(wg).flags.writeable))
+    wp, _ = _memo(wg, ("cl", x.dtype.str, repr(tile)), lambda: cpu_rb.pack_filters(wg, x.dtype, tile, writable))
     ep_code, epi, epilogue = _fused_epilogue(epilogue, F, tile, x.dtype)
     geo = tuple(int(v) for v in (B, D, H, W, C, F, KD, KH, KW, NFB, ops))
     pixels = B * D * H * W
