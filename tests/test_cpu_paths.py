@@ -51,6 +51,12 @@ CASES = [
     ("conv3d_transpose", (2, 3, 5, 6, 8), (1, 3, 3, 1, 8), [1, 1, 2, 2, 1], "SAME", "NDHWC", None),
     ("conv1d", (2, 40, 3), (3, 3, 1), 1, "SAME", "NWC", 2),
     ("conv2d", (2, 3, 7, 37), (3, 3, 3, 1), 1, "VALID", "NCHW", None),
+    # one output channel, 1 x 4-vector tile: an odd W output interleaved
+    # up to a partial last chunk, a stride-3 transpose (three phases), a
+    # dilated one
+    ("conv2d_transpose", (2, 3, 4, 37), (3, 3, 1, 3), 2, "VALID", "NCHW", None),
+    ("conv1d_transpose", (2, 70, 4), (4, 1, 4), 3, "SAME", "NWC", 1),
+    ("conv2d_transpose", (1, 5, 40, 6), (3, 3, 1, 6), 1, "SAME", "NHWC", 2),
     # depthwise (one input channel per group; cpu_dw): multiplier 2 with
     # strides, dilation and padding; 3-D with a channel count of one vector
     ("conv2d", (2, 7, 8, 6), (3, 3, 1, 12), [1, 1, 2, 1], "SAME", "NHWC", [1, 2, 1, 1]),

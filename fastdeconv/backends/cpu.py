@@ -243,7 +243,9 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
                G, int(trans), NFB, cpu_rb.sum_group(KW, Cg)) + xs + os_
         geo = tuple(int(v) for v in geo)
         work = _work(B * OD * OH * OW, G * NFB * tile.rows, KD * KH * KW * Cg, strides, trans)
-        cpu_rb.parallel_tiles(cpu_rb.wv_kernel, (x.reshape(-1), wp, flat, geo, tile),
+        taps = cpu_rb.wv_taps(OD, OH, OW, sw if trans else 1, tile.nvec * tile.lanes(x.dtype.itemsize),
+                              KD, KH, KW, D, H, W, sd, sh, sw, dd, dh, dw, pd, ph, pw, bool(trans))
+        cpu_rb.parallel_tiles(cpu_rb.wv_kernel, (x.reshape(-1), wp, flat, taps, geo, tile),
                               cpu_rb.n_tiles_wv(geo, tile, x.dtype.itemsize), work)
         if channels_first:
             return _finish(flat.reshape((B, G * Fg, OD, OH, OW)), True, epilogue)

@@ -50,7 +50,7 @@ def cf_tile(channels):
     vectors, or 4 x 2 when FR does not divide `channels` and 4 does (the 6 x 2
     AVX2 tile computes 36 channels for 32: 4 x 2 ran 0.9x its time on the
     U-Net's 64 -> 32 upsampling, benchmarks/NOTES.md section 51)."""
-    tile = wv_tile(channels)
+    tile = Tile(wv_tile(channels).rows, 2)
     if tile.rows > 4 and channels % tile.rows and channels % 4 == 0:
         return Tile(4, 2)
     return tile
@@ -205,7 +205,7 @@ def patch_cf(x, wp, out, geo, tile, t_begin, t_end):
                 for wc in range(nwc):
                     j0 = wc * NJ
                     nj = NJ if NJ < W - j0 else W - j0
-                    zip2 = KW == 2 and nj == NJ
+                    zip2 = KW == 2
                     pc = pa + (lb * nwc + wc) * C * NJ * isz
                     for fb in range(g0, g0 + per_pass if g0 + per_pass < NFB else NFB):
                         f0 = fb * FR
@@ -215,7 +215,7 @@ def patch_cf(x, wp, out, geo, tile, t_begin, t_end):
                                 line = (b * F + f0) * plane + ((i_d * KD + kd) * OH + ih * KH + kh) * OW
                                 for kw in range(KW):
                                     t = (kd * KH + kh) * KW + kw
-                                    acc = vrun_cols_whole(out, vtzero(out, tile), pc, NJ * isz, isz, 0, NJ, 0, NJ,
+                                    acc = vrun_cols_whole(out, vtzero(out, tile), tile, pc, NJ * isz, isz, 0, NJ,
                                                           wa + (fb * taps + t) * C * FR * isz, C)
                                     acc = vtadd(vtzero(out, tile), acc)
                                     # wv_kernel's four ways to store this tile; an inlined shared
@@ -231,7 +231,7 @@ def patch_cf(x, wp, out, geo, tile, t_begin, t_end):
                                     elif zip2:
                                         for i in range(FR):
                                             so[i] = line + i * plane + 2 * j0 if i < nf else -1
-                                        vtstore_zip2(out, tile, so, buf, acc)
+                                        vtstore_zip2(out, tile, so, buf, acc, 2 * nj)
                                     else:
                                         for i in range(FR):
                                             so[i] = i * NJ

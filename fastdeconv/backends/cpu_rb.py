@@ -76,22 +76,6 @@ def _max(a, b):
     return a if a > b else b
 
 
-@helper
-def _src(o, k, s, d, p, n, trans):
-    """The input index that feeds output o through tap k along D or H, or -1.
-    Transpose: t = o + p - k*d must be >= 0 (tested first) and divisible by s."""
-    if trans:
-        t = o + p - k * d
-        if t < 0 or t % s != 0:
-            return -1
-        i = t // s
-    else:
-        i = o * s + k * d - p
-    if i < 0 or i >= n:
-        return -1
-    return i
-
-
 SUM_GROUP_TERMS = 256
 
 
@@ -102,6 +86,21 @@ def sum_group(KW, Cg):
 
 
 NO_TAP = -(1 << 62)
+
+
+def _taps_along(O, K, s, d, p, n, trans):
+    """[o * K + k]: the input index along one axis that tap k of output o
+    reads, or -1 (padding, or a strided transpose's skipped tap)."""
+    o = np.arange(O)[:, None]
+    k = np.arange(K)[None, :]
+    if trans:
+        t = o + p - k * d
+        i = t // s
+        ok = (t >= 0) & (t % s == 0) & (i < n)
+    else:
+        i = o * s + k * d - p
+        ok = (i >= 0) & (i < n)
+    return np.where(ok, i, -1).reshape(-1)
 
 
 @functools.lru_cache(maxsize=256)
@@ -119,16 +118,7 @@ def tap_tables(B, OD, OH, OW, P, KD, KH, KW, D, H, W, sd, sh, sw, dd, dh, dw, pd
     Returns (the table, read-only; tiles per phase). Shared by calls with
     the same geometry."""
     def along(O, K, s, d, p, n):
-        o = np.arange(O)[:, None]
-        k = np.arange(K)[None, :]
-        if trans:
-            t = o + p - k * d
-            i = t // s
-            ok = (t >= 0) & (t % s == 0) & (i < n)
-        else:
-            i = o * s + k * d - p
-            ok = (i >= 0) & (i < n)
-        return np.where(ok, i, -1).reshape(-1)
+        return _taps_along(O, K, s, d, p, n, trans)
 
     phase = np.arange(P)[:, None]
     kw = np.arange(KW)[None, :]
@@ -690,26 +680,36 @@ WV_OFFS_BYTES = RB_MAX * 8
 
 def wv_tile(channels=None):
     """wv_kernel's register tile: FR output channels x 2 vectors along W
-    (FR = 8 with AVX-512, 6 with AVX2: cpu_simd.tile_rows); FR = 1 for
-    `channels` = 1 output channel per group, where the other rows would be
-    zero padding (the 1-channel stride-2 transpose of the chain: 3.0-3.4 ->
-    2.4-2.6 ms). The rows never change an output's terms or their order."""
-    return Tile(1 if channels == 1 else tile_rows(2), 2)
+    (FR = 8 with AVX-512, 6 with AVX2: cpu_simd.tile_rows); for `channels`
+    = 1 output channel per group, where the other rows would be zero
+    padding, 1 x WV_ONE_NVEC vectors. The tile never changes an output's
+    terms or their order."""
+    if channels == 1:
+        return Tile(1, WV_ONE_NVEC)
+    return Tile(tile_rows(2), 2)
+
+
+# Vectors along W of the 1-channel tile: the chain's 1-channel stride-2
+# transpose (56 columns per phase, one thread) ran 1.71 ms with 2, 1.57
+# with 3, 1.33 with 4, 1.55 with 5, 1.70 with 6, 1.57 with 8 (8 masks for
+# the edge chunks do not fit in the registers with the accumulators).
+WV_ONE_NVEC = 4
 
 
 @serial_kernel
-def wv_kernel(x, wp, out, geo, tile, t_begin, t_end):
+def wv_kernel(x, wp, out, taps, geo, tile, t_begin, t_end):
     """Tiles [t_begin, t_end). x: 5-D flat with element strides (xsb, xsc,
     xsd, xsh, xsw); wp: (G, NFB, taps, Cg, FR) flat (output channels
-    zero-padded); out: 5-D flat with strides (osb, osf, osd, osh, osw). A
+    zero-padded); out: 5-D flat with strides (osb, osf, osd, osh, osw);
+    taps: `wv_taps` for this geometry. A
     tile is (b, od, oh, g, channel block, W chunk) and covers every phase of
     its chunk (transposes). Forward convolutions with W stride sw read every
     sw-th input column (gathered lanes)."""
     (B, D, H, W, Cg, OD, OH, OW, Fg, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw,
      G, trans, NFB, gs, xsb, xsc, xsd, xsh, xsw, osb, osf, osd, osh, osw) = geo
     isz = itemsize(out)
-    FR, _, V = tile_dims(tile, out)
-    NJ = 2 * V
+    FR, NW, V = tile_dims(tile, out)
+    NJ = NW * V
     P = sw if trans else 1
     mw = 1 if trans else sw  # input columns per output column along a lane
     nwc = _cdiv(_cdiv(OW, P), NJ)
@@ -720,25 +720,45 @@ def wv_kernel(x, wp, out, geo, tile, t_begin, t_end):
     buf = scratch(out, WV_BUF_BYTES)  # one phase's tile when stores are strided
     so = scratch(0, WV_OFFS_BYTES)  # per-row store offsets
     direct = P == 1 and osw == 1
-    for ti in range(t_begin, t_end):
-        wc = ti % nwc
-        r = ti // nwc
-        fb = r % NFB
-        r = r // NFB
-        g = r % G
-        r = r // G
-        oh = r % OH
-        r = r // OH
-        od = r % OD
-        b = r // OD
+    # the tile index's digits (b, od, oh, g, fb, wc), counted up from
+    # t_begin's: ten integer divisions per tile were 7 % of the 1-channel
+    # chain transpose's kernel time
+    wc = t_begin % nwc
+    r = t_begin // nwc
+    fb = r % NFB
+    r = r // NFB
+    g = r % G
+    r = r // G
+    oh = r % OH
+    r = r // OH
+    od = r % OD
+    b = r // OD
+    wc -= 1
+    for _ in range(t_begin, t_end):
+        wc += 1
+        if wc == nwc:
+            wc = 0
+            fb += 1
+            if fb == NFB:
+                fb = 0
+                g += 1
+                if g == G:
+                    g = 0
+                    oh += 1
+                    if oh == OH:
+                        oh = 0
+                        od += 1
+                        if od == OD:
+                            od = 0
+                            b += 1
         f0 = fb * FR
         nf = _min(FR, Fg - f0)
         j0 = wc * NJ
         wfb = addr(wp) + (g * NFB + fb) * KD * KH * KW * Cg * FR * isz
-        # stride-2 transposes with W contiguous: when both phases fill the
-        # whole tile, phase 0 waits in buf and the two are interleaved in
-        # registers and stored whole (else a strided scalar copy per phase)
-        zip2 = P == 2 and osw == 1 and j0 + NJ <= OW // 2
+        # stride-2 transposes with W contiguous: phase 0 waits in buf and the
+        # two are interleaved in registers and stored as vectors, when phase
+        # 1 has lanes in this chunk (else a strided scalar copy per phase)
+        zip2 = P == 2 and osw == 1 and j0 < OW // 2
         for phase in range(P):
             nJ = _cdiv(OW - phase, P)
             if j0 >= nJ:
@@ -748,12 +768,13 @@ def wv_kernel(x, wp, out, geo, tile, t_begin, t_end):
             total = acc
             grp = -1
             ngrp = 0
+            kwt = OD * KD + OH * KH + (phase * nwc + wc) * KW * 3
             for kd in range(KD):
-                i_d = _src(od, kd, sd, dd, pd, D, trans)
+                i_d = taps[od * KD + kd]
                 if i_d < 0:
                     continue
                 for kh in range(KH):
-                    i_h = _src(oh, kh, sh, dh, ph, H, trans)
+                    i_h = taps[OD * KD + oh * KH + kh]
                     if i_h < 0:
                         continue
                     # two-level sum, as in cl_kernel
@@ -765,28 +786,17 @@ def wv_kernel(x, wp, out, geo, tile, t_begin, t_end):
                         ngrp += 1
                     xrow = xa + (b * xsb + g * Cg * xsc + i_d * xsd + i_h * xsh) * isz
                     for kw in range(KW):
-                        if trans:
-                            t = phase + pw - kw * dw
-                            if t % sw != 0:
-                                continue
-                            iw0 = j0 + t // sw
-                        else:
-                            iw0 = j0 * sw + kw * dw - pw
-                        # lanes l with 0 <= iw0 + l*mw < W (and l < nj)
-                        l_lo = _cdiv(-iw0, mw)
-                        l_hi = _cdiv(W - iw0, mw)
-                        lo0 = _max(0, l_lo)
-                        hi0 = _min(_min(V, l_hi), nj)
-                        lo1 = _max(0, l_lo - V)
-                        hi1 = _min(l_hi - V, nj - V)
-                        if lo0 >= hi0 and lo1 >= hi1:
+                        # lanes [lo, hi) read input columns iw0 + l*mw inside the row
+                        lo = taps[kwt + kw * 3]
+                        hi = taps[kwt + kw * 3 + 1]
+                        if lo >= hi:
                             continue
                         q = wfb + ((kd * KH + kh) * KW + kw) * Cg * FR * isz
-                        p = xrow + iw0 * xsw * isz
+                        p = xrow + taps[kwt + kw * 3 + 2] * xsw * isz
                         if contiguous:
-                            acc = vrun_cols(out, acc, p, cstep, xw, lo0, hi0, lo1, hi1, q, Cg)
+                            acc = vrun_cols(out, acc, tile, p, cstep, xw, lo, hi, q, Cg)
                         else:
-                            acc = vrun_cols_gather(out, acc, p, cstep, xw, lo0, hi0, lo1, hi1, q, Cg)
+                            acc = vrun_cols_gather(out, acc, tile, p, cstep, xw, lo, hi, q, Cg)
             # total is still zero with one group: no loads of its spill
             # slots (a 1x1 conv or a stride == kernel transpose: every block)
             acc = vtadd(total, acc)
@@ -802,7 +812,7 @@ def wv_kernel(x, wp, out, geo, tile, t_begin, t_end):
             elif zip2:
                 for i in range(FR):
                     so[i] = ob + i * osf + 2 * j0 if i < nf else -1
-                vtstore_zip2(out, tile, so, buf, acc)
+                vtstore_zip2(out, tile, so, buf, acc, OW - 2 * j0)
             else:
                 for i in range(FR):
                     so[i] = i * NJ
@@ -818,6 +828,39 @@ def pack_filters_wv(wg, dtype, tile, temporary=False):
     channels zero-padded to NFB blocks of FR = tile.rows; and NFB.
     temporary: see _pack_blocks."""
     return _pack_blocks(wg, dtype, tile.rows, temporary)
+
+
+@functools.lru_cache(maxsize=256)
+def wv_taps(OD, OH, OW, P, NJ, KD, KH, KW, D, H, W, sd, sh, sw, dd, dh, dw, pd, ph, pw, trans):
+    """wv_kernel's taps, computed once per call geometry (no integer
+    division in the kernel): one read-only int64 array of
+    - [od * KD + kd] and then [OD*KD + oh * KH + kh]: the input index along
+      D (H) that the tap reads, or -1;
+    - from OD*KD + OH*KH, for W phase `phase`, chunk wc (lanes j0 = wc*NJ on)
+      and tap kw, at ((phase * nwc + wc) * KW + kw) * 3: (lo, hi, iw0), the
+      chunk's lanes [lo, hi) that read input columns iw0 + lane*mw inside
+      the row (lo >= hi: none, or a strided transpose's skipped tap)."""
+    mw = 1 if trans else sw
+    nwc = -(-(-(-OW // P)) // NJ)
+    phase = np.arange(P)[:, None, None]
+    j0 = (np.arange(nwc) * NJ)[None, :, None]
+    kw = np.arange(KW)[None, None, :]
+    if trans:
+        t = phase + pw - kw * dw
+        valid = t % sw == 0
+        iw0 = j0 + t // sw
+    else:
+        valid = np.ones((1, 1, KW), dtype=bool)
+        iw0 = j0 * sw + kw * dw - pw
+    nj = np.minimum(NJ, -(-(OW - phase) // P) - j0)
+    lo = np.maximum(0, -(iw0 // mw))  # ceil(-iw0 / mw)
+    hi = np.minimum(-((iw0 - W) // mw), nj)  # ceil((W - iw0) / mw)
+    hi = np.where(valid & (nj > 0), hi, lo)
+    w_part = np.stack(np.broadcast_arrays(lo, hi, iw0), axis=-1).reshape(-1)
+    table = np.concatenate([_taps_along(OD, KD, sd, dd, pd, D, trans), _taps_along(OH, KH, sh, dh, ph, H, trans),
+                            w_part]).astype(np.int64)
+    table.flags.writeable = False
+    return table
 
 
 def n_tiles_wv(geo, tile, itemsize):

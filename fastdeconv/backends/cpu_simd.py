@@ -201,13 +201,19 @@ def itemsize(typingctx, arr):
 
 
 def _range_mask(builder, n, lo, hi):
-    """<n x i1>: lane l is set when lo <= l < hi (lo, hi: i64)."""
-    i64 = ir.IntType(64)
-    vt = ir.VectorType(i64, n)
+    """<n x i1>: lane l is set when lo <= l < hi (lo, hi: i64). The bounds
+    are clamped to [0, n] and compared as 32-bit lanes: one compare per
+    bound for a float32 vector (64-bit lanes take two and a pack)."""
+    i64, i32 = ir.IntType(64), ir.IntType(32)
+    vt = ir.VectorType(i32, n)
     iota = ir.Constant(vt, list(range(n)))
-    lo = _splat(builder, vt, builder.sext(lo, i64) if lo.type.width < 64 else lo)
-    hi = _splat(builder, vt, builder.sext(hi, i64) if hi.type.width < 64 else hi)
-    return builder.and_(builder.icmp_signed(">=", iota, lo), builder.icmp_signed("<", iota, hi))
+
+    def clamp(v):
+        v = builder.sext(v, i64) if v.type.width < 64 else v
+        v = builder.select(builder.icmp_signed("<", v, ir.Constant(i64, 0)), ir.Constant(i64, 0), v)
+        v = builder.select(builder.icmp_signed(">", v, ir.Constant(i64, n)), ir.Constant(i64, n), v)
+        return _splat(builder, vt, builder.trunc(v, i32))
+    return builder.and_(builder.icmp_signed(">=", iota, clamp(lo)), builder.icmp_signed("<", iota, clamp(hi)))
 
 
 def _masked_load(builder, vty, bits):
@@ -451,18 +457,20 @@ def vtstore(typingctx, arr, tile, offs, accs, nf):
 
 
 @intrinsic
-def vtstore_zip2(typingctx, arr, tile, offs, buf, accs):
-    """Two W phases of a vectors-along-W tile (tile.rows rows x 2 vectors):
-    phase 0's in buf (row i at buf[i*NJ : (i+1)*NJ], NJ = 2 vectors of
-    lanes), phase 1's in accs; row i's 2*NJ outputs interleaved (phase 0 lane
-    l to arr[offs[i] + 2l], phase 1's to arr[offs[i] + 2l + 1]) with vector
-    shuffles and stored whole; rows with offs[i] < 0 are not stored. Replaces
-    a strided scalar copy per phase for stride-2 transposes."""
-    if not (isinstance(tile, TileType) and tile.nvec == 2 and isinstance(accs, types.UniTuple)
-            and accs.count == tile.rows * 2 and _rows_type_ok(offs, tile.rows)
-            and isinstance(buf, types.Array) and buf.dtype == arr.dtype):
+def vtstore_zip2(typingctx, arr, tile, offs, buf, accs, count):
+    """Two W phases of a vectors-along-W tile (tile.rows rows x NW =
+    tile.nvec vectors): phase 0's in buf (row i at buf[i*NJ : (i+1)*NJ], NJ
+    = NW vectors of lanes), phase 1's in accs; row i's outputs interleaved
+    (phase 0 lane l to arr[offs[i] + 2l], phase 1's to arr[offs[i] + 2l +
+    1]) with vector shuffles, the first `count` of the 2*NJ stored (whole
+    vectors, masked stores past count); rows with offs[i] < 0 are not
+    stored. Replaces a strided scalar copy per phase for stride-2
+    transposes."""
+    if not (isinstance(tile, TileType) and isinstance(accs, types.UniTuple)
+            and accs.count == tile.rows * tile.nvec and _rows_type_ok(offs, tile.rows)
+            and isinstance(buf, types.Array) and buf.dtype == arr.dtype and isinstance(count, types.Integer)):
         return None
-    nr = tile.rows
+    nr, nw = tile.rows, tile.nvec
     isz = arr.dtype.bitwidth // 8
 
     def impl(context, builder, sig, args):
@@ -473,24 +481,34 @@ def vtstore_zip2(typingctx, arr, tile, offs, buf, accs):
         bbase = builder.ptrtoint(context.make_array(sig.args[3])(context, builder, args[3]).data, i64)
         os_ = _row_values(context, builder, sig.args[2], args[2], nr)
         vs = cgutils.unpack_tuple(builder, args[4], accs.count)
+        cnt = context.cast(builder, args[5], sig.args[5], types.int64)
         zero = ir.Constant(i64, 0)
         lo = [k // 2 + (n if k % 2 else 0) for k in range(n)]  # a0 b0 a1 b1 ...
         hi = [n // 2 + k // 2 + (n if k % 2 else 0) for k in range(n)]
+        mstore = _masked_store(builder, vty, arr.dtype.bitwidth)
+        full = builder.icmp_signed(">=", cnt, ir.Constant(i64, 2 * nw * n))
 
         def ptr(b, elems):
             return builder.inttoptr(builder.add(b, ir.Constant(i64, elems * isz)), vty.as_pointer())
         for i in range(nr):
             with builder.if_then(builder.icmp_signed(">=", os_[i], zero), likely=True):
                 row = builder.add(base, builder.mul(os_[i], ir.Constant(i64, isz)))
-                for j in range(2):
-                    a = builder.load(ptr(bbase, i * 2 * n + j * n), align=isz)
-                    b = vs[i * 2 + j]
-                    builder.store(builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(ir.IntType(32), n), lo)),
-                                  ptr(row, 2 * j * n), align=isz)
-                    builder.store(builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(ir.IntType(32), n), hi)),
-                                  ptr(row, 2 * j * n + n), align=isz)
+                zipped = []
+                for j in range(nw):
+                    a = builder.load(ptr(bbase, (i * nw + j) * n), align=isz)
+                    b = vs[i * nw + j]
+                    zipped.append(builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(ir.IntType(32), n), lo)))
+                    zipped.append(builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(ir.IntType(32), n), hi)))
+                with builder.if_else(full, likely=True) as (whole, part):
+                    with whole:
+                        for e, v in enumerate(zipped):
+                            builder.store(v, ptr(row, e * n), align=isz)
+                    with part:
+                        for e, v in enumerate(zipped):
+                            mask = _range_mask(builder, n, zero, builder.sub(cnt, ir.Constant(i64, e * n)))
+                            builder.call(mstore, [v, ptr(row, e * n), ir.Constant(ir.IntType(32), isz), mask])
         return context.get_dummy_value()
-    return types.void(arr, tile, offs, buf, accs), impl
+    return types.void(arr, tile, offs, buf, accs, count), impl
 
 
 def _vec_of(arr):
@@ -740,21 +758,23 @@ def vtaffine(typingctx, arr, accs, tile, pb, pa, pt, relu):
 
 
 def _make_vrun_cols(gather, masked=True):
-    def vrun_cols(typingctx, arr, accs, p, cstep, xw, lo0, hi0, lo1, hi1, q, K):
+    def vrun_cols(typingctx, arr, accs, tile, p, cstep, xw, lo, hi, q, K):
         """The vectors-along-W micro-kernel as one LLVM loop (see vrun): K
-        reduction steps; at step k two input vectors, x0 with lanes l in
-        [lo0, hi0) from byte address p + k*cstep + l*xw and x1 with lanes in
-        [lo1, hi1) from p + V*xw + k*cstep + l*xw (other lanes 0, not read),
-        and for each row i (NR = len(accs) // 2 rows) the weight at
-        q + (k*NR + i)*itemsize:
-            accs[2i] = fma(bcast(w_i), x0, accs[2i]); accs[2i+1] likewise with x1.
+        reduction steps; at step k NW = tile.nvec input vectors, x_j's lane
+        l from byte address p + k*cstep + (j*V + l)*xw, where j*V + l is in
+        [lo, hi) (other lanes 0, not read), and for each row i < tile.rows
+        the weight at q + (k*NR + i)*itemsize:
+            accs[i*NW + j] = fma(bcast(w_i), x_j, accs[i*NW + j]).
         Contiguous masked loads, or gathers (lane step xw bytes) for
         vrun_cols_gather, or for vrun_cols_whole plain loads of whole
-        vectors (every lane read; lo0 ... hi1 ignored): no mask registers,
-        so the 6 x 2 AVX2 tile's 12 accumulators stay in registers."""
-        if not (isinstance(accs, types.UniTuple) and isinstance(accs.dtype, Vec) and accs.count % 2 == 0):
+        vectors (every lane read; lo and hi ignored). vrun_cols runs the
+        plain-load loop too when [lo, hi) covers every lane: no mask
+        registers, so a tile's accumulators stay in registers, and plain
+        loads issue two per cycle."""
+        if not (isinstance(tile, TileType) and isinstance(accs, types.UniTuple) and isinstance(accs.dtype, Vec)
+                and accs.count == tile.rows * tile.nvec):
             return None
-        nr = accs.count // 2
+        nr, nw = tile.rows, tile.nvec
         isz = arr.dtype.bitwidth // 8
 
         def impl(context, builder, sig, args):
@@ -762,74 +782,103 @@ def _make_vrun_cols(gather, masked=True):
             vty = context.get_value_type(accs.dtype)
             sty = context.get_value_type(arr.dtype)
             n = vty.count
-            c = [context.cast(builder, args[i], sig.args[i], types.int64) for i in range(2, 11)]
-            p, cstep, xw, lo0, hi0, lo1, hi1, q, nK = c
+            p, cstep, xw, lo, hi, q, nK = (context.cast(builder, args[i], sig.args[i], types.int64)
+                                           for i in range(3, 10))
             acc0 = cgutils.unpack_tuple(builder, args[1], accs.count)
-            m0 = _range_mask(builder, n, lo0, hi0) if masked else None
-            m1 = _range_mask(builder, n, lo1, hi1) if masked else None
-            p1 = builder.add(p, builder.mul(xw, ir.Constant(i64, n)))
+            starts = [builder.add(p, builder.mul(xw, ir.Constant(i64, j * n))) for j in range(nw)]
             zero = ir.Constant(vty, None)
             align = ir.Constant(i32, isz)
             fma = cgutils.get_or_insert_function(
                 builder.module, ir.FunctionType(vty, [vty] * 3), f"llvm.fma.v{n}f{arr.dtype.bitwidth}")
+
+            def plain(addr, j):
+                return builder.load(builder.inttoptr(addr, vty.as_pointer()), align=isz)
+            masks = [_range_mask(builder, n, builder.sub(lo, ir.Constant(i64, i * n)),
+                                 builder.sub(hi, ir.Constant(i64, i * n))) for i in range(nw)]
+
+            def mask(j):
+                return masks[j]
             if gather:
                 v64 = ir.VectorType(i64, n)
                 v32 = ir.VectorType(i32, n)
-                # 32-bit lane offsets (callers keep V*xw below 2**31): LLVM
+                # 32-bit lane offsets (callers keep NW*V*xw below 2**31): LLVM
                 # then selects the dword-index gather, 16 float32 lanes at once
                 lanes = builder.sext(builder.mul(ir.Constant(v32, list(range(n))),
                                                  _splat(builder, v32, builder.trunc(xw, i32))), v64)
                 pty = ir.VectorType(ir.IntType(8).as_pointer(), n)
-                fnty = ir.FunctionType(vty, [pty, i32, m0.type, vty])
+                fnty = ir.FunctionType(vty, [pty, i32, ir.VectorType(ir.IntType(1), n), vty])
                 ld = cgutils.get_or_insert_function(
                     builder.module, fnty, f"llvm.masked.gather.v{n}f{arr.dtype.bitwidth}.v{n}p0")
 
-                def load(addr, mask):
+                def load(addr, j):
                     ptrs = builder.inttoptr(builder.add(_splat(builder, v64, addr), lanes), pty)
-                    return builder.call(ld, [ptrs, align, mask, zero])
+                    return builder.call(ld, [ptrs, align, mask(j), zero])
             elif masked:
                 ld = _masked_load(builder, vty, arr.dtype.bitwidth)
 
-                def load(addr, mask):
-                    return builder.call(ld, [builder.inttoptr(addr, vty.as_pointer()), align, mask, zero])
+                def load(addr, j):
+                    return builder.call(ld, [builder.inttoptr(addr, vty.as_pointer()), align, mask(j), zero])
             else:
-                def load(addr, mask):
-                    return builder.load(builder.inttoptr(addr, vty.as_pointer()), align=isz)
+                load = plain
 
-            pre = builder.block
-            head = builder.append_basic_block("vcols.head")
-            body = builder.append_basic_block("vcols.body")
-            done = builder.append_basic_block("vcols.done")
-            builder.branch(head)
-            builder.position_at_end(head)
-            k = builder.phi(i64)
-            k.add_incoming(ir.Constant(i64, 0), pre)
-            acc = []
-            for a in acc0:
+            def loop(load, merge):
+                if load is not plain:
+                    mask(0)  # in the block before the loop: computed once per run
+                pre = builder.block
+                head = builder.append_basic_block("vcols.head")
+                body = builder.append_basic_block("vcols.body")
+                done = builder.append_basic_block("vcols.done")
+                builder.branch(head)
+                builder.position_at_end(head)
+                k = builder.phi(i64)
+                k.add_incoming(ir.Constant(i64, 0), pre)
+                acc = []
+                for a in acc0:
+                    ph = builder.phi(vty)
+                    ph.add_incoming(a, pre)
+                    acc.append(ph)
+                builder.cbranch(builder.icmp_signed("<", k, nK), body, done)
+                builder.position_at_end(body)
+                off = builder.mul(k, cstep)
+                xs = [load(builder.add(s, off), j) for j, s in enumerate(starts)]
+                qk = builder.add(q, builder.mul(k, ir.Constant(i64, nr * isz)))
+                new = []
+                for i in range(nr):
+                    wa = builder.add(qk, ir.Constant(i64, i * isz))
+                    b = _splat(builder, vty, builder.load(builder.inttoptr(wa, sty.as_pointer()), align=isz))
+                    new += [builder.call(fma, [b, x, acc[i * nw + j]]) for j, x in enumerate(xs)]
+                k1 = builder.add(k, ir.Constant(i64, 1))
+                end = builder.block
+                builder.branch(head)
+                k.add_incoming(k1, end)
+                for ph, v in zip(acc, new):
+                    ph.add_incoming(v, end)
+                builder.position_at_end(done)
+                builder.branch(merge)
+                return done, acc
+
+            merge = builder.append_basic_block("vcols.merge")
+            if masked and not gather:
+                whole_bb = builder.append_basic_block("vcols.whole")
+                part_bb = builder.append_basic_block("vcols.part")
+                whole = builder.and_(builder.icmp_signed("<=", lo, ir.Constant(i64, 0)),
+                                     builder.icmp_signed(">=", hi, ir.Constant(i64, nw * n)))
+                builder.cbranch(whole, whole_bb, part_bb)
+                builder.position_at_end(whole_bb)
+                exits = [loop(plain, merge)]
+                builder.position_at_end(part_bb)
+                exits.append(loop(load, merge))
+            else:
+                exits = [loop(load, merge)]
+            builder.position_at_end(merge)
+            out = []
+            for i in range(accs.count):
                 ph = builder.phi(vty)
-                ph.add_incoming(a, pre)
-                acc.append(ph)
-            builder.cbranch(builder.icmp_signed("<", k, nK), body, done)
-            builder.position_at_end(body)
-            off = builder.mul(k, cstep)
-            x0 = load(builder.add(p, off), m0)
-            x1 = load(builder.add(p1, off), m1)
-            qk = builder.add(q, builder.mul(k, ir.Constant(i64, nr * isz)))
-            new = []
-            for i in range(nr):
-                wa = builder.add(qk, ir.Constant(i64, i * isz))
-                b = _splat(builder, vty, builder.load(builder.inttoptr(wa, sty.as_pointer()), align=isz))
-                new.append(builder.call(fma, [b, x0, acc[2 * i]]))
-                new.append(builder.call(fma, [b, x1, acc[2 * i + 1]]))
-            k1 = builder.add(k, ir.Constant(i64, 1))
-            end = builder.block
-            builder.branch(head)
-            k.add_incoming(k1, end)
-            for ph, v in zip(acc, new):
-                ph.add_incoming(v, end)
-            builder.position_at_end(done)
-            return context.make_tuple(builder, accs, acc)
-        return accs(arr, accs, p, cstep, xw, lo0, hi0, lo1, hi1, q, K), impl
+                for bb, vals in exits:
+                    ph.add_incoming(vals[i], bb)
+                out.append(ph)
+            return context.make_tuple(builder, accs, out)
+        return accs(arr, accs, tile, p, cstep, xw, lo, hi, q, K), impl
     vrun_cols.__name__ = "vrun_cols_gather" if gather else "vrun_cols" if masked else "vrun_cols_whole"
     return intrinsic(vrun_cols)
 
