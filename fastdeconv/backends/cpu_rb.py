@@ -245,12 +245,17 @@ CHUNK_WORK = 8_000_000
 def parallel_tiles(kernel, args, ntiles, work):
     """kernel(*args, t0, t1) on [0, ntiles) split into contiguous ranges run
     by numba.get_num_threads() threads, claimed dynamically (at most 8 per
-    thread, each of at least CHUNK_WORK of the call's `work` multiply-adds).
+    thread, each of about CHUNK_WORK of the call's `work` multiply-adds or
+    more, and a multiple of the threads).
     Each tile owns its outputs, so the split (and the thread count) never
     changes a result. Calls too small for two chunks stay on the calling
     thread."""
     nt = min(numba.get_num_threads(), ntiles)
     nchunk = min(ntiles, nt * 8, work // CHUNK_WORK)
+    # a multiple of the threads: 3 chunks on 2 threads leave one thread
+    # idle for the last third (the 1-channel chain transpose)
+    if nchunk > 1:
+        nchunk = min(ntiles, -(-nchunk // nt) * nt)
     if nt <= 1 or nchunk <= 1:
         kernel(*args, 0, ntiles)
         return
