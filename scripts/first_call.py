@@ -1,7 +1,7 @@
 """First-call latency of each CPU kernel: JIT compile (empty Numba cache)
 and load from Numba's on-disk cache, each in a fresh process.
 
-    python scripts/first_call.py [--repeat 3]
+    python scripts/first_call.py [--repeat 3] [--only TEXT ...]
 
 Per kernel path it prints the median over --repeat fresh processes of:
 - import: `import numba` (paid once per process, before any kernel),
@@ -82,12 +82,16 @@ def run_child(code, cache_dir):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--only", nargs="*", default=None, metavar="TEXT",
+                    help="only the kernel paths whose name contains one of these")
     args = ap.parse_args()
     print(f"{cpu_simd.VBYTES}-byte vectors ({'AVX-512' if cpu_simd.VBYTES == 64 else 'AVX2'} tiles), "
           f"median of {args.repeat} fresh processes\n")
     print("| kernel path | numba import s | cold wall s | cold CPU s | cached wall s |")
     print("|---|---:|---:|---:|---:|")
     for name, code in PATHS.items():
+        if args.only and not any(t in name for t in args.only):
+            continue
         cold, cached = [], []
         for _ in range(args.repeat):
             with tempfile.TemporaryDirectory() as d:
