@@ -767,10 +767,11 @@ def _make_vrun_cols(gather, masked=True):
             accs[i*NW + j] = fma(bcast(w_i), x_j, accs[i*NW + j]).
         Contiguous masked loads, or gathers (lane step xw bytes) for
         vrun_cols_gather, or for vrun_cols_whole plain loads of whole
-        vectors (every lane read; lo and hi ignored). vrun_cols runs the
-        plain-load loop too when [lo, hi) covers every lane: no mask
-        registers, so a tile's accumulators stay in registers, and plain
-        loads issue two per cycle."""
+        vectors (every lane read; lo and hi ignored): no mask registers, so
+        the 6 x 2 AVX2 tile's 12 accumulators stay in registers. (A
+        plain-load loop beside the masked one in vrun_cols, taken when
+        [lo, hi) covers every lane, made the 6 x 2 tile's channels-first
+        calls 10-30 % slower: benchmarks/NOTES.md section 52.)"""
         if not (isinstance(tile, TileType) and isinstance(accs, types.UniTuple) and isinstance(accs.dtype, Vec)
                 and accs.count == tile.rows * tile.nvec):
             return None
@@ -790,94 +791,64 @@ def _make_vrun_cols(gather, masked=True):
             align = ir.Constant(i32, isz)
             fma = cgutils.get_or_insert_function(
                 builder.module, ir.FunctionType(vty, [vty] * 3), f"llvm.fma.v{n}f{arr.dtype.bitwidth}")
-
-            def plain(addr, j):
-                return builder.load(builder.inttoptr(addr, vty.as_pointer()), align=isz)
-            masks = [_range_mask(builder, n, builder.sub(lo, ir.Constant(i64, i * n)),
-                                 builder.sub(hi, ir.Constant(i64, i * n))) for i in range(nw)]
-
-            def mask(j):
-                return masks[j]
+            if gather or masked:
+                masks = [_range_mask(builder, n, builder.sub(lo, ir.Constant(i64, j * n)),
+                                     builder.sub(hi, ir.Constant(i64, j * n))) for j in range(nw)]
             if gather:
                 v64 = ir.VectorType(i64, n)
                 v32 = ir.VectorType(i32, n)
-                # 32-bit lane offsets (callers keep NW*V*xw below 2**31): LLVM
+                # 32-bit lane offsets (callers keep V*xw below 2**31): LLVM
                 # then selects the dword-index gather, 16 float32 lanes at once
                 lanes = builder.sext(builder.mul(ir.Constant(v32, list(range(n))),
                                                  _splat(builder, v32, builder.trunc(xw, i32))), v64)
                 pty = ir.VectorType(ir.IntType(8).as_pointer(), n)
-                fnty = ir.FunctionType(vty, [pty, i32, ir.VectorType(ir.IntType(1), n), vty])
+                fnty = ir.FunctionType(vty, [pty, i32, masks[0].type, vty])
                 ld = cgutils.get_or_insert_function(
                     builder.module, fnty, f"llvm.masked.gather.v{n}f{arr.dtype.bitwidth}.v{n}p0")
 
                 def load(addr, j):
                     ptrs = builder.inttoptr(builder.add(_splat(builder, v64, addr), lanes), pty)
-                    return builder.call(ld, [ptrs, align, mask(j), zero])
+                    return builder.call(ld, [ptrs, align, masks[j], zero])
             elif masked:
                 ld = _masked_load(builder, vty, arr.dtype.bitwidth)
 
                 def load(addr, j):
-                    return builder.call(ld, [builder.inttoptr(addr, vty.as_pointer()), align, mask(j), zero])
+                    return builder.call(ld, [builder.inttoptr(addr, vty.as_pointer()), align, masks[j], zero])
             else:
-                load = plain
+                def load(addr, j):
+                    return builder.load(builder.inttoptr(addr, vty.as_pointer()), align=isz)
 
-            def loop(load, merge):
-                if load is not plain:
-                    mask(0)  # in the block before the loop: computed once per run
-                pre = builder.block
-                head = builder.append_basic_block("vcols.head")
-                body = builder.append_basic_block("vcols.body")
-                done = builder.append_basic_block("vcols.done")
-                builder.branch(head)
-                builder.position_at_end(head)
-                k = builder.phi(i64)
-                k.add_incoming(ir.Constant(i64, 0), pre)
-                acc = []
-                for a in acc0:
-                    ph = builder.phi(vty)
-                    ph.add_incoming(a, pre)
-                    acc.append(ph)
-                builder.cbranch(builder.icmp_signed("<", k, nK), body, done)
-                builder.position_at_end(body)
-                off = builder.mul(k, cstep)
-                xs = [load(builder.add(s, off), j) for j, s in enumerate(starts)]
-                qk = builder.add(q, builder.mul(k, ir.Constant(i64, nr * isz)))
-                new = []
-                for i in range(nr):
-                    wa = builder.add(qk, ir.Constant(i64, i * isz))
-                    b = _splat(builder, vty, builder.load(builder.inttoptr(wa, sty.as_pointer()), align=isz))
-                    new += [builder.call(fma, [b, x, acc[i * nw + j]]) for j, x in enumerate(xs)]
-                k1 = builder.add(k, ir.Constant(i64, 1))
-                end = builder.block
-                builder.branch(head)
-                k.add_incoming(k1, end)
-                for ph, v in zip(acc, new):
-                    ph.add_incoming(v, end)
-                builder.position_at_end(done)
-                builder.branch(merge)
-                return done, acc
-
-            merge = builder.append_basic_block("vcols.merge")
-            if masked and not gather:
-                whole_bb = builder.append_basic_block("vcols.whole")
-                part_bb = builder.append_basic_block("vcols.part")
-                whole = builder.and_(builder.icmp_signed("<=", lo, ir.Constant(i64, 0)),
-                                     builder.icmp_signed(">=", hi, ir.Constant(i64, nw * n)))
-                builder.cbranch(whole, whole_bb, part_bb)
-                builder.position_at_end(whole_bb)
-                exits = [loop(plain, merge)]
-                builder.position_at_end(part_bb)
-                exits.append(loop(load, merge))
-            else:
-                exits = [loop(load, merge)]
-            builder.position_at_end(merge)
-            out = []
-            for i in range(accs.count):
+            pre = builder.block
+            head = builder.append_basic_block("vcols.head")
+            body = builder.append_basic_block("vcols.body")
+            done = builder.append_basic_block("vcols.done")
+            builder.branch(head)
+            builder.position_at_end(head)
+            k = builder.phi(i64)
+            k.add_incoming(ir.Constant(i64, 0), pre)
+            acc = []
+            for a in acc0:
                 ph = builder.phi(vty)
-                for bb, vals in exits:
-                    ph.add_incoming(vals[i], bb)
-                out.append(ph)
-            return context.make_tuple(builder, accs, out)
+                ph.add_incoming(a, pre)
+                acc.append(ph)
+            builder.cbranch(builder.icmp_signed("<", k, nK), body, done)
+            builder.position_at_end(body)
+            off = builder.mul(k, cstep)
+            xs = [load(builder.add(s, off), j) for j, s in enumerate(starts)]
+            qk = builder.add(q, builder.mul(k, ir.Constant(i64, nr * isz)))
+            new = []
+            for i in range(nr):
+                wa = builder.add(qk, ir.Constant(i64, i * isz))
+                b = _splat(builder, vty, builder.load(builder.inttoptr(wa, sty.as_pointer()), align=isz))
+                new += [builder.call(fma, [b, x, acc[i * nw + j]]) for j, x in enumerate(xs)]
+            k1 = builder.add(k, ir.Constant(i64, 1))
+            end = builder.block
+            builder.branch(head)
+            k.add_incoming(k1, end)
+            for ph, v in zip(acc, new):
+                ph.add_incoming(v, end)
+            builder.position_at_end(done)
+            return context.make_tuple(builder, accs, acc)
         return accs(arr, accs, tile, p, cstep, xw, lo, hi, q, K), impl
     vrun_cols.__name__ = "vrun_cols_gather" if gather else "vrun_cols" if masked else "vrun_cols_whole"
     return intrinsic(vrun_cols)
