@@ -249,7 +249,8 @@ def test_filter_packers_agree(trans, dtype, nv, monkeypatch):
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}-{c[5]}")
 def test_paths_give_identical_bits(case, monkeypatch):
     """Fused and per-tap runs, lines folded into row spaces or apart,
-    stride == kernel transposes by patches (cpu_patch) or not,
+    stride == kernel transposes by patches (cpu_patch) or not, channels-first
+    input rows packed per output row (WV_PACK) or read in place,
     register-blocked or vectors along W (one
     output channel: through a channels-first copy or not), the depthwise
     kernel or not, one thread and split tiles: the same terms in the same
@@ -257,14 +258,17 @@ def test_paths_give_identical_bits(case, monkeypatch):
     x, w = _arrays(case, np.float32, np.random.default_rng(1))
     results = []
     real = cpu_rb.parallel_tiles
-    for fuse_kw, nv, one, cf1, dw, fold, patch in (
-            (True, 0, True, True, True, True, True), (True, 0, True, True, False, True, True),
-            (False, 0, True, True, False, True, True), (True, 0, False, True, False, True, True),
-            (False, 0, False, True, False, True, True), (True, 64, True, True, False, True, True),
-            (False, 64, True, True, False, True, True), (True, 64, True, False, False, True, True),
-            (True, 0, True, True, False, False, True), (False, 0, False, True, False, False, True),
-            (True, 0, True, True, True, True, False), (True, 0, False, True, True, True, False)):
+    for fuse_kw, nv, one, cf1, dw, fold, patch, pack in (
+            (True, 0, True, True, True, True, True, True), (True, 0, True, True, False, True, True, True),
+            (False, 0, True, True, False, True, True, True), (True, 0, False, True, False, True, True, True),
+            (False, 0, False, True, False, True, True, True), (True, 64, True, True, False, True, True, True),
+            (False, 64, True, True, False, True, True, True), (True, 64, True, False, False, True, True, True),
+            (True, 0, True, True, False, False, True, True), (False, 0, False, True, False, False, True, True),
+            (True, 0, True, True, True, True, False, True), (True, 0, False, True, True, True, False, True),
+            (True, 0, True, True, True, True, True, False), (True, 0, True, True, True, True, False, False)):
         for work in (None, 10**12):
+            monkeypatch.setattr(cpu, "WV_PACK", pack)
+            monkeypatch.setattr(cpu, "WV_PACK_MIN_ROWS", 0)  # small cases too
             monkeypatch.setattr(cpu, "PATCH", patch)
             monkeypatch.setattr(cpu, "FOLD_LINES", fold)
             monkeypatch.setattr(cpu, "DEPTHWISE", dw)
@@ -279,12 +283,16 @@ def test_paths_give_identical_bits(case, monkeypatch):
     assert len(set(results)) == 1
 
 
+@pytest.mark.parametrize("pack", [True, False])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("case", [c for c in CASES if c[5].startswith("NC")],
                          ids=lambda c: f"{c[0]}-{c[5]}")
-def test_channels_first_same_bits_as_channels_last(case, dtype):
+def test_channels_first_same_bits_as_channels_last(case, dtype, pack, monkeypatch):
     """Both register-blocked kernels sum every output's terms in the same
-    order, so the two layouts give the same bits."""
+    order, so the two layouts give the same bits; channels-first input
+    rows packed per output row (WV_PACK) or read in place."""
+    monkeypatch.setattr(cpu, "WV_PACK", pack)
+    monkeypatch.setattr(cpu, "WV_PACK_MIN_ROWS", 0)
     op, xs, ws, strides, padding, fmt, dil = case
     x, w = _arrays(case, dtype, np.random.default_rng(2))
     cl = {"NCW": "NWC", "NCHW": "NHWC", "NCDHW": "NDHWC"}[fmt]
@@ -406,6 +414,7 @@ def vector_bytes(request, monkeypatch):
     monkeypatch.setattr(cpu_simd, "VREGS", 32 if vb == 64 else 16)
     monkeypatch.setattr(cpu, "WV_NARROW", vb // 8)
     monkeypatch.setattr(cpu, "WV_NARROW_STEPS", None if vb == 64 else 32)
+    monkeypatch.setattr(cpu, "WV_PACK_MIN_ROWS", 0)  # packed channels-first rows on small cases too
     return vb
 
 

@@ -100,6 +100,20 @@ WV_NARROW_STEPS = None if cpu_simd.VBYTES == 64 else 32
 # gathers, 0.5 ms copy + 2.5 ms. False turns it off (tests compare the two).
 NARROW_ONE_CHANNEL_CF = True
 
+# Channels-first calls on the vectors-along-W kernel whose runs read
+# contiguous columns (stride 1 along W, or a transpose): each output row's
+# input rows are copied into one array, zeros around each row, when that
+# array takes at most WV_PACK_BYTES (one per chunk of tiles) and there
+# are WV_PACK_MIN_ROWS output rows or more (a chunk packs the rows of its
+# first output row even when an earlier chunk did: one 1-D row of 16 chunks
+# would be packed 16 times). A run then reads lines one row apart with
+# plain loads, instead of masked loads of lines a channel plane apart,
+# which share the cache sets; the same values, so the same bits. False
+# turns it off (tests compare the two).
+WV_PACK = True
+WV_PACK_BYTES = 2 << 20
+WV_PACK_MIN_ROWS = 64
+
 # Channels-last calls with at most one vector of output channels per group
 # (AVX-512: 16 float32 / 8 float64) use the one-vector tile instead of the
 # two-vector one; False turns it off (tests compare the two).
@@ -239,14 +253,23 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
         else:
             xs = (D * H * W * Cx, 1, H * W * Cx, W * Cx, Cx)
             os_ = (OD * OH * OW * F, 1, OH * OW * F, OW * F, F)
+        taps = cpu_rb.wv_taps(OD, OH, OW, sw if trans else 1, tile.nvec * tile.lanes(x.dtype.itemsize),
+                              KD, KH, KW, D, H, W, sd, sh, sw, dd, dh, dw, pd, ph, pw, bool(trans))
+        # input rows packed per output row (wv_kernel) for channels-first
+        # runs along contiguous columns, when the copies are small
+        rows = KD * KH * Cg * int(taps[-1])
+        pack = (WV_PACK and channels_first and (trans or sw == 1) and rows * x.dtype.itemsize <= WV_PACK_BYTES
+                and B * OD * OH * G >= WV_PACK_MIN_ROWS)
         geo = (B, D, H, W, Cg, OD, OH, OW, Fg, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw,
                G, int(trans), NFB, cpu_rb.sum_group(KW, Cg)) + xs + os_
         geo = tuple(int(v) for v in geo)
         work = _work(B * OD * OH * OW, G * NFB * tile.rows, KD * KH * KW * Cg, strides, trans)
-        taps = cpu_rb.wv_taps(OD, OH, OW, sw if trans else 1, tile.nvec * tile.lanes(x.dtype.itemsize),
-                              KD, KH, KW, D, H, W, sd, sh, sw, dd, dh, dw, pd, ph, pw, bool(trans))
-        cpu_rb.parallel_tiles(cpu_rb.wv_kernel, (x.reshape(-1), wp, flat, taps, geo, tile),
-                              cpu_rb.n_tiles_wv(geo, tile, x.dtype.itemsize), work)
+        args = (x.reshape(-1), wp, flat, taps, geo, tile)
+        if pack:
+            kernel, args = cpu_rb.with_rows(cpu_rb.wv_kernel, args, rows), ()
+        else:
+            kernel, args = cpu_rb.wv_kernel, args + (None,)
+        cpu_rb.parallel_tiles(kernel, args, cpu_rb.n_tiles_wv(geo, tile, x.dtype.itemsize), work)
         if channels_first:
             return _finish(flat.reshape((B, G * Fg, OD, OH, OW)), True, epilogue)
         return _finish(flat.reshape((B, OD, OH, OW, G * Fg)), False, epilogue)

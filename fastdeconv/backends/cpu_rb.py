@@ -52,8 +52,8 @@ import numpy as np
 
 from .. import _alloc
 from .._jit import FASTMATH, helper
-from .cpu_simd import (Tile, addr, itemsize, scratch, tile_dims, tile_part_rows, tile_rows, vrun, vrun_cols,
-                       vrun_cols_gather, vtadd, vtaffine, vtstore, vtstore_zip2, vtzero)
+from .cpu_simd import (Tile, addr, itemsize, scratch, tile_dims, tile_part_rows, tile_rows, vcopy2, vrun,
+                       vrun_cols, vrun_cols_gather, vrun_cols_whole, vtadd, vtaffine, vtstore, vtstore_zip2, vtzero)
 
 ROWS = 48  # output positions per parallel tile (at most)
 
@@ -702,11 +702,12 @@ WV_ONE_NVEC = 4
 
 
 @serial_kernel
-def wv_kernel(x, wp, out, taps, geo, tile, t_begin, t_end):
+def wv_kernel(x, wp, out, taps, geo, tile, xin, t_begin, t_end):
     """Tiles [t_begin, t_end). x: 5-D flat with element strides (xsb, xsc,
     xsd, xsh, xsw); wp: (G, NFB, taps, Cg, FR) flat (output channels
     zero-padded); out: 5-D flat with strides (osb, osf, osd, osh, osw);
-    taps: `wv_taps` for this geometry. A
+    taps: `wv_taps` for this geometry; xin: None, or zeros for the packed
+    input rows (see below; `with_rows`): KD * KH * Cg * row_len. A
     tile is (b, od, oh, g, channel block, W chunk) and covers every phase of
     its chunk (transposes). Forward convolutions with W stride sw read every
     sw-th input column (gathered lanes)."""
@@ -725,6 +726,17 @@ def wv_kernel(x, wp, out, taps, geo, tile, t_begin, t_end):
     buf = scratch(out, WV_BUF_BYTES)  # one phase's tile when stores are strided
     so = scratch(0, WV_OFFS_BYTES)  # per-row store offsets
     direct = P == 1 and osw == 1
+    # xin given (channels-first, lanes one column apart): the input rows of
+    # each output row's taps are copied, per (b, od, oh, g), into row_len
+    # columns per channel with zeros around them; runs then read lines one
+    # row apart with plain loads, not lines a channel plane apart (which
+    # share the cache sets: 1.2-1.6x slower). Each of the two kernels
+    # (xin an array or None) compiles only its own branches: `xin is None`
+    # is decided when Numba types the call.
+    tw = OD * KD + OH * KH + P * nwc * KW * 3
+    pad_left = taps[tw]
+    row_len = taps[tw + 1]
+    packed = -1
     # the tile index's digits (b, od, oh, g, fb, wc), counted up from
     # t_begin's: ten integer divisions per tile were 7 % of the 1-channel
     # chain transpose's kernel time
@@ -756,6 +768,23 @@ def wv_kernel(x, wp, out, taps, geo, tile, t_begin, t_end):
                         if od == OD:
                             od = 0
                             b += 1
+        if xin is not None:
+            if packed != ((b * OD + od) * OH + oh) * G + g:
+                packed = ((b * OD + od) * OH + oh) * G + g
+                for kd in range(KD):
+                    i_d = taps[od * KD + kd]
+                    if i_d < 0:
+                        continue
+                    for kh in range(KH):
+                        i_h = taps[OD * KD + oh * KH + kh]
+                        if i_h < 0:
+                            continue
+                        src = xa + (b * xsb + g * Cg * xsc + i_d * xsd + i_h * xsh) * isz
+                        dst = addr(xin) + ((kd * KH + kh) * Cg * row_len + pad_left) * isz
+                        for c in range(Cg):
+                            # 2 vectors at a time; the zeros past W stay inside the row
+                            for w in range(0, W, 2 * V):
+                                vcopy2(out, tile, dst + (c * row_len + w) * isz, src + (c * xsc + w) * isz, W - w)
         f0 = fb * FR
         nf = _min(FR, Fg - f0)
         j0 = wc * NJ
@@ -797,11 +826,15 @@ def wv_kernel(x, wp, out, taps, geo, tile, t_begin, t_end):
                         if lo >= hi:
                             continue
                         q = wfb + ((kd * KH + kh) * KW + kw) * Cg * FR * isz
-                        p = xrow + taps[kwt + kw * 3 + 2] * xsw * isz
-                        if contiguous:
-                            acc = vrun_cols(out, acc, tile, p, cstep, xw, lo, hi, q, Cg)
+                        if xin is not None:
+                            p = addr(xin) + ((kd * KH + kh) * Cg * row_len + pad_left + taps[kwt + kw * 3 + 2]) * isz
+                            acc = vrun_cols_whole(out, acc, tile, p, row_len * isz, isz, lo, hi, q, Cg)
                         else:
-                            acc = vrun_cols_gather(out, acc, tile, p, cstep, xw, lo, hi, q, Cg)
+                            p = xrow + taps[kwt + kw * 3 + 2] * xsw * isz
+                            if contiguous:
+                                acc = vrun_cols(out, acc, tile, p, cstep, xw, lo, hi, q, Cg)
+                            else:
+                                acc = vrun_cols_gather(out, acc, tile, p, cstep, xw, lo, hi, q, Cg)
             # total is still zero with one group: no loads of its spill
             # slots (a 1x1 conv or a stride == kernel transpose: every block)
             acc = vtadd(total, acc)
@@ -828,6 +861,19 @@ def wv_kernel(x, wp, out, taps, geo, tile, t_begin, t_end):
                         out[o + l * P * osw] = buf[i * NJ + l]
 
 
+def with_rows(kernel, args, n):
+    """A tile-range function for parallel_tiles running wv_kernel on args
+    with its own zeroed array of n elements for the packed input rows
+    (`pack`), allocated per chunk of tiles."""
+    x = args[0]
+    kernel = compiled(kernel, args + (x[:1],))
+
+    def run(t_begin, t_end):
+        kernel(*args, np.zeros(n, dtype=x.dtype), t_begin, t_end)
+
+    return run
+
+
 def pack_filters_wv(wg, dtype, tile, temporary=False):
     """wg: (G, KD, KH, KW, Cg, Fg) -> (G, NFB, taps, Cg, FR) flat, output
     channels zero-padded to NFB blocks of FR = tile.rows; and NFB.
@@ -844,7 +890,8 @@ def wv_taps(OD, OH, OW, P, NJ, KD, KH, KW, D, H, W, sd, sh, sw, dd, dh, dw, pd, 
     - from OD*KD + OH*KH, for W phase `phase`, chunk wc (lanes j0 = wc*NJ on)
       and tap kw, at ((phase * nwc + wc) * KW + kw) * 3: (lo, hi, iw0), the
       chunk's lanes [lo, hi) that read input columns iw0 + lane*mw inside
-      the row (lo >= hi: none, or a strided transpose's skipped tap)."""
+      the row (lo >= hi: none, or a strided transpose's skipped tap);
+    - then (pad_left, row_len): the layout of a packed input row."""
     mw = 1 if trans else sw
     nwc = -(-(-(-OW // P)) // NJ)
     phase = np.arange(P)[:, None, None]
@@ -861,9 +908,16 @@ def wv_taps(OD, OH, OW, P, NJ, KD, KH, KW, D, H, W, sd, sh, sw, dd, dh, dw, pd, 
     lo = np.maximum(0, -(iw0 // mw))  # ceil(-iw0 / mw)
     hi = np.minimum(-((iw0 - W) // mw), nj)  # ceil((W - iw0) / mw)
     hi = np.where(valid & (nj > 0), hi, lo)
-    w_part = np.stack(np.broadcast_arrays(lo, hi, iw0), axis=-1).reshape(-1)
+    lo, hi, iw0 = np.broadcast_arrays(lo, hi, iw0)
+    w_part = np.stack([lo, hi, iw0], axis=-1).reshape(-1)
+    # a packed row (wv_kernel's `pack`): the columns any run reads, zeros
+    # outside [0, W): pad_left of them before column 0, row_len in all, at
+    # least W rounded up to whole tiles (the row copy's last vectors)
+    used = iw0[lo < hi]
+    pad_left = max(0, -int(used.min())) if used.size else 0
+    row_len = pad_left + max(-(-W // NJ) * NJ, int(used.max()) + (NJ - 1) * mw + 1 if used.size else 0)
     table = np.concatenate([_taps_along(OD, KD, sd, dd, pd, D, trans), _taps_along(OH, KH, sh, dh, ph, H, trans),
-                            w_part]).astype(np.int64)
+                            w_part, [pad_left, row_len]]).astype(np.int64)
     table.flags.writeable = False
     return table
 
