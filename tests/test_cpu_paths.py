@@ -32,6 +32,8 @@ CASES = [
     ("conv3d_transpose", (2, 8, 3, 4, 5), (3, 3, 3, 9, 8), [1, 1, 2, 1, 2], "SAME", "NCDHW", None),
     ("conv2d_transpose", (1, 5, 6, 4), (3, 3, 7, 4), 1, "SAME", "NHWC", 2),
     ("conv2d", (2, 5, 6, 41), (3, 2, 5, 9), [1, 2], "SAME", "NCHW", None),  # channels-first, W stride 2: gathered lanes
+    # channels-first, W stride 3: packed rows split in three sub-rows, or gathers
+    ("conv2d", (2, 4, 7, 23), (2, 4, 4, 7), [1, 1, 2, 3], [(0, 1), (1, 2)], "NCHW", None),
     ("conv2d_transpose", (1, 4, 3, 37), (3, 3, 11, 4), [2, 3], "VALID", "NCHW", [1, 1]),  # W > 32, phases
     ("conv1d", (2, 3, 70), (3, 3, 10), 1, [(2, 1)], "NCW", 2),  # two W chunks, masked edges
     # channels-first stride-2 transposes wide enough for the two W phases to

@@ -47,6 +47,7 @@ layer kernel's threads slow the convolution after it (benchmarks/NOTES.md).
 
 import math
 
+import numba
 import numpy as np
 
 from .. import _alloc
@@ -100,19 +101,20 @@ WV_NARROW_STEPS = None if cpu_simd.VBYTES == 64 else 32
 # gathers, 0.5 ms copy + 2.5 ms. False turns it off (tests compare the two).
 NARROW_ONE_CHANNEL_CF = True
 
-# Channels-first calls on the vectors-along-W kernel whose runs read
-# contiguous columns (stride 1 along W, or a transpose): each output row's
-# input rows are copied into one array, zeros around each row, when that
+# Channels-first calls on the vectors-along-W kernel: each output row's
+# input rows are copied into one array, zeros around each row (for a W
+# stride s > 1 split into s rows of every s-th column), when that
 # array takes at most WV_PACK_BYTES (one per chunk of tiles) and there
-# are WV_PACK_MIN_ROWS output rows or more (a chunk packs the rows of its
-# first output row even when an earlier chunk did: one 1-D row of 16 chunks
-# would be packed 16 times). A run then reads lines one row apart with
+# are WV_PACK_MIN_ROWS output rows per thread or more (at most 8 chunks
+# per thread, and a chunk packs the rows of its first output row even when
+# an earlier chunk did: one 1-D row in 16 chunks would be packed 16
+# times). A run then reads lines one row apart with
 # plain loads, instead of masked loads of lines a channel plane apart,
-# which share the cache sets; the same values, so the same bits. False
+# which share the cache sets, or gathers; the same values, so the same bits. False
 # turns it off (tests compare the two).
 WV_PACK = True
 WV_PACK_BYTES = 2 << 20
-WV_PACK_MIN_ROWS = 64
+WV_PACK_MIN_ROWS = 16
 
 # Channels-last calls with at most one vector of output channels per group
 # (AVX-512: 16 float32 / 8 float64) use the one-vector tile instead of the
@@ -257,9 +259,9 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
                               KD, KH, KW, D, H, W, sd, sh, sw, dd, dh, dw, pd, ph, pw, bool(trans))
         # input rows packed per output row (wv_kernel) for channels-first
         # runs along contiguous columns, when the copies are small
-        rows = KD * KH * Cg * int(taps[-1])
-        pack = (WV_PACK and channels_first and (trans or sw == 1) and rows * x.dtype.itemsize <= WV_PACK_BYTES
-                and B * OD * OH * G >= WV_PACK_MIN_ROWS)
+        rows = KD * KH * Cg * (1 if trans else sw) * int(taps[-1])
+        pack = (WV_PACK and channels_first and rows * x.dtype.itemsize <= WV_PACK_BYTES
+                and B * OD * OH * G >= WV_PACK_MIN_ROWS * numba.get_num_threads())
         geo = (B, D, H, W, Cg, OD, OH, OW, Fg, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw,
                G, int(trans), NFB, cpu_rb.sum_group(KW, Cg)) + xs + os_
         geo = tuple(int(v) for v in geo)

@@ -726,14 +726,15 @@ def wv_kernel(x, wp, out, taps, geo, tile, xin, t_begin, t_end):
     buf = scratch(out, WV_BUF_BYTES)  # one phase's tile when stores are strided
     so = scratch(0, WV_OFFS_BYTES)  # per-row store offsets
     direct = P == 1 and osw == 1
-    # xin given (channels-first, lanes one column apart): the input rows of
-    # each output row's taps are copied, per (b, od, oh, g), into row_len
-    # columns per channel with zeros around them; runs then read lines one
-    # row apart with plain loads, not lines a channel plane apart (which
-    # share the cache sets: 1.2-1.6x slower). Each of the two kernels
+    # xin given (channels-first): the input rows of each output row's taps
+    # are copied, per (b, od, oh, g), into mw sub-rows of row_len columns
+    # per channel with zeros around them (wv_taps); runs then read lines
+    # one sub-row apart with plain loads, not lines a channel plane apart
+    # (which share the cache sets: 1.2-1.6x slower) or gathered lanes (W
+    # stride 2: 4x slower). Each of the two kernels
     # (xin an array or None) compiles only its own branches: `xin is None`
     # is decided when Numba types the call.
-    tw = OD * KD + OH * KH + P * nwc * KW * 3
+    tw = OD * KD + OH * KH + P * nwc * KW * 4
     pad_left = taps[tw]
     row_len = taps[tw + 1]
     packed = -1
@@ -779,12 +780,19 @@ def wv_kernel(x, wp, out, taps, geo, tile, xin, t_begin, t_end):
                         i_h = taps[OD * KD + oh * KH + kh]
                         if i_h < 0:
                             continue
-                        src = xa + (b * xsb + g * Cg * xsc + i_d * xsd + i_h * xsh) * isz
-                        dst = addr(xin) + ((kd * KH + kh) * Cg * row_len + pad_left) * isz
+                        src = b * xsb + g * Cg * xsc + i_d * xsd + i_h * xsh
+                        dst = (kd * KH + kh) * Cg * mw * row_len + pad_left
                         for c in range(Cg):
-                            # 2 vectors at a time; the zeros past W stay inside the row
-                            for w in range(0, W, 2 * V):
-                                vcopy2(out, tile, dst + (c * row_len + w) * isz, src + (c * xsc + w) * isz, W - w)
+                            if mw == 1:
+                                # 2 vectors at a time; the zeros past W stay inside the row
+                                for w in range(0, W, 2 * V):
+                                    vcopy2(out, tile, addr(xin) + (dst + c * row_len + w) * isz,
+                                           xa + (src + c * xsc + w) * isz, W - w)
+                            else:
+                                for r in range(mw):  # columns r, r + mw, ... to sub-row r
+                                    o = dst + (c * mw + r) * row_len
+                                    for j in range(_cdiv(W - r, mw)):
+                                        xin[o + j] = x[src + c * xsc + j * mw + r]
         f0 = fb * FR
         nf = _min(FR, Fg - f0)
         j0 = wc * NJ
@@ -802,7 +810,7 @@ def wv_kernel(x, wp, out, taps, geo, tile, xin, t_begin, t_end):
             total = acc
             grp = -1
             ngrp = 0
-            kwt = OD * KD + OH * KH + (phase * nwc + wc) * KW * 3
+            kwt = OD * KD + OH * KH + (phase * nwc + wc) * KW * 4
             for kd in range(KD):
                 i_d = taps[od * KD + kd]
                 if i_d < 0:
@@ -821,16 +829,16 @@ def wv_kernel(x, wp, out, taps, geo, tile, xin, t_begin, t_end):
                     xrow = xa + (b * xsb + g * Cg * xsc + i_d * xsd + i_h * xsh) * isz
                     for kw in range(KW):
                         # lanes [lo, hi) read input columns iw0 + l*mw inside the row
-                        lo = taps[kwt + kw * 3]
-                        hi = taps[kwt + kw * 3 + 1]
+                        lo = taps[kwt + kw * 4]
+                        hi = taps[kwt + kw * 4 + 1]
                         if lo >= hi:
                             continue
                         q = wfb + ((kd * KH + kh) * KW + kw) * Cg * FR * isz
                         if xin is not None:
-                            p = addr(xin) + ((kd * KH + kh) * Cg * row_len + pad_left + taps[kwt + kw * 3 + 2]) * isz
-                            acc = vrun_cols_whole(out, acc, tile, p, row_len * isz, isz, lo, hi, q, Cg)
+                            p = addr(xin) + ((kd * KH + kh) * Cg * mw * row_len + taps[kwt + kw * 4 + 3]) * isz
+                            acc = vrun_cols_whole(out, acc, tile, p, mw * row_len * isz, isz, lo, hi, q, Cg)
                         else:
-                            p = xrow + taps[kwt + kw * 3 + 2] * xsw * isz
+                            p = xrow + taps[kwt + kw * 4 + 2] * xsw * isz
                             if contiguous:
                                 acc = vrun_cols(out, acc, tile, p, cstep, xw, lo, hi, q, Cg)
                             else:
@@ -888,10 +896,14 @@ def wv_taps(OD, OH, OW, P, NJ, KD, KH, KW, D, H, W, sd, sh, sw, dd, dh, dw, pd, 
     - [od * KD + kd] and then [OD*KD + oh * KH + kh]: the input index along
       D (H) that the tap reads, or -1;
     - from OD*KD + OH*KH, for W phase `phase`, chunk wc (lanes j0 = wc*NJ on)
-      and tap kw, at ((phase * nwc + wc) * KW + kw) * 3: (lo, hi, iw0), the
-      chunk's lanes [lo, hi) that read input columns iw0 + lane*mw inside
-      the row (lo >= hi: none, or a strided transpose's skipped tap);
-    - then (pad_left, row_len): the layout of a packed input row."""
+      and tap kw, at ((phase * nwc + wc) * KW + kw) * 4: (lo, hi, iw0, at),
+      the chunk's lanes [lo, hi) that read input columns iw0 + lane*mw
+      inside the row (lo >= hi: none, or a strided transpose's skipped tap),
+      and where lane 0 reads in a packed row;
+    - then (pad_left, row_len): the layout of a packed row (wv_kernel's
+      xin): per input channel, mw sub-rows of row_len columns, sub-row r
+      holding input columns r, r + mw, ... from column pad_left on, zeros
+      around them; lane l of a run then reads column at + l."""
     mw = 1 if trans else sw
     nwc = -(-(-(-OW // P)) // NJ)
     phase = np.arange(P)[:, None, None]
@@ -909,13 +921,14 @@ def wv_taps(OD, OH, OW, P, NJ, KD, KH, KW, D, H, W, sd, sh, sw, dd, dh, dw, pd, 
     hi = np.minimum(-((iw0 - W) // mw), nj)  # ceil((W - iw0) / mw)
     hi = np.where(valid & (nj > 0), hi, lo)
     lo, hi, iw0 = np.broadcast_arrays(lo, hi, iw0)
-    w_part = np.stack([lo, hi, iw0], axis=-1).reshape(-1)
-    # a packed row (wv_kernel's `pack`): the columns any run reads, zeros
-    # outside [0, W): pad_left of them before column 0, row_len in all, at
-    # least W rounded up to whole tiles (the row copy's last vectors)
-    used = iw0[lo < hi]
+    # packed sub-rows: column iw0 + l*mw is column q + l of sub-row r;
+    # row_len covers every run's lanes and W rounded up to whole tiles (the
+    # row copy's last vectors)
+    r, q = iw0 % mw, iw0 // mw
+    used = q[lo < hi]
     pad_left = max(0, -int(used.min())) if used.size else 0
-    row_len = pad_left + max(-(-W // NJ) * NJ, int(used.max()) + (NJ - 1) * mw + 1 if used.size else 0)
+    row_len = pad_left + max(-(-(-(-W // mw)) // NJ) * NJ, int(used.max()) + NJ if used.size else 0)
+    w_part = np.stack([lo, hi, iw0, r * row_len + pad_left + q], axis=-1).reshape(-1)
     table = np.concatenate([_taps_along(OD, KD, sd, dd, pd, D, trans), _taps_along(OH, KH, sh, dh, ph, H, trans),
                             w_part, [pad_left, row_len]]).astype(np.int64)
     table.flags.writeable = False
