@@ -198,7 +198,7 @@ def patch_cf(x, wp, out, geo, tile, t_begin, t_end):
                 src = xa + (b * C * D * H * W + (i_d * H + ih0 + lb) * W + j0) * isz
                 dst = pa + (lb * nwc + wc) * C * NJ * isz
                 for c in range(C):
-                    vcopy2(out, tile, dst + c * NJ * isz, src + c * cstep, nj)
+                    vcopy2(out, tile, dst + c * NJ * isz, src + c * cstep, nj, 1)
         for g0 in range(0, NFB, per_pass):
             for lb in range(nh):
                 ih = ih0 + lb

@@ -783,16 +783,12 @@ def wv_kernel(x, wp, out, taps, geo, tile, xin, t_begin, t_end):
                         src = b * xsb + g * Cg * xsc + i_d * xsd + i_h * xsh
                         dst = (kd * KH + kh) * Cg * mw * row_len + pad_left
                         for c in range(Cg):
-                            if mw == 1:
-                                # 2 vectors at a time; the zeros past W stay inside the row
-                                for w in range(0, W, 2 * V):
-                                    vcopy2(out, tile, addr(xin) + (dst + c * row_len + w) * isz,
-                                           xa + (src + c * xsc + w) * isz, W - w)
-                            else:
-                                for r in range(mw):  # columns r, r + mw, ... to sub-row r
-                                    o = dst + (c * mw + r) * row_len
-                                    for j in range(_cdiv(W - r, mw)):
-                                        xin[o + j] = x[src + c * xsc + j * mw + r]
+                            for r in range(mw):  # columns r, r + mw, ... to sub-row r
+                                n = _cdiv(W - r, mw)
+                                # 2 vectors at a time; the zeros past n stay inside the row
+                                for j in range(0, n, 2 * V):
+                                    vcopy2(out, tile, addr(xin) + (dst + (c * mw + r) * row_len + j) * isz,
+                                           xa + (src + c * xsc + j * mw + r) * isz, n - j, mw)
         f0 = fb * FR
         nf = _min(FR, Fg - f0)
         j0 = wc * NJ

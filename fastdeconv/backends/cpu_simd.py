@@ -588,28 +588,46 @@ def vstoren(typingctx, arr, p, v, n):
 
 
 @intrinsic
-def vcopy2(typingctx, arr, tile, dst, src, n):
-    """Two vectors of tile.vbytes (2 V elements of arr's dtype) from byte
-    address src to dst: elements [0, n) copied, the rest of the 2 V zero
-    (src is not read past n). The width is the tile's, not the host's: a
-    kernel compiled for another width (tests) copies what its tile holds."""
+def vcopy2(typingctx, arr, tile, dst, src, n, step):
+    """Two vectors of tile.vbytes (2 V elements of arr's dtype) to byte
+    address dst from elements 0, step, 2 step, ... at byte address src:
+    elements [0, n) copied, the rest of the 2 V zero (src is not read past
+    element n - 1). Contiguous loads for step 1, else gathers. The width is
+    the tile's, not the host's: a kernel compiled for another width (tests)
+    copies what its tile holds."""
     if not isinstance(tile, TileType):
         return None
     vt = Vec(arr.dtype, tile.vbytes)
     isz = arr.dtype.bitwidth // 8
 
     def impl(context, builder, sig, args):
-        i64 = ir.IntType(64)
+        i64, i32 = ir.IntType(64), ir.IntType(32)
         vty = context.get_value_type(vt)
-        d, s_, n = (context.cast(builder, args[i], sig.args[i], types.int64) for i in (2, 3, 4))
-        step = ir.Constant(i64, vty.count * isz)
+        nl = vty.count
+        d, s_, n, st = (context.cast(builder, args[i], sig.args[i], types.int64) for i in (2, 3, 4, 5))
+        vsz = ir.Constant(i64, nl * isz)
+        v64 = ir.VectorType(i64, nl)
+        pty = ir.VectorType(ir.IntType(8).as_pointer(), nl)
+        gather = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(vty, [pty, i32, ir.VectorType(ir.IntType(1), nl), vty]),
+            f"llvm.masked.gather.v{nl}f{arr.dtype.bitwidth}.v{nl}p0")
+        lanes = builder.mul(ir.Constant(v64, list(range(nl))), _splat(builder, v64, builder.mul(st, ir.Constant(i64, isz))))
         for h in range(2):
-            off = builder.mul(ir.Constant(i64, h), step)
-            m = builder.sub(n, ir.Constant(i64, h * vty.count))
-            v = _load_first(builder, vty, builder.inttoptr(builder.add(s_, off), vty.as_pointer()), m, isz)
-            builder.store(v, builder.inttoptr(builder.add(d, off), vty.as_pointer()), align=isz)
+            m = builder.sub(n, ir.Constant(i64, h * nl))
+            dptr = builder.inttoptr(builder.add(d, builder.mul(ir.Constant(i64, h), vsz)), vty.as_pointer())
+            with builder.if_else(builder.icmp_signed("==", st, ir.Constant(i64, 1)), likely=True) as (one, strided):
+                with one:
+                    src = builder.add(s_, builder.mul(ir.Constant(i64, h), vsz))
+                    builder.store(_load_first(builder, vty, builder.inttoptr(src, vty.as_pointer()), m, isz),
+                                  dptr, align=isz)
+                with strided:
+                    src = builder.add(s_, builder.mul(ir.Constant(i64, h * nl * isz), st))
+                    ptrs = builder.inttoptr(builder.add(_splat(builder, v64, src), lanes), pty)
+                    v = builder.call(gather, [ptrs, ir.Constant(i32, isz),
+                                              _range_mask(builder, nl, ir.Constant(i64, 0), m), ir.Constant(vty, None)])
+                    builder.store(v, dptr, align=isz)
         return context.get_dummy_value()
-    return types.void(arr, tile, dst, src, n), impl
+    return types.void(arr, tile, dst, src, n, step), impl
 
 
 @intrinsic
