@@ -24,9 +24,11 @@ The algorithm choice is made here, in `_run`:
   NARROW_ONE_CHANNEL_CF):
   `cpu_rb.wv_kernel`, register-blocked with roles swapped (8 output
   channels x 32 float32 / 16 float64 output positions along W, 6 x 16
-  float32 on AVX2; contiguous or gathered input vectors along W, masked at
-  the edges; read natively, no layout copies). Same term order, hence the
-  same bits, as cl_kernel.
+  float32 on AVX2; 1 x 32 for one output channel; channels-first input
+  rows copied per output row into a zero-padded array, WV_PACK, read with
+  plain vector loads; otherwise contiguous or gathered input vectors
+  along W, masked at the edges). Same term order, hence the same bits, as
+  cl_kernel.
 
 Filters are packed for the kernel's tile (and checked for NaN/Inf) once
 per read-only filter array (`_memo`; a layer's weights are read-only), on
