@@ -29,9 +29,9 @@ for these shapes (one (kd, kh) group), so the same bits.
 
 import numpy as np
 
-from .cpu_rb import RB_MAX, WV_BUF_BYTES, WV_OFFS_BYTES, _cdiv, serial_kernel, wv_tile
-from .cpu_simd import (Tile, addr, itemsize, scratch, tile_dims, tile_part_rows, vcopy2, vrun, vrun_cols_whole,
-                       vtadd, vtaffine, vtstore, vtstore_zip2, vtzero)
+from .cpu_rb import RB_MAX, WV_BUF_BYTES, WV_OFFS_BYTES, _cdiv, serial_kernel
+from .cpu_simd import (Tile, addr, itemsize, scratch, tile_dims, tile_part_rows, tile_rows, vcopy2, vrun,
+                       vrun_cols_whole, vtadd, vtaffine, vtstore, vtstore_zip2, vtzero)
 
 ROWS = 48  # input pixels per parallel tile (at most)
 SCRATCH_BYTES = 3 * RB_MAX * 8  # three int64 values per row
@@ -46,11 +46,12 @@ def n_tiles(pixels):
 
 
 def cf_tile(channels):
-    """patch_cf's register tile: cpu_rb.wv_tile's FR output channels x 2
-    vectors, or 4 x 2 when FR does not divide `channels` and 4 does (the 6 x 2
+    """patch_cf's register tile: FR output channels x 2 vectors (FR =
+    cpu_simd.tile_rows(2); 1 for one channel), or 4 x 2 when FR does not
+    divide `channels` and 4 does (the 6 x 2
     AVX2 tile computes 36 channels for 32: 4 x 2 ran 0.9x its time on the
     U-Net's 64 -> 32 upsampling, benchmarks/NOTES.md section 51)."""
-    tile = Tile(wv_tile(channels).rows, 2)
+    tile = Tile(1 if channels == 1 else tile_rows(2), 2)
     if tile.rows > 4 and channels % tile.rows and channels % 4 == 0:
         return Tile(4, 2)
     return tile

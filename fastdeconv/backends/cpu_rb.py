@@ -685,13 +685,24 @@ WV_OFFS_BYTES = RB_MAX * 8
 
 def wv_tile(channels=None):
     """wv_kernel's register tile: FR output channels x 2 vectors along W
-    (FR = 8 with AVX-512, 6 with AVX2: cpu_simd.tile_rows); for `channels`
+    (FR = 8 with AVX-512, 6 with AVX2: cpu_simd.tile_rows, or 4 where that
+    pads `channels` less, WV_FOUR_ROWS_COST); for `channels`
     = 1 output channel per group, where the other rows would be zero
     padding, 1 x WV_ONE_NVEC vectors. The tile never changes an output's
     terms or their order."""
     if channels == 1:
         return Tile(1, WV_ONE_NVEC)
-    return Tile(tile_rows(2), 2)
+    rows = tile_rows(2)
+    if channels and rows > 4 and -(-channels // 4) * 4 * WV_FOUR_ROWS_COST < -(-channels // rows) * rows:
+        rows = 4  # fewer padding rows, for the 4 x 2 tile's lower FMA density
+    return Tile(rows, 2)
+
+
+# The 4 x 2 tile's time per multiply-add relative to 6 x 2's (one thread,
+# channels-first 48^3 x 16 -> 64 k3: 79.4-80.1 against 75.4-78.7 ms with 66
+# channels computed): it is used when 6 x 2 computes more than this much
+# more padding. 16 or 32 channels: 2-5 % faster than 6 x 2.
+WV_FOUR_ROWS_COST = 1.07
 
 
 # Vectors along W of the 1-channel tile: the chain's 1-channel stride-2
