@@ -241,7 +241,8 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
         # channels-last data with few output channels (gathered loads).
         patch = (PATCH and trans and channels_first
                  and _is_patch((D, H, W), (OD, OH, OW), (KD, KH, KW), strides, dilations, pads_before))
-        tile = cpu_patch.cf_tile(Fg) if patch else cpu_rb.wv_tile(Fg)
+        tile = (cpu_patch.cf_tile(Fg) if patch
+                else cpu_rb.wv_tile(Fg, -(-OW // (sw if trans else 1)), cpu_simd.VBYTES // x.dtype.itemsize))
         wp, NFB = _memo(wg, ("wv", x.dtype.str, repr(tile)),
                         lambda: cpu_rb.pack_filters_wv(wg, x.dtype, tile, writable))
         if patch:
@@ -257,8 +258,8 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
         else:
             xs = (D * H * W * Cx, 1, H * W * Cx, W * Cx, Cx)
             os_ = (OD * OH * OW * F, 1, OH * OW * F, OW * F, F)
-        taps = cpu_rb.wv_taps(OD, OH, OW, sw if trans else 1, tile.nvec * tile.lanes(x.dtype.itemsize),
-                              KD, KH, KW, D, H, W, sd, sh, sw, dd, dh, dw, pd, ph, pw, bool(trans))
+        V = tile.lanes(x.dtype.itemsize)
+        taps = cpu_rb.wv_taps(OD, OH, OW, sw if trans else 1, tile.nvec * V, V, KD, KH, KW, D, H, W, sd, sh, sw, dd, dh, dw, pd, ph, pw, bool(trans))
         # input rows packed per output row (wv_kernel) for channels-first
         # runs along contiguous columns, when the copies are small
         rows = KD * KH * Cg * (1 if trans else sw) * int(taps[-1])

@@ -683,15 +683,20 @@ WV_BUF_BYTES = RB_MAX * 2 * 64  # at most 8 rows x 2 vectors of 64 bytes
 WV_OFFS_BYTES = RB_MAX * 8
 
 
-def wv_tile(channels=None):
+def wv_tile(channels=None, width=None, lanes=None):
     """wv_kernel's register tile: FR output channels x 2 vectors along W
     (FR = 8 with AVX-512, 6 with AVX2: cpu_simd.tile_rows, or 4 where that
-    pads `channels` less, WV_FOUR_ROWS_COST); for `channels`
+    pads `channels` less, WV_FOUR_ROWS_COST), or 8 x 1 vector for output
+    rows of `width` columns (per W phase) that 2 vectors of `lanes` would
+    pad too much (WV_ONE_VECTOR_COST); for `channels`
     = 1 output channel per group, where the other rows would be zero
     padding, 1 x WV_ONE_NVEC vectors. The tile never changes an output's
     terms or their order."""
     if channels == 1:
         return Tile(1, WV_ONE_NVEC)
+    if (width and lanes and channels >= tile_rows(1)
+            and -(-width // (2 * lanes)) * 2 * lanes > WV_ONE_VECTOR_COST * -(-width // lanes) * lanes):
+        return Tile(tile_rows(1), 1)
     rows = tile_rows(2)
     if channels and rows > 4 and -(-channels // 4) * 4 * WV_FOUR_ROWS_COST < -(-channels // rows) * rows:
         rows = 4  # fewer padding rows, for the 4 x 2 tile's lower FMA density
@@ -703,6 +708,12 @@ def wv_tile(channels=None):
 # channels computed): it is used when 6 x 2 computes more than this much
 # more padding. 16 or 32 channels: 2-5 % faster than 6 x 2.
 WV_FOUR_ROWS_COST = 1.07
+
+# The 8 x 1 tile's time per output lane relative to 6 x 2's (AVX2, one
+# thread, NCHW 56^2 x 256 -> 256 k3: 56.0-56.5 ms for 56 lanes per row
+# against 49.3-51.1 for 64): used where 6 x 2 computes more than this
+# many times 8 x 1's lanes (8 x 7^2 x 512 -> 512: 40.4-41.5 -> 25.0-25.4 ms).
+WV_ONE_VECTOR_COST = 1.27
 
 
 # Vectors along W of the 1-channel tile: the chain's 1-channel stride-2
@@ -897,9 +908,10 @@ def pack_filters_wv(wg, dtype, tile, temporary=False):
 
 
 @functools.lru_cache(maxsize=256)
-def wv_taps(OD, OH, OW, P, NJ, KD, KH, KW, D, H, W, sd, sh, sw, dd, dh, dw, pd, ph, pw, trans):
+def wv_taps(OD, OH, OW, P, NJ, V, KD, KH, KW, D, H, W, sd, sh, sw, dd, dh, dw, pd, ph, pw, trans):
     """wv_kernel's taps, computed once per call geometry (no integer
-    division in the kernel): one read-only int64 array of
+    division in the kernel; NJ lanes per tile, V per vector): one
+    read-only int64 array of
     - [od * KD + kd] and then [OD*KD + oh * KH + kh]: the input index along
       D (H) that the tap reads, or -1;
     - from OD*KD + OH*KH, for W phase `phase`, chunk wc (lanes j0 = wc*NJ on)
@@ -934,7 +946,8 @@ def wv_taps(OD, OH, OW, P, NJ, KD, KH, KW, D, H, W, sd, sh, sw, dd, dh, dw, pd, 
     r, q = iw0 % mw, iw0 // mw
     used = q[lo < hi]
     pad_left = max(0, -int(used.min())) if used.size else 0
-    row_len = pad_left + max(-(-(-(-W // mw)) // NJ) * NJ, int(used.max()) + NJ if used.size else 0)
+    block = max(NJ, 2 * V)  # whole tiles, and whole copies of 2 vectors (vcopy2)
+    row_len = pad_left + max(-(-(-(-W // mw)) // block) * block, int(used.max()) + NJ if used.size else 0)
     w_part = np.stack([lo, hi, iw0, r * row_len + pad_left + q], axis=-1).reshape(-1)
     table = np.concatenate([_taps_along(OD, KD, sd, dd, pd, D, trans), _taps_along(OH, KH, sh, dh, ph, H, trans),
                             w_part, [pad_left, row_len]]).astype(np.int64)
