@@ -37,6 +37,9 @@ PATHS = {
         "x = r(1, 4, 4, 512); w = r(3, 3, 512, 512)\nCALL fd.conv2d(x, w, 1, 'SAME', backend='cpu')",
     "wv (channels-first, or <= half a vector of out channels)":
         "x = r(1, 8, 8, 8, 16); w = r(3, 3, 3, 16, 4)\nCALL fd.conv3d(x, w, 1, 'SAME', backend='cpu')",
+    "wv, packed rows (channels-first, 64 output rows)":
+        "x = r(1, 16, 8, 8, 8); w = r(3, 3, 3, 16, 16)\n"
+        "CALL fd.conv3d(x, w, 1, 'SAME', data_format='NCDHW', backend='cpu')",
     "wv, one out channel (1-row tile)":
         "x = r(1, 16, 8, 8, 8); w = r(3, 3, 3, 16, 1)\n"
         "CALL fd.conv3d(x, w, 1, 'SAME', data_format='NCDHW', backend='cpu')",

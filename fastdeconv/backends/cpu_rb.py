@@ -52,7 +52,7 @@ import numpy as np
 
 from .. import _alloc
 from .._jit import FASTMATH, helper
-from .cpu_simd import (Tile, addr, itemsize, scratch, tile_dims, tile_part_rows, tile_rows, vcopy2, vrun,
+from .cpu_simd import (Tile, addr, itemsize, scratch, tile_dims, tile_part_rows, tile_rows, vpack_rows, vrun,
                        vrun_cols, vrun_cols_gather, vrun_cols_whole, vtadd, vtaffine, vtstore, vtstore_zip2, vtzero)
 
 ROWS = 48  # output positions per parallel tile (at most)
@@ -802,15 +802,9 @@ def wv_kernel(x, wp, out, taps, geo, tile, xin, t_begin, t_end):
                         i_h = taps[OD * KD + oh * KH + kh]
                         if i_h < 0:
                             continue
-                        src = b * xsb + g * Cg * xsc + i_d * xsd + i_h * xsh
-                        dst = (kd * KH + kh) * Cg * mw * row_len + pad_left
-                        for c in range(Cg):
-                            for r in range(mw):  # columns r, r + mw, ... to sub-row r
-                                n = _cdiv(W - r, mw)
-                                # 2 vectors at a time; the zeros past n stay inside the row
-                                for j in range(0, n, 2 * V):
-                                    vcopy2(out, tile, addr(xin) + (dst + (c * mw + r) * row_len + j) * isz,
-                                           xa + (src + c * xsc + j * mw + r) * isz, n - j, mw)
+                        vpack_rows(out, tile, addr(xin) + ((kd * KH + kh) * Cg * mw * row_len + pad_left) * isz,
+                                   xa + (b * xsb + g * Cg * xsc + i_d * xsd + i_h * xsh) * isz, W, Cg,
+                                   xsc * isz, row_len, mw)
         f0 = fb * FR
         nf = _min(FR, Fg - f0)
         j0 = wc * NJ

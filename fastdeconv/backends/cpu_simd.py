@@ -587,6 +587,34 @@ def vstoren(typingctx, arr, p, v, n):
     return types.void(arr, p, v, n), impl
 
 
+def _copy2(builder, vty, isz, d, s_, n, st):
+    """vcopy2's copy (all i64 values): 2 vectors vty to byte address d from
+    elements 0, st, 2 st, ... at s_, the first n of them, zeros after."""
+    i64, i32 = ir.IntType(64), ir.IntType(32)
+    nl = vty.count
+    vsz = ir.Constant(i64, nl * isz)
+    v64 = ir.VectorType(i64, nl)
+    pty = ir.VectorType(ir.IntType(8).as_pointer(), nl)
+    gather = cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(vty, [pty, i32, ir.VectorType(ir.IntType(1), nl), vty]),
+        f"llvm.masked.gather.v{nl}f{isz * 8}.v{nl}p0")
+    lanes = builder.mul(ir.Constant(v64, list(range(nl))), _splat(builder, v64, builder.mul(st, ir.Constant(i64, isz))))
+    for h in range(2):
+        m = builder.sub(n, ir.Constant(i64, h * nl))
+        dptr = builder.inttoptr(builder.add(d, builder.mul(ir.Constant(i64, h), vsz)), vty.as_pointer())
+        with builder.if_else(builder.icmp_signed("==", st, ir.Constant(i64, 1)), likely=True) as (one, strided):
+            with one:
+                src = builder.add(s_, builder.mul(ir.Constant(i64, h), vsz))
+                builder.store(_load_first(builder, vty, builder.inttoptr(src, vty.as_pointer()), m, isz),
+                              dptr, align=isz)
+            with strided:
+                src = builder.add(s_, builder.mul(ir.Constant(i64, h * nl * isz), st))
+                ptrs = builder.inttoptr(builder.add(_splat(builder, v64, src), lanes), pty)
+                v = builder.call(gather, [ptrs, ir.Constant(i32, isz),
+                                          _range_mask(builder, nl, ir.Constant(i64, 0), m), ir.Constant(vty, None)])
+                builder.store(v, dptr, align=isz)
+
+
 @intrinsic
 def vcopy2(typingctx, arr, tile, dst, src, n, step):
     """Two vectors of tile.vbytes (2 V elements of arr's dtype) to byte
@@ -601,33 +629,46 @@ def vcopy2(typingctx, arr, tile, dst, src, n, step):
     isz = arr.dtype.bitwidth // 8
 
     def impl(context, builder, sig, args):
-        i64, i32 = ir.IntType(64), ir.IntType(32)
-        vty = context.get_value_type(vt)
-        nl = vty.count
         d, s_, n, st = (context.cast(builder, args[i], sig.args[i], types.int64) for i in (2, 3, 4, 5))
-        vsz = ir.Constant(i64, nl * isz)
-        v64 = ir.VectorType(i64, nl)
-        pty = ir.VectorType(ir.IntType(8).as_pointer(), nl)
-        gather = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(vty, [pty, i32, ir.VectorType(ir.IntType(1), nl), vty]),
-            f"llvm.masked.gather.v{nl}f{arr.dtype.bitwidth}.v{nl}p0")
-        lanes = builder.mul(ir.Constant(v64, list(range(nl))), _splat(builder, v64, builder.mul(st, ir.Constant(i64, isz))))
-        for h in range(2):
-            m = builder.sub(n, ir.Constant(i64, h * nl))
-            dptr = builder.inttoptr(builder.add(d, builder.mul(ir.Constant(i64, h), vsz)), vty.as_pointer())
-            with builder.if_else(builder.icmp_signed("==", st, ir.Constant(i64, 1)), likely=True) as (one, strided):
-                with one:
-                    src = builder.add(s_, builder.mul(ir.Constant(i64, h), vsz))
-                    builder.store(_load_first(builder, vty, builder.inttoptr(src, vty.as_pointer()), m, isz),
-                                  dptr, align=isz)
-                with strided:
-                    src = builder.add(s_, builder.mul(ir.Constant(i64, h * nl * isz), st))
-                    ptrs = builder.inttoptr(builder.add(_splat(builder, v64, src), lanes), pty)
-                    v = builder.call(gather, [ptrs, ir.Constant(i32, isz),
-                                              _range_mask(builder, nl, ir.Constant(i64, 0), m), ir.Constant(vty, None)])
-                    builder.store(v, dptr, align=isz)
+        _copy2(builder, context.get_value_type(vt), isz, d, s_, n, st)
         return context.get_dummy_value()
     return types.void(arr, tile, dst, src, n, step), impl
+
+
+@intrinsic
+def vpack_rows(typingctx, arr, tile, dst, src, W, C, cstep, row_len, mw):
+    """C input rows of W elements, row c at byte address src + c*cstep
+    (elements contiguous), each to mw sub-rows of row_len elements at dst
+    + (c*mw + r)*row_len*itemsize: sub-row r gets columns r, r + mw, ...
+    (vcopy2 by 2 vectors; zeros after a sub-row's last column up to whole
+    2 vectors, so row_len must hold them)."""
+    if not isinstance(tile, TileType):
+        return None
+    vt = Vec(arr.dtype, tile.vbytes)
+    isz = arr.dtype.bitwidth // 8
+
+    def impl(context, builder, sig, args):
+        i64 = ir.IntType(64)
+        vty = context.get_value_type(vt)
+        d, s_, nW, nC, cst, rl, mw_ = (context.cast(builder, args[i], sig.args[i], types.int64)
+                                       for i in range(2, 9))
+        blk = ir.Constant(i64, 2 * vty.count)
+        one = ir.Constant(i64, 1)
+        with cgutils.for_range(builder, nC) as c_loop:
+            src_c = builder.add(s_, builder.mul(c_loop.index, cst))
+            with cgutils.for_range(builder, mw_) as r_loop:
+                r = r_loop.index
+                n = builder.sdiv(builder.sub(builder.add(nW, mw_), builder.add(r, one)), mw_)  # ceil((W - r) / mw)
+                row = builder.add(d, builder.mul(builder.add(builder.mul(c_loop.index, mw_), r),
+                                                 builder.mul(rl, ir.Constant(i64, isz))))
+                nblk = builder.sdiv(builder.sub(builder.add(n, blk), one), blk)
+                with cgutils.for_range(builder, nblk) as j_loop:
+                    j = builder.mul(j_loop.index, blk)
+                    _copy2(builder, vty, isz, builder.add(row, builder.mul(j, ir.Constant(i64, isz))),
+                           builder.add(src_c, builder.mul(builder.add(builder.mul(j, mw_), r), ir.Constant(i64, isz))),
+                           builder.sub(n, j), mw_)
+        return context.get_dummy_value()
+    return types.void(arr, tile, dst, src, W, C, cstep, row_len, mw), impl
 
 
 @intrinsic
