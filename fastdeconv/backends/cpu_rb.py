@@ -729,10 +729,10 @@ def wv_kernel(x, wp, out, taps, geo, tile, xin, t_begin, t_end):
     xsd, xsh, xsw); wp: (G, NFB, taps, Cg, FR) flat (output channels
     zero-padded); out: 5-D flat with strides (osb, osf, osd, osh, osw);
     taps: `wv_taps` for this geometry; xin: None, or zeros for the packed
-    input rows (see below; `with_rows`): KD * KH * Cg * row_len. A
+    input rows (see below; `with_rows`): KD * KH * Cg * mw * row_len. A
     tile is (b, od, oh, g, channel block, W chunk) and covers every phase of
     its chunk (transposes). Forward convolutions with W stride sw read every
-    sw-th input column (gathered lanes)."""
+    sw-th input column (packed sub-rows, or gathered lanes)."""
     (B, D, H, W, Cg, OD, OH, OW, Fg, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw,
      G, trans, NFB, gs, xsb, xsc, xsd, xsh, xsw, osb, osf, osd, osh, osw) = geo
     isz = itemsize(out)
@@ -753,9 +753,9 @@ def wv_kernel(x, wp, out, taps, geo, tile, xin, t_begin, t_end):
     # per channel with zeros around them (wv_taps); runs then read lines
     # one sub-row apart with plain loads, not lines a channel plane apart
     # (which share the cache sets: 1.2-1.6x slower) or gathered lanes (W
-    # stride 2: 4x slower). Each of the two kernels
-    # (xin an array or None) compiles only its own branches: `xin is None`
-    # is decided when Numba types the call.
+    # stride 2: 4x slower). Each of the two kernels (xin an array or None)
+    # compiles only its own branches: `xin is None` is decided when Numba
+    # types the call.
     tw = OD * KD + OH * KH + P * nwc * KW * 4
     pad_left = taps[tw]
     row_len = taps[tw + 1]
