@@ -107,18 +107,17 @@ NARROW_ONE_CHANNEL_CF = True
 # input rows are copied into one array, zeros around each row (for a W
 # stride s > 1 split into s rows of every s-th column), when that
 # array takes at most WV_PACK_BYTES (one per chunk of tiles), and there
-# are WV_PACK_MIN_ROWS output rows per thread or more or the copies are
-# cheap against the call anyway: a chunk (at most 8 per thread) packs the
-# rows of its first output row even when an earlier chunk did (one 1-D row
-# in 16 chunks would be packed 16 times), and a copied element costs about
+# are WV_PACK_MIN_ROWS output rows per thread or more, or the copies are
+# cheap against the call anyway: each chunk of tiles packs the rows of its
+# first output row even when an earlier chunk did (one 1-D row in 16
+# chunks would be packed 16 times), and a copied element costs about
 # WV_PACK_COPY_COST multiply-adds (perf, 64^3 x 16 -> 16 k3: 12 % of the
 # samples for 9216 elements per output row of 442k multiply-adds); packed
-# when 8 such copies per thread stay under a tenth of the call (NCHW 14^2
-# x 512 -> 512 at batch 1, 14 output rows: 6.9 -> 6.0 ms). A run then
-# reads lines one row apart with
-# plain loads, instead of masked loads of lines a channel plane apart,
-# which share the cache sets, or gathers; the same values, so the same bits. False
-# turns it off (tests compare the two).
+# when those repeated copies stay under a tenth of the call (NCHW 14^2 x
+# 512 -> 512 at batch 1, 14 output rows: 6.9 -> 6.0 ms). A run then reads
+# lines one row apart with plain loads, instead of masked loads of lines a
+# channel plane apart, which share the cache sets, or gathers; the same
+# values, so the same bits. False turns it off (tests compare the two).
 WV_PACK = True
 WV_PACK_BYTES = 2 << 20
 WV_PACK_MIN_ROWS = 16
@@ -267,14 +266,13 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
         V = tile.lanes(x.dtype.itemsize)
         taps = cpu_rb.wv_taps(OD, OH, OW, sw if trans else 1, tile.nvec * V, V, KD, KH, KW, D, H, W,
                               sd, sh, sw, dd, dh, dw, pd, ph, pw, bool(trans))
-        # input rows packed per output row (wv_kernel) for channels-first
-        # runs along contiguous columns, when the copies are small
+        # channels-first input rows packed per output row (WV_PACK)
         work = _work(B * OD * OH * OW, G * NFB * tile.rows, KD * KH * KW * Cg, strides, trans)
         rows = KD * KH * Cg * (1 if trans else sw) * int(taps[-1])
         nt = numba.get_num_threads()
         pack = (WV_PACK and channels_first and rows * x.dtype.itemsize <= WV_PACK_BYTES
                 and (B * OD * OH * G >= WV_PACK_MIN_ROWS * nt
-                     or 8 * nt * KD * KH * Cg * W * WV_PACK_COPY_COST <= work // 10))
+                     or cpu_rb.CHUNKS_PER_THREAD * nt * KD * KH * Cg * W * WV_PACK_COPY_COST <= work // 10))
         geo = (B, D, H, W, Cg, OD, OH, OW, Fg, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw,
                G, int(trans), NFB, cpu_rb.sum_group(KW, Cg)) + xs + os_
         geo = tuple(int(v) for v in geo)

@@ -71,11 +71,6 @@ def _min(a, b):
     return a if a < b else b
 
 
-@helper
-def _max(a, b):
-    return a if a > b else b
-
-
 SUM_GROUP_TERMS = 256
 
 
@@ -117,9 +112,6 @@ def tap_tables(B, OD, OH, OW, P, KD, KH, KW, D, H, W, sd, sh, sw, dd, dh, dw, pd
       multiple of rb).
     Returns (the table, read-only; tiles per phase). Shared by calls with
     the same geometry."""
-    def along(O, K, s, d, p, n):
-        return _taps_along(O, K, s, d, p, n, trans)
-
     phase = np.arange(P)[:, None]
     kw = np.arange(KW)[None, :]
     if trans:
@@ -127,8 +119,8 @@ def tap_tables(B, OD, OH, OW, P, KD, KH, KW, D, H, W, sd, sh, sw, dd, dh, dw, pd
         e = np.where(t % sw == 0, t // sw, NO_TAP)
     else:
         e = np.broadcast_to(kw * dw - pw, (P, KW))
-    h_taps = along(OH, KH, sh, dh, ph, H)
-    head = [along(OD, KD, sd, dd, pd, D), h_taps, e.reshape(-1)]
+    h_taps = _taps_along(OH, KH, sh, dh, ph, H, trans)
+    head = [_taps_along(OD, KD, sd, dd, pd, D, trans), h_taps, e.reshape(-1)]
     start = sum(len(a) for a in head)
     tiles, T = row_spaces(B, OH, OW, P, W, 1 if trans else sw, e, h_taps.reshape(OH, KH), rb,
                           fold and (not trans or sh == 1), start)
@@ -240,18 +232,19 @@ def _pool():
 # waking the pool's thread ~50 us, so smaller calls are faster on one thread
 # (a 0.3 ms transpose took 0.48 ms split into 16 chunks over 2 threads).
 CHUNK_WORK = 8_000_000
+CHUNKS_PER_THREAD = 8  # at most
 
 
 def parallel_tiles(kernel, args, ntiles, work):
     """kernel(*args, t0, t1) on [0, ntiles) split into contiguous ranges run
-    by numba.get_num_threads() threads, claimed dynamically (at most 8 per
-    thread, each of about CHUNK_WORK of the call's `work` multiply-adds or
+    by numba.get_num_threads() threads, claimed dynamically (at most
+    CHUNKS_PER_THREAD per thread, each of about CHUNK_WORK of the call's `work` multiply-adds or
     more, and a multiple of the threads).
     Each tile owns its outputs, so the split (and the thread count) never
     changes a result. Calls too small for two chunks stay on the calling
     thread."""
     nt = min(numba.get_num_threads(), ntiles)
-    nchunk = min(ntiles, nt * 8, work // CHUNK_WORK)
+    nchunk = min(ntiles, nt * CHUNKS_PER_THREAD, work // CHUNK_WORK)
     # a multiple of the threads: 3 chunks on 2 threads leave one thread
     # idle for the last third (the 1-channel chain transpose)
     if nchunk > 1:
