@@ -1,23 +1,22 @@
 """Channels-first against channels-last: the same convolutions on NDHWC /
 NHWC input and on NCDHW / NCHW input, timed in one process.
 
-    python scripts/bench_layouts.py [--repeat 5] [--rounds 3] [--only TEXT ...]
+    python scripts/bench_layouts.py [--repeat 15] [--only TEXT ...]
 
-For every case both layouts are warmed up, then timed in alternation
-(--rounds rounds of --repeat calls each); the table shows the median of
-the rounds' medians and the ratio channels-first / channels-last (1.0:
-as fast). Filters are read-only (packed once, as a layer's weights are).
+For every case both layouts are timed in alternation
+(fastdeconv.bench.time_round_robin, --repeat samples each); the table
+shows the medians and the ratio channels-first / channels-last (1.0: as
+fast). Filters are read-only (packed once, as a layer's weights are).
 The two layouts give the same bits (tests/test_cpu_paths.py); this only
 times them.
 """
 
 import argparse
-import statistics
-import time
 
 import numpy as np
 
 import fastdeconv as fd
+from fastdeconv.bench import time_round_robin
 
 # (name, op, channels-last input shape, filter shape, strides, channels-last output shape for transposes)
 CASES = [
@@ -60,20 +59,9 @@ def calls(case, rng):
             lambda: f(x_cf, w, out_cf, strides, "SAME", data_format=cf, backend="cpu"))
 
 
-def median_ms(f, n):
-    ts = []
-    for _ in range(n):
-        t = time.perf_counter()
-        y = f()
-        ts.append(time.perf_counter() - t)
-        del y
-    return statistics.median(ts) * 1e3
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeat", type=int, default=5)
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=15)
     ap.add_argument("--only", nargs="*", default=None, metavar="TEXT",
                     help="only the cases whose name contains one of these")
     args = ap.parse_args()
@@ -84,12 +72,8 @@ def main():
         if args.only and not any(t in case[0] for t in args.only):
             continue
         last, first = calls(case, rng)
-        last(), first()
-        rl, rf = [], []
-        for _ in range(args.rounds):
-            rl.append(median_ms(last, args.repeat))
-            rf.append(median_ms(first, args.repeat))
-        a, b = statistics.median(rl), statistics.median(rf)
+        t = time_round_robin({"last": last, "first": first}, repeat=args.repeat)
+        a, b = t["last"] * 1e3, t["first"] * 1e3
         print(f"| {case[0]} | {a:.2f} | {b:.2f} | {b / a:.2f} |", flush=True)
 
 
