@@ -306,6 +306,60 @@ def test_channels_first_same_bits_as_channels_last(case, dtype, pack, monkeypatc
     assert np.moveaxis(a, 1, -1).tobytes() == b.tobytes()
 
 
+# Channels-first calls whose tiles hold two output rows (cpu.WV_ROW_PAIRS),
+# paired along b, d or h (cpu_rb.pair_axis), with an odd count (a last
+# tile of one row) and taps that only one row of a pair has.
+ROW_PAIR_CASES = [
+    ("conv2d", (3, 5, 3, 4), (3, 3, 5, 9), 1, "SAME", "NCHW", None),  # along b, 3 images
+    ("conv3d", (1, 4, 4, 3, 3), (3, 3, 3, 4, 7), 1, "SAME", "NCDHW", None),  # along d
+    ("conv3d", (1, 3, 3, 5, 4), (3, 2, 3, 3, 13), 1, "SAME", "NCDHW", [1, 1, 1, 2, 1]),  # along h, 5 rows
+    ("conv2d", (1, 6, 7, 39), (3, 3, 6, 8), [1, 1, 2, 2], "SAME", "NCHW", None),  # W stride 2: sub-rows
+    ("conv2d_transpose", (3, 5, 5, 4), (3, 3, 4, 5), 1, "SAME", "NCHW", [1, 1, 2, 1]),
+    ("conv1d", (2, 3, 36), (3, 3, 12), 1, "SAME", "NCW", 2),  # 36 columns: 5 vectors of 8, not 3 x 2
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", ROW_PAIR_CASES, ids=lambda c: f"{c[0]}-{c[1]}")
+def test_row_pairs_same_bits(case, dtype, monkeypatch):
+    """Tiles on two output rows give the bits of tiles on one row and of
+    the channels-last kernel; the pairs are really used (the kernel's
+    kernel's `pair` argument names the paired axis)."""
+    monkeypatch.setattr(cpu, "WV_PACK_MIN_ROWS", 0)
+    x, w = _arrays(case, dtype, np.random.default_rng(7))
+    axes = []
+    real = cpu_rb.with_rows
+
+    def spy(kernel, args, n):
+        axes.append(args[6] or 0)
+        return real(kernel, args, n)
+
+    monkeypatch.setattr(cpu_rb, "with_rows", spy)
+    paired = _call(case, x, w, "cpu")
+    # pairs where they compute fewer lanes (all these cases with 32- or 64-byte vectors, but the
+    # W stride-2 and 36-column ones in float64 with 64-byte vectors)
+    op, xs, ws, strides, padding, fmt, dil = case
+    width = -(-xs[-1] // (strides[-1] if isinstance(strides, list) else strides))
+    lanes = cpu_simd.VBYTES // np.dtype(dtype).itemsize
+    assert axes and (axes[-1] > 0) == cpu_rb.wv_row_pairs(width, lanes)
+    if cpu_simd.VBYTES == 32:
+        assert axes[-1] > 0
+    monkeypatch.setattr(cpu, "WV_ROW_PAIRS", False)
+    single = _call(case, x, w, "cpu")
+    assert axes[-1] == 0
+    cl = {"NCW": "NWC", "NCHW": "NHWC", "NCDHW": "NDHWC"}[fmt]
+
+    def last(v):  # an N+2 list in NC... order -> N...C order
+        return list(v[:1]) + list(v[2:]) + list(v[1:2]) if isinstance(v, list) and len(v) == len(xs) else v
+
+    b = _call((op, None, None, last(strides), padding, cl, last(dil)), np.ascontiguousarray(np.moveaxis(x, 1, -1)),
+              w, "cpu")
+    assert paired.tobytes() == single.tobytes()
+    assert np.moveaxis(paired, 1, -1).tobytes() == b.tobytes()
+    ref = _call(case, x, w, "reference")
+    assert np.max(np.abs(paired - ref)) <= 1e-5 * max(1.0, float(np.max(np.abs(ref))))
+
+
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}-{c[5]}")
 @pytest.mark.parametrize("activation", ["linear", "relu", "tanh"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

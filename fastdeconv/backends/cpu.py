@@ -123,6 +123,16 @@ WV_PACK_BYTES = 2 << 20
 WV_PACK_MIN_ROWS = 16
 WV_PACK_COPY_COST = 6
 
+# Channels-first calls with packed rows and one W phase: the 2-vector tile
+# holds two output rows, one vector each, where that computes fewer lanes
+# than two vectors along one row (cpu_rb.wv_row_pairs: rows of up to 8
+# float32 columns on AVX2, or 8 past a multiple of 16, e.g. 56), instead of
+# the 8 x 1 tile or half-empty second vectors. The same terms in the same
+# order, so the same bits (a tap only one of the two rows has multiplies
+# zeros for the other). False turns it off (tests compare the two).
+WV_ROW_PAIRS = True
+WV_ROW_PAIRS_BYTES = 256 << 10
+
 # Channels-last calls with at most one vector of output channels per group
 # (AVX-512: 16 float32 / 8 float64) use the one-vector tile instead of the
 # two-vector one; False turns it off (tests compare the two).
@@ -246,11 +256,10 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
         # channels-last data with few output channels (gathered loads).
         patch = (PATCH and trans and channels_first
                  and _is_patch((D, H, W), (OD, OH, OW), (KD, KH, KW), strides, dilations, pads_before))
-        tile = (cpu_patch.cf_tile(Fg) if patch
-                else cpu_rb.wv_tile(Fg, -(-OW // (sw if trans else 1)), cpu_simd.VBYTES // x.dtype.itemsize))
-        wp, NFB = _memo(wg, ("wv", x.dtype.str, repr(tile)),
-                        lambda: cpu_rb.pack_filters_wv(wg, x.dtype, tile, writable))
         if patch:
+            tile = cpu_patch.cf_tile(Fg)
+            wp, NFB = _memo(wg, ("wv", x.dtype.str, repr(tile)),
+                            lambda: cpu_rb.pack_filters_wv(wg, x.dtype, tile, writable))
             lines, per_pass = cpu_patch.cf_plan(flat.nbytes, NFB, tile.rows)
             geo = tuple(int(v) for v in (B, D, H, W, Cg, Fg, KD, KH, KW, NFB, lines, per_pass))
             work = _work(B * D * H * W, NFB * tile.rows, KD * KH * KW * Cg, (1, 1, 1), False)
@@ -263,25 +272,41 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
         else:
             xs = (D * H * W * Cx, 1, H * W * Cx, W * Cx, Cx)
             os_ = (OD * OH * OW * F, 1, OH * OW * F, OW * F, F)
-        V = tile.lanes(x.dtype.itemsize)
-        taps = cpu_rb.wv_taps(OD, OH, OW, sw if trans else 1, tile.nvec * V, V, KD, KH, KW, D, H, W,
-                              sd, sh, sw, dd, dh, dw, pd, ph, pw, bool(trans))
-        # channels-first input rows packed per output row (WV_PACK)
-        work = _work(B * OD * OH * OW, G * NFB * tile.rows, KD * KH * KW * Cg, strides, trans)
-        rows = KD * KH * Cg * (1 if trans else sw) * int(taps[-1])
-        nt = numba.get_num_threads()
-        pack = (WV_PACK and channels_first and rows * x.dtype.itemsize <= WV_PACK_BYTES
-                and (B * OD * OH * G >= WV_PACK_MIN_ROWS * nt
-                     or cpu_rb.CHUNKS_PER_THREAD * nt * KD * KH * Cg * W * WV_PACK_COPY_COST <= work // 10))
+        lanes = cpu_simd.VBYTES // x.dtype.itemsize
+        width = -(-OW // (sw if trans else 1))  # output columns per W phase
+        # the 2-vector tile on two output rows (WV_ROW_PAIRS) where that
+        # computes fewer lanes: channels-first, one W phase, packed rows
+        pairs = (WV_ROW_PAIRS and channels_first and Fg > 1 and (sw == 1 or not trans)
+                 and B * OD * OH > 1 and cpu_rb.wv_row_pairs(width, lanes))
+        for NR in ((2, 1) if pairs else (1,)):
+            tile = cpu_rb.wv_tile(Fg) if NR == 2 else cpu_rb.wv_tile(Fg, width, lanes)
+            V = tile.lanes(x.dtype.itemsize)
+            taps = cpu_rb.wv_taps(OD, OH, OW, sw if trans else 1, tile.nvec * V // NR, V, KD, KH, KW, D, H, W,
+                                  sd, sh, sw, dd, dh, dw, pd, ph, pw, bool(trans), NR == 2)
+            # channels-first input rows packed per output row (WV_PACK)
+            work = _work(B * OD * OH * OW, G * _ceil(Fg, tile.rows) * tile.rows, KD * KH * KW * Cg, strides, trans)
+            rows = KD * KH * Cg * (1 if trans else sw) * int(taps[-1])
+            nt = numba.get_num_threads()
+            pack = (WV_PACK and channels_first and NR * rows * x.dtype.itemsize <= WV_PACK_BYTES
+                    and (B * OD * OH * G >= WV_PACK_MIN_ROWS * nt
+                         or cpu_rb.CHUNKS_PER_THREAD * nt * KD * KH * Cg * W * WV_PACK_COPY_COST <= work // 10))
+            # row pairs read packed rows only, and all of both rows for
+            # each channel block: slower once those leave L2
+            if NR == 1 or (pack and NR * rows * x.dtype.itemsize <= WV_ROW_PAIRS_BYTES):
+                break
+        wp, NFB = _memo(wg, ("wv", x.dtype.str, repr(tile)),
+                        lambda: cpu_rb.pack_filters_wv(wg, x.dtype, tile, writable))
         geo = (B, D, H, W, Cg, OD, OH, OW, Fg, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw,
                G, int(trans), NFB, cpu_rb.sum_group(KW, Cg)) + xs + os_
         geo = tuple(int(v) for v in geo)
-        args = (x.reshape(-1), wp, flat, taps, geo, tile)
+        pair = cpu_rb.pair_axis(B, OD, OH) if NR == 2 else None
+        args = (x.reshape(-1), wp, flat, taps, geo, tile, pair)
         if pack:
-            kernel, args = cpu_rb.with_rows(cpu_rb.wv_kernel, args, rows), ()
+            # NR output rows' packed rows, then W zeros (packed for a tap that one of two rows lacks)
+            kernel, args = cpu_rb.with_rows(cpu_rb.wv_kernel, args, NR * rows + (W if NR > 1 else 0)), ()
         else:
             kernel, args = cpu_rb.wv_kernel, args + (None,)
-        cpu_rb.parallel_tiles(kernel, args, cpu_rb.n_tiles_wv(geo, tile, x.dtype.itemsize), work)
+        cpu_rb.parallel_tiles(kernel, args, cpu_rb.n_tiles_wv(geo, tile, x.dtype.itemsize, pair), work)
         if channels_first:
             return _finish(flat.reshape((B, G * Fg, OD, OH, OW)), True, epilogue)
         return _finish(flat.reshape((B, OD, OH, OW, G * Fg)), False, epilogue)

@@ -216,7 +216,7 @@ def patch_cf(x, wp, out, geo, tile, t_begin, t_end):
                                 line = (b * F + f0) * plane + ((i_d * KD + kd) * OH + ih * KH + kh) * OW
                                 for kw in range(KW):
                                     t = (kd * KH + kh) * KW + kw
-                                    acc = vrun_cols_whole(out, vtzero(out, tile), tile, pc, NJ * isz, isz, 0, NJ,
+                                    acc = vrun_cols_whole(out, vtzero(out, tile), tile, pc, NJ * isz, V * isz, 0, NJ,
                                                           wa + (fb * taps + t) * C * FR * isz, C)
                                     acc = vtadd(vtzero(out, tile), acc)
                                     # wv_kernel's four ways to store this tile; an inlined shared

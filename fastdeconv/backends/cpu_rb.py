@@ -53,7 +53,8 @@ import numpy as np
 from .. import _alloc
 from .._jit import FASTMATH, helper
 from .cpu_simd import (Tile, addr, itemsize, scratch, tile_dims, tile_part_rows, tile_rows, vpack_rows, vrun,
-                       vrun_cols, vrun_cols_gather, vrun_cols_whole, vtadd, vtaffine, vtstore, vtstore_zip2, vtzero)
+                       vrun_cols, vrun_cols_gather, vrun_cols_whole, vtadd, vtaffine, vtstore, vtstore_rows, vtstore_zip2,
+                       vtzero)
 
 ROWS = 48  # output positions per parallel tile (at most)
 
@@ -717,15 +718,25 @@ WV_ONE_NVEC = 4
 
 
 @serial_kernel
-def wv_kernel(x, wp, out, taps, geo, tile, xin, t_begin, t_end):
+def wv_kernel(x, wp, out, taps, geo, tile, pair, xin, t_begin, t_end):
     """Tiles [t_begin, t_end). x: 5-D flat with element strides (xsb, xsc,
     xsd, xsh, xsw); wp: (G, NFB, taps, Cg, FR) flat (output channels
     zero-padded); out: 5-D flat with strides (osb, osf, osd, osh, osw);
     taps: `wv_taps` for this geometry; xin: None, or zeros for the packed
-    input rows (see below; `with_rows`): KD * KH * Cg * mw * row_len. A
-    tile is (b, od, oh, g, channel block, W chunk) and covers every phase of
-    its chunk (transposes). Forward convolutions with W stride sw read every
-    sw-th input column (packed sub-rows, or gathered lanes)."""
+    input rows (see below; `with_rows`): KD * KH * Cg * mw * row_len per
+    output row of a tile, then W zeros. A tile is (b, od, oh, g, channel
+    block, W chunk) and covers every phase of its chunk (transposes).
+    Forward convolutions with W stride sw read every sw-th input column
+    (packed sub-rows, or gathered lanes).
+    pair: None, or (packed rows, W phases P = 1, channels-first output)
+    the axis along which a tile's NW = 2 vectors are two output rows, V
+    lanes each, instead of 2 V lanes of one row (rows of up to V columns,
+    or V to 2 V past a multiple of 2 V, then fill fewer lanes): rows (b,
+    od, oh) and the next along that axis (1: b, 2: od, 3: oh; `pair_axis`).
+    A tap that only one of the two rows has multiplies the other's packed
+    zeros (the zero terms a padded input gives; the real terms keep their
+    order). Like xin, decided when Numba types the call: each variant
+    compiles only its own branches."""
     (B, D, H, W, Cg, OD, OH, OW, Fg, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw,
      G, trans, NFB, gs, xsb, xsc, xsd, xsh, xsw, osb, osf, osd, osh, osw) = geo
     isz = itemsize(out)
@@ -733,7 +744,8 @@ def wv_kernel(x, wp, out, taps, geo, tile, xin, t_begin, t_end):
     NJ = NW * V
     P = sw if trans else 1
     mw = 1 if trans else sw  # input columns per output column along a lane
-    nwc = _cdiv(_cdiv(OW, P), NJ)
+    LJ = NJ if pair is None else V  # lanes per output row
+    nwc = _cdiv(_cdiv(OW, P), LJ)
     cstep = xsc * isz
     xw = xsw * mw * isz  # bytes between lanes
     contiguous = xw == isz
@@ -750,9 +762,28 @@ def wv_kernel(x, wp, out, taps, geo, tile, xin, t_begin, t_end):
     # compiles only its own branches: `xin is None` is decided when Numba
     # types the call.
     tw = OD * KD + OH * KH + P * nwc * KW * 4
-    pad_left = taps[tw]
-    row_len = taps[tw + 1]
+    pad_left = taps[len(taps) - 2]
+    row_len = taps[len(taps) - 1]
+    rows_bytes = KD * KH * Cg * mw * row_len * isz  # one output row's packed rows
     packed = -1
+    # two output rows per tile (pair): the paired axis as 0/1 per digit;
+    # bytes between a tile's vectors; the taps a tile runs along D and H:
+    # its row's, or those either row of a pair along D (H) has (wv_taps'
+    # union tables); whether a pair's second row exists
+    pb = 0
+    pd_ = 0
+    ph_ = 0
+    vstep = V * isz
+    dtab = 0
+    htab = OD * KD
+    has1 = 0
+    if pair is not None:
+        pb = (pair == 1) * 1
+        pd_ = (pair == 2) * 1
+        ph_ = (pair == 3) * 1
+        vstep = rows_bytes
+        dtab = pd_ * tw
+        htab += ph_ * tw
     # the tile index's digits (b, od, oh, g, fb, wc), counted up from
     # t_begin's: ten integer divisions per tile were 7 % of the 1-channel
     # chain transpose's kernel time
@@ -762,10 +793,14 @@ def wv_kernel(x, wp, out, taps, geo, tile, xin, t_begin, t_end):
     r = r // NFB
     g = r % G
     r = r // G
-    oh = r % OH
-    r = r // OH
-    od = r % OD
-    b = r // OD
+    # the first output row's digits; the paired axis's digit counts pairs
+    # here, then rows (the first of each pair)
+    nh = (OH + ph_) // (1 + ph_)
+    nd = (OD + pd_) // (1 + pd_)
+    oh = r % nh * (1 + ph_)
+    r = r // nh
+    od = r % nd * (1 + pd_)
+    b = r // nd * (1 + pb)
     wc -= 1
     for _ in range(t_begin, t_end):
         wc += 1
@@ -777,30 +812,46 @@ def wv_kernel(x, wp, out, taps, geo, tile, xin, t_begin, t_end):
                 g += 1
                 if g == G:
                     g = 0
-                    oh += 1
-                    if oh == OH:
+                    oh += 1 + ph_
+                    if oh >= OH:
                         oh = 0
-                        od += 1
-                        if od == OD:
+                        od += 1 + pd_
+                        if od >= OD:
                             od = 0
-                            b += 1
+                            b += 1 + pb
         if xin is not None:
             if packed != ((b * OD + od) * OH + oh) * G + g:
                 packed = ((b * OD + od) * OH + oh) * G + g
-                for kd in range(KD):
-                    i_d = taps[od * KD + kd]
-                    if i_d < 0:
-                        continue
-                    for kh in range(KH):
-                        i_h = taps[OD * KD + oh * KH + kh]
-                        if i_h < 0:
+                if pair is None:
+                    for kd in range(KD):
+                        i_d = taps[od * KD + kd]
+                        if i_d < 0:
                             continue
-                        vpack_rows(out, tile, addr(xin) + ((kd * KH + kh) * Cg * mw * row_len + pad_left) * isz,
-                                   xa + (b * xsb + g * Cg * xsc + i_d * xsd + i_h * xsh) * isz, W, Cg,
-                                   xsc * isz, row_len, mw)
+                        for kh in range(KH):
+                            i_h = taps[OD * KD + oh * KH + kh]
+                            if i_h < 0:
+                                continue
+                            vpack_rows(out, tile, addr(xin) + ((kd * KH + kh) * Cg * mw * row_len + pad_left) * isz,
+                                       xa + (b * xsb + g * Cg * xsc + i_d * xsd + i_h * xsh) * isz, W, Cg,
+                                       xsc * isz, row_len, mw)
+                else:
+                    # the second output row: one further along the paired axis
+                    # (if it exists); zeros for a tap outside one row (the
+                    # other may run it): the W zeros after a pair's rows
+                    has1 = (b + pb < B) & (od + pd_ < OD) & (oh + ph_ < OH)
+                    zeros = addr(xin) + 2 * rows_bytes
+                    for t in range((1 + has1) * KD * KH):
+                        j = t // (KD * KH)
+                        kd = (t - j * KD * KH) // KH
+                        i_d = taps[(od + j * pd_) * KD + kd]
+                        i_h = taps[OD * KD + (oh + j * ph_) * KH + t - j * KD * KH - kd * KH]
+                        inside = (i_d >= 0) & (i_h >= 0)
+                        src = xa + ((b + j * pb) * xsb + g * Cg * xsc + i_d * xsd + i_h * xsh) * isz
+                        vpack_rows(out, tile, addr(xin) + (t * Cg * mw * row_len + pad_left) * isz,
+                                   zeros + inside * (src - zeros), W, Cg, inside * xsc * isz, row_len, mw)
         f0 = fb * FR
         nf = _min(FR, Fg - f0)
-        j0 = wc * NJ
+        j0 = wc * LJ
         wfb = addr(wp) + (g * NFB + fb) * KD * KH * KW * Cg * FR * isz
         # stride-2 transposes with W contiguous: phase 0 waits in buf and the
         # two are interleaved in registers and stored as vectors, when phase
@@ -810,18 +861,18 @@ def wv_kernel(x, wp, out, taps, geo, tile, xin, t_begin, t_end):
             nJ = _cdiv(OW - phase, P)
             if j0 >= nJ:
                 continue
-            nj = _min(NJ, nJ - j0)
+            nj = _min(LJ, nJ - j0)
             acc = vtzero(out, tile)
             total = acc
             grp = -1
             ngrp = 0
             kwt = OD * KD + OH * KH + (phase * nwc + wc) * KW * 4
             for kd in range(KD):
-                i_d = taps[od * KD + kd]
+                i_d = taps[dtab + od * KD + kd]
                 if i_d < 0:
                     continue
                 for kh in range(KH):
-                    i_h = taps[OD * KD + oh * KH + kh]
+                    i_h = taps[htab + oh * KH + kh]
                     if i_h < 0:
                         continue
                     # two-level sum, as in cl_kernel
@@ -841,7 +892,8 @@ def wv_kernel(x, wp, out, taps, geo, tile, xin, t_begin, t_end):
                         q = wfb + ((kd * KH + kh) * KW + kw) * Cg * FR * isz
                         if xin is not None:
                             p = addr(xin) + ((kd * KH + kh) * Cg * mw * row_len + taps[kwt + kw * 4 + 3]) * isz
-                            acc = vrun_cols_whole(out, acc, tile, p, mw * row_len * isz, isz, lo, hi, q, Cg)
+                            acc = vrun_cols_whole(out, acc, tile, p, mw * row_len * isz,
+                                                  vstep, lo, hi, q, Cg)
                         else:
                             p = xrow + taps[kwt + kw * 4 + 2] * xsw * isz
                             if contiguous:
@@ -855,7 +907,10 @@ def wv_kernel(x, wp, out, taps, geo, tile, xin, t_begin, t_end):
             if direct:
                 for i in range(FR):
                     so[i] = ob + j0 + i * osf if i < nf else -1
-                vtstore(out, tile, so, acc, nj)
+                if pair is None:
+                    vtstore(out, tile, so, acc, nj)
+                else:
+                    vtstore_rows(out, tile, so, acc, nj, pb * osb + pd_ * osd + ph_ * osh, 1 + has1)
             elif zip2 and phase == 0:
                 for i in range(FR):
                     so[i] = i * NJ
@@ -895,7 +950,7 @@ def pack_filters_wv(wg, dtype, tile, temporary=False):
 
 
 @functools.lru_cache(maxsize=256)
-def wv_taps(OD, OH, OW, P, NJ, V, KD, KH, KW, D, H, W, sd, sh, sw, dd, dh, dw, pd, ph, pw, trans):
+def wv_taps(OD, OH, OW, P, NJ, V, KD, KH, KW, D, H, W, sd, sh, sw, dd, dh, dw, pd, ph, pw, trans, pairs=False):
     """wv_kernel's taps, computed once per call geometry (no integer
     division in the kernel; NJ lanes per tile, V per vector): one
     read-only int64 array of
@@ -906,7 +961,10 @@ def wv_taps(OD, OH, OW, P, NJ, V, KD, KH, KW, D, H, W, sd, sh, sw, dd, dh, dw, p
       the chunk's lanes [lo, hi) that read input columns iw0 + lane*mw
       inside the row (lo >= hi: none, or a strided transpose's skipped tap),
       and where lane 0 reads in a packed row;
-    - then (pad_left, row_len): the layout of a packed row (wv_kernel's
+    - with `pairs`, then the D and H tables for pairs of rows (od, od + 1)
+      and (oh, oh + 1): an index >= 0 where either row has the tap (the
+      second only if it exists), else -1;
+    - last, (pad_left, row_len): the layout of a packed row (wv_kernel's
       xin): per input channel, mw sub-rows of row_len columns, sub-row r
       holding input columns r, r + mw, ... from column pad_left on, zeros
       around them; lane l of a run then reads column at + l."""
@@ -936,13 +994,46 @@ def wv_taps(OD, OH, OW, P, NJ, V, KD, KH, KW, D, H, W, sd, sh, sw, dd, dh, dw, p
     block = max(NJ, 2 * V)  # whole tiles, and whole copies of 2 vectors (vcopy2)
     row_len = pad_left + max(-(-(-(-W // mw)) // block) * block, int(used.max()) + NJ if used.size else 0)
     w_part = np.stack([lo, hi, iw0, r * row_len + pad_left + q], axis=-1).reshape(-1)
-    table = np.concatenate([_taps_along(OD, KD, sd, dd, pd, D, trans), _taps_along(OH, KH, sh, dh, ph, H, trans),
-                            w_part, [pad_left, row_len]]).astype(np.int64)
+    along_d = _taps_along(OD, KD, sd, dd, pd, D, trans)
+    along_h = _taps_along(OH, KH, sh, dh, ph, H, trans)
+    parts = [along_d, along_h, w_part]
+    if pairs:
+        for t, n, k in ((along_d, OD, KD), (along_h, OH, KH)):
+            t = np.asarray(t, dtype=np.int64).reshape(n, k)
+            nxt = np.concatenate([t[1:], np.full((1, k), -1, dtype=np.int64)])
+            parts.append(np.maximum(t, nxt).reshape(-1))
+    table = np.concatenate(parts + [[pad_left, row_len]]).astype(np.int64)
     table.flags.writeable = False
     return table
 
 
-def n_tiles_wv(geo, tile, itemsize):
+def n_tiles_wv(geo, tile, itemsize, pair=None):
     B, OD, OH, OW, sw, G, trans, NFB = (geo[i] for i in (0, 5, 6, 7, 14, 21, 22, 23))
     P = sw if trans else 1
-    return B * OD * OH * G * NFB * (-(-(-(-OW // P)) // (tile.nvec * tile.lanes(itemsize))))
+    lanes = tile.lanes(itemsize) * (tile.nvec if pair is None else 1)
+    rows = [B, OD, OH]
+    if pair is not None:
+        rows[pair - 1] = -(-rows[pair - 1] // 2)
+    return rows[0] * rows[1] * rows[2] * G * NFB * (-(-(-(-OW // P)) // lanes))
+
+
+def pair_axis(B, OD, OH):
+    """wv_kernel's `pair` for tiles on two output rows: the first of b,
+    od, oh with an even count (pairs along b or d keep the H taps of both
+    rows the same), else the longest; None when there is one row."""
+    sizes = (B, OD, OH)
+    if max(sizes) < 2:
+        return None
+    for a, n in enumerate(sizes):
+        if n % 2 == 0:
+            return a + 1
+    return sizes.index(max(sizes)) + 1
+
+
+def wv_row_pairs(width, lanes):
+    """Whether wv_kernel's 2-vector tile computes fewer lanes with its
+    vectors on two output rows (`lanes` each) than on one row of
+    `width` columns (2 * lanes per chunk): rows of up to `lanes` columns,
+    or `lanes` to 2 `lanes` past a multiple of 2 `lanes` (7: 8 lanes
+    instead of 16; 56: 56 instead of 64)."""
+    return -(-width // lanes) * lanes < -(-width // (2 * lanes)) * 2 * lanes

@@ -457,6 +457,42 @@ def vtstore(typingctx, arr, tile, offs, accs, nf):
 
 
 @intrinsic
+def vtstore_rows(typingctx, arr, tile, offs, accs, nj, vstride, nv):
+    """vtstore for a tile whose vectors are different output rows: row
+    i's vector j (j < nv) to arr's elements [offs[i] + j*vstride,
+    offs[i] + j*vstride + nj) for i < tile.rows with offs[i] >= 0; lanes
+    past nj are not written (masked stores)."""
+    if not (isinstance(tile, TileType) and isinstance(accs, types.UniTuple)
+            and accs.count == tile.rows * tile.nvec and _rows_type_ok(offs, tile.rows)):
+        return None
+    nr, nw = tile.rows, tile.nvec
+    isz = arr.dtype.bitwidth // 8
+
+    def impl(context, builder, sig, args):
+        i64 = ir.IntType(64)
+        vty = context.get_value_type(accs.dtype)
+        n = vty.count
+        base = builder.ptrtoint(context.make_array(sig.args[0])(context, builder, args[0]).data, i64)
+        os_ = _row_values(context, builder, sig.args[2], args[2], nr)
+        vs = cgutils.unpack_tuple(builder, args[3], accs.count)
+        njv, vst, nvv = (context.cast(builder, args[k], sig.args[k], types.int64) for k in (4, 5, 6))
+        zero = ir.Constant(i64, 0)
+        mstore = _masked_store(builder, vty, arr.dtype.bitwidth)
+        # masked stores only: once per tile, and fewer blocks to compile
+        mask = _range_mask(builder, n, zero, njv)
+        for i in range(nr):
+            with builder.if_then(builder.icmp_signed(">=", os_[i], zero), likely=True):
+                for j in range(nw):
+                    with builder.if_then(builder.icmp_signed(">", nvv, ir.Constant(i64, j)), likely=True):
+                        ptr = builder.inttoptr(builder.add(base, builder.mul(
+                            builder.add(os_[i], builder.mul(vst, ir.Constant(i64, j))), ir.Constant(i64, isz))),
+                            vty.as_pointer())
+                        builder.call(mstore, [vs[i * nw + j], ptr, ir.Constant(ir.IntType(32), isz), mask])
+        return context.get_dummy_value()
+    return types.void(arr, tile, offs, accs, nj, vstride, nv), impl
+
+
+@intrinsic
 def vtstore_zip2(typingctx, arr, tile, offs, buf, accs, count):
     """Two W phases of a vectors-along-W tile (tile.rows rows x NW =
     tile.nvec vectors): phase 0's in buf (row i at buf[i*NJ : (i+1)*NJ], NJ
@@ -826,8 +862,11 @@ def _make_vrun_cols(gather, masked=True):
             accs[i*NW + j] = fma(bcast(w_i), x_j, accs[i*NW + j]).
         Contiguous masked loads, or gathers (lane step xw bytes) for
         vrun_cols_gather, or for vrun_cols_whole plain loads of whole
-        vectors (every lane read; lo and hi ignored): no mask registers, so
-        the 6 x 2 AVX2 tile's 12 accumulators stay in registers. (A
+        vectors (every lane read; lo and hi ignored), x_j from byte address
+        p + k*cstep + j*xw (xw: bytes between the vectors, V*itemsize for
+        one row, more for a tile whose vectors are different output rows):
+        no mask registers, so the 6 x 2 AVX2 tile's 12 accumulators stay
+        in registers. (A
         plain-load loop beside the masked one in vrun_cols, taken when
         [lo, hi) covers every lane, made the 6 x 2 tile's channels-first
         calls 10-30 % slower: benchmarks/NOTES.md section 52.)"""
@@ -845,7 +884,8 @@ def _make_vrun_cols(gather, masked=True):
             p, cstep, xw, lo, hi, q, nK = (context.cast(builder, args[i], sig.args[i], types.int64)
                                            for i in range(3, 10))
             acc0 = cgutils.unpack_tuple(builder, args[1], accs.count)
-            starts = [builder.add(p, builder.mul(xw, ir.Constant(i64, j * n))) for j in range(nw)]
+            starts = [builder.add(p, builder.mul(xw, ir.Constant(i64, j if not (gather or masked) else j * n)))
+                      for j in range(nw)]
             zero = ir.Constant(vty, None)
             align = ir.Constant(i32, isz)
             fma = cgutils.get_or_insert_function(
