@@ -124,14 +124,16 @@ WV_PACK_MIN_ROWS = 16
 WV_PACK_COPY_COST = 6
 
 # Channels-first calls with packed rows and one W phase: the 2-vector tile
-# holds two output rows, one vector each, where that computes fewer lanes
-# than two vectors along one row (cpu_rb.wv_row_pairs: rows of up to 8
-# float32 columns on AVX2, or 8 past a multiple of 16, e.g. 56), instead of
-# the 8 x 1 tile or half-empty second vectors. The same terms in the same
-# order, so the same bits (a tap only one of the two rows has multiplies
-# zeros for the other). False turns it off (tests compare the two).
+# holds two output rows, one vector each, where two vectors along one row
+# would pad it as much as the 8 x 1 tile's rule says (cpu_rb.wv_row_pairs:
+# rows of up to 8 float32 columns on AVX2, or 17-24, ...), instead of that
+# 8 x 1 tile (8 broadcasts per 8 FMAs against 6 per 12). The same terms
+# in the same order, so the same bits (a tap only one of the two rows has
+# multiplies zeros for the other). One thread: NCHW 8 x 7^2 x 512 -> 512
+# k3 26.1 -> 21.4 ms, NCDHW 8^3 x 128 -> 128 5.9 -> 5.5 ms, 8^3 x 512 ->
+# 512 66 -> 49 ms (benchmarks/NOTES.md section 53). False turns it off
+# (tests compare the two).
 WV_ROW_PAIRS = True
-WV_ROW_PAIRS_BYTES = 256 << 10
 
 # Channels-last calls with at most one vector of output channels per group
 # (AVX-512: 16 float32 / 8 float64) use the one-vector tile instead of the
@@ -274,12 +276,12 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
             os_ = (OD * OH * OW * F, 1, OH * OW * F, OW * F, F)
         lanes = cpu_simd.VBYTES // x.dtype.itemsize
         width = -(-OW // (sw if trans else 1))  # output columns per W phase
-        # the 2-vector tile on two output rows (WV_ROW_PAIRS) where that
-        # computes fewer lanes: channels-first, one W phase, packed rows
+        # the 2-vector tile on two output rows (WV_ROW_PAIRS) instead of the
+        # 8 x 1 tile: channels-first, one W phase, packed rows
         pairs = (WV_ROW_PAIRS and channels_first and Fg > 1 and (sw == 1 or not trans)
                  and B * OD * OH > 1 and cpu_rb.wv_row_pairs(width, lanes))
         for NR in ((2, 1) if pairs else (1,)):
-            tile = cpu_rb.wv_tile(Fg) if NR == 2 else cpu_rb.wv_tile(Fg, width, lanes)
+            tile = cpu_rb.wv_tile(Fg, width, lanes, pairs=NR == 2)
             V = tile.lanes(x.dtype.itemsize)
             taps = cpu_rb.wv_taps(OD, OH, OW, sw if trans else 1, tile.nvec * V // NR, V, KD, KH, KW, D, H, W,
                                   sd, sh, sw, dd, dh, dw, pd, ph, pw, bool(trans), NR == 2)
@@ -290,9 +292,7 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
             pack = (WV_PACK and channels_first and NR * rows * x.dtype.itemsize <= WV_PACK_BYTES
                     and (B * OD * OH * G >= WV_PACK_MIN_ROWS * nt
                          or cpu_rb.CHUNKS_PER_THREAD * nt * KD * KH * Cg * W * WV_PACK_COPY_COST <= work // 10))
-            # row pairs read packed rows only, and all of both rows for
-            # each channel block: slower once those leave L2
-            if NR == 1 or (pack and NR * rows * x.dtype.itemsize <= WV_ROW_PAIRS_BYTES):
+            if pack or NR == 1:  # row pairs read packed rows only
                 break
         wp, NFB = _memo(wg, ("wv", x.dtype.str, repr(tile)),
                         lambda: cpu_rb.pack_filters_wv(wg, x.dtype, tile, writable))

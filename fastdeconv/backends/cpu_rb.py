@@ -677,10 +677,11 @@ WV_BUF_BYTES = RB_MAX * 2 * 64  # at most 8 rows x 2 vectors of 64 bytes
 WV_OFFS_BYTES = RB_MAX * 8
 
 
-def wv_tile(channels=None, width=None, lanes=None):
+def wv_tile(channels=None, width=None, lanes=None, pairs=False):
     """wv_kernel's register tile: FR output channels x 2 vectors along W
     (FR = 8 with AVX-512, 6 with AVX2: cpu_simd.tile_rows, or 4 where that
-    pads `channels` less, WV_FOUR_ROWS_COST), or 8 x 1 vector for output
+    pads `channels` less, WV_FOUR_ROWS_COST; with `pairs`, vectors on two
+    output rows, WV_PAIR_FOUR_ROWS_COST), or 8 x 1 vector for output
     rows of `width` columns (per W phase) that 2 vectors of `lanes` would
     pad too much (WV_ONE_VECTOR_COST); for `channels`
     = 1 output channel per group, where the other rows would be zero
@@ -688,11 +689,12 @@ def wv_tile(channels=None, width=None, lanes=None):
     terms or their order."""
     if channels == 1:
         return Tile(1, WV_ONE_NVEC)
-    if (width and lanes and channels >= tile_rows(1)
+    if (not pairs and width and lanes and channels >= tile_rows(1)
             and -(-width // (2 * lanes)) * 2 * lanes > WV_ONE_VECTOR_COST * -(-width // lanes) * lanes):
         return Tile(tile_rows(1), 1)
     rows = tile_rows(2)
-    if channels and rows > 4 and -(-channels // 4) * 4 * WV_FOUR_ROWS_COST < -(-channels // rows) * rows:
+    cost = WV_PAIR_FOUR_ROWS_COST if pairs else WV_FOUR_ROWS_COST
+    if channels and rows > 4 and -(-channels // 4) * 4 * cost < -(-channels // rows) * rows:
         rows = 4  # fewer padding rows, for the 4 x 2 tile's lower FMA density
     return Tile(rows, 2)
 
@@ -702,6 +704,12 @@ def wv_tile(channels=None, width=None, lanes=None):
 # channels computed): it is used when 6 x 2 computes more than this much
 # more padding. 16 or 32 channels: 2-5 % faster than 6 x 2.
 WV_FOUR_ROWS_COST = 1.07
+# ... with the vectors on two output rows (wv_row_pairs): 6 x 2 was as fast
+# as 4 x 2 or faster with 32 channels (36 computed; NCDHW 16^2 x 20 x 32 ->
+# 32 k3, one thread: 7.46 against 8.24 ms, 5.67 against 6.27 in a second
+# run) and with 16 (18; 16^2 x 7 x 16 -> 16: 1.15 against 1.26, 0.69
+# against 0.73 ms).
+WV_PAIR_FOUR_ROWS_COST = 1.25
 
 # The 8 x 1 tile's time per output lane relative to 6 x 2's (AVX2, one
 # thread, NCHW 56^2 x 256 -> 256 k3: 56.0-56.5 ms for 56 lanes per row
@@ -1031,9 +1039,26 @@ def pair_axis(B, OD, OH):
 
 
 def wv_row_pairs(width, lanes):
-    """Whether wv_kernel's 2-vector tile computes fewer lanes with its
-    vectors on two output rows (`lanes` each) than on one row of
-    `width` columns (2 * lanes per chunk): rows of up to `lanes` columns,
-    or `lanes` to 2 `lanes` past a multiple of 2 `lanes` (7: 8 lanes
-    instead of 16; 56: 56 instead of 64)."""
-    return -(-width // lanes) * lanes < -(-width // (2 * lanes)) * 2 * lanes
+    """Whether wv_kernel's 2-vector tile goes on two output rows (`lanes`
+    each; `pair`) for rows of `width` columns: where two vectors along one
+    row would pad the row more than WV_ONE_VECTOR_COST times one vector
+    (the 8 x 1 tile's rule: up to `lanes` columns, or `lanes` past a
+    multiple of 2 `lanes` plus a few; 7: 8 lanes instead of 16). With less
+    padding (56 columns: 56 lanes instead of 64) pairs were no faster than
+    6 x 2 along one row (NCHW 56^2 x 64 -> 64: 1.02x the time), and slower
+    once a pair's packed rows left L2 (56^2 x 256: 1.25x; benchmarks/NOTES.md
+    section 53)."""
+    return -(-width // (2 * lanes)) * 2 * lanes > WV_ONE_VECTOR_COST * -(-width // lanes) * lanes
+
+
+def pair_axis(B, OD, OH):
+    """wv_kernel's `pair` for tiles on two output rows: the first of b,
+    od, oh with an even count (pairs along b or d keep the H taps of both
+    rows the same), else the longest; None when there is one row."""
+    sizes = (B, OD, OH)
+    if max(sizes) < 2:
+        return None
+    for a, n in enumerate(sizes):
+        if n % 2 == 0:
+            return a + 1
+    return sizes.index(max(sizes)) + 1
