@@ -18,10 +18,10 @@ as in cl_kernel; along W they are skipped too, where cl_kernel adds 0 * w
 
 import numpy as np
 
-from .cpu_rb import serial_kernel
+from .cpu_rb import allocating_kernel
 
 
-@serial_kernel
+@allocating_kernel
 def depthwise_cl(x, w, out, geo, r_begin, r_end):
     """Output rows (b, od, oh) [r_begin, r_end) (cpu_rb.parallel_tiles
     splits them over threads). x (B, D, H, W, C); w (KD, KH, KW, M, C); out

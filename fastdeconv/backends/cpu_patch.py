@@ -29,7 +29,7 @@ for these shapes (one (kd, kh) group), so the same bits.
 
 import numpy as np
 
-from .cpu_rb import RB_MAX, WV_BUF_BYTES, WV_OFFS_BYTES, _cdiv, serial_kernel
+from .cpu_rb import RB_MAX, WV_BUF_BYTES, WV_OFFS_BYTES, _cdiv, allocating_kernel, serial_kernel
 from .cpu_simd import (Tile, addr, itemsize, scratch, tile_dims, tile_part_rows, tile_rows, vcopy2, vrun,
                        vrun_cols_whole, vtadd, vtaffine, vtstore, vtstore_zip2, vtzero)
 
@@ -155,7 +155,7 @@ def patch_cl(x, wp, out, geo, tile, epi, ep_code, t_begin, t_end):
 
 
 
-@serial_kernel
+@allocating_kernel
 def patch_cf(x, wp, out, geo, tile, t_begin, t_end):
     """Tiles [t_begin, t_end), each (b, id, a block of up to LINES input
     lines). x: (B, C, D, H, W) flat; wp: (NFB, taps, C, FR) flat

@@ -203,11 +203,20 @@ def row_spaces(B, OH, OW, P, W, mw, e, h_inside, rb, fold, start):
     return np.concatenate([table.reshape(-1)] + [np.array(o, dtype=np.int64) for o in orders]), T
 
 
-def serial_kernel(fn):
+def serial_kernel(fn, nrt=False):
     """A serial, cached kernel that releases the GIL; `parallel_tiles` runs
     it on disjoint tile ranges from several threads. (A prange kernel of
-    this size took 36 s to compile cold; serial, well under half of that.)"""
-    return numba.njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")(fn)
+    this size took 36 s to compile cold; serial, well under half of that.)
+    nrt: the kernel allocates arrays (`allocating_kernel`). Without Numba's
+    reference counting, no incref/decref code is emitted for the tuples of
+    accumulator vectors at every assignment: cl_kernel's LLVM IR before
+    optimization 8206 -> 6187 lines, its cold compile ~0.05-0.1 s less."""
+    return numba.njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy", _nrt=nrt)(fn)
+
+
+def allocating_kernel(fn):
+    """serial_kernel for a kernel that allocates arrays (np.empty)."""
+    return serial_kernel(fn, nrt=True)
 
 
 def n_tiles(geo):
