@@ -26,7 +26,8 @@ The algorithm choice is made here, in `_run`:
   channels x 32 float32 / 16 float64 output positions along W, 6 x 16
   float32 on AVX2; 1 x 32 for one output channel; channels-first input
   rows copied per output row into a zero-padded array, WV_PACK, read with
-  plain vector loads; otherwise contiguous or gathered input vectors
+  plain vector loads, and rows of up to one vector as two output rows
+  per tile, WV_ROW_PAIRS; otherwise contiguous or gathered input vectors
   along W, masked at the edges). Same term order, hence the same bits, as
   cl_kernel.
 
