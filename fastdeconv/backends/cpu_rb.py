@@ -921,13 +921,16 @@ def wv_kernel(x, wp, out, taps, geo, tile, pair, xin, t_begin, t_end):
             # slots (a 1x1 conv or a stride == kernel transpose: every block)
             acc = vtadd(total, acc)
             ob = b * osb + (g * Fg + f0) * osf + od * osd + oh * osh
-            if direct:
+            if pair is not None:
+                # (one W phase, W contiguous: the stores below are not
+                # compiled into this variant)
                 for i in range(FR):
                     so[i] = ob + j0 + i * osf if i < nf else -1
-                if pair is None:
-                    vtstore(out, tile, so, acc, nj)
-                else:
-                    vtstore_rows(out, tile, so, acc, nj, pb * osb + pd_ * osd + ph_ * osh, 1 + has1)
+                vtstore_rows(out, tile, so, acc, nj, pb * osb + pd_ * osd + ph_ * osh, 1 + has1)
+            elif direct:
+                for i in range(FR):
+                    so[i] = ob + j0 + i * osf if i < nf else -1
+                vtstore(out, tile, so, acc, nj)
             elif zip2 and phase == 0:
                 for i in range(FR):
                     so[i] = i * NJ
