@@ -122,3 +122,48 @@ CASES = (
 )
 
 BY_NAME = {case.name: case for case in CASES}
+
+# The same calls on channels-last and channels-first input
+# (scripts/bench_layouts.py, asv's Layouts), append-only like CASES:
+# (name, op, channels-last input shape, filter shape, strides, channels-last output shape for transposes)
+LAYOUT_CASES = [
+    ("conv3d 32^3 x 32 -> 32 k3", "conv3d", (1, 32, 32, 32, 32), (3, 3, 3, 32, 32), 1, None),
+    ("conv3d 64^3 x 16 -> 16 k3", "conv3d", (1, 64, 64, 64, 16), (3, 3, 3, 16, 16), 1, None),
+    ("conv3d 32^3 x 64 -> 64 k3", "conv3d", (1, 32, 32, 32, 64), (3, 3, 3, 64, 64), 1, None),
+    ("conv3d_transpose 16^3 x 64 -> 32 k3 s2", "conv3d_transpose", (1, 16, 16, 16, 64), (3, 3, 3, 32, 64), 2,
+     (1, 32, 32, 32, 32)),
+    ("conv3d_transpose 32^3 x 64 -> 32 k2 s2", "conv3d_transpose", (1, 32, 32, 32, 64), (2, 2, 2, 32, 64), 2,
+     (1, 64, 64, 64, 32)),
+    ("conv3d_transpose 16x32x32 x 32, dilation 2", "conv3d_transpose", (1, 16, 32, 32, 32), (3, 3, 3, 32, 32), 1,
+     (1, 16, 32, 32, 32)),
+    ("conv3d_transpose 1 out channel (chain)", "conv3d_transpose", (2, 16, 56, 56, 8), (1, 3, 3, 1, 8), (1, 2, 2),
+     (2, 16, 112, 112, 1)),
+    ("conv2d 224^2 x 64 -> 64 k3", "conv2d", (1, 224, 224, 64), (3, 3, 64, 64), 1, None),
+    ("conv2d 56^2 x 256 -> 256 k3", "conv2d", (1, 56, 56, 256), (3, 3, 256, 256), 1, None),
+    ("conv2d 4 x 14^2 x 512 -> 512 k3", "conv2d", (4, 14, 14, 512), (3, 3, 512, 512), 1, None),
+    ("conv2d 112^2 x 128 -> 128 k3 s2", "conv2d", (1, 112, 112, 128), (3, 3, 128, 128), 2, None),
+    ("conv2d 8 x 7^2 x 512 -> 512 k3", "conv2d", (8, 7, 7, 512), (3, 3, 512, 512), 1, None),
+    ("conv3d 8^3 x 128 -> 128 k3", "conv3d", (1, 8, 8, 8, 128), (3, 3, 3, 128, 128), 1, None),
+    ("conv2d_transpose 28^2 x 256 -> 128 k3 s2", "conv2d_transpose", (1, 28, 28, 256), (3, 3, 128, 256), 2,
+     (1, 56, 56, 128)),
+]
+
+
+def layout_calls(case, rng):
+    """(channels-last call, channels-first call) of a LAYOUT_CASES entry,
+    float32, read-only filters (packed once, as a layer's weights are)."""
+    _, op, xs, ws, strides, out = case
+    x = rng.standard_normal(xs).astype(np.float32)
+    w = rng.standard_normal(ws).astype(np.float32)
+    w.flags.writeable = False
+    x_cf = np.ascontiguousarray(np.moveaxis(x, -1, 1))
+    import fastdeconv
+
+    f = getattr(fastdeconv, op)
+    cf = "NCDHW" if x.ndim == 5 else "NCHW"
+    if out is None:
+        return (lambda: f(x, w, strides, "SAME", backend="cpu"),
+                lambda: f(x_cf, w, strides, "SAME", data_format=cf, backend="cpu"))
+    out_cf = (out[0], out[-1]) + tuple(out[1:-1])
+    return (lambda: f(x, w, out, strides, "SAME", backend="cpu"),
+            lambda: f(x_cf, w, out_cf, strides, "SAME", data_format=cf, backend="cpu"))

@@ -2,6 +2,8 @@
 
     Ops        time_cpu, peakmem_cpu and track_gflops (GFLOP/s) per case,
                steady state: the kernels are compiled in setup
+    Layouts    time_cpu per case of fastdeconv.suite.LAYOUT_CASES on
+               channels-last and on channels-first input
     FirstCall  first-call latency in a fresh process: timeraw_cold (empty
                NUMBA_CACHE_DIR: JIT compile + the call) and timeraw_cached
                (the on-disk cache already filled: load + the call)
@@ -44,6 +46,23 @@ def _case_names():
 
 
 NAMES = _case_names()
+
+
+def _layout_names():
+    """Names of today's LAYOUT_CASES entries (no import, as _case_names)."""
+    try:
+        tree = ast.parse(_SUITE_SOURCE.read_text())
+    except OSError:
+        return []
+    for node in tree.body:
+        if (isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == "LAYOUT_CASES"
+                and isinstance(node.value, ast.List)):
+            return [e.elts[0].value for e in node.value.elts
+                    if isinstance(e, ast.Tuple) and e.elts and isinstance(e.elts[0], ast.Constant)]
+    return []
+
+
+LAYOUT_NAMES = _layout_names()
 # Small cases whose first call is dominated by compilation, one per kernel family.
 FIRST_CALL = [n for n in ("src_c3t_2x2x7x7x64", "src_c2t_64x3_to_128x256", "src_c3d_7x224x224x3_k133",
                           "unet_c3t_32c64_k2s2_ncdhw") if n in NAMES]
@@ -101,6 +120,32 @@ class Ops:
         return self.flops / best / 1e9
 
     track_gflops.unit = "GFLOP/s"
+
+
+class Layouts:
+    """The same call on channels-last and channels-first input (the ratio
+    scripts/bench_layouts.py prints, tracked over commits)."""
+
+    params = [LAYOUT_NAMES, ["channels_last", "channels_first"]]
+    param_names = ["case", "layout"]
+    timeout = 300
+
+    def setup(self, name, layout):
+        try:
+            from fastdeconv.suite import LAYOUT_CASES, layout_calls
+        except ImportError:
+            raise NotImplementedError("no fastdeconv.suite.LAYOUT_CASES at this commit")
+        import numpy as np
+
+        case = [c for c in LAYOUT_CASES if c[0] == name]
+        if not case:
+            raise NotImplementedError(f"layout case {name} is not in this commit's suite")
+        last, first = layout_calls(case[0], np.random.default_rng(0))
+        self.fn = last if layout == "channels_last" else first
+        self.fn()  # compile outside the timed region
+
+    def time_cpu(self, name, layout):
+        self.fn()
 
 
 # Code run in the timed child process: `setup` (untimed) points Numba at a
