@@ -698,8 +698,7 @@ def wv_tile(channels=None, width=None, lanes=None, pairs=False):
     terms or their order."""
     if channels == 1:
         return Tile(1, WV_ONE_NVEC)
-    if (not pairs and width and lanes and channels >= tile_rows(1)
-            and -(-width // (2 * lanes)) * 2 * lanes > WV_ONE_VECTOR_COST * -(-width // lanes) * lanes):
+    if not pairs and width and lanes and channels >= tile_rows(1) and wv_row_pairs(width, lanes):
         return Tile(tile_rows(1), 1)
     rows = tile_rows(2)
     cost = WV_PAIR_FOUR_ROWS_COST if pairs else WV_FOUR_ROWS_COST
@@ -1052,25 +1051,12 @@ def pair_axis(B, OD, OH):
 
 def wv_row_pairs(width, lanes):
     """Whether wv_kernel's 2-vector tile goes on two output rows (`lanes`
-    each; `pair`) for rows of `width` columns: where two vectors along one
-    row would pad the row more than WV_ONE_VECTOR_COST times one vector
-    (the 8 x 1 tile's rule: up to `lanes` columns, or `lanes` past a
+    each; `pair`) for rows of `width` columns, if not on the 8 x 1 tile
+    (wv_tile): where two vectors along one row would pad the row more
+    than WV_ONE_VECTOR_COST times one vector (up to `lanes` columns, or `lanes` past a
     multiple of 2 `lanes` plus a few; 7: 8 lanes instead of 16). With less
     padding (56 columns: 56 lanes instead of 64) pairs were no faster than
     6 x 2 along one row (NCHW 56^2 x 64 -> 64: 1.02x the time), and slower
     once a pair's packed rows left L2 (56^2 x 256: 1.25x; benchmarks/NOTES.md
     section 53)."""
     return -(-width // (2 * lanes)) * 2 * lanes > WV_ONE_VECTOR_COST * -(-width // lanes) * lanes
-
-
-def pair_axis(B, OD, OH):
-    """wv_kernel's `pair` for tiles on two output rows: the first of b,
-    od, oh with an even count (pairs along b or d keep the H taps of both
-    rows the same), else the longest; None when there is one row."""
-    sizes = (B, OD, OH)
-    if max(sizes) < 2:
-        return None
-    for a, n in enumerate(sizes):
-        if n % 2 == 0:
-            return a + 1
-    return sizes.index(max(sizes)) + 1
