@@ -783,12 +783,14 @@ def wv_kernel(x, wp, out, taps, geo, tile, pair, xin, t_begin, t_end):
     rows_bytes = KD * KH * Cg * mw * row_len * isz  # one output row's packed rows
     packed = -1
     # two output rows per tile (pair): the paired axis as 0/1 per digit;
-    # bytes between a tile's vectors; the taps a tile runs along D and H:
-    # its row's, or those either row of a pair along D (H) has (wv_taps'
-    # union tables); whether a pair's second row exists
+    # the second row's output offset; bytes between a tile's vectors; the
+    # taps a tile runs along D and H: its row's, or those either row of a
+    # pair along D (H) has (wv_taps' union tables); whether a pair's
+    # second row exists
     pb = 0
     pd_ = 0
     ph_ = 0
+    ostep = 0
     vstep = V * isz
     dtab = 0
     htab = OD * KD
@@ -797,6 +799,7 @@ def wv_kernel(x, wp, out, taps, geo, tile, pair, xin, t_begin, t_end):
         pb = (pair == 1) * 1
         pd_ = (pair == 2) * 1
         ph_ = (pair == 3) * 1
+        ostep = pb * osb + pd_ * osd + ph_ * osh
         vstep = rows_bytes
         dtab = pd_ * tw
         htab += ph_ * tw
@@ -925,7 +928,7 @@ def wv_kernel(x, wp, out, taps, geo, tile, pair, xin, t_begin, t_end):
                 # compiled into this variant)
                 for i in range(FR):
                     so[i] = ob + j0 + i * osf if i < nf else -1
-                vtstore_rows(out, tile, so, acc, nj, pb * osb + pd_ * osd + ph_ * osh, 1 + has1)
+                vtstore_rows(out, tile, so, acc, nj, ostep, 1 + has1)
             elif direct:
                 for i in range(FR):
                     so[i] = ob + j0 + i * osf if i < nf else -1

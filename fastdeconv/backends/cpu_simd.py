@@ -252,6 +252,14 @@ def _rows_type_ok(rows, nrow):
     return isinstance(rows, types.Array) and rows.ndim == 1 and isinstance(rows.dtype, types.Integer)
 
 
+def _tile_args_ok(tile, accs, rows):
+    """The typing check of the tile intrinsics: a Tile, its accumulators
+    (a tuple of tile.rows * tile.nvec vectors) and per-row values `rows`
+    (_rows_type_ok)."""
+    return (isinstance(tile, TileType) and isinstance(accs, types.UniTuple) and isinstance(accs.dtype, Vec)
+            and accs.count == tile.rows * tile.nvec and _rows_type_ok(rows, tile.rows))
+
+
 def part_rows(tile):
     """Rows of vrun's part-tile loop, or 0 for none: the fewest rows whose
     nvec accumulators each still keep the two FMA pipes busy (8 in flight:
@@ -291,8 +299,7 @@ def vrun(typingctx, arr, accs, tile, rows, off, q, K, nrows):
     the FMAs are the same, in the same order, so the results are the same
     bits. Taking the row addresses as an array plus one offset saves the
     caller a tuple of nrow sums per call (compile time, too)."""
-    if not (isinstance(tile, TileType) and isinstance(accs, types.UniTuple) and isinstance(accs.dtype, Vec)
-            and accs.count == tile.rows * tile.nvec and _rows_type_ok(rows, tile.rows)):
+    if not _tile_args_ok(tile, accs, rows):
         return None
     nr, nw = tile.rows, tile.nvec
     part = part_rows(tile)
@@ -418,8 +425,7 @@ def vtstore(typingctx, arr, tile, offs, accs, nf):
     """Row i's vectors accs[i*NW : (i+1)*NW] (NW = tile.nvec) to arr's
     elements [offs[i], offs[i] + nf) for i < tile.rows; rows with offs[i] < 0 are not stored. Lanes past nf are not
     written (masked stores). offs: a tuple or an integer array."""
-    if not (isinstance(tile, TileType) and isinstance(accs, types.UniTuple)
-            and accs.count == tile.rows * tile.nvec and _rows_type_ok(offs, tile.rows)):
+    if not _tile_args_ok(tile, accs, offs):
         return None
     nr, nw = tile.rows, tile.nvec
     isz = arr.dtype.bitwidth // 8
@@ -462,8 +468,7 @@ def vtstore_rows(typingctx, arr, tile, offs, accs, nj, vstride, nv):
     i's vector j (j < nv) to arr's elements [offs[i] + j*vstride,
     offs[i] + j*vstride + nj) for i < tile.rows with offs[i] >= 0; lanes
     past nj are not written (masked stores)."""
-    if not (isinstance(tile, TileType) and isinstance(accs, types.UniTuple)
-            and accs.count == tile.rows * tile.nvec and _rows_type_ok(offs, tile.rows)):
+    if not _tile_args_ok(tile, accs, offs):
         return None
     nr, nw = tile.rows, tile.nvec
     isz = arr.dtype.bitwidth // 8
@@ -502,9 +507,8 @@ def vtstore_zip2(typingctx, arr, tile, offs, buf, accs, count):
     vectors, masked stores past count); rows with offs[i] < 0 are not
     stored. Replaces a strided scalar copy per phase for stride-2
     transposes."""
-    if not (isinstance(tile, TileType) and isinstance(accs, types.UniTuple)
-            and accs.count == tile.rows * tile.nvec and _rows_type_ok(offs, tile.rows)
-            and isinstance(buf, types.Array) and buf.dtype == arr.dtype and isinstance(count, types.Integer)):
+    if not (_tile_args_ok(tile, accs, offs) and isinstance(buf, types.Array) and buf.dtype == arr.dtype
+            and isinstance(count, types.Integer)):
         return None
     nr, nw = tile.rows, tile.nvec
     isz = arr.dtype.bitwidth // 8
