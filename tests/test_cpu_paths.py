@@ -89,6 +89,19 @@ def _call(case, x, w, backend):
     return f(x, w, strides, padding, data_format=fmt, dilations=dil, backend=backend)
 
 
+def _call_channels_last(case, x, w):
+    """The cpu backend on the channels-last form of a channels-first case
+    and its input x."""
+    op, xs, _, strides, padding, fmt, dil = case
+    cl = {"NCW": "NWC", "NCHW": "NHWC", "NCDHW": "NDHWC"}[fmt]
+
+    def last(v):  # an N+2 list in NC... order -> N...C order
+        return list(v[:1]) + list(v[2:]) + list(v[1:2]) if isinstance(v, list) and len(v) == len(xs) else v
+
+    return _call((op, None, None, last(strides), padding, cl, last(dil)), np.ascontiguousarray(np.moveaxis(x, 1, -1)),
+                 w, "cpu")
+
+
 def _arrays(case, dtype, rng):
     _, xs, ws, *_ = case
     return rng.standard_normal(xs).astype(dtype), rng.standard_normal(ws).astype(dtype)
@@ -295,14 +308,9 @@ def test_channels_first_same_bits_as_channels_last(case, dtype, pack, monkeypatc
     rows packed per output row (WV_PACK) or read in place."""
     monkeypatch.setattr(cpu, "WV_PACK", pack)
     monkeypatch.setattr(cpu, "WV_PACK_MIN_ROWS", 0)
-    op, xs, ws, strides, padding, fmt, dil = case
     x, w = _arrays(case, dtype, np.random.default_rng(2))
-    cl = {"NCW": "NWC", "NCHW": "NHWC", "NCDHW": "NDHWC"}[fmt]
-    def last(v):  # an N+2 list in NC... order -> N...C order
-        return list(v[:1]) + list(v[2:]) + list(v[1:2]) if isinstance(v, list) and len(v) == len(xs) else v
-
     a = _call(case, x, w, "cpu")
-    b = _call((op, None, None, last(strides), padding, cl, last(dil)), np.ascontiguousarray(np.moveaxis(x, 1, -1)), w, "cpu")
+    b = _call_channels_last(case, x, w)
     assert np.moveaxis(a, 1, -1).tobytes() == b.tobytes()
 
 
@@ -323,8 +331,8 @@ ROW_PAIR_CASES = [
 @pytest.mark.parametrize("case", ROW_PAIR_CASES, ids=lambda c: f"{c[0]}-{c[1]}")
 def test_row_pairs_same_bits(case, dtype, monkeypatch):
     """Tiles on two output rows give the bits of tiles on one row and of
-    the channels-last kernel; the pairs are really used (the kernel's
-    kernel's `pair` argument names the paired axis)."""
+    the channels-last kernel; the pairs are really used (the kernel's `pair` argument
+    names the paired axis)."""
     monkeypatch.setattr(cpu, "WV_PACK_MIN_ROWS", 0)
     x, w = _arrays(case, dtype, np.random.default_rng(7))
     axes = []
@@ -337,7 +345,7 @@ def test_row_pairs_same_bits(case, dtype, monkeypatch):
     monkeypatch.setattr(cpu_rb, "with_rows", spy)
     paired = _call(case, x, w, "cpu")
     # pairs where the rule says so: every case in float32 with 32-byte vectors
-    op, xs, ws, strides, padding, fmt, dil = case
+    xs, strides = case[1], case[3]
     width = -(-xs[-1] // (strides[-1] if isinstance(strides, list) else strides))
     lanes = cpu_simd.VBYTES // np.dtype(dtype).itemsize
     assert axes and (axes[-1] > 0) == cpu_rb.wv_row_pairs(width, lanes)
@@ -346,13 +354,7 @@ def test_row_pairs_same_bits(case, dtype, monkeypatch):
     monkeypatch.setattr(cpu, "WV_ROW_PAIRS", False)
     single = _call(case, x, w, "cpu")
     assert axes[-1] == 0
-    cl = {"NCW": "NWC", "NCHW": "NHWC", "NCDHW": "NDHWC"}[fmt]
-
-    def last(v):  # an N+2 list in NC... order -> N...C order
-        return list(v[:1]) + list(v[2:]) + list(v[1:2]) if isinstance(v, list) and len(v) == len(xs) else v
-
-    b = _call((op, None, None, last(strides), padding, cl, last(dil)), np.ascontiguousarray(np.moveaxis(x, 1, -1)),
-              w, "cpu")
+    b = _call_channels_last(case, x, w)
     assert paired.tobytes() == single.tobytes()
     assert np.moveaxis(paired, 1, -1).tobytes() == b.tobytes()
     ref = _call(case, x, w, "reference")
