@@ -26,8 +26,35 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numba  # noqa: E402
+from numba.core import typed_passes, untyped_passes  # noqa: E402
+from numba.core.compiler import CompilerBase, DefaultPassBuilder  # noqa: E402
 
 FASTMATH = {"contract"}
+
+
+class LeanPipeline(CompilerBase):
+    """Numba's nopython pipeline for the serial tile kernels, less what
+    they do not need (a tile kernel's cold compile 0.35-0.55 s shorter,
+    benchmarks/NOTES.md section 55):
+    - SSA (Numba's `enable_ssa` flag off, as its inliner compiles callees):
+      every reassignment of a loop counter, address or accumulator tuple
+      was a variable of its own, typed and lowered apart (0.25-0.45 s).
+      LLVM builds the same SSA form from the stack slots. All assignments
+      of a variable must then have one type: a variable that took an int
+      and a float would be typed as a float, so such code uses two names.
+    - the passes for `with` blocks, closures, and rewrites of constant
+      raises and getitems and of array expressions: the kernels have none
+      (~0.1 s). Code that needs one fails to type, it is not run slower."""
+
+    SKIPPED = (untyped_passes.WithLifting, untyped_passes.InlineClosureLikes,
+               untyped_passes.GenericRewrites, untyped_passes.MakeFunctionToJitFunction,
+               typed_passes.NopythonRewrites)
+
+    def define_pipelines(self):
+        self.state.flags.enable_ssa = False
+        pm = DefaultPassBuilder.define_nopython_pipeline(self.state)
+        pm.passes[:] = [(p, what) for p, what in pm.passes if p not in self.SKIPPED]
+        return [pm]
 
 
 def kernel(fn):

@@ -51,7 +51,7 @@ import numba
 import numpy as np
 
 from .. import _alloc
-from .._jit import FASTMATH, helper
+from .._jit import FASTMATH, LeanPipeline, helper
 from .cpu_simd import (Tile, addr, itemsize, scratch, tile_dims, tile_part_rows, tile_rows, vpack_rows, vrun,
                        vrun_cols, vrun_cols_gather, vrun_cols_whole, vtadd, vtaffine, vtstore, vtstore_rows, vtstore_zip2,
                        vtzero)
@@ -211,7 +211,8 @@ def serial_kernel(fn, nrt=False):
     reference counting, no incref/decref code is emitted for the tuples of
     accumulator vectors at every assignment: cl_kernel's LLVM IR before
     optimization 8206 -> 6187 lines, its cold compile ~0.05-0.1 s less."""
-    return numba.njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy", _nrt=nrt)(fn)
+    return numba.njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy", _nrt=nrt,
+                      pipeline_class=LeanPipeline)(fn)
 
 
 def allocating_kernel(fn):
@@ -602,7 +603,7 @@ def by_panels(kernel, args, w3, trans, NV, inner):
     return run
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@numba.njit(cache=True, nogil=True, error_model="numpy", pipeline_class=LeanPipeline)
 def _pack_rows(w3, c0, c1, wp):
     """Convolution filters w3 (taps, Cg, F) as given, input channels [c0,
     c1), into wp (NFB, taps, Cg, NV), whole blocks only: along the source
