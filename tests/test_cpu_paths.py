@@ -314,6 +314,43 @@ def test_channels_first_same_bits_as_channels_last(case, dtype, pack, monkeypatc
     assert np.moveaxis(a, 1, -1).tobytes() == b.tobytes()
 
 
+# Channels-first calls on packed input rows, which stay in their slots for
+# the next output rows (cpu_rb.wv_kernel, WV_SLOTS): rows kept along H, new
+# images and groups (other rows with the same d and h), H strides and
+# dilations (some rows kept), transposes (taps by W phase) and filters with
+# more (kd, kh) taps than slots (no rows kept).
+KEPT_ROW_CASES = [
+    ("conv3d", (2, 4, 5, 6, 19), (3, 3, 3, 4, 7), 1, "SAME", "NCDHW", None),
+    ("conv2d", (2, 6, 7, 21), (3, 3, 3, 8), 1, [(1, 1), (2, 0)], "NCHW", None),  # 2 groups
+    ("conv2d", (1, 3, 11, 20), (3, 3, 3, 6), [1, 1, 2, 1], "VALID", "NCHW", None),
+    ("conv2d", (1, 3, 11, 20), (3, 2, 3, 6), 1, "SAME", "NCHW", [1, 1, 2, 1]),
+    ("conv2d_transpose", (1, 4, 5, 9), (3, 3, 5, 4), [1, 1, 2, 1], "SAME", "NCHW", None),
+    ("conv3d", (1, 2, 10, 9, 11), (9, 8, 3, 2, 5), 1, "SAME", "NCDHW", None),  # 72 (kd, kh) taps
+]
+
+
+@pytest.mark.parametrize("case", KEPT_ROW_CASES, ids=lambda c: f"{c[0]}-{c[1]}")
+def test_kept_packed_rows_same_bits(case, monkeypatch):
+    """Packed input rows kept between output rows give the bits of rows
+    read in place and of the channels-last kernel, on one chunk of tiles
+    and on chunks that start inside a row (each with its own slots)."""
+    assert cpu_rb.WV_SLOTS < 72 <= 9 * 8
+    monkeypatch.setattr(cpu, "WV_PACK_MIN_ROWS", 0)
+    monkeypatch.setattr(cpu, "WV_ROW_PAIRS", False)
+    x, w = _arrays(case, np.float32, np.random.default_rng(11))
+    real = cpu_rb.parallel_tiles
+    results = []
+    for pack, work in ((True, None), (True, 10**12), (False, None)):
+        monkeypatch.setattr(cpu, "WV_PACK", pack)
+        monkeypatch.setattr(cpu_rb, "parallel_tiles",
+                            lambda k, a, n, wk, _w=work: real(k, a, n, wk if _w is None else _w))
+        results.append(_call(case, x, w, "cpu"))
+    assert all(r.tobytes() == results[0].tobytes() for r in results)
+    assert np.moveaxis(results[0], 1, -1).tobytes() == _call_channels_last(case, x, w).tobytes()
+    ref = _call(case, x, w, "reference")
+    assert np.max(np.abs(results[0] - ref)) <= 1e-5 * max(1.0, float(np.max(np.abs(ref))))
+
+
 # Channels-first calls whose tiles hold two output rows (cpu.WV_ROW_PAIRS),
 # paired along b, d or h (cpu_rb.pair_axis), with an odd count (a last
 # tile of one row) and taps that only one row of a pair has.

@@ -301,7 +301,8 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
                G, int(trans), NFB, cpu_rb.sum_group(KW, Cg)) + xs + os_
         geo = tuple(int(v) for v in geo)
         pair = cpu_rb.pair_axis(B, OD, OH) if NR == 2 else None
-        args = (x.reshape(-1), wp, flat, taps, geo, tile, pair)
+        args = (x.reshape(-1), wp, flat, taps, geo, tile, pair, True if pair is None else None,
+                None if pack else True)
         if pack:
             # NR output rows' packed rows, then W zeros (packed for a tap that one of two rows lacks)
             kernel, args = cpu_rb.with_rows(cpu_rb.wv_kernel, args, NR * rows + (W if NR > 1 else 0)), ()

@@ -685,6 +685,11 @@ def pack_filters(wg, dtype, tile, temporary=False):
 
 WV_BUF_BYTES = RB_MAX * 2 * 64  # at most 8 rows x 2 vectors of 64 bytes
 WV_OFFS_BYTES = RB_MAX * 8
+# Packed input rows are kept for the next output row (wv_kernel's slots)
+# when a filter has at most this many (kd, kh) taps; larger ones pack
+# every output row's rows anew.
+WV_SLOTS = 64
+WV_SLOT_BYTES = WV_SLOTS * 8
 
 
 def wv_tile(channels=None, width=None, lanes=None, pairs=False):
@@ -735,7 +740,7 @@ WV_ONE_NVEC = 4
 
 
 @serial_kernel
-def wv_kernel(x, wp, out, taps, geo, tile, pair, xin, t_begin, t_end):
+def wv_kernel(x, wp, out, taps, geo, tile, pair, one_row, in_place, xin, t_begin, t_end):
     """Tiles [t_begin, t_end). x: 5-D flat with element strides (xsb, xsc,
     xsd, xsh, xsw); wp: (G, NFB, taps, Cg, FR) flat (output channels
     zero-padded); out: 5-D flat with strides (osb, osf, osd, osh, osw);
@@ -752,8 +757,13 @@ def wv_kernel(x, wp, out, taps, geo, tile, pair, xin, t_begin, t_end):
     od, oh) and the next along that axis (1: b, 2: od, 3: oh; `pair_axis`).
     A tap that only one of the two rows has multiplies the other's packed
     zeros (the zero terms a padded input gives; the real terms keep their
-    order). Like xin, decided when Numba types the call: each variant
-    compiles only its own branches."""
+    order).
+    one_row: None with pair, else True; in_place: None with xin, else
+    True. Each variant compiles only its own branches: Numba drops a branch
+    on `v is None` or `v is not None` when it types a call, but only for an
+    argument v that is None, so each variant's code is under a test of an
+    argument that is None in the others (the pair variant: 1.9 -> 1.4 s
+    of cold compile, benchmarks/NOTES.md section 56)."""
     (B, D, H, W, Cg, OD, OH, OW, Fg, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw,
      G, trans, NFB, gs, xsb, xsc, xsd, xsh, xsw, osb, osf, osd, osh, osw) = geo
     isz = itemsize(out)
@@ -770,6 +780,18 @@ def wv_kernel(x, wp, out, taps, geo, tile, pair, xin, t_begin, t_end):
     buf = scratch(out, WV_BUF_BYTES)  # one phase's tile when stores are strided
     so = scratch(0, WV_OFFS_BYTES)  # per-row store offsets
     direct = P == 1 and osw == 1
+    # packed rows stay in their slot while later output rows read them (the
+    # next output row along H reads KH - 1 of its KH rows per kd for a
+    # stride-1 filter): slot s holds input row (slot_d[s], slot_h[s]) of
+    # image and group slot_bg[s] - 1 (0: none); tap_slot[kd * KH + kh] =
+    # the slot this output row's tap reads. Off for row pairs (their own
+    # layout) and filters with more than WV_SLOTS (kd, kh) taps: then slot
+    # t holds tap t's row.
+    reuse = one_row is not None and KD * KH <= WV_SLOTS
+    slot_bg = scratch(0, WV_SLOT_BYTES)
+    slot_d = scratch(0, WV_SLOT_BYTES)
+    slot_h = scratch(0, WV_SLOT_BYTES)
+    tap_slot = scratch(0, WV_SLOT_BYTES)
     # xin given (channels-first): the input rows of each output row's taps
     # are copied, per (b, od, oh, g), into mw sub-rows of row_len columns
     # per channel with zeros around them (wv_taps); runs then read lines
@@ -842,7 +864,20 @@ def wv_kernel(x, wp, out, taps, geo, tile, pair, xin, t_begin, t_end):
         if xin is not None:
             if packed != ((b * OD + od) * OH + oh) * G + g:
                 packed = ((b * OD + od) * OH + oh) * G + g
-                if pair is None:
+                if one_row is not None:
+                    # the slots this row's taps find their rows in: keep them
+                    if reuse:
+                        for t in range(KD * KH):
+                            tap_slot[t] = -1
+                        for s in range(KD * KH):
+                            if slot_bg[s] == 1 + b * G + g:
+                                kh = _slot_tap(taps, OD * KD + oh * KH, KH, slot_h[s])
+                                kd = _slot_tap(taps, od * KD, KD, slot_d[s])
+                                if kh >= 0 and kd >= 0:
+                                    tap_slot[kd * KH + kh] = s
+                                    continue
+                            slot_bg[s] = 0
+                    s = 0
                     for kd in range(KD):
                         i_d = taps[od * KD + kd]
                         if i_d < 0:
@@ -851,10 +886,22 @@ def wv_kernel(x, wp, out, taps, geo, tile, pair, xin, t_begin, t_end):
                             i_h = taps[OD * KD + oh * KH + kh]
                             if i_h < 0:
                                 continue
-                            vpack_rows(out, tile, addr(xin) + ((kd * KH + kh) * Cg * mw * row_len + pad_left) * isz,
+                            t = kd * KH + kh
+                            if reuse:
+                                if tap_slot[t] >= 0:
+                                    continue
+                                while slot_bg[s] > 0:
+                                    s += 1
+                                slot_bg[s] = 1 + b * G + g
+                                slot_d[s] = i_d
+                                slot_h[s] = i_h
+                                tap_slot[t] = s
+                            else:
+                                s = t
+                            vpack_rows(out, tile, addr(xin) + (s * Cg * mw * row_len + pad_left) * isz,
                                        xa + (b * xsb + g * Cg * xsc + i_d * xsd + i_h * xsh) * isz, W, Cg,
                                        xsc * isz, row_len, mw)
-                else:
+                if pair is not None:
                     # the second output row: one further along the paired axis
                     # (if it exists); zeros for a tap outside one row (the
                     # other may run it): the W zeros after a pair's rows
@@ -911,10 +958,13 @@ def wv_kernel(x, wp, out, taps, geo, tile, pair, xin, t_begin, t_end):
                             continue
                         q = wfb + ((kd * KH + kh) * KW + kw) * Cg * FR * isz
                         if xin is not None:
-                            p = addr(xin) + ((kd * KH + kh) * Cg * mw * row_len + taps[kwt + kw * 4 + 3]) * isz
+                            t = kd * KH + kh
+                            if reuse:
+                                t = tap_slot[t]
+                            p = addr(xin) + (t * Cg * mw * row_len + taps[kwt + kw * 4 + 3]) * isz
                             acc = vrun_cols_whole(out, acc, tile, p, mw * row_len * isz,
                                                   vstep, lo, hi, q, Cg)
-                        else:
+                        if in_place is not None:
                             p = xrow + taps[kwt + kw * 4 + 2] * xsw * isz
                             if contiguous:
                                 acc = vrun_cols(out, acc, tile, p, cstep, xw, lo, hi, q, Cg)
@@ -925,12 +975,13 @@ def wv_kernel(x, wp, out, taps, geo, tile, pair, xin, t_begin, t_end):
             acc = vtadd(total, acc)
             ob = b * osb + (g * Fg + f0) * osf + od * osd + oh * osh
             if pair is not None:
-                # (one W phase, W contiguous: the stores below are not
-                # compiled into this variant)
+                # (one W phase, W contiguous)
                 for i in range(FR):
                     so[i] = ob + j0 + i * osf if i < nf else -1
                 vtstore_rows(out, tile, so, acc, nj, ostep, 1 + has1)
-            elif direct:
+            if one_row is None:
+                continue
+            if direct:
                 for i in range(FR):
                     so[i] = ob + j0 + i * osf if i < nf else -1
                 vtstore(out, tile, so, acc, nj)
@@ -950,6 +1001,15 @@ def wv_kernel(x, wp, out, taps, geo, tile, pair, xin, t_begin, t_end):
                     o = ob + i * osf + (phase + j0 * P) * osw
                     for l in range(nj):
                         out[o + l * P * osw] = buf[i * NJ + l]
+
+
+@helper
+def _slot_tap(taps, at, K, i):
+    """The tap k whose input index taps[at + k] is i, or -1."""
+    for k in range(K):
+        if taps[at + k] == i:
+            return k
+    return -1
 
 
 def with_rows(kernel, args, n):
