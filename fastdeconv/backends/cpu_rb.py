@@ -780,17 +780,17 @@ def wv_kernel(x, wp, out, taps, geo, tile, pair, one_row, in_place, xin, t_begin
     buf = scratch(out, WV_BUF_BYTES)  # one phase's tile when stores are strided
     so = scratch(0, WV_OFFS_BYTES)  # per-row store offsets
     direct = P == 1 and osw == 1
-    # packed rows stay in their slot while later output rows read them (the
-    # next output row along H reads KH - 1 of its KH rows per kd for a
-    # stride-1 filter): slot s holds input row (slot_d[s], slot_h[s]) of
-    # image and group slot_bg[s] - 1 (0: none); tap_slot[kd * KH + kh] =
-    # the slot this output row's tap reads. Off for row pairs (their own
-    # layout) and filters with more than WV_SLOTS (kd, kh) taps: then slot
-    # t holds tap t's row.
-    reuse = one_row is not None and KD * KH <= WV_SLOTS
-    slot_bg = scratch(0, WV_SLOT_BYTES)
-    slot_d = scratch(0, WV_SLOT_BYTES)
-    slot_h = scratch(0, WV_SLOT_BYTES)
+    # packed rows stay for the next output rows: with H stride and dilation
+    # 1, an output row's taps along H read KH consecutive input rows, the
+    # next output row's KH - 1 of the same, so input row i_h of tap kd goes
+    # to slot kd * KH + i_h % KH and is packed only if that slot holds
+    # another row (slot_row: 1 + the row's (b, g, d, h) index, 0: none;
+    # tap_slot: the slot of each (kd, kh) tap of the current output row,
+    # read by the runs without an integer division per tap).
+    # Else (and for row pairs, and filters with more than WV_SLOTS (kd, kh)
+    # taps) slot kd * KH + kh holds tap (kd, kh)'s row, packed per output row.
+    reuse = one_row is not None and sh == 1 and dh == 1 and KD * KH <= WV_SLOTS
+    slot_row = scratch(0, WV_SLOT_BYTES)
     tap_slot = scratch(0, WV_SLOT_BYTES)
     # xin given (channels-first): the input rows of each output row's taps
     # are copied, per (b, od, oh, g), into mw sub-rows of row_len columns
@@ -865,19 +865,6 @@ def wv_kernel(x, wp, out, taps, geo, tile, pair, one_row, in_place, xin, t_begin
             if packed != ((b * OD + od) * OH + oh) * G + g:
                 packed = ((b * OD + od) * OH + oh) * G + g
                 if one_row is not None:
-                    # the slots this row's taps find their rows in: keep them
-                    if reuse:
-                        for t in range(KD * KH):
-                            tap_slot[t] = -1
-                        for s in range(KD * KH):
-                            if slot_bg[s] == 1 + b * G + g:
-                                kh = _slot_tap(taps, OD * KD + oh * KH, KH, slot_h[s])
-                                kd = _slot_tap(taps, od * KD, KD, slot_d[s])
-                                if kh >= 0 and kd >= 0:
-                                    tap_slot[kd * KH + kh] = s
-                                    continue
-                            slot_bg[s] = 0
-                    s = 0
                     for kd in range(KD):
                         i_d = taps[od * KD + kd]
                         if i_d < 0:
@@ -886,18 +873,13 @@ def wv_kernel(x, wp, out, taps, geo, tile, pair, one_row, in_place, xin, t_begin
                             i_h = taps[OD * KD + oh * KH + kh]
                             if i_h < 0:
                                 continue
-                            t = kd * KH + kh
+                            s = kd * KH + kh
                             if reuse:
-                                if tap_slot[t] >= 0:
+                                s = kd * KH + i_h % KH
+                                tap_slot[kd * KH + kh] = s
+                                if slot_row[s] == 1 + ((b * G + g) * D + i_d) * H + i_h:
                                     continue
-                                while slot_bg[s] > 0:
-                                    s += 1
-                                slot_bg[s] = 1 + b * G + g
-                                slot_d[s] = i_d
-                                slot_h[s] = i_h
-                                tap_slot[t] = s
-                            else:
-                                s = t
+                                slot_row[s] = 1 + ((b * G + g) * D + i_d) * H + i_h
                             vpack_rows(out, tile, addr(xin) + (s * Cg * mw * row_len + pad_left) * isz,
                                        xa + (b * xsb + g * Cg * xsc + i_d * xsd + i_h * xsh) * isz, W, Cg,
                                        xsc * isz, row_len, mw)
@@ -1001,15 +983,6 @@ def wv_kernel(x, wp, out, taps, geo, tile, pair, one_row, in_place, xin, t_begin
                     o = ob + i * osf + (phase + j0 * P) * osw
                     for l in range(nj):
                         out[o + l * P * osw] = buf[i * NJ + l]
-
-
-@helper
-def _slot_tap(taps, at, K, i):
-    """The tap k whose input index taps[at + k] is i, or -1."""
-    for k in range(K):
-        if taps[at + k] == i:
-            return k
-    return -1
 
 
 def with_rows(kernel, args, n):
