@@ -1,7 +1,11 @@
 """The one place where Numba JIT options are spelled.
 
-- parallel: outer tile loops use prange; every output element has one
-  writer, so results do not depend on the thread count.
+- serial kernels that release the GIL (`serial_kernel`): each runs a range
+  of tiles (or rows), and `backends.cpu_rb.parallel_tiles` runs disjoint
+  ranges on a thread pool; every output element has one writer, so results
+  do not depend on the thread count. (Numba's parallel=True kernels, loops
+  over prange, took 2.5-3 s to compile cold for a pooling layer, 36 s for
+  a tile kernel; serial ones ~1 s.)
 - cache: compiled kernels are stored on disk next to the sources, so a new
   process loads them instead of compiling (set NUMBA_CACHE_DIR to move it).
 - fastmath: only 'contract' (fused multiply-add). Reassociation, nnan and
@@ -9,16 +13,15 @@
   summation order depend on the compiler's vector width choices.
 
 Threads: Numba's OpenMP layer, told not to spin (OMP_WAIT_POLICY=PASSIVE,
-unless the user set it). The convolutions run their tiles on a thread pool
-of their own (cpu_rb.parallel_tiles); with the default policy the OpenMP
-threads of a parallel kernel just before (pooling, upsampling, an
-epilogue) spin for milliseconds on the same cores: the VGG decoder's first
+unless the user set it). fastdeconv's kernels no longer start it, but
+parallel Numba code of the caller's may, and with the default policy its
+threads spin for milliseconds on the same cores after each parallel
+region: when the layers were such kernels, the VGG decoder's first
 convolution after each UpSampling2D took 24-26 ms instead of 19-21, its
 predict 201 instead of 174 ms. libgomp reads the variable once, when
-Numba first starts its threads, so it is set here, where the parallel
-kernels are defined, before any of them can run (in a process that ran
-Numba parallel code before importing fastdeconv, the caller's setting
-stands).
+Numba first starts its threads, so it is set here, on import (in a
+process that ran Numba parallel code before importing fastdeconv, the
+caller's setting stands).
 """
 
 import os
@@ -57,9 +60,20 @@ class LeanPipeline(CompilerBase):
         return [pm]
 
 
-def kernel(fn):
-    """A parallel, cached, deterministic kernel."""
-    return numba.njit(parallel=True, cache=True, fastmath=FASTMATH, nogil=True)(fn)
+def serial_kernel(fn, nrt=False):
+    """A serial, cached kernel that releases the GIL, compiled on the
+    LeanPipeline. nrt: the kernel allocates arrays (`allocating_kernel`).
+    Without Numba's reference counting, no incref/decref code is emitted
+    for the tuples of accumulator vectors at every assignment: cl_kernel's
+    LLVM IR before optimization 8206 -> 6187 lines, its cold compile
+    ~0.05-0.1 s less."""
+    return numba.njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy", _nrt=nrt,
+                      pipeline_class=LeanPipeline)(fn)
+
+
+def allocating_kernel(fn):
+    """serial_kernel for a kernel that allocates arrays (np.empty)."""
+    return serial_kernel(fn, nrt=True)
 
 
 def helper(fn):

@@ -767,20 +767,20 @@ def test_pointwise_route_with_epilogue_and_out(activation, monkeypatch):
 
 
 def test_tile_kernels_compile_on_the_lean_pipeline():
-    """Every serial tile kernel compiles with _jit.LeanPipeline (its cold
-    compile 0.35-0.8 s shorter), whose pass list has no SSA
+    """Every tile kernel (and layer kernel) compiles with _jit.LeanPipeline
+    (its cold compile 0.35-0.8 s shorter), whose pass list has no SSA
     reconstruction; a function that reassigns its variables (as the
     kernels do) computes the same there as on Numba's default pipeline."""
     import numba
 
     from fastdeconv._jit import LeanPipeline
-    from fastdeconv.backends import cpu_dw, cpu_patch
+    from fastdeconv.backends import cpu_dw, cpu_layers, cpu_patch
 
-    kernels = [getattr(m, n) for m in (cpu_rb, cpu_patch, cpu_dw, cpu_pw) for n in dir(m)
+    kernels = [getattr(m, n) for m in (cpu_rb, cpu_patch, cpu_dw, cpu_pw, cpu_layers) for n in dir(m)
                if isinstance(getattr(m, n), numba.core.registry.CPUDispatcher)
                and not getattr(m, n).targetoptions.get("inline") == "always"]
-    assert {"cl_kernel", "wv_kernel", "patch_cf", "patch_cl", "depthwise_cl", "pointwise_cl"} <= \
-        {k.py_func.__name__ for k in kernels}
+    assert {"cl_kernel", "wv_kernel", "patch_cf", "patch_cl", "depthwise_cl", "pointwise_cl", "_pool_cl",
+            "_normalize_cl_stats", "_softmax_rows"} <= {k.py_func.__name__ for k in kernels}
     assert all(k._compiler.pipeline_class is LeanPipeline for k in kernels), kernels
 
     def steps(a, n):

@@ -18,7 +18,7 @@ as in cl_kernel; along W they are skipped too, where cl_kernel adds 0 * w
 
 import numpy as np
 
-from .cpu_rb import allocating_kernel
+from .._jit import allocating_kernel
 
 
 @allocating_kernel

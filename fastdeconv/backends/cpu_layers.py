@@ -2,9 +2,13 @@
 upsampling, and the per-channel epilogue (scale, shift, activation).
 
 Arrays are the canonical 5-D arrays of `fastdeconv.ops` (`(B, D, H, W, C)`,
-or `(B, C, D, H, W)` when channels_first). Every kernel loops `prange` over
-whole output rows, and every output element has one writer, so results do
-not depend on the thread count. `geo` is one small tuple of ints.
+or `(B, C, D, H, W)` when channels_first). Every kernel runs a range
+[t_begin, t_end) of whole output rows (or blocks of rows), and
+`cpu_rb.parallel_tiles` splits a call's rows over the threads, as for the
+convolutions: every output element has one writer, so results do not
+depend on the thread count. The kernels are serial Numba functions (a
+parallel one, a loop over `prange`, took 2.5-3 s to compile cold, a serial
+one ~1 s). `geo` is one small tuple of ints.
 
 Pooling windows are clipped to the input (SAME padding never takes part):
 max ignores it, average divides by the number of elements actually in the
@@ -14,10 +18,9 @@ window, as TensorFlow's avg_pool does. A NaN in a max-pool window wins.
 import math
 
 import numpy as np
-from numba import prange
-
 from .. import _alloc
-from .._jit import helper, kernel
+from .._jit import allocating_kernel, helper, serial_kernel
+from .cpu_rb import parallel_tiles
 from .cpu_simd import VBYTES, addr, exp_inplace, itemsize, prefetch, scratch, vloadn, vmaxnan, vsplat, vstoren
 
 # Activation codes of `epilogue` (softmax is not elementwise; see layers).
@@ -44,6 +47,20 @@ EXP_CODES = (2, 3, 5, 6, 7, 9, 10, 13, 15)  # and gelu (9), without exp
 SIMPLE_CODES = (4, 8, 11, 12, 14)
 assert sorted((0, 1) + EXP_CODES + SIMPLE_CODES) == sorted(ACTIVATIONS.values())
 EXP_BLOCK = 1024  # values per block
+
+# parallel_tiles splits a call in chunks of about cpu_rb.CHUNK_WORK
+# multiply-adds of a convolution's tile kernel (~0.1-0.2 ms of one core);
+# these loops cost about ELEMENT_WORK of them per element they read or
+# write (a max pooling's input element, a copy's output element), those
+# with exp about EXP_WORK.
+ELEMENT_WORK = 16
+EXP_WORK = 64
+
+
+def _run(kernel, args, n, elements, per_element=ELEMENT_WORK):
+    """kernel(*args, t_begin, t_end) over its n rows (or blocks), split over
+    the threads when `elements` elements are worth it."""
+    parallel_tiles(kernel, args, n, elements * per_element)
 EXP_SCRATCH_BYTES = 8192  # EXP_BLOCK float64 values on the stack
 
 # tanh below 0.625 in magnitude: Cephes' tanhf polynomial (1 - 2/(exp(2|v|) + 1)
@@ -269,22 +286,22 @@ def _affine_act_scalar(y, b, a, t, code, alpha):
         _act_block(y, code, alpha)
 
 
-@kernel
-def _epilogue_flat(y, b, a, t, code, alpha):
+@serial_kernel
+def _epilogue_flat(y, b, a, t, code, alpha, t_begin, t_end):
     """y is flat, channels-last; b, a, t have the tile's length."""
     L = b.shape[0]
     tiles = (y.shape[0] + L - 1) // L
-    for k in prange(tiles):
+    for k in range(t_begin, t_end):
         lo = k * L
         hi = min(lo + L, y.shape[0])
         _affine_act(y[lo:hi], b[:hi - lo], a[:hi - lo], t[:hi - lo], code, alpha)
 
 
-@kernel
-def _epilogue_rows(y, b, a, t, code, alpha):
+@serial_kernel
+def _epilogue_rows(y, b, a, t, code, alpha, t_begin, t_end):
     """y is (B * C, n), channels-first: row r has channel r % C."""
     C = b.shape[0]
-    for r in prange(y.shape[0]):
+    for r in range(t_begin, t_end):
         c = r % C
         _affine_act_scalar(y[r], b[c], a[c], t[c], code, alpha)
 
@@ -299,18 +316,22 @@ def epilogue(y, channels, channels_first, bias, scale, shift, activation, alpha=
     t = np.zeros(channels, dt) if shift is None else np.ascontiguousarray(shift, dt)
     if y.size == 0:
         return y
+    work = EXP_WORK if code in EXP_CODES else ELEMENT_WORK
     if channels_first:
-        _epilogue_rows(y.reshape(-1, y.size // (y.shape[0] * channels)), b, a, t, code, alpha)
+        rows = y.reshape(-1, y.size // (y.shape[0] * channels))
+        _run(_epilogue_rows, (rows, b, a, t, code, alpha), rows.shape[0], y.size, work)
     else:
         reps = max(1, EPILOGUE_TILE // channels)
-        _epilogue_flat(y.reshape(-1), np.tile(b, reps), np.tile(a, reps), np.tile(t, reps), code, alpha)
+        L = reps * channels
+        _run(_epilogue_flat, (y.reshape(-1), np.tile(b, reps), np.tile(a, reps), np.tile(t, reps), code, alpha),
+             -(-y.size // L), y.size, work)
     return y
 
 
-@kernel
-def _prelu_rows(y, a):
+@serial_kernel
+def _prelu_rows(y, a, t_begin, t_end):
     """In place: y[r, j] = a[j] * y[r, j] where y[r, j] < 0 (NaN stays)."""
-    for r in prange(y.shape[0]):
+    for r in range(t_begin, t_end):
         row = y[r]
         for j in range(a.shape[0]):
             v = row[j]
@@ -322,19 +343,23 @@ def prelu(y, alpha):
     array whose length divides the size of each example (alpha repeats
     along the flat example: per channel, its length is the channels)."""
     if y.size:
-        _prelu_rows(y.reshape(-1, alpha.size), alpha)
+        rows = y.reshape(-1, alpha.size)
+        _run(_prelu_rows, (rows, alpha), rows.shape[0], y.size)
     return y
 
 
-@kernel
-def _softmax_rows(y, b, a, t):
+SOFTMAX_ROWS = 256  # rows per block (one exp_inplace call)
+
+
+@serial_kernel
+def _softmax_rows(y, b, a, t, t_begin, t_end):
     """y is (n, C): each row in place becomes softmax((row + b) * a + t),
     computed as exp(v - max) / sum with the sum in channel order. A NaN in
     a row makes the whole row NaN (as NumPy's max does)."""
     n, C = y.shape
-    rows = 256
+    rows = SOFTMAX_ROWS
     isz = itemsize(y)
-    for k in prange((n + rows - 1) // rows):
+    for k in range(t_begin, t_end):
         r0 = k * rows
         r1 = min(r0 + rows, n)
         if C == 2:
@@ -386,18 +411,21 @@ def softmax_last(y, bias=None, scale=None, shift=None):
     b = np.zeros(C, dt) if bias is None else np.ascontiguousarray(bias, dt)
     a = np.ones(C, dt) if scale is None else np.ascontiguousarray(scale, dt)
     t = np.zeros(C, dt) if shift is None else np.ascontiguousarray(shift, dt)
-    _softmax_rows(y.reshape(-1, C), b, a, t)
+    _run(_softmax_rows, (y.reshape(-1, C), b, a, t), -(-(y.size // C) // SOFTMAX_ROWS), y.size, EXP_WORK)
     return y
 
 
-@kernel
-def _concat2_rows(a, b, out):
+CONCAT_ROWS = 256  # rows per block
+
+
+@serial_kernel
+def _concat2_rows(a, b, out, t_begin, t_end):
     """out[r] = a[r] followed by b[r]; a, b, out are 2-D, C-contiguous."""
     n = out.shape[0]
     ca = a.shape[1]
     cb = b.shape[1]
-    rows = 256
-    for k in prange((n + rows - 1) // rows):
+    rows = CONCAT_ROWS
+    for k in range(t_begin, t_end):
         for r in range(k * rows, min(k * rows + rows, n)):
             for c in range(ca):
                 out[r, c] = a[r, c]
@@ -417,7 +445,9 @@ def concat_last(xs):
         return None
     out = _alloc.empty(a.shape[:-1] + (a.shape[-1] + b.shape[-1],), a.dtype)
     if out.size:
-        _concat2_rows(a.reshape(-1, a.shape[-1]), b.reshape(-1, b.shape[-1]), out.reshape(-1, out.shape[-1]))
+        rows = out.reshape(-1, out.shape[-1])
+        _run(_concat2_rows, (a.reshape(-1, a.shape[-1]), b.reshape(-1, b.shape[-1]), rows),
+             -(-rows.shape[0] // CONCAT_ROWS), out.size)
     return out
 
 
@@ -452,8 +482,8 @@ def pixel_stride(x):
 PF_PIXELS = 8
 
 
-@kernel
-def _pool_cl(x, out, geo):
+@serial_kernel
+def _pool_cl(x, out, geo, t_begin, t_end):
     """x: the input's first element; pixel (b, d, h, w) starts ps elements
     after the one before it (ps >= C: x may be a channel slice)."""
     kd, kh, kw, sd, sh, sw, pd, ph, pw, is_max, ps = geo
@@ -463,7 +493,7 @@ def _pool_cl(x, out, geo):
     lanes = VBYTES // isz
     xa = addr(x)
     pf = ps > C
-    for r in prange(B * OD * OH):
+    for r in range(t_begin, t_end):
         b, od, oh = r // (OD * OH), (r // OH) % OD, r % OH
         d0, d1 = _window(od, kd, sd, pd, D)
         h0, h1 = _window(oh, kh, sh, ph, H)
@@ -500,12 +530,12 @@ def _pool_cl(x, out, geo):
                     out[b, od, oh, ow, c] /= count
 
 
-@kernel
-def _pool_cf(x, out, geo):
+@serial_kernel
+def _pool_cf(x, out, geo, t_begin, t_end):
     kd, kh, kw, sd, sh, sw, pd, ph, pw, is_max = geo
     B, C, OD, OH, OW = out.shape
     D, H, W = x.shape[2], x.shape[3], x.shape[4]
-    for r in prange(B * C * OD):
+    for r in range(t_begin, t_end):
         b, c, od = r // (C * OD), (r // OD) % C, r % OD
         d0, d1 = _window(od, kd, sd, pd, D)
         xc = x[b, c]
@@ -538,22 +568,22 @@ def pool(x, out_spatial, window, strides, pads_before, channels_first, is_max):
         return out
     if channels_first:
         geo = tuple(int(v) for v in (*window, *strides, *pads_before, bool(is_max)))
-        _pool_cf(x, out, geo)
+        _run(_pool_cf, (x, out, geo), B * C * out_spatial[0], x.size + out.size)
         return out
     ps = pixel_stride(x) if is_max else None
     if ps is None:  # average pooling indexes x as a C-contiguous array
         x = np.ascontiguousarray(x)
         ps = C
     geo = tuple(int(v) for v in (*window, *strides, *pads_before, bool(is_max), ps))
-    _pool_cl(x, out, geo)
+    _run(_pool_cl, (x, out, geo), B * out_spatial[0] * out_spatial[1], x.size + out.size)
     return out
 
 
-@kernel
-def _upsample_cl(x, out, size):
+@serial_kernel
+def _upsample_cl(x, out, size, t_begin, t_end):
     sd, sh, sw = size
     B, OD, OH, OW, C = out.shape
-    for r in prange(B * OD * OH):
+    for r in range(t_begin, t_end):
         b, od, oh = r // (OD * OH), (r // OH) % OD, r % OH
         src = x[b, od // sd, oh // sh]
         dst = out[b, od, oh]
@@ -564,11 +594,11 @@ def _upsample_cl(x, out, size):
                 o[c] = v[c]
 
 
-@kernel
-def _upsample_cf(x, out, size):
+@serial_kernel
+def _upsample_cf(x, out, size, t_begin, t_end):
     sd, sh, sw = size
     B, C, OD, OH, OW = out.shape
-    for r in prange(B * C * OD):
+    for r in range(t_begin, t_end):
         b, c, od = r // (C * OD), (r // OD) % C, r % OD
         src = x[b, c, od // sd]
         for oh in range(OH):
@@ -587,14 +617,15 @@ def upsample(x, size, channels_first):
         shape = (x.shape[0],) + tuple(n * s for n, s in zip(x.shape[1:4], size)) + (x.shape[4],)
     out = _alloc.empty(shape, x.dtype)
     if out.size:
-        (_upsample_cf if channels_first else _upsample_cl)(x, out, size)
+        rows = out.shape[0] * out.shape[1] * out.shape[2]  # (b, c, od) or (b, od, oh)
+        _run(_upsample_cf if channels_first else _upsample_cl, (x, out, size), rows, out.size)
     return out
 
 
-@kernel
-def _bilinear_cl(x, out, yl, yu, yw, xl, xu, xw):
+@serial_kernel
+def _bilinear_cl(x, out, yl, yu, yw, xl, xu, xw, t_begin, t_end):
     B, OH, OW, C = out.shape
-    for r in prange(B * OH):
+    for r in range(t_begin, t_end):
         b, oh = r // OH, r % OH
         top, bottom, dy = x[b, yl[oh]], x[b, yu[oh]], yw[oh]
         dst = out[b, oh]
@@ -606,10 +637,10 @@ def _bilinear_cl(x, out, yl, yu, yw, xl, xu, xw):
                 dst[ow, c] = t + (v - t) * dy
 
 
-@kernel
-def _bilinear_cf(x, out, yl, yu, yw, xl, xu, xw):
+@serial_kernel
+def _bilinear_cf(x, out, yl, yu, yw, xl, xu, xw, t_begin, t_end):
     B, C, OH, OW = out.shape
-    for r in prange(B * C * OH):
+    for r in range(t_begin, t_end):
         b, c, oh = r // (C * OH), (r // OH) % C, r % OH
         top, bottom, dy = x[b, c, yl[oh]], x[b, c, yu[oh]], yw[oh]
         dst = out[b, c, oh]
@@ -634,18 +665,19 @@ def resize_bilinear(x, taps, channels_first):
     out = _alloc.empty(shape, x.dtype)
     if out.size:
         w = lambda a: a.astype(x.dtype)  # noqa: E731  float32 weights, or float64 for float64 data
-        (_bilinear_cf if channels_first else _bilinear_cl)(np.ascontiguousarray(x4), out, yl, yu, w(yw), xl, xu,
-                                                           w(xw))
+        rows = out.shape[0] * (out.shape[1] * out.shape[2] if channels_first else out.shape[1])
+        _run(_bilinear_cf if channels_first else _bilinear_cl,
+             (np.ascontiguousarray(x4), out, yl, yu, w(yw), xl, xu, w(xw)), rows, 4 * out.size)
     return out[:, :, None] if channels_first else out[:, None]
 
 
-@kernel
-def _normalize_rows(x, y, gamma, beta, eps):
+@serial_kernel
+def _normalize_rows(x, y, gamma, beta, eps, t_begin, t_end):
     """x, y (N, n): each row normalized over its n elements (float64 mean,
     then mean square deviation), y = x * k + (beta - mean * k), k = gamma /
     sqrt(var + eps); gamma, beta (n,)."""
     N, n = x.shape
-    for r in prange(N):
+    for r in range(t_begin, t_end):
         row, out = x[r], y[r]
         t = 0.0
         for i in range(n):
@@ -661,19 +693,18 @@ def _normalize_rows(x, y, gamma, beta, eps):
             out[i] = row[i] * k + (beta[i] - mean * k)
 
 
-@kernel
-def _normalize_cl(x, y, G, gamma, beta, eps):
-    """x, y (N, S, C); statistics per (n, group of C // G consecutive
-    channels) over all S positions, in float64: mean, then the mean square
-    deviation; y = x * k + (beta - mean * k), k = gamma / sqrt(var + eps),
-    gamma and beta per channel. Every inner loop runs along the channels
-    (per-channel sums, then per group)."""
+@allocating_kernel
+def _normalize_cl_stats(x, G, eps, mean, inv, t_begin, t_end):
+    """x (N, S, C); for examples n in [t_begin, t_end), per group of C // G
+    consecutive channels over all S positions, in float64: mean, then the
+    mean square deviation; mean[n, c] and inv[n, c] = 1 / sqrt(var + eps)
+    for every channel c of the group. Every inner loop runs along the
+    channels (per-channel sums, then per group)."""
     N, S, C = x.shape
     cg = C // G
-    mean = np.empty((N, C))  # the group's mean and 1 / sqrt(var + eps), per channel
-    inv = np.empty((N, C))
-    for n in prange(N):
-        acc = np.zeros(C)
+    acc = np.zeros(C)
+    for n in range(t_begin, t_end):
+        acc[:] = 0.0
         for s in range(S):
             row = x[n, s]
             for c in range(C):
@@ -697,7 +728,14 @@ def _normalize_cl(x, y, G, gamma, beta, eps):
                 t += acc[c]
             for c in range(g * cg, (g + 1) * cg):
                 inv[n, c] = 1.0 / math.sqrt(t / (S * cg) + eps)
-    for r in prange(N * S):
+
+
+@serial_kernel
+def _normalize_cl_apply(x, y, gamma, beta, mean, inv, t_begin, t_end):
+    """y = x * k + (beta - mean * k), k = inv * gamma, at the positions
+    r = n * S + s in [t_begin, t_end) of x, y (N, S, C)."""
+    S, C = x.shape[1], x.shape[2]
+    for r in range(t_begin, t_end):
         n, s = r // S, r % S
         row, out, mc, ic = x[n, s], y[n, s], mean[n], inv[n]
         for c in range(C):
@@ -705,14 +743,14 @@ def _normalize_cl(x, y, G, gamma, beta, eps):
             out[c] = row[c] * k + (beta[c] - mc[c] * k)
 
 
-@kernel
-def _normalize_cf(x, y, G, gamma, beta, eps):
+@serial_kernel
+def _normalize_cf(x, y, G, gamma, beta, eps, t_begin, t_end):
     """x, y (N, C, S) with per-channel gamma, beta (C,): each (n, group) is
     one contiguous block of C // G channels x S; as _normalize_cl."""
     N, C, S = x.shape
     cg = C // G
     m = cg * S
-    for r in prange(N * G):
+    for r in range(t_begin, t_end):
         n, g = r // G, r % G
         t = 0.0
         for c in range(g * cg, (g + 1) * cg):
@@ -740,7 +778,13 @@ def normalize(x, groups, channels_first, gamma, beta, epsilon):
     y = _alloc.empty(x.shape, x.dtype)
     if y.size:
         g, b = (np.full(C, f) if v is None else np.asarray(v, np.float64) for v, f in ((gamma, 1.0), (beta, 0.0)))
-        (_normalize_cf if channels_first else _normalize_cl)(x, y, int(groups), g, b, float(epsilon))
+        N, G = x.shape[0], int(groups)
+        if channels_first:
+            _run(_normalize_cf, (x, y, G, g, b, float(epsilon)), N * G, 3 * x.size)
+        else:
+            mean, inv = np.empty((N, C)), np.empty((N, C))
+            _run(_normalize_cl_stats, (x, G, float(epsilon), mean, inv), N, 2 * x.size)
+            _run(_normalize_cl_apply, (x, y, g, b, mean, inv), N * x.shape[1], x.size)
     return y
 
 
@@ -752,5 +796,5 @@ def normalize_rows(x, gamma, beta, epsilon):
         n = x.shape[1]
         g, b = (np.full(n, f) if v is None else np.asarray(v, np.float64).reshape(n)
                 for v, f in ((gamma, 1.0), (beta, 0.0)))
-        _normalize_rows(x, y, g, b, float(epsilon))
+        _run(_normalize_rows, (x, y, g, b, float(epsilon)), x.shape[0], 3 * x.size)
     return y

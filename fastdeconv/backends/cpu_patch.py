@@ -29,7 +29,8 @@ for these shapes (one (kd, kh) group), so the same bits.
 
 import numpy as np
 
-from .cpu_rb import RB_MAX, WV_BUF_BYTES, WV_OFFS_BYTES, _cdiv, allocating_kernel, serial_kernel
+from .._jit import allocating_kernel, serial_kernel
+from .cpu_rb import RB_MAX, WV_BUF_BYTES, WV_OFFS_BYTES, _cdiv
 from .cpu_simd import (Tile, addr, itemsize, scratch, tile_dims, tile_part_rows, tile_rows, vcopy2, vrun,
                        vrun_cols_whole, vtadd, vtaffine, vtstore, vtstore_zip2, vtzero)
 

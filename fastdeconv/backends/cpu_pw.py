@@ -18,7 +18,7 @@ kernels' order for a 1x1 convolution (one (kd, kh) group), so the same
 bits.
 """
 
-from .cpu_rb import serial_kernel
+from .._jit import serial_kernel
 
 
 @serial_kernel

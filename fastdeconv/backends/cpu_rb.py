@@ -51,7 +51,7 @@ import numba
 import numpy as np
 
 from .. import _alloc
-from .._jit import FASTMATH, LeanPipeline, helper
+from .._jit import helper, serial_kernel
 from .cpu_simd import (Tile, addr, itemsize, scratch, tile_dims, tile_part_rows, tile_rows, vpack_rows, vrun,
                        vrun_cols, vrun_cols_gather, vrun_cols_whole, vtadd, vtaffine, vtstore, vtstore_rows, vtstore_zip2,
                        vtzero)
@@ -201,23 +201,6 @@ def row_spaces(B, OH, OW, P, W, mw, e, h_inside, rb, fold, start):
             table[phase, :len(tiles)] = tiles
             table[phase, :len(tiles), 4] += start + table.size
     return np.concatenate([table.reshape(-1)] + [np.array(o, dtype=np.int64) for o in orders]), T
-
-
-def serial_kernel(fn, nrt=False):
-    """A serial, cached kernel that releases the GIL; `parallel_tiles` runs
-    it on disjoint tile ranges from several threads. (A prange kernel of
-    this size took 36 s to compile cold; serial, well under half of that.)
-    nrt: the kernel allocates arrays (`allocating_kernel`). Without Numba's
-    reference counting, no incref/decref code is emitted for the tuples of
-    accumulator vectors at every assignment: cl_kernel's LLVM IR before
-    optimization 8206 -> 6187 lines, its cold compile ~0.05-0.1 s less."""
-    return numba.njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy", _nrt=nrt,
-                      pipeline_class=LeanPipeline)(fn)
-
-
-def allocating_kernel(fn):
-    """serial_kernel for a kernel that allocates arrays (np.empty)."""
-    return serial_kernel(fn, nrt=True)
 
 
 def n_tiles(geo):
@@ -603,7 +586,7 @@ def by_panels(kernel, args, w3, trans, NV, inner):
     return run
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy", pipeline_class=LeanPipeline)
+@serial_kernel
 def _pack_rows(w3, c0, c1, wp):
     """Convolution filters w3 (taps, Cg, F) as given, input channels [c0,
     c1), into wp (NFB, taps, Cg, NV), whole blocks only: along the source
