@@ -53,6 +53,14 @@ PATHS = {
     "wv, strided forward (channels-first, W stride 2)":
         "x = r(1, 16, 8, 8, 8); w = r(3, 3, 3, 16, 16)\n"
         "CALL fd.conv3d(x, w, 2, 'SAME', data_format='NCDHW', backend='cpu')",
+    # layers: one kernel each
+    "layer: MaxPooling3D (channels-last)":
+        "from fastdeconv import layers\nx = r(1, 8, 8, 8, 16); layer = layers.MaxPooling3D(2)\nCALL layer(x)",
+    "layer: GroupNormalization (channels-last)":
+        "from fastdeconv import layers\nx = r(1, 8, 8, 8, 16); layer = layers.GroupNormalization(groups=4)\n"
+        "CALL layer(x)",
+    "layer: UpSampling3D (channels-last)":
+        "from fastdeconv import layers\nx = r(1, 8, 8, 8, 16); layer = layers.UpSampling3D(2)\nCALL layer(x)",
 }
 
 CHILD = """
