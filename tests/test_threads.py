@@ -1,8 +1,9 @@
 """Numba's OpenMP threads are told not to spin (OMP_WAIT_POLICY=PASSIVE, set
-in fastdeconv._jit) before any parallel kernel of ours can start them,
-whichever kind of layer runs first; a policy the caller set stands. (With
-the spinning default, a pooling or upsampling kernel's threads slowed the
-convolution after it by ~25 %: benchmarks/NOTES.md section 48.)"""
+in fastdeconv._jit on import); a policy the caller set stands. (With the
+spinning default, the threads of a parallel Numba kernel slowed the
+convolution after it by ~25 %: benchmarks/NOTES.md section 48. fastdeconv's
+own kernels run on its thread pool since section 57; a caller's parallel
+Numba code still starts OpenMP threads.)"""
 
 import os
 import subprocess
@@ -14,7 +15,7 @@ CHILD = """
 import os
 import numpy as np
 from fastdeconv.backends import cpu_layers
-cpu_layers.upsample(np.zeros((1, 2, 2, 2, 3), np.float32), (2, 2, 2), False)  # a parallel kernel first
+cpu_layers.upsample(np.zeros((1, 2, 2, 2, 3), np.float32), (2, 2, 2), False)  # a layer kernel first
 print(os.environ.get("OMP_WAIT_POLICY"))
 """
 
