@@ -319,11 +319,11 @@ def epilogue(y, channels, channels_first, bias, scale, shift, activation, alpha=
     work = EXP_WORK if code in EXP_CODES else ELEMENT_WORK
     if channels_first:
         rows = y.reshape(-1, y.size // (y.shape[0] * channels))
-        _run(_epilogue_rows, (rows, b, a, t, code, alpha), rows.shape[0], y.size, work)
+        _run(_epilogue_rows, (rows, b, a, t, code, float(alpha)), rows.shape[0], y.size, work)
     else:
         reps = max(1, EPILOGUE_TILE // channels)
         L = reps * channels
-        _run(_epilogue_flat, (y.reshape(-1), np.tile(b, reps), np.tile(a, reps), np.tile(t, reps), code, alpha),
+        _run(_epilogue_flat, (y.reshape(-1), np.tile(b, reps), np.tile(a, reps), np.tile(t, reps), code, float(alpha)),
              -(-y.size // L), y.size, work)
     return y
 
