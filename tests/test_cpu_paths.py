@@ -799,3 +799,49 @@ def test_tile_kernels_compile_on_the_lean_pipeline():
         return " ".join(d.overloads[d.signatures[0]].metadata["pipeline_times"]["nopython"])
 
     assert "reconstruct_ssa" in passes(default) and "reconstruct_ssa" not in passes(lean)
+
+
+def _compiled_signatures():
+    """How many machine-code versions the cpu backend's kernels have."""
+    import numba
+
+    from fastdeconv.backends import cpu_dw, cpu_layers, cpu_patch
+
+    return sum(len(getattr(m, n).signatures) for m in (cpu_rb, cpu_patch, cpu_dw, cpu_pw, cpu_layers) for n in dir(m)
+               if isinstance(getattr(m, n), numba.core.registry.CPUDispatcher))
+
+
+@pytest.mark.parametrize("fmt", ["NDHWC", "NCDHW"])
+def test_no_recompilation_when_shapes_strides_or_padding_change(fmt):
+    """Sizes, strides, dilations and padding are run-time values of every
+    kernel: once a layout, dtype and channel count have run, calls that
+    change only those compile nothing. (Channels-first: the W size and
+    stride and the number of output rows also choose between packed rows,
+    row pairs and rows read in place, a variant each; these calls keep W
+    and stay on one of them.)"""
+    rng = np.random.default_rng(5)
+    cl = fmt == "NDHWC"
+
+    def x_of(d, h, w):
+        return rng.standard_normal((2, d, h, w, 8) if cl else (2, 8, d, h, w)).astype(np.float32)
+
+    def strides(sd, sh):
+        return [1, sd, sh, 1, 1] if cl else [1, 1, sd, sh, 1]
+
+    w = rng.standard_normal((3, 3, 3, 8, 24)).astype(np.float32)
+    wt = rng.standard_normal((3, 3, 3, 24, 8)).astype(np.float32)
+    calls = [
+        lambda: fastdeconv.conv3d(x_of(5, 6, 19), w, 1, "SAME", data_format=fmt),
+        lambda: fastdeconv.conv3d(x_of(7, 9, 19), w, strides(2, 1), "VALID", data_format=fmt),
+        lambda: fastdeconv.conv3d(x_of(6, 11, 19), w, strides(1, 3), [(2, 1), (0, 2), (1, 1)], data_format=fmt),
+        lambda: fastdeconv.conv3d(x_of(9, 8, 19), w, 1, "SAME", data_format=fmt,
+                                  dilations=strides(2, 3)),
+        lambda: fastdeconv.conv3d_transpose(x_of(4, 5, 19), wt, None, strides(2, 2), "SAME", data_format=fmt),
+        lambda: fastdeconv.conv3d_transpose(x_of(3, 7, 19), wt, None, strides(3, 1), "VALID", data_format=fmt),
+    ]
+    calls[0]()
+    calls[4]()
+    before = _compiled_signatures()
+    for call in calls:
+        call()
+    assert _compiled_signatures() == before
