@@ -315,11 +315,12 @@ def test_channels_first_same_bits_as_channels_last(case, dtype, pack, monkeypatc
 
 
 # Channels-first calls on packed input rows, which stay in their slots for
-# the next output rows where H stride and dilation are 1 (cpu_rb.wv_kernel,
+# the next output rows where the H dilation is 1 (cpu_rb.wv_kernel,
 # WV_SLOTS): rows kept along H, new images and groups (other rows in the
-# same slots), H strides and dilations and filters with more (kd, kh) taps
-# than slots (rows packed per output row), a stride-1 transpose (its rows
-# in descending order) and one with W phases.
+# same slots), an H stride (some rows kept), transposes (rows in
+# descending order; with an H stride, each output row's taps of one phase),
+# an H dilation and filters with more (kd, kh) taps than slots (rows packed
+# per output row).
 KEPT_ROW_CASES = [
     ("conv3d", (2, 4, 5, 6, 19), (3, 3, 3, 4, 7), 1, "SAME", "NCDHW", None),
     ("conv2d", (2, 6, 7, 21), (3, 3, 3, 8), 1, [(1, 1), (2, 0)], "NCHW", None),  # 2 groups
@@ -327,6 +328,8 @@ KEPT_ROW_CASES = [
     ("conv2d", (1, 3, 11, 20), (3, 2, 3, 6), 1, "SAME", "NCHW", [1, 1, 2, 1]),
     ("conv2d_transpose", (1, 4, 5, 9), (3, 3, 5, 4), [1, 1, 2, 1], "SAME", "NCHW", None),
     ("conv2d_transpose", (2, 4, 6, 9), (3, 2, 5, 4), [1, 1, 1, 2], "VALID", "NCHW", None),
+    ("conv2d", (1, 3, 14, 20), (4, 3, 3, 6), [1, 1, 3, 1], "SAME", "NCHW", None),
+    ("conv3d_transpose", (1, 3, 3, 4, 9), (2, 5, 3, 4, 3), [1, 1, 2, 3, 1], "SAME", "NCDHW", None),
     ("conv3d", (1, 2, 10, 9, 11), (9, 8, 3, 2, 5), 1, "SAME", "NCDHW", None),  # 72 (kd, kh) taps
 ]
 

@@ -763,16 +763,18 @@ def wv_kernel(x, wp, out, taps, geo, tile, pair, one_row, in_place, xin, t_begin
     buf = scratch(out, WV_BUF_BYTES)  # one phase's tile when stores are strided
     so = scratch(0, WV_OFFS_BYTES)  # per-row store offsets
     direct = P == 1 and osw == 1
-    # packed rows stay for the next output rows: with H stride and dilation
-    # 1, an output row's taps along H read KH consecutive input rows, the
-    # next output row's KH - 1 of the same, so input row i_h of tap kd goes
-    # to slot kd * KH + i_h % KH and is packed only if that slot holds
-    # another row (slot_row: 1 + the row's (b, g, d, h) index, 0: none;
-    # tap_slot: the slot of each (kd, kh) tap of the current output row,
-    # read by the runs without an integer division per tap).
-    # Else (and for row pairs, and filters with more than WV_SLOTS (kd, kh)
-    # taps) slot kd * KH + kh holds tap (kd, kh)'s row, packed per output row.
-    reuse = one_row is not None and sh == 1 and dh == 1 and KD * KH <= WV_SLOTS
+    # packed rows stay for the next output rows: with H dilation 1, an
+    # output row's taps along H read up to KH consecutive input rows (a
+    # forward convolution's oh * sh - ph + kh; a transpose's valid taps, one
+    # W phase's rows), and the next output row some of the same, so input
+    # row i_h of tap kd goes to slot kd * KH + i_h % KH (distinct for one
+    # output row's taps) and is packed only if that slot holds another row
+    # (slot_row: 1 + the row's (b, g, d, h) index, 0: none; tap_slot: the
+    # slot of each (kd, kh) tap of the current output row, read by the runs
+    # without an integer division per tap). Else (H dilation, row pairs,
+    # filters with more than WV_SLOTS (kd, kh) taps) slot kd * KH + kh
+    # holds tap (kd, kh)'s row, packed per output row.
+    reuse = one_row is not None and dh == 1 and KD * KH <= WV_SLOTS
     slot_row = scratch(0, WV_SLOT_BYTES)
     tap_slot = scratch(0, WV_SLOT_BYTES)
     # xin given (channels-first): the input rows of each output row's taps
