@@ -77,7 +77,7 @@ _ERF_TAYLOR = tuple(2 / math.sqrt(math.pi) * (-1) ** n / (math.factorial(n) * (2
                     for n in range(48, -1, -1))
 
 
-@helper
+@serial_kernel
 def _gelu_block(y, e, z2, p):
     """y (contiguous, at most len(e) values) = gelu(y); e, z2, p: scratch
     (z2 and p float64). The series runs coefficient by coefficient over
@@ -122,7 +122,7 @@ def _expm1(v, ev):
     return ev - 1 if v < -0.25 or v > 0.25 else v * p
 
 
-@helper
+@serial_kernel
 def _act_exp_block(y, code, alpha, e):
     """y (contiguous, at most len(e) values) = act(y) for a code of
     EXP_CODES; NaN stays NaN, infinities give what Keras gives."""
@@ -222,9 +222,12 @@ def _act_simple(y, code, alpha):
             y[i] = v / (abs(v) + 1)
 
 
-@helper
+@serial_kernel
 def _act_block(y, code, alpha):
-    """y (contiguous) = act(y) for a code other than linear and relu."""
+    """y (contiguous) = act(y) for a code other than linear and relu. A
+    function of its own, not inlined: Numba inlines by copying the callee's
+    IR, and copying these nested helpers into each epilogue kernel took
+    3.8 s of a 5.8 s cold compile (benchmarks/NOTES.md section 57)."""
     if code in EXP_CODES:
         _act_exp(y, code, alpha)
     else:
