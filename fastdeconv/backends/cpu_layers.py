@@ -18,6 +18,7 @@ window, as TensorFlow's avg_pool does. A NaN in a max-pool window wins.
 import math
 
 import numpy as np
+
 from .. import _alloc
 from .._jit import allocating_kernel, helper, serial_kernel
 from .cpu_rb import parallel_tiles
@@ -47,6 +48,7 @@ EXP_CODES = (2, 3, 5, 6, 7, 9, 10, 13, 15)  # and gelu (9), without exp
 SIMPLE_CODES = (4, 8, 11, 12, 14)
 assert sorted((0, 1) + EXP_CODES + SIMPLE_CODES) == sorted(ACTIVATIONS.values())
 EXP_BLOCK = 1024  # values per block
+EXP_SCRATCH_BYTES = 8192  # EXP_BLOCK float64 values on the stack
 
 # parallel_tiles splits a call in chunks of about cpu_rb.CHUNK_WORK
 # multiply-adds of a convolution's tile kernel (~0.1-0.2 ms of one core);
@@ -61,7 +63,7 @@ def _run(kernel, args, n, elements, per_element=ELEMENT_WORK):
     """kernel(*args, t_begin, t_end) over its n rows (or blocks), split over
     the threads when `elements` elements are worth it."""
     parallel_tiles(kernel, args, n, elements * per_element)
-EXP_SCRATCH_BYTES = 8192  # EXP_BLOCK float64 values on the stack
+
 
 # tanh below 0.625 in magnitude: Cephes' tanhf polynomial (1 - 2/(exp(2|v|) + 1)
 # loses the leading digits there).
@@ -293,7 +295,6 @@ def _affine_act_scalar(y, b, a, t, code, alpha):
 def _epilogue_flat(y, b, a, t, code, alpha, t_begin, t_end):
     """y is flat, channels-last; b, a, t have the tile's length."""
     L = b.shape[0]
-    tiles = (y.shape[0] + L - 1) // L
     for k in range(t_begin, t_end):
         lo = k * L
         hi = min(lo + L, y.shape[0])
