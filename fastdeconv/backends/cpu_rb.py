@@ -862,9 +862,10 @@ def wv_kernel(x, wp, out, taps, geo, tile, pair, one_row, in_place, xin, t_begin
                             if reuse:
                                 s = kd * KH + i_h % KH
                                 tap_slot[kd * KH + kh] = s
-                                if slot_row[s] == 1 + ((b * G + g) * D + i_d) * H + i_h:
+                                row = 1 + ((b * G + g) * D + i_d) * H + i_h
+                                if slot_row[s] == row:
                                     continue
-                                slot_row[s] = 1 + ((b * G + g) * D + i_d) * H + i_h
+                                slot_row[s] = row
                             vpack_rows(out, tile, addr(xin) + (s * Cg * mw * row_len + pad_left) * isz,
                                        xa + (b * xsb + g * Cg * xsc + i_d * xsd + i_h * xsh) * isz, W, Cg,
                                        xsc * isz, row_len, mw)
