@@ -769,6 +769,16 @@ def test_pointwise_route_with_epilogue_and_out(activation, monkeypatch):
     assert results[0] == results[1]
 
 
+def _dispatchers():
+    """The Numba functions of the cpu backend's modules."""
+    import numba
+
+    from fastdeconv.backends import cpu_dw, cpu_layers, cpu_patch
+
+    return [getattr(m, n) for m in (cpu_rb, cpu_patch, cpu_dw, cpu_pw, cpu_layers) for n in dir(m)
+            if isinstance(getattr(m, n), numba.core.registry.CPUDispatcher)]
+
+
 def test_tile_kernels_compile_on_the_lean_pipeline():
     """Every tile kernel (and layer kernel) compiles with _jit.LeanPipeline
     (its cold compile 0.35-0.8 s shorter), whose pass list has no SSA
@@ -777,11 +787,8 @@ def test_tile_kernels_compile_on_the_lean_pipeline():
     import numba
 
     from fastdeconv._jit import LeanPipeline
-    from fastdeconv.backends import cpu_dw, cpu_layers, cpu_patch
 
-    kernels = [getattr(m, n) for m in (cpu_rb, cpu_patch, cpu_dw, cpu_pw, cpu_layers) for n in dir(m)
-               if isinstance(getattr(m, n), numba.core.registry.CPUDispatcher)
-               and not getattr(m, n).targetoptions.get("inline") == "always"]
+    kernels = [d for d in _dispatchers() if not d.targetoptions.get("inline") == "always"]
     assert {"cl_kernel", "wv_kernel", "patch_cf", "patch_cl", "depthwise_cl", "pointwise_cl", "_pool_cl",
             "_normalize_cl_stats", "_softmax_rows"} <= {k.py_func.__name__ for k in kernels}
     assert all(k._compiler.pipeline_class is LeanPipeline for k in kernels), kernels
@@ -806,12 +813,7 @@ def test_tile_kernels_compile_on_the_lean_pipeline():
 
 def _compiled_signatures():
     """How many machine-code versions the cpu backend's kernels have."""
-    import numba
-
-    from fastdeconv.backends import cpu_dw, cpu_layers, cpu_patch
-
-    return sum(len(getattr(m, n).signatures) for m in (cpu_rb, cpu_patch, cpu_dw, cpu_pw, cpu_layers) for n in dir(m)
-               if isinstance(getattr(m, n), numba.core.registry.CPUDispatcher))
+    return sum(len(d.signatures) for d in _dispatchers())
 
 
 @pytest.mark.parametrize("fmt", ["NDHWC", "NCDHW"])
