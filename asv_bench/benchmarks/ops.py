@@ -26,12 +26,19 @@ from pathlib import Path
 _SUITE_SOURCE = Path(__file__).resolve().parents[2] / "fastdeconv" / "suite.py"
 
 
-def _case_names():
-    """Names of the `Case(...)` entries in today's suite.py (no import: this
-    file may be run against an older package)."""
+def _suite_tree():
+    """Today's suite.py, parsed (no import: this file may be run against an
+    older package); None if it cannot be read."""
     try:
-        tree = ast.parse(_SUITE_SOURCE.read_text())
+        return ast.parse(_SUITE_SOURCE.read_text())
     except OSError:
+        return None
+
+
+def _case_names():
+    """Names of the `Case(...)` entries in today's suite.py."""
+    tree = _suite_tree()
+    if tree is None:
         try:
             from fastdeconv.suite import CASES
         except ImportError:
@@ -49,12 +56,9 @@ NAMES = _case_names()
 
 
 def _layout_names():
-    """Names of today's LAYOUT_CASES entries (no import, as _case_names)."""
-    try:
-        tree = ast.parse(_SUITE_SOURCE.read_text())
-    except OSError:
-        return []
-    for node in tree.body:
+    """Names of today's LAYOUT_CASES entries."""
+    tree = _suite_tree()
+    for node in tree.body if tree is not None else ():
         if (isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == "LAYOUT_CASES"
                 and isinstance(node.value, ast.List)):
             return [e.elts[0].value for e in node.value.elts
