@@ -918,6 +918,11 @@ def wv_kernel(x, wp, out, taps, geo, tile, pair, one_row, in_place, xin, t_begin
                             acc = vtzero(out, tile)
                         ngrp += 1
                     xrow = xa + (b * xsb + g * Cg * xsc + i_d * xsd + i_h * xsh) * isz
+                    if xin is not None:
+                        t = kd * KH + kh
+                        if reuse:
+                            t = tap_slot[t]
+                        prow = addr(xin) + t * Cg * mw * row_len * isz  # this tap's packed rows
                     for kw in range(KW):
                         # lanes [lo, hi) read input columns iw0 + l*mw inside the row
                         lo = taps[kwt + kw * 4]
@@ -926,10 +931,7 @@ def wv_kernel(x, wp, out, taps, geo, tile, pair, one_row, in_place, xin, t_begin
                             continue
                         q = wfb + ((kd * KH + kh) * KW + kw) * Cg * FR * isz
                         if xin is not None:
-                            t = kd * KH + kh
-                            if reuse:
-                                t = tap_slot[t]
-                            p = addr(xin) + (t * Cg * mw * row_len + taps[kwt + kw * 4 + 3]) * isz
+                            p = prow + taps[kwt + kw * 4 + 3] * isz
                             acc = vrun_cols_whole(out, acc, tile, p, mw * row_len * isz,
                                                   vstep, lo, hi, q, Cg)
                         if in_place is not None:
