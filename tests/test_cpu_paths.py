@@ -356,6 +356,55 @@ def test_kept_packed_rows_same_bits(case, monkeypatch):
     assert np.max(np.abs(results[0] - ref)) <= 1e-5 * max(1.0, float(np.max(np.abs(ref))))
 
 
+# Channels-first 3-D calls whose output rows go in bands of planes along D
+# (cpu_rb.wv_band): a last band of fewer planes, two images, groups, a D
+# stride, a D dilation, a strided transpose along D (each output plane's
+# taps of one phase), and bands cut by the byte limit.
+BAND_CASES = [
+    ("conv3d", (1, 3, 11, 5, 9), (3, 3, 3, 3, 5), 1, "SAME", "NCDHW", None),
+    ("conv3d", (2, 4, 7, 4, 10), (3, 2, 3, 2, 6), 1, [(1, 1), (2, 0), (1, 1)], "NCDHW", None),  # 2 groups
+    ("conv3d", (1, 3, 13, 4, 9), (3, 3, 3, 3, 4), [1, 1, 2, 1, 1], "SAME", "NCDHW", None),
+    ("conv3d", (1, 2, 12, 5, 9), (3, 3, 3, 2, 4), 1, "SAME", "NCDHW", [1, 1, 2, 1, 1]),
+    ("conv3d_transpose", (1, 4, 6, 4, 9), (3, 3, 3, 5, 4), [1, 1, 2, 1, 1], "SAME", "NCDHW", None),
+    ("conv3d_transpose", (1, 3, 5, 4, 9), (4, 3, 2, 3, 3), [1, 1, 3, 1, 1], "VALID", "NCDHW", None),
+]
+
+
+@pytest.mark.parametrize("case", BAND_CASES, ids=lambda c: f"{c[0]}-{c[1]}")
+def test_row_bands_same_bits(case, monkeypatch):
+    """Output rows in bands of 1, 3 and up to 8 planes along D, on one
+    chunk of tiles and on chunks that start inside a band, give the same
+    bits as each other, as rows read in place and as the channels-last
+    kernel; the bands are really used."""
+    monkeypatch.setattr(cpu, "WV_PACK_MIN_ROWS", 0)
+    monkeypatch.setattr(cpu, "WV_ROW_PAIRS", False)
+    x, w = _arrays(case, np.float32, np.random.default_rng(13))
+    real_tiles, real_band = cpu_rb.parallel_tiles, cpu_rb.wv_band
+    bands = []
+
+    def spy(*a):
+        bands.append(real_band.__wrapped__(*a))
+        return bands[-1]
+
+    monkeypatch.setattr(cpu_rb, "wv_band", spy)
+    results = []
+    for band_max, band_bytes, work in ((1, 1 << 20, None), (3, 1 << 20, None), (8, 1 << 20, None),
+                                       (8, 1 << 20, 10**12), (8, 1, None)):
+        monkeypatch.setattr(cpu_rb, "WV_BAND_MAX", band_max)
+        monkeypatch.setattr(cpu_rb, "WV_BAND_BYTES", band_bytes)
+        monkeypatch.setattr(cpu_rb, "parallel_tiles",
+                            lambda k, a, n, wk, _w=work: real_tiles(k, a, n, wk if _w is None else _w))
+        results.append(_call(case, x, w, "cpu"))
+    assert [b[0] for b in bands[:2]] == [1, 3] and bands[2][0] > 3 and bands[3] == bands[2]
+    assert bands[4] == (1, 0)  # no band fits in one byte
+    assert all(r.tobytes() == results[0].tobytes() for r in results)
+    monkeypatch.setattr(cpu, "WV_PACK", False)
+    assert _call(case, x, w, "cpu").tobytes() == results[0].tobytes()
+    assert np.moveaxis(results[0], 1, -1).tobytes() == _call_channels_last(case, x, w).tobytes()
+    ref = _call(case, x, w, "reference")
+    assert np.max(np.abs(results[0] - ref)) <= 1e-5 * max(1.0, float(np.max(np.abs(ref))))
+
+
 # Channels-first calls whose tiles hold two output rows (cpu.WV_ROW_PAIRS),
 # paired along b, d or h (cpu_rb.pair_axis), with an odd count (a last
 # tile of one row) and taps that only one row of a pair has.

@@ -746,9 +746,12 @@ def wv_kernel(x, wp, out, taps, geo, tile, pair, one_row, in_place, xin, t_begin
     on `v is None` or `v is not None` when it types a call, but only for an
     argument v that is None, so each variant's code is under a test of an
     argument that is None in the others (the pair variant: 1.9 -> 1.4 s
-    of cold compile, benchmarks/NOTES.md section 56)."""
+    of cold compile, benchmarks/NOTES.md section 56).
+    geo's last two, (BD, ND) (`wv_band`): output rows in bands of BD
+    planes along D, packed rows in slots by input plane modulo ND (ND = 0:
+    by tap)."""
     (B, D, H, W, Cg, OD, OH, OW, Fg, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw,
-     G, trans, NFB, gs, xsb, xsc, xsd, xsh, xsw, osb, osf, osd, osh, osw) = geo
+     G, trans, NFB, gs, xsb, xsc, xsd, xsh, xsw, osb, osf, osd, osh, osw, BD, ND) = geo
     isz = itemsize(out)
     FR, NW, V = tile_dims(tile, out)
     NJ = NW * V
@@ -768,13 +771,16 @@ def wv_kernel(x, wp, out, taps, geo, tile, pair, one_row, in_place, xin, t_begin
     # forward convolution's oh * sh - ph + kh; a transpose's valid taps, one
     # W phase's rows), and the next output row some of the same, so input
     # row i_h of tap kd goes to slot kd * KH + i_h % KH (distinct for one
-    # output row's taps) and is packed only if that slot holds another row
+    # output row's taps; with bands along D, ND > 0, input plane i_d's
+    # rows go to slots (i_d % ND) * KH + i_h % KH, distinct for a band's
+    # planes, and the band's next output rows find the rows its other
+    # planes packed) and is packed only if that slot holds another row
     # (slot_row: 1 + the row's (b, g, d, h) index, 0: none; tap_slot: the
     # slot of each (kd, kh) tap of the current output row, read by the runs
     # without an integer division per tap). Else (H dilation, row pairs,
     # filters with more than WV_SLOTS (kd, kh) taps) slot kd * KH + kh
     # holds tap (kd, kh)'s row, packed per output row.
-    reuse = one_row is not None and dh == 1 and KD * KH <= WV_SLOTS
+    reuse = one_row is not None and dh == 1 and max(KD, ND) * KH <= WV_SLOTS
     slot_row = scratch(0, WV_SLOT_BYTES)
     tap_slot = scratch(0, WV_SLOT_BYTES)
     # xin given (channels-first): the input rows of each output row's taps
@@ -821,13 +827,19 @@ def wv_kernel(x, wp, out, taps, geo, tile, pair, one_row, in_place, xin, t_begin
     g = r % G
     r = r // G
     # the first output row's digits; the paired axis's digit counts pairs
-    # here, then rows (the first of each pair)
+    # here, then rows (the first of each pair). Output rows go in bands of
+    # BD planes along D (wv_band): (b, band, oh, od in the band); od0 is
+    # the band's first plane, nb its planes.
     nh = (OH + ph_) // (1 + ph_)
     nd = (OD + pd_) // (1 + pd_)
-    oh = r % nh * (1 + ph_)
-    r = r // nh
-    od = r % nd * (1 + pd_)
-    b = r // nd * (1 + pb)
+    b = r // (nd * nh) * (1 + pb)
+    r = r % (nd * nh)
+    od0 = r // (BD * nh) * BD
+    nb = _min(BD, nd - od0)
+    r = r - od0 * nh
+    oh = r // nb * (1 + ph_)
+    od = (od0 + r % nb) * (1 + pd_)
+    od0 = od0 * (1 + pd_)
     wc -= 1
     for _ in range(t_begin, t_end):
         wc += 1
@@ -839,13 +851,18 @@ def wv_kernel(x, wp, out, taps, geo, tile, pair, one_row, in_place, xin, t_begin
                 g += 1
                 if g == G:
                     g = 0
-                    oh += 1 + ph_
-                    if oh >= OH:
-                        oh = 0
-                        od += 1 + pd_
-                        if od >= OD:
-                            od = 0
-                            b += 1 + pb
+                    od += 1 + pd_
+                    if od >= od0 + nb * (1 + pd_):
+                        od = od0
+                        oh += 1 + ph_
+                        if oh >= OH:
+                            oh = 0
+                            od0 += BD * (1 + pd_)
+                            if od0 >= OD:
+                                od0 = 0
+                                b += 1 + pb
+                            nb = _min(BD, (OD - od0 + pd_) // (1 + pd_))
+                            od = od0
         if xin is not None:
             if packed != ((b * OD + od) * OH + oh) * G + g:
                 packed = ((b * OD + od) * OH + oh) * G + g
@@ -860,7 +877,7 @@ def wv_kernel(x, wp, out, taps, geo, tile, pair, one_row, in_place, xin, t_begin
                                 continue
                             s = kd * KH + kh
                             if reuse:
-                                s = kd * KH + i_h % KH
+                                s = (kd if ND == 0 else i_d % ND) * KH + i_h % KH
                                 tap_slot[kd * KH + kh] = s
                                 row = 1 + ((b * G + g) * D + i_d) * H + i_h
                                 if slot_row[s] == row:
@@ -1049,6 +1066,40 @@ def wv_taps(OD, OH, OW, P, NJ, V, KD, KH, KW, D, H, W, sd, sh, sw, dd, dh, dw, p
     table = np.concatenate(parts + [[pad_left, row_len]]).astype(np.int64)
     table.flags.writeable = False
     return table
+
+
+# Channels-first output rows in bands of planes along D (wv_band): at
+# most this many planes per band, and the band's packed rows (its input
+# planes x KH rows) within this many bytes, to stay in L2 with the filters.
+WV_BAND_MAX = 8
+WV_BAND_BYTES = 192 * 1024
+
+
+@functools.lru_cache(maxsize=256)
+def wv_band(OD, KD, KH, D, sd, dd, pd, dh, trans, row_bytes):
+    """(BD, ND) for wv_kernel's packed rows kept between output rows: its
+    output rows go in bands of BD planes along D, (band, oh, od in the
+    band), and input row (d, h) lives in slot (d % ND) * KH + h % KH, ND
+    covering the input planes that one band reads (so a band's next
+    output row packs each of those planes' one new row once, not once per
+    output plane that reads it: KD times for a stride-1 convolution).
+    (1, 0): one plane per band, slot kd * KH + h % KH (H dilations, one
+    plane along D, or a band that would leave WV_BAND_BYTES); row_bytes:
+    one input row's packed channels; the rest: the call's geometry along
+    D (wv_taps)."""
+    if dh != 1 or KD == 1 or OD == 1:
+        return 1, 0
+    along_d = np.asarray(_taps_along(OD, KD, sd, dd, pd, D, trans)).reshape(OD, KD)
+    for bd in range(min(WV_BAND_MAX, OD), 1, -1):
+        nd = 0
+        for od0 in range(0, OD, bd):
+            used = along_d[od0:od0 + bd]
+            used = used[used >= 0]
+            if used.size:
+                nd = max(nd, int(used.max() - used.min()) + 1)
+        if nd * KH <= WV_SLOTS and nd * KH * row_bytes <= WV_BAND_BYTES:
+            return bd, nd
+    return 1, 0
 
 
 def n_tiles_wv(geo, tile, itemsize, pair=None):
