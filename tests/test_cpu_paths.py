@@ -356,6 +356,30 @@ def test_kept_packed_rows_same_bits(case, monkeypatch):
     assert np.max(np.abs(results[0] - ref)) <= 1e-5 * max(1.0, float(np.max(np.abs(ref))))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("op", ["conv2d", "conv2d_transpose", "conv3d"])
+@pytest.mark.parametrize("rest", [1, 3, cpu_simd.PART_ROWS])
+def test_last_channel_block_on_part_rows_same_bits(rest, op, dtype, monkeypatch):
+    """A last block of at most PART_ROWS output channels on the wide tile
+    runs the part-rows loop (cpu_simd.vrun_cols_part, packed rows): same
+    bits as the channels-last kernel, close to the reference."""
+    rows = cpu_simd.tile_rows(2)
+    F = 2 * rows + rest
+    assert cpu_rb.wv_tile(F).rows == rows
+    monkeypatch.setattr(cpu, "WV_PACK_MIN_ROWS", 0)
+    if op == "conv3d":
+        case = (op, (1, 5, 4, 5, 19), (3, 3, 3, 5, F), 1, "SAME", "NCDHW", None)
+    elif op == "conv2d":
+        case = (op, (2, 5, 6, 21), (3, 3, 5, F), [1, 1, 1, 2], "SAME", "NCHW", None)
+    else:
+        case = (op, (1, 5, 5, 9), (3, 3, F, 5), [1, 1, 2, 1], "SAME", "NCHW", None)
+    x, w = _arrays(case, dtype, np.random.default_rng(17))
+    a = _call(case, x, w, "cpu")
+    assert np.moveaxis(a, 1, -1).tobytes() == _call_channels_last(case, x, w).tobytes()
+    ref = _call(case, x, w, "reference")
+    assert np.max(np.abs(a - ref)) <= 1e-5 * max(1.0, float(np.max(np.abs(ref))))
+
+
 # Channels-first 3-D calls whose output rows go in bands of planes along D
 # (cpu_rb.wv_band): a last band of fewer planes, two images, groups, a D
 # stride, a D dilation, a strided transpose along D (each output plane's

@@ -52,9 +52,9 @@ import numpy as np
 
 from .. import _alloc
 from .._jit import helper, serial_kernel
-from .cpu_simd import (Tile, addr, itemsize, scratch, tile_dims, tile_part_rows, tile_rows, vpack_rows, vrun,
-                       vrun_cols, vrun_cols_gather, vrun_cols_whole, vtadd, vtaffine, vtstore, vtstore_rows, vtstore_zip2,
-                       vtzero)
+from .cpu_simd import (PART_ROWS, Tile, addr, itemsize, scratch, tile_dims, tile_part_rows, tile_rows, vpack_rows,
+                       vrun, vrun_cols, vrun_cols_gather, vrun_cols_part, vrun_cols_whole, vtadd, vtaffine, vtstore,
+                       vtstore_rows, vtstore_zip2, vtzero)
 
 ROWS = 48  # output positions per parallel tile (at most)
 
@@ -691,15 +691,22 @@ def wv_tile(channels=None, width=None, lanes=None, pairs=False):
         return Tile(tile_rows(1), 1)
     rows = tile_rows(2)
     cost = WV_PAIR_FOUR_ROWS_COST if pairs else WV_FOUR_ROWS_COST
-    if channels and rows > 4 and -(-channels // 4) * 4 * cost < -(-channels // rows) * rows:
-        rows = 4  # fewer padding rows, for the 4 x 2 tile's lower FMA density
+    if channels and rows > 4:
+        # a last block of up to PART_ROWS channels runs the 4-row loop
+        # (vrun_cols_part), a larger one the whole tile
+        rest = channels % rows
+        wide = channels - rest + (0 if rest == 0 else PART_ROWS * cost if rest <= PART_ROWS else rows)
+        if -(-channels // 4) * 4 * cost <= wide:
+            rows = 4  # fewer padding rows, for the 4 x 2 tile's lower FMA density
     return Tile(rows, 2)
 
 
 # The 4 x 2 tile's time per multiply-add relative to 6 x 2's (one thread,
 # channels-first 48^3 x 16 -> 64 k3: 79.4-80.1 against 75.4-78.7 ms with 66
 # channels computed): it is used when 6 x 2 computes more than this much
-# more padding. 16 or 32 channels: 2-5 % faster than 6 x 2.
+# more padding. 16 or 32 channels: 2-5 % faster than 6 x 2. Also the cost
+# of the 4-row loop of a last block of at most PART_ROWS channels (16
+# channels as 6 + 6 + 4: 5 % faster than 4 x 2; 32 as 6 x 5 + 4: as fast).
 WV_FOUR_ROWS_COST = 1.07
 # ... with the vectors on two output rows (wv_row_pairs): 6 x 2 was as fast
 # as 4 x 2 or faster with 32 channels (36 computed; NCDHW 16^2 x 20 x 32 ->
@@ -903,6 +910,7 @@ def wv_kernel(x, wp, out, taps, geo, tile, pair, one_row, in_place, xin, t_begin
                                    zeros + inside * (src - zeros), W, Cg, inside * xsc * isz, row_len, mw)
         f0 = fb * FR
         nf = _min(FR, Fg - f0)
+        part = FR > PART_ROWS and nf <= PART_ROWS  # a last block of few channels
         j0 = wc * LJ
         wfb = addr(wp) + (g * NFB + fb) * KD * KH * KW * Cg * FR * isz
         # stride-2 transposes with W contiguous: phase 0 waits in buf and the
@@ -949,8 +957,12 @@ def wv_kernel(x, wp, out, taps, geo, tile, pair, one_row, in_place, xin, t_begin
                         q = wfb + ((kd * KH + kh) * KW + kw) * Cg * FR * isz
                         if xin is not None:
                             p = prow + taps[kwt + kw * 4 + 3] * isz
-                            acc = vrun_cols_whole(out, acc, tile, p, mw * row_len * isz,
-                                                  vstep, lo, hi, q, Cg)
+                            if part:
+                                acc = vrun_cols_part(out, acc, tile, p, mw * row_len * isz,
+                                                     vstep, lo, hi, q, Cg)
+                            else:
+                                acc = vrun_cols_whole(out, acc, tile, p, mw * row_len * isz,
+                                                      vstep, lo, hi, q, Cg)
                         if in_place is not None:
                             p = xrow + taps[kwt + kw * 4 + 2] * xsw * isz
                             if contiguous:

@@ -886,7 +886,7 @@ def vtaffine(typingctx, arr, accs, tile, pb, pa, pt, relu):
     return accs(arr, accs, tile, pb, pa, pt, relu), impl
 
 
-def _make_vrun_cols(gather, masked=True):
+def _make_vrun_cols(gather, masked=True, part=None):
     def vrun_cols(typingctx, arr, accs, tile, p, cstep, xw, lo, hi, q, K):
         """The vectors-along-W micro-kernel as one LLVM loop (see vrun): K
         reduction steps; at step k NW = tile.nvec input vectors, x_j's lane
@@ -903,11 +903,15 @@ def _make_vrun_cols(gather, masked=True):
         in registers. (A
         plain-load loop beside the masked one in vrun_cols, taken when
         [lo, hi) covers every lane, made the 6 x 2 tile's channels-first
-        calls 10-30 % slower: benchmarks/NOTES.md section 52.)"""
+        calls 10-30 % slower: benchmarks/NOTES.md section 52.)
+        vrun_cols_part: vrun_cols_whole for the first PART_ROWS rows only
+        (weights still tile.rows apart; the other accumulators unchanged),
+        for a last block of at most PART_ROWS output channels."""
         if not (isinstance(tile, TileType) and isinstance(accs, types.UniTuple) and isinstance(accs.dtype, Vec)
                 and accs.count == tile.rows * tile.nvec):
             return None
         nr, nw = tile.rows, tile.nvec
+        nru = nr if part is None else min(part, nr)  # rows computed
         isz = arr.dtype.bitwidth // 8
 
         def impl(context, builder, sig, args):
@@ -960,7 +964,7 @@ def _make_vrun_cols(gather, masked=True):
             k = builder.phi(i64)
             k.add_incoming(ir.Constant(i64, 0), pre)
             acc = []
-            for a in acc0:
+            for a in acc0[:nru * nw]:
                 ph = builder.phi(vty)
                 ph.add_incoming(a, pre)
                 acc.append(ph)
@@ -970,7 +974,7 @@ def _make_vrun_cols(gather, masked=True):
             xs = [load(builder.add(s, off), j) for j, s in enumerate(starts)]
             qk = builder.add(q, builder.mul(k, ir.Constant(i64, nr * isz)))
             new = []
-            for i in range(nr):
+            for i in range(nru):
                 wa = builder.add(qk, ir.Constant(i64, i * isz))
                 b = _splat(builder, vty, builder.load(builder.inttoptr(wa, sty.as_pointer()), align=isz))
                 new += [builder.call(fma, [b, x, acc[i * nw + j]]) for j, x in enumerate(xs)]
@@ -981,12 +985,18 @@ def _make_vrun_cols(gather, masked=True):
             for ph, v in zip(acc, new):
                 ph.add_incoming(v, end)
             builder.position_at_end(done)
-            return context.make_tuple(builder, accs, acc)
+            return context.make_tuple(builder, accs, acc + list(acc0[nru * nw:]))
         return accs(arr, accs, tile, p, cstep, xw, lo, hi, q, K), impl
-    vrun_cols.__name__ = "vrun_cols_gather" if gather else "vrun_cols" if masked else "vrun_cols_whole"
+    vrun_cols.__name__ = ("vrun_cols_gather" if gather else "vrun_cols" if masked else
+                          "vrun_cols_whole" if part is None else "vrun_cols_part")
     return intrinsic(vrun_cols)
 
 
 vrun_cols = _make_vrun_cols(False)
 vrun_cols_gather = _make_vrun_cols(True)
 vrun_cols_whole = _make_vrun_cols(False, masked=False)
+# rows of wv_kernel's last output-channel block computed apart (fewer than
+# a 6- or 8-row tile's): the 4 x 2 loop's 8 accumulators just cover the FMA
+# latency
+PART_ROWS = 4
+vrun_cols_part = _make_vrun_cols(False, masked=False, part=PART_ROWS)
