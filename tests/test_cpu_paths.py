@@ -358,14 +358,19 @@ def test_kept_packed_rows_same_bits(case, monkeypatch):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("op", ["conv2d", "conv2d_transpose", "conv3d"])
-@pytest.mark.parametrize("rest", [1, 3, cpu_simd.PART_ROWS])
-def test_last_channel_block_on_part_rows_same_bits(rest, op, dtype, monkeypatch):
-    """A last block of at most PART_ROWS output channels on the wide tile
-    runs the part-rows loop (cpu_simd.vrun_cols_part, packed rows): same
-    bits as the channels-last kernel, close to the reference."""
+@pytest.mark.parametrize("extra", [(2, 1), (2, cpu_simd.PART_ROWS), (1, 8), (4, 8)])
+def test_last_channel_blocks_on_part_rows_same_bits(extra, op, dtype, monkeypatch):
+    """Output channels in blocks of the wide tile's rows and then one or two
+    blocks of up to PART_ROWS (cpu_rb.wv_blocks), which run the part-rows
+    loop (cpu_simd.vrun_cols_part, packed rows): same bits as the
+    channels-last kernel, close to the reference."""
     rows = cpu_simd.tile_rows(2)
-    F = 2 * rows + rest
-    assert cpu_rb.wv_tile(F).rows == rows
+    F = extra[0] * rows + extra[1]
+    tile = cpu_rb.wv_tile(F)
+    full, part = cpu_rb.wv_blocks(F, tile)
+    assert tile.rows == rows and full * rows < F <= full * rows + part * cpu_simd.PART_ROWS
+    if rows == 6:
+        assert part >= 1
     monkeypatch.setattr(cpu, "WV_PACK_MIN_ROWS", 0)
     if op == "conv3d":
         case = (op, (1, 5, 4, 5, 19), (3, 3, 3, 5, F), 1, "SAME", "NCDHW", None)

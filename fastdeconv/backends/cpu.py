@@ -295,15 +295,16 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
                          or cpu_rb.CHUNKS_PER_THREAD * nt * KD * KH * Cg * W * WV_PACK_COPY_COST <= work // 10))
             if pack or NR == 1:  # row pairs read packed rows only
                 break
-        wp, NFB = _memo(wg, ("wv", x.dtype.str, repr(tile)),
-                        lambda: cpu_rb.pack_filters_wv(wg, x.dtype, tile, writable))
+        blocks = cpu_rb.wv_blocks(Fg, tile, NR == 2)
+        wp, NFB = _memo(wg, ("wv", x.dtype.str, repr(tile), blocks),
+                        lambda: cpu_rb.pack_filters_wv(wg, x.dtype, tile, writable, blocks))
         pair = cpu_rb.pair_axis(B, OD, OH) if NR == 2 else None
         band = (1, 0)
         if pack and pair is None:
             band = cpu_rb.wv_band(OD, KD, KH, D, sd, dd, pd, dh, bool(trans), rows // (KD * KH) * x.dtype.itemsize)
             rows = max(KD, band[1]) * KH * (rows // (KD * KH))
         geo = (B, D, H, W, Cg, OD, OH, OW, Fg, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw,
-               G, int(trans), NFB, cpu_rb.sum_group(KW, Cg)) + xs + os_ + band
+               G, int(trans), NFB, cpu_rb.sum_group(KW, Cg)) + xs + os_ + band + (blocks[0],)
         geo = tuple(int(v) for v in geo)
         args = (x.reshape(-1), wp, flat, taps, geo, tile, pair, True if pair is None else None,
                 None if pack else True)

@@ -691,22 +691,45 @@ def wv_tile(channels=None, width=None, lanes=None, pairs=False):
         return Tile(tile_rows(1), 1)
     rows = tile_rows(2)
     cost = WV_PAIR_FOUR_ROWS_COST if pairs else WV_FOUR_ROWS_COST
-    if channels and rows > 4:
-        # a last block of up to PART_ROWS channels runs the 4-row loop
-        # (vrun_cols_part), a larger one the whole tile
-        rest = channels % rows
-        wide = channels - rest + (0 if rest == 0 else PART_ROWS * cost if rest <= PART_ROWS else rows)
-        if -(-channels // 4) * 4 * cost <= wide:
-            rows = 4  # fewer padding rows, for the 4 x 2 tile's lower FMA density
+    if channels and rows > 4 and -(-channels // 4) * 4 * cost <= _blocks(channels, rows, cost)[0]:
+        rows = 4  # fewer padding rows, for the 4 x 2 tile's lower FMA density
     return Tile(rows, 2)
+
+
+def _blocks(channels, rows, cost):
+    """(time, full, part): the cheapest cover of `channels` by `full`
+    blocks of `rows` and then `part` blocks of up to PART_ROWS channels
+    (each part row at `cost` times a full one's), every block non-empty."""
+    best = (-(-channels // rows) * rows, -(-channels // rows), 0)
+    if rows <= PART_ROWS:
+        return best
+    for part in (1, 2):
+        full = -(-max(0, channels - part * PART_ROWS) // rows)
+        if channels - full * rows <= (part - 1) * PART_ROWS:
+            continue  # a part block would be empty
+        t = full * rows + part * PART_ROWS * cost
+        if t < best[0]:
+            best = (t, full, part)
+    return best
+
+
+def wv_blocks(channels, tile, pairs=False):
+    """(full, part): wv_kernel's output-channel blocks for `tile`: `full`
+    blocks of tile.rows channels, then `part` blocks of up to PART_ROWS
+    that run the 4-row loop (vrun_cols_part: 16 channels as 6 + 6 + 4, 32
+    as 6 x 4 + 4 + 4 on the AVX2 tile)."""
+    cost = WV_PAIR_FOUR_ROWS_COST if pairs else WV_FOUR_ROWS_COST
+    return _blocks(channels, tile.rows, cost)[1:] if tile.nvec == 2 else (-(-channels // tile.rows), 0)
 
 
 # The 4 x 2 tile's time per multiply-add relative to 6 x 2's (one thread,
 # channels-first 48^3 x 16 -> 64 k3: 79.4-80.1 against 75.4-78.7 ms with 66
 # channels computed): it is used when 6 x 2 computes more than this much
 # more padding. 16 or 32 channels: 2-5 % faster than 6 x 2. Also the cost
-# of the 4-row loop of a last block of at most PART_ROWS channels (16
-# channels as 6 + 6 + 4: 5 % faster than 4 x 2; 32 as 6 x 5 + 4: as fast).
+# of the 4-row loop of the last blocks of at most PART_ROWS channels
+# (wv_blocks; one thread, NCDHW 64^3 x 16 -> 16 k3 as 6 + 6 + 4: 5 %
+# faster than 4 x 4; 32^3 x 32 -> 32 as 6 x 4 + 4 + 4: 3-4 % faster than
+# 4 x 8, as fast as 6 x 5 + 4).
 WV_FOUR_ROWS_COST = 1.07
 # ... with the vectors on two output rows (wv_row_pairs): 6 x 2 was as fast
 # as 4 x 2 or faster with 32 channels (36 computed; NCDHW 16^2 x 20 x 32 ->
@@ -754,11 +777,12 @@ def wv_kernel(x, wp, out, taps, geo, tile, pair, one_row, in_place, xin, t_begin
     argument v that is None, so each variant's code is under a test of an
     argument that is None in the others (the pair variant: 1.9 -> 1.4 s
     of cold compile, benchmarks/NOTES.md section 56).
-    geo's last two, (BD, ND) (`wv_band`): output rows in bands of BD
+    geo's last three: (BD, ND) (`wv_band`): output rows in bands of BD
     planes along D, packed rows in slots by input plane modulo ND (ND = 0:
-    by tap)."""
+    by tap); NFULL: the output-channel blocks of FR before those of
+    PART_ROWS (`wv_blocks`)."""
     (B, D, H, W, Cg, OD, OH, OW, Fg, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw,
-     G, trans, NFB, gs, xsb, xsc, xsd, xsh, xsw, osb, osf, osd, osh, osw, BD, ND) = geo
+     G, trans, NFB, gs, xsb, xsc, xsd, xsh, xsw, osb, osf, osd, osh, osw, BD, ND, NFULL) = geo
     isz = itemsize(out)
     FR, NW, V = tile_dims(tile, out)
     NJ = NW * V
@@ -908,9 +932,10 @@ def wv_kernel(x, wp, out, taps, geo, tile, pair, one_row, in_place, xin, t_begin
                         src = xa + ((b + j * pb) * xsb + g * Cg * xsc + i_d * xsd + i_h * xsh) * isz
                         vpack_rows(out, tile, addr(xin) + (t * Cg * mw * row_len + pad_left) * isz,
                                    zeros + inside * (src - zeros), W, Cg, inside * xsc * isz, row_len, mw)
-        f0 = fb * FR
-        nf = _min(FR, Fg - f0)
-        part = FR > PART_ROWS and nf <= PART_ROWS  # a last block of few channels
+        # NFULL blocks of FR channels, then blocks of PART_ROWS (wv_blocks)
+        part = fb >= NFULL
+        f0 = fb * FR if not part else NFULL * FR + (fb - NFULL) * PART_ROWS
+        nf = _min(FR if not part else PART_ROWS, Fg - f0)
         j0 = wc * LJ
         wfb = addr(wp) + (g * NFB + fb) * KD * KH * KW * Cg * FR * isz
         # stride-2 transposes with W contiguous: phase 0 waits in buf and the
@@ -1015,11 +1040,24 @@ def with_rows(kernel, args, n):
     return run
 
 
-def pack_filters_wv(wg, dtype, tile, temporary=False):
+def pack_filters_wv(wg, dtype, tile, temporary=False, blocks=None):
     """wg: (G, KD, KH, KW, Cg, Fg) -> (G, NFB, taps, Cg, FR) flat, output
     channels zero-padded to NFB blocks of FR = tile.rows; and NFB.
+    blocks: None, or (full, part) (`wv_blocks`): `full` blocks of FR
+    channels, then `part` blocks of up to PART_ROWS (zero-padded to FR).
     temporary: see _pack_blocks."""
-    return _pack_blocks(wg, dtype, tile.rows, temporary)
+    FR = tile.rows
+    if blocks is None or blocks[1] == 0:
+        return _pack_blocks(wg, dtype, FR, temporary)
+    full, part = blocks
+    Fg = wg.shape[-1]
+    spread = np.zeros(wg.shape[:-1] + ((full + part) * FR,), dtype=dtype)
+    spread[..., :full * FR] = wg[..., :full * FR]
+    for k in range(part):
+        f0 = full * FR + k * PART_ROWS
+        n = min(PART_ROWS, Fg - f0)
+        spread[..., (full + k) * FR:(full + k) * FR + n] = wg[..., f0:f0 + n]
+    return _pack_blocks(spread, dtype, FR, temporary)
 
 
 @functools.lru_cache(maxsize=256)
