@@ -677,8 +677,9 @@ WV_SLOT_BYTES = WV_SLOTS * 8
 
 def wv_tile(channels=None, width=None, lanes=None, pairs=False):
     """wv_kernel's register tile: FR output channels x 2 vectors along W
-    (FR = 8 with AVX-512, 6 with AVX2: cpu_simd.tile_rows, or 4 where that
-    pads `channels` less, WV_FOUR_ROWS_COST; with `pairs`, vectors on two
+    (FR = 8 with AVX-512, 6 with AVX2: cpu_simd.tile_rows, its last blocks
+    on a 4-row loop (wv_blocks), or 4 where that pads `channels` less,
+    WV_FOUR_ROWS_COST; with `pairs`, vectors on two
     output rows, WV_PAIR_FOUR_ROWS_COST), or 8 x 1 vector for output
     rows of `width` columns (per W phase) that 2 vectors of `lanes` would
     pad too much (WV_ONE_VECTOR_COST); for `channels`
