@@ -604,9 +604,11 @@ def _pack_rows(w3, c0, c1, wp):
                     p[f] = s[b * NV + f]
 
 
-def _pack_blocks(wg, dtype, NV, temporary=False):
+def _pack_blocks(wg, dtype, NV, temporary=False, blocks=None):
     """wg: (G, KD, KH, KW, Cg, Fg) -> (G, NFB, taps, Cg, NV) flat: output
-    channels in blocks of NV, zero-padded; and NFB. One strided NumPy copy
+    channels in blocks of NV, zero-padded; and NFB. blocks: None, or
+    (full, part): `full` blocks of NV, then `part` blocks of PART_ROWS
+    channels each (zero-padded to NV; wv_blocks). One strided NumPy copy
     for the whole blocks, or for large convolution filters as given a Numba
     loop along their rows (_pack_rows), split over the threads by input
     channels for large filters (NumPy releases the GIL while copying).
@@ -614,14 +616,17 @@ def _pack_blocks(wg, dtype, NV, temporary=False):
     filters); it is taken from recycled memory (_alloc): fresh pages cost
     ~2 ms per 28 MB."""
     G, KD, KH, KW, Cg, Fg = wg.shape
-    NFB = max(1, -(-Fg // NV))
+    if blocks is None:
+        full, NFB, step = Fg // NV, max(1, -(-Fg // NV)), NV
+    else:
+        full, NFB, step = blocks[0], blocks[0] + blocks[1], PART_ROWS
     shape = (G, NFB, KD, KH, KW, Cg, NV)
     wp = _alloc.recycled(shape, dtype) if temporary else np.empty(shape, dtype=dtype)
-    full = Fg // NV
     src = wg[..., :full * NV].reshape(G, KD, KH, KW, Cg, full, NV).transpose(0, 5, 1, 2, 3, 4, 6)
-    if full < NFB:
-        wp[:, full] = 0
-        wp[:, full, ..., :Fg - full * NV] = wg[..., full * NV:]
+    for b in range(full, NFB):  # the last blocks, of `step` channels or fewer
+        f0 = full * NV + (b - full) * step
+        wp[:, b] = 0
+        wp[:, b, ..., :min(step, Fg - f0)] = wg[..., f0:f0 + step]
 
     given = source_filters(wg)
     if given is not None and not given[1] and wp.size >= PACK_PARALLEL and given[0].dtype == wp.dtype:
@@ -1047,18 +1052,7 @@ def pack_filters_wv(wg, dtype, tile, temporary=False, blocks=None):
     blocks: None, or (full, part) (`wv_blocks`): `full` blocks of FR
     channels, then `part` blocks of up to PART_ROWS (zero-padded to FR).
     temporary: see _pack_blocks."""
-    FR = tile.rows
-    if blocks is None or blocks[1] == 0:
-        return _pack_blocks(wg, dtype, FR, temporary)
-    full, part = blocks
-    Fg = wg.shape[-1]
-    spread = np.zeros(wg.shape[:-1] + ((full + part) * FR,), dtype=dtype)
-    spread[..., :full * FR] = wg[..., :full * FR]
-    for k in range(part):
-        f0 = full * FR + k * PART_ROWS
-        n = min(PART_ROWS, Fg - f0)
-        spread[..., (full + k) * FR:(full + k) * FR + n] = wg[..., f0:f0 + n]
-    return _pack_blocks(spread, dtype, FR, temporary)
+    return _pack_blocks(wg, dtype, tile.rows, temporary, blocks if blocks and blocks[1] else None)
 
 
 @functools.lru_cache(maxsize=256)
