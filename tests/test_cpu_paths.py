@@ -481,6 +481,60 @@ def test_row_pairs_same_bits(case, dtype, monkeypatch):
     assert np.max(np.abs(paired - ref)) <= 1e-5 * max(1.0, float(np.max(np.abs(ref))))
 
 
+# Channels-first calls whose last W chunk of one vector holds two output
+# rows (cpu.WV_TAIL_PAIRS, cpu_rb.wv_tail_pairs): an odd row count (a last
+# row alone), an H stride (5 slots per plane for k3), two images, groups,
+# part channel blocks, a W stride (sub-rows), a stride-1 transpose, bands
+# along D; and calls the rule leaves out (H dilation, a transpose's H
+# stride). The flag: whether the call's geometry allows tail pairs.
+TAIL_PAIR_CASES = [
+    (("conv2d", (1, 5, 9, 37), (3, 3, 5, 7), 1, "SAME", "NCHW", None), True),
+    (("conv2d", (2, 4, 8, 52), (3, 3, 4, 13), [1, 1, 2, 1], "SAME", "NCHW", None), True),
+    (("conv2d", (1, 6, 7, 40), (3, 3, 3, 8), 1, [(1, 1), (2, 0)], "NCHW", None), True),  # 2 groups
+    (("conv2d", (1, 3, 6, 74), (3, 3, 3, 5), [1, 1, 1, 2], "SAME", "NCHW", None), True),
+    (("conv2d_transpose", (1, 4, 6, 35), (3, 3, 5, 4), 1, "SAME", "NCHW", None), True),
+    (("conv3d", (1, 3, 6, 5, 37), (3, 3, 3, 3, 5), 1, "SAME", "NCDHW", None), True),
+    (("conv2d", (1, 3, 9, 37), (3, 3, 3, 6), 1, "SAME", "NCHW", [1, 1, 2, 1]), False),
+    (("conv2d_transpose", (1, 4, 5, 36), (3, 3, 5, 4), [1, 1, 2, 1], "SAME", "NCHW", None), False),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case, allowed", TAIL_PAIR_CASES, ids=lambda c: f"{c[0]}-{c[1]}" if c not in (True, False) else "")
+def test_tail_pairs_same_bits(case, allowed, dtype, monkeypatch):
+    """Tail pairs give the bits of one row per tile, on one chunk of
+    tiles and on chunks that start between the two rows of a pair, and of
+    the channels-last kernel; they are used where the rule says so (every
+    allowed case in float32 on AVX2)."""
+    monkeypatch.setattr(cpu, "WV_PACK_MIN_ROWS", 0)
+    x, w = _arrays(case, dtype, np.random.default_rng(19))
+    used = []
+    real_rows, real_tiles = cpu_rb.with_rows, cpu_rb.parallel_tiles
+
+    def spy(kernel, args, n):
+        used.append(args[4][-1])  # geo's TP
+        return real_rows(kernel, args, n)
+
+    monkeypatch.setattr(cpu_rb, "with_rows", spy)
+    results = []
+    for tail, work in ((True, None), (True, 10**12), (False, None)):
+        monkeypatch.setattr(cpu, "WV_TAIL_PAIRS", tail)
+        monkeypatch.setattr(cpu_rb, "parallel_tiles",
+                            lambda k, a, n, wk, _w=work: real_tiles(k, a, n, wk if _w is None else _w))
+        results.append(_call(case, x, w, "cpu"))
+    y = results[0]
+    lanes = cpu_simd.VBYTES // np.dtype(dtype).itemsize
+    OH, OW = y.shape[-2:]
+    expected = allowed and cpu_rb.wv_tail_pairs(OW, OH, 2 * lanes, lanes) and not cpu_rb.wv_row_pairs(OW, lanes)
+    assert used == [int(expected)] * 2 + [0]
+    if cpu_simd.VBYTES == 32 and dtype == np.float32:
+        assert used[0] == allowed
+    assert all(r.tobytes() == y.tobytes() for r in results)
+    assert np.moveaxis(y, 1, -1).tobytes() == _call_channels_last(case, x, w).tobytes()
+    ref = _call(case, x, w, "reference")
+    assert np.max(np.abs(y - ref)) <= 1e-5 * max(1.0, float(np.max(np.abs(ref))))
+
+
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}-{c[5]}")
 @pytest.mark.parametrize("activation", ["linear", "relu", "tanh"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -136,6 +136,13 @@ WV_PACK_COPY_COST = 6
 # (tests compare the two).
 WV_ROW_PAIRS = True
 
+# Channels-first calls with packed rows kept between output rows, one W
+# phase and a last W chunk of at most one vector (56 float32 columns on
+# AVX2: 16 + 16 + 16 + 8): that chunk of two output rows runs as one tile,
+# a vector each (cpu_rb.wv_tail_pairs), instead of one tile per row with
+# an empty half. The same bits. False turns it off (tests compare the two).
+WV_TAIL_PAIRS = True
+
 # Channels-last calls with at most one vector of output channels per group
 # (AVX-512: 16 float32 / 8 float64) use the one-vector tile instead of the
 # two-vector one; False turns it off (tests compare the two).
@@ -300,11 +307,20 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
                         lambda: cpu_rb.pack_filters_wv(wg, x.dtype, tile, writable, blocks))
         pair = cpu_rb.pair_axis(B, OD, OH) if NR == 2 else None
         band = (1, 0)
+        tail = False
         if pack and pair is None:
-            band = cpu_rb.wv_band(OD, KD, KH, D, sd, dd, pd, dh, bool(trans), rows // (KD * KH) * x.dtype.itemsize)
-            rows = max(KD, band[1]) * KH * (rows // (KD * KH))
+            per = rows // (KD * KH)  # one input row's packed channels
+            # tail pairs (WV_TAIL_PAIRS): slots for two output rows' rows
+            tail = (WV_TAIL_PAIRS and tile.nvec == 2 and (sw == 1 or not trans) and (sh == 1 or not trans)
+                    and dh == 1 and cpu_rb.wv_tail_pairs(OW, OH, 2 * V, V))
+            for KS in ((KH + (1 if trans else sh), KH) if tail else (KH,)):
+                band = cpu_rb.wv_band(OD, KD, KS, D, sd, dd, pd, dh, bool(trans), per * x.dtype.itemsize)
+                if max(KD, band[1]) * KS <= cpu_rb.WV_SLOTS:
+                    break
+            tail = KS > KH
+            rows = (max(KD, band[1]) * KS + tail) * per  # the slots, then (tail pairs) one of zeros
         geo = (B, D, H, W, Cg, OD, OH, OW, Fg, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw,
-               G, int(trans), NFB, cpu_rb.sum_group(KW, Cg)) + xs + os_ + band + (blocks[0],)
+               G, int(trans), NFB, cpu_rb.sum_group(KW, Cg)) + xs + os_ + band + (blocks[0], int(tail))
         geo = tuple(int(v) for v in geo)
         args = (x.reshape(-1), wp, flat, taps, geo, tile, pair, True if pair is None else None,
                 None if pack else True)

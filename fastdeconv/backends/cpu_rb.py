@@ -678,6 +678,7 @@ WV_OFFS_BYTES = RB_MAX * 8
 # every output row's rows anew.
 WV_SLOTS = 64
 WV_SLOT_BYTES = WV_SLOTS * 8
+WV_TAP_SLOT_BYTES = 2 * WV_SLOT_BYTES  # an output row's tap slots, then (tail pairs) the next row's
 
 
 def wv_tile(channels=None, width=None, lanes=None, pairs=False):
@@ -786,9 +787,9 @@ def wv_kernel(x, wp, out, taps, geo, tile, pair, one_row, in_place, xin, t_begin
     geo's last three: (BD, ND) (`wv_band`): output rows in bands of BD
     planes along D, packed rows in slots by input plane modulo ND (ND = 0:
     by tap); NFULL: the output-channel blocks of FR before those of
-    PART_ROWS (`wv_blocks`)."""
+    PART_ROWS (`wv_blocks`); TP: 1 for tail pairs (`wv_tail_pairs`)."""
     (B, D, H, W, Cg, OD, OH, OW, Fg, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw,
-     G, trans, NFB, gs, xsb, xsc, xsd, xsh, xsw, osb, osf, osd, osh, osw, BD, ND, NFULL) = geo
+     G, trans, NFB, gs, xsb, xsc, xsd, xsh, xsw, osb, osf, osd, osh, osw, BD, ND, NFULL, TP) = geo
     isz = itemsize(out)
     FR, NW, V = tile_dims(tile, out)
     NJ = NW * V
@@ -817,9 +818,14 @@ def wv_kernel(x, wp, out, taps, geo, tile, pair, one_row, in_place, xin, t_begin
     # without an integer division per tap). Else (H dilation, row pairs,
     # filters with more than WV_SLOTS (kd, kh) taps) slot kd * KH + kh
     # holds tap (kd, kh)'s row, packed per output row.
-    reuse = one_row is not None and dh == 1 and max(KD, ND) * KH <= WV_SLOTS
+    # TP (`wv_tail_pairs`): the last W chunk of an even output row oh also
+    # computes row oh + 1's (one vector each; row oh + 1 skips it), so its
+    # rows are packed with oh's: KS slots per plane hold both rows' rows
+    KS = KH + TP * (1 if trans else sh)
+    reuse = one_row is not None and dh == 1 and max(KD, ND) * KS <= WV_SLOTS
+    tail = TP != 0 and reuse
     slot_row = scratch(0, WV_SLOT_BYTES)
-    tap_slot = scratch(0, WV_SLOT_BYTES)
+    tap_slot = scratch(0, WV_TAP_SLOT_BYTES)
     # xin given (channels-first): the input rows of each output row's taps
     # are copied, per (b, od, oh, g), into mw sub-rows of row_len columns
     # per channel with zeros around them (wv_taps); runs then read lines
@@ -832,7 +838,11 @@ def wv_kernel(x, wp, out, taps, geo, tile, pair, one_row, in_place, xin, t_begin
     pad_left = taps[len(taps) - 2]
     row_len = taps[len(taps) - 1]
     rows_bytes = KD * KH * Cg * mw * row_len * isz  # one output row's packed rows
+    slot_bytes = Cg * mw * row_len * isz
     packed = -1
+    zslot = 0  # a slot of zeros after the others: a tail pair's tap that one of its rows lacks
+    if xin is not None:
+        zslot = addr(xin) + max(KD, ND) * KS * slot_bytes
     # two output rows per tile (pair): the paired axis as 0/1 per digit;
     # the second row's output offset; bytes between a tile's vectors; the
     # taps a tile runs along D and H: its row's, or those either row of a
@@ -904,18 +914,21 @@ def wv_kernel(x, wp, out, taps, geo, tile, pair, one_row, in_place, xin, t_begin
             if packed != ((b * OD + od) * OH + oh) * G + g:
                 packed = ((b * OD + od) * OH + oh) * G + g
                 if one_row is not None:
+                    two = 1 + (tail and oh % 2 == 0 and oh + 1 < OH)  # rows packed: oh (and oh + 1)
                     for kd in range(KD):
                         i_d = taps[od * KD + kd]
                         if i_d < 0:
                             continue
-                        for kh in range(KH):
-                            i_h = taps[OD * KD + oh * KH + kh]
+                        for jh in range(two * KH):
+                            j = jh // KH
+                            kh = jh - j * KH
+                            i_h = taps[OD * KD + (oh + j) * KH + kh]
                             if i_h < 0:
                                 continue
                             s = kd * KH + kh
                             if reuse:
-                                s = (kd if ND == 0 else i_d % ND) * KH + i_h % KH
-                                tap_slot[kd * KH + kh] = s
+                                s = (kd if ND == 0 else i_d % ND) * KS + i_h % KS
+                                tap_slot[j * WV_SLOTS + kd * KH + kh] = s
                                 row = 1 + ((b * G + g) * D + i_d) * H + i_h
                                 if slot_row[s] == row:
                                     continue
@@ -948,6 +961,10 @@ def wv_kernel(x, wp, out, taps, geo, tile, pair, one_row, in_place, xin, t_begin
         # two are interleaved in registers and stored as vectors, when phase
         # 1 has lanes in this chunk (else a strided scalar copy per phase)
         zip2 = P == 2 and osw == 1 and j0 < OW // 2
+        # tail pairs: the last chunk of rows oh and oh + 1, oh even
+        tailp = tail and wc == nwc - 1 and oh % 2 == 0 and oh + 1 < OH
+        if tail and wc == nwc - 1 and oh % 2 == 1:
+            continue
         for phase in range(P):
             nJ = _cdiv(OW - phase, P)
             if j0 >= nJ:
@@ -964,7 +981,10 @@ def wv_kernel(x, wp, out, taps, geo, tile, pair, one_row, in_place, xin, t_begin
                     continue
                 for kh in range(KH):
                     i_h = taps[htab + oh * KH + kh]
-                    if i_h < 0:
+                    i_h1 = -1
+                    if tailp:
+                        i_h1 = taps[htab + (oh + 1) * KH + kh]
+                    if i_h < 0 and i_h1 < 0:
                         continue
                     # two-level sum, as in cl_kernel
                     if (kd * KH + kh) // gs != grp:
@@ -974,11 +994,20 @@ def wv_kernel(x, wp, out, taps, geo, tile, pair, one_row, in_place, xin, t_begin
                             acc = vtzero(out, tile)
                         ngrp += 1
                     xrow = xa + (b * xsb + g * Cg * xsc + i_d * xsd + i_h * xsh) * isz
+                    xstep = vstep
                     if xin is not None:
                         t = kd * KH + kh
                         if reuse:
                             t = tap_slot[t]
-                        prow = addr(xin) + t * Cg * mw * row_len * isz  # this tap's packed rows
+                        prow = addr(xin) + t * slot_bytes  # this tap's packed rows
+                        if tailp:
+                            # a tail pair's second vector: row oh + 1's packed rows (or zeros)
+                            if i_h < 0:
+                                prow = zslot
+                            prow1 = zslot
+                            if i_h1 >= 0:
+                                prow1 = addr(xin) + tap_slot[WV_SLOTS + kd * KH + kh] * slot_bytes
+                            xstep = prow1 - prow
                     for kw in range(KW):
                         # lanes [lo, hi) read input columns iw0 + l*mw inside the row
                         lo = taps[kwt + kw * 4]
@@ -990,10 +1019,10 @@ def wv_kernel(x, wp, out, taps, geo, tile, pair, one_row, in_place, xin, t_begin
                             p = prow + taps[kwt + kw * 4 + 3] * isz
                             if part:
                                 acc = vrun_cols_part(out, acc, tile, p, mw * row_len * isz,
-                                                     vstep, lo, hi, q, Cg)
+                                                     xstep, lo, hi, q, Cg)
                             else:
                                 acc = vrun_cols_whole(out, acc, tile, p, mw * row_len * isz,
-                                                      vstep, lo, hi, q, Cg)
+                                                      xstep, lo, hi, q, Cg)
                         if in_place is not None:
                             p = xrow + taps[kwt + kw * 4 + 2] * xsw * isz
                             if contiguous:
@@ -1004,12 +1033,12 @@ def wv_kernel(x, wp, out, taps, geo, tile, pair, one_row, in_place, xin, t_begin
             # slots (a 1x1 conv or a stride == kernel transpose: every block)
             acc = vtadd(total, acc)
             ob = b * osb + (g * Fg + f0) * osf + od * osd + oh * osh
-            if pair is not None:
-                # (one W phase, W contiguous)
+            if pair is not None or tailp:
+                # (one W phase, W contiguous; a tail pair: rows oh, oh + 1)
                 for i in range(FR):
                     so[i] = ob + j0 + i * osf if i < nf else -1
-                vtstore_rows(out, tile, so, acc, nj, ostep, 1 + has1)
-            if one_row is None:
+                vtstore_rows(out, tile, so, acc, nj, ostep + tailp * osh, 1 + has1 + tailp)
+            if one_row is None or tailp:
                 continue
             if direct:
                 for i in range(FR):
@@ -1145,6 +1174,16 @@ def wv_band(OD, KD, KH, D, sd, dd, pd, dh, trans, row_bytes):
         if nd * KH <= WV_SLOTS and nd * KH * row_bytes <= WV_BAND_BYTES:
             return bd, nd
     return 1, 0
+
+
+def wv_tail_pairs(OW, OH, NJ, V):
+    """Whether wv_kernel's last W chunk, of at most one vector (V lanes)
+    of an output row of OW columns in chunks of NJ = 2 V, holds that
+    chunk of two output rows (oh, oh + 1) instead: a 56-wide row then
+    computes 56 lanes, not 64 (packed rows kept between output rows, one
+    W phase). Both rows' terms keep their order (a tap only one of the
+    two has multiplies zeros for the other), so the same bits."""
+    return OH > 1 and OW > NJ and 0 < OW % NJ <= V
 
 
 def n_tiles_wv(geo, tile, itemsize, pair=None):
