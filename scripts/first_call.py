@@ -40,6 +40,9 @@ PATHS = {
     "wv, packed rows (channels-first, 64 output rows)":
         "x = r(1, 16, 8, 8, 8); w = r(3, 3, 3, 16, 16)\n"
         "CALL fd.conv3d(x, w, 1, 'SAME', data_format='NCDHW', backend='cpu')",
+    "wv, packed rows, 2 vectors along W (channels-first, 56 columns)":
+        "x = r(1, 16, 4, 8, 56); w = r(3, 3, 3, 16, 16)\n"
+        "CALL fd.conv3d(x, w, 1, 'SAME', data_format='NCDHW', backend='cpu')",
     "wv, one out channel (1-row tile)":
         "x = r(1, 16, 8, 8, 8); w = r(3, 3, 3, 16, 1)\n"
         "CALL fd.conv3d(x, w, 1, 'SAME', data_format='NCDHW', backend='cpu')",

@@ -323,7 +323,7 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
                G, int(trans), NFB, cpu_rb.sum_group(KW, Cg)) + xs + os_ + band + (blocks[0], int(tail))
         geo = tuple(int(v) for v in geo)
         args = (x.reshape(-1), wp, flat, taps, geo, tile, pair, True if pair is None else None,
-                None if pack else True)
+                True if pack and pair is None and tile.nvec == 2 else None, None if pack else True)
         if pack:
             # NR output rows' packed rows, then W zeros (packed for a tap that one of two rows lacks)
             kernel, args = cpu_rb.with_rows(cpu_rb.wv_kernel, args, NR * rows + (W if NR > 1 else 0)), ()

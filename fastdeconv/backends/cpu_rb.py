@@ -760,7 +760,7 @@ WV_ONE_NVEC = 4
 
 
 @serial_kernel
-def wv_kernel(x, wp, out, taps, geo, tile, pair, one_row, in_place, xin, t_begin, t_end):
+def wv_kernel(x, wp, out, taps, geo, tile, pair, one_row, tail, in_place, xin, t_begin, t_end):
     """Tiles [t_begin, t_end). x: 5-D flat with element strides (xsb, xsc,
     xsd, xsh, xsw); wp: (G, NFB, taps, Cg, FR) flat (output channels
     zero-padded); out: 5-D flat with strides (osb, osf, osd, osh, osw);
@@ -787,7 +787,12 @@ def wv_kernel(x, wp, out, taps, geo, tile, pair, one_row, in_place, xin, t_begin
     geo's last three: (BD, ND) (`wv_band`): output rows in bands of BD
     planes along D, packed rows in slots by input plane modulo ND (ND = 0:
     by tap); NFULL: the output-channel blocks of FR before those of
-    PART_ROWS (`wv_blocks`); TP: 1 for tail pairs (`wv_tail_pairs`)."""
+    PART_ROWS (`wv_blocks`); TP: 1 for tail pairs (`wv_tail_pairs`): the
+    last W chunk of an even output row oh, one vector wide, also computes
+    that chunk of row oh + 1 (one vector each; row oh + 1 skips it).
+    tail: None, or True where TP may be 1 (one_row, packed rows, 2 vectors
+    per row): one variant for every such call, with TP 0 or 1, and none
+    of its code in the others (~0.1 s of cold compile)."""
     (B, D, H, W, Cg, OD, OH, OW, Fg, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw,
      G, trans, NFB, gs, xsb, xsc, xsd, xsh, xsw, osb, osf, osd, osh, osw, BD, ND, NFULL, TP) = geo
     isz = itemsize(out)
@@ -818,12 +823,15 @@ def wv_kernel(x, wp, out, taps, geo, tile, pair, one_row, in_place, xin, t_begin
     # without an integer division per tap). Else (H dilation, row pairs,
     # filters with more than WV_SLOTS (kd, kh) taps) slot kd * KH + kh
     # holds tap (kd, kh)'s row, packed per output row.
-    # TP (`wv_tail_pairs`): the last W chunk of an even output row oh also
-    # computes row oh + 1's (one vector each; row oh + 1 skips it), so its
-    # rows are packed with oh's: KS slots per plane hold both rows' rows
-    KS = KH + TP * (1 if trans else sh)
+    # tail pairs: rows oh + 1's rows are packed with oh's, KS slots per
+    # plane for both
+    KS = KH
+    if tail is not None:
+        KS += TP * (1 if trans else sh)
     reuse = one_row is not None and dh == 1 and max(KD, ND) * KS <= WV_SLOTS
-    tail = TP != 0 and reuse
+    pairs_on = False
+    if tail is not None:
+        pairs_on = TP != 0 and reuse
     slot_row = scratch(0, WV_SLOT_BYTES)
     tap_slot = scratch(0, WV_TAP_SLOT_BYTES)
     # xin given (channels-first): the input rows of each output row's taps
@@ -841,7 +849,7 @@ def wv_kernel(x, wp, out, taps, geo, tile, pair, one_row, in_place, xin, t_begin
     slot_bytes = Cg * mw * row_len * isz
     packed = -1
     zslot = 0  # a slot of zeros after the others: a tail pair's tap that one of its rows lacks
-    if xin is not None:
+    if tail is not None:
         zslot = addr(xin) + max(KD, ND) * KS * slot_bytes
     # two output rows per tile (pair): the paired axis as 0/1 per digit;
     # the second row's output offset; bytes between a tile's vectors; the
@@ -914,7 +922,9 @@ def wv_kernel(x, wp, out, taps, geo, tile, pair, one_row, in_place, xin, t_begin
             if packed != ((b * OD + od) * OH + oh) * G + g:
                 packed = ((b * OD + od) * OH + oh) * G + g
                 if one_row is not None:
-                    two = 1 + (tail and oh % 2 == 0 and oh + 1 < OH)  # rows packed: oh (and oh + 1)
+                    two = 1  # output rows whose rows are packed: oh (and oh + 1)
+                    if tail is not None:
+                        two += pairs_on and oh % 2 == 0 and oh + 1 < OH
                     for kd in range(KD):
                         i_d = taps[od * KD + kd]
                         if i_d < 0:
@@ -962,9 +972,11 @@ def wv_kernel(x, wp, out, taps, geo, tile, pair, one_row, in_place, xin, t_begin
         # 1 has lanes in this chunk (else a strided scalar copy per phase)
         zip2 = P == 2 and osw == 1 and j0 < OW // 2
         # tail pairs: the last chunk of rows oh and oh + 1, oh even
-        tailp = tail and wc == nwc - 1 and oh % 2 == 0 and oh + 1 < OH
-        if tail and wc == nwc - 1 and oh % 2 == 1:
-            continue
+        tailp = 0
+        if tail is not None:
+            if pairs_on and wc == nwc - 1 and oh % 2 == 1:
+                continue
+            tailp = (pairs_on and wc == nwc - 1 and oh + 1 < OH) * 1
         for phase in range(P):
             nJ = _cdiv(OW - phase, P)
             if j0 >= nJ:
@@ -982,8 +994,10 @@ def wv_kernel(x, wp, out, taps, geo, tile, pair, one_row, in_place, xin, t_begin
                 for kh in range(KH):
                     i_h = taps[htab + oh * KH + kh]
                     i_h1 = -1
-                    if tailp:
-                        i_h1 = taps[htab + (oh + 1) * KH + kh]
+                    if tail is not None:
+                        # row oh + 1's tap (-1 without a tail pair); arithmetic,
+                        # not branches, in the tap loop (cold compile)
+                        i_h1 = taps[htab + (oh + tailp) * KH + kh] * tailp - (1 - tailp)
                     if i_h < 0 and i_h1 < 0:
                         continue
                     # two-level sum, as in cl_kernel
@@ -1000,14 +1014,12 @@ def wv_kernel(x, wp, out, taps, geo, tile, pair, one_row, in_place, xin, t_begin
                         if reuse:
                             t = tap_slot[t]
                         prow = addr(xin) + t * slot_bytes  # this tap's packed rows
-                        if tailp:
+                        if tail is not None:
                             # a tail pair's second vector: row oh + 1's packed rows (or zeros)
-                            if i_h < 0:
-                                prow = zslot
-                            prow1 = zslot
-                            if i_h1 >= 0:
-                                prow1 = addr(xin) + tap_slot[WV_SLOTS + kd * KH + kh] * slot_bytes
-                            xstep = prow1 - prow
+                            prow += (i_h < 0) * (zslot - prow)
+                            prow1 = zslot + (i_h1 >= 0) * (addr(xin) + tap_slot[WV_SLOTS + kd * KH + kh]
+                                                            * slot_bytes - zslot)
+                            xstep += tailp * (prow1 - prow - vstep)
                     for kw in range(KW):
                         # lanes [lo, hi) read input columns iw0 + l*mw inside the row
                         lo = taps[kwt + kw * 4]
@@ -1033,13 +1045,19 @@ def wv_kernel(x, wp, out, taps, geo, tile, pair, one_row, in_place, xin, t_begin
             # slots (a 1x1 conv or a stride == kernel transpose: every block)
             acc = vtadd(total, acc)
             ob = b * osb + (g * Fg + f0) * osf + od * osd + oh * osh
-            if pair is not None or tailp:
-                # (one W phase, W contiguous; a tail pair: rows oh, oh + 1)
+            if pair is not None:
+                # (one W phase, W contiguous)
                 for i in range(FR):
                     so[i] = ob + j0 + i * osf if i < nf else -1
-                vtstore_rows(out, tile, so, acc, nj, ostep + tailp * osh, 1 + has1 + tailp)
-            if one_row is None or tailp:
+                vtstore_rows(out, tile, so, acc, nj, ostep, 1 + has1)
+            if one_row is None:
                 continue
+            if tail is not None:
+                if tailp:  # rows oh, oh + 1 (one W phase, W contiguous)
+                    for i in range(FR):
+                        so[i] = ob + j0 + i * osf if i < nf else -1
+                    vtstore_rows(out, tile, so, acc, nj, osh, 2)
+                    continue
             if direct:
                 for i in range(FR):
                     so[i] = ob + j0 + i * osf if i < nf else -1
