@@ -483,13 +483,13 @@ def test_row_pairs_same_bits(case, dtype, monkeypatch):
 
 # Channels-first calls whose last W chunk of one vector holds two output
 # rows (cpu.WV_TAIL_PAIRS, cpu_rb.wv_tail_pairs): an odd row count (a last
-# row alone), an H stride (5 slots per plane for k3), two images, groups,
-# part channel blocks, a W stride (sub-rows), a stride-1 transpose, bands
-# along D; and calls the rule leaves out (H dilation, a transpose's H
-# stride). The flag: whether the call's geometry allows tail pairs.
+# row alone), two images, groups, part channel blocks, a W stride
+# (sub-rows), a stride-1 transpose, bands along D; and calls the rule
+# leaves out (H stride, H dilation, a transpose's H stride). The flag: whether the call's geometry allows tail pairs.
 TAIL_PAIR_CASES = [
     (("conv2d", (1, 5, 9, 37), (3, 3, 5, 7), 1, "SAME", "NCHW", None), True),
-    (("conv2d", (2, 4, 8, 52), (3, 3, 4, 13), [1, 1, 2, 1], "SAME", "NCHW", None), True),
+    (("conv2d", (2, 4, 8, 52), (3, 3, 4, 13), 1, "SAME", "NCHW", None), True),
+    (("conv2d", (1, 4, 8, 52), (3, 3, 4, 13), [1, 1, 2, 1], "SAME", "NCHW", None), False),
     (("conv2d", (1, 6, 7, 40), (3, 3, 3, 8), 1, [(1, 1), (2, 0)], "NCHW", None), True),  # 2 groups
     (("conv2d", (1, 3, 6, 74), (3, 3, 3, 5), [1, 1, 1, 2], "SAME", "NCHW", None), True),
     (("conv2d_transpose", (1, 4, 6, 35), (3, 3, 5, 4), 1, "SAME", "NCHW", None), True),

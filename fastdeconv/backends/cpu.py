@@ -137,10 +137,14 @@ WV_PACK_COPY_COST = 6
 WV_ROW_PAIRS = True
 
 # Channels-first calls with packed rows kept between output rows, one W
-# phase and a last W chunk of at most one vector (56 float32 columns on
-# AVX2: 16 + 16 + 16 + 8): that chunk of two output rows runs as one tile,
-# a vector each (cpu_rb.wv_tail_pairs), instead of one tile per row with
-# an empty half. The same bits. False turns it off (tests compare the two).
+# phase, H stride and dilation 1 and a last W chunk of at most one vector
+# (56 float32 columns on AVX2: 16 + 16 + 16 + 8): that chunk of two output
+# rows runs as one tile, a vector each (cpu_rb.wv_tail_pairs), instead of
+# one tile per row with an empty half; one more packed row per plane. The
+# same bits. NCHW 56^2 x 256 -> 256 k3: 6-10 % faster on one and two
+# threads. With H stride 2 (two more rows per plane) two threads were up to
+# 11 % slower (benchmarks/NOTES.md section 59). False turns it off (tests
+# compare the two).
 WV_TAIL_PAIRS = True
 
 # Channels-last calls with at most one vector of output channels per group
@@ -311,9 +315,9 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
         if pack and pair is None:
             per = rows // (KD * KH)  # one input row's packed channels
             # tail pairs (WV_TAIL_PAIRS): slots for two output rows' rows
-            tail = (WV_TAIL_PAIRS and tile.nvec == 2 and (sw == 1 or not trans) and (sh == 1 or not trans)
-                    and dh == 1 and cpu_rb.wv_tail_pairs(OW, OH, 2 * V, V))
-            for KS in ((KH + (1 if trans else sh), KH) if tail else (KH,)):
+            tail = (WV_TAIL_PAIRS and tile.nvec == 2 and (sw == 1 or not trans) and sh == 1 and dh == 1
+                    and cpu_rb.wv_tail_pairs(OW, OH, 2 * V, V))
+            for KS in ((KH + 1, KH) if tail else (KH,)):
                 band = cpu_rb.wv_band(OD, KD, KS, D, sd, dd, pd, dh, bool(trans), per * x.dtype.itemsize)
                 if max(KD, band[1]) * KS <= cpu_rb.WV_SLOTS:
                     break

@@ -827,7 +827,7 @@ def wv_kernel(x, wp, out, taps, geo, tile, pair, one_row, tail, in_place, xin, t
     # plane for both
     KS = KH
     if tail is not None:
-        KS += TP * (1 if trans else sh)
+        KS += TP  # (H stride 1)
     reuse = one_row is not None and dh == 1 and max(KD, ND) * KS <= WV_SLOTS
     pairs_on = False
     if tail is not None:
@@ -995,9 +995,8 @@ def wv_kernel(x, wp, out, taps, geo, tile, pair, one_row, tail, in_place, xin, t
                     i_h = taps[htab + oh * KH + kh]
                     i_h1 = -1
                     if tail is not None:
-                        # row oh + 1's tap (-1 without a tail pair); arithmetic,
-                        # not branches, in the tap loop (cold compile)
-                        i_h1 = taps[htab + (oh + tailp) * KH + kh] * tailp - (1 - tailp)
+                        if tailp:
+                            i_h1 = taps[htab + (oh + 1) * KH + kh]
                     if i_h < 0 and i_h1 < 0:
                         continue
                     # two-level sum, as in cl_kernel
@@ -1015,11 +1014,14 @@ def wv_kernel(x, wp, out, taps, geo, tile, pair, one_row, tail, in_place, xin, t
                             t = tap_slot[t]
                         prow = addr(xin) + t * slot_bytes  # this tap's packed rows
                         if tail is not None:
-                            # a tail pair's second vector: row oh + 1's packed rows (or zeros)
-                            prow += (i_h < 0) * (zslot - prow)
-                            prow1 = zslot + (i_h1 >= 0) * (addr(xin) + tap_slot[WV_SLOTS + kd * KH + kh]
-                                                            * slot_bytes - zslot)
-                            xstep += tailp * (prow1 - prow - vstep)
+                            if tailp:
+                                # the second vector: row oh + 1's packed rows (or zeros)
+                                if i_h < 0:
+                                    prow = zslot
+                                prow1 = zslot
+                                if i_h1 >= 0:
+                                    prow1 = addr(xin) + tap_slot[WV_SLOTS + kd * KH + kh] * slot_bytes
+                                xstep = prow1 - prow
                     for kw in range(KW):
                         # lanes [lo, hi) read input columns iw0 + l*mw inside the row
                         lo = taps[kwt + kw * 4]
