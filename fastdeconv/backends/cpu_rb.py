@@ -792,7 +792,7 @@ def wv_kernel(x, wp, out, taps, geo, tile, pair, one_row, tail, in_place, xin, t
     that chunk of row oh + 1 (one vector each; row oh + 1 skips it).
     tail: None, or True where TP may be 1 (one_row, packed rows, 2 vectors
     per row): one variant for every such call, with TP 0 or 1, and none
-    of its code in the others (~0.1 s of cold compile)."""
+    of its code in the others."""
     (B, D, H, W, Cg, OD, OH, OW, Fg, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw,
      G, trans, NFB, gs, xsb, xsc, xsd, xsh, xsw, osb, osf, osd, osh, osw, BD, ND, NFULL, TP) = geo
     isz = itemsize(out)
@@ -831,7 +831,7 @@ def wv_kernel(x, wp, out, taps, geo, tile, pair, one_row, tail, in_place, xin, t
     reuse = one_row is not None and dh == 1 and max(KD, ND) * KS <= WV_SLOTS
     pairs_on = False
     if tail is not None:
-        pairs_on = TP != 0 and reuse
+        pairs_on = (TP != 0) & reuse  # (&, not `and`: fewer blocks to type)
     slot_row = scratch(0, WV_SLOT_BYTES)
     tap_slot = scratch(0, WV_TAP_SLOT_BYTES)
     # xin given (channels-first): the input rows of each output row's taps
@@ -924,7 +924,7 @@ def wv_kernel(x, wp, out, taps, geo, tile, pair, one_row, tail, in_place, xin, t
                 if one_row is not None:
                     two = 1  # output rows whose rows are packed: oh (and oh + 1)
                     if tail is not None:
-                        two += pairs_on and oh % 2 == 0 and oh + 1 < OH
+                        two += pairs_on & (oh % 2 == 0) & (oh + 1 < OH)
                     for kd in range(KD):
                         i_d = taps[od * KD + kd]
                         if i_d < 0:
@@ -974,9 +974,9 @@ def wv_kernel(x, wp, out, taps, geo, tile, pair, one_row, tail, in_place, xin, t
         # tail pairs: the last chunk of rows oh and oh + 1, oh even
         tailp = 0
         if tail is not None:
-            if pairs_on and wc == nwc - 1 and oh % 2 == 1:
+            if pairs_on & (wc == nwc - 1) & (oh % 2 == 1):
                 continue
-            tailp = (pairs_on and wc == nwc - 1 and oh + 1 < OH) * 1
+            tailp = pairs_on & (wc == nwc - 1) & (oh + 1 < OH)
         for phase in range(P):
             nJ = _cdiv(OW - phase, P)
             if j0 >= nJ:
@@ -997,7 +997,7 @@ def wv_kernel(x, wp, out, taps, geo, tile, pair, one_row, tail, in_place, xin, t
                     if tail is not None:
                         if tailp:
                             i_h1 = taps[htab + (oh + 1) * KH + kh]
-                    if i_h < 0 and i_h1 < 0:
+                    if (i_h < 0) & (i_h1 < 0):
                         continue
                     # two-level sum, as in cl_kernel
                     if (kd * KH + kh) // gs != grp:
