@@ -107,6 +107,23 @@ def _arrays(case, dtype, rng):
     return rng.standard_normal(xs).astype(dtype), rng.standard_normal(ws).astype(dtype)
 
 
+def _calls_with(case, x, w, monkeypatch, settings):
+    """The cpu backend's result once per (attrs, work) in settings: attrs
+    {(module, name): value} set first; work None, or the multiply-adds
+    parallel_tiles is told the call has (10**12: the most chunks of tiles,
+    so chunks start inside rows, bands and pairs)."""
+    real = cpu_rb.parallel_tiles
+    results = []
+    for attrs, work in settings:
+        for (module, name), value in attrs.items():
+            monkeypatch.setattr(module, name, value)
+        monkeypatch.setattr(cpu_rb, "parallel_tiles",
+                            lambda k, a, n, wk, _w=work: real(k, a, n, wk if _w is None else _w))
+        results.append(_call(case, x, w, "cpu"))
+    monkeypatch.setattr(cpu_rb, "parallel_tiles", real)
+    return results
+
+
 @pytest.fixture(params=[(True, True), (False, True), (True, False)], ids=["fused", "per-tap", "lines-apart"])
 def fuse(request, monkeypatch):
     """Fused (kw, c) runs or one run per tap; lines folded into one row
@@ -343,13 +360,8 @@ def test_kept_packed_rows_same_bits(case, monkeypatch):
     monkeypatch.setattr(cpu, "WV_PACK_MIN_ROWS", 0)
     monkeypatch.setattr(cpu, "WV_ROW_PAIRS", False)
     x, w = _arrays(case, np.float32, np.random.default_rng(11))
-    real = cpu_rb.parallel_tiles
-    results = []
-    for pack, work in ((True, None), (True, 10**12), (False, None)):
-        monkeypatch.setattr(cpu, "WV_PACK", pack)
-        monkeypatch.setattr(cpu_rb, "parallel_tiles",
-                            lambda k, a, n, wk, _w=work: real(k, a, n, wk if _w is None else _w))
-        results.append(_call(case, x, w, "cpu"))
+    results = _calls_with(case, x, w, monkeypatch, [({(cpu, "WV_PACK"): pack}, work)
+                                                    for pack, work in ((True, None), (True, 10**12), (False, None))])
     assert all(r.tobytes() == results[0].tobytes() for r in results)
     assert np.moveaxis(results[0], 1, -1).tobytes() == _call_channels_last(case, x, w).tobytes()
     ref = _call(case, x, w, "reference")
@@ -408,7 +420,7 @@ def test_row_bands_same_bits(case, monkeypatch):
     monkeypatch.setattr(cpu, "WV_PACK_MIN_ROWS", 0)
     monkeypatch.setattr(cpu, "WV_ROW_PAIRS", False)
     x, w = _arrays(case, np.float32, np.random.default_rng(13))
-    real_tiles, real_band = cpu_rb.parallel_tiles, cpu_rb.wv_band
+    real_band = cpu_rb.wv_band
     bands = []
 
     def spy(*a):
@@ -416,14 +428,10 @@ def test_row_bands_same_bits(case, monkeypatch):
         return bands[-1]
 
     monkeypatch.setattr(cpu_rb, "wv_band", spy)
-    results = []
-    for band_max, band_bytes, work in ((1, 1 << 20, None), (3, 1 << 20, None), (8, 1 << 20, None),
-                                       (8, 1 << 20, 10**12), (8, 1, None)):
-        monkeypatch.setattr(cpu_rb, "WV_BAND_MAX", band_max)
-        monkeypatch.setattr(cpu_rb, "WV_BAND_BYTES", band_bytes)
-        monkeypatch.setattr(cpu_rb, "parallel_tiles",
-                            lambda k, a, n, wk, _w=work: real_tiles(k, a, n, wk if _w is None else _w))
-        results.append(_call(case, x, w, "cpu"))
+    results = _calls_with(case, x, w, monkeypatch, [
+        ({(cpu_rb, "WV_BAND_MAX"): band_max, (cpu_rb, "WV_BAND_BYTES"): band_bytes}, work)
+        for band_max, band_bytes, work in ((1, 1 << 20, None), (3, 1 << 20, None), (8, 1 << 20, None),
+                                           (8, 1 << 20, 10**12), (8, 1, None))])
     assert [b[0] for b in bands[:2]] == [1, 3] and bands[2][0] > 3 and bands[3] == bands[2]
     assert bands[4] == (1, 0)  # no band fits in one byte
     assert all(r.tobytes() == results[0].tobytes() for r in results)
@@ -509,19 +517,15 @@ def test_tail_pairs_same_bits(case, allowed, dtype, monkeypatch):
     monkeypatch.setattr(cpu, "WV_PACK_MIN_ROWS", 0)
     x, w = _arrays(case, dtype, np.random.default_rng(19))
     used = []
-    real_rows, real_tiles = cpu_rb.with_rows, cpu_rb.parallel_tiles
+    real_rows = cpu_rb.with_rows
 
     def spy(kernel, args, n):
         used.append(args[4][-1])  # geo's TP
         return real_rows(kernel, args, n)
 
     monkeypatch.setattr(cpu_rb, "with_rows", spy)
-    results = []
-    for tail, work in ((True, None), (True, 10**12), (False, None)):
-        monkeypatch.setattr(cpu, "WV_TAIL_PAIRS", tail)
-        monkeypatch.setattr(cpu_rb, "parallel_tiles",
-                            lambda k, a, n, wk, _w=work: real_tiles(k, a, n, wk if _w is None else _w))
-        results.append(_call(case, x, w, "cpu"))
+    results = _calls_with(case, x, w, monkeypatch, [({(cpu, "WV_TAIL_PAIRS"): tail}, work)
+                                                    for tail, work in ((True, None), (True, 10**12), (False, None))])
     y = results[0]
     lanes = cpu_simd.VBYTES // np.dtype(dtype).itemsize
     OH, OW = y.shape[-2:]
