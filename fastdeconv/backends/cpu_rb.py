@@ -784,7 +784,7 @@ def wv_kernel(x, wp, out, taps, geo, tile, pair, one_row, tail, in_place, xin, t
     argument v that is None, so each variant's code is under a test of an
     argument that is None in the others (the pair variant: 1.9 -> 1.4 s
     of cold compile, benchmarks/NOTES.md section 56).
-    geo's last three: (BD, ND) (`wv_band`): output rows in bands of BD
+    geo's last four: (BD, ND) (`wv_band`): output rows in bands of BD
     planes along D, packed rows in slots by input plane modulo ND (ND = 0:
     by tap); NFULL: the output-channel blocks of FR before those of
     PART_ROWS (`wv_blocks`); TP: 1 for tail pairs (`wv_tail_pairs`): the
