@@ -70,7 +70,10 @@ CASES = [
     ("conv3d_transpose", (2, 2, 3, 7, 5), (2, 1, 3, 19, 5), [1, 2, 1, 3, 1], "VALID", "NDHWC", None),
     ("conv2d_transpose", (2, 6, 3, 37), (2, 2, 7, 6), 2, "SAME", "NCHW", None),
     ("conv1d_transpose", (2, 4, 19), (3, 9, 4), 3, "VALID", "NCW", 1),
-    ("conv3d_transpose", (1, 8, 2, 3, 20), (2, 2, 2, 16, 8), 2, "SAME", "NCDHW", None),  # 4 x 2 tile (cf_tile)
+    # channels-first output channels in blocks of the 6 x 2 AVX2 tile and
+    # then one or two part blocks (cf_tile: 16 as 6 + 6 + 4, 32 as 6 x 4 + 4 + 4)
+    ("conv3d_transpose", (1, 8, 2, 3, 20), (2, 2, 2, 16, 8), 2, "SAME", "NCDHW", None),
+    ("conv3d_transpose", (1, 5, 2, 3, 9), (2, 2, 2, 32, 5), 2, "VALID", "NCDHW", None),
 ] + [
     # pointwise (1x1 stride 1, few channels; cpu_pw): pixel
     # counts that are not a multiple of its 8-pixel blocks

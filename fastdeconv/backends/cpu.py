@@ -271,11 +271,11 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
         patch = (PATCH and trans and channels_first
                  and _is_patch((D, H, W), (OD, OH, OW), (KD, KH, KW), strides, dilations, pads_before))
         if patch:
-            tile = cpu_patch.cf_tile(Fg)
-            wp, NFB = _memo(wg, ("wv", x.dtype.str, repr(tile)),
-                            lambda: cpu_rb.pack_filters_wv(wg, x.dtype, tile, writable))
+            tile, blocks = cpu_patch.cf_tile(Fg)
+            wp, NFB = _memo(wg, ("wv", x.dtype.str, repr(tile), blocks),
+                            lambda: cpu_rb.pack_filters_wv(wg, x.dtype, tile, writable, blocks))
             lines, per_pass = cpu_patch.cf_plan(flat.nbytes, NFB, tile.rows)
-            geo = tuple(int(v) for v in (B, D, H, W, Cg, Fg, KD, KH, KW, NFB, lines, per_pass))
+            geo = tuple(int(v) for v in (B, D, H, W, Cg, Fg, KD, KH, KW, NFB, lines, per_pass, blocks[0]))
             work = _work(B * D * H * W, NFB * tile.rows, KD * KH * KW * Cg, (1, 1, 1), False)
             cpu_rb.parallel_tiles(cpu_patch.patch_cf, (x.reshape(-1), wp, flat, geo, tile),
                                   cpu_patch.n_tiles_cf(geo), work)

@@ -30,9 +30,9 @@ for these shapes (one (kd, kh) group), so the same bits.
 import numpy as np
 
 from .._jit import allocating_kernel, serial_kernel
-from .cpu_rb import RB_MAX, WV_BUF_BYTES, WV_OFFS_BYTES, _cdiv
-from .cpu_simd import (Tile, addr, itemsize, scratch, tile_dims, tile_part_rows, tile_rows, vcopy2, vrun,
-                       vrun_cols_whole, vtadd, vtaffine, vtstore, vtstore_zip2, vtzero)
+from .cpu_rb import RB_MAX, WV_BUF_BYTES, WV_OFFS_BYTES, _cdiv, wv_blocks, wv_tile
+from .cpu_simd import (PART_ROWS, Tile, addr, itemsize, scratch, tile_dims, tile_part_rows, vcopy2,
+                       vrun, vrun_cols_part, vrun_cols_whole, vtadd, vtaffine, vtstore, vtstore_zip2, vtzero)
 
 ROWS = 48  # input pixels per parallel tile (at most)
 SCRATCH_BYTES = 3 * RB_MAX * 8  # three int64 values per row
@@ -47,15 +47,16 @@ def n_tiles(pixels):
 
 
 def cf_tile(channels):
-    """patch_cf's register tile: FR output channels x 2 vectors (FR =
-    cpu_simd.tile_rows(2); 1 for one channel), or 4 x 2 when FR does not
-    divide `channels` and 4 does (the 6 x 2
-    AVX2 tile computes 36 channels for 32: 4 x 2 ran 0.9x its time on the
-    U-Net's 64 -> 32 upsampling, benchmarks/NOTES.md section 51)."""
-    tile = Tile(1 if channels == 1 else tile_rows(2), 2)
-    if tile.rows > 4 and channels % tile.rows and channels % 4 == 0:
-        return Tile(4, 2)
-    return tile
+    """(tile, blocks): patch_cf's register tile, FR output channels x 2
+    vectors, and its output-channel blocks (full, part): wv_kernel's
+    (cpu_rb.wv_tile, cpu_rb.wv_blocks: the 6 x 2 AVX2 tile with its last
+    one or two blocks of up to PART_ROWS channels on the 4-row loop, 32
+    channels as 6 x 4 + 4 + 4, or 4 x 2 where that pads less); 1 x 2 for
+    one channel."""
+    if channels == 1:
+        return Tile(1, 2), (1, 0)
+    tile = wv_tile(channels)
+    return tile, wv_blocks(channels, tile)
 
 
 def cf_plan(out_bytes, NFB, FR):
@@ -160,14 +161,16 @@ def patch_cl(x, wp, out, geo, tile, epi, ep_code, t_begin, t_end):
 def patch_cf(x, wp, out, geo, tile, t_begin, t_end):
     """Tiles [t_begin, t_end), each (b, id, a block of up to LINES input
     lines). x: (B, C, D, H, W) flat; wp: (NFB, taps, C, FR) flat
-    (cpu_rb.pack_filters_wv); out: (B, F, D*KD, H*KH, W*KW) flat.
+    (cpu_rb.pack_filters_wv: NFULL blocks of FR channels, then blocks of
+    up to PART_ROWS, on the 4-row loop); out: (B, F, D*KD, H*KH, W*KW)
+    flat.
 
     The tile's inputs are first copied together, in chunks of NJ = 2
     vectors along W, lanes past the line's end zero: read in place, a
     chunk's channels are a plane apart (a multiple of 4 KB for the usual
     sizes), all in the same cache sets. Then passes of per_pass output
     channel blocks run over the block, every tap on every chunk (cf_plan)."""
-    (B, D, H, W, C, F, KD, KH, KW, NFB, LINES, per_pass) = geo
+    (B, D, H, W, C, F, KD, KH, KW, NFB, LINES, per_pass, NFULL) = geo
     isz = itemsize(out)
     FR, _, V = tile_dims(tile, out)
     NJ = 2 * V
@@ -210,15 +213,21 @@ def patch_cf(x, wp, out, geo, tile, t_begin, t_end):
                     zip2 = KW == 2
                     pc = pa + (lb * nwc + wc) * C * NJ * isz
                     for fb in range(g0, g0 + per_pass if g0 + per_pass < NFB else NFB):
-                        f0 = fb * FR
-                        nf = FR if FR < F - f0 else F - f0
+                        part = fb >= NFULL
+                        f0 = fb * FR if not part else NFULL * FR + (fb - NFULL) * PART_ROWS
+                        nf = FR if not part else PART_ROWS
+                        nf = nf if nf < F - f0 else F - f0
                         for kd in range(KD):
                             for kh in range(KH):
                                 line = (b * F + f0) * plane + ((i_d * KD + kd) * OH + ih * KH + kh) * OW
                                 for kw in range(KW):
                                     t = (kd * KH + kh) * KW + kw
-                                    acc = vrun_cols_whole(out, vtzero(out, tile), tile, pc, NJ * isz, V * isz, 0, NJ,
-                                                          wa + (fb * taps + t) * C * FR * isz, C)
+                                    if part:
+                                        acc = vrun_cols_part(out, vtzero(out, tile), tile, pc, NJ * isz, V * isz, 0,
+                                                             NJ, wa + (fb * taps + t) * C * FR * isz, C)
+                                    else:
+                                        acc = vrun_cols_whole(out, vtzero(out, tile), tile, pc, NJ * isz, V * isz, 0,
+                                                              NJ, wa + (fb * taps + t) * C * FR * isz, C)
                                     acc = vtadd(vtzero(out, tile), acc)
                                     # wv_kernel's four ways to store this tile; an inlined shared
                                     # helper cost both kernels 0.1-0.15 s of cold compile
