@@ -512,11 +512,11 @@ TAIL_PAIR_CASES = [
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("case, allowed", TAIL_PAIR_CASES, ids=lambda c: f"{c[0]}-{c[1]}" if c not in (True, False) else "")
-def test_tail_pairs_same_bits(case, allowed, dtype, monkeypatch):
+def test_tail_pairs_same_bits(case, allowed, dtype, vector_bytes, monkeypatch):
     """Tail pairs give the bits of one row per tile, on one chunk of
     tiles and on chunks that start between the two rows of a pair, and of
-    the channels-last kernel; they are used where the rule says so (every
-    allowed case in float32 on AVX2)."""
+    the channels-last kernel, with either vector width; they are used where
+    the rule says so (every allowed case in float32 on AVX2 tiles)."""
     monkeypatch.setattr(cpu, "WV_PACK_MIN_ROWS", 0)
     x, w = _arrays(case, dtype, np.random.default_rng(19))
     used = []
