@@ -472,14 +472,19 @@ def engines(names=ALL_ENGINES):
 
 # --- timing ------------------------------------------------------------------
 
-def time_round_robin(runs, repeat=5, target=0.005, max_number=50, settle=0.02):
+def time_round_robin(runs, repeat=5, target=0.005, max_number=50, settle=0.02, warm=True):
     """Median seconds per call for each callable, timed in alternation
     (a, b, c, then b, c, a, ...: each engine follows each other one) so
     machine noise hits all alike. Short calls are repeated `number` times
     per sample (about `target` seconds a sample). Before each sample the
     caller sleeps `settle` seconds: thread pools that spin after a call
     (ONNX Runtime's, OpenMP's) would otherwise take the cores from the
-    next engine timed, which no single-framework user sees."""
+    next engine timed, which no single-framework user sees. With `warm`,
+    one untimed call follows the pause: after it, a shared VM sometimes
+    leaves the second core away for a whole call (a 2-thread call ran at
+    its 1-thread time in a third to half of the samples;
+    benchmarks/NOTES.md section 61), so a sample times calls that follow
+    calls, as in a model's loop."""
     numbers = {}
     for name, fn in runs.items():
         t0 = time.perf_counter()
@@ -493,6 +498,8 @@ def time_round_robin(runs, repeat=5, target=0.005, max_number=50, settle=0.02):
             fn, n = runs[name], numbers[name]
             if settle:
                 time.sleep(settle)
+            if warm:
+                fn()
             t0 = time.perf_counter()
             for _ in range(n):
                 fn()

@@ -11,6 +11,7 @@ import io
 import json
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -338,3 +339,21 @@ def test_core_import_stays_light():
             "print(bad); sys.exit(1 if bad else 0)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_time_round_robin_times_calls_that_follow_a_call():
+    """After each pause, one untimed call (warm=True): an engine whose
+    first call after a pause is slow (threads parked, a core away) is timed
+    on the calls that follow, as in a loop; with warm=False that first
+    call is the one timed."""
+    last = [0.0]
+
+    def engine():
+        now = time.perf_counter()
+        time.sleep(0.03 if now - last[0] > 0.015 else 0.001)
+        last[0] = time.perf_counter()
+
+    # target=0: one call per sample
+    warm = bench.time_round_robin({"e": engine}, repeat=3, target=0, settle=0.02)["e"]
+    cold = bench.time_round_robin({"e": engine}, repeat=3, target=0, settle=0.02, warm=False)["e"]
+    assert warm < 0.015 < cold
