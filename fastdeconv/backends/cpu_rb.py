@@ -791,8 +791,8 @@ def wv_kernel(x, wp, out, taps, geo, tile, pair, one_row, tail, in_place, xin, t
     last W chunk of an even output row oh, one vector wide, also computes
     that chunk of row oh + 1 (one vector each; row oh + 1 skips it).
     tail: None, or True where TP may be 1 (one_row, packed rows, 2 vectors
-    per row): one variant for every such call, with TP 0 or 1, and none
-    of its code in the others."""
+    per row): one variant for every such call, with TP 0 or 1 (56- and
+    64-wide rows compile once), and none of its code in the others."""
     (B, D, H, W, Cg, OD, OH, OW, Fg, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw,
      G, trans, NFB, gs, xsb, xsc, xsd, xsh, xsw, osb, osf, osd, osh, osw, BD, ND, NFULL, TP) = geo
     isz = itemsize(out)
@@ -929,23 +929,22 @@ def wv_kernel(x, wp, out, taps, geo, tile, pair, one_row, tail, in_place, xin, t
                         i_d = taps[od * KD + kd]
                         if i_d < 0:
                             continue
-                        for jh in range(two * KH):
-                            j = jh // KH
-                            kh = jh - j * KH
-                            i_h = taps[OD * KD + (oh + j) * KH + kh]
-                            if i_h < 0:
-                                continue
-                            s = kd * KH + kh
-                            if reuse:
-                                s = (kd if ND == 0 else i_d % ND) * KS + i_h % KS
-                                tap_slot[j * WV_SLOTS + kd * KH + kh] = s
-                                row = 1 + ((b * G + g) * D + i_d) * H + i_h
-                                if slot_row[s] == row:
+                        for j in range(two):  # (one pass, j = 0, in the other variants)
+                            for kh in range(KH):
+                                i_h = taps[OD * KD + (oh + j) * KH + kh]
+                                if i_h < 0:
                                     continue
-                                slot_row[s] = row
-                            vpack_rows(out, tile, addr(xin) + (s * Cg * mw * row_len + pad_left) * isz,
-                                       xa + (b * xsb + g * Cg * xsc + i_d * xsd + i_h * xsh) * isz, W, Cg,
-                                       xsc * isz, row_len, mw)
+                                s = kd * KH + kh
+                                if reuse:
+                                    s = (kd if ND == 0 else i_d % ND) * KS + i_h % KS
+                                    tap_slot[j * WV_SLOTS + kd * KH + kh] = s
+                                    row = 1 + ((b * G + g) * D + i_d) * H + i_h
+                                    if slot_row[s] == row:
+                                        continue
+                                    slot_row[s] = row
+                                vpack_rows(out, tile, addr(xin) + (s * Cg * mw * row_len + pad_left) * isz,
+                                           xa + (b * xsb + g * Cg * xsc + i_d * xsd + i_h * xsh) * isz, W, Cg,
+                                           xsc * isz, row_len, mw)
                 if pair is not None:
                     # the second output row: one further along the paired axis
                     # (if it exists); zeros for a tap outside one row (the
