@@ -141,9 +141,9 @@ WV_ROW_PAIRS = True
 # (56 float32 columns on AVX2: 16 + 16 + 16 + 8): that chunk of two output
 # rows runs as one tile, a vector each (cpu_rb.wv_tail_pairs), instead of
 # one tile per row with an empty half; one more packed row per plane. The
-# same bits. NCHW 56^2 x 256 -> 256 k3: 6-10 % faster on one and two
-# threads. With H stride 2 (two more rows per plane) two threads were up to
-# 11 % slower (benchmarks/NOTES.md section 59). False turns it off (tests
+# same bits. NCHW 56^2 x 256 -> 256 k3: 7-9 % faster on one and two
+# threads. With H stride 2 (two more rows per plane): 0.92-1.09x, no clear
+# gain (benchmarks/NOTES.md sections 59, 61). False turns it off (tests
 # compare the two).
 WV_TAIL_PAIRS = True
 
