@@ -542,6 +542,27 @@ def test_tail_pairs_same_bits(case, allowed, dtype, vector_bytes, monkeypatch):
     assert np.max(np.abs(y - ref)) <= 1e-5 * max(1.0, float(np.max(np.abs(ref))))
 
 
+@pytest.mark.parametrize("vector_bytes", [32], indirect=True)  # AVX2 tiles: this case takes tail pairs
+def test_tail_pairs_keep_the_packed_rows_within_their_bytes(vector_bytes, monkeypatch):
+    """Tail pairs' extra slots (one row per plane and a slot of zeros)
+    are only taken while the packed rows stay within cpu.WV_PACK_BYTES."""
+    case = TAIL_PAIR_CASES[0][0]
+    monkeypatch.setattr(cpu, "WV_PACK_MIN_ROWS", 0)
+    x, w = _arrays(case, np.float32, np.random.default_rng(19))
+    seen = []
+    real = cpu_rb.with_rows
+    monkeypatch.setattr(cpu_rb, "with_rows", lambda k, a, n: (seen.append((a[4][-1], n)), real(k, a, n))[1])
+    monkeypatch.setattr(cpu, "WV_TAIL_PAIRS", False)
+    plain = _call(case, x, w, "cpu")
+    monkeypatch.setattr(cpu, "WV_TAIL_PAIRS", True)
+    paired = _call(case, x, w, "cpu")
+    monkeypatch.setattr(cpu, "WV_PACK_BYTES", seen[0][1] * x.itemsize)  # room for the plain slots only
+    limited = _call(case, x, w, "cpu")
+    assert [tp for tp, _ in seen] == [0, 1, 0]
+    assert seen[1][1] > seen[0][1] == seen[2][1]
+    assert plain.tobytes() == paired.tobytes() == limited.tobytes()
+
+
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}-{c[5]}")
 @pytest.mark.parametrize("activation", ["linear", "relu", "tanh"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

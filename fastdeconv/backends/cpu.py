@@ -140,7 +140,8 @@ WV_ROW_PAIRS = True
 # phase, H stride and dilation 1 and a last W chunk of at most one vector
 # (56 float32 columns on AVX2: 16 + 16 + 16 + 8): that chunk of two output
 # rows runs as one tile, a vector each (cpu_rb.wv_tail_pairs), instead of
-# one tile per row with an empty half; one more packed row per plane. The
+# one tile per row with an empty half; one more packed row per plane and a
+# row of zeros (taken only while they stay within WV_PACK_BYTES). The
 # same bits. NCHW 56^2 x 256 -> 256 k3: 7-9 % faster on one and two
 # threads. With H stride 2 (two more rows per plane): 0.92-1.09x, no clear
 # gain (benchmarks/NOTES.md sections 59, 61). False turns it off (tests
@@ -319,7 +320,9 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
                     and cpu_rb.wv_tail_pairs(OW, OH, 2 * V, V))
             for KS in ((KH + 1, KH) if tail else (KH,)):
                 band = cpu_rb.wv_band(OD, KD, KS, D, sd, dd, pd, dh, bool(trans), per * x.dtype.itemsize)
-                if max(KD, band[1]) * KS <= cpu_rb.WV_SLOTS:
+                slots = max(KD, band[1]) * KS
+                # (tail pairs' slots and their slot of zeros within WV_PACK_BYTES)
+                if slots <= cpu_rb.WV_SLOTS and (KS == KH or (slots + 1) * per * x.dtype.itemsize <= WV_PACK_BYTES):
                     break
             tail = KS > KH
             rows = (max(KD, band[1]) * KS + tail) * per  # the slots, then (tail pairs) one of zeros
