@@ -496,7 +496,8 @@ def test_row_pairs_same_bits(case, dtype, monkeypatch):
 # rows (cpu.WV_TAIL_PAIRS, cpu_rb.wv_tail_pairs): an odd row count (a last
 # row alone), two images, groups, part channel blocks, a W stride
 # (sub-rows), a stride-1 transpose, bands along D; and calls the rule
-# leaves out (H stride, H dilation, a transpose's H stride). The flag: whether the call's geometry allows tail pairs.
+# leaves out (H stride, H dilation, a transpose's H stride). The flag:
+# whether the call's geometry allows tail pairs.
 TAIL_PAIR_CASES = [
     (("conv2d", (1, 5, 9, 37), (3, 3, 5, 7), 1, "SAME", "NCHW", None), True),
     (("conv2d", (2, 4, 8, 52), (3, 3, 4, 13), 1, "SAME", "NCHW", None), True),
@@ -511,7 +512,7 @@ TAIL_PAIR_CASES = [
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("case, allowed", TAIL_PAIR_CASES, ids=lambda c: f"{c[0]}-{c[1]}" if c not in (True, False) else "")
+@pytest.mark.parametrize("case, allowed", TAIL_PAIR_CASES, ids=[f"{c[0]}-{c[1]}" for c, _ in TAIL_PAIR_CASES])
 def test_tail_pairs_same_bits(case, allowed, dtype, vector_bytes, monkeypatch):
     """Tail pairs give the bits of one row per tile, on one chunk of
     tiles and on chunks that start between the two rows of a pair, and of

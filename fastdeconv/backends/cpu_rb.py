@@ -845,8 +845,8 @@ def wv_kernel(x, wp, out, taps, geo, tile, pair, one_row, tail, in_place, xin, t
     tw = OD * KD + OH * KH + P * nwc * KW * 4
     pad_left = taps[len(taps) - 2]
     row_len = taps[len(taps) - 1]
-    rows_bytes = KD * KH * Cg * mw * row_len * isz  # one output row's packed rows
-    slot_bytes = Cg * mw * row_len * isz
+    slot_bytes = Cg * mw * row_len * isz  # one input row's packed rows
+    rows_bytes = KD * KH * slot_bytes  # one output row's
     packed = -1
     zslot = 0  # a slot of zeros after the others: a tail pair's tap that one of its rows lacks
     if tail is not None:
@@ -942,7 +942,7 @@ def wv_kernel(x, wp, out, taps, geo, tile, pair, one_row, tail, in_place, xin, t
                                     if slot_row[s] == row:
                                         continue
                                     slot_row[s] = row
-                                vpack_rows(out, tile, addr(xin) + (s * Cg * mw * row_len + pad_left) * isz,
+                                vpack_rows(out, tile, addr(xin) + s * slot_bytes + pad_left * isz,
                                            xa + (b * xsb + g * Cg * xsc + i_d * xsd + i_h * xsh) * isz, W, Cg,
                                            xsc * isz, row_len, mw)
                 if pair is not None:
@@ -958,7 +958,7 @@ def wv_kernel(x, wp, out, taps, geo, tile, pair, one_row, tail, in_place, xin, t
                         i_h = taps[OD * KD + (oh + j * ph_) * KH + t - j * KD * KH - kd * KH]
                         inside = (i_d >= 0) & (i_h >= 0)
                         src = xa + ((b + j * pb) * xsb + g * Cg * xsc + i_d * xsd + i_h * xsh) * isz
-                        vpack_rows(out, tile, addr(xin) + (t * Cg * mw * row_len + pad_left) * isz,
+                        vpack_rows(out, tile, addr(xin) + t * slot_bytes + pad_left * isz,
                                    zeros + inside * (src - zeros), W, Cg, inside * xsc * isz, row_len, mw)
         # NFULL blocks of FR channels, then blocks of PART_ROWS (wv_blocks)
         part = fb >= NFULL
