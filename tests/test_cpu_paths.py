@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import fastdeconv
-from fastdeconv.backends import cpu, cpu_pw, cpu_rb, cpu_simd
+from fastdeconv.backends import cpu, cpu_cfband, cpu_pw, cpu_rb, cpu_simd
 
 CASES = [
     # (op, x shape, w shape, strides, padding, data_format, dilations)
@@ -74,6 +74,9 @@ CASES = [
     # then one or two part blocks (cf_tile: 16 as 6 + 6 + 4, 32 as 6 x 4 + 4 + 4)
     ("conv3d_transpose", (1, 8, 2, 3, 20), (2, 2, 2, 16, 8), 2, "SAME", "NCDHW", None),
     ("conv3d_transpose", (1, 5, 2, 3, 9), (2, 2, 2, 32, 5), 2, "VALID", "NCDHW", None),
+    # channels-first, 64 channels in and out, rows of 7: bands of input rows
+    # packed channels-last (cpu_cfband, CF_BANDS)
+    ("conv2d", (2, 64, 5, 7), (3, 3, 64, 64), 1, "SAME", "NCHW", None),
 ] + [
     # pointwise (1x1 stride 1, few channels; cpu_pw): pixel
     # counts that are not a multiple of its 8-pixel blocks
@@ -562,6 +565,77 @@ def test_tail_pairs_keep_the_packed_rows_within_their_bytes(vector_bytes, monkey
     assert [tp for tp, _ in seen] == [0, 1, 0]
     assert seen[1][1] > seen[0][1] == seen[2][1]
     assert plain.tobytes() == paired.tobytes() == limited.tobytes()
+
+
+# Channels-first forward convolutions on bands of input rows packed
+# channels-last (cpu.CF_BANDS, cpu_cfband), with the channel minimum
+# lowered to keep them small: two images and a last channel block of 8;
+# H stride and explicit padding; H dilation, VALID; 3-D with D padding and
+# a D stride; 1-D; lines whose rows fall in the H padding on both sides of
+# the input, with one inside (1x1, H stride 2) and with none (H stride 3).
+CF_BAND_CASES = [
+    ("conv2d", (2, 20, 7, 9), (3, 3, 20, 40), 1, "SAME", "NCHW", None),
+    ("conv2d", (1, 24, 11, 13), (3, 2, 24, 33), [1, 1, 2, 1], [(2, 1), (1, 0)], "NCHW", None),
+    ("conv2d", (1, 17, 12, 10), (3, 3, 17, 20), 1, "VALID", "NCHW", [1, 1, 2, 1]),
+    ("conv3d", (1, 16, 5, 6, 7), (3, 3, 3, 16, 24), 1, "SAME", "NCDHW", None),
+    ("conv3d", (2, 16, 5, 4, 6), (3, 2, 3, 16, 17), [1, 1, 2, 1, 1], "SAME", "NCDHW", None),
+    ("conv1d", (3, 32, 11), (5, 32, 20), 1, "SAME", "NCW", 1),
+    ("conv2d", (1, 16, 2, 2), (1, 1, 16, 18), [1, 1, 2, 1], [(1, 2), (0, 0)], "NCHW", None),
+    ("conv2d", (1, 16, 1, 5), (1, 3, 16, 18), [1, 1, 3, 1], [(2, 2), (1, 1)], "NCHW", None),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", CF_BAND_CASES, ids=[f"{c[0]}-{c[1]}" for c in CF_BAND_CASES])
+def test_cf_bands_same_bits(case, dtype, vector_bytes, monkeypatch):
+    """Bands give the bits of vectors along W and of the channels-last
+    kernel, with either vector width, in bands of several rows and of one
+    (chunks of tiles then start inside a plane's bands), and are used."""
+    monkeypatch.setattr(cpu, "CF_BANDS_MIN_CHANNELS", 16)
+    monkeypatch.setattr(cpu, "CF_BANDS_MAX_VECTORS", 16)
+    x, w = _arrays(case, dtype, np.random.default_rng(23))
+    kernels = []
+    real_rows = cpu_rb.with_rows
+
+    def spy(kernel, args, n):
+        kernels.append(kernel)
+        return real_rows(kernel, args, n)
+
+    monkeypatch.setattr(cpu_rb, "with_rows", spy)
+    results = _calls_with(case, x, w, monkeypatch, [
+        ({(cpu, "CF_BANDS"): True}, None),
+        ({(cpu_cfband, "BAND_BYTES"): 1}, 10**12),
+        ({(cpu, "CF_BANDS"): False}, None)])
+    assert kernels[:2] == [cpu_cfband.cfband_kernel] * 2
+    assert cpu_cfband.cfband_kernel not in kernels[2:]
+    y = results[0]
+    assert all(r.tobytes() == y.tobytes() for r in results)
+    assert np.moveaxis(y, 1, -1).tobytes() == _call_channels_last(case, x, w).tobytes()
+    ref = _call(case, x, w, "reference")
+    assert np.max(np.abs(y - ref)) <= 1e-5 * max(1.0, float(np.max(np.abs(ref))))
+
+
+@pytest.mark.parametrize("case, used", [
+    (("conv2d", (1, 64, 7, 7), (3, 3, 64, 64), 1, "SAME", "NCHW", None), True),
+    (("conv2d", (1, 64, 7, 16), (3, 3, 64, 64), 1, "SAME", "NCHW", None), False),  # 16 columns: full lanes
+    (("conv2d", (1, 48, 7, 7), (3, 3, 48, 64), 1, "SAME", "NCHW", None), False),  # 48 input channels
+    (("conv2d", (1, 64, 7, 7), (3, 3, 64, 48), 1, "SAME", "NCHW", None), False),  # 48 output channels
+    (("conv2d", (1, 64, 7, 14), (3, 3, 64, 64), [1, 1, 1, 2], "SAME", "NCHW", None), False),  # W stride
+    (("conv2d", (1, 64, 7, 7), (3, 3, 64, 64), 1, "SAME", "NCHW", [1, 1, 1, 2]), False),  # W dilation
+    (("conv2d", (1, 64, 7, 7), (3, 3, 32, 64), 1, "SAME", "NCHW", None), False),  # two groups
+    (("conv2d_transpose", (1, 64, 7, 7), (3, 3, 64, 64), 1, "SAME", "NCHW", None), False),
+])
+def test_cf_bands_rule(case, used, monkeypatch):
+    """Which channels-first calls take bands (float32, AVX2 tiles)."""
+    monkeypatch.setattr(cpu_simd, "VBYTES", 32)
+    monkeypatch.setattr(cpu_simd, "VREGS", 16)
+    kernels = []
+    real = cpu_rb.parallel_tiles
+    monkeypatch.setattr(cpu_rb, "parallel_tiles", lambda k, a, n, wk: (kernels.append(k), real(k, a, n, wk))[1])
+    monkeypatch.setattr(cpu_rb, "with_rows", lambda k, a, n, _r=cpu_rb.with_rows: (kernels.append(k), _r(k, a, n))[1])
+    x, w = _arrays(case, np.float32, np.random.default_rng(3))
+    _call(case, x, w, "cpu")
+    assert (cpu_cfband.cfband_kernel in kernels) == used
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}-{c[5]}")

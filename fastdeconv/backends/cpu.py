@@ -55,7 +55,7 @@ import numpy as np
 
 from .. import _alloc
 
-from . import cpu_dw, cpu_patch, cpu_pw, cpu_rb, cpu_simd, reference
+from . import cpu_cfband, cpu_dw, cpu_patch, cpu_pw, cpu_rb, cpu_simd, reference
 
 # Forward convolutions with dw == 1 and no groups read (kw, c) as one run
 # (same terms, same order); tests switch it off to check the per-tap path.
@@ -147,6 +147,25 @@ WV_ROW_PAIRS = True
 # gain (benchmarks/NOTES.md sections 59, 61). False turns it off (tests
 # compare the two).
 WV_TAIL_PAIRS = True
+
+# Channels-first forward convolutions with one group, W stride and
+# dilation 1, at least CF_BANDS_MIN_CHANNELS input and output channels and
+# output rows shorter than CF_BANDS_MAX_VECTORS vectors (float32 on AVX2: up
+# to 15 columns)
+# run cl_kernel's tile on bands of input rows packed channels-last
+# (cpu_cfband), instead of vectors along W, whose lanes such rows leave
+# partly empty (7 or 14 of 8 or 16) and whose W-edge lanes multiply
+# padding for every tap; while one band of rows takes at most
+# CF_BANDS_MAX_BYTES. The same bits as the channels-last call. One
+# thread, against the channels-last time: NCHW 8 x 7^2 x 512 -> 512 k3
+# 1.15-1.20 -> 1.01-1.06, 4 x 12^2 x 256 1.42 -> 1.07, NCDHW 8^3 x 128
+# 1.22-1.26 -> 1.16; rows of 16 columns (full lanes) and 32-64 channels
+# were slower on bands (benchmarks/NOTES.md section 62). False turns it
+# off (tests compare the two).
+CF_BANDS = True
+CF_BANDS_MIN_CHANNELS = 64
+CF_BANDS_MAX_VECTORS = 2
+CF_BANDS_MAX_BYTES = 1 << 20
 
 # Channels-last calls with at most one vector of output channels per group
 # (AVX-512: 16 float32 / 8 float64) use the one-vector tile instead of the
@@ -266,6 +285,10 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
         flat, ops = dest
     else:
         flat, ops = _alloc.empty(B * OD * OH * OW * G * Fg, x.dtype), F
+    if (CF_BANDS and channels_first and not trans and G == 1 and sw == 1 and dw == 1
+            and min(Cg, Fg) >= CF_BANDS_MIN_CHANNELS and 0 < OW * x.dtype.itemsize < CF_BANDS_MAX_VECTORS * cpu_simd.VBYTES
+            and KD * KH * (OW + KW) * Cg * x.dtype.itemsize <= CF_BANDS_MAX_BYTES):
+        return _cf_bands(x, wg, (OD, OH, OW), strides, dilations, pads_before, writable, flat, epilogue)
     if channels_first or narrow:
         # Vectors along W (cpu_rb.wv_kernel): channels-first data, or
         # channels-last data with few output channels (gathered loads).
@@ -418,6 +441,25 @@ def _patch(x, wg, tile, NFB, writable, epilogue, flat, ops, dest, out):
     if dest is not None:
         return out
     return _finish(flat.reshape((B, D * KD, H * KH, W * KW, F)), False, epilogue)
+
+
+def _cf_bands(x, wg, out_spatial, strides, dilations, pads_before, writable, flat, epilogue):
+    """cpu_cfband.cfband_kernel for _run's channels-first forward
+    convolutions (CF_BANDS; flat: the result's memory)."""
+    _, KD, KH, KW, C, F = wg.shape
+    B, _, D, H, W = x.shape
+    OD, OH, OW = out_spatial
+    tile = cpu_rb.cl_tile(2)
+    NV = tile.nvec * tile.lanes(x.dtype.itemsize)
+    NFB = _ceil(F, NV)
+    wp, _ = _memo(wg, ("cl", x.dtype.str, repr(tile)), lambda: cpu_rb.pack_filters(wg, x.dtype, tile, writable))
+    (sd, sh, _), (dd, dh, _), (pd, ph, pw) = strides, dilations, pads_before
+    geo, n, ntiles = cpu_cfband.band_geometry(B, C, D, H, W, OD, OH, OW, F, KD, KH, KW, sd, sh, dd, dh, pd, ph, pw,
+                                              NFB, x.dtype.itemsize)
+    work = _work(B * OD * OH * OW, NFB * NV, KD * KH * KW * C, strides, False)
+    run = cpu_rb.with_rows(cpu_cfband.cfband_kernel, (x.reshape(-1), wp, flat, geo, tile), n)
+    cpu_rb.parallel_tiles(run, (), ntiles, work)
+    return _finish(flat.reshape((B, F, OD, OH, OW)), True, epilogue)
 
 
 def _fused_epilogue(epilogue, F, tile, dtype):

@@ -1,0 +1,174 @@
+"""Channels-first forward convolutions on channels-last tiles: bands of
+input rows packed channels-last (CF_BANDS in cpu.py).
+
+The vectors-along-W kernel (cpu_rb.wv_kernel) fills its vector lanes with
+output columns, so rows of 7 or 14 columns leave lanes empty and W-edge
+taps multiply padding for every lane; channel-heavy layers with small
+images then ran 1.15-1.2x their channels-last time. Here a thread copies
+the input rows that a band of BH output rows reads (every input channel,
+zeros for the padding) into a channels-last array, and runs cl_kernel's
+register tile on it: RB output positions of the band (along W, across its
+rows) x NW vectors of output channels, one run of KW * C contiguous steps
+per (kd, kh). The tile is stored through a small buffer, one output
+channel plane at a time.
+
+Term order: cl_kernel's (for each group of gs consecutive (kd, kh), a
+partial sum over (kw, c) from zero, added to the running total), so a
+channels-first call gives the bits of the channels-last one. A tap that
+reads padding for some rows of a block multiplies packed zeros (cl_kernel
+multiplies its zero row there), and a (kd, kh) that no row of the block
+reaches is skipped; adding 0 * w for a finite weight never changes a sum
+(filters with NaN/Inf go to the reference, cpu.py).
+"""
+
+from .._jit import serial_kernel
+from .cpu_rb import ROW_SCRATCH_BYTES, WV_BUF_BYTES, sum_group
+from .cpu_simd import addr, itemsize, scratch, tile_dims, tile_part_rows, vrun, vtadd, vtstore, vtzero
+
+# The packed band: at most this many bytes (per chunk of tiles), so that it
+# stays in a core's L2 beside the weight panels streamed through it.
+BAND_BYTES = 192 * 1024
+
+
+def band_rows(OH, KD, KH, sh, dh, Wp, C, isz):
+    """Output rows per band (BH): as many as keep the KD planes of packed
+    input rows (BH - 1) * sh + (KH - 1) * dh + 1 each, Wp columns of C
+    channels, within BAND_BYTES; at least one."""
+    row = Wp * C * isz * KD
+    BH = 1
+    while BH < OH and ((BH * sh) + (KH - 1) * dh + 1) * row <= BAND_BYTES:
+        BH += 1
+    return BH
+
+
+def band_geometry(B, C, D, H, W, OD, OH, OW, F, KD, KH, KW, sd, sh, dd, dh, pd, ph, pw, NFB, isz):
+    """(cfband_kernel's geo, its packed band's length in elements, its
+    tile count) for a forward convolution with W stride and dilation 1."""
+    Wp = max(OW + KW - 1, pw + W)
+    BH = band_rows(OH, KD, KH, sh, dh, Wp, C, isz)
+    nbands = _ceil(OH, BH)
+    rpb = (BH - 1) * sh + (KH - 1) * dh + 1
+    geo = (B, C, D, H, W, OD, OH, OW, F, KD, KH, KW, sd, sh, dd, dh, pd, ph, pw, NFB, BH, nbands,
+           sum_group(KW, C), Wp, rpb)
+    return tuple(int(v) for v in geo), KD * rpb * Wp * C, B * OD * nbands * NFB
+
+
+def _ceil(a, b):
+    return -(-a // b)
+
+
+@serial_kernel
+def cfband_kernel(x, wp, out, geo, tile, xin, t_begin, t_end):
+    """Tiles [t_begin, t_end): tile t is output-channel block t % NFB of
+    band (t // NFB) % nbands of plane (b, od). x: (B, C, D, H, W) flat;
+    wp: cpu_rb.pack_filters for `tile` (one group); out: (B, F, OD, OH, OW)
+    flat; xin: zeros, KD * rpb * Wp * C elements: the band's input rows,
+    channels-last, plane kd's row r (input row band_oh0 * sh - ph + r) at
+    (kd * rpb + r) * Wp * C, input column iw at column pw + iw."""
+    (B, C, D, H, W, OD, OH, OW, F, KD, KH, KW, sd, sh, dd, dh, pd, ph, pw, NFB, BH, nbands, gs,
+     Wp, rpb) = geo
+    isz = itemsize(out)
+    RB, NW, V = tile_dims(tile, out)
+    PART = tile_part_rows(tile)
+    NV = NW * V
+    HW = H * W
+    OHW = OH * OW
+    ODHW = OD * OHW
+    rows = scratch(0, ROW_SCRATCH_BYTES)
+    ra = rows[0:RB]  # row addresses in xin
+    o = rows[RB:2 * RB]  # output offsets (channel 0)
+    buf = scratch(out, WV_BUF_BYTES)  # the tile, channels-last, before its stores
+    so = rows[2 * RB:3 * RB]
+    for i in range(RB):
+        so[i] = i * NV
+    xa = addr(xin)
+    slot = Wp * C  # elements per packed row
+    packed = -1
+    for t in range(t_begin, t_end):
+        fb = t % NFB
+        r = t // NFB
+        band = r % nbands
+        bo = r // nbands
+        od = bo % OD
+        b = bo // OD
+        oh0 = band * BH
+        nl = BH if BH < OH - oh0 else OH - oh0  # output rows in the band
+        if r != packed:
+            # the band's input rows, every channel, channels-last; rows
+            # outside the input are zeros (columns outside it always are)
+            packed = r
+            nrow = (nl - 1) * sh + (KH - 1) * dh + 1
+            for kd in range(KD):
+                i_d = od * sd - pd + kd * dd
+                if i_d < 0 or i_d >= D:
+                    continue  # never read: its taps are skipped
+                for rr in range(nrow):
+                    ih = oh0 * sh - ph + rr
+                    d0 = (kd * rpb + rr) * slot
+                    if ih < 0 or ih >= H:
+                        for e in range(pw * C, (pw + W) * C):
+                            xin[d0 + e] = 0
+                        continue
+                    # each channel's row read along W (lines a channel plane
+                    # apart share L1 sets), written at a stride of C
+                    s0 = (b * C * D + i_d) * HW + ih * W
+                    for c in range(C):
+                        src = s0 + c * D * HW
+                        dst = d0 + pw * C + c
+                        for iw in range(W):
+                            xin[dst + iw * C] = x[src + iw]
+        f0 = fb * NV
+        nf = NV if NV < F - f0 else F - f0
+        wfb = addr(wp) + fb * KD * KH * KW * C * NV * isz
+        npx = nl * OW
+        p0 = 0
+        while p0 < npx:
+            nr = RB if RB < npx - p0 else npx - p0
+            if RB < npx - p0 <= 2 * PART:
+                nr = PART  # two part blocks, as cl_kernel
+            lf = p0 // OW  # the block's first and last band row
+            ll = (p0 + nr - 1) // OW
+            for i in range(RB):
+                p = p0 + (i if i < nr else nr - 1)
+                lo = p // OW
+                ow = p - lo * OW
+                ra[i] = xa + (lo * sh * Wp + ow) * C * isz
+                o[i] = (b * F * OD + od) * OHW + (oh0 + lo) * OW + ow
+            acc = vtzero(out, tile)
+            total = acc
+            grp = -1
+            ngrp = 0
+            for kd in range(KD):
+                i_d = od * sd - pd + kd * dd
+                if i_d < 0 or i_d >= D:
+                    continue
+                for kh in range(KH):
+                    # skipped when no row of the block reads an input row
+                    ih_f = (oh0 + lf) * sh - ph + kh * dh
+                    ih_l = (oh0 + ll) * sh - ph + kh * dh
+                    if ih_l < 0 or ih_f >= H:
+                        continue
+                    if ih_f < 0 and ih_l >= H:
+                        # rows on both sides and none inside (sh > H)
+                        inside = False
+                        for lo in range(lf, ll + 1):
+                            ih = (oh0 + lo) * sh - ph + kh * dh
+                            if 0 <= ih < H:
+                                inside = True
+                        if not inside:
+                            continue
+                    if (kd * KH + kh) // gs != grp:
+                        grp = (kd * KH + kh) // gs
+                        if ngrp > 0:
+                            total = vtadd(total, acc)
+                            acc = vtzero(out, tile)
+                        ngrp += 1
+                    off = ((kd * rpb + kh * dh) * slot) * isz
+                    acc = vrun(out, acc, tile, ra, off, wfb + (kd * KH + kh) * KW * C * NV * isz, KW * C, nr)
+            acc = vtadd(total, acc)
+            vtstore(buf, tile, so, acc, NV)
+            for i in range(nr):
+                for f in range(nf):
+                    out[o[i] + (f0 + f) * ODHW] = buf[i * NV + f]
+            p0 += nr
+
