@@ -286,7 +286,8 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
     else:
         flat, ops = _alloc.empty(B * OD * OH * OW * G * Fg, x.dtype), F
     if (CF_BANDS and channels_first and not trans and G == 1 and sw == 1 and dw == 1
-            and min(Cg, Fg) >= CF_BANDS_MIN_CHANNELS and 0 < OW * x.dtype.itemsize < CF_BANDS_MAX_VECTORS * cpu_simd.VBYTES
+            and min(Cg, Fg) >= CF_BANDS_MIN_CHANNELS
+            and 0 < OW * x.dtype.itemsize < CF_BANDS_MAX_VECTORS * cpu_simd.VBYTES
             and KD * KH * (OW + KW) * Cg * x.dtype.itemsize <= CF_BANDS_MAX_BYTES):
         return _cf_bands(x, wg, (OD, OH, OW), strides, dilations, pads_before, writable, flat, epilogue)
     if channels_first or narrow:
