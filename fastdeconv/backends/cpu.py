@@ -18,6 +18,10 @@ The algorithm choice is made here, in `_run`:
 - channels-last 1x1 stride-1 forward convolutions with few channels
   (POINTWISE, segmentation heads): `cpu_pw.pointwise_cl`, eight pixels at
   a time, one FMA chain per output (the tiles' term order).
+- channels-first forward convolutions with short rows and many channels
+  (CF_BANDS): `cpu_cfband.cfband_kernel`, cl_kernel's tile on bands of
+  input rows packed channels-last by each thread; the same bits as the
+  channels-last call.
 - channels-first, both ops; and channels-last with at most WV_NARROW
   output channels (with AVX2 only for short reductions, WV_NARROW_STEPS;
   with one output channel through a channels-first copy of the input,
@@ -157,11 +161,11 @@ WV_TAIL_PAIRS = True
 # partly empty (7 or 14 of 8 or 16) and whose W-edge lanes multiply
 # padding for every tap; while one band of rows takes at most
 # CF_BANDS_MAX_BYTES. The same bits as the channels-last call. One
-# thread, against the channels-last time: NCHW 8 x 7^2 x 512 -> 512 k3
-# 1.15-1.20 -> 1.01-1.06, 4 x 12^2 x 256 1.42 -> 1.07, NCDHW 8^3 x 128
-# 1.22-1.26 -> 1.16; rows of 16 columns (full lanes) and 32-64 channels
-# were slower on bands (benchmarks/NOTES.md section 62). False turns it
-# off (tests compare the two).
+# thread, k3 SAME, time against vectors along W: NCHW 8 x 7^2 x 512 ->
+# 512 0.88, 4 x 14^2 x 512 0.90, 4 x 12^2 x 256 0.77, NCDHW 8^3 x 128 0.95;
+# rows of 16 columns (full lanes) or 32 channels were slower on bands
+# (benchmarks/NOTES.md section 62). False turns it off (tests compare the
+# two).
 CF_BANDS = True
 CF_BANDS_MIN_CHANNELS = 64
 CF_BANDS_MAX_VECTORS = 2
