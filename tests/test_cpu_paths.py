@@ -592,7 +592,7 @@ def test_cf_bands_same_bits(case, dtype, vector_bytes, monkeypatch):
     kernel, with either vector width, in bands of several rows and of one
     (chunks of tiles then start inside a plane's bands), and are used."""
     monkeypatch.setattr(cpu, "CF_BANDS_MIN_CHANNELS", 16)
-    monkeypatch.setattr(cpu, "CF_BANDS_MAX_VECTORS", 16)
+    monkeypatch.setattr(cpu, "CF_BANDS_ANY_ROW_CHANNELS", 16)
     x, w = _arrays(case, dtype, np.random.default_rng(23))
     kernels = []
     real_rows = cpu_rb.with_rows
@@ -618,9 +618,10 @@ def test_cf_bands_same_bits(case, dtype, vector_bytes, monkeypatch):
 @pytest.mark.parametrize("case, used", [
     (("conv2d", (1, 64, 7, 7), (3, 3, 64, 64), 1, "SAME", "NCHW", None), True),
     (("conv2d", (1, 64, 7, 16), (3, 3, 64, 64), 1, "SAME", "NCHW", None), False),  # 16 columns: full lanes
+    (("conv2d", (1, 128, 3, 16), (3, 3, 128, 128), 1, "SAME", "NCHW", None), True),  # ... 128 channels
+    (("conv2d", (1, 64, 7, 32), (3, 3, 64, 64), [1, 1, 1, 2], "SAME", "NCHW", None), True),  # W stride
     (("conv2d", (1, 48, 7, 7), (3, 3, 48, 64), 1, "SAME", "NCHW", None), False),  # 48 input channels
     (("conv2d", (1, 64, 7, 7), (3, 3, 64, 48), 1, "SAME", "NCHW", None), False),  # 48 output channels
-    (("conv2d", (1, 64, 7, 14), (3, 3, 64, 64), [1, 1, 1, 2], "SAME", "NCHW", None), False),  # W stride
     (("conv2d", (1, 64, 7, 7), (3, 3, 64, 64), 1, "SAME", "NCHW", [1, 1, 1, 2]), False),  # W dilation
     (("conv2d", (1, 64, 7, 7), (3, 3, 32, 64), 1, "SAME", "NCHW", None), False),  # two groups
     (("conv2d_transpose", (1, 64, 7, 7), (3, 3, 64, 64), 1, "SAME", "NCHW", None), False),

@@ -152,23 +152,24 @@ WV_ROW_PAIRS = True
 # compare the two).
 WV_TAIL_PAIRS = True
 
-# Channels-first forward convolutions with one group, W stride and
-# dilation 1, at least CF_BANDS_MIN_CHANNELS input and output channels and
-# output rows shorter than CF_BANDS_MAX_VECTORS vectors (float32 on AVX2: up
-# to 15 columns)
-# run cl_kernel's tile on bands of input rows packed channels-last
-# (cpu_cfband), instead of vectors along W, whose lanes such rows leave
-# partly empty (7 or 14 of 8 or 16) and whose W-edge lanes multiply
-# padding for every tap; while one band of rows takes at most
-# CF_BANDS_MAX_BYTES. The same bits as the channels-last call. One
-# thread, k3 SAME, time against vectors along W: NCHW 8 x 7^2 x 512 ->
-# 512 0.88, 4 x 14^2 x 512 0.90, 4 x 12^2 x 256 0.77, NCDHW 8^3 x 128 0.95;
-# rows of 16 columns (full lanes) or 32 channels were slower on bands
-# (benchmarks/NOTES.md section 62). False turns it off (tests compare the
-# two).
+# Channels-first forward convolutions with one group and W dilation 1 run
+# cl_kernel's tile on bands of input rows packed channels-last
+# (cpu_cfband) instead of vectors along W, when they have at least
+# CF_BANDS_MIN_CHANNELS input and output channels and either
+# CF_BANDS_ANY_ROW_CHANNELS, a W stride, or output rows that leave some of
+# the vectors-along-W tile's lanes empty (not a multiple of its 2 vectors:
+# rows of 7, 14 or 56 float32 columns on AVX2), and while one band row
+# takes at most CF_BANDS_MAX_BYTES. Vectors along W multiply padding in
+# every lane at the W edges, and strided rows need sub-rows or gathers.
+# The same bits as the channels-last call. One thread, k3 SAME, time
+# against vectors along W: NCHW 8 x 7^2 x 512 -> 512 0.88, 4 x 14^2 x
+# 512 0.90, 56^2 x 256 0.90, 112^2 x 128 s2 0.86, NCDHW 8^3 x 128 0.90; 16
+# columns (full lanes) with 64 channels, 32 channels: within 5 % either
+# way, left on vectors along W (benchmarks/NOTES.md section 62). False
+# turns it off (tests compare the two).
 CF_BANDS = True
 CF_BANDS_MIN_CHANNELS = 64
-CF_BANDS_MAX_VECTORS = 2
+CF_BANDS_ANY_ROW_CHANNELS = 128
 CF_BANDS_MAX_BYTES = 1 << 20
 
 # Channels-last calls with at most one vector of output channels per group
@@ -289,10 +290,11 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
         flat, ops = dest
     else:
         flat, ops = _alloc.empty(B * OD * OH * OW * G * Fg, x.dtype), F
-    if (CF_BANDS and channels_first and not trans and G == 1 and sw == 1 and dw == 1
+    if (CF_BANDS and channels_first and not trans and G == 1 and dw == 1
             and min(Cg, Fg) >= CF_BANDS_MIN_CHANNELS
-            and 0 < OW * x.dtype.itemsize < CF_BANDS_MAX_VECTORS * cpu_simd.VBYTES
-            and KD * KH * (OW + KW) * Cg * x.dtype.itemsize <= CF_BANDS_MAX_BYTES):
+            and (min(Cg, Fg) >= CF_BANDS_ANY_ROW_CHANNELS or sw > 1
+                 or OW * x.dtype.itemsize % (2 * cpu_simd.VBYTES) != 0)
+            and KD * KH * (OW * sw + KW) * Cg * x.dtype.itemsize <= CF_BANDS_MAX_BYTES):
         return _cf_bands(x, wg, (OD, OH, OW), strides, dilations, pads_before, writable, flat, epilogue)
     if channels_first or narrow:
         # Vectors along W (cpu_rb.wv_kernel): channels-first data, or
@@ -458,9 +460,13 @@ def _cf_bands(x, wg, out_spatial, strides, dilations, pads_before, writable, fla
     NV = tile.nvec * tile.lanes(x.dtype.itemsize)
     NFB = _ceil(F, NV)
     wp, _ = _memo(wg, ("cl", x.dtype.str, repr(tile)), lambda: cpu_rb.pack_filters(wg, x.dtype, tile, writable))
-    (sd, sh, _), (dd, dh, _), (pd, ph, pw) = strides, dilations, pads_before
-    geo, n, ntiles = cpu_cfband.band_geometry(B, C, D, H, W, OD, OH, OW, F, KD, KH, KW, sd, sh, dd, dh, pd, ph, pw,
-                                              NFB, x.dtype.itemsize)
+    (sd, sh, sw), (dd, dh, _), (pd, ph, pw) = strides, dilations, pads_before
+    # every channel block on each block of positions when the panels are
+    # small (FB_INNER's rule): the positions' input rows stay in L1
+    panel_bytes = KD * KH * KW * C * NV * x.dtype.itemsize
+    inner = FB_INNER and NFB > 1 and (panel_bytes <= FB_INNER_PANEL or NFB * panel_bytes <= FB_INNER_TOTAL)
+    geo, n, ntiles = cpu_cfband.band_geometry(B, C, D, H, W, OD, OH, OW, F, KD, KH, KW, sd, sh, sw, dd, dh, pd, ph,
+                                              pw, NFB, inner, x.dtype.itemsize)
     work = _work(B * OD * OH * OW, NFB * NV, KD * KH * KW * C, strides, False)
     run = cpu_rb.with_rows(cpu_cfband.cfband_kernel, (x.reshape(-1), wp, flat, geo, tile), n)
     cpu_rb.parallel_tiles(run, (), ntiles, work)

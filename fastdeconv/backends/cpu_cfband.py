@@ -22,12 +22,16 @@ reaches is skipped; adding 0 * w for a finite weight never changes a sum
 """
 
 from .._jit import serial_kernel
-from .cpu_rb import ROW_SCRATCH_BYTES, WV_BUF_BYTES, sum_group
-from .cpu_simd import addr, itemsize, scratch, tile_dims, tile_part_rows, vrun, vtadd, vtstore, vtzero
+from .cpu_rb import ROW_SCRATCH_BYTES, sum_group
+from .cpu_simd import (addr, itemsize, scratch, tile_dims, tile_part_rows, vcopyn, vrun, vtadd, vtranspose_block,
+                       vtstore, vtzero)
 
 # The packed band: at most this many bytes (per chunk of tiles), so that it
 # stays in a core's L2 beside the weight panels streamed through it.
 BAND_BYTES = 192 * 1024
+
+# a tile in whole vectors of rows (at most 16: a 64-byte float32 vector) x 2 vectors of 64 bytes
+BUF_BYTES = 16 * 2 * 64
 
 
 def band_rows(OH, KD, KH, sh, dh, Wp, C, isz):
@@ -41,16 +45,17 @@ def band_rows(OH, KD, KH, sh, dh, Wp, C, isz):
     return BH
 
 
-def band_geometry(B, C, D, H, W, OD, OH, OW, F, KD, KH, KW, sd, sh, dd, dh, pd, ph, pw, NFB, isz):
+def band_geometry(B, C, D, H, W, OD, OH, OW, F, KD, KH, KW, sd, sh, sw, dd, dh, pd, ph, pw, NFB, inner, isz):
     """(cfband_kernel's geo, its packed band's length in elements, its
-    tile count) for a forward convolution with W stride and dilation 1."""
-    Wp = max(OW + KW - 1, pw + W)
+    tile count) for a forward convolution with W dilation 1. inner: every
+    output-channel block in each tile (else a tile per block)."""
+    Wp = max((OW - 1) * sw + KW, pw + W)
     BH = band_rows(OH, KD, KH, sh, dh, Wp, C, isz)
     nbands = _ceil(OH, BH)
     rpb = (BH - 1) * sh + (KH - 1) * dh + 1
-    geo = (B, C, D, H, W, OD, OH, OW, F, KD, KH, KW, sd, sh, dd, dh, pd, ph, pw, NFB, BH, nbands,
-           sum_group(KW, C), Wp, rpb)
-    return tuple(int(v) for v in geo), KD * rpb * Wp * C, B * OD * nbands * NFB
+    geo = (B, C, D, H, W, OD, OH, OW, F, KD, KH, KW, sd, sh, sw, dd, dh, pd, ph, pw, NFB, BH, nbands,
+           sum_group(KW, C), Wp, rpb, int(inner))
+    return tuple(int(v) for v in geo), KD * rpb * Wp * C, B * OD * nbands * (1 if inner else NFB)
 
 
 def _ceil(a, b):
@@ -60,13 +65,14 @@ def _ceil(a, b):
 @serial_kernel
 def cfband_kernel(x, wp, out, geo, tile, xin, t_begin, t_end):
     """Tiles [t_begin, t_end): tile t is output-channel block t % NFB of
-    band (t // NFB) % nbands of plane (b, od). x: (B, C, D, H, W) flat;
+    band (t // NFB) % nbands of plane (b, od), or (inner) every block of
+    band t % nbands of plane t // nbands. x: (B, C, D, H, W) flat;
     wp: cpu_rb.pack_filters for `tile` (one group); out: (B, F, OD, OH, OW)
     flat; xin: zeros, KD * rpb * Wp * C elements: the band's input rows,
     channels-last, plane kd's row r (input row band_oh0 * sh - ph + r) at
     (kd * rpb + r) * Wp * C, input column iw at column pw + iw."""
-    (B, C, D, H, W, OD, OH, OW, F, KD, KH, KW, sd, sh, dd, dh, pd, ph, pw, NFB, BH, nbands, gs,
-     Wp, rpb) = geo
+    (B, C, D, H, W, OD, OH, OW, F, KD, KH, KW, sd, sh, sw, dd, dh, pd, ph, pw, NFB, BH, nbands, gs,
+     Wp, rpb, inner) = geo
     isz = itemsize(out)
     RB, NW, V = tile_dims(tile, out)
     PART = tile_part_rows(tile)
@@ -77,16 +83,26 @@ def cfband_kernel(x, wp, out, geo, tile, xin, t_begin, t_end):
     rows = scratch(0, ROW_SCRATCH_BYTES)
     ra = rows[0:RB]  # row addresses in xin
     o = rows[RB:2 * RB]  # output offsets (channel 0)
-    buf = scratch(out, WV_BUF_BYTES)  # the tile, channels-last, before its stores
+    PV = (RB + V - 1) // V * V  # the tile's rows in whole vectors
+    buf = scratch(out, BUF_BYTES)  # the tile, channels-last, PV rows (rows past RB unused)
+    buf2 = scratch(out, BUF_BYTES)  # the tile transposed: channel f's positions at f * PV
+    ba = addr(buf)
+    b2a = addr(buf2)
+    oa = addr(out)
     so = rows[2 * RB:3 * RB]
     for i in range(RB):
         so[i] = i * NV
     xa = addr(xin)
+    xba = addr(x)
+    DHW = D * HW
     slot = Wp * C  # elements per packed row
     packed = -1
     for t in range(t_begin, t_end):
-        fb = t % NFB
-        r = t // NFB
+        # the tile's output-channel blocks [fb_lo, fb_hi): one, or (inner)
+        # every block on each block of positions, whose input stays in L1
+        fb_lo = 0 if inner else t % NFB
+        fb_hi = NFB if inner else fb_lo + 1
+        r = t if inner else t // NFB
         band = r % nbands
         bo = r // nbands
         od = bo % OD
@@ -109,17 +125,18 @@ def cfband_kernel(x, wp, out, geo, tile, xin, t_begin, t_end):
                         for e in range(pw * C, (pw + W) * C):
                             xin[d0 + e] = 0
                         continue
-                    # each channel's row read along W (lines a channel plane
-                    # apart share L1 sets), written at a stride of C
+                    # V x V blocks (V channels' rows of V columns)
+                    # transposed in registers; the last channels one by one
                     s0 = (b * C * D + i_d) * HW + ih * W
-                    for c in range(C):
-                        src = s0 + c * D * HW
-                        dst = d0 + pw * C + c
+                    dst = d0 + pw * C
+                    cv = C - C % V
+                    for c0 in range(0, cv, V):
+                        for iw in range(0, W, V):
+                            vtranspose_block(xin, tile, xa + (dst + iw * C + c0) * isz,
+                                             xba + (s0 + c0 * DHW + iw) * isz, DHW * isz, C * isz, W - iw)
+                    for c in range(cv, C):
                         for iw in range(W):
-                            xin[dst + iw * C] = x[src + iw]
-        f0 = fb * NV
-        nf = NV if NV < F - f0 else F - f0
-        wfb = addr(wp) + fb * KD * KH * KW * C * NV * isz
+                            xin[dst + iw * C + c] = x[s0 + c * DHW + iw]
         npx = nl * OW
         p0 = 0
         while p0 < npx:
@@ -132,43 +149,61 @@ def cfband_kernel(x, wp, out, geo, tile, xin, t_begin, t_end):
                 p = p0 + (i if i < nr else nr - 1)
                 lo = p // OW
                 ow = p - lo * OW
-                ra[i] = xa + (lo * sh * Wp + ow) * C * isz
+                ra[i] = xa + (lo * sh * Wp + ow * sw) * C * isz
                 o[i] = (b * F * OD + od) * OHW + (oh0 + lo) * OW + ow
-            acc = vtzero(out, tile)
-            total = acc
-            grp = -1
-            ngrp = 0
-            for kd in range(KD):
-                i_d = od * sd - pd + kd * dd
-                if i_d < 0 or i_d >= D:
-                    continue
-                for kh in range(KH):
-                    # skipped when no row of the block reads an input row
-                    ih_f = (oh0 + lf) * sh - ph + kh * dh
-                    ih_l = (oh0 + ll) * sh - ph + kh * dh
-                    if ih_l < 0 or ih_f >= H:
+            for fb in range(fb_lo, fb_hi):
+                f0 = fb * NV
+                nf = NV if NV < F - f0 else F - f0
+                wfb = addr(wp) + fb * KD * KH * KW * C * NV * isz
+                acc = vtzero(out, tile)
+                total = acc
+                grp = -1
+                ngrp = 0
+                for kd in range(KD):
+                    i_d = od * sd - pd + kd * dd
+                    if i_d < 0 or i_d >= D:
                         continue
-                    if ih_f < 0 and ih_l >= H:
-                        # rows on both sides and none inside (sh > H)
-                        inside = False
-                        for lo in range(lf, ll + 1):
-                            ih = (oh0 + lo) * sh - ph + kh * dh
-                            if 0 <= ih < H:
-                                inside = True
-                        if not inside:
+                    for kh in range(KH):
+                        # skipped when no row of the block reads an input row
+                        ih_f = (oh0 + lf) * sh - ph + kh * dh
+                        ih_l = (oh0 + ll) * sh - ph + kh * dh
+                        if ih_l < 0 or ih_f >= H:
                             continue
-                    if (kd * KH + kh) // gs != grp:
-                        grp = (kd * KH + kh) // gs
-                        if ngrp > 0:
-                            total = vtadd(total, acc)
-                            acc = vtzero(out, tile)
-                        ngrp += 1
-                    off = ((kd * rpb + kh * dh) * slot) * isz
-                    acc = vrun(out, acc, tile, ra, off, wfb + (kd * KH + kh) * KW * C * NV * isz, KW * C, nr)
-            acc = vtadd(total, acc)
-            vtstore(buf, tile, so, acc, NV)
-            for i in range(nr):
-                for f in range(nf):
-                    out[o[i] + (f0 + f) * ODHW] = buf[i * NV + f]
+                        if ih_f < 0 and ih_l >= H:
+                            # rows on both sides and none inside (sh > H)
+                            inside = False
+                            for lo in range(lf, ll + 1):
+                                ih = (oh0 + lo) * sh - ph + kh * dh
+                                if 0 <= ih < H:
+                                    inside = True
+                            if not inside:
+                                continue
+                        if (kd * KH + kh) // gs != grp:
+                            grp = (kd * KH + kh) // gs
+                            if ngrp > 0:
+                                total = vtadd(total, acc)
+                                acc = vtzero(out, tile)
+                            ngrp += 1
+                        off = ((kd * rpb + kh * dh) * slot) * isz
+                        acc = vrun(out, acc, tile, ra, off, wfb + (kd * KH + kh) * KW * C * NV * isz, KW * C, nr)
+                acc = vtadd(total, acc)
+                # to the channel planes: the tile channels-last in buf,
+                # transposed by V x V blocks into buf2 (channel f's
+                # positions at f * PV), then each run of up to V positions
+                # on one output row stored as (part of) a vector per channel
+                vtstore(buf, tile, so, acc, NV)
+                for r0 in range(0, RB, V):
+                    for c0 in range(0, NV, V):
+                        vtranspose_block(buf2, tile, b2a + (c0 * PV + r0) * isz, ba + (r0 * NV + c0) * isz,
+                                         NV * isz, PV * isz, V)
+                i = 0
+                while i < nr:
+                    lo = (p0 + i) // OW
+                    e = (lo + 1) * OW - p0  # past this row's last position
+                    e = e if e < nr else nr
+                    e = e if e < i + V else i + V
+                    for f in range(nf):
+                        vcopyn(out, tile, oa + (o[i] + (f0 + f) * ODHW) * isz, b2a + (f * PV + i) * isz, e - i)
+                    i = e
             p0 += nr
 
