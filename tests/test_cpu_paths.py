@@ -572,8 +572,11 @@ def test_tail_pairs_keep_the_packed_rows_within_their_bytes(vector_bytes, monkey
 # lowered to keep them small: two images and a last channel block of 8;
 # H stride and explicit padding; H dilation, VALID; 3-D with D padding and
 # a D stride; 1-D; lines whose rows fall in the H padding on both sides of
-# the input, with one inside (1x1, H stride 2) and with none (H stride 3).
+# the input, with one inside (1x1, H stride 2) and with none (H stride 3);
+# bands of 9 rows whose 4 W-edge columns (KW 5) run in blocks of their own
+# (cpu_cfband.column_groups).
 CF_BAND_CASES = [
+    ("conv2d", (1, 16, 9, 6), (3, 5, 16, 20), 1, "SAME", "NCHW", None),
     ("conv2d", (2, 20, 7, 9), (3, 3, 20, 40), 1, "SAME", "NCHW", None),
     ("conv2d", (1, 24, 11, 13), (3, 2, 24, 33), [1, 1, 2, 1], [(2, 1), (1, 0)], "NCHW", None),
     ("conv2d", (1, 17, 12, 10), (3, 3, 17, 20), 1, "VALID", "NCHW", [1, 1, 2, 1]),
@@ -595,10 +598,13 @@ def test_cf_bands_same_bits(case, dtype, vector_bytes, monkeypatch):
     monkeypatch.setattr(cpu, "CF_BANDS_ANY_ROW_CHANNELS", 16)
     x, w = _arrays(case, dtype, np.random.default_rng(23))
     kernels = []
+    groups = []  # column groups (1: every column on all W taps)
     real_rows = cpu_rb.with_rows
 
     def spy(kernel, args, n):
         kernels.append(kernel)
+        if kernel is cpu_cfband.cfband_kernel:
+            groups.append(int(args[5][0]))
         return real_rows(kernel, args, n)
 
     monkeypatch.setattr(cpu_rb, "with_rows", spy)
@@ -608,6 +614,9 @@ def test_cf_bands_same_bits(case, dtype, vector_bytes, monkeypatch):
         ({(cpu, "CF_BANDS"): False}, None)])
     assert kernels[:2] == [cpu_cfband.cfband_kernel] * 2
     assert cpu_cfband.cfband_kernel not in kernels[2:]
+    assert groups[1] == 1  # bands of one row
+    if case[2][1] == 5:
+        assert groups[0] == 5
     y = results[0]
     assert all(r.tobytes() == y.tobytes() for r in results)
     assert np.moveaxis(y, 1, -1).tobytes() == _call_channels_last(case, x, w).tobytes()

@@ -466,10 +466,11 @@ def _cf_bands(x, wg, out_spatial, strides, dilations, pads_before, writable, fla
     # small (FB_INNER's rule): the positions' input rows stay in L1
     panel_bytes = KD * KH * KW * C * NV * x.dtype.itemsize
     inner = FB_INNER and NFB > 1 and (panel_bytes <= FB_INNER_PANEL or NFB * panel_bytes <= FB_INNER_TOTAL)
-    geo, n, ntiles = cpu_cfband.band_geometry(B, C, D, H, W, OD, OH, OW, F, KD, KH, KW, sd, sh, sw, dd, dh, pd, ph,
-                                              pw, NFB, inner, x.dtype.itemsize)
+    geo, n, ntiles, wcols = cpu_cfband.band_geometry(B, C, D, H, W, OD, OH, OW, F, KD, KH, KW, sd, sh, sw, dd, dh,
+                                                     pd, ph, pw, NFB, inner, x.dtype.itemsize,
+                                                     cpu_simd.part_rows(tile))
     work = _work(B * OD * OH * OW, NFB * NV, KD * KH * KW * C, strides, False)
-    run = cpu_rb.with_rows(cpu_cfband.cfband_kernel, (x.reshape(-1), wp, flat, geo, tile), n)
+    run = cpu_rb.with_rows(cpu_cfband.cfband_kernel, (x.reshape(-1), wp, flat, geo, tile, wcols), n)
     cpu_rb.parallel_tiles(run, (), ntiles, work)
     return _finish(flat.reshape((B, F, OD, OH, OW)), True, epilogue)
 

@@ -21,6 +21,10 @@ reaches is skipped; adding 0 * w for a finite weight never changes a sum
 (filters with NaN/Inf go to the reference, cpu.py).
 """
 
+import functools
+
+import numpy as np
+
 from .._jit import serial_kernel
 from .cpu_rb import ROW_SCRATCH_BYTES, sum_group
 from .cpu_simd import (addr, itemsize, scratch, tile_dims, tile_part_rows, vcopyn, vrun, vtadd, vtranspose_block,
@@ -45,30 +49,58 @@ def band_rows(OH, KD, KH, sh, dh, Wp, C, isz):
     return BH
 
 
-def band_geometry(B, C, D, H, W, OD, OH, OW, F, KD, KH, KW, sd, sh, sw, dd, dh, pd, ph, pw, NFB, inner, isz):
+def band_geometry(B, C, D, H, W, OD, OH, OW, F, KD, KH, KW, sd, sh, sw, dd, dh, pd, ph, pw, NFB, inner, isz, part):
     """(cfband_kernel's geo, its packed band's length in elements, its
-    tile count) for a forward convolution with W dilation 1. inner: every
-    output-channel block in each tile (else a tile per block)."""
+    tile count, its wcols) for a forward convolution with W dilation 1.
+    inner: every output-channel block in each tile (else a tile per
+    block); part: the rows of the tile's part loop (cpu_simd.part_rows):
+    W-edge columns get blocks of their own where a band has 2 * part
+    rows or more (`column_groups`)."""
     Wp = max((OW - 1) * sw + KW, pw + W)
     BH = band_rows(OH, KD, KH, sh, dh, Wp, C, isz)
     nbands = _ceil(OH, BH)
     rpb = (BH - 1) * sh + (KH - 1) * dh + 1
     geo = (B, C, D, H, W, OD, OH, OW, F, KD, KH, KW, sd, sh, sw, dd, dh, pd, ph, pw, NFB, BH, nbands,
            sum_group(KW, C), Wp, rpb, int(inner))
-    return tuple(int(v) for v in geo), KD * rpb * Wp * C, B * OD * nbands * (1 if inner else NFB)
+    return (tuple(int(v) for v in geo), KD * rpb * Wp * C, B * OD * nbands * (1 if inner else NFB),
+            column_groups(OW, W, KW, sw, pw, BH >= 2 * part))
 
 
 def _ceil(a, b):
     return -(-a // b)
 
 
+@functools.lru_cache(maxsize=256)
+def column_groups(OW, W, KW, sw, pw, split):
+    """The output columns grouped by the W taps that read the input (kw in
+    [lo, hi)), the group of all KW taps first, as one int64 array: ng, then
+    ng + 1 group starts, ng lo's, ng hi's, then the OW columns, each group's
+    in ascending order. A block of positions takes one group's, so it runs
+    only its taps (cl_kernel's row order does the same). split False: one
+    group, every column on all KW taps (W-edge columns multiply the packed
+    zeros): a band of few rows would give edge groups of a few positions,
+    whose short blocks run the FMAs at a fraction of their rate (NCHW 56^2
+    x 256, bands of one row: 1.04 -> 1.11x the channels-last time)."""
+    groups = {}
+    for ow in range(OW):
+        lo = max(0, pw - ow * sw) if split else 0
+        hi = max(lo, min(KW, W + pw - ow * sw)) if split else KW
+        groups.setdefault((lo, hi), []).append(ow)
+    keys = sorted(groups, key=lambda k: (k != (0, KW), k))
+    starts = np.cumsum([0] + [len(groups[k]) for k in keys])
+    table = np.array([len(keys)] + list(starts) + [k[0] for k in keys] + [k[1] for k in keys]
+                     + [ow for k in keys for ow in groups[k]], dtype=np.int64)
+    table.flags.writeable = False  # shared by the calls of one geometry
+    return table
+
+
 @serial_kernel
-def cfband_kernel(x, wp, out, geo, tile, xin, t_begin, t_end):
+def cfband_kernel(x, wp, out, geo, tile, wcols, xin, t_begin, t_end):
     """Tiles [t_begin, t_end): tile t is output-channel block t % NFB of
     band (t // NFB) % nbands of plane (b, od), or (inner) every block of
     band t % nbands of plane t // nbands. x: (B, C, D, H, W) flat;
     wp: cpu_rb.pack_filters for `tile` (one group); out: (B, F, OD, OH, OW)
-    flat; xin: zeros, KD * rpb * Wp * C elements: the band's input rows,
+    flat; wcols: `column_groups`; xin: zeros, KD * rpb * Wp * C elements: the band's input rows,
     channels-last, plane kd's row r (input row band_oh0 * sh - ph + r) at
     (kd * rpb + r) * Wp * C, input column iw at column pw + iw."""
     (B, C, D, H, W, OD, OH, OW, F, KD, KH, KW, sd, sh, sw, dd, dh, pd, ph, pw, NFB, BH, nbands, gs,
@@ -96,6 +128,8 @@ def cfband_kernel(x, wp, out, geo, tile, xin, t_begin, t_end):
     xba = addr(x)
     DHW = D * HW
     slot = Wp * C  # elements per packed row
+    ng = wcols[0]
+    cbase = 2 + 3 * ng  # wcols[cbase + j]: the j-th column in group order
     packed = -1
     for t in range(t_begin, t_end):
         # the tile's output-channel blocks [fb_lo, fb_hi): one, or (inner)
@@ -137,73 +171,79 @@ def cfband_kernel(x, wp, out, geo, tile, xin, t_begin, t_end):
                     for c in range(cv, C):
                         for iw in range(W):
                             xin[dst + iw * C + c] = x[s0 + c * DHW + iw]
-        npx = nl * OW
-        p0 = 0
-        while p0 < npx:
-            nr = RB if RB < npx - p0 else npx - p0
-            if RB < npx - p0 <= 2 * PART:
-                nr = PART  # two part blocks, as cl_kernel
-            lf = p0 // OW  # the block's first and last band row
-            ll = (p0 + nr - 1) // OW
-            for i in range(RB):
-                p = p0 + (i if i < nr else nr - 1)
-                lo = p // OW
-                ow = p - lo * OW
-                ra[i] = xa + (lo * sh * Wp + ow * sw) * C * isz
-                o[i] = (b * F * OD + od) * OHW + (oh0 + lo) * OW + ow
-            for fb in range(fb_lo, fb_hi):
-                f0 = fb * NV
-                nf = NV if NV < F - f0 else F - f0
-                wfb = addr(wp) + fb * KD * KH * KW * C * NV * isz
-                acc = vtzero(out, tile)
-                total = acc
-                grp = -1
-                ngrp = 0
-                for kd in range(KD):
-                    i_d = od * sd - pd + kd * dd
-                    if i_d < 0 or i_d >= D:
-                        continue
-                    for kh in range(KH):
-                        # skipped when no row of the block reads an input row
-                        ih_f = (oh0 + lf) * sh - ph + kh * dh
-                        ih_l = (oh0 + ll) * sh - ph + kh * dh
-                        if ih_l < 0 or ih_f >= H:
+        for g in range(ng):
+            # the group's positions: its columns on each of the band's rows
+            c0g = wcols[1 + g]
+            ncol = wcols[2 + g] - c0g
+            klo = wcols[2 + ng + g]
+            nk = wcols[2 + 2 * ng + g] - klo  # its W taps: [klo, klo + nk)
+            npx = nl * ncol
+            p0 = 0
+            while p0 < npx:
+                nr = RB if RB < npx - p0 else npx - p0
+                if RB < npx - p0 <= 2 * PART:
+                    nr = PART  # two part blocks, as cl_kernel
+                lf = p0 // ncol  # the block's first and last band row
+                ll = (p0 + nr - 1) // ncol
+                for i in range(RB):
+                    p = p0 + (i if i < nr else nr - 1)
+                    lo = p // ncol
+                    ow = wcols[cbase + c0g + p - lo * ncol]
+                    ra[i] = xa + (lo * sh * Wp + ow * sw) * C * isz
+                    o[i] = (b * F * OD + od) * OHW + (oh0 + lo) * OW + ow
+                for fb in range(fb_lo, fb_hi):
+                    f0 = fb * NV
+                    nf = NV if NV < F - f0 else F - f0
+                    wfb = addr(wp) + fb * KD * KH * KW * C * NV * isz
+                    acc = vtzero(out, tile)
+                    total = acc
+                    grp = -1
+                    ngrp = 0
+                    for kd in range(KD):
+                        i_d = od * sd - pd + kd * dd
+                        if i_d < 0 or i_d >= D:
                             continue
-                        if ih_f < 0 and ih_l >= H:
-                            # rows on both sides and none inside (sh > H)
-                            inside = False
-                            for lo in range(lf, ll + 1):
-                                ih = (oh0 + lo) * sh - ph + kh * dh
-                                if 0 <= ih < H:
-                                    inside = True
-                            if not inside:
+                        for kh in range(KH):
+                            # skipped when no row of the block reads an input row
+                            ih_f = (oh0 + lf) * sh - ph + kh * dh
+                            ih_l = (oh0 + ll) * sh - ph + kh * dh
+                            if ih_l < 0 or ih_f >= H:
                                 continue
-                        if (kd * KH + kh) // gs != grp:
-                            grp = (kd * KH + kh) // gs
-                            if ngrp > 0:
-                                total = vtadd(total, acc)
-                                acc = vtzero(out, tile)
-                            ngrp += 1
-                        off = ((kd * rpb + kh * dh) * slot) * isz
-                        acc = vrun(out, acc, tile, ra, off, wfb + (kd * KH + kh) * KW * C * NV * isz, KW * C, nr)
-                acc = vtadd(total, acc)
-                # to the channel planes: the tile channels-last in buf,
-                # transposed by V x V blocks into buf2 (channel f's
-                # positions at f * PV), then each run of up to V positions
-                # on one output row stored as (part of) a vector per channel
-                vtstore(buf, tile, so, acc, NV)
-                for r0 in range(0, RB, V):
-                    for c0 in range(0, NV, V):
-                        vtranspose_block(buf2, tile, b2a + (c0 * PV + r0) * isz, ba + (r0 * NV + c0) * isz,
-                                         NV * isz, PV * isz, V)
-                i = 0
-                while i < nr:
-                    lo = (p0 + i) // OW
-                    e = (lo + 1) * OW - p0  # past this row's last position
-                    e = e if e < nr else nr
-                    e = e if e < i + V else i + V
-                    for f in range(nf):
-                        vcopyn(out, tile, oa + (o[i] + (f0 + f) * ODHW) * isz, b2a + (f * PV + i) * isz, e - i)
-                    i = e
-            p0 += nr
+                            if ih_f < 0 and ih_l >= H:
+                                # rows on both sides and none inside (sh > H)
+                                inside = False
+                                for lo in range(lf, ll + 1):
+                                    ih = (oh0 + lo) * sh - ph + kh * dh
+                                    if 0 <= ih < H:
+                                        inside = True
+                                if not inside:
+                                    continue
+                            if (kd * KH + kh) // gs != grp:
+                                grp = (kd * KH + kh) // gs
+                                if ngrp > 0:
+                                    total = vtadd(total, acc)
+                                    acc = vtzero(out, tile)
+                                ngrp += 1
+                            off = ((kd * rpb + kh * dh) * slot + klo * C) * isz
+                            acc = vrun(out, acc, tile, ra, off, wfb + ((kd * KH + kh) * KW + klo) * C * NV * isz,
+                                       nk * C, nr)
+                    acc = vtadd(total, acc)
+                    # to the channel planes: the tile channels-last in buf,
+                    # transposed by V x V blocks into buf2 (channel f's
+                    # positions at f * PV), then each run of up to V positions
+                    # on one output row stored as (part of) a vector per channel
+                    vtstore(buf, tile, so, acc, NV)
+                    for r0 in range(0, RB, V):
+                        for c0 in range(0, NV, V):
+                            vtranspose_block(buf2, tile, b2a + (c0 * PV + r0) * isz, ba + (r0 * NV + c0) * isz,
+                                             NV * isz, PV * isz, V)
+                    i = 0
+                    while i < nr:
+                        e = i + 1  # a run of consecutive output offsets, at most V
+                        while e < nr and e < i + V and o[e] == o[e - 1] + 1:
+                            e += 1
+                        for f in range(nf):
+                            vcopyn(out, tile, oa + (o[i] + (f0 + f) * ODHW) * isz, b2a + (f * PV + i) * isz, e - i)
+                        i = e
+                p0 += nr
 
