@@ -469,7 +469,7 @@ def _cf_bands(x, wg, out_spatial, strides, dilations, pads_before, writable, fla
                                                      pd, ph, pw, NFB, inner, x.dtype.itemsize,
                                                      cpu_simd.part_rows(tile))
     work = _work(B * OD * OH * OW, NFB * NV, KD * KH * KW * C, strides, False)
-    run = cpu_rb.with_rows(cpu_cfband.cfband_kernel, (x.reshape(-1), wp, flat, geo, tile, wcols), n)
+    run = cpu_rb.with_rows(cpu_cfband.cfband_kernel, (x.reshape(-1), wp, flat, geo, tile, wcols), n, zeroed=False)
     cpu_rb.parallel_tiles(run, (), ntiles, work)
     return _finish(flat.reshape((B, F, OD, OH, OW)), True, epilogue)
 

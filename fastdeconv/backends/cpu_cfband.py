@@ -30,9 +30,13 @@ from .cpu_rb import ROW_SCRATCH_BYTES, sum_group
 from .cpu_simd import (addr, itemsize, scratch, tile_dims, tile_part_rows, vcopyn, vrun, vtadd, vtranspose_block,
                        vtstore, vtzero)
 
-# The packed band: at most this many bytes (per chunk of tiles), so that it
-# stays in a core's L2 beside the weight panels streamed through it.
-BAND_BYTES = 192 * 1024
+# The packed band: at most this many bytes (per chunk of tiles). Larger
+# bands have more rows for each block of positions and for the W-edge
+# column groups, but chunks of tiles that share a band each copy it. One
+# thread, against 192 KB: NCHW 4 x 14^2 x 512 -> 512 1.05-1.08 -> 1.01-1.03x
+# the channels-last time with 384 or 512 KB; two threads: 112^2 x 128 s2
+# 1.05-1.12 with 192 or 384 KB, 1.16 with 512 (benchmarks/NOTES.md section 62).
+BAND_BYTES = 384 * 1024
 
 # a tile in whole vectors of rows (at most 16: a 64-byte float32 vector) x 2 vectors of 64 bytes
 BUF_BYTES = 16 * 2 * 64
@@ -100,7 +104,7 @@ def cfband_kernel(x, wp, out, geo, tile, wcols, xin, t_begin, t_end):
     band (t // NFB) % nbands of plane (b, od), or (inner) every block of
     band t % nbands of plane t // nbands. x: (B, C, D, H, W) flat;
     wp: cpu_rb.pack_filters for `tile` (one group); out: (B, F, OD, OH, OW)
-    flat; wcols: `column_groups`; xin: zeros, KD * rpb * Wp * C elements: the band's input rows,
+    flat; wcols: `column_groups`; xin: KD * rpb * Wp * C elements for the band's input rows,
     channels-last, plane kd's row r (input row band_oh0 * sh - ph + r) at
     (kd * rpb + r) * Wp * C, input column iw at column pw + iw."""
     (B, C, D, H, W, OD, OH, OW, F, KD, KH, KW, sd, sh, sw, dd, dh, pd, ph, pw, NFB, BH, nbands, gs,
@@ -130,6 +134,13 @@ def cfband_kernel(x, wp, out, geo, tile, wcols, xin, t_begin, t_end):
     slot = Wp * C  # elements per packed row
     ng = wcols[0]
     cbase = 2 + 3 * ng  # wcols[cbase + j]: the j-th column in group order
+    # the packed rows' padding columns: zeros for every band (the kernel's
+    # array is not zeroed: a memset of it per chunk cost more)
+    for rr in range(KD * rpb):
+        for e in range(pw * C):
+            xin[rr * slot + e] = 0
+        for e in range((pw + W) * C, slot):
+            xin[rr * slot + e] = 0
     packed = -1
     for t in range(t_begin, t_end):
         # the tile's output-channel blocks [fb_lo, fb_hi): one, or (inner)

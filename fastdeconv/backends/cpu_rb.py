@@ -1081,15 +1081,17 @@ def wv_kernel(x, wp, out, taps, geo, tile, pair, one_row, tail, in_place, xin, t
                         out[o + l * P * osw] = buf[i * NJ + l]
 
 
-def with_rows(kernel, args, n):
-    """A tile-range function for parallel_tiles running wv_kernel on args
-    with its own zeroed array of n elements for the packed input rows
-    (`pack`), allocated per chunk of tiles."""
+def with_rows(kernel, args, n, zeroed=True):
+    """A tile-range function for parallel_tiles running wv_kernel (or
+    cpu_cfband's kernel) on args with its own array of n elements for the
+    packed input rows (`pack`), allocated per chunk of tiles: zeroed, or
+    (zeroed False) left for the kernel to zero what it reads."""
     x = args[0]
     kernel = compiled(kernel, args + (x[:1],))
+    alloc = np.zeros if zeroed else np.empty
 
     def run(t_begin, t_end):
-        kernel(*args, np.zeros(n, dtype=x.dtype), t_begin, t_end)
+        kernel(*args, alloc(n, dtype=x.dtype), t_begin, t_end)
 
     return run
 
