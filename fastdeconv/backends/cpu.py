@@ -162,8 +162,8 @@ WV_TAIL_PAIRS = True
 # takes at most CF_BANDS_MAX_BYTES. Vectors along W multiply padding in
 # every lane at the W edges, and strided rows need sub-rows or gathers.
 # The same bits as the channels-last call. One thread, k3 SAME, time
-# against vectors along W: NCHW 8 x 7^2 x 512 -> 512 0.85, 4 x 14^2 x 512
-# 0.94, 56^2 x 256 0.93, 112^2 x 128 s2 0.83, NCDHW 8^3 x 128 0.83; 16
+# against vectors along W: NCHW 8 x 7^2 x 512 -> 512 0.89, 4 x 14^2 x 512
+# 0.89, 56^2 x 256 0.91, 112^2 x 128 s2 0.86, NCDHW 8^3 x 128 0.86; 16
 # columns (full lanes) with 64 channels, and 32 channels: within 5 %
 # either way, left on vectors along W (benchmarks/NOTES.md section 62).
 # False turns it off (tests compare the two).
