@@ -2,15 +2,19 @@
 input rows packed channels-last (CF_BANDS in cpu.py).
 
 The vectors-along-W kernel (cpu_rb.wv_kernel) fills its vector lanes with
-output columns, so rows of 7 or 14 columns leave lanes empty and W-edge
-taps multiply padding for every lane; channel-heavy layers with small
-images then ran 1.15-1.2x their channels-last time. Here a thread copies
-the input rows that a band of BH output rows reads (every input channel,
-zeros for the padding) into a channels-last array, and runs cl_kernel's
-register tile on it: RB output positions of the band (along W, across its
-rows) x NW vectors of output channels, one run of KW * C contiguous steps
-per (kd, kh). The tile is stored through a small buffer, one output
-channel plane at a time.
+output columns, so rows of 7 or 14 columns leave lanes empty, W-edge taps
+multiply padding in every lane, and strided rows need sub-rows or
+gathers; channel-heavy layers then ran 1.13-1.30x their channels-last
+time. Here a thread copies the input rows that a band of BH output rows
+reads (every input channel, zeros for the padding) into a channels-last
+array, V x V blocks transposed in registers (cpu_simd.vtranspose_block),
+and runs cl_kernel's register tile on it: RB output positions of the band
+(along W, across its rows) x NW vectors of output channels, one run of
+(W taps x C) contiguous steps per (kd, kh). Columns that miss the same W
+taps at the edges make blocks of their own where the bands are tall
+enough (`column_groups`). The tile goes to the output's channel planes
+transposed the same way, as vector runs of consecutive positions
+(cpu_simd.vcopyn).
 
 Term order: cl_kernel's (for each group of gs consecutive (kd, kh), a
 partial sum over (kw, c) from zero, added to the running total), so a
