@@ -233,6 +233,7 @@ def cfband_kernel(x, wp, out, geo, tile, wcols, xin, t_begin, t_end):
                                         inside = True
                                 if not inside:
                                     continue
+                            # two-level sum, as in cl_kernel
                             if (kd * KH + kh) // gs != grp:
                                 grp = (kd * KH + kh) // gs
                                 if ngrp > 0:
