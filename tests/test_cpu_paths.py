@@ -1109,3 +1109,28 @@ def test_no_recompilation_when_shapes_strides_or_padding_change(fmt):
     for call in calls:
         call()
     assert _compiled_signatures() == before
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("vbytes", [32, 64])
+def test_vtranspose_block(dtype, vbytes):
+    """cpu_simd.vtranspose_block: column j of a V x V block (the rows read
+    up to column n - 1 only) becomes vector j, for j < n; nothing else is
+    written."""
+    import numba
+
+    @numba.njit
+    def transpose(a, b, tile, stride, n):
+        cpu_simd.vtranspose_block(b, tile, cpu_simd.addr(b), cpu_simd.addr(a), stride * a.itemsize,
+                                  stride * b.itemsize, n)
+
+    V = vbytes // np.dtype(dtype).itemsize
+    tile = cpu_simd.Tile(4, 2, vbytes)
+    for n in (V, V - 1, 1):
+        a = np.arange(V * (V + 3), dtype=dtype).reshape(V, V + 3)  # rows V + 3 apart
+        a[:, n:] = np.nan  # past column n - 1: never read into what is stored
+        b = np.full((V, V + 3), -1, dtype=dtype)
+        transpose(a.reshape(-1), b.reshape(-1), tile, V + 3, n)
+        expected = np.full_like(b, -1)
+        expected[:n, :V] = a[:, :n].T
+        assert np.array_equal(b, expected)

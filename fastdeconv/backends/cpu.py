@@ -18,10 +18,11 @@ The algorithm choice is made here, in `_run`:
 - channels-last 1x1 stride-1 forward convolutions with few channels
   (POINTWISE, segmentation heads): `cpu_pw.pointwise_cl`, eight pixels at
   a time, one FMA chain per output (the tiles' term order).
-- channels-first forward convolutions with short rows and many channels
-  (CF_BANDS): `cpu_cfband.cfband_kernel`, cl_kernel's tile on bands of
-  input rows packed channels-last by each thread; the same bits as the
-  channels-last call.
+- channels-first forward convolutions with many channels and rows that
+  would leave vector lanes empty, or a W stride (CF_BANDS):
+  `cpu_cfband.cfband_kernel`, cl_kernel's tile on bands of input rows
+  packed channels-last by each thread; the same bits as the channels-last
+  call.
 - channels-first, both ops; and channels-last with at most WV_NARROW
   output channels (with AVX2 only for short reductions, WV_NARROW_STEPS;
   with one output channel through a channels-first copy of the input,
