@@ -577,6 +577,12 @@ def test_tail_pairs_keep_the_packed_rows_within_their_bytes(vector_bytes, monkey
 # (cpu_cfband.column_groups).
 CF_BAND_CASES = [
     ("conv2d", (1, 16, 9, 6), (3, 5, 16, 20), 1, "SAME", "NCHW", None),
+    # stride-1 transposes (taps read in reverse, a run per W tap): SAME,
+    # VALID with dilation, 3-D, 1-D with a W dilation
+    ("conv2d_transpose", (2, 20, 7, 9), (3, 3, 24, 20), 1, "SAME", "NCHW", None),
+    ("conv2d_transpose", (1, 17, 6, 5), (3, 2, 18, 17), 1, "VALID", "NCHW", [1, 1, 2, 1]),
+    ("conv3d_transpose", (1, 16, 4, 5, 6), (3, 3, 3, 20, 16), 1, "SAME", "NCDHW", None),
+    ("conv1d_transpose", (2, 16, 11), (3, 18, 16), 1, "SAME", "NCW", 2),
     ("conv2d", (2, 20, 7, 9), (3, 3, 20, 40), 1, "SAME", "NCHW", None),
     ("conv2d", (1, 24, 11, 13), (3, 2, 24, 33), [1, 1, 2, 1], [(2, 1), (1, 0)], "NCHW", None),
     ("conv2d", (1, 17, 12, 10), (3, 3, 17, 20), 1, "VALID", "NCHW", [1, 1, 2, 1]),
@@ -646,7 +652,9 @@ def test_cf_bands_same_bits(case, dtype, vector_bytes, monkeypatch):
     (("conv2d", (1, 64, 7, 7), (3, 3, 64, 48), 1, "SAME", "NCHW", None), False),  # 48 output channels
     (("conv2d", (1, 64, 7, 7), (3, 3, 64, 64), 1, "SAME", "NCHW", [1, 1, 1, 2]), False),  # W dilation
     (("conv2d", (1, 64, 7, 7), (3, 3, 32, 64), 1, "SAME", "NCHW", None), False),  # two groups
-    (("conv2d_transpose", (1, 64, 7, 7), (3, 3, 64, 64), 1, "SAME", "NCHW", None), False),
+    (("conv2d_transpose", (1, 64, 7, 7), (3, 3, 64, 64), 1, "SAME", "NCHW", None), True),
+    (("conv2d_transpose", (1, 64, 7, 7), (3, 3, 64, 64), 2, "SAME", "NCHW", None), False),  # strided
+    (("conv2d_transpose", (1, 64, 7, 7), (3, 3, 64, 64), 1, "SAME", "NCHW", [1, 1, 1, 2]), True),
 ])
 def test_cf_bands_rule(case, used, monkeypatch):
     """Which channels-first calls take bands (float32, AVX2 tiles)."""

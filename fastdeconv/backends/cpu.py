@@ -18,8 +18,9 @@ The algorithm choice is made here, in `_run`:
 - channels-last 1x1 stride-1 forward convolutions with few channels
   (POINTWISE, segmentation heads): `cpu_pw.pointwise_cl`, eight pixels at
   a time, one FMA chain per output (the tiles' term order).
-- channels-first forward convolutions with many channels and rows that
-  would leave vector lanes empty, or a W stride (CF_BANDS):
+- channels-first forward convolutions and stride-1 transposes with many
+  channels and rows that would leave vector lanes empty, or a W stride
+  (CF_BANDS):
   `cpu_cfband.cfband_kernel`, cl_kernel's tile on bands of input rows
   packed channels-last by each thread; the same bits as the channels-last
   call.
@@ -153,9 +154,11 @@ WV_ROW_PAIRS = True
 # compare the two).
 WV_TAIL_PAIRS = True
 
-# Channels-first forward convolutions with one group and W dilation 1 run
-# cl_kernel's tile on bands of input rows packed channels-last
-# (cpu_cfband) instead of vectors along W, when they have at least
+# Channels-first forward convolutions with one group and W dilation 1, and
+# stride-1 transposes (as convolutions whose taps read the input in
+# reverse; one run per W tap, as cl_kernel's transposes), run cl_kernel's
+# tile on bands of input rows packed channels-last (cpu_cfband) instead of
+# vectors along W, when they have at least
 # CF_BANDS_MIN_CHANNELS input and output channels and either
 # CF_BANDS_ANY_ROW_CHANNELS, a W stride, or output rows that leave some of
 # the vectors-along-W tile's lanes empty (not a multiple of its 2 vectors:
@@ -166,8 +169,10 @@ WV_TAIL_PAIRS = True
 # against vectors along W: NCHW 8 x 7^2 x 512 -> 512 0.89, 4 x 14^2 x 512
 # 0.89, 56^2 x 256 0.91, 112^2 x 128 s2 0.86, NCDHW 8^3 x 128 0.86; 16
 # columns (full lanes) with 64 channels, and 32 channels: within 5 %
-# either way, left on vectors along W (benchmarks/NOTES.md section 62).
-# False turns it off (tests compare the two).
+# either way, left on vectors along W. Stride-1 transposes, against the
+# channels-last time: 8 x 7^2 x 512 -> 256 1.15 -> 1.03, 28^2 x 256 -> 128
+# 1.21 -> 1.07, 4 x 14^2 x 512 1.19 -> 1.14 (benchmarks/NOTES.md section
+# 62). False turns it off (tests compare the two).
 CF_BANDS = True
 CF_BANDS_MIN_CHANNELS = 64
 CF_BANDS_ANY_ROW_CHANNELS = 128
@@ -291,12 +296,17 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
         flat, ops = dest
     else:
         flat, ops = _alloc.empty(B * OD * OH * OW * G * Fg, x.dtype), F
-    if (CF_BANDS and channels_first and not trans and G == 1 and dw == 1
+    # a stride-1 transpose is a convolution whose taps read the input in
+    # reverse, with (K - 1) * d - p zeros before it (none may be negative)
+    flip_ok = trans and (sd, sh, sw) == (1, 1, 1) and min(
+        (k - 1) * d - p for k, d, p in zip((KD, KH, KW), (dd, dh, dw), (pd, ph, pw))) >= 0
+    if (CF_BANDS and channels_first and (flip_ok or not trans and dw == 1) and G == 1
             and min(Cg, Fg) >= CF_BANDS_MIN_CHANNELS
             and (min(Cg, Fg) >= CF_BANDS_ANY_ROW_CHANNELS or sw > 1
                  or OW * x.dtype.itemsize % (2 * cpu_simd.VBYTES) != 0)
-            and KD * KH * (OW * sw + KW) * Cg * x.dtype.itemsize <= CF_BANDS_MAX_BYTES):
-        return _cf_bands(x, wg, (OD, OH, OW), strides, dilations, pads_before, writable, flat, epilogue)
+            and KD * ((KH - 1) * dh + 1) * (OW * sw + (KW - 1) * dw + 1) * Cg * x.dtype.itemsize
+            <= CF_BANDS_MAX_BYTES):
+        return _cf_bands(x, wg, (OD, OH, OW), strides, dilations, pads_before, trans, writable, flat, epilogue)
     if channels_first or narrow:
         # Vectors along W (cpu_rb.wv_kernel): channels-first data, or
         # channels-last data with few output channels (gathered loads).
@@ -451,9 +461,10 @@ def _patch(x, wg, tile, NFB, writable, epilogue, flat, ops, dest, out):
     return _finish(flat.reshape((B, D * KD, H * KH, W * KW, F)), False, epilogue)
 
 
-def _cf_bands(x, wg, out_spatial, strides, dilations, pads_before, writable, flat, epilogue):
+def _cf_bands(x, wg, out_spatial, strides, dilations, pads_before, trans, writable, flat, epilogue):
     """cpu_cfband.cfband_kernel for _run's channels-first forward
-    convolutions (CF_BANDS; flat: the result's memory)."""
+    convolutions and stride-1 transposes (CF_BANDS; flat: the result's
+    memory)."""
     _, KD, KH, KW, C, F = wg.shape
     B, _, D, H, W = x.shape
     OD, OH, OW = out_spatial
@@ -461,15 +472,17 @@ def _cf_bands(x, wg, out_spatial, strides, dilations, pads_before, writable, fla
     NV = tile.nvec * tile.lanes(x.dtype.itemsize)
     NFB = _ceil(F, NV)
     wp, _ = _memo(wg, ("cl", x.dtype.str, repr(tile)), lambda: cpu_rb.pack_filters(wg, x.dtype, tile, writable))
-    (sd, sh, sw), (dd, dh, _), (pd, ph, pw) = strides, dilations, pads_before
+    (sd, sh, sw), (dd, dh, dw) = strides, dilations
+    # zeros before the input along each axis
+    pd, ph, pw = (((k - 1) * d - p if trans else p) for k, d, p in zip((KD, KH, KW), dilations, pads_before))
     # every channel block on each block of positions when the panels are
     # small (FB_INNER's rule): the positions' input rows stay in L1
     panel_bytes = KD * KH * KW * C * NV * x.dtype.itemsize
     inner = FB_INNER and NFB > 1 and (panel_bytes <= FB_INNER_PANEL or NFB * panel_bytes <= FB_INNER_TOTAL)
     geo, n, ntiles, wcols = cpu_cfband.band_geometry(B, C, D, H, W, OD, OH, OW, F, KD, KH, KW, sd, sh, sw, dd, dh,
-                                                     pd, ph, pw, NFB, inner, x.dtype.itemsize,
+                                                     dw, pd, ph, pw, trans, NFB, inner, x.dtype.itemsize,
                                                      cpu_simd.part_rows(tile))
-    work = _work(B * OD * OH * OW, NFB * NV, KD * KH * KW * C, strides, False)
+    work = _work(B * OD * OH * OW, NFB * NV, KD * KH * KW * C, strides, trans)
     run = cpu_rb.with_rows(cpu_cfband.cfband_kernel, (x.reshape(-1), wp, flat, geo, tile, wcols), n, zeroed=False)
     cpu_rb.parallel_tiles(run, (), ntiles, work)
     return _finish(flat.reshape((B, F, OD, OH, OW)), True, epilogue)

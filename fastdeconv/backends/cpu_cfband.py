@@ -1,5 +1,8 @@
-"""Channels-first forward convolutions on channels-last tiles: bands of
-input rows packed channels-last (CF_BANDS in cpu.py).
+"""Channels-first forward convolutions and stride-1 transposes on
+channels-last tiles: bands of input rows packed channels-last (CF_BANDS in
+cpu.py). A stride-1 transpose is a convolution whose taps read the input
+in reverse (`band_geometry`), with a run per W tap as cl_kernel's
+transposes have.
 
 The vectors-along-W kernel (cpu_rb.wv_kernel) fills its vector lanes with
 output columns, so rows of 7 or 14 columns leave lanes empty, W-edge taps
@@ -57,21 +60,26 @@ def band_rows(OH, KD, KH, sh, dh, Wp, C, isz):
     return BH
 
 
-def band_geometry(B, C, D, H, W, OD, OH, OW, F, KD, KH, KW, sd, sh, sw, dd, dh, pd, ph, pw, NFB, inner, isz, part):
+def band_geometry(B, C, D, H, W, OD, OH, OW, F, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw, flip, NFB, inner,
+                  isz, part):
     """(cfband_kernel's geo, its packed band's length in elements, its
-    tile count, its wcols) for a forward convolution with W dilation 1.
-    inner: every output-channel block in each tile (else a tile per
-    block); part: the rows of the tile's part loop (cpu_simd.part_rows):
-    W-edge columns get blocks of their own where a band has 2 * part
-    rows or more (`column_groups`)."""
-    Wp = max((OW - 1) * sw + KW, pw + W)
+    tile count, its wcols). pd, ph, pw: the zeros before the input along
+    each axis; flip: a stride-1 transpose, as a convolution whose taps
+    read the input in reverse (tap k of K at k' = K - 1 - k; its zeros
+    before are (K - 1) * d - p). inner: every output-channel block in each
+    tile (else a tile per block); part: the rows of the tile's part loop
+    (cpu_simd.part_rows): W-edge columns get blocks of their own where a
+    band has 2 * part rows or more and the W taps run as one (kw, c) run
+    (`column_groups`)."""
+    Wp = max((OW - 1) * sw + (KW - 1) * dw + 1, pw + W)
     BH = band_rows(OH, KD, KH, sh, dh, Wp, C, isz)
     nbands = _ceil(OH, BH)
     rpb = (BH - 1) * sh + (KH - 1) * dh + 1
     geo = (B, C, D, H, W, OD, OH, OW, F, KD, KH, KW, sd, sh, sw, dd, dh, pd, ph, pw, NFB, BH, nbands,
-           sum_group(KW, C), Wp, rpb, int(inner))
+           sum_group(KW, C), Wp, rpb, int(inner), dw, int(flip))
+    fused = not flip and dw == 1
     return (tuple(int(v) for v in geo), KD * rpb * Wp * C, B * OD * nbands * (1 if inner else NFB),
-            column_groups(OW, W, KW, sw, pw, BH >= 2 * part))
+            column_groups(OW, W, KW, sw, pw, fused and BH >= 2 * part))
 
 
 def _ceil(a, b):
@@ -112,7 +120,8 @@ def cfband_kernel(x, wp, out, geo, tile, wcols, xin, t_begin, t_end):
     channels-last, plane kd's row r (input row band_oh0 * sh - ph + r) at
     (kd * rpb + r) * Wp * C, input column iw at column pw + iw."""
     (B, C, D, H, W, OD, OH, OW, F, KD, KH, KW, sd, sh, sw, dd, dh, pd, ph, pw, NFB, BH, nbands, gs,
-     Wp, rpb, inner) = geo
+     Wp, rpb, inner, dw, flip) = geo
+    fused = (flip == 0) & (dw == 1)  # (kw, c) as one run; else a run per W tap
     isz = itemsize(out)
     RB, NW, V = tile_dims(tile, out)
     PART = tile_part_rows(tile)
@@ -164,7 +173,7 @@ def cfband_kernel(x, wp, out, geo, tile, wcols, xin, t_begin, t_end):
             packed = r
             nrow = (nl - 1) * sh + (KH - 1) * dh + 1
             for kd in range(KD):
-                i_d = od * sd - pd + kd * dd
+                i_d = od * sd - pd + (KD - 1 - kd if flip else kd) * dd
                 if i_d < 0 or i_d >= D:
                     continue  # never read: its taps are skipped
                 for rr in range(nrow):
@@ -215,20 +224,21 @@ def cfband_kernel(x, wp, out, geo, tile, wcols, xin, t_begin, t_end):
                     grp = -1
                     ngrp = 0
                     for kd in range(KD):
-                        i_d = od * sd - pd + kd * dd
+                        i_d = od * sd - pd + (KD - 1 - kd if flip else kd) * dd
                         if i_d < 0 or i_d >= D:
                             continue
                         for kh in range(KH):
+                            khe = KH - 1 - kh if flip else kh  # the row the tap reads
                             # skipped when no row of the block reads an input row
-                            ih_f = (oh0 + lf) * sh - ph + kh * dh
-                            ih_l = (oh0 + ll) * sh - ph + kh * dh
+                            ih_f = (oh0 + lf) * sh - ph + khe * dh
+                            ih_l = (oh0 + ll) * sh - ph + khe * dh
                             if ih_l < 0 or ih_f >= H:
                                 continue
                             if ih_f < 0 and ih_l >= H:
                                 # rows on both sides and none inside (sh > H)
                                 inside = False
                                 for lo in range(lf, ll + 1):
-                                    ih = (oh0 + lo) * sh - ph + kh * dh
+                                    ih = (oh0 + lo) * sh - ph + khe * dh
                                     if 0 <= ih < H:
                                         inside = True
                                 if not inside:
@@ -240,9 +250,17 @@ def cfband_kernel(x, wp, out, geo, tile, wcols, xin, t_begin, t_end):
                                     total = vtadd(total, acc)
                                     acc = vtzero(out, tile)
                                 ngrp += 1
-                            off = ((kd * rpb + kh * dh) * slot + klo * C) * isz
-                            acc = vrun(out, acc, tile, ra, off, wfb + ((kd * KH + kh) * KW + klo) * C * NV * isz,
-                                       nk * C, nr)
+                            if fused:
+                                off = ((kd * rpb + khe * dh) * slot + klo * C) * isz
+                                acc = vrun(out, acc, tile, ra, off, wfb + ((kd * KH + kh) * KW + klo) * C * NV * isz,
+                                           nk * C, nr)
+                            else:
+                                # a run per W tap in cl_kernel's order (kw
+                                # ascending), its zeros included
+                                for kw in range(KW):
+                                    off = ((kd * rpb + khe * dh) * slot + (KW - 1 - kw if flip else kw) * dw * C) * isz
+                                    acc = vrun(out, acc, tile, ra, off, wfb + ((kd * KH + kh) * KW + kw) * C * NV * isz,
+                                               C, nr)
                     acc = vtadd(total, acc)
                     # to the channel planes: the tile channels-last in buf,
                     # transposed by V x V blocks into buf2 (channel f's
