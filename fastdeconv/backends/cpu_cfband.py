@@ -122,6 +122,7 @@ def cfband_kernel(x, wp, out, geo, tile, wcols, xin, t_begin, t_end):
     (B, C, D, H, W, OD, OH, OW, F, KD, KH, KW, sd, sh, sw, dd, dh, pd, ph, pw, NFB, BH, nbands, gs,
      Wp, rpb, inner, dw, flip) = geo
     fused = (flip == 0) & (dw == 1)  # (kw, c) as one run; else a run per W tap
+    fs = 1 - 2 * flip  # tap k reads position (K - 1) * flip + fs * k along its axis
     isz = itemsize(out)
     RB, NW, V = tile_dims(tile, out)
     PART = tile_part_rows(tile)
@@ -173,7 +174,7 @@ def cfband_kernel(x, wp, out, geo, tile, wcols, xin, t_begin, t_end):
             packed = r
             nrow = (nl - 1) * sh + (KH - 1) * dh + 1
             for kd in range(KD):
-                i_d = od * sd - pd + (KD - 1 - kd if flip else kd) * dd
+                i_d = od * sd - pd + ((KD - 1) * flip + fs * kd) * dd
                 if i_d < 0 or i_d >= D:
                     continue  # never read: its taps are skipped
                 for rr in range(nrow):
@@ -201,6 +202,9 @@ def cfband_kernel(x, wp, out, geo, tile, wcols, xin, t_begin, t_end):
             ncol = wcols[2 + g] - c0g
             klo = wcols[2 + ng + g]
             nk = wcols[2 + 2 * ng + g] - klo  # its W taps: [klo, klo + nk)
+            # fused: one run of nk * C steps; else KW runs of C (klo = 0)
+            nruns = 1 if fused else KW
+            steps = nk * C if fused else C
             npx = nl * ncol
             p0 = 0
             while p0 < npx:
@@ -224,11 +228,11 @@ def cfband_kernel(x, wp, out, geo, tile, wcols, xin, t_begin, t_end):
                     grp = -1
                     ngrp = 0
                     for kd in range(KD):
-                        i_d = od * sd - pd + (KD - 1 - kd if flip else kd) * dd
+                        i_d = od * sd - pd + ((KD - 1) * flip + fs * kd) * dd
                         if i_d < 0 or i_d >= D:
                             continue
                         for kh in range(KH):
-                            khe = KH - 1 - kh if flip else kh  # the row the tap reads
+                            khe = (KH - 1) * flip + fs * kh  # the row the tap reads
                             # skipped when no row of the block reads an input row
                             ih_f = (oh0 + lf) * sh - ph + khe * dh
                             ih_l = (oh0 + ll) * sh - ph + khe * dh
@@ -250,17 +254,15 @@ def cfband_kernel(x, wp, out, geo, tile, wcols, xin, t_begin, t_end):
                                     total = vtadd(total, acc)
                                     acc = vtzero(out, tile)
                                 ngrp += 1
-                            if fused:
-                                off = ((kd * rpb + khe * dh) * slot + klo * C) * isz
-                                acc = vrun(out, acc, tile, ra, off, wfb + ((kd * KH + kh) * KW + klo) * C * NV * isz,
-                                           nk * C, nr)
-                            else:
-                                # a run per W tap in cl_kernel's order (kw
-                                # ascending), its zeros included
-                                for kw in range(KW):
-                                    off = ((kd * rpb + khe * dh) * slot + (KW - 1 - kw if flip else kw) * dw * C) * isz
-                                    acc = vrun(out, acc, tile, ra, off, wfb + ((kd * KH + kh) * KW + kw) * C * NV * isz,
-                                               C, nr)
+                            # one (kw, c) run over the group's W taps, or
+                            # a run per W tap in cl_kernel's order (kw
+                            # ascending, zeros included); one vrun call
+                            # site for both (compile time)
+                            for kw in range(klo, klo + nruns):
+                                kwe = (KW - 1) * flip + fs * kw  # the column the tap reads
+                                off = ((kd * rpb + khe * dh) * slot + kwe * dw * C) * isz
+                                acc = vrun(out, acc, tile, ra, off, wfb + ((kd * KH + kh) * KW + kw) * C * NV * isz,
+                                           steps, nr)
                     acc = vtadd(total, acc)
                     # to the channel planes: the tile channels-last in buf,
                     # transposed by V x V blocks into buf2 (channel f's
