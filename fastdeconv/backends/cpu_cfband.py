@@ -73,17 +73,13 @@ def band_geometry(B, C, D, H, W, OD, OH, OW, F, KD, KH, KW, sd, sh, sw, dd, dh, 
     (`column_groups`)."""
     Wp = max((OW - 1) * sw + (KW - 1) * dw + 1, pw + W)
     BH = band_rows(OH, KD, KH, sh, dh, Wp, C, isz)
-    nbands = _ceil(OH, BH)
+    nbands = -(-OH // BH)
     rpb = (BH - 1) * sh + (KH - 1) * dh + 1
     geo = (B, C, D, H, W, OD, OH, OW, F, KD, KH, KW, sd, sh, sw, dd, dh, pd, ph, pw, NFB, BH, nbands,
            sum_group(KW, C), Wp, rpb, int(inner), dw, int(flip))
     fused = not flip and dw == 1
     return (tuple(int(v) for v in geo), KD * rpb * Wp * C, B * OD * nbands * (1 if inner else NFB),
             column_groups(OW, W, KW, sw, pw, fused and BH >= 2 * part))
-
-
-def _ceil(a, b):
-    return -(-a // b)
 
 
 @functools.lru_cache(maxsize=256)
