@@ -298,7 +298,7 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
         flat, ops = _alloc.empty(B * OD * OH * OW * G * Fg, x.dtype), F
     # a stride-1 transpose is a convolution whose taps read the input in
     # reverse, with (K - 1) * d - p zeros before it (none may be negative)
-    flip_ok = trans and (sd, sh, sw) == (1, 1, 1) and min(
+    flip_ok = channels_first and trans and (sd, sh, sw) == (1, 1, 1) and min(
         (k - 1) * d - p for k, d, p in zip((KD, KH, KW), (dd, dh, dw), (pd, ph, pw))) >= 0
     if (CF_BANDS and channels_first and (flip_ok or not trans and dw == 1) and G == 1
             and min(Cg, Fg) >= CF_BANDS_MIN_CHANNELS
@@ -401,9 +401,8 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
     # panels (8 x 112 x 112 x 128 -> 128: 9 % faster, 224 x 224 x 128 -> 64:
     # 5 %; benchmarks/NOTES.md section 49).
     data_bytes = (x.size + B * OD * OH * OW * F) * x.dtype.itemsize
-    if FB_INNER and NFB > 1 and (panel_bytes <= FB_INNER_PANEL or NFB * panel_bytes <= FB_INNER_TOTAL
-                                 or (data_bytes >= FB_INNER_DATA
-                                     and NFB * panel_bytes <= min(FB_INNER_DATA_PANELS, data_bytes // 2))):
+    if _small_panels(NFB, panel_bytes) or (FB_INNER and NFB > 1 and data_bytes >= FB_INNER_DATA
+                                           and NFB * panel_bytes <= min(FB_INNER_DATA_PANELS, data_bytes // 2)):
         fb_order = cpu_rb.FB_INNERMOST
     elif (PANELS and trans and writable and NFB > 1 and NFB * panel_bytes >= PANELS_MIN_BYTES
           and (given := cpu_rb.source_filters(wg)) is not None):
@@ -432,6 +431,12 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
     if dest is not None:
         return out
     return _finish(flat.reshape((B, OD, OH, OW, G * Fg)), False, epilogue)
+
+
+def _small_panels(NFB, panel_bytes):
+    """FB_INNER's rule for the weight panels: channel blocks innermost when
+    one block's panel is small or all of them fit in L2 together."""
+    return FB_INNER and NFB > 1 and (panel_bytes <= FB_INNER_PANEL or NFB * panel_bytes <= FB_INNER_TOTAL)
 
 
 def _is_patch(in_spatial, out_spatial, kernel, strides, dilations, pads_before):
@@ -478,7 +483,7 @@ def _cf_bands(x, wg, out_spatial, strides, dilations, pads_before, trans, writab
     # every channel block on each block of positions when the panels are
     # small (FB_INNER's rule): the positions' input rows stay in L1
     panel_bytes = KD * KH * KW * C * NV * x.dtype.itemsize
-    inner = FB_INNER and NFB > 1 and (panel_bytes <= FB_INNER_PANEL or NFB * panel_bytes <= FB_INNER_TOTAL)
+    inner = _small_panels(NFB, panel_bytes)
     geo, n, ntiles, wcols = cpu_cfband.band_geometry(B, C, D, H, W, OD, OH, OW, F, KD, KH, KW, sd, sh, sw, dd, dh,
                                                      dw, pd, ph, pw, trans, NFB, inner, x.dtype.itemsize,
                                                      cpu_simd.part_rows(tile))
