@@ -196,14 +196,13 @@ def patch_cf(x, wp, out, geo, tile, t_begin, t_end):
         b = r // D
         ih0 = hb * LINES
         nh = LINES if LINES < H - ih0 else H - ih0
-        for lb in range(nh):
-            for wc in range(nwc):
-                j0 = wc * NJ
-                nj = NJ if NJ < W - j0 else W - j0
-                src = xa + (b * C * D * H * W + (i_d * H + ih0 + lb) * W + j0) * isz
-                dst = pa + (lb * nwc + wc) * C * NJ * isz
-                for c in range(C):
-                    vcopy2(out, tile, dst + c * NJ * isz, src + c * cstep, nj, 1)
+        for c in range(C):
+            src = xa + (b * C * D * H * W + (i_d * H + ih0) * W) * isz + c * cstep
+            for lb in range(nh):
+                for wc in range(nwc):
+                    j0 = wc * NJ
+                    nj = NJ if NJ < W - j0 else W - j0
+                    vcopy2(out, tile, pa + ((lb * nwc + wc) * C + c) * NJ * isz, src + (lb * W + j0) * isz, nj, 1)
         for g0 in range(0, NFB, per_pass):
             for lb in range(nh):
                 ih = ih0 + lb
