@@ -113,6 +113,20 @@ def _cap_from_env():
 _recycler = _Recycler(_cap_from_env())
 
 
+def readonly(a):
+    """A read-only view of array a (a itself when it is read-only already).
+    Kernels take their inputs this way: Numba types a read-only array apart
+    from a writable one, so a caller's read-only input (np.load with
+    mmap_mode="r", np.frombuffer, a framework tensor's .numpy()) would
+    otherwise compile a second variant of every kernel it reaches (1.2-2 s
+    each)."""
+    if not a.flags.writeable:
+        return a
+    v = a.view()
+    v.flags.writeable = False
+    return v
+
+
 def root(a):
     """The array that owns a's memory."""
     while isinstance(a.base, np.ndarray):

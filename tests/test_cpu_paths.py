@@ -1038,9 +1038,9 @@ def _dispatchers():
     """The Numba functions of the cpu backend's modules."""
     import numba
 
-    from fastdeconv.backends import cpu_dw, cpu_layers, cpu_patch
+    from fastdeconv.backends import cpu_cfband, cpu_dw, cpu_layers, cpu_patch
 
-    return [getattr(m, n) for m in (cpu_rb, cpu_patch, cpu_dw, cpu_pw, cpu_layers) for n in dir(m)
+    return [getattr(m, n) for m in (cpu_rb, cpu_patch, cpu_dw, cpu_pw, cpu_cfband, cpu_layers) for n in dir(m)
             if isinstance(getattr(m, n), numba.core.registry.CPUDispatcher)]
 
 
@@ -1115,6 +1115,58 @@ def test_no_recompilation_when_shapes_strides_or_padding_change(fmt):
     for call in calls:
         call()
     assert _compiled_signatures() == before
+
+
+def _layer_call(layer, *shapes):
+    from fastdeconv import layers
+
+    def call(*xs):
+        return getattr(layers, layer[0])(*layer[1:])(list(xs) if len(xs) > 1 else xs[0])
+    return (call,) + shapes
+
+
+READ_ONLY_CALLS = {
+    "cl": (lambda x, w: fastdeconv.conv3d(x, w, 1, "SAME"), (1, 5, 6, 7, 16), (3, 3, 3, 16, 24)),
+    "cl-transpose": (lambda x, w: fastdeconv.conv3d_transpose(x, w, None, 2, "SAME"), (1, 4, 5, 6, 16),
+                     (3, 3, 3, 24, 16)),
+    "wv-narrow": (lambda x, w: fastdeconv.conv2d(x, w, 1, "SAME"), (1, 9, 10, 8), (3, 3, 8, 2)),
+    "wv-cf": (lambda x, w: fastdeconv.conv3d(x, w, 1, "SAME", data_format="NCDHW"), (1, 8, 5, 6, 20),
+              (3, 3, 3, 8, 8)),
+    "patch-cl": (lambda x, w: fastdeconv.conv3d_transpose(x, w, None, 2, "VALID"), (1, 3, 4, 5, 16),
+                 (2, 2, 2, 8, 16)),
+    "patch-cf": (lambda x, w: fastdeconv.conv3d_transpose(x, w, None, 2, "VALID", data_format="NCDHW"),
+                 (1, 16, 3, 4, 5), (2, 2, 2, 8, 16)),
+    "cf-bands": (lambda x, w: fastdeconv.conv2d(x, w, 1, "SAME", data_format="NCHW"), (1, 64, 5, 7),
+                 (3, 3, 64, 64)),
+    "pointwise": (lambda x, w: fastdeconv.conv3d(x, w, 1, "SAME"), (1, 4, 5, 6, 8), (1, 1, 1, 8, 2)),
+    "depthwise": (lambda x, w: fastdeconv.conv2d(x, w, 1, "SAME"), (1, 6, 7, 8), (3, 3, 1, 8)),
+    "max-pooling": _layer_call(("MaxPooling3D", 2), (1, 4, 6, 6, 8)),
+    "average-pooling": _layer_call(("AveragePooling3D", 2), (1, 4, 6, 6, 8)),
+    "upsampling": _layer_call(("UpSampling3D", 2), (1, 3, 4, 5, 8)),
+    "group-normalization": _layer_call(("GroupNormalization", 4), (1, 3, 4, 5, 8)),
+    "layer-normalization": _layer_call(("LayerNormalization",), (2, 6, 8)),
+    "resizing": _layer_call(("Resizing", 7, 9), (1, 4, 5, 8)),
+    "concatenate": _layer_call(("Concatenate",), (1, 4, 5, 8), (1, 4, 5, 3)),
+}
+
+
+@pytest.mark.parametrize("name", list(READ_ONLY_CALLS))
+def test_read_only_inputs_compile_nothing_new(name):
+    """Read-only inputs and filters (np.load with mmap_mode="r",
+    np.frombuffer, a framework tensor's .numpy()) run the kernels compiled
+    for writable ones, with the same bits: Numba types the two apart, and
+    every kernel would otherwise compile a second variant (1.2-2 s each)."""
+    call, *shapes = READ_ONLY_CALLS[name]
+    rng = np.random.default_rng(11)
+    arrays = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    expected = call(*arrays)
+    before = _compiled_signatures()
+    frozen = [a.copy() for a in arrays]
+    for a in frozen:
+        a.flags.writeable = False
+    got = call(*frozen)
+    assert _compiled_signatures() == before, f"{name}: a read-only input compiled a new kernel variant"
+    np.testing.assert_array_equal(got, expected)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

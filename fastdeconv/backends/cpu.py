@@ -245,6 +245,7 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
     when it is affine + linear/ReLU, else in one pass over the result.
     out: see `forward`."""
     G, KD, KH, KW, Cg, Fg = wg.shape
+    x = _alloc.readonly(x)  # one compiled variant per kernel, whatever the caller's array
     if channels_first:
         B, _, D, H, W = x.shape
     else:
@@ -261,8 +262,9 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
             out[...] = _run(x, wg, out_spatial, strides, dilations, pads_before, False, False, epilogue)
             return out
         # (KD, KH, KW, M, C): filter m of input channel c makes output channel c*M + m
-        wd = _memo(wg, ("dw", x.dtype.str),
-                   lambda: np.ascontiguousarray(wg[:, :, :, :, 0, :].transpose(1, 2, 3, 4, 0), dtype=x.dtype))
+        # read-only either way (a view of a read-only caller's array, or a copy)
+        wd = _memo(wg, ("dw", x.dtype.str), lambda: _alloc.readonly(
+            np.ascontiguousarray(wg[:, :, :, :, 0, :].transpose(1, 2, 3, 4, 0), dtype=x.dtype)))
         y = _alloc.empty((B, OD, OH, OW, F), x.dtype)
         geo = tuple(int(v) for v in (sd, sh, sw, dd, dh, dw, pd, ph, pw, cpu_rb.sum_group(KW, 1)))
         # work: ~32 multiply-adds of the register-blocked kernels' time per
@@ -511,7 +513,9 @@ def _pointwise(x, wg, epilogue, out):
     if out is not None:
         out[...] = _pointwise(x, wg, epilogue, None)
         return out
-    w2 = _memo(wg, ("pw", x.dtype.str), lambda: np.ascontiguousarray(wg.reshape(C, F), dtype=x.dtype))
+    # read-only either way: a read-only caller's array is used as it is
+    w2 = _memo(wg, ("pw", x.dtype.str),
+               lambda: _alloc.readonly(np.ascontiguousarray(wg.reshape(C, F), dtype=x.dtype)))
     y = _alloc.empty((B, D, H, W, F), x.dtype)
     cpu_rb.parallel_tiles(cpu_pw.pointwise_cl, (np.ascontiguousarray(x).reshape(P, C), w2, y.reshape(P, F)),
                           P, (C + 64) * F * P)

@@ -443,7 +443,7 @@ def concat_last(xs):
     other case."""
     if len(xs) != 2:
         return None
-    a, b = xs
+    a, b = (_alloc.readonly(v) for v in xs)
     if (a.dtype != b.dtype or a.ndim != b.ndim or a.ndim < 2 or a.shape[:-1] != b.shape[:-1]
             or not (a.flags.c_contiguous and b.flags.c_contiguous)):
         return None
@@ -564,6 +564,7 @@ def _pool_cf(x, out, geo, t_begin, t_end):
 
 def pool(x, out_spatial, window, strides, pads_before, channels_first, is_max):
     """Max or average pooling of a canonical 5-D array."""
+    x = _alloc.readonly(x)
     B = x.shape[0]
     C = x.shape[1] if channels_first else x.shape[4]
     shape = (B, C) + tuple(out_spatial) if channels_first else (B,) + tuple(out_spatial) + (C,)
@@ -614,6 +615,7 @@ def _upsample_cf(x, out, size, t_begin, t_end):
 
 def upsample(x, size, channels_first):
     """Nearest-neighbour upsampling by integer factors `size` (D, H, W)."""
+    x = _alloc.readonly(x)
     size = tuple(int(v) for v in size)
     if channels_first:
         shape = x.shape[:2] + tuple(n * s for n, s in zip(x.shape[2:], size))
@@ -661,6 +663,7 @@ def resize_bilinear(x, taps, channels_first):
     xw, bottom likewise on row yu, top + (bottom - top) * yw. taps: (yl, yu,
     yw, xl, xu, xw), per output row and column (layers.pooling.bilinear_taps)."""
     yl, yu, yw, xl, xu, xw = taps
+    x = _alloc.readonly(x)
     x4 = x[:, :, 0] if channels_first else x[:, 0]
     if channels_first:
         shape = x4.shape[:2] + (len(yl), len(xl))
@@ -779,9 +782,11 @@ def normalize(x, groups, channels_first, gamma, beta, epsilon):
     (N, C, S)) with `groups` groups of consecutive channels; gamma, beta:
     None or (C,)."""
     C = x.shape[1] if channels_first else x.shape[2]
+    x = _alloc.readonly(x)
     y = _alloc.empty(x.shape, x.dtype)
     if y.size:
-        g, b = (np.full(C, f) if v is None else np.asarray(v, np.float64) for v, f in ((gamma, 1.0), (beta, 0.0)))
+        g, b = (_alloc.readonly(np.full(C, f) if v is None else np.asarray(v, np.float64))
+                for v, f in ((gamma, 1.0), (beta, 0.0)))
         N, G = x.shape[0], int(groups)
         if channels_first:
             _run(_normalize_cf, (x, y, G, g, b, float(epsilon)), N * G, 3 * x.size)
@@ -795,10 +800,11 @@ def normalize(x, groups, channels_first, gamma, beta, epsilon):
 def normalize_rows(x, gamma, beta, epsilon):
     """Layer normalization of each row of a C-contiguous (N, n) array;
     gamma, beta: None or (n,)."""
+    x = _alloc.readonly(x)
     y = _alloc.empty(x.shape, x.dtype)
     if y.size:
         n = x.shape[1]
-        g, b = (np.full(n, f) if v is None else np.asarray(v, np.float64).reshape(n)
+        g, b = (_alloc.readonly(np.full(n, f) if v is None else np.asarray(v, np.float64).reshape(n))
                 for v, f in ((gamma, 1.0), (beta, 0.0)))
         _run(_normalize_rows, (x, y, g, b, float(epsilon)), x.shape[0], 3 * x.size)
     return y
