@@ -1138,6 +1138,8 @@ READ_ONLY_CALLS = {
                  (1, 16, 3, 4, 5), (2, 2, 2, 8, 16)),
     "cf-bands": (lambda x, w: fastdeconv.conv2d(x, w, 1, "SAME", data_format="NCHW"), (1, 64, 5, 7),
                  (3, 3, 64, 64)),
+    # filters packed by a Numba loop (cpu_rb._pack_rows): 2 M elements and more
+    "cl-large-filters": (lambda x, w: fastdeconv.conv3d(x, w, 1, "SAME"), (1, 2, 3, 4, 512), (2, 2, 2, 512, 512)),
     "pointwise": (lambda x, w: fastdeconv.conv3d(x, w, 1, "SAME"), (1, 4, 5, 6, 8), (1, 1, 1, 8, 2)),
     "depthwise": (lambda x, w: fastdeconv.conv2d(x, w, 1, "SAME"), (1, 6, 7, 8), (3, 3, 1, 8)),
     "max-pooling": _layer_call(("MaxPooling3D", 2), (1, 4, 6, 6, 8)),

@@ -630,7 +630,7 @@ def _pack_blocks(wg, dtype, NV, temporary=False, blocks=None):
 
     given = source_filters(wg)
     if given is not None and not given[1] and wp.size >= PACK_PARALLEL and given[0].dtype == wp.dtype:
-        w3 = given[0]
+        w3 = _alloc.readonly(given[0])  # one compiled variant for read-only and writable filters
         wp4 = wp.reshape(NFB, -1, Cg, NV)[:full]
 
         def copy(c0, c1):
