@@ -1,0 +1,190 @@
+"""Compile the CPU kernels ahead of use, into Numba's on-disk cache.
+
+The first call of a kernel variant compiles it (0.5-2.5 s). Which variant a
+call takes depends on its dtype, its layout and channel counts, and for
+channels-first data also on the row width and the number of rows (packed
+rows or rows read in place, one or two vectors along W, row pairs, bands;
+benchmarks/NOTES.md). A service that sees a new input size may meet a
+variant its earlier calls did not need, and pay the compile on that
+request. `warmup()` makes small calls that reach every variant of the
+chosen dtypes and layouts, so that afterwards every first call, in this
+process or a new one, at most loads its kernel from the cache (~0.2 s).
+
+    python -m fastdeconv warmup [--dtypes float32,float64] [--layouts NDHWC,NCDHW] [--no-layers]
+    fastdeconv.warmup.warmup(dtypes=("float32",), layouts=("NHWC",))
+
+Run it once where the package is installed (a container image's build, a
+deployment step): the cache lives next to the package's sources, or in
+NUMBA_CACHE_DIR when that is set, and is specific to the CPU model.
+"""
+
+import time
+
+import numba
+import numpy as np
+
+from . import ops
+
+DTYPES = ("float32", "float64")
+LAYOUTS = ("NDHWC", "NCDHW")
+
+
+def _conv_calls(dtype, cf):
+    """(label, thunk) pairs: convolutions and transposes whose kernel
+    choices (cpu._run) cover every variant of one dtype and layout."""
+    rng = np.random.default_rng(0)
+    fmt = "NCDHW" if cf else "NDHWC"
+
+    def arr(*shape):
+        return rng.standard_normal(shape).astype(dtype)
+
+    def x_of(C, D, H, W, B=1):
+        return arr(B, C, D, H, W) if cf else arr(B, D, H, W, C)
+
+    def out_of(B, C, D, H, W):
+        return (B, C, D, H, W) if cf else (B, D, H, W, C)
+
+    def frozen(w):
+        w.flags.writeable = False  # packed once, as a layer's weights
+        return w
+
+    calls = []
+
+    def conv(C, F, D, H, W, k=3, s=1, d=1, B=1, padding="SAME", groups=1, writable=False):
+        x = x_of(C, D, H, W, B)
+        w = arr(k, k, k, C // groups, F)
+        w = w if writable else frozen(w)
+        calls.append((f"conv3d {fmt} {C}->{F} {D}x{H}x{W} k{k} s{s} d{d}",
+                      lambda: ops.conv3d(x, w, s, padding, data_format=fmt, dilations=d)))
+
+    def transpose(C, F, D, H, W, k=3, s=2, d=1, B=1, writable=False):
+        x = x_of(C, D, H, W, B)
+        w = arr(k, k, k, F, C)
+        w = w if writable else frozen(w)
+        pad = "VALID" if k == s else "SAME"
+        out = out_of(B, F, *((n - 1) * s + (k - 1) * d + 1 if pad == "VALID" else n * s for n in (D, H, W)))
+        calls.append((f"conv3d_transpose {fmt} {C}->{F} {D}x{H}x{W} k{k} s{s} d{d}",
+                      lambda: ops.conv3d_transpose(x, w, out, s, pad, data_format=fmt, dilations=d)))
+
+    # Output channels from one to several vectors (the channels-last tiles
+    # of one and two vectors, the few-channel vectors-along-W tiles; the
+    # channels-first tiles of one channel, 4 x 2 and 6 x 2 / 8 x 2), rows
+    # from a few columns to several vectors of them (8 x 1 tiles, row
+    # pairs, one or two vectors along W, tail pairs), few and many rows
+    # (rows read in place, packed rows).
+    for F in (1, 2, 3, 4, 8, 16, 32):
+        for W in (3, 5, 7, 12, 20, 40, 56, 64):
+            conv(8, F, 2, 3, W)
+            conv(8, F, 6, 6, W)
+        conv(8, F, 4, 8, 19, s=2)
+        conv(8, F, 4, 8, 19, d=2)
+        conv(8, F, 8, 8, 40, s=(1, 1, 1, 2, 1) if not cf else (1, 1, 1, 1, 2))
+        for W in (3, 7, 20, 56):
+            transpose(8, F, 2, 3, W, s=1)
+            transpose(8, F, 4, 6, W)
+            transpose(8, F, 4, 6, W, s=3)
+            transpose(8, F, 3, 4, W, k=2, s=2)
+        transpose(8, F, 4, 6, 11, s=1, d=2)
+    # 1x1 convolutions (pointwise kernel), depthwise, 64 channels and more
+    # (channels-first bands, forward and stride-1 transposes), large
+    # writable filters (packed by a Numba loop; transposed ones per block)
+    x = x_of(16, 4, 5, 6)
+    w1 = frozen(arr(1, 1, 1, 16, 2))
+    calls.append((f"conv3d {fmt} 1x1 16->2", lambda: ops.conv3d(x, w1, 1, "SAME", data_format=fmt)))
+    conv(8, 8, 3, 4, 9, groups=8)
+    for W in (7, 9, 16):
+        conv(64, 64, 2, 4, W)
+        conv(64, 64, 2, 4, W, s=(1, 1, 1, 2, 1) if not cf else (1, 1, 1, 1, 2))
+        transpose(64, 64, 2, 4, W, s=1)
+    conv(512, 512, 1, 3, 4, k=3, writable=True)
+    transpose(512, 512, 1, 3, 4, k=3, s=1, writable=True)
+    return calls
+
+
+def _layer_calls(dtype, cf):
+    """(label, thunk) pairs: each layer kernel of the cpu backend."""
+    from . import layers
+
+    rng = np.random.default_rng(1)
+    fmt = "channels_first" if cf else "channels_last"
+
+    def x_of(*spatial, C=8):
+        shape = (2, C) + spatial if cf else (2,) + spatial + (C,)
+        return rng.standard_normal(shape).astype(dtype)
+
+    x3, x2 = x_of(4, 6, 6), x_of(6, 6)
+    calls = [
+        ("MaxPooling3D", lambda: layers.MaxPooling3D(2, data_format=fmt)(x3)),
+        ("AveragePooling3D", lambda: layers.AveragePooling3D(2, data_format=fmt)(x3)),
+        ("UpSampling3D", lambda: layers.UpSampling3D(2, data_format=fmt)(x3)),
+        ("Resizing", lambda: layers.Resizing(9, 7, data_format=fmt)(x2)),
+        ("GroupNormalization", lambda: layers.GroupNormalization(4, axis=1 if cf else -1)(x3)),
+    ]
+    if not cf:
+        y = x_of(6, 6, C=3)
+        calls += [
+            ("LayerNormalization", lambda: layers.LayerNormalization()(x2)),
+            ("Softmax", lambda: layers.Softmax()(x2)),
+            ("Concatenate", lambda: layers.Concatenate()([x2, y])),
+            ("PReLU", lambda: layers.PReLU()(x2)),
+        ]
+        for act in ("relu", "sigmoid", "tanh", "elu", "gelu", "swish", "softplus", "leaky_relu"):
+            calls.append((f"Activation {act}", lambda act=act: layers.Activation(act)(x2)))
+    return calls
+
+
+_LAYOUTS = {f: "NDHWC" for f in ("NDHWC", "NHWC", "NWC", "channels_last")}
+_LAYOUTS.update({f: "NCDHW" for f in ("NCDHW", "NCHW", "NCW", "channels_first")})
+
+
+def _dtype(d):
+    """The kernels' dtype for d: float32 or float64 (float16 is computed in
+    float32); a ValueError for anything else."""
+    try:
+        dt = np.dtype(d)
+    except TypeError:
+        dt = None
+    if dt == np.float16:
+        dt = np.dtype(np.float32)
+    if dt not in (np.float32, np.float64):
+        raise ValueError(f"warmup: dtype {d!r}: expected float32, float64 or float16 (computed in float32)")
+    return dt
+
+
+def warmup(dtypes=DTYPES, layouts=LAYOUTS, layers=True, progress=None):
+    """Compile (or load from the cache) every CPU kernel variant for these
+    dtypes (float32, float64; float16 runs the float32 kernels) and data
+    formats (channels-last "NDHWC", "NHWC", "NWC" or "channels_last", and
+    their channels-first counterparts: each family runs the same kernels),
+    and with `layers` the layer kernels. progress: None, or a function
+    called with each call's label and its seconds. Returns the seconds
+    taken. Raises ValueError for an unknown dtype or format, before any
+    work."""
+    kinds = []
+    for d in dtypes:
+        kinds.append(_dtype(d))
+    formats = []
+    for f in layouts:
+        if f not in _LAYOUTS:
+            raise ValueError(f"warmup: data format {f!r}: expected one of {', '.join(_LAYOUTS)}")
+        formats.append(_LAYOUTS[f])
+    kinds = list(dict.fromkeys(kinds))
+    formats = list(dict.fromkeys(formats))
+    t0 = time.perf_counter()
+    # one thread: the calls then take every variant whatever the thread
+    # count (packed rows need enough output rows per thread)
+    threads = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        for dt in kinds:
+            for f in formats:
+                cf = f == "NCDHW"
+                calls = _conv_calls(dt, cf) + (_layer_calls(dt, cf) if layers else [])
+                for label, call in calls:
+                    t = time.perf_counter()
+                    call()
+                    if progress is not None:
+                        progress(f"{dt.name} {label}", time.perf_counter() - t)
+    finally:
+        numba.set_num_threads(threads)
+    return time.perf_counter() - t0

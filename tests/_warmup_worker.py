@@ -1,0 +1,122 @@
+"""Run by test_warmup.py in a fresh interpreter (no kernel typed yet):
+fastdeconv.warmup.warmup(...) for the given dtypes and formats, then
+seeded random convolutions, transposes and layers of the given dtypes and
+layouts; prints one JSON object: every call after the warmup that gave a
+kernel a new compiled variant (a compile, or a load from the cache of a
+variant the warmup did not reach).
+
+    python _warmup_worker.py WARM_DTYPES WARM_FORMATS LAYERS(0/1) CALL_DTYPES CALL_LAYOUTS(cl,cf) CALLS
+"""
+
+import json
+import sys
+
+import numba
+import numpy as np
+
+import fastdeconv
+from fastdeconv import layers as L
+from fastdeconv import warmup
+from fastdeconv.backends import cpu_cfband, cpu_dw, cpu_layers, cpu_patch, cpu_pw, cpu_rb
+
+MODULES = (cpu_rb, cpu_patch, cpu_dw, cpu_pw, cpu_cfband, cpu_layers)
+
+
+def variants():
+    return {f"{m.__name__}.{n}": len(getattr(m, n).signatures) for m in MODULES for n in dir(m)
+            if isinstance(getattr(m, n), numba.core.registry.CPUDispatcher)}
+
+
+def conv_call(rng, dtype, cf, big):
+    """A random op call (or None: a geometry TF's rules refuse)."""
+    rank = int(rng.integers(1, 4))
+    C = int(rng.choice([64, 100, 256, 512] if big else [1, 2, 3, 5, 8, 12, 16, 24, 33, 64, 70]))
+    F = int(rng.choice([1, 3, 8, 64, 130, 512] if big else [1, 2, 3, 4, 5, 7, 8, 9, 13, 16, 17, 24, 32, 40, 64, 72]))
+    sp = [int(rng.integers(1, 6 if big else 12)) for _ in range(rank)]
+    if rng.random() < 0.4:
+        sp[-1] = int(rng.integers(12, 30 if big else 80))
+    B = int(rng.integers(1, 4))
+    k = [int(rng.integers(1, 4)) for _ in range(rank)]
+    trans = rng.random() < 0.5
+    s = [int(rng.choice([1, 1, 2, 3])) for _ in range(rank)]
+    d = [1] * rank
+    if rng.random() < 0.2 and s == [1] * rank:
+        d = [int(rng.choice([1, 2])) for _ in range(rank)]
+    pad = str(rng.choice(["SAME", "VALID"]))
+    if C * F * np.prod(k) > (3_000_000 if big else 200_000):
+        return None
+    x = rng.standard_normal([B, C] + sp if cf else [B] + sp + [C]).astype(dtype)
+    w = rng.standard_normal(k + ([F, C] if trans else [C, F])).astype(dtype)
+    if rng.random() < 0.5:
+        w.flags.writeable = False
+    fmt = ("NCW", "NCHW", "NCDHW")[rank - 1] if cf else ("NWC", "NHWC", "NDHWC")[rank - 1]
+    op = getattr(fastdeconv, f"conv{rank}d" + ("_transpose" if trans else ""))
+    label = f"{op.__name__} {fmt} x{x.shape} w{w.shape} s{s} d{d} {pad}"
+    if trans:
+        osp = [(n - 1) * st + (kk - 1) * dd + 1 if pad == "VALID" else n * st for n, st, kk, dd in zip(sp, s, k, d)]
+        out = [B, F] + osp if cf else [B] + osp + [F]
+        return label, lambda: op(x, w, out, s, pad, data_format=fmt, dilations=d)
+    return label, lambda: op(x, w, s, pad, data_format=fmt, dilations=d)
+
+
+def layer_call(rng, dtype, cf):
+    fmt = "channels_first" if cf else "channels_last"
+    sp = tuple(int(v) for v in rng.integers(2, 9, 3))
+
+    def x_of(*spatial, C=None):
+        C = C or int(rng.choice([1, 3, 8, 16]))
+        return rng.standard_normal((2, C) + spatial if cf else (2,) + spatial + (C,)).astype(dtype)
+
+    pad = str(rng.choice(["same", "valid"]))
+    kind = int(rng.integers(0, 8))
+    if kind == 0:
+        layer, x = L.MaxPooling3D(int(rng.integers(1, 3)), padding=pad, data_format=fmt), x_of(*sp)
+    elif kind == 1:
+        layer, x = L.AveragePooling2D(int(rng.integers(1, 3)), padding=pad, data_format=fmt), x_of(*sp[1:])
+    elif kind == 2:
+        layer, x = L.UpSampling2D(int(rng.integers(1, 3)), data_format=fmt), x_of(*sp[1:])
+    elif kind == 3:
+        layer, x = L.Resizing(int(rng.integers(2, 12)), int(rng.integers(2, 12)), data_format=fmt), x_of(*sp[1:])
+    elif kind == 4:
+        layer, x = L.GroupNormalization(int(rng.choice([1, 2, 4])), axis=1 if cf else -1), x_of(*sp, C=8)
+    elif kind == 5:
+        layer, x = L.LayerNormalization(), x_of(*sp[1:])
+    elif kind == 6:
+        layer, x = L.Softmax(axis=1 if cf else -1), x_of(*sp[1:])
+    else:
+        act = str(rng.choice(["relu", "sigmoid", "tanh", "elu", "gelu", "swish", "softplus", "leaky_relu", "selu",
+                              "mish", "relu6", "hard_sigmoid", "softsign", "exponential", "hard_silu"]))
+        layer, x = L.Activation(act), x_of(*sp[1:])
+    return f"{type(layer).__name__} {fmt} {x.shape}", lambda: layer(x)
+
+
+def main():
+    warm_dtypes, warm_formats, warm_layers, call_dtypes, call_layouts, calls = sys.argv[1:7]
+    warmup.warmup(warm_dtypes.split(","), warm_formats.split(","), layers=warm_layers == "1")
+    base = variants()
+    new = []
+    for dtype in call_dtypes.split(","):
+        for layout in call_layouts.split(","):
+            cf = layout == "cf"
+            rng = np.random.default_rng([17, np.dtype(dtype).itemsize, int(cf)])
+            made = []
+            for i in range(int(calls)):
+                big = i % 4 == 3
+                c = conv_call(rng, dtype, cf, big) if i % 3 else layer_call(rng, dtype, cf)
+                if c is not None:
+                    made.append(c)
+            for label, call in made:
+                try:
+                    call()
+                except fastdeconv.ShapeError:
+                    continue  # an output_shape the op's rules refuse
+                now = variants()
+                grown = {k: now[k] - base[k] for k in now if now[k] != base[k]}
+                if grown:
+                    new.append({"call": f"{dtype} {label}", "new": grown})
+                    base = now
+    print(json.dumps({"new": new}))
+
+
+if __name__ == "__main__":
+    main()
