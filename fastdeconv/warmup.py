@@ -102,34 +102,84 @@ def _conv_calls(dtype, cf):
 
 
 def _layer_calls(dtype, cf):
-    """(label, thunk) pairs: each layer kernel of the cpu backend."""
-    from . import layers
+    """(label, thunk) pairs: each layer kernel of the cpu backend, in a
+    one-layer model run in `dtype` (a layer called on an array computes
+    in float32)."""
+    from . import layers as L
 
     rng = np.random.default_rng(1)
     fmt = "channels_first" if cf else "channels_last"
+    axis = 1 if cf else -1
 
     def x_of(*spatial, C=8):
-        shape = (2, C) + spatial if cf else (2,) + spatial + (C,)
-        return rng.standard_normal(shape).astype(dtype)
+        return rng.standard_normal((2, C) + spatial if cf else (2,) + spatial + (C,)).astype(dtype)
 
     x3, x2 = x_of(4, 6, 6), x_of(6, 6)
-    calls = [
-        ("MaxPooling3D", lambda: layers.MaxPooling3D(2, data_format=fmt)(x3)),
-        ("AveragePooling3D", lambda: layers.AveragePooling3D(2, data_format=fmt)(x3)),
-        ("UpSampling3D", lambda: layers.UpSampling3D(2, data_format=fmt)(x3)),
-        ("Resizing", lambda: layers.Resizing(9, 7, data_format=fmt)(x2)),
-        ("GroupNormalization", lambda: layers.GroupNormalization(4, axis=1 if cf else -1)(x3)),
-    ]
-    if not cf:
+    made = [
+        ("MaxPooling3D", lambda: L.MaxPooling3D(2, data_format=fmt), x3),
+        ("AveragePooling3D", lambda: L.AveragePooling3D(2, data_format=fmt), x3),
+        ("UpSampling3D", lambda: L.UpSampling3D(2, data_format=fmt), x3),
+        ("Resizing", lambda: L.Resizing(9, 7, data_format=fmt), x2),
+        ("GroupNormalization", lambda: L.GroupNormalization(4, axis=axis), x3),
+        ("LayerNormalization", lambda: L.LayerNormalization(), x2),
+        ("Softmax", lambda: L.Softmax(axis=axis), x2),
+        ("PReLU", lambda: L.PReLU(), x2),
+    ] + [(f"Activation {act}", lambda act=act: L.Activation(act), x2)
+         for act in ("relu", "sigmoid", "tanh", "elu", "gelu", "swish", "softplus", "leaky_relu")]
+    calls = []
+    for name, layer, x in made:
+        inp = L.Input(x.shape[1:])
+        model = L.Model(inp, layer()(inp))
+        calls.append((f"{name} {fmt}", lambda model=model, x=x: model.predict(x, dtype=dtype)))
+    if not cf and dtype == np.float32:  # a layer called on arrays (float32 only)
         y = x_of(6, 6, C=3)
-        calls += [
-            ("LayerNormalization", lambda: layers.LayerNormalization()(x2)),
-            ("Softmax", lambda: layers.Softmax()(x2)),
-            ("Concatenate", lambda: layers.Concatenate()([x2, y])),
-            ("PReLU", lambda: layers.PReLU()(x2)),
-        ]
-        for act in ("relu", "sigmoid", "tanh", "elu", "gelu", "swish", "softplus", "leaky_relu"):
-            calls.append((f"Activation {act}", lambda act=act: layers.Activation(act)(x2)))
+        calls.append(("Concatenate", lambda: L.Concatenate()([x2, y])))
+    return calls
+
+
+def _model_calls(dtype, cf):
+    """(label, thunk) pairs: small functional models, whose predict runs
+    what single layer calls do not: convolutions with their epilogue
+    fused, concatenation buffers written in place, pooling and layers
+    reading a channel slice of such a buffer, softmax heads."""
+    from . import layers as L
+
+    fmt = "channels_first" if cf else "channels_last"
+    axis = 1 if cf else -1
+    rng = np.random.default_rng(2)
+
+    def shape(*spatial, C):
+        return (C,) + spatial if cf else spatial + (C,)
+
+    def block(x, c, conv, act="relu"):
+        for _ in range(2):
+            x = conv(c, 3, padding="same", data_format=fmt)(x)
+            x = L.BatchNormalization(axis=axis)(x)
+            x = L.Activation(act)(x)
+        return x
+
+    # a 3-D U-Net: conv-BN-ReLU blocks, pooling of skip buffers, k2 s2
+    # upsampling, concatenations, a 1x1 softmax head
+    inp = L.Input(shape(8, 8, 8, C=1))
+    e1 = block(inp, 4, L.Conv3D)
+    e2 = block(L.MaxPooling3D(2, data_format=fmt)(e1), 8, L.Conv3D)
+    u1 = L.Conv3DTranspose(4, 2, strides=2, data_format=fmt)(e2)
+    d1 = block(L.Concatenate(axis=axis)([u1, e1]), 4, L.Conv3D, "elu")
+    out = L.Conv3D(2, 1, activation="softmax", data_format=fmt)(d1)
+    unet = L.Model(inp, out)
+    # a 2-D decoder: upsampling, transposes with activations and biases,
+    # average pooling of a concatenation, a sigmoid head
+    inp2 = L.Input(shape(6, 6, C=8))
+    a = L.Conv2DTranspose(8, 3, strides=2, padding="same", activation="tanh", data_format=fmt)(inp2)
+    b = L.UpSampling2D(2, data_format=fmt)(inp2)
+    c = L.Concatenate(axis=axis)([a, b])
+    c = L.AveragePooling2D(2, data_format=fmt)(c)
+    c = L.Conv2D(3, 3, padding="same", activation="sigmoid", data_format=fmt)(c)
+    dec = L.Model(inp2, c)
+    calls = []
+    for name, model in (("U-Net 3-D", unet), ("2-D decoder", dec)):
+        x = rng.standard_normal((2,) + tuple(model.input_shape[1:])).astype(dtype)
+        calls.append((f"model {name} {fmt}", lambda model=model, x=x: model.predict(x, dtype=dtype)))
     return calls
 
 
@@ -179,7 +229,7 @@ def warmup(dtypes=DTYPES, layouts=LAYOUTS, layers=True, progress=None):
         for dt in kinds:
             for f in formats:
                 cf = f == "NCDHW"
-                calls = _conv_calls(dt, cf) + (_layer_calls(dt, cf) if layers else [])
+                calls = _conv_calls(dt, cf) + (_layer_calls(dt, cf) + _model_calls(dt, cf) if layers else [])
                 for label, call in calls:
                     t = time.perf_counter()
                     call()

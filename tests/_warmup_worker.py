@@ -1,7 +1,7 @@
 """Run by test_warmup.py in a fresh interpreter (no kernel typed yet):
 fastdeconv.warmup.warmup(...) for the given dtypes and formats, then
-seeded random convolutions, transposes and layers of the given dtypes and
-layouts; prints one JSON object: every call after the warmup that gave a
+seeded random convolutions, transposes and layers, and two functional
+models, of the given dtypes and layouts; prints one JSON object: every call after the warmup that gave a
 kernel a new compiled variant (a compile, or a load from the cache of a
 variant the warmup did not reach).
 
@@ -90,6 +90,43 @@ def layer_call(rng, dtype, cf):
     return f"{type(layer).__name__} {fmt} {x.shape}", lambda: layer(x)
 
 
+def model_calls(dtype, cf):
+    """Functional models unlike the warmup's: a 2-D U-Net (max pooling of
+    concatenation slices, k3 s2 transposes, PReLU, group and layer
+    normalization, a softmax head) and a 1-D encoder-decoder."""
+    fmt = "channels_first" if cf else "channels_last"
+    axis = 1 if cf else -1
+    rng = np.random.default_rng(5)
+
+    def shape(*spatial, C):
+        return (C,) + spatial if cf else spatial + (C,)
+
+    inp = L.Input(shape(12, 10, C=3))
+    e1 = L.Conv2D(6, 3, padding="same", activation="relu", data_format=fmt)(inp)
+    e1 = L.Concatenate(axis=axis)([e1, L.Conv2D(2, 1, data_format=fmt)(inp)])
+    p1 = L.MaxPooling2D(2, data_format=fmt)(e1)
+    e2 = L.Conv2D(12, 3, padding="same", data_format=fmt)(p1)
+    e2 = L.GroupNormalization(4, axis=axis)(e2)
+    e2 = L.PReLU(shared_axes=[2, 3] if cf else [1, 2])(e2)
+    u1 = L.Conv2DTranspose(8, 3, strides=2, padding="same", activation="gelu", data_format=fmt)(e2)
+    d1 = L.Concatenate(axis=axis)([u1, e1])
+    d1 = L.AveragePooling2D(1, data_format=fmt)(d1)
+    out = L.Conv2D(3, 1, activation="softmax", data_format=fmt)(d1)
+    unet2 = L.Model(inp, out)
+    inp1 = L.Input(shape(40, C=5))
+    h = L.Conv1D(16, 5, strides=2, padding="same", activation="swish", data_format=fmt)(inp1)
+    h = L.Conv1DTranspose(7, 4, strides=2, padding="same", data_format=fmt)(h)
+    if not cf:
+        h = L.LayerNormalization()(h)
+    h = L.UpSampling1D(2)(h) if not cf else h
+    seq = L.Model(inp1, h)
+    calls = []
+    for name, model in (("2-D U-Net", unet2), ("1-D encoder-decoder", seq)):
+        x = rng.standard_normal((3,) + tuple(model.input_shape[1:])).astype(dtype)
+        calls.append((f"model {name} {fmt}", lambda model=model, x=x: model.predict(x, dtype=dtype)))
+    return calls
+
+
 def main():
     warm_dtypes, warm_formats, warm_layers, call_dtypes, call_layouts, calls = sys.argv[1:7]
     warmup.warmup(warm_dtypes.split(","), warm_formats.split(","), layers=warm_layers == "1")
@@ -102,9 +139,12 @@ def main():
             made = []
             for i in range(int(calls)):
                 big = i % 4 == 3
-                c = conv_call(rng, dtype, cf, big) if i % 3 else layer_call(rng, dtype, cf)
+                # layers called on arrays compute in float32; float64 ones run in the models
+                direct_layer = i % 3 == 0 and dtype == "float32"
+                c = layer_call(rng, dtype, cf) if direct_layer else conv_call(rng, dtype, cf, big)
                 if c is not None:
                     made.append(c)
+            made += model_calls(dtype, cf)
             for label, call in made:
                 try:
                     call()

@@ -310,14 +310,19 @@ def _epilogue_rows(y, b, a, t, code, alpha, t_begin, t_end):
         _affine_act_scalar(y[r], b[c], a[c], t[c], code, alpha)
 
 
+def _channel_params(channels, dtype, bias, scale, shift):
+    """(bias, scale, shift) as contiguous arrays of `dtype`, None standing
+    for 0, 1, 0; read-only, so that a layer's read-only weights and the
+    arrays made here run one compiled variant of each kernel."""
+    return tuple(_alloc.readonly(np.full(channels, fill, dtype) if v is None else np.ascontiguousarray(v, dtype))
+                 for v, fill in ((bias, 0), (scale, 1), (shift, 0)))
+
+
 def epilogue(y, channels, channels_first, bias, scale, shift, activation, alpha=0.0):
     """In place, per channel: y = act((y + bias) * scale + shift); None
     stands for 0, 1, 0. y is C-contiguous."""
     code = ACTIVATIONS[activation]
-    dt = y.dtype
-    b = np.zeros(channels, dt) if bias is None else np.ascontiguousarray(bias, dt)
-    a = np.ones(channels, dt) if scale is None else np.ascontiguousarray(scale, dt)
-    t = np.zeros(channels, dt) if shift is None else np.ascontiguousarray(shift, dt)
+    b, a, t = _channel_params(channels, y.dtype, bias, scale, shift)
     if y.size == 0:
         return y
     work = EXP_WORK if code in EXP_CODES else ELEMENT_WORK
@@ -411,10 +416,7 @@ def softmax_last(y, bias=None, scale=None, shift=None):
     if y.size == 0:
         return y
     C = y.shape[-1]
-    dt = y.dtype
-    b = np.zeros(C, dt) if bias is None else np.ascontiguousarray(bias, dt)
-    a = np.ones(C, dt) if scale is None else np.ascontiguousarray(scale, dt)
-    t = np.zeros(C, dt) if shift is None else np.ascontiguousarray(shift, dt)
+    b, a, t = _channel_params(C, y.dtype, bias, scale, shift)
     _run(_softmax_rows, (y.reshape(-1, C), b, a, t), -(-(y.size // C) // SOFTMAX_ROWS), y.size, EXP_WORK)
     return y
 
