@@ -583,6 +583,14 @@ CF_BAND_CASES = [
     ("conv2d_transpose", (1, 17, 6, 5), (3, 2, 18, 17), 1, "VALID", "NCHW", [1, 1, 2, 1]),
     ("conv3d_transpose", (1, 16, 4, 5, 6), (3, 3, 3, 20, 16), 1, "SAME", "NCDHW", None),
     ("conv1d_transpose", (2, 16, 11), (3, 18, 16), 1, "SAME", "NCW", 2),
+    # strided transposes (a block's positions share their H and W phases):
+    # k3 and k4 s2, strides 3 x 2 with VALID, explicit padding, 3-D, 1-D
+    ("conv2d_transpose", (2, 20, 7, 9), (3, 3, 24, 20), 2, "SAME", "NCHW", None),
+    ("conv2d_transpose", (1, 17, 5, 6), (4, 4, 18, 17), 2, "SAME", "NCHW", None),
+    ("conv2d_transpose", (1, 16, 4, 5), (3, 3, 20, 16), [1, 1, 3, 2], "VALID", "NCHW", None),
+    ("conv2d_transpose", (2, 16, 5, 4), (3, 3, 17, 16), 2, [(1, 0), (0, 2)], "NCHW", None),
+    ("conv3d_transpose", (1, 16, 3, 4, 5), (3, 3, 3, 20, 16), 2, "SAME", "NCDHW", None),
+    ("conv1d_transpose", (2, 16, 11), (5, 18, 16), 3, "SAME", "NCW", 1),
     ("conv2d", (2, 20, 7, 9), (3, 3, 20, 40), 1, "SAME", "NCHW", None),
     ("conv2d", (1, 24, 11, 13), (3, 2, 24, 33), [1, 1, 2, 1], [(2, 1), (1, 0)], "NCHW", None),
     ("conv2d", (1, 17, 12, 10), (3, 3, 17, 20), 1, "VALID", "NCHW", [1, 1, 2, 1]),
@@ -633,7 +641,10 @@ def test_cf_bands_same_bits(case, dtype, vector_bytes, monkeypatch):
         ({(cpu, "CF_BANDS"): False}, None)])
     assert kernels[:2] == [cpu_cfband.cfband_kernel] * 2
     assert cpu_cfband.cfband_kernel not in kernels[2:]
-    assert groups[1] == 1  # bands of one row
+    # bands of one row: one group, or a transpose's columns by W phase
+    strides = case[3]
+    sw = strides if isinstance(strides, int) else strides[-1]
+    assert groups[1] == (sw if case[0].endswith("_transpose") else 1)
     if case[2][1] == 5:
         assert groups[0] == 5
     y = results[0]
@@ -653,7 +664,15 @@ def test_cf_bands_same_bits(case, dtype, vector_bytes, monkeypatch):
     (("conv2d", (1, 64, 7, 7), (3, 3, 64, 64), 1, "SAME", "NCHW", [1, 1, 1, 2]), False),  # W dilation
     (("conv2d", (1, 64, 7, 7), (3, 3, 32, 64), 1, "SAME", "NCHW", None), False),  # two groups
     (("conv2d_transpose", (1, 64, 7, 7), (3, 3, 64, 64), 1, "SAME", "NCHW", None), True),
-    (("conv2d_transpose", (1, 64, 7, 7), (3, 3, 64, 64), 2, "SAME", "NCHW", None), False),  # strided
+    # strided transposes: 128 input and output channels
+    (("conv2d_transpose", (1, 64, 7, 7), (3, 3, 64, 64), 2, "SAME", "NCHW", None), False),
+    (("conv2d_transpose", (1, 128, 7, 7), (3, 3, 128, 128), 2, "SAME", "NCHW", None), True),
+    (("conv2d_transpose", (1, 128, 4, 4), (4, 4, 128, 128), 2, "SAME", "NCHW", None), True),  # k4 s2
+    (("conv2d_transpose", (1, 128, 4, 4), (4, 4, 64, 128), 2, "SAME", "NCHW", None), False),  # 64 out
+    (("conv3d_transpose", (1, 128, 3, 4, 4), (3, 3, 3, 128, 128), 2, "SAME", "NCDHW", None), True),
+    (("conv2d_transpose", (1, 128, 7, 7), (2, 2, 128, 128), 2, "VALID", "NCHW", None), False),  # stride == kernel
+    # a padding past the first tap of input 0 ((K - 1) * d - p < 0)
+    (("conv2d_transpose", (1, 128, 7, 7), (3, 3, 128, 128), 2, [(3, 0), (0, 0)], "NCHW", None), False),
     (("conv2d_transpose", (1, 64, 7, 7), (3, 3, 64, 64), 1, "SAME", "NCHW", [1, 1, 1, 2]), True),
 ])
 def test_cf_bands_rule(case, used, monkeypatch):

@@ -172,7 +172,14 @@ WV_TAIL_PAIRS = True
 # either way, left on vectors along W. Stride-1 transposes, against the
 # channels-last time: 8 x 7^2 x 512 -> 256 1.15 -> 1.03, 28^2 x 256 -> 128
 # 1.21 -> 1.07, 4 x 14^2 x 512 1.19 -> 1.14 (benchmarks/NOTES.md section
-# 62). False turns it off (tests compare the two).
+# 62). Strided transposes (a block of positions per H and W phase, stored
+# a column at a time) with CF_BANDS_ANY_ROW_CHANNELS: one thread, against
+# the channels-last time, NCHW 16 x 4^2 x 512 -> 256 k4 s2 2.38 -> 1.13,
+# 16 x 8^2 x 256 -> 128 1.28 -> 1.07, 28^2 x 256 -> 128 k3 s2 1.18 ->
+# 1.14; with 64 output channels vectors along W were as fast or faster
+# (16 x 16^2 x 128 -> 64 k4 s2 1.01 against 1.22, NCDHW 16^3 x 64 -> 64
+# k3 s2 0.96 against 1.43; section 67). False turns it off (tests compare
+# the two).
 CF_BANDS = True
 CF_BANDS_MIN_CHANNELS = 64
 CF_BANDS_ANY_ROW_CHANNELS = 128
@@ -298,12 +305,15 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
         flat, ops = dest
     else:
         flat, ops = _alloc.empty(B * OD * OH * OW * G * Fg, x.dtype), F
-    # a stride-1 transpose is a convolution whose taps read the input in
-    # reverse, with (K - 1) * d - p zeros before it (none may be negative)
-    flip_ok = channels_first and trans and (sd, sh, sw) == (1, 1, 1) and min(
+    # transposes on bands: no output column or row before the first tap of
+    # input 0 ((K - 1) * d - p >= 0; the packed columns start there)
+    trans_ok = channels_first and trans and min(
         (k - 1) * d - p for k, d, p in zip((KD, KH, KW), (dd, dh, dw), (pd, ph, pw))) >= 0
-    if (CF_BANDS and channels_first and (flip_ok or not trans and dw == 1) and G == 1
-            and min(Cg, Fg) >= CF_BANDS_MIN_CHANNELS
+    if (CF_BANDS and channels_first and (trans_ok or not trans and dw == 1) and G == 1
+            and not (trans and PATCH and _is_patch((D, H, W), (OD, OH, OW), (KD, KH, KW), strides, dilations,
+                                                   pads_before))
+            and min(Cg, Fg) >= (CF_BANDS_ANY_ROW_CHANNELS if trans and (sd, sh, sw) != (1, 1, 1)
+                                else CF_BANDS_MIN_CHANNELS)
             and (min(Cg, Fg) >= CF_BANDS_ANY_ROW_CHANNELS or sw > 1
                  or OW * x.dtype.itemsize % (2 * cpu_simd.VBYTES) != 0)
             and KD * ((KH - 1) * dh + 1) * (OW * sw + (KW - 1) * dw + 1) * Cg * x.dtype.itemsize
@@ -470,8 +480,7 @@ def _patch(x, wg, tile, NFB, writable, epilogue, flat, ops, dest, out):
 
 def _cf_bands(x, wg, out_spatial, strides, dilations, pads_before, trans, writable, flat, epilogue):
     """cpu_cfband.cfband_kernel for _run's channels-first forward
-    convolutions and stride-1 transposes (CF_BANDS; flat: the result's
-    memory)."""
+    convolutions and transposes (CF_BANDS; flat: the result's memory)."""
     _, KD, KH, KW, C, F = wg.shape
     B, _, D, H, W = x.shape
     OD, OH, OW = out_spatial
@@ -480,8 +489,7 @@ def _cf_bands(x, wg, out_spatial, strides, dilations, pads_before, trans, writab
     NFB = _ceil(F, NV)
     wp, _ = _memo(wg, ("cl", x.dtype.str, repr(tile)), lambda: cpu_rb.pack_filters(wg, x.dtype, tile, writable))
     (sd, sh, sw), (dd, dh, dw) = strides, dilations
-    # zeros before the input along each axis
-    pd, ph, pw = (((k - 1) * d - p if trans else p) for k, d, p in zip((KD, KH, KW), dilations, pads_before))
+    pd, ph, pw = pads_before  # a convolution's zeros before the input, or a transpose's padding
     # every channel block on each block of positions when the panels are
     # small (FB_INNER's rule): the positions' input rows stay in L1
     panel_bytes = KD * KH * KW * C * NV * x.dtype.itemsize

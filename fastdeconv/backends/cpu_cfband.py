@@ -1,8 +1,9 @@
-"""Channels-first forward convolutions and stride-1 transposes on
-channels-last tiles: bands of input rows packed channels-last (CF_BANDS in
-cpu.py). A stride-1 transpose is a convolution whose taps read the input
-in reverse (`band_geometry`), with a run per W tap as cl_kernel's
-transposes have.
+"""Channels-first forward convolutions and transposes on channels-last
+tiles: bands of input rows packed channels-last (CF_BANDS in cpu.py). A
+transpose's output o takes tap k from input (o + p - k * d) / s where that
+is a whole number, so a block's positions share their phase along H and W
+((o + p) mod s, which decides their taps), with a run per W tap as
+cl_kernel's transposes have.
 
 The vectors-along-W kernel (cpu_rb.wv_kernel) fills its vector lanes with
 output columns, so rows of 7 or 14 columns leave lanes empty, W-edge taps
@@ -20,7 +21,8 @@ transposed the same way, as vector runs of consecutive positions
 (cpu_simd.vcopyn).
 
 Term order: cl_kernel's (for each group of gs consecutive (kd, kh), a
-partial sum over (kw, c) from zero, added to the running total), so a
+partial sum over (kw, c) from zero, added to the running total; a
+transpose's taps of the position's phase, in ascending order), so a
 channels-first call gives the bits of the channels-last one. A tap that
 reads padding for some rows of a block multiplies packed zeros (cl_kernel
 multiplies its zero row there), and a (kd, kh) that no row of the block
@@ -49,41 +51,57 @@ BAND_BYTES = 384 * 1024
 BUF_BYTES = 16 * 2 * 64
 
 
-def band_rows(OH, KD, KH, sh, dh, Wp, C, isz):
+def band_rows(OH, KD, KH, sh, dh, Wp, C, isz, trans):
     """Output rows per band (BH): as many as keep the KD planes of packed
-    input rows (BH - 1) * sh + (KH - 1) * dh + 1 each, Wp columns of C
-    channels, within BAND_BYTES; at least one."""
+    input rows (`input_rows`), Wp columns of C channels, within BAND_BYTES;
+    at least one."""
     row = Wp * C * isz * KD
     BH = 1
-    while BH < OH and ((BH * sh) + (KH - 1) * dh + 1) * row <= BAND_BYTES:
+    while BH < OH and input_rows(BH + 1, KH, sh, dh, trans) * row <= BAND_BYTES:
         BH += 1
     return BH
 
 
-def band_geometry(B, C, D, H, W, OD, OH, OW, F, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw, flip, NFB, inner,
+def input_rows(BH, KH, sh, dh, trans):
+    """The input rows that BH consecutive output rows read, at most: a
+    convolution's (BH - 1) * sh + (KH - 1) * dh + 1; a transpose's, whose
+    output row oh reads input rows (oh + ph - kh * dh) / sh, at most
+    (BH - 1 + (KH - 1) * dh) // sh + 1."""
+    if trans:
+        return (BH - 1 + (KH - 1) * dh) // sh + 1
+    return (BH - 1) * sh + (KH - 1) * dh + 1
+
+
+def band_geometry(B, C, D, H, W, OD, OH, OW, F, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw, trans, NFB, inner,
                   isz, part):
     """(cfband_kernel's geo, its packed band's length in elements, its
-    tile count, its wcols). pd, ph, pw: the zeros before the input along
-    each axis; flip: a stride-1 transpose, as a convolution whose taps
-    read the input in reverse (tap k of K at k' = K - 1 - k; its zeros
-    before are (K - 1) * d - p). inner: every output-channel block in each
-    tile (else a tile per block); part: the rows of the tile's part loop
-    (cpu_simd.part_rows): W-edge columns get blocks of their own where a
-    band has 2 * part rows or more and the W taps run as one (kw, c) run
-    (`column_groups`)."""
-    Wp = max((OW - 1) * sw + (KW - 1) * dw + 1, pw + W)
-    BH = band_rows(OH, KD, KH, sh, dh, Wp, C, isz)
+    tile count, its wcols). pd, ph, pw: a convolution's zeros before the
+    input along each axis, or a transpose's padding (its output o receives
+    tap k from input (o + p - k * d) / s where that is a whole number; zb,
+    the packed columns before input column 0, is then (KW - 1) * dw - pw
+    over sw, which must not be negative). inner: every output-channel
+    block in each tile (else a tile per block); part: the rows of the
+    tile's part loop (cpu_simd.part_rows): W-edge columns get blocks of
+    their own where a band has 2 * part rows or more and the W taps run as
+    one (kw, c) run (`column_groups`)."""
+    if trans:
+        zb = ((KW - 1) * dw - pw) // sw
+        Wp = max((OW - 1 + pw) // sw + zb + 1, zb + W)
+    else:
+        zb = pw
+        Wp = max((OW - 1) * sw + (KW - 1) * dw + 1, pw + W)
+    BH = band_rows(OH, KD, KH, sh, dh, Wp, C, isz, trans)
     nbands = -(-OH // BH)
-    rpb = (BH - 1) * sh + (KH - 1) * dh + 1
+    rpb = input_rows(BH, KH, sh, dh, trans)
     geo = (B, C, D, H, W, OD, OH, OW, F, KD, KH, KW, sd, sh, sw, dd, dh, pd, ph, pw, NFB, BH, nbands,
-           sum_group(KW, C), Wp, rpb, int(inner), dw, int(flip))
-    fused = not flip and dw == 1
+           sum_group(KW, C), Wp, rpb, int(inner), dw, int(trans), zb)
+    fused = not trans and dw == 1
     return (tuple(int(v) for v in geo), KD * rpb * Wp * C, B * OD * nbands * (1 if inner else NFB),
-            column_groups(OW, W, KW, sw, pw, fused and BH >= 2 * part))
+            column_groups(OW, W, KW, sw, pw, fused and BH >= 2 * part, trans))
 
 
 @functools.lru_cache(maxsize=256)
-def column_groups(OW, W, KW, sw, pw, split):
+def column_groups(OW, W, KW, sw, pw, split, trans=False):
     """The output columns grouped by the W taps that read the input (kw in
     [lo, hi)), the group of all KW taps first, as one int64 array: ng, then
     ng + 1 group starts, ng lo's, ng hi's, then the OW columns, each group's
@@ -92,12 +110,17 @@ def column_groups(OW, W, KW, sw, pw, split):
     group, every column on all KW taps (W-edge columns multiply the packed
     zeros): a band of few rows would give edge groups of a few positions,
     whose short blocks run the FMAs at a fraction of their rate (NCHW 56^2
-    x 256, bands of one row: 1.04 -> 1.11x the channels-last time)."""
+    x 256, bands of one row: 1.04 -> 1.11x the channels-last time).
+    trans: a transpose's columns by W phase (ow + pw) % sw, which decides
+    their taps; lo is the phase, hi KW."""
     groups = {}
     for ow in range(OW):
-        lo = max(0, pw - ow * sw) if split else 0
-        hi = max(lo, min(KW, W + pw - ow * sw)) if split else KW
-        groups.setdefault((lo, hi), []).append(ow)
+        if trans:
+            key = ((ow + pw) % sw, KW)
+        else:
+            lo = max(0, pw - ow * sw) if split else 0
+            key = (lo, max(lo, min(KW, W + pw - ow * sw)) if split else KW)
+        groups.setdefault(key, []).append(ow)
     keys = sorted(groups, key=lambda k: (k != (0, KW), k))
     starts = np.cumsum([0] + [len(groups[k]) for k in keys])
     table = np.array([len(keys)] + list(starts) + [k[0] for k in keys] + [k[1] for k in keys]
@@ -112,13 +135,15 @@ def cfband_kernel(x, wp, out, geo, tile, wcols, xin, t_begin, t_end):
     band (t // NFB) % nbands of plane (b, od), or (inner) every block of
     band t % nbands of plane t // nbands. x: (B, C, D, H, W) flat;
     wp: cpu_rb.pack_filters for `tile` (one group); out: (B, F, OD, OH, OW)
-    flat; wcols: `column_groups`; xin: KD * rpb * Wp * C elements for the band's input rows,
-    channels-last, plane kd's row r (input row band_oh0 * sh - ph + r) at
-    (kd * rpb + r) * Wp * C, input column iw at column pw + iw."""
+    flat; wcols: `column_groups`; xin: KD * rpb * Wp * C elements for the
+    band's input rows, channels-last, plane kd's row r (input row row0 + r,
+    `band_geometry`) at (kd * rpb + r) * Wp * C, input column iw at column
+    zb + iw."""
     (B, C, D, H, W, OD, OH, OW, F, KD, KH, KW, sd, sh, sw, dd, dh, pd, ph, pw, NFB, BH, nbands, gs,
-     Wp, rpb, inner, dw, flip) = geo
-    fused = (flip == 0) & (dw == 1)  # (kw, c) as one run; else a run per W tap
-    fs = 1 - 2 * flip  # tap k reads position (K - 1) * flip + fs * k along its axis
+     Wp, rpb, inner, dw, trans, zb) = geo
+    fused = (trans == 0) & (dw == 1)  # (kw, c) as one run; else a run per W tap
+    SH = sh if trans else 1  # H phases: a block's rows share one (transposes)
+    LS = sh if trans else 1  # band rows between the rows of one phase
     isz = itemsize(out)
     RB, NW, V = tile_dims(tile, out)
     PART = tile_part_rows(tile)
@@ -147,11 +172,12 @@ def cfband_kernel(x, wp, out, geo, tile, wcols, xin, t_begin, t_end):
     # the packed rows' padding columns: zeros for every band (the kernel's
     # array is not zeroed: a memset of it per chunk cost more)
     for rr in range(KD * rpb):
-        for e in range(pw * C):
+        for e in range(zb * C):
             xin[rr * slot + e] = 0
-        for e in range((pw + W) * C, slot):
+        for e in range((zb + W) * C, slot):
             xin[rr * slot + e] = 0
     packed = -1
+    row0 = 0
     for t in range(t_begin, t_end):
         # the tile's output-channel blocks [fb_lo, fb_hi): one, or (inner)
         # every block on each block of positions, whose input stays in L1
@@ -164,26 +190,37 @@ def cfband_kernel(x, wp, out, geo, tile, wcols, xin, t_begin, t_end):
         b = bo // OD
         oh0 = band * BH
         nl = BH if BH < OH - oh0 else OH - oh0  # output rows in the band
+        # packed row 0's input row, and the band's input rows
+        if trans:
+            row0 = -((-(oh0 + ph - (KH - 1) * dh)) // sh)  # ceil
+            nrow = (oh0 + nl - 1 + ph) // sh - row0 + 1
+        else:
+            row0 = oh0 * sh - ph
+            nrow = (nl - 1) * sh + (KH - 1) * dh + 1
         if r != packed:
             # the band's input rows, every channel, channels-last; rows
             # outside the input are zeros (columns outside it always are)
             packed = r
-            nrow = (nl - 1) * sh + (KH - 1) * dh + 1
             for kd in range(KD):
-                i_d = od * sd - pd + ((KD - 1) * flip + fs * kd) * dd
+                i_d = od * sd - pd + kd * dd
+                if trans:
+                    i_d = od + pd - kd * dd
+                    if i_d % sd != 0:
+                        continue  # not a tap of this plane
+                    i_d = i_d // sd
                 if i_d < 0 or i_d >= D:
                     continue  # never read: its taps are skipped
                 for rr in range(nrow):
-                    ih = oh0 * sh - ph + rr
+                    ih = row0 + rr
                     d0 = (kd * rpb + rr) * slot
                     if ih < 0 or ih >= H:
-                        for e in range(pw * C, (pw + W) * C):
+                        for e in range(zb * C, (zb + W) * C):
                             xin[d0 + e] = 0
                         continue
                     # V x V blocks (V channels' rows of V columns)
                     # transposed in registers; the last channels one by one
                     s0 = (b * C * D + i_d) * HW + ih * W
-                    dst = d0 + pw * C
+                    dst = d0 + zb * C
                     cv = C - C % V
                     for c0 in range(0, cv, V):
                         for iw in range(0, W, V):
@@ -192,28 +229,41 @@ def cfband_kernel(x, wp, out, geo, tile, wcols, xin, t_begin, t_end):
                     for c in range(cv, C):
                         for iw in range(W):
                             xin[dst + iw * C + c] = x[s0 + c * DHW + iw]
-        for g in range(ng):
-            # the group's positions: its columns on each of the band's rows
+        for qg in range(SH * ng):
+            qh = qg // ng  # the rows' H phase (transposes), then the column group
+            g = qg - qh * ng
+            # the group's positions: its columns on each band row of the phase
             c0g = wcols[1 + g]
             ncol = wcols[2 + g] - c0g
-            klo = wcols[2 + ng + g]
+            klo = wcols[2 + ng + g]  # transposes: the columns' W phase
             nk = wcols[2 + 2 * ng + g] - klo  # its W taps: [klo, klo + nk)
+            qw = klo
+            if trans:
+                klo = 0
             # fused: one run of nk * C steps; else KW runs of C (klo = 0)
             nruns = 1 if fused else KW
             steps = nk * C if fused else C
-            npx = nl * ncol
+            lo0 = 0
+            if trans:
+                lo0 = (qh - oh0 - ph) % sh  # the band's first row of this phase
+            npx = ((nl - lo0 + LS - 1) // LS) * ncol
             p0 = 0
             while p0 < npx:
                 nr = RB if RB < npx - p0 else npx - p0
                 if RB < npx - p0 <= 2 * PART:
                     nr = PART  # two part blocks, as cl_kernel
-                lf = p0 // ncol  # the block's first and last band row
-                ll = (p0 + nr - 1) // ncol
+                lf = lo0 + (p0 // ncol) * LS  # the block's first and last band row
+                ll = lo0 + ((p0 + nr - 1) // ncol) * LS
                 for i in range(RB):
                     p = p0 + (i if i < nr else nr - 1)
-                    lo = p // ncol
-                    ow = wcols[cbase + c0g + p - lo * ncol]
-                    ra[i] = xa + (lo * sh * Wp + ow * sw) * C * isz
+                    m = p // ncol
+                    lo = lo0 + m * LS
+                    ow = wcols[cbase + c0g + p - m * ncol]
+                    if trans:
+                        # the packed row and column a tap with k * d = phase would read
+                        ra[i] = xa + (((oh0 + lo + ph - qh) // sh - row0) * Wp + (ow + pw - qw) // sw + zb) * C * isz
+                    else:
+                        ra[i] = xa + (lo * sh * Wp + ow * sw) * C * isz
                     o[i] = (b * F * OD + od) * OHW + (oh0 + lo) * OW + ow
                 for fb in range(fb_lo, fb_hi):
                     f0 = fb * NV
@@ -224,21 +274,34 @@ def cfband_kernel(x, wp, out, geo, tile, wcols, xin, t_begin, t_end):
                     grp = -1
                     ngrp = 0
                     for kd in range(KD):
-                        i_d = od * sd - pd + ((KD - 1) * flip + fs * kd) * dd
+                        i_d = od * sd - pd + kd * dd
+                        if trans:
+                            i_d = od + pd - kd * dd
+                            if i_d % sd != 0:
+                                continue
+                            i_d = i_d // sd
                         if i_d < 0 or i_d >= D:
                             continue
                         for kh in range(KH):
-                            khe = (KH - 1) * flip + fs * kh  # the row the tap reads
+                            # the packed row the tap reads, relative to ra's
+                            dr = kh * dh
+                            if trans:
+                                if (kh * dh - qh) % sh != 0:
+                                    continue  # not a tap of this phase
+                                dr = -((kh * dh - qh) // sh)
                             # skipped when no row of the block reads an input row
-                            ih_f = (oh0 + lf) * sh - ph + khe * dh
-                            ih_l = (oh0 + ll) * sh - ph + khe * dh
+                            ih_f = (oh0 + lf) * sh - ph + dr
+                            ih_l = (oh0 + ll) * sh - ph + dr
+                            if trans:
+                                ih_f = (oh0 + lf + ph - kh * dh) // sh
+                                ih_l = (oh0 + ll + ph - kh * dh) // sh
                             if ih_l < 0 or ih_f >= H:
                                 continue
-                            if ih_f < 0 and ih_l >= H:
+                            if ih_f < 0 and ih_l >= H and not trans:
                                 # rows on both sides and none inside (sh > H)
                                 inside = False
                                 for lo in range(lf, ll + 1):
-                                    ih = (oh0 + lo) * sh - ph + khe * dh
+                                    ih = (oh0 + lo) * sh - ph + dr
                                     if 0 <= ih < H:
                                         inside = True
                                 if not inside:
@@ -255,8 +318,12 @@ def cfband_kernel(x, wp, out, geo, tile, wcols, xin, t_begin, t_end):
                             # ascending, zeros included); one vrun call
                             # site for both (compile time)
                             for kw in range(klo, klo + nruns):
-                                kwe = (KW - 1) * flip + fs * kw  # the column the tap reads
-                                off = ((kd * rpb + khe * dh) * slot + kwe * dw * C) * isz
+                                dc = kw * dw  # the packed column the tap reads, relative to ra's
+                                if trans:
+                                    if (kw * dw - qw) % sw != 0:
+                                        continue
+                                    dc = -((kw * dw - qw) // sw)
+                                off = ((kd * rpb + dr) * slot + dc * C) * isz
                                 acc = vrun(out, acc, tile, ra, off, wfb + ((kd * KH + kh) * KW + kw) * C * NV * isz,
                                            steps, nr)
                     acc = vtadd(total, acc)
@@ -274,8 +341,14 @@ def cfband_kernel(x, wp, out, geo, tile, wcols, xin, t_begin, t_end):
                         e = i + 1  # a run of consecutive output offsets, at most V
                         while e < nr and e < i + V and o[e] == o[e - 1] + 1:
                             e += 1
-                        for f in range(nf):
-                            vcopyn(out, tile, oa + (o[i] + (f0 + f) * ODHW) * isz, b2a + (f * PV + i) * isz, e - i)
+                        if e - i == 1:
+                            # (a transpose's W phases: columns sw apart) plain
+                            # stores, not one-lane masked ones
+                            for f in range(nf):
+                                out[o[i] + (f0 + f) * ODHW] = buf2[f * PV + i]
+                        else:
+                            for f in range(nf):
+                                vcopyn(out, tile, oa + (o[i] + (f0 + f) * ODHW) * isz, b2a + (f * PV + i) * isz,
+                                       e - i)
                         i = e
                 p0 += nr
-
