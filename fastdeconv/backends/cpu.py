@@ -498,7 +498,8 @@ def _cf_bands(x, wg, out_spatial, strides, dilations, pads_before, trans, writab
                                                      dw, pd, ph, pw, trans, NFB, inner, x.dtype.itemsize,
                                                      cpu_simd.part_rows(tile))
     work = _work(B * OD * OH * OW, NFB * NV, KD * KH * KW * C, strides, trans)
-    run = cpu_rb.with_rows(cpu_cfband.cfband_kernel, (x.reshape(-1), wp, flat, geo, tile, wcols), n, zeroed=False)
+    args = (x.reshape(-1), wp, flat, geo, tile, wcols, True if trans else None)  # tr: a variant for transposes
+    run = cpu_rb.with_rows(cpu_cfband.cfband_kernel, args, n, zeroed=False)
     cpu_rb.parallel_tiles(run, (), ntiles, work)
     return _finish(flat.reshape((B, F, OD, OH, OW)), True, epilogue)
 

@@ -130,7 +130,7 @@ def column_groups(OW, W, KW, sw, pw, split, trans=False):
 
 
 @serial_kernel
-def cfband_kernel(x, wp, out, geo, tile, wcols, xin, t_begin, t_end):
+def cfband_kernel(x, wp, out, geo, tile, wcols, tr, xin, t_begin, t_end):
     """Tiles [t_begin, t_end): tile t is output-channel block t % NFB of
     band (t // NFB) % nbands of plane (b, od), or (inner) every block of
     band t % nbands of plane t // nbands. x: (B, C, D, H, W) flat;
@@ -138,12 +138,15 @@ def cfband_kernel(x, wp, out, geo, tile, wcols, xin, t_begin, t_end):
     flat; wcols: `column_groups`; xin: KD * rpb * Wp * C elements for the
     band's input rows, channels-last, plane kd's row r (input row row0 + r,
     `band_geometry`) at (kd * rpb + r) * Wp * C, input column iw at column
-    zb + iw."""
+    zb + iw. tr: None (a convolution) or True (a transpose): a variant
+    each, compiled with only its own code."""
     (B, C, D, H, W, OD, OH, OW, F, KD, KH, KW, sd, sh, sw, dd, dh, pd, ph, pw, NFB, BH, nbands, gs,
-     Wp, rpb, inner, dw, trans, zb) = geo
-    fused = (trans == 0) & (dw == 1)  # (kw, c) as one run; else a run per W tap
-    SH = sh if trans else 1  # H phases: a block's rows share one (transposes)
-    LS = sh if trans else 1  # band rows between the rows of one phase
+     Wp, rpb, inner, dw, _, zb) = geo
+    fused = dw == 1  # (kw, c) as one run; else a run per W tap
+    SH = 1  # H phases: a block's rows share one (transposes)
+    if tr is not None:
+        fused = False
+        SH = sh
     isz = itemsize(out)
     RB, NW, V = tile_dims(tile, out)
     PART = tile_part_rows(tile)
@@ -191,19 +194,18 @@ def cfband_kernel(x, wp, out, geo, tile, wcols, xin, t_begin, t_end):
         oh0 = band * BH
         nl = BH if BH < OH - oh0 else OH - oh0  # output rows in the band
         # packed row 0's input row, and the band's input rows
-        if trans:
+        row0 = oh0 * sh - ph
+        nrow = (nl - 1) * sh + (KH - 1) * dh + 1
+        if tr is not None:
             row0 = -((-(oh0 + ph - (KH - 1) * dh)) // sh)  # ceil
             nrow = (oh0 + nl - 1 + ph) // sh - row0 + 1
-        else:
-            row0 = oh0 * sh - ph
-            nrow = (nl - 1) * sh + (KH - 1) * dh + 1
         if r != packed:
             # the band's input rows, every channel, channels-last; rows
             # outside the input are zeros (columns outside it always are)
             packed = r
             for kd in range(KD):
                 i_d = od * sd - pd + kd * dd
-                if trans:
+                if tr is not None:
                     i_d = od + pd - kd * dd
                     if i_d % sd != 0:
                         continue  # not a tap of this plane
@@ -238,32 +240,31 @@ def cfband_kernel(x, wp, out, geo, tile, wcols, xin, t_begin, t_end):
             klo = wcols[2 + ng + g]  # transposes: the columns' W phase
             nk = wcols[2 + 2 * ng + g] - klo  # its W taps: [klo, klo + nk)
             qw = klo
-            if trans:
+            if tr is not None:
                 klo = 0
             # fused: one run of nk * C steps; else KW runs of C (klo = 0)
             nruns = 1 if fused else KW
             steps = nk * C if fused else C
             lo0 = 0
-            if trans:
+            if tr is not None:
                 lo0 = (qh - oh0 - ph) % sh  # the band's first row of this phase
-            npx = ((nl - lo0 + LS - 1) // LS) * ncol
+            npx = ((nl - lo0 + SH - 1) // SH) * ncol
             p0 = 0
             while p0 < npx:
                 nr = RB if RB < npx - p0 else npx - p0
                 if RB < npx - p0 <= 2 * PART:
                     nr = PART  # two part blocks, as cl_kernel
-                lf = lo0 + (p0 // ncol) * LS  # the block's first and last band row
-                ll = lo0 + ((p0 + nr - 1) // ncol) * LS
+                lf = lo0 + (p0 // ncol) * SH  # the block's first and last band row
+                ll = lo0 + ((p0 + nr - 1) // ncol) * SH
                 for i in range(RB):
                     p = p0 + (i if i < nr else nr - 1)
                     m = p // ncol
-                    lo = lo0 + m * LS
+                    lo = lo0 + m * SH
                     ow = wcols[cbase + c0g + p - m * ncol]
-                    if trans:
+                    ra[i] = xa + (lo * sh * Wp + ow * sw) * C * isz
+                    if tr is not None:
                         # the packed row and column a tap with k * d = phase would read
                         ra[i] = xa + (((oh0 + lo + ph - qh) // sh - row0) * Wp + (ow + pw - qw) // sw + zb) * C * isz
-                    else:
-                        ra[i] = xa + (lo * sh * Wp + ow * sw) * C * isz
                     o[i] = (b * F * OD + od) * OHW + (oh0 + lo) * OW + ow
                 for fb in range(fb_lo, fb_hi):
                     f0 = fb * NV
@@ -275,7 +276,7 @@ def cfband_kernel(x, wp, out, geo, tile, wcols, xin, t_begin, t_end):
                     ngrp = 0
                     for kd in range(KD):
                         i_d = od * sd - pd + kd * dd
-                        if trans:
+                        if tr is not None:
                             i_d = od + pd - kd * dd
                             if i_d % sd != 0:
                                 continue
@@ -285,27 +286,27 @@ def cfband_kernel(x, wp, out, geo, tile, wcols, xin, t_begin, t_end):
                         for kh in range(KH):
                             # the packed row the tap reads, relative to ra's
                             dr = kh * dh
-                            if trans:
+                            ih_f = (oh0 + lf) * sh - ph + dr
+                            ih_l = (oh0 + ll) * sh - ph + dr
+                            if tr is not None:
                                 if (kh * dh - qh) % sh != 0:
                                     continue  # not a tap of this phase
                                 dr = -((kh * dh - qh) // sh)
-                            # skipped when no row of the block reads an input row
-                            ih_f = (oh0 + lf) * sh - ph + dr
-                            ih_l = (oh0 + ll) * sh - ph + dr
-                            if trans:
                                 ih_f = (oh0 + lf + ph - kh * dh) // sh
                                 ih_l = (oh0 + ll + ph - kh * dh) // sh
+                            # skipped when no row of the block reads an input row
                             if ih_l < 0 or ih_f >= H:
                                 continue
-                            if ih_f < 0 and ih_l >= H and not trans:
-                                # rows on both sides and none inside (sh > H)
-                                inside = False
-                                for lo in range(lf, ll + 1):
-                                    ih = (oh0 + lo) * sh - ph + dr
-                                    if 0 <= ih < H:
-                                        inside = True
-                                if not inside:
-                                    continue
+                            if tr is None:
+                                if ih_f < 0 and ih_l >= H:
+                                    # rows on both sides and none inside (sh > H)
+                                    inside = False
+                                    for lo in range(lf, ll + 1):
+                                        ih = (oh0 + lo) * sh - ph + dr
+                                        if 0 <= ih < H:
+                                            inside = True
+                                    if not inside:
+                                        continue
                             # two-level sum, as in cl_kernel
                             if (kd * KH + kh) // gs != grp:
                                 grp = (kd * KH + kh) // gs
@@ -319,7 +320,7 @@ def cfband_kernel(x, wp, out, geo, tile, wcols, xin, t_begin, t_end):
                             # site for both (compile time)
                             for kw in range(klo, klo + nruns):
                                 dc = kw * dw  # the packed column the tap reads, relative to ra's
-                                if trans:
+                                if tr is not None:
                                     if (kw * dw - qw) % sw != 0:
                                         continue
                                     dc = -((kw * dw - qw) // sw)
