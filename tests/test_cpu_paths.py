@@ -1136,6 +1136,46 @@ def test_no_recompilation_when_shapes_strides_or_padding_change(fmt):
     assert _compiled_signatures() == before
 
 
+ONE_PIXEL_AXIS_CASES = [
+    # a DCGAN generator's projection: 1 x 1 -> 4 x 4, k4, stride 1 and 2
+    ("conv2d_transpose", (3, 1, 1, 20), (4, 4, 24, 20), 1, "VALID", "NHWC", None),
+    ("conv2d_transpose", (3, 1, 1, 20), (4, 4, 24, 20), 2, "VALID", "NHWC", None),
+    # one axis of one pixel, with padding (SAME) and a dilation on it
+    ("conv2d_transpose", (2, 1, 5, 16), (3, 3, 8, 16), [1, 3, 2, 1], "SAME", "NHWC", None),
+    ("conv2d_transpose", (2, 1, 5, 16), (3, 3, 8, 16), 1, "VALID", "NHWC", [1, 2, 1, 1]),
+    ("conv3d_transpose", (1, 1, 3, 1, 8), (2, 3, 4, 12, 8), [1, 1, 2, 1, 1], "VALID", "NDHWC", None),
+    ("conv1d_transpose", (4, 1, 9), (5, 17, 9), 3, "SAME", "NWC", 1),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", ONE_PIXEL_AXIS_CASES, ids=[f"{c[1]}-{c[3]}-{c[4]}" for c in ONE_PIXEL_AXIS_CASES])
+def test_transpose_stride_along_one_pixel_axes(case, dtype, monkeypatch):
+    """Along an axis of one input pixel a transpose's stride changes
+    nothing, and the channels-last path takes it as the kernel's length
+    (no padding and dilation 1: a patch per pixel). Same result as the
+    reference and the same bits as the channels-first call (whose kernels
+    keep the stride given)."""
+    x, w = _arrays(case, dtype, np.random.default_rng(31))
+    patches = []
+    real = cpu._patch
+    monkeypatch.setattr(cpu, "_patch", lambda *a: (patches.append(1), real(*a))[1])
+    y = _call(case, x, w, "cpu")
+    if case[1][1:3] == (1, 1) and case[4] == "VALID":
+        assert patches, "a 1 x 1 input with VALID padding is a patch per pixel"
+    ref = _call(case, x, w, "reference")
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    assert np.max(np.abs(y - ref)) <= tol * max(1.0, float(np.max(np.abs(ref))))
+    cf = {"NWC": "NCW", "NHWC": "NCHW", "NDHWC": "NCDHW"}[case[5]]
+
+    def first(v):  # an N+2 list in N...C order -> NC... order
+        return list(v[:1]) + list(v[-1:]) + list(v[1:-1]) if isinstance(v, list) else v
+
+    y_cf = _call((case[0], None, None, first(case[3]), case[4], cf, first(case[6])),
+                 np.ascontiguousarray(np.moveaxis(x, -1, 1)), w, "cpu")
+    assert np.moveaxis(y_cf, 1, -1).tobytes() == y.tobytes()
+
+
 def _layer_call(layer, *shapes):
     from fastdeconv import layers
 

@@ -258,6 +258,13 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
     else:
         B, D, H, W, _ = x.shape
     OD, OH, OW = (int(v) for v in out_spatial)
+    if trans and not channels_first:
+        # a transpose's stride along an axis of one input pixel changes
+        # nothing (no second pixel to place): taken as the kernel's length,
+        # each output then receives one tap, and with no padding the call is
+        # a patch per pixel (a DCGAN generator's 1x1 -> 4x4 projection:
+        # 3.1 -> 1.1 ms, benchmarks/NOTES.md section 68)
+        strides = tuple(k if n == 1 else int(v) for n, k, v in zip((D, H, W), (KD, KH, KW), strides))
     sd, sh, sw = (int(v) for v in strides)
     dd, dh, dw = (int(v) for v in dilations)
     pd, ph, pw = (int(v) for v in pads_before)
