@@ -1136,6 +1136,54 @@ def test_no_recompilation_when_shapes_strides_or_padding_change(fmt):
     assert _compiled_signatures() == before
 
 
+CL_ROWS_CASES = [
+    # channels-last, 2-4 output channels, reductions past WV_NARROW_STEPS:
+    # a decoder's RGB head (k4 s2, k3 s2), a forward 3x3, channel counts and
+    # rows that leave tails of the V x V blocks, groups, 3-D, 1-D, dilation
+    ("conv2d_transpose", (2, 5, 6, 16), (4, 4, 3, 16), 2, "SAME", "NHWC", None),
+    ("conv2d_transpose", (1, 7, 9, 21), (3, 3, 3, 21), 2, "SAME", "NHWC", None),
+    ("conv2d", (2, 9, 19, 13), (3, 3, 13, 2), 1, "SAME", "NHWC", None),
+    ("conv2d", (1, 6, 11, 24), (3, 3, 12, 4), 1, "VALID", "NHWC", None),  # 2 groups
+    ("conv3d", (1, 4, 5, 17, 9), (3, 3, 3, 9, 3), 1, "SAME", "NDHWC", None),
+    ("conv1d", (3, 29, 40), (5, 40, 2), 1, "SAME", "NWC", 2),
+    ("conv2d_transpose", (1, 6, 7, 33), (3, 3, 4, 33), 1, "SAME", "NHWC", 2),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", CL_ROWS_CASES, ids=[f"{c[0]}-{c[1]}" for c in CL_ROWS_CASES])
+def test_channels_last_packed_rows_same_bits(case, dtype, vector_bytes, monkeypatch):
+    """Channels-last calls with few output channels and long reductions run
+    vectors along W on rows packed channels-first (WV_CL_ROWS), with the
+    bits of the channels-last tile, of the channels-first call and of the
+    split into the most chunks, and the reference's result."""
+    x, w = _arrays(case, dtype, np.random.default_rng(37))
+    monkeypatch.setattr(cpu, "WV_NARROW_STEPS", 32)  # the AVX2 setting, whatever the CPU
+    kernels = []
+    real_rows = cpu_rb.with_rows
+    monkeypatch.setattr(cpu_rb, "with_rows", lambda k, a, n, **kw: (kernels.append(k), real_rows(k, a, n, **kw))[1])
+    results = _calls_with(case, x, w, monkeypatch, [
+        ({(cpu, "WV_CL_ROWS"): True}, None),
+        ({(cpu, "WV_CL_ROWS"): True}, 10**12),
+        ({(cpu, "WV_CL_ROWS"): False}, None)])
+    trans = case[0].endswith("_transpose")
+    F, Cw = (case[2][-2], case[2][-1]) if trans else (case[2][-1], case[2][-2])
+    Fg = F // (case[1][-1] // Cw)  # per group
+    if Fg <= cpu.WV_NARROW * 4 // np.dtype(dtype).itemsize:  # float64: 2 channels (4 take the tile's 4 lanes)
+        assert kernels == [cpu_rb.wv_kernel] * 2
+    else:
+        assert kernels == []
+    y = results[0]
+    assert all(r.tobytes() == y.tobytes() for r in results)
+    cf = {"NWC": "NCW", "NHWC": "NCHW", "NDHWC": "NCDHW"}[case[5]]
+    y_cf = _call((case[0], None, None, case[3], case[4], cf, case[6]), np.ascontiguousarray(np.moveaxis(x, -1, 1)),
+                 w, "cpu")
+    assert np.moveaxis(y_cf, 1, -1).tobytes() == y.tobytes()
+    ref = _call(case, x, w, "reference")
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    assert np.max(np.abs(y - ref)) <= tol * max(1.0, float(np.max(np.abs(ref))))
+
+
 ONE_PIXEL_AXIS_CASES = [
     # a DCGAN generator's projection: 1 x 1 -> 4 x 4, k4, stride 1 and 2
     ("conv2d_transpose", (3, 1, 1, 20), (4, 4, 24, 20), 1, "VALID", "NHWC", None),

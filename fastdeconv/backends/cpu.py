@@ -101,6 +101,13 @@ WV_NARROW = cpu_simd.VBYTES // 8
 # 5-15 % faster only on reductions of 16-32 steps (1x1x1 heads, the
 # 8-channel stride-2 transpose chain).
 WV_NARROW_STEPS = None if cpu_simd.VBYTES == 64 else 32
+# ... and past WV_NARROW_STEPS, with 2-4 float32 output channels: vectors
+# along W on input rows packed channels-first by each thread (V x V blocks
+# transposed in registers, as cpu_cfband's bands the other way), instead of
+# the one-vector channels-last tile, which computes 8 channels for 2-4 (a
+# decoder's RGB head, NHWC 64 x 32^2 x 64 -> 3 k4 s2: 12.8 ms against TF's
+# 12.3; benchmarks/NOTES.md section 69). False turns it off.
+WV_CL_ROWS = True
 
 # Channels-last calls on the vectors-along-W kernel with one output channel
 # read a channels-first copy of the input (contiguous vectors along W
@@ -292,9 +299,14 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
         return _pointwise(x, wg, epilogue, out)
     narrow = (not channels_first and Fg <= WV_NARROW * 4 // x.dtype.itemsize
               and (trans or sw == 1) and Cx * W * x.dtype.itemsize < 2**31)
+    cl_rows = False  # channels-last input rows packed for vectors along W (WV_CL_ROWS)
     if narrow and WV_NARROW_STEPS is not None:
         steps = KD * KH * KW * Cg // (sd * sh * sw if trans else 1)
-        narrow = steps <= WV_NARROW_STEPS
+        if steps > WV_NARROW_STEPS:
+            lanes = cpu_simd.VBYTES // x.dtype.itemsize
+            cl_rows = (WV_CL_ROWS and Fg > 1 and KD * KH * Cg * (W + (KW - 1) * dw + 4 * lanes) * x.dtype.itemsize
+                       <= WV_PACK_BYTES)
+        narrow = steps <= WV_NARROW_STEPS or cl_rows
     if narrow and F == 1 and NARROW_ONE_CHANNEL_CF and out is None:  # `out`: filled by a copy below
         x_cf = np.empty((B, Cx, D, H, W), dtype=x.dtype)
         np.copyto(x_cf, np.moveaxis(x, -1, 1))
@@ -362,9 +374,10 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
             work = _work(B * OD * OH * OW, G * _ceil(Fg, tile.rows) * tile.rows, KD * KH * KW * Cg, strides, trans)
             rows = KD * KH * Cg * (1 if trans else sw) * int(taps[-1])
             nt = numba.get_num_threads()
-            pack = (WV_PACK and channels_first and NR * rows * x.dtype.itemsize <= WV_PACK_BYTES
-                    and (B * OD * OH * G >= WV_PACK_MIN_ROWS * nt
-                         or cpu_rb.CHUNKS_PER_THREAD * nt * KD * KH * Cg * W * WV_PACK_COPY_COST <= work // 10))
+            pack = (WV_PACK and NR * rows * x.dtype.itemsize <= WV_PACK_BYTES
+                    and (cl_rows or channels_first and (
+                        B * OD * OH * G >= WV_PACK_MIN_ROWS * nt
+                        or cpu_rb.CHUNKS_PER_THREAD * nt * KD * KH * Cg * W * WV_PACK_COPY_COST <= work // 10)))
             if pack or NR == 1:  # row pairs read packed rows only
                 break
         blocks = cpu_rb.wv_blocks(Fg, tile, NR == 2)
@@ -376,7 +389,8 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
         if pack and pair is None:
             per = rows // (KD * KH)  # one input row's packed channels
             # tail pairs (WV_TAIL_PAIRS): slots for two output rows' rows
-            tail = (WV_TAIL_PAIRS and tile.nvec == 2 and (sw == 1 or not trans) and sh == 1 and dh == 1
+            tail = (WV_TAIL_PAIRS and channels_first and tile.nvec == 2 and (sw == 1 or not trans) and sh == 1
+                    and dh == 1
                     and cpu_rb.wv_tail_pairs(OW, OH, 2 * V, V))
             for KS in ((KH + 1, KH) if tail else (KH,)):
                 band = cpu_rb.wv_band(OD, KD, KS, D, sd, dd, pd, dh, bool(trans), per * x.dtype.itemsize)
@@ -390,7 +404,8 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
                G, int(trans), NFB, cpu_rb.sum_group(KW, Cg)) + xs + os_ + band + (blocks[0], int(tail))
         geo = tuple(int(v) for v in geo)
         args = (x.reshape(-1), wp, flat, taps, geo, tile, pair, True if pair is None else None,
-                True if pack and pair is None and tile.nvec == 2 else None, None if pack else True)
+                True if pack and pair is None and tile.nvec == 2 and channels_first else None,
+                None if pack else True, True if pack and not channels_first else None)
         if pack:
             # NR output rows' packed rows, then W zeros (packed for a tap that one of two rows lacks)
             kernel, args = cpu_rb.with_rows(cpu_rb.wv_kernel, args, NR * rows + (W if NR > 1 else 0)), ()

@@ -53,8 +53,8 @@ import numpy as np
 from .. import _alloc
 from .._jit import helper, serial_kernel
 from .cpu_simd import (PART_ROWS, Tile, addr, itemsize, scratch, tile_dims, tile_part_rows, tile_rows, vpack_rows,
-                       vrun, vrun_cols, vrun_cols_gather, vrun_cols_part, vrun_cols_whole, vtadd, vtaffine, vtstore,
-                       vtstore_rows, vtstore_zip2, vtzero)
+                       vrun, vrun_cols, vrun_cols_gather, vrun_cols_part, vrun_cols_whole, vtadd, vtaffine,
+                       vtranspose_block, vtstore, vtstore_rows, vtstore_zip2, vtzero)
 
 ROWS = 48  # output positions per parallel tile (at most)
 
@@ -760,7 +760,7 @@ WV_ONE_NVEC = 4
 
 
 @serial_kernel
-def wv_kernel(x, wp, out, taps, geo, tile, pair, one_row, tail, in_place, xin, t_begin, t_end):
+def wv_kernel(x, wp, out, taps, geo, tile, pair, one_row, tail, in_place, xcl, xin, t_begin, t_end):
     """Tiles [t_begin, t_end). x: 5-D flat with element strides (xsb, xsc,
     xsd, xsh, xsw); wp: (G, NFB, taps, Cg, FR) flat (output channels
     zero-padded); out: 5-D flat with strides (osb, osf, osd, osh, osw);
@@ -792,7 +792,11 @@ def wv_kernel(x, wp, out, taps, geo, tile, pair, one_row, tail, in_place, xin, t
     that chunk of row oh + 1 (one vector each; row oh + 1 skips it).
     tail: None, or True where TP may be 1 (one_row, packed rows, 2 vectors
     per row): one variant for every such call, with TP 0 or 1 (56- and
-    64-wide rows compile once), and none of its code in the others."""
+    64-wide rows compile once), and none of its code in the others.
+    xcl: None, or True for channels-last input rows packed (few output
+    channels, long runs): each packed by V x V blocks transposed in
+    registers, as the bands of cpu_cfband (one W phase of input columns,
+    mw = 1; no row or tail pairs)."""
     (B, D, H, W, Cg, OD, OH, OW, Fg, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw,
      G, trans, NFB, gs, xsb, xsc, xsd, xsh, xsw, osb, osf, osd, osh, osw, BD, ND, NFULL, TP) = geo
     isz = itemsize(out)
@@ -942,9 +946,25 @@ def wv_kernel(x, wp, out, taps, geo, tile, pair, one_row, tail, in_place, xin, t
                                     if slot_row[s] == row:
                                         continue
                                     slot_row[s] = row
-                                vpack_rows(out, tile, addr(xin) + s * slot_bytes + pad_left * isz,
-                                           xa + (b * xsb + g * Cg * xsc + i_d * xsd + i_h * xsh) * isz, W, Cg,
-                                           xsc * isz, row_len, mw)
+                                xe = b * xsb + g * Cg * xsc + i_d * xsd + i_h * xsh  # the row's first element
+                                if xcl is None:
+                                    vpack_rows(out, tile, addr(xin) + s * slot_bytes + pad_left * isz, xa + xe * isz,
+                                               W, Cg, xsc * isz, row_len, mw)
+                                if xcl is not None:
+                                    # V positions' V channels at a time, transposed
+                                    # in registers; the last positions and channels
+                                    # one by one
+                                    dst = s * slot_bytes // isz + pad_left
+                                    cv = Cg - Cg % V
+                                    wq = W - W % V
+                                    for c0 in range(0, cv, V):
+                                        for iw in range(0, wq, V):
+                                            vtranspose_block(xin, tile, addr(xin) + (dst + c0 * row_len + iw) * isz,
+                                                             xa + (xe + iw * xsw + c0) * isz, xsw * isz,
+                                                             row_len * isz, V)
+                                    for c in range(Cg):
+                                        for iw in range(wq if c < cv else 0, W):
+                                            xin[dst + c * row_len + iw] = x[xe + iw * xsw + c]
                 if pair is not None:
                     # the second output row: one further along the paired axis
                     # (if it exists); zeros for a tap outside one row (the
