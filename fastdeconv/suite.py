@@ -119,6 +119,11 @@ CASES = (
          tags=("unet", "unet64", "head")),
     Case("head_c3d_64c32_to1_k1", "conv3d", (1, 64, 64, 64, 32), (1, 1, 1, 32, 1), (1, 1, 1, 1, 1),
          tags=("head",)),
+    # An image decoder's RGB head: the last upsampling of a DCGAN-style
+    # generator, 64 channels to 3 (fastdeconv 0.88-0.92x TF before
+    # benchmarks/NOTES.md section 69).
+    Case("rgb_head_c2t_64x32c64_to3_k4s2", "conv2d_transpose", (64, 32, 32, 64), (4, 4, 3, 64), 2,
+         output_shape=(64, 64, 64, 3), tags=("head",)),
 )
 
 BY_NAME = {case.name: case for case in CASES}

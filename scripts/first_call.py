@@ -43,6 +43,8 @@ PATHS = {
     "wv, packed rows, 2 vectors along W (channels-first, 56 columns)":
         "x = r(1, 16, 4, 8, 56); w = r(3, 3, 3, 16, 16)\n"
         "CALL fd.conv3d(x, w, 1, 'SAME', data_format='NCDHW', backend='cpu')",
+    "wv, channels-last rows packed (3 out channels, long reductions)":
+        "x = r(1, 8, 8, 8, 16); w = r(3, 3, 3, 16, 3)\nCALL fd.conv3d(x, w, 1, 'SAME', backend='cpu')",
     "cf bands (channels-first, rows of 7, 64 channels)":
         "x = r(1, 64, 7, 7); w = r(3, 3, 64, 64)\n"
         "CALL fd.conv2d(x, w, 1, 'SAME', data_format='NCHW', backend='cpu')",
