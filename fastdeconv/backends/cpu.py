@@ -389,9 +389,8 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
         if pack and pair is None:
             per = rows // (KD * KH)  # one input row's packed channels
             # tail pairs (WV_TAIL_PAIRS): slots for two output rows' rows
-            tail = (WV_TAIL_PAIRS and channels_first and tile.nvec == 2 and (sw == 1 or not trans) and sh == 1
-                    and dh == 1
-                    and cpu_rb.wv_tail_pairs(OW, OH, 2 * V, V))
+            tail = (WV_TAIL_PAIRS and channels_first and tile.nvec == 2 and (sw == 1 or not trans)
+                    and sh == 1 and dh == 1 and cpu_rb.wv_tail_pairs(OW, OH, 2 * V, V))
             for KS in ((KH + 1, KH) if tail else (KH,)):
                 band = cpu_rb.wv_band(OD, KD, KS, D, sd, dd, pd, dh, bool(trans), per * x.dtype.itemsize)
                 slots = max(KD, band[1]) * KS
