@@ -324,13 +324,14 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
         flat, ops = dest
     else:
         flat, ops = _alloc.empty(B * OD * OH * OW * G * Fg, x.dtype), F
+    # a patch per input pixel (cpu_patch): stride == kernel transposes
+    patch = PATCH and trans and _is_patch((D, H, W), (OD, OH, OW), (KD, KH, KW), strides, dilations, pads_before)
     # transposes on bands: no output column or row before the first tap of
     # input 0 ((K - 1) * d - p >= 0; the packed columns start there)
     trans_ok = channels_first and trans and min(
         (k - 1) * d - p for k, d, p in zip((KD, KH, KW), (dd, dh, dw), (pd, ph, pw))) >= 0
     if (CF_BANDS and channels_first and (trans_ok or not trans and dw == 1) and G == 1
-            and not (trans and PATCH and _is_patch((D, H, W), (OD, OH, OW), (KD, KH, KW), strides, dilations,
-                                                   pads_before))
+            and not patch
             and min(Cg, Fg) >= (CF_BANDS_ANY_ROW_CHANNELS if trans and (sd, sh, sw) != (1, 1, 1)
                                 else CF_BANDS_MIN_CHANNELS)
             and (min(Cg, Fg) >= CF_BANDS_ANY_ROW_CHANNELS or sw > 1
@@ -341,9 +342,7 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
     if channels_first or narrow:
         # Vectors along W (cpu_rb.wv_kernel): channels-first data, or
         # channels-last data with few output channels (gathered loads).
-        patch = (PATCH and trans and channels_first
-                 and _is_patch((D, H, W), (OD, OH, OW), (KD, KH, KW), strides, dilations, pads_before))
-        if patch:
+        if patch and channels_first:
             tile, blocks = cpu_patch.cf_tile(Fg)
             wp, NFB = _memo(wg, ("wv", x.dtype.str, repr(tile), blocks),
                             lambda: cpu_rb.pack_filters_wv(wg, x.dtype, tile, writable, blocks))
@@ -421,7 +420,7 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
     NV = tile.nvec * tile.lanes(x.dtype.itemsize)
     NFB = _ceil(Fg, NV)
     panel_bytes = KD * KH * KW * Cg * NV * x.dtype.itemsize
-    if PATCH and trans and _is_patch((D, H, W), (OD, OH, OW), (KD, KH, KW), strides, dilations, pads_before):
+    if patch:
         return _patch(x, wg, tile, NFB, writable, epilogue, flat, ops, dest, out)
     zrow = np.zeros(Cg * KW + 1, dtype=x.dtype)
     fuse = int(FUSE_KW and not trans and dw == 1 and G == 1)
