@@ -38,11 +38,11 @@ def _conv_calls(dtype, cf):
     def arr(*shape):
         return rng.standard_normal(shape).astype(dtype)
 
-    def x_of(C, D, H, W, B=1):
-        return arr(B, C, D, H, W) if cf else arr(B, D, H, W, C)
+    def x_of(C, D, H, W):
+        return arr(1, C, D, H, W) if cf else arr(1, D, H, W, C)
 
-    def out_of(B, C, D, H, W):
-        return (B, C, D, H, W) if cf else (B, D, H, W, C)
+    def out_of(C, D, H, W):
+        return (1, C, D, H, W) if cf else (1, D, H, W, C)
 
     def frozen(w):
         w.flags.writeable = False  # packed once, as a layer's weights
@@ -50,19 +50,19 @@ def _conv_calls(dtype, cf):
 
     calls = []
 
-    def conv(C, F, D, H, W, k=3, s=1, d=1, B=1, padding="SAME", groups=1, writable=False):
-        x = x_of(C, D, H, W, B)
+    def conv(C, F, D, H, W, k=3, s=1, d=1, groups=1, writable=False):
+        x = x_of(C, D, H, W)
         w = arr(k, k, k, C // groups, F)
         w = w if writable else frozen(w)
         calls.append((f"conv3d {fmt} {C}->{F} {D}x{H}x{W} k{k} s{s} d{d}",
-                      lambda: ops.conv3d(x, w, s, padding, data_format=fmt, dilations=d)))
+                      lambda: ops.conv3d(x, w, s, "SAME", data_format=fmt, dilations=d)))
 
-    def transpose(C, F, D, H, W, k=3, s=2, d=1, B=1, writable=False):
-        x = x_of(C, D, H, W, B)
+    def transpose(C, F, D, H, W, k=3, s=2, d=1, writable=False):
+        x = x_of(C, D, H, W)
         w = arr(k, k, k, F, C)
         w = w if writable else frozen(w)
         pad = "VALID" if k == s else "SAME"
-        out = out_of(B, F, *((n - 1) * s + (k - 1) * d + 1 if pad == "VALID" else n * s for n in (D, H, W)))
+        out = out_of(F, *((n - 1) * s + (k - 1) * d + 1 if pad == "VALID" else n * s for n in (D, H, W)))
         calls.append((f"conv3d_transpose {fmt} {C}->{F} {D}x{H}x{W} k{k} s{s} d{d}",
                       lambda: ops.conv3d_transpose(x, w, out, s, pad, data_format=fmt, dilations=d)))
 
