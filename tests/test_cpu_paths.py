@@ -1202,8 +1202,9 @@ def test_transpose_stride_along_one_pixel_axes(case, dtype, monkeypatch):
     """Along an axis of one input pixel a transpose's stride changes
     nothing, and the channels-last path takes it as the kernel's length
     (no padding and dilation 1: a patch per pixel). Same result as the
-    reference and the same bits as the channels-first call (whose kernels
-    keep the stride given)."""
+    reference and the same bits as the channels-first call (on a 1 x 1
+    input the same kernels, else channels-first ones that keep the stride
+    given)."""
     x, w = _arrays(case, dtype, np.random.default_rng(31))
     patches = []
     real = cpu._patch
@@ -1222,6 +1223,47 @@ def test_transpose_stride_along_one_pixel_axes(case, dtype, monkeypatch):
     y_cf = _call((case[0], None, None, first(case[3]), case[4], cf, first(case[6])),
                  np.ascontiguousarray(np.moveaxis(x, -1, 1)), w, "cpu")
     assert np.moveaxis(y_cf, 1, -1).tobytes() == y.tobytes()
+
+
+ONE_PIXEL_CF_CASES = [
+    # a DCGAN generator's projection in PyTorch's layout: 1 x 1 -> 4 x 4, k4
+    ("conv2d_transpose", (3, 20, 1, 1), (4, 4, 24, 20), 1, "VALID", "NCHW", None),
+    ("conv2d_transpose", (3, 20, 1, 1), (4, 4, 24, 20), 2, "SAME", "NCHW", None),
+    ("conv2d_transpose", (2, 16, 1, 1), (3, 3, 8, 16), 1, [(1, 0), (0, 1)], "NCHW", [1, 1, 2, 1]),
+    ("conv3d_transpose", (2, 8, 1, 1, 1), (2, 3, 4, 12, 8), [1, 1, 2, 1, 3], "SAME", "NCDHW", None),
+    ("conv1d_transpose", (4, 9, 1), (5, 17, 9), 3, "VALID", "NCW", 1),
+    ("conv1d_transpose", (4, 9, 1), (5, 1, 9), 3, "VALID", "NCW", 1),  # one output channel: stays channels-first
+    # forward: one output pixel (no copy), and explicit padding around the pixel
+    ("conv2d", (3, 20, 1, 1), (3, 3, 20, 24), 1, "SAME", "NCHW", None),
+    ("conv2d", (3, 20, 1, 1), (3, 3, 20, 24), 1, [(1, 1), (2, 2)], "NCHW", None),
+    ("conv3d", (2, 12, 1, 1, 1), (1, 1, 1, 12, 40), 1, "VALID", "NCDHW", None),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", ONE_PIXEL_CF_CASES, ids=[f"{c[0]}-{c[1]}-{c[2][-2]}-{c[4]}" for c in ONE_PIXEL_CF_CASES])
+def test_channels_first_one_pixel_input(case, dtype, monkeypatch):
+    """Channels-first calls on one input pixel run the channels-last
+    kernels on the same memory (ONE_PIXEL_CL): the channels-last call's
+    bits, the reference's result, and the channels-first kernels' result
+    when it is turned off. The caller's input is not written."""
+    x, w = _arrays(case, dtype, np.random.default_rng(41))
+    x0 = x.copy()
+    layouts = []
+    real = cpu._run
+    monkeypatch.setattr(cpu, "_run", lambda x, wg, *a, **k: (layouts.append(a[4]), real(x, wg, *a, **k))[1])
+    y = _call(case, x, w, "cpu")
+    out_channels = case[2][-2] if case[0].endswith("_transpose") else case[2][-1]
+    assert layouts == ([True, False] if out_channels > 1 else [True])
+    assert np.moveaxis(_call_channels_last(case, x, w), -1, 1).tobytes() == y.tobytes()
+    monkeypatch.setattr(cpu, "ONE_PIXEL_CL", False)
+    y_cf = _call(case, x, w, "cpu")
+    ref = _call(case, x, w, "reference")
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    for r in (y, y_cf):
+        assert r.shape == ref.shape
+        assert np.max(np.abs(r - ref)) <= tol * max(1.0, float(np.max(np.abs(ref))))
+    assert x.tobytes() == x0.tobytes()
 
 
 def _layer_call(layer, *shapes):

@@ -192,6 +192,16 @@ CF_BANDS_MIN_CHANNELS = 64
 CF_BANDS_ANY_ROW_CHANNELS = 128
 CF_BANDS_MAX_BYTES = 1 << 20
 
+# Channels-first calls whose input is one pixel (a DCGAN generator's 1 x 1
+# -> 4 x 4 projection) run the channels-last kernels on the same memory
+# (with one pixel both layouts of the input are the same array), and the
+# result is copied into the channels-first layout: the channels-first
+# kernels put W in their lanes, one lane of 8-16 here. NCHW 64 x 100 x 1^2
+# -> 512 x 4^2 k4: 5.8 -> ~1.9 ms, of which ~0.25 ms the copy
+# (benchmarks/NOTES.md section 70). False turns it off (tests compare the
+# two).
+ONE_PIXEL_CL = True
+
 # Channels-last calls with at most one vector of output channels per group
 # (AVX-512: 16 float32 / 8 float64) use the one-vector tile instead of the
 # two-vector one; False turns it off (tests compare the two).
@@ -278,6 +288,14 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
     Cx = G * Cg
     F = G * Fg
     writable = _alloc.root(wg).flags.writeable  # filters packed on every call, dropped after it
+    if ONE_PIXEL_CL and channels_first and D * H * W == 1 and F > 1:  # (one output channel: see NARROW_ONE_CHANNEL_CF)
+        y = _run(x.reshape((B, 1, 1, 1, Cx)), wg, out_spatial, strides, dilations, pads_before, False, trans, epilogue)
+        if out is None and OD * OH * OW == 1:
+            return y.reshape((B, F, 1, 1, 1))  # one output pixel too: the same memory
+        if out is None:
+            out = _alloc.empty((B, F, OD, OH, OW), x.dtype)
+        np.copyto(out, np.moveaxis(y, -1, 1))
+        return out
     if DEPTHWISE and not trans and not channels_first and Cg == 1 and G > 1:
         if out is not None:
             out[...] = _run(x, wg, out_spatial, strides, dilations, pads_before, False, False, epilogue)
