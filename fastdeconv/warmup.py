@@ -98,6 +98,18 @@ def _conv_calls(dtype, cf):
         transpose(64, 64, 2, 4, W, s=1)
     conv(512, 512, 1, 3, 4, k=3, writable=True)
     transpose(512, 512, 1, 3, 4, k=3, s=1, writable=True)
+    if cf:
+        # channels-first calls on one input pixel run the channels-last
+        # kernels (cpu.ONE_PIXEL_CL): their tiles, narrow, pointwise and
+        # depthwise paths, patches
+        conv(8, 8, 1, 1, 1, groups=8)
+        for F in (2, 3, 4, 8, 16, 32):
+            for C in (8, 40):  # short and long reductions (narrow paths)
+                conv(C, F, 1, 1, 1)
+                conv(C, F, 1, 1, 1, k=1)
+                transpose(C, F, 1, 1, 1, k=4, s=4)
+                transpose(C, F, 1, 1, 1)
+                transpose(C, F, 1, 1, 1, k=3, s=1, d=2)
     return calls
 
 

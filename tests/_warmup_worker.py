@@ -5,7 +5,9 @@ models, of the given dtypes and layouts; prints one JSON object: every call afte
 kernel a new compiled variant (a compile, or a load from the cache of a
 variant the warmup did not reach).
 
-    python _warmup_worker.py WARM_DTYPES WARM_FORMATS LAYERS(0/1) CALL_DTYPES CALL_LAYOUTS(cl,cf) CALLS
+    python _warmup_worker.py WARM_DTYPES WARM_FORMATS LAYERS(0/1) CALL_DTYPES CALL_LAYOUTS(cl,cf,cf1) CALLS
+
+cf1: channels-first op calls on inputs of one pixel.
 """
 
 import json
@@ -27,14 +29,17 @@ def variants():
             if isinstance(getattr(m, n), numba.core.registry.CPUDispatcher)}
 
 
-def conv_call(rng, dtype, cf, big):
-    """A random op call (or None: a geometry TF's rules refuse)."""
+def conv_call(rng, dtype, cf, big, one_pixel=False):
+    """A random op call (or None: a geometry TF's rules refuse); one_pixel:
+    on an input of one pixel."""
     rank = int(rng.integers(1, 4))
     C = int(rng.choice([64, 100, 256, 512] if big else [1, 2, 3, 5, 8, 12, 16, 24, 33, 64, 70]))
     F = int(rng.choice([1, 3, 8, 64, 130, 512] if big else [1, 2, 3, 4, 5, 7, 8, 9, 13, 16, 17, 24, 32, 40, 64, 72]))
     sp = [int(rng.integers(1, 6 if big else 12)) for _ in range(rank)]
     if rng.random() < 0.4:
         sp[-1] = int(rng.integers(12, 30 if big else 80))
+    if one_pixel:
+        sp = [1] * rank
     B = int(rng.integers(1, 4))
     k = [int(rng.integers(1, 4)) for _ in range(rank)]
     trans = rng.random() < 0.5
@@ -134,17 +139,19 @@ def main():
     new = []
     for dtype in call_dtypes.split(","):
         for layout in call_layouts.split(","):
-            cf = layout == "cf"
-            rng = np.random.default_rng([17, np.dtype(dtype).itemsize, int(cf)])
+            cf = layout in ("cf", "cf1")
+            one_pixel = layout == "cf1"  # op calls on inputs of one pixel only
+            rng = np.random.default_rng([17, np.dtype(dtype).itemsize, int(cf) + one_pixel])
             made = []
             for i in range(int(calls)):
                 big = i % 4 == 3
                 # layers called on arrays compute in float32; float64 ones run in the models
-                direct_layer = i % 3 == 0 and dtype == "float32"
-                c = layer_call(rng, dtype, cf) if direct_layer else conv_call(rng, dtype, cf, big)
+                direct_layer = i % 3 == 0 and dtype == "float32" and not one_pixel
+                c = layer_call(rng, dtype, cf) if direct_layer else conv_call(rng, dtype, cf, big, one_pixel)
                 if c is not None:
                     made.append(c)
-            made += model_calls(dtype, cf)
+            if not one_pixel:
+                made += model_calls(dtype, cf)
             for label, call in made:
                 try:
                     call()

@@ -37,6 +37,14 @@ def test_warmup_reaches_every_variant(dtype):
         f"{n['call']}: {n['new']}" for n in new)
 
 
+def test_channels_first_warmup_covers_one_pixel_inputs():
+    """Channels-first calls on one input pixel run channels-last kernels
+    (cpu.ONE_PIXEL_CL): a channels-first warmup reaches their variants."""
+    new = _run("float32", "NCDHW", 0, "float32", "cf1", 300)
+    assert new == [], "calls that took a kernel variant the warmup did not reach:\n" + "\n".join(
+        f"{n['call']}: {n['new']}" for n in new)
+
+
 def test_the_check_sees_a_variant_the_warmup_skipped():
     """The same check finds the variants of a layout that was not warmed."""
     new = _run("float32", "NDHWC", 0, "float32", "cf", 12)
