@@ -85,6 +85,7 @@ def _conv_calls(dtype, cf):
             transpose(8, F, 4, 6, W, s=3)
             transpose(8, F, 3, 4, W, k=2, s=2)
         transpose(8, F, 4, 6, 11, s=1, d=2)
+    transpose(8, 64, 4, 6, 20)  # few input channels, several channel blocks: gathered taps (channels-last)
     # 1x1 convolutions (pointwise kernel), depthwise, 64 channels and more
     # (channels-first bands, forward and stride-1 transposes), large
     # writable filters (packed by a Numba loop; transposed ones per block)
@@ -103,7 +104,7 @@ def _conv_calls(dtype, cf):
         # kernels (cpu.ONE_PIXEL_CL): their tiles, narrow, pointwise and
         # depthwise paths, patches
         conv(8, 8, 1, 1, 1, groups=8)
-        for F in (2, 3, 4, 8, 16, 32):
+        for F in (2, 3, 4, 8, 16, 32, 64):
             for C in (8, 40):  # short and long reductions (narrow paths)
                 conv(C, F, 1, 1, 1)
                 conv(C, F, 1, 1, 1, k=1)

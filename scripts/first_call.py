@@ -35,6 +35,8 @@ PATHS = {
         "x = r(1, 4, 4, 512); w = r(3, 3, 512, 512)\nCALL fd.conv2d_transpose(x, w, None, 1, 'SAME', backend='cpu')",
     "cl, 2 vectors, writable 3x3x512x512 filters (packed by a Numba loop)":
         "x = r(1, 4, 4, 512); w = r(3, 3, 512, 512)\nCALL fd.conv2d(x, w, 1, 'SAME', backend='cpu')",
+    "cl, gathered taps (few-input-channel strided transpose, channel blocks innermost)":
+        "x = r(1, 8, 8, 3); w = r(3, 3, 256, 3)\nCALL fd.conv2d_transpose(x, w, None, 2, 'SAME', backend='cpu')",
     "wv (channels-first, or <= half a vector of out channels)":
         "x = r(1, 8, 8, 8, 16); w = r(3, 3, 3, 16, 4)\nCALL fd.conv3d(x, w, 1, 'SAME', backend='cpu')",
     "wv, packed rows (channels-first, 64 output rows)":

@@ -1225,6 +1225,85 @@ def test_transpose_stride_along_one_pixel_axes(case, dtype, monkeypatch):
     assert np.moveaxis(y_cf, 1, -1).tobytes() == y.tobytes()
 
 
+GATHER_CASES = [
+    # (case, GATHER_MIN_BLOCKS): few input channels, strided transposes
+    (("conv2d_transpose", (2, 7, 9, 3), (3, 3, 130, 3), 2, "SAME", "NHWC", None), None),
+    (("conv2d_transpose", (1, 6, 5, 4), (4, 4, 70, 4), [1, 3, 2, 1], [(1, 2), (2, 1)], "NHWC", None), 1),
+    (("conv2d_transpose", (2, 5, 6, 2), (3, 3, 40, 2), 2, "VALID", "NHWC", [1, 2, 2, 1]), 1),
+    (("conv3d_transpose", (1, 3, 4, 5, 8), (3, 3, 3, 64, 8), 2, "SAME", "NDHWC", None), 1),
+    (("conv3d_transpose", (2, 2, 3, 4, 16), (3, 1, 3, 20, 16), [1, 2, 1, 3, 1], "SAME", "NDHWC", None), 1),
+    (("conv1d_transpose", (3, 7, 1), (5, 130, 1), 3, "VALID", "NWC", None), None),
+    (("conv1d_transpose", (2, 9, 5), (2, 33, 5), 2, "SAME", "NWC", None), 1),  # k == s: a patch, not gathered
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case, min_blocks", GATHER_CASES, ids=[f"{c[0][0]}-{c[0][1]}-{c[0][2]}" for c in GATHER_CASES])
+def test_gathered_taps_same_bits(case, min_blocks, dtype, vector_bytes, monkeypatch):
+    """Strided transposes with few input channels gather each block's taps
+    into one run per row (GATHER, cl_kernel's `gat` variant): the bits of
+    one run per tap, with the most chunks too, and the reference's
+    result; the gathered variant runs where the rule says."""
+    x, w = _arrays(case, dtype, np.random.default_rng(43))
+    if min_blocks is not None:
+        monkeypatch.setattr(cpu, "GATHER_MIN_BLOCKS", min_blocks)
+    gathered = []
+    real = cpu_rb.parallel_tiles
+
+    def spy(kernel, args, n, work):
+        if kernel is cpu_rb.cl_kernel:
+            gathered.append(args[9] is not None)
+        return real(kernel, args, n, work)
+
+    monkeypatch.setattr(cpu_rb, "parallel_tiles", spy)
+    results = _calls_with(case, x, w, monkeypatch, [
+        ({(cpu, "GATHER"): True}, None),
+        ({(cpu, "GATHER"): True}, 10**12),
+        ({(cpu, "GATHER"): False}, None)])
+    patch = case[2][0] == case[3]
+    assert gathered == ([] if patch else [True, True, False])
+    y = results[0]
+    assert all(r.tobytes() == y.tobytes() for r in results)
+    ref = _call(case, x, w, "reference")
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    assert np.max(np.abs(y - ref)) <= tol * max(1.0, float(np.max(np.abs(ref))))
+
+
+def test_gathered_taps_rule(monkeypatch):
+    """GATHER's rule: strided transposes only, GATHER_MIN_BLOCKS channel
+    blocks, at most GATHER_MAX_CHANNELS input channels, one partial sum."""
+    rng = np.random.default_rng(44)
+    gathered = []
+    real = cpu_rb.parallel_tiles
+
+    def spy(kernel, args, n, work):
+        if kernel is cpu_rb.cl_kernel:
+            gathered.append(args[9] is not None)
+        return real(kernel, args, n, work)
+
+    monkeypatch.setattr(cpu_rb, "parallel_tiles", spy)
+    NV = 2 * cpu_simd.VBYTES // 4  # float32 channels per block
+    F = cpu.GATHER_MIN_BLOCKS * NV
+
+    def run(C, F, strides=2, dil=1, k=3, op=fastdeconv.conv2d_transpose):
+        x = rng.standard_normal((1, 6, 7, C)).astype(np.float32)
+        gathered.clear()
+        if op is fastdeconv.conv2d:
+            op(x, rng.standard_normal((k, k, C, F)).astype(np.float32), strides, "SAME", dilations=dil)
+        else:
+            op(x, rng.standard_normal((k, k, F, C)).astype(np.float32), None, strides, "SAME", dilations=dil)
+        return gathered == [True]
+
+    assert run(3, F)
+    assert run(cpu.GATHER_MAX_CHANNELS, F)
+    assert not run(cpu.GATHER_MAX_CHANNELS + 1, F)
+    assert not run(3, F - NV)  # too few channel blocks
+    assert not run(3, F, strides=1)
+    assert not run(3, F, strides=1, dil=2)
+    assert not run(3, F, op=fastdeconv.conv2d)
+    assert not run(16, F, k=5)  # 400 terms: two partial sums
+
+
 ONE_PIXEL_CF_CASES = [
     # a DCGAN generator's projection in PyTorch's layout: 1 x 1 -> 4 x 4, k4
     ("conv2d_transpose", (3, 20, 1, 1), (4, 4, 24, 20), 1, "VALID", "NCHW", None),
@@ -1241,7 +1320,8 @@ ONE_PIXEL_CF_CASES = [
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("case", ONE_PIXEL_CF_CASES, ids=[f"{c[0]}-{c[1]}-{c[2][-2]}-{c[4]}" for c in ONE_PIXEL_CF_CASES])
+@pytest.mark.parametrize("case", ONE_PIXEL_CF_CASES,
+                         ids=[f"{c[0]}-{c[1]}-{c[2][-2]}-{c[4]}" for c in ONE_PIXEL_CF_CASES])
 def test_channels_first_one_pixel_input(case, dtype, monkeypatch):
     """Channels-first calls on one input pixel run the channels-last
     kernels on the same memory (ONE_PIXEL_CL): the channels-last call's

@@ -202,6 +202,24 @@ CF_BANDS_MAX_BYTES = 1 << 20
 # two).
 ONE_PIXEL_CL = True
 
+# Channels-last strided transposes with few input channels (at most
+# GATHER_MAX_CHANNELS, one group), whose whole reduction is one partial sum
+# (KD*KH*KW*Cg <= cpu_rb.SUM_GROUP_TERMS), with GATHER_MIN_BLOCKS output
+# channel blocks or more, run innermost: each block of rows gathers the
+# inputs of its phase's taps into one run per row, and each channel block
+# runs one vrun over it (cl_kernel's `gat` variant) instead of a run of Cg
+# steps per tap, each with its set-up. The same bits. One thread, against
+# a run per tap: 64^2 x 3 -> 256 k3 s2 0.65 (float64 0.67), 2 x 32^2 x 8
+# -> 128 0.88, 16^3 x 8 -> 64 0.84, 2 x 32^2 x 16 -> 64 0.96; with 2
+# channel blocks 1.01-1.30, and stride-1 or dilated transposes 1.07-1.29
+# (every tap in every block: the copies cost more than the runs' set-up
+# saves); forward convolutions (fused (kw, c) runs already) 1.6
+# (benchmarks/NOTES.md section 71). False turns it off (tests compare the
+# two).
+GATHER = True
+GATHER_MAX_CHANNELS = 16
+GATHER_MIN_BLOCKS = 4
+
 # Channels-last calls with at most one vector of output channels per group
 # (AVX-512: 16 float32 / 8 float64) use the one-vector tile instead of the
 # two-vector one; False turns it off (tests compare the two).
@@ -288,8 +306,10 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
     Cx = G * Cg
     F = G * Fg
     writable = _alloc.root(wg).flags.writeable  # filters packed on every call, dropped after it
-    if ONE_PIXEL_CL and channels_first and D * H * W == 1 and F > 1:  # (one output channel: see NARROW_ONE_CHANNEL_CF)
-        y = _run(x.reshape((B, 1, 1, 1, Cx)), wg, out_spatial, strides, dilations, pads_before, False, trans, epilogue)
+    # (one output channel: NARROW_ONE_CHANNEL_CF goes the other way)
+    if ONE_PIXEL_CL and channels_first and D * H * W == 1 and F > 1:
+        y = _run(x.reshape((B, 1, 1, 1, Cx)), wg, out_spatial, strides, dilations, pads_before, False, trans,
+                 epilogue)
         if out is None and OD * OH * OW == 1:
             return y.reshape((B, F, 1, 1, 1))  # one output pixel too: the same memory
         if out is None:
@@ -459,7 +479,13 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
         fb_order = cpu_rb.FB_PANEL
     else:
         fb_order = cpu_rb.FB_OUTER
-    if fb_order == cpu_rb.FB_PANEL:
+    gat = None
+    if (GATHER and trans and sd * sh * sw > 1 and (fb_order == cpu_rb.FB_INNERMOST or NFB == 1) and G == 1
+            and Cg <= GATHER_MAX_CHANNELS and NFB >= GATHER_MIN_BLOCKS and KD * KH * KW * Cg <= cpu_rb.SUM_GROUP_TERMS):
+        order, gat = cpu_rb.gather_taps(KD, KH, KW, sd, sh, sw, dd, dh, dw, bool(trans))
+        wp, _ = _memo(wg, ("cl-gathered", x.dtype.str, repr(tile)), lambda: cpu_rb.pack_filters(
+            wg.reshape(1, 1, 1, KD * KH * KW, Cg, Fg)[:, :, :, order], x.dtype, tile, writable))
+    elif fb_order == cpu_rb.FB_PANEL:
         wp = np.empty(0, dtype=x.dtype)  # each thread packs the panels of its tiles
     else:
         wp, _ = _memo(wg, ("cl", x.dtype.str, repr(tile)), lambda: cpu_rb.pack_filters(wg, x.dtype, tile, writable))
@@ -471,7 +497,7 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
     work = _work(B * OD * OH * OW, G * NFB * tile.nvec * tile.lanes(x.dtype.itemsize), KD * KH * KW * Cg,
                  strides, trans)
     ep_code, epi, epilogue = _fused_epilogue(epilogue, F, tile, x.dtype)
-    args = (x.reshape(-1), wp, flat, zrow, taps, geo, tile, epi, ep_code)
+    args = (x.reshape(-1), wp, flat, zrow, taps, geo, tile, epi, ep_code, gat)
     ntiles = cpu_rb.n_tiles(geo)
     if fb_order == cpu_rb.FB_PANEL:
         run = cpu_rb.by_panels(cpu_rb.cl_kernel, args, *given, NV, ntiles // NFB)

@@ -52,8 +52,8 @@ import numpy as np
 
 from .. import _alloc
 from .._jit import helper, serial_kernel
-from .cpu_simd import (PART_ROWS, Tile, addr, itemsize, scratch, tile_dims, tile_part_rows, tile_rows, vpack_rows,
-                       vrun, vrun_cols, vrun_cols_gather, vrun_cols_part, vrun_cols_whole, vtadd, vtaffine,
+from .cpu_simd import (PART_ROWS, Tile, addr, itemsize, scratch, tile_dims, tile_part_rows, tile_rows, vcopy_over,
+                       vpack_rows, vrun, vrun_cols, vrun_cols_gather, vrun_cols_part, vrun_cols_whole, vtadd, vtaffine,
                        vtranspose_block, vtstore, vtstore_rows, vtstore_zip2, vtzero)
 
 ROWS = 48  # output positions per parallel tile (at most)
@@ -325,7 +325,13 @@ RB_MAX = Tile.MAX_ROWS  # tile_rows' cap
 # on the tile's rows), or outermost with wp holding only the panel of the
 # tiles' block (`by_panels`)
 FB_OUTER, FB_INNERMOST, FB_PANEL = 0, 1, 2
-ROW_SCRATCH_BYTES = 5 * RB_MAX * 8
+ROW_SCRATCH_BYTES = 6 * RB_MAX * 8
+# gathered taps (cl_kernel's `gat` variant): a block's rows of at most
+# SUM_GROUP_TERMS elements each and room for one vector past them (each
+# tap's inputs are stored as a whole vector, the next tap's overwrite the
+# rest: masked stores cost several times more), float64 at most
+GATHER_ROW = SUM_GROUP_TERMS + 16
+GATHER_BYTES = RB_MAX * GATHER_ROW * 8
 
 
 def cl_tile(nvec):
@@ -335,7 +341,7 @@ def cl_tile(nvec):
 
 
 @serial_kernel
-def cl_kernel(x, wp, out, zrow, taptab, geo, tile, epi, ep_code, t_begin, t_end):
+def cl_kernel(x, wp, out, zrow, taptab, geo, tile, epi, ep_code, gat, t_begin, t_end):
     """Tiles [t_begin, t_end). x: (B, D, H, W, G*Cg) flat; wp: (G, NFB, taps,
     Cg, NW*V) flat (output channels padded with zeros to NFB blocks of
     NW*V), or with fb_order FB_PANEL only the panel (taps, Cg, NW*V) of the
@@ -346,7 +352,19 @@ def cl_kernel(x, wp, out, zrow, taptab, geo, tile, epi, ep_code, t_begin, t_end)
     tile: a cpu_simd.Tile, RB rows x NW vectors (a compile-time shape).
     Epilogue (ep_code 1: affine, 2: affine + ReLU, 0: none): epi holds three
     rows of per-output-channel parameters (bias, scale, shift), each
-    G*Fg + NW*V long, and every stored value is ((v + bias) * scale + shift)."""
+    G*Fg + NW*V long, and every stored value is ((v + bias) * scale + shift).
+    gat (gathered taps, a variant of its own; None: off): an int64 array,
+    gat[q] the first tap of phase class q in wp's tap order (`gather_taps`,
+    whose order wp then has) and gat[-1] the number of taps. Each block's
+    rows then copy the inputs of their class's taps (zeros where a tap
+    falls outside the input) into one run per row, and each channel block
+    runs one vrun over it: the same terms in the same order, one run
+    instead of one per tap (few input channels: runs of 1-8 steps). The
+    zeros of taps outside the input leave a sum as it is (only a -0 sum,
+    which needs a product that underflows to -0, would become +0). Only
+    for one group of (kd, kh) per sum (KD*KH*KW*Cg <= SUM_GROUP_TERMS) and
+    channel blocks innermost or one channel block (cpu.GATHER's rule takes
+    it for strided transposes with few input channels)."""
     (B, D, H, W, Cg, OD, OH, OW, Fg, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw,
      G, trans, T, NFB, fuse, fb_order, gs, ops) = geo
     isz = itemsize(out)  # a constant: LLVM folds the steps into displacements
@@ -366,6 +384,12 @@ def cl_kernel(x, wp, out, zrow, taptab, geo, tile, epi, ep_code, t_begin, t_end)
     rfix = rows[2 * RB:3 * RB]
     pp = rows[3 * RB:4 * RB]
     o = rows[4 * RB:5 * RB]
+    gr = rows[5 * RB:6 * RB]  # gat: each row's gathered run
+    if gat is not None:
+        gb = scratch(out, GATHER_BYTES)
+        for i in range(RB):
+            gr[i] = addr(gb) + i * GATHER_ROW * isz
+    gq = 0  # gat: the block's phase class
     th = OD * KD  # taptab: along D, then H from th, W offsets from tw, tiles from tt
     tw = th + OH * KH
     tt = tw + P * KW
@@ -447,6 +471,35 @@ def cl_kernel(x, wp, out, zrow, taptab, geo, tile, epi, ep_code, t_begin, t_end)
                 # the block is inside along W for every tap: one run of KW*Cg
                 # steps per (kd, kh), the same terms in the same order
                 fz = fuse != 0 and jmin * sw - pw >= 0 and jmax * sw - pw + KW - 1 < W
+                if gat is not None:
+                    # the block's class: its outputs' (od + pd, oh + ph, ow + pw)
+                    # modulo the strides (transposes; convolutions have one)
+                    cd = (od + pd) % sd
+                    ch = (oh + ph) % sh
+                    gq = ((cd * sh + ch) * sw + (phase + pw) % sw) if trans else 0
+                    t = 0
+                    for kd in range(KD):
+                        if trans and kd * dd % sd != cd:
+                            continue
+                        i_d = taptab[od * KD + kd]
+                        for kh in range(KH):
+                            if trans and kh * dh % sh != ch:
+                                continue
+                            i_h = taptab[th + oh * KH + kh]
+                            off = (i_d * H + i_h) * W * Cx * isz
+                            for kw in range(KW):
+                                e = taptab[tw + phase * KW + kw]
+                                if e == NO_TAP:
+                                    continue
+                                for i in range(nr):
+                                    iw = rowj[i] * mw + e
+                                    sa = za
+                                    if i_d >= 0 and i_h >= 0 and 0 <= iw < W:
+                                        sa = rbase[i] + off + iw * Cx * isz
+                                    da = gr[i] + t * Cg * isz
+                                    for c0 in range(0, Cg, V):
+                                        vcopy_over(out, tile, da + c0 * isz, sa + c0 * isz, Cg - c0)
+                                t += 1
             f0 = (fb + fbi) * NV
             nf = NV if NV < Fg - f0 else Fg - f0
             wfb = wfb0 + fbi * taps * Cg * NV * isz
@@ -454,46 +507,51 @@ def cl_kernel(x, wp, out, zrow, taptab, geo, tile, epi, ep_code, t_begin, t_end)
             total = acc
             grp = -1
             ngrp = 0
-            for kd in range(KD):
-                i_d = taptab[od * KD + kd]
-                if i_d < 0:
-                    continue
-                for kh in range(KH):
-                    i_h = taptab[th + oh * KH + kh]
-                    if i_h < 0:
+            if gat is not None:
+                glen = (gat[gq + 1] - gat[gq]) * Cg
+                if glen > 0:
+                    acc = vrun(out, acc, tile, gr, 0, wfb + gat[gq] * Cg * NV * isz, glen, nr)
+            else:
+                for kd in range(KD):
+                    i_d = taptab[od * KD + kd]
+                    if i_d < 0:
                         continue
-                    qt = wfb + (kd * KH + kh) * KW * Cg * NV * isz
-                    # two-level sum: a partial sum per group of gs (kd, kh)
-                    # from zero, then added to the running total
-                    if (kd * KH + kh) // gs != grp:
-                        grp = (kd * KH + kh) // gs
-                        if ngrp > 0:
-                            total = vtadd(total, acc)
-                            acc = vtzero(out, tile)
-                        ngrp += 1
-                    off = (i_d * H + i_h) * W * Cx * isz
-                    for kw in range(1 if fz else KW):
-                        e = taptab[tw + phase * KW + kw]
-                        if e == NO_TAP:
+                    for kh in range(KH):
+                        i_h = taptab[th + oh * KH + kh]
+                        if i_h < 0:
                             continue
-                        if jmin * mw + e >= 0 and jmax * mw + e < W:
-                            # every row inside along W: fixed pointers plus one offset
-                            src = rfix
-                            so = off + e * Cx * isz
-                        else:
-                            any_ = False
-                            for i in range(RB):
-                                iw = rowj[i] * mw + e
-                                if i < nr and 0 <= iw < W:
-                                    pp[i] = rbase[i] + off + iw * Cx * isz
-                                    any_ = True
-                                else:
-                                    pp[i] = za
-                            if not any_:
+                        qt = wfb + (kd * KH + kh) * KW * Cg * NV * isz
+                        # two-level sum: a partial sum per group of gs (kd, kh)
+                        # from zero, then added to the running total
+                        if (kd * KH + kh) // gs != grp:
+                            grp = (kd * KH + kh) // gs
+                            if ngrp > 0:
+                                total = vtadd(total, acc)
+                                acc = vtzero(out, tile)
+                            ngrp += 1
+                        off = (i_d * H + i_h) * W * Cx * isz
+                        for kw in range(1 if fz else KW):
+                            e = taptab[tw + phase * KW + kw]
+                            if e == NO_TAP:
                                 continue
-                            src = pp
-                            so = 0
-                        acc = vrun(out, acc, tile, src, so, qt + kw * Cg * NV * isz, KW * Cg if fz else Cg, nr)
+                            if jmin * mw + e >= 0 and jmax * mw + e < W:
+                                # every row inside along W: fixed pointers plus one offset
+                                src = rfix
+                                so = off + e * Cx * isz
+                            else:
+                                any_ = False
+                                for i in range(RB):
+                                    iw = rowj[i] * mw + e
+                                    if i < nr and 0 <= iw < W:
+                                        pp[i] = rbase[i] + off + iw * Cx * isz
+                                        any_ = True
+                                    else:
+                                        pp[i] = za
+                                if not any_:
+                                    continue
+                                src = pp
+                                so = 0
+                            acc = vrun(out, acc, tile, src, so, qt + kw * Cg * NV * isz, KW * Cg if fz else Cg, nr)
             # total is still zero with one group: no loads of its spill
             # slots (a 1x1 conv or a stride == kernel transpose: every block)
             acc = vtadd(total, acc)
@@ -508,6 +566,29 @@ def cl_kernel(x, wp, out, zrow, taptab, geo, tile, epi, ep_code, t_begin, t_end)
             if fbi == nfb:
                 fbi = 0
                 rb += nr
+
+
+@functools.lru_cache(maxsize=256)
+def gather_taps(KD, KH, KW, sd, sh, sw, dd, dh, dw, trans):
+    """(order, gat) for cl_kernel's gathered taps: the taps (kd, kh, kw)
+    as flat indices, sorted by phase class and then in (kd, kh, kw) order,
+    and the int64 array of each class's first position in that order, then
+    the number of taps (read-only). A transpose's tap k along an axis
+    reaches the outputs o with (o + p) % s == k * d % s: class
+    ((kd*dd % sd) * sh + kh*dh % sh) * sw + kw*dw % sw. A convolution's
+    taps are one class."""
+    if trans:
+        cls = [((kd * dd % sd) * sh + kh * dh % sh) * sw + kw * dw % sw
+               for kd in range(KD) for kh in range(KH) for kw in range(KW)]
+        n = sd * sh * sw
+    else:
+        cls = [0] * (KD * KH * KW)
+        n = 1
+    order = np.array(sorted(range(len(cls)), key=lambda t: (cls[t], t)), dtype=np.int64)
+    gat = np.concatenate([[0], np.cumsum(np.bincount(cls, minlength=n))]).astype(np.int64)
+    order.flags.writeable = False
+    gat.flags.writeable = False
+    return order, gat
 
 
 def epilogue_params(F, tile, dtype, bias, scale, shift):

@@ -761,6 +761,27 @@ def vcopyn(typingctx, arr, tile, dst, src, n):
 
 
 @intrinsic
+def vcopy_over(typingctx, arr, tile, dst, src, n):
+    """Elements [0, min(n, V)) of arr's dtype from byte address src to dst
+    as one whole vector store (V the tile's lanes): lanes from n on are
+    written as 0, so dst needs room for V elements; nothing past element n
+    - 1 of src is read. For copies whose next store overwrites that rest
+    (masked stores cost several times a plain one)."""
+    if not isinstance(tile, TileType):
+        return None
+    vt = Vec(arr.dtype, tile.vbytes)
+    isz = arr.dtype.bitwidth // 8
+
+    def impl(context, builder, sig, args):
+        vty = context.get_value_type(vt)
+        d, s_, n = (context.cast(builder, args[i], sig.args[i], types.int64) for i in (2, 3, 4))
+        v = _load_first(builder, vty, builder.inttoptr(s_, vty.as_pointer()), n, isz)
+        builder.store(v, builder.inttoptr(d, vty.as_pointer()), align=isz)
+        return context.get_dummy_value()
+    return types.void(arr, tile, dst, src, n), impl
+
+
+@intrinsic
 def vtranspose_block(typingctx, arr, tile, dst, src, sstride, dstride, n):
     """A V x V block (V = the tile's lanes of arr's dtype) transposed: row
     k of V elements at byte address src + k * sstride becomes column k of
