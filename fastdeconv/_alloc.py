@@ -70,31 +70,43 @@ class _Block:
 
 
 class _Recycler:
-    """Free blocks by byte size, at most `cap` bytes in all."""
+    """Free blocks by byte size, at most `cap` bytes in all. A block given
+    when the cap is reached replaces the blocks given longest ago: results
+    of the sizes a process makes now are kept, not those of calls it made
+    once (a benchmark suite, or a service whose input sizes change, filled
+    the cap with old sizes and then made every new result of fresh pages:
+    ~2 ms per 30 MB)."""
 
     def __init__(self, cap):
         self.cap = cap
         self._lock = threading.Lock()
-        self._free = {}
+        self._free = {}  # size -> [(tick given, block)], oldest first
         self._bytes = 0
+        self._tick = 0
+
+    def _drop(self, n, i):
+        _, raw = self._free[n].pop(i)
+        if not self._free[n]:
+            del self._free[n]
+        self._bytes -= raw.nbytes
+        return raw
 
     def take(self, nbytes):
         with self._lock:
             fits = [n for n in self._free if nbytes <= n <= 2 * nbytes]
             if fits:
-                n = min(fits)
-                raw = self._free[n].pop()
-                if not self._free[n]:
-                    del self._free[n]
-                self._bytes -= raw.nbytes
-                return raw
+                return self._drop(min(fits), -1)  # the newest: the likeliest still in the caches
         return np.empty(nbytes, np.uint8)
 
     def give(self, raw):
         with self._lock:
-            if self._bytes + raw.nbytes <= self.cap:
-                self._free.setdefault(raw.nbytes, []).append(raw)
-                self._bytes += raw.nbytes
+            if raw.nbytes > self.cap:
+                return
+            while self._bytes + raw.nbytes > self.cap:
+                self._drop(min(self._free, key=lambda n: self._free[n][0][0]), 0)
+            self._tick += 1
+            self._free.setdefault(raw.nbytes, []).append((self._tick, raw))
+            self._bytes += raw.nbytes
 
     def free_bytes(self):
         with self._lock:

@@ -74,3 +74,22 @@ def test_the_cap_bounds_what_is_kept(monkeypatch):
     assert recycler.take(1 << 20).nbytes == 2 << 20  # at most twice the size asked
     assert recycler.free_bytes() == 0
     assert recycler.take(1 << 20).nbytes == 1 << 20  # nothing kept: new memory
+
+
+def test_new_blocks_replace_the_oldest_at_the_cap():
+    """At the cap, a block given replaces the blocks given longest ago, so
+    the sizes a process makes now are reused (not those of its first
+    calls)."""
+    recycler = _alloc._Recycler(5 << 20)
+    old = np.empty(3 << 20, np.uint8)
+    older = np.empty(1 << 20, np.uint8)
+    recycler.give(older)
+    recycler.give(old)
+    new = np.empty(2 << 20, np.uint8)
+    recycler.give(new)  # 6 MB > 5: the 1 MB block given first goes
+    assert recycler.free_bytes() == 5 << 20
+    assert recycler.take(2 << 20) is new
+    assert recycler.take(3 << 20) is old
+    assert recycler.take(1 << 20) is not older  # dropped: new memory
+    recycler.give(np.empty(6 << 20, np.uint8))  # larger than the cap: not kept
+    assert recycler.free_bytes() == 0
