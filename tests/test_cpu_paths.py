@@ -1237,6 +1237,21 @@ GATHER_CASES = [
 ]
 
 
+def _gathered_calls(monkeypatch):
+    """A list that gets, per cl_kernel call, whether it took the gathered
+    variant (its `gat` argument)."""
+    gathered = []
+    real = cpu_rb.parallel_tiles
+
+    def spy(kernel, args, n, work):
+        if kernel is cpu_rb.cl_kernel:
+            gathered.append(args[9] is not None)
+        return real(kernel, args, n, work)
+
+    monkeypatch.setattr(cpu_rb, "parallel_tiles", spy)
+    return gathered
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("case, min_blocks", GATHER_CASES, ids=[f"{c[0][0]}-{c[0][1]}-{c[0][2]}" for c in GATHER_CASES])
 def test_gathered_taps_same_bits(case, min_blocks, dtype, vector_bytes, monkeypatch):
@@ -1247,15 +1262,7 @@ def test_gathered_taps_same_bits(case, min_blocks, dtype, vector_bytes, monkeypa
     x, w = _arrays(case, dtype, np.random.default_rng(43))
     if min_blocks is not None:
         monkeypatch.setattr(cpu, "GATHER_MIN_BLOCKS", min_blocks)
-    gathered = []
-    real = cpu_rb.parallel_tiles
-
-    def spy(kernel, args, n, work):
-        if kernel is cpu_rb.cl_kernel:
-            gathered.append(args[9] is not None)
-        return real(kernel, args, n, work)
-
-    monkeypatch.setattr(cpu_rb, "parallel_tiles", spy)
+    gathered = _gathered_calls(monkeypatch)
     results = _calls_with(case, x, w, monkeypatch, [
         ({(cpu, "GATHER"): True}, None),
         ({(cpu, "GATHER"): True}, 10**12),
@@ -1273,15 +1280,7 @@ def test_gathered_taps_rule(monkeypatch):
     """GATHER's rule: strided transposes only, GATHER_MIN_BLOCKS channel
     blocks, at most GATHER_MAX_CHANNELS input channels, one partial sum."""
     rng = np.random.default_rng(44)
-    gathered = []
-    real = cpu_rb.parallel_tiles
-
-    def spy(kernel, args, n, work):
-        if kernel is cpu_rb.cl_kernel:
-            gathered.append(args[9] is not None)
-        return real(kernel, args, n, work)
-
-    monkeypatch.setattr(cpu_rb, "parallel_tiles", spy)
+    gathered = _gathered_calls(monkeypatch)
     NV = 2 * cpu_simd.VBYTES // 4  # float32 channels per block
     F = cpu.GATHER_MIN_BLOCKS * NV
 

@@ -741,44 +741,37 @@ def vpack_rows(typingctx, arr, tile, dst, src, W, C, cstep, row_len, mw):
     return types.void(arr, tile, dst, src, W, C, cstep, row_len, mw), impl
 
 
-@intrinsic
-def vcopyn(typingctx, arr, tile, dst, src, n):
-    """Elements [0, min(n, V)) of arr's dtype from byte address src to
-    dst, V the tile's lanes: one vector, plain or masked (`_load_first`,
-    `_store_first`); nothing past element n - 1 is read or written."""
-    if not isinstance(tile, TileType):
-        return None
-    vt = Vec(arr.dtype, tile.vbytes)
-    isz = arr.dtype.bitwidth // 8
+def _make_vcopy(whole):
+    def vcopy(typingctx, arr, tile, dst, src, n):
+        """vcopyn: elements [0, min(n, V)) of arr's dtype from byte address
+        src to dst, V the tile's lanes: one vector, plain or masked
+        (`_load_first`, `_store_first`); nothing past element n - 1 is read
+        or written.
+        vcopy_over: the same read, stored as one whole vector (lanes from n
+        on written as 0, so dst needs room for V elements), for copies whose
+        next store overwrites that rest (masked stores cost several times a
+        plain one)."""
+        if not isinstance(tile, TileType):
+            return None
+        vt = Vec(arr.dtype, tile.vbytes)
+        isz = arr.dtype.bitwidth // 8
 
-    def impl(context, builder, sig, args):
-        vty = context.get_value_type(vt)
-        d, s_, n = (context.cast(builder, args[i], sig.args[i], types.int64) for i in (2, 3, 4))
-        v = _load_first(builder, vty, builder.inttoptr(s_, vty.as_pointer()), n, isz)
-        _store_first(builder, v, builder.inttoptr(d, vty.as_pointer()), n, isz)
-        return context.get_dummy_value()
-    return types.void(arr, tile, dst, src, n), impl
+        def impl(context, builder, sig, args):
+            vty = context.get_value_type(vt)
+            d, s_, n = (context.cast(builder, args[i], sig.args[i], types.int64) for i in (2, 3, 4))
+            v = _load_first(builder, vty, builder.inttoptr(s_, vty.as_pointer()), n, isz)
+            if whole:
+                builder.store(v, builder.inttoptr(d, vty.as_pointer()), align=isz)
+            else:
+                _store_first(builder, v, builder.inttoptr(d, vty.as_pointer()), n, isz)
+            return context.get_dummy_value()
+        return types.void(arr, tile, dst, src, n), impl
+    vcopy.__name__ = "vcopy_over" if whole else "vcopyn"
+    return intrinsic(vcopy)
 
 
-@intrinsic
-def vcopy_over(typingctx, arr, tile, dst, src, n):
-    """Elements [0, min(n, V)) of arr's dtype from byte address src to dst
-    as one whole vector store (V the tile's lanes): lanes from n on are
-    written as 0, so dst needs room for V elements; nothing past element n
-    - 1 of src is read. For copies whose next store overwrites that rest
-    (masked stores cost several times a plain one)."""
-    if not isinstance(tile, TileType):
-        return None
-    vt = Vec(arr.dtype, tile.vbytes)
-    isz = arr.dtype.bitwidth // 8
-
-    def impl(context, builder, sig, args):
-        vty = context.get_value_type(vt)
-        d, s_, n = (context.cast(builder, args[i], sig.args[i], types.int64) for i in (2, 3, 4))
-        v = _load_first(builder, vty, builder.inttoptr(s_, vty.as_pointer()), n, isz)
-        builder.store(v, builder.inttoptr(d, vty.as_pointer()), align=isz)
-        return context.get_dummy_value()
-    return types.void(arr, tile, dst, src, n), impl
+vcopyn = _make_vcopy(False)
+vcopy_over = _make_vcopy(True)
 
 
 @intrinsic
