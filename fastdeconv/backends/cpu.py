@@ -7,7 +7,9 @@ The algorithm choice is made here, in `_run`:
   AVX-512 registers across all taps and input channels, 6 x 2 vectors = 16
   float32 channels on AVX2 machines; x 1 vector when a group has at most
   one vector of output channels; transposes are phase-decomposed so every
-  phase is a dense gather). See cpu_rb and cpu_simd.
+  phase is a dense gather; strided transposes with few input channels
+  copy each block's taps into one run per row, GATHER). See cpu_rb and
+  cpu_simd.
 - transposes with stride == kernel, no padding, output stride x input
   (PATCH: the 2x2x2 stride-2 upsampling): `cpu_patch.patch_cl` /
   `patch_cf`, a block of input pixels runs every tap (one output each),
@@ -36,6 +38,9 @@ The algorithm choice is made here, in `_run`:
   per tile, WV_ROW_PAIRS; otherwise contiguous or gathered input vectors
   along W, masked at the edges). Same term order, hence the same bits, as
   cl_kernel.
+- channels-first calls on one input pixel (ONE_PIXEL_CL): the
+  channels-last kernels on the same memory, the result copied into the
+  channels-first layout.
 
 Filters are packed for the kernel's tile (and checked for NaN/Inf) once
 per read-only filter array (`_memo`; a layer's weights are read-only), on
