@@ -151,6 +151,9 @@ LAYOUT_CASES = [
     ("conv3d 8^3 x 128 -> 128 k3", "conv3d", (1, 8, 8, 8, 128), (3, 3, 3, 128, 128), 1, None),
     ("conv2d_transpose 28^2 x 256 -> 128 k3 s2", "conv2d_transpose", (1, 28, 28, 256), (3, 3, 128, 256), 2,
      (1, 56, 56, 128)),
+    # few input channels: channels-last gathers each block's taps into one run (cpu.GATHER)
+    ("conv2d_transpose 64^2 x 3 -> 256 k3 s2", "conv2d_transpose", (1, 64, 64, 3), (3, 3, 256, 3), 2,
+     (1, 128, 128, 256)),
     # a DCGAN generator's projection (PyTorch's ConvTranspose2d(100, 512, 4, 1, 0) on a 1 x 1 input; SAME
     # with stride 4 is the same call) and first upsamplings (ConvTranspose2d(k=4, s=2, p=1)), channels-first there
     ("conv2d_transpose 64 x 1^2 x 100 -> 512 k4 s4", "conv2d_transpose", (64, 1, 1, 100), (4, 4, 512, 100), 4,
