@@ -210,8 +210,8 @@ ONE_PIXEL_CL = True
 # Channels-last strided transposes with few input channels (at most
 # GATHER_MAX_CHANNELS, one group), whose whole reduction is one partial sum
 # (KD*KH*KW*Cg <= cpu_rb.SUM_GROUP_TERMS), with GATHER_MIN_BLOCKS output
-# channel blocks or more, run innermost: each block of rows gathers the
-# inputs of its phase's taps into one run per row, and each channel block
+# channel blocks or more, innermost (FB_INNER): each block of rows gathers
+# the inputs of its phase's taps into one run per row, and each channel block
 # runs one vrun over it (cl_kernel's `gat` variant) instead of a run of Cg
 # steps per tap, each with its set-up. The same bits. One thread, against
 # a run per tap: 64^2 x 3 -> 256 k3 s2 0.65 (float64 0.67), 2 x 32^2 x 8
@@ -486,7 +486,8 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
         fb_order = cpu_rb.FB_OUTER
     gat = None
     if (GATHER and trans and sd * sh * sw > 1 and (fb_order == cpu_rb.FB_INNERMOST or NFB == 1) and G == 1
-            and Cg <= GATHER_MAX_CHANNELS and NFB >= GATHER_MIN_BLOCKS and KD * KH * KW * Cg <= cpu_rb.SUM_GROUP_TERMS):
+            and Cg <= GATHER_MAX_CHANNELS and NFB >= GATHER_MIN_BLOCKS
+            and KD * KH * KW * Cg <= cpu_rb.SUM_GROUP_TERMS):
         order, gat = cpu_rb.gather_taps(KD, KH, KW, sd, sh, sw, dd, dh, dw, bool(trans))
         wp, _ = _memo(wg, ("cl-gathered", x.dtype.str, repr(tile)), lambda: cpu_rb.pack_filters(
             wg.reshape(1, 1, 1, KD * KH * KW, Cg, Fg)[:, :, :, order], x.dtype, tile, writable))
