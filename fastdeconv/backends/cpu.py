@@ -488,7 +488,7 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
     if (GATHER and trans and sd * sh * sw > 1 and (fb_order == cpu_rb.FB_INNERMOST or NFB == 1) and G == 1
             and Cg <= GATHER_MAX_CHANNELS and NFB >= GATHER_MIN_BLOCKS
             and KD * KH * KW * Cg <= cpu_rb.SUM_GROUP_TERMS):
-        order, gat = cpu_rb.gather_taps(KD, KH, KW, sd, sh, sw, dd, dh, dw, bool(trans))
+        order, gat = cpu_rb.gather_taps(KD, KH, KW, sd, sh, sw, dd, dh, dw)
         wp, _ = _memo(wg, ("cl-gathered", x.dtype.str, repr(tile)), lambda: cpu_rb.pack_filters(
             wg.reshape(1, 1, 1, KD * KH * KW, Cg, Fg)[:, :, :, order], x.dtype, tile, writable))
     elif fb_order == cpu_rb.FB_PANEL:

@@ -363,8 +363,8 @@ def cl_kernel(x, wp, out, zrow, taptab, geo, tile, epi, ep_code, gat, t_begin, t
     zeros of taps outside the input leave a sum as it is (only a -0 sum,
     which needs a product that underflows to -0, would become +0). Only
     for one group of (kd, kh) per sum (KD*KH*KW*Cg <= SUM_GROUP_TERMS) and
-    channel blocks innermost or one channel block (cpu.GATHER's rule takes
-    it for strided transposes with few input channels)."""
+    channel blocks innermost or one channel block; transposes only
+    (cpu.GATHER's rule: strided ones with few input channels)."""
     (B, D, H, W, Cg, OD, OH, OW, Fg, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw,
      G, trans, T, NFB, fuse, fb_order, gs, ops) = geo
     isz = itemsize(out)  # a constant: LLVM folds the steps into displacements
@@ -473,17 +473,18 @@ def cl_kernel(x, wp, out, zrow, taptab, geo, tile, epi, ep_code, gat, t_begin, t
                 fz = fuse != 0 and jmin * sw - pw >= 0 and jmax * sw - pw + KW - 1 < W
                 if gat is not None:
                     # the block's class: its outputs' (od + pd, oh + ph, ow + pw)
-                    # modulo the strides (transposes; convolutions have one)
+                    # modulo the strides (a taptab entry of -1 is a tap of
+                    # another class or one outside the input: zeros)
                     cd = (od + pd) % sd
                     ch = (oh + ph) % sh
-                    gq = ((cd * sh + ch) * sw + (phase + pw) % sw) if trans else 0
+                    gq = (cd * sh + ch) * sw + (phase + pw) % sw
                     t = 0
                     for kd in range(KD):
-                        if trans and kd * dd % sd != cd:
+                        if kd * dd % sd != cd:
                             continue
                         i_d = taptab[od * KD + kd]
                         for kh in range(KH):
-                            if trans and kh * dh % sh != ch:
+                            if kh * dh % sh != ch:
                                 continue
                             i_h = taptab[th + oh * KH + kh]
                             off = (i_d * H + i_h) * W * Cx * isz
@@ -569,21 +570,16 @@ def cl_kernel(x, wp, out, zrow, taptab, geo, tile, epi, ep_code, gat, t_begin, t
 
 
 @functools.lru_cache(maxsize=256)
-def gather_taps(KD, KH, KW, sd, sh, sw, dd, dh, dw, trans):
-    """(order, gat) for cl_kernel's gathered taps: the taps (kd, kh, kw)
-    as flat indices, sorted by phase class and then in (kd, kh, kw) order,
-    and the int64 array of each class's first position in that order, then
-    the number of taps (read-only). A transpose's tap k along an axis
+def gather_taps(KD, KH, KW, sd, sh, sw, dd, dh, dw):
+    """(order, gat) for cl_kernel's gathered taps of a transpose: the taps
+    (kd, kh, kw) as flat indices, sorted by phase class and then in (kd,
+    kh, kw) order, and the int64 array of each class's first position in
+    that order, then the number of taps (read-only). Tap k along an axis
     reaches the outputs o with (o + p) % s == k * d % s: class
-    ((kd*dd % sd) * sh + kh*dh % sh) * sw + kw*dw % sw. A convolution's
-    taps are one class."""
-    if trans:
-        cls = [((kd * dd % sd) * sh + kh * dh % sh) * sw + kw * dw % sw
-               for kd in range(KD) for kh in range(KH) for kw in range(KW)]
-        n = sd * sh * sw
-    else:
-        cls = [0] * (KD * KH * KW)
-        n = 1
+    ((kd*dd % sd) * sh + kh*dh % sh) * sw + kw*dw % sw."""
+    cls = [((kd * dd % sd) * sh + kh * dh % sh) * sw + kw * dw % sw
+           for kd in range(KD) for kh in range(KH) for kw in range(KW)]
+    n = sd * sh * sw
     order = np.array(sorted(range(len(cls)), key=lambda t: (cls[t], t)), dtype=np.int64)
     gat = np.concatenate([[0], np.cumsum(np.bincount(cls, minlength=n))]).astype(np.int64)
     order.flags.writeable = False
