@@ -374,21 +374,25 @@ def test_kept_packed_rows_same_bits(case, monkeypatch):
     assert np.max(np.abs(results[0] - ref)) <= 1e-5 * max(1.0, float(np.max(np.abs(ref))))
 
 
+_WIDE_ROWS = cpu_simd.tile_rows(2)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("op", ["conv2d", "conv2d_transpose", "conv3d"])
-@pytest.mark.parametrize("extra", [(2, 1), (2, cpu_simd.PART_ROWS), (1, 8), (4, 8)])
+# (full tile rows, channels past them): the last blocks run the part-rows
+# loop on either tile (AVX2 6 rows: 13, 16, 14, 32 channels; AVX-512 8 rows:
+# 17, 20, 18, 42).
+@pytest.mark.parametrize("extra", [(2, 1), (2, cpu_simd.PART_ROWS), (1, _WIDE_ROWS + 2), (4, _WIDE_ROWS + 2)])
 def test_last_channel_blocks_on_part_rows_same_bits(extra, op, dtype, monkeypatch):
     """Output channels in blocks of the wide tile's rows and then one or two
     blocks of up to PART_ROWS (cpu_rb.wv_blocks), which run the part-rows
     loop (cpu_simd.vrun_cols_part, packed rows): same bits as the
     channels-last kernel, close to the reference."""
-    rows = cpu_simd.tile_rows(2)
-    F = extra[0] * rows + extra[1]
+    F = extra[0] * _WIDE_ROWS + extra[1]
     tile = cpu_rb.wv_tile(F)
     full, part = cpu_rb.wv_blocks(F, tile)
-    assert tile.rows == rows and full * rows < F <= full * rows + part * cpu_simd.PART_ROWS
-    if rows == 6:
-        assert part >= 1
+    assert tile.rows == _WIDE_ROWS and part >= 1
+    assert full * tile.rows < F <= full * tile.rows + part * cpu_simd.PART_ROWS
     monkeypatch.setattr(cpu, "WV_PACK_MIN_ROWS", 0)
     if op == "conv3d":
         case = (op, (1, 5, 4, 5, 19), (3, 3, 3, 5, F), 1, "SAME", "NCDHW", None)
