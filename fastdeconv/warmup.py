@@ -104,7 +104,7 @@ def _conv_calls(dtype, cf):
         # kernels (cpu.ONE_PIXEL_CL): their tiles, narrow, pointwise and
         # depthwise paths, patches
         conv(8, 8, 1, 1, 1, groups=8)
-        for F in (2, 3, 4, 8, 16, 32, 64):
+        for F in (2, 3, 4, 6, 8, 16, 32, 64):  # 6: AVX-512's 8 x 2 narrow tile
             for C in (8, 40):  # short and long reductions (narrow paths)
                 conv(C, F, 1, 1, 1)
                 conv(C, F, 1, 1, 1, k=1)

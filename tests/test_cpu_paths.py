@@ -800,7 +800,7 @@ def vector_bytes(request, monkeypatch):
     monkeypatch.setattr(cpu_simd, "VBYTES", vb)
     monkeypatch.setattr(cpu_simd, "VREGS", 32 if vb == 64 else 16)
     monkeypatch.setattr(cpu, "WV_NARROW", vb // 8)
-    monkeypatch.setattr(cpu, "WV_NARROW_STEPS", None if vb == 64 else 32)
+    monkeypatch.setattr(cpu, "WV_NARROW_STEPS", 32)
     monkeypatch.setattr(cpu, "WV_PACK_MIN_ROWS", 0)  # packed channels-first rows on small cases too
     return vb
 
@@ -1162,7 +1162,7 @@ def test_channels_last_packed_rows_same_bits(case, dtype, vector_bytes, monkeypa
     bits of the channels-last tile, of the channels-first call and of the
     split into the most chunks, and the reference's result."""
     x, w = _arrays(case, dtype, np.random.default_rng(37))
-    monkeypatch.setattr(cpu, "WV_NARROW_STEPS", 32)  # the AVX2 setting, whatever the CPU
+    monkeypatch.setattr(cpu, "WV_NARROW_STEPS", 32)  # as set, whatever a test before changed
     kernels = []
     real_rows = cpu_rb.with_rows
     monkeypatch.setattr(cpu_rb, "with_rows", lambda k, a, n, **kw: (kernels.append(k), real_rows(k, a, n, **kw))[1])
@@ -1426,3 +1426,38 @@ def test_vtranspose_block(dtype, vbytes):
         expected = np.full_like(b, -1)
         expected[:n, :V] = a[:, :n].T
         assert np.array_equal(b, expected)
+
+
+def test_narrow_channels_last_route_rule(monkeypatch):
+    """Channels-last calls with few output channels: one output channel goes
+    through a channels-first copy of the input up to
+    NARROW_ONE_CHANNEL_CF_MAX_CHANNELS input channels, whatever the reduction's
+    length; past that, and with 2 or more output channels, the gathered loads
+    only up to WV_NARROW_STEPS reduction steps, then packed rows (2 or more
+    channels) or the channels-last tile (one)."""
+    rng = np.random.default_rng(45)
+    routes = []
+    real_run, real_tiles = cpu._run, cpu_rb.parallel_tiles
+
+    def spy_run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, *a, **k):
+        routes.append("cf" if channels_first else "cl")
+        return real_run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, *a, **k)
+
+    monkeypatch.setattr(cpu, "_run", spy_run)
+    # wv_kernel itself: gathered loads; with_rows's function: packed rows
+    monkeypatch.setattr(cpu_rb, "parallel_tiles", lambda k, a, *r: (routes.append(
+        {cpu_rb.wv_kernel: "gathered", cpu_rb.cl_kernel: "tile"}.get(k, "packed rows")), real_tiles(k, a, *r))[1])
+    C_MAX = cpu.NARROW_ONE_CHANNEL_CF_MAX_CHANNELS
+
+    def route(C, F, k=3):
+        routes.clear()
+        x = rng.standard_normal((1, 7, 40, C)).astype(np.float32)
+        y = fastdeconv.conv2d(x, rng.standard_normal((k, k, C, F)).astype(np.float32), 1, "SAME")
+        assert y.shape == (1, 7, 40, F)
+        return routes
+
+    assert route(C_MAX, 1)[:2] == ["cl", "cf"]  # 288 steps, the copy
+    assert route(3, 1)[:2] == ["cl", "cf"]
+    assert route(C_MAX + 1, 1) == ["cl", "tile"]  # past both limits
+    assert route(3, 2) == ["cl", "gathered"]  # 27 steps
+    assert route(8, 2) == ["cl", "packed rows"]  # 72 steps

@@ -27,7 +27,7 @@ The algorithm choice is made here, in `_run`:
   packed channels-last by each thread; the same bits as the channels-last
   call.
 - channels-first, both ops; and channels-last with at most WV_NARROW
-  output channels (with AVX2 only for short reductions, WV_NARROW_STEPS;
+  output channels (gathered loads for short reductions, WV_NARROW_STEPS;
   with one output channel through a channels-first copy of the input,
   NARROW_ONE_CHANNEL_CF):
   `cpu_rb.wv_kernel`, register-blocked with roles swapped (8 output
@@ -98,14 +98,16 @@ POINTWISE_BYTES = 256
 # Half a vector register: 8 with AVX-512, 4 with AVX2 (where the
 # channels-last tile's one-vector form already covers 8).
 WV_NARROW = cpu_simd.VBYTES // 8
-# ... and, with 32-byte vectors, at most WV_NARROW_STEPS reduction steps per
-# output (taps x input channels; a strided transpose's output gets 1 tap in
-# s per dimension); None: no limit. The gathers of its channels-last loads
-# are slow on AVX2 (Zen 3): there the one-vector channels-last tile was
-# 1.3-2.6x faster on 3x3 layers with 4-128 input channels, the gathered path
-# 5-15 % faster only on reductions of 16-32 steps (1x1x1 heads, the
-# 8-channel stride-2 transpose chain).
-WV_NARROW_STEPS = None if cpu_simd.VBYTES == 64 else 32
+# ... and at most WV_NARROW_STEPS reduction steps per output (taps x input
+# channels; a strided transpose's output gets 1 tap in s per dimension);
+# None: no limit. The gathers of its channels-last loads are slow on AMD's
+# Zen 3 (AVX2) and Zen 4 (AVX-512): on Zen 3 the one-vector channels-last
+# tile was 1.3-2.6x faster on 3x3 layers with 4-128 input channels, the
+# gathered path 5-15 % faster only on reductions of 16-32 steps (1x1x1
+# heads, the 8-channel stride-2 transpose chain); on Zen 4, with 64-byte
+# vectors, the gathers took 2.0-4.0x the time of the packed rows below
+# (benchmarks/NOTES.md section 74).
+WV_NARROW_STEPS = 32
 # ... and past WV_NARROW_STEPS, with 2-4 float32 output channels: vectors
 # along W on input rows packed channels-first by each thread (V x V blocks
 # transposed in registers, as cpu_cfband's bands the other way), instead of
@@ -121,6 +123,14 @@ WV_CL_ROWS = True
 # The 1-channel stride-2 transpose of the chain (2x16x56x56x8): 4.1 ms with
 # gathers, 0.5 ms copy + 2.5 ms. False turns it off (tests compare the two).
 NARROW_ONE_CHANNEL_CF = True
+# ... whatever the reduction's length up to this many input channels; past
+# it, as other narrow calls, only up to WV_NARROW_STEPS (the copy, 0.7-2.6
+# ns per input element with NumPy, then costs more than the one-vector
+# channels-last tile saves: 1 output channel, two threads, copy route
+# against the tile, NHWC 2 x 128^2 k3: 8-32 input channels 0.52-0.90x the
+# tile's time, 64 1.63x, 128 1.80x; k5: 0.31-0.74x up to 64, 128 0.92x;
+# 32^3 k3 32 -> 1 0.72x, 64 -> 1 1.07x; 1x1 128 -> 1 6.4x).
+NARROW_ONE_CHANNEL_CF_MAX_CHANNELS = 32
 
 # Channels-first calls on the vectors-along-W kernel: each output row's
 # input rows are copied into one array, zeros around each row (for a W
@@ -343,14 +353,17 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
     narrow = (not channels_first and Fg <= WV_NARROW * 4 // x.dtype.itemsize
               and (trans or sw == 1) and Cx * W * x.dtype.itemsize < 2**31)
     cl_rows = False  # channels-last input rows packed for vectors along W (WV_CL_ROWS)
-    if narrow and WV_NARROW_STEPS is not None:
+    # one output channel: a channels-first copy of the input, no gathers
+    one_channel_cf = (narrow and F == 1 and NARROW_ONE_CHANNEL_CF and out is None  # `out`: filled by a copy
+                      and Cg <= NARROW_ONE_CHANNEL_CF_MAX_CHANNELS)
+    if narrow and WV_NARROW_STEPS is not None and not one_channel_cf:
         steps = KD * KH * KW * Cg // (sd * sh * sw if trans else 1)
         if steps > WV_NARROW_STEPS:
             lanes = cpu_simd.VBYTES // x.dtype.itemsize
             cl_rows = (WV_CL_ROWS and Fg > 1 and KD * KH * Cg * (W + (KW - 1) * dw + 4 * lanes) * x.dtype.itemsize
                        <= WV_PACK_BYTES)
         narrow = steps <= WV_NARROW_STEPS or cl_rows
-    if narrow and F == 1 and NARROW_ONE_CHANNEL_CF and out is None:  # `out`: filled by a copy below
+    if one_channel_cf:
         x_cf = np.empty((B, Cx, D, H, W), dtype=x.dtype)
         np.copyto(x_cf, np.moveaxis(x, -1, 1))
         y = _run(x_cf, wg, out_spatial, strides, dilations, pads_before, True, trans)
