@@ -101,10 +101,10 @@ WV_NARROW = cpu_simd.VBYTES // 8
 # ... and at most WV_NARROW_STEPS reduction steps per output (taps x input
 # channels; a strided transpose's output gets 1 tap in s per dimension);
 # None: no limit. The gathers of its channels-last loads are slow on AMD's
-# Zen 3 (AVX2) and Zen 4 (AVX-512): on Zen 3 the one-vector channels-last
+# Zen 3 (AVX2) and Zen 5 (AVX-512): on Zen 3 the one-vector channels-last
 # tile was 1.3-2.6x faster on 3x3 layers with 4-128 input channels, the
 # gathered path 5-15 % faster only on reductions of 16-32 steps (1x1x1
-# heads, the 8-channel stride-2 transpose chain); on Zen 4, with 64-byte
+# heads, the 8-channel stride-2 transpose chain); on Zen 5, with 64-byte
 # vectors, the gathers took 2.0-4.0x the time of the packed rows below
 # (benchmarks/NOTES.md section 74).
 WV_NARROW_STEPS = 32
