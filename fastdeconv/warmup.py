@@ -89,9 +89,10 @@ def _conv_calls(dtype, cf):
     # 1x1 convolutions (pointwise kernel), depthwise, 64 channels and more
     # (channels-first bands, forward and stride-1 transposes), large
     # writable filters (packed by a Numba loop; transposed ones per block)
-    x = x_of(16, 4, 5, 6)
-    w1 = frozen(arr(1, 1, 1, 16, 2))
-    calls.append((f"conv3d {fmt} 1x1 16->2", lambda: ops.conv3d(x, w1, 1, "SAME", data_format=fmt)))
+    x = x_of(4, 4, 5, 6)
+    for F in (1, 2, 8):  # the pointwise kernel's three tiles (cpu_pw.pw_tile)
+        w1 = frozen(arr(1, 1, 1, 4, F))
+        calls.append((f"conv3d {fmt} 1x1 4->{F}", lambda w1=w1: ops.conv3d(x, w1, 1, "SAME", data_format=fmt)))
     conv(8, 8, 3, 4, 9, groups=8)
     for W in (7, 9, 16):
         conv(64, 64, 2, 4, W)

@@ -78,13 +78,20 @@ CASES = [
     # packed channels-last (cpu_cfband, CF_BANDS)
     ("conv2d", (2, 64, 5, 7), (3, 3, 64, 64), 1, "SAME", "NCHW", None),
 ] + [
-    # pointwise (1x1 stride 1, few channels; cpu_pw): pixel
-    # counts that are not a multiple of its 8-pixel blocks
+    # pointwise (1x1 stride 1, few channels; cpu_pw): pixel counts that
+    # are not a multiple of its blocks (last pixels in scalar code, the
+    # last blocks' rows read masked), fewer pixels than a block, rows of
+    # fewer channels than a vector, output channels on the 1-row, 4-row and
+    # wide tiles, in two or three blocks of its rows, more than a vector
+    # of them (results stored one by one)
     ("conv3d", (2, 3, 5, 7, 16), (1, 1, 1, 16, 2), 1, "SAME", "NDHWC", None),
     ("conv2d", (3, 5, 6, 32), (1, 1, 32, 1), 1, "VALID", "NHWC", None),
     ("conv1d", (2, 9, 3), (1, 3, 3), 1, "SAME", "NWC", 1),
+    ("conv2d", (2, 9, 13, 4), (1, 1, 4, 7), 1, "SAME", "NHWC", None),
+    ("conv3d", (1, 3, 8, 20, 2), (1, 1, 1, 2, 13), 1, "VALID", "NDHWC", None),
+    ("conv2d", (1, 10, 12, 1), (1, 1, 1, 24), 1, "SAME", "NHWC", None),
 ]
-POINTWISE_CASES = CASES[-3:]
+POINTWISE_CASES = CASES[-6:]
 
 
 def _call(case, x, w, backend):

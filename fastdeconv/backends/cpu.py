@@ -605,11 +605,20 @@ def _pointwise(x, wg, epilogue, out):
     if out is not None:
         out[...] = _pointwise(x, wg, epilogue, None)
         return out
-    # read-only either way: a read-only caller's array is used as it is
-    w2 = _memo(wg, ("pw", x.dtype.str),
-               lambda: _alloc.readonly(np.ascontiguousarray(wg.reshape(C, F), dtype=x.dtype)))
+    tile = cpu_pw.pw_tile(F)
+    FR = tile.rows
+    assert C * x.dtype.itemsize <= cpu_pw.PW_MAX_CHANNEL_BYTES
+
+    def pack():
+        # (NFB, C, FR): blocks of FR output channels, zero-padded
+        NFB = -(-F // FR)
+        wp = np.zeros((NFB * FR, C), dtype=x.dtype)
+        wp[:F] = wg.reshape(C, F).T
+        return _alloc.readonly(np.ascontiguousarray(wp.reshape(NFB, FR, C).transpose(0, 2, 1)))
+
+    wp = _memo(wg, ("pw", x.dtype.str, repr(tile)), pack)
     y = _alloc.empty((B, D, H, W, F), x.dtype)
-    cpu_rb.parallel_tiles(cpu_pw.pointwise_cl, (np.ascontiguousarray(x).reshape(P, C), w2, y.reshape(P, F)),
+    cpu_rb.parallel_tiles(cpu_pw.pointwise_cl, (np.ascontiguousarray(x).reshape(P, C), wp, y.reshape(P, F), tile),
                           P, (C + 64) * F * P)
     return _finish(y, False, epilogue)
 

@@ -6,53 +6,111 @@ The register-blocked kernels fill a tile's vector lanes with output
 channels, so a few of them leave most lanes empty; the vectors-along-W one
 gathers its channels-last loads, and with one output channel it reads a
 channels-first copy of the input, which costs more than the convolution
-(64^3 x 32 channels -> 1: 33 ms, 7 ms with 16 channels). Here eight
-pixels are computed together, each output channel one chain of
-multiply-adds per pixel: eight independent chains keep the FMA pipes
-busy, and the input is read from memory once (then from L1 for each
-further output channel; benchmarks/NOTES.md section 49).
+(64^3 x 32 channels -> 1: 33 ms, 7 ms with 16 channels). Here the lanes
+hold pixels: each block of NW x V consecutive pixels (a tile of NW
+vectors) is transposed in registers into a scratch array, V x V at a time
+(`vtranspose_block`), one row of pixels per input channel; the tile's rows
+are output channels, and one vrun_cols_whole loop over the input channels
+fills them (benchmarks/NOTES.md sections 49 and 75). The input is read
+from memory once, with whole-vector loads.
 
 Term order: each output is one chain over the input channels in order,
-from zero, fused multiply-adds (the `contract` flag); the register-blocked
-kernels' order for a 1x1 convolution (one (kd, kh) group), so the same
-bits.
+from zero, fused multiply-adds; the register-blocked kernels' order for a
+1x1 convolution (one (kd, kh) group), so the same bits. The last pixels
+(fewer than a block) run the same chain in scalar code.
 """
 
 from .._jit import serial_kernel
+from .cpu_simd import (Tile, addr, itemsize, scratch, tile_dims, tile_rows, vcopyn, vrun_cols_whole,
+                       vtranspose_block, vtranspose_over, vtstore, vtzero)
+
+# The input channels' bytes per pixel the scratch rows hold (cpu.py's
+# POINTWISE_BYTES bounds the filters, C * F * itemsize, hence C * itemsize
+# and F * itemsize).
+PW_MAX_CHANNEL_BYTES = 256
+_MAX_LANES = 64  # a tile's pixels: NW x V, at most 4 vectors of 16 float32
+PW_XT_BYTES = PW_MAX_CHANNEL_BYTES * _MAX_LANES
+# the results, channel-major (rows past F zero: a V x V transpose reads V rows)
+PW_ACC_BYTES = (PW_MAX_CHANNEL_BYTES + 64) * _MAX_LANES
+_OFFS_BYTES = 8 * 8
+
+
+def pw_tile(F):
+    """The tile for F output channels: one channel on 4 vectors of pixels
+    (four FMA chains), up to 4 on 4 x 2, more on the wide 2-vector tile
+    (8 x 2 with AVX-512, 6 x 2 with AVX2), in blocks of its rows."""
+    if F == 1:
+        return Tile(1, 4)
+    if F <= 4:
+        return Tile(4, 2)
+    return Tile(tile_rows(2), 2)
 
 
 @serial_kernel
-def pointwise_cl(x, w, out, p_begin, p_end):
+def pointwise_cl(x, wp, out, tile, p_begin, p_end):
     """Pixels [p_begin, p_end) (cpu_rb.parallel_tiles splits them over
-    threads). x (P, C); w (C, F); out (P, F)."""
-    C, F = w.shape
+    threads). x (P, C) C-contiguous; wp (NFB, C, FR): the filters in blocks
+    of FR = tile.rows output channels, zero-padded; out (P, F)
+    C-contiguous."""
+    P, C = x.shape
+    F = out.shape[1]
+    NFB = wp.shape[0]
+    FR, NW, V = tile_dims(tile, out)
+    NJ = NW * V
+    isz = itemsize(out)
+    xt = scratch(out, PW_XT_BYTES)  # a block's inputs: C rows of NJ pixels
+    acc = scratch(out, PW_ACC_BYTES)  # its results: NFB * FR rows of NJ pixels
+    so = scratch(0, _OFFS_BYTES)
+    for i in range(FR):
+        so[i] = i * NJ
+    xa = addr(x)
+    xta = addr(xt)
+    wa = addr(wp)
+    acca = addr(acc)
+    oa = addr(out)
     zero = out.dtype.type(0)
     p = p_begin
-    while p + 8 <= p_end:
-        for f in range(F):
-            a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = zero
-            for c in range(C):
-                wc = w[c, f]
-                a0 += x[p, c] * wc
-                a1 += x[p + 1, c] * wc
-                a2 += x[p + 2, c] * wc
-                a3 += x[p + 3, c] * wc
-                a4 += x[p + 4, c] * wc
-                a5 += x[p + 5, c] * wc
-                a6 += x[p + 6, c] * wc
-                a7 += x[p + 7, c] * wc
-            out[p, f] = a0
-            out[p + 1, f] = a1
-            out[p + 2, f] = a2
-            out[p + 3, f] = a3
-            out[p + 4, f] = a4
-            out[p + 5, f] = a5
-            out[p + 6, f] = a6
-            out[p + 7, f] = a7
-        p += 8
+    while p + NJ <= p_end:
+        # rows of fewer than V channels: whole-vector loads, reading into
+        # the next pixels, while V more follow the block (else masked)
+        over = p + NJ + V <= P
+        for j in range(NW):
+            for c0 in range(0, C, V):
+                if over:
+                    vtranspose_over(out, tile, xta + (c0 * NJ + j * V) * isz, xa + ((p + j * V) * C + c0) * isz,
+                                    C * isz, NJ * isz, min(V, C - c0))
+                else:
+                    vtranspose_block(out, tile, xta + (c0 * NJ + j * V) * isz, xa + ((p + j * V) * C + c0) * isz,
+                                     C * isz, NJ * isz, min(V, C - c0))
+        for fb in range(NFB):
+            accs = vtzero(out, tile)
+            accs = vrun_cols_whole(out, accs, tile, xta, NJ * isz, V * isz, 0, 0, wa + fb * C * FR * isz, C)
+            vtstore(acc[fb * FR * NJ:], tile, so, accs, NJ)
+        if F == 1:
+            for e in range(0, NJ, V):
+                vcopyn(out, tile, oa + (p + e) * isz, acca + e * isz, V)
+        elif F <= V:
+            # back to pixel-major, V x V, straight into `out`: pixel v's
+            # vector (its channels in the first F lanes) at v * F, in order,
+            # so each store's lanes past F are overwritten by the next
+            # pixel's; the last pixels, whose vectors would reach past the
+            # block, one by one. (Through a scratch array, the whole-vector
+            # reloads of those overlapping stores stalled: 2x slower.)
+            nfull = V - (V + F - 1) // F + 1
+            for j in range(NW):
+                vtranspose_block(out, tile, oa + (p + j * V) * F * isz, acca + j * V * isz, NJ * isz, F * isz,
+                                 V if j < NW - 1 else nfull)
+            for q in range(NJ - V + nfull, NJ):
+                for i in range(F):
+                    out[p + q, i] = acc[i * NJ + q]
+        else:
+            for i in range(F):
+                for q in range(NJ):
+                    out[p + q, i] = acc[i * NJ + q]
+        p += NJ
     for q in range(p, p_end):
         for f in range(F):
             s = zero
             for c in range(C):
-                s += x[q, c] * w[c, f]
+                s += x[q, c] * wp[f // FR, c, f % FR]
             out[q, f] = s
