@@ -90,7 +90,7 @@ def _conv_calls(dtype, cf):
     # (channels-first bands, forward and stride-1 transposes), large
     # writable filters (packed by a Numba loop; transposed ones per block)
     x = x_of(4, 4, 5, 6)
-    for F in (1, 2, 8):  # the pointwise kernel's three tiles (cpu_pw.pw_tile)
+    for F in (1, 2, 8, 16):  # the pointwise kernel's tiles (cpu_pw.pw_tile)
         w1 = frozen(arr(1, 1, 1, 4, F))
         calls.append((f"conv3d {fmt} 1x1 4->{F}", lambda w1=w1: ops.conv3d(x, w1, 1, "SAME", data_format=fmt)))
     conv(8, 8, 3, 4, 9, groups=8)
@@ -105,6 +105,7 @@ def _conv_calls(dtype, cf):
         # kernels (cpu.ONE_PIXEL_CL): their tiles, narrow, pointwise and
         # depthwise paths, patches
         conv(8, 8, 1, 1, 1, groups=8)
+        conv(4, 16, 1, 1, 1, k=1)  # the pointwise kernel's 64-byte tile (cpu_pw.pw_tile)
         for F in (2, 3, 4, 6, 8, 16, 32, 64):  # 6: AVX-512's 8 x 2 narrow tile
             for C in (8, 40):  # short and long reductions (narrow paths)
                 conv(C, F, 1, 1, 1)

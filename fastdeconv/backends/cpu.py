@@ -605,7 +605,7 @@ def _pointwise(x, wg, epilogue, out):
     if out is not None:
         out[...] = _pointwise(x, wg, epilogue, None)
         return out
-    tile = cpu_pw.pw_tile(F)
+    tile = cpu_pw.pw_tile(F, x.dtype.itemsize)
     FR = tile.rows
     assert C * x.dtype.itemsize <= cpu_pw.PW_MAX_CHANNEL_BYTES
 
