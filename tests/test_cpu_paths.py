@@ -855,8 +855,8 @@ def test_vector_width_follows_numba_cpu_features(monkeypatch):
 
 
 def test_tile_shapes_are_checked():
-    with pytest.raises(ValueError, match="expected 1-8 rows"):
-        cpu_simd.Tile(12, 1)
+    with pytest.raises(ValueError, match="expected 1-16 rows"):
+        cpu_simd.Tile(17, 1)
     with pytest.raises(ValueError, match="32- or 64-byte vectors"):
         cpu_simd.Tile(6, 2, 16)
 
@@ -1468,3 +1468,38 @@ def test_narrow_channels_last_route_rule(monkeypatch):
     assert route(C_MAX + 1, 1) == ["cl", "tile"]  # past both limits
     assert route(3, 2) == ["cl", "gathered"]  # 27 steps
     assert route(8, 2) == ["cl", "packed rows"]  # 72 steps
+
+
+ONE_VECTOR_CASES = [
+    # channels-first strided transposes whose W phases are at most one
+    # vector wide: wv_kernel's 1-vector tile, 16 rows with 32 vector
+    # registers (two blocks, one padded block), 8 where 16 would pad more
+    ("conv3d_transpose", (1, 6, 4, 5, 8), (3, 3, 3, 32, 6), 2, "SAME", "NCDHW", None),
+    ("conv2d_transpose", (2, 5, 7, 8), (4, 4, 12, 5), 2, "SAME", "NCHW", None),
+    ("conv2d_transpose", (1, 4, 6, 5), (3, 3, 24, 4), [1, 2], "VALID", "NCHW", None),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", ONE_VECTOR_CASES, ids=[f"{c[0]}-{c[2][-2]}" for c in ONE_VECTOR_CASES])
+def test_one_vector_tile_rows_same_bits(case, dtype, monkeypatch):
+    """wv_kernel's 1-vector tile with 16 rows (cpu_rb.WV_ONE_VECTOR_ROWS,
+    AVX-512's 32 registers) gives the bits of its 8-row form, of the most
+    chunks and of the channels-last call, and the reference's result."""
+    x, w = _arrays(case, dtype, np.random.default_rng(46))
+    monkeypatch.setattr(cpu_simd, "VREGS", 32)  # the 16-row choice on any CPU
+    F = case[2][-2]
+    tiles = []
+    real_pack = cpu_rb.pack_filters_wv
+    monkeypatch.setattr(cpu_rb, "pack_filters_wv", lambda wg, dt, tile, *a: (tiles.append(tile),
+                                                                             real_pack(wg, dt, tile, *a))[1])
+    results = _calls_with(case, x, w, monkeypatch, [
+        ({(cpu_rb, "WV_ONE_VECTOR_ROWS"): 16}, None),
+        ({(cpu_rb, "WV_ONE_VECTOR_ROWS"): 16}, 10**12),
+        ({(cpu_rb, "WV_ONE_VECTOR_ROWS"): 8}, None)])
+    assert [(t.rows, t.nvec) for t in tiles[:1]] == [(8 if F == 24 else 16, 1)]
+    assert (tiles[-1].rows, tiles[-1].nvec) == (8, 1)
+    assert all(r.tobytes() == results[0].tobytes() for r in results)
+    assert np.moveaxis(results[0], 1, -1).tobytes() == _call_channels_last(case, x, w).tobytes()
+    ref = _call(case, x, w, "reference")
+    assert np.max(np.abs(results[0] - ref)) <= 1e-5 * max(1.0, float(np.max(np.abs(ref))))

@@ -52,6 +52,7 @@ import numpy as np
 
 from .. import _alloc
 from .._jit import helper, serial_kernel
+from . import cpu_simd
 from .cpu_simd import (PART_ROWS, Tile, addr, itemsize, scratch, tile_dims, tile_part_rows, tile_rows, vcopy_over,
                        vpack_rows, vrun, vrun_cols, vrun_cols_gather, vrun_cols_part, vrun_cols_whole, vtadd, vtaffine,
                        vtranspose_block, vtstore, vtstore_rows, vtstore_zip2, vtzero)
@@ -318,7 +319,7 @@ def compiled(kernel, args):
 # tuple of vectors and the reduction loop is one intrinsic (cpu_simd.vrun),
 # so one source serves every tile shape and each compiles quickly.
 
-RB_MAX = Tile.MAX_ROWS  # tile_rows' cap
+RB_MAX = 8  # tile_rows' cap: cl_kernel's tiles (its row pointers)
 
 # cl_kernel's tile order (geo's fb_order): output-channel blocks outermost
 # with every block's panel in wp, innermost (inside each tile: every block
@@ -748,8 +749,8 @@ def pack_filters(wg, dtype, tile, temporary=False):
 # group of (kd, kh) a partial sum over (kh, kw, c) from zero, then added to
 # the total.
 
-WV_BUF_BYTES = RB_MAX * 2 * 64  # at most 8 rows x 2 vectors of 64 bytes
-WV_OFFS_BYTES = RB_MAX * 8
+WV_BUF_BYTES = RB_MAX * 2 * 64  # at most 8 rows x 2 vectors of 64 bytes, or 16 x 1
+WV_OFFS_BYTES = Tile.MAX_ROWS * 8
 # Packed input rows are kept for the next output row (wv_kernel's slots)
 # when a filter has at most this many (kd, kh) taps; larger ones pack
 # every output row's rows anew.
@@ -772,7 +773,12 @@ def wv_tile(channels=None, width=None, lanes=None, pairs=False):
     if channels == 1:
         return Tile(1, WV_ONE_NVEC)
     if not pairs and width and lanes and channels >= tile_rows(1) and wv_row_pairs(width, lanes):
-        return Tile(tile_rows(1), 1)
+        # 16 rows where 32 registers hold them and they pad no more than 8
+        # rows do: the weights are one panel (no row pointers), and 16
+        # accumulators hide the FMA latency that 8 only just cover
+        rows = WV_ONE_VECTOR_ROWS if cpu_simd.VREGS >= WV_ONE_VECTOR_ROWS + 2 and _cdiv(channels, WV_ONE_VECTOR_ROWS) * \
+            WV_ONE_VECTOR_ROWS <= _cdiv(channels, tile_rows(1)) * tile_rows(1) else tile_rows(1)
+        return Tile(rows, 1)
     rows = tile_rows(2)
     cost = WV_PAIR_FOUR_ROWS_COST if pairs else WV_FOUR_ROWS_COST
     if channels and rows > 4 and -(-channels // 4) * 4 * cost <= _blocks(channels, rows, cost)[0]:
@@ -827,6 +833,9 @@ WV_PAIR_FOUR_ROWS_COST = 1.25
 # against 49.3-51.1 for 64): used where 6 x 2 computes more than this
 # many times 8 x 1's lanes (8 x 7^2 x 512 -> 512: 40.4-41.5 -> 25.0-25.4 ms).
 WV_ONE_VECTOR_COST = 1.27
+# ... and that tile's rows where the vector registers hold them (AVX-512's
+# 32; 8, tile_rows(1), otherwise)
+WV_ONE_VECTOR_ROWS = 16
 
 
 # Vectors along W of the 1-channel tile: the chain's 1-channel stride-2

@@ -80,7 +80,7 @@ class Tile:
 
     __slots__ = ("rows", "nvec", "vbytes")
 
-    MAX_ROWS = 8  # the kernels' per-row scratch space holds this many
+    MAX_ROWS = 16  # the kernels' per-row scratch space holds this many (cl tiles: 8)
 
     def __init__(self, rows, nvec, vbytes=None):
         self.rows, self.nvec = int(rows), int(nvec)
