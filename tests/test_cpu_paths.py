@@ -1503,3 +1503,44 @@ def test_one_vector_tile_rows_same_bits(case, dtype, monkeypatch):
     assert np.moveaxis(results[0], 1, -1).tobytes() == _call_channels_last(case, x, w).tobytes()
     ref = _call(case, x, w, "reference")
     assert np.max(np.abs(results[0] - ref)) <= 1e-5 * max(1.0, float(np.max(np.abs(ref))))
+
+
+CL_ONE_VECTOR_CASES = [
+    # channels-last stride-1 forward convolutions with at most one vector of
+    # output channels: cl_kernel's 1-vector tile, 16 rows with 32 vector
+    # registers: rows of 16 + 5 (the last block on the 8-row loop), a
+    # dilation, two groups
+    ("conv2d", (2, 7, 21, 6), (3, 3, 6, 12), 1, "SAME", "NHWC", None),
+    ("conv3d", (1, 5, 6, 19, 4), (3, 3, 3, 4, 16), 1, "SAME", "NDHWC", 2),
+    ("conv2d", (1, 9, 40, 8), (3, 3, 4, 14), 1, "VALID", "NHWC", None),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", CL_ONE_VECTOR_CASES, ids=[f"{c[0]}-{c[2][-1]}" for c in CL_ONE_VECTOR_CASES])
+def test_channels_last_one_vector_tile_rows_same_bits(case, dtype, monkeypatch):
+    """cl_kernel's 1-vector tile with 16 rows (cpu_rb.CL_ONE_VECTOR_ROWS,
+    stride-1 forward convolutions, AVX-512's 32 registers) gives the bits of
+    its 8-row form and of the most chunks, and the reference's result."""
+    x, w = _arrays(case, dtype, np.random.default_rng(47))
+    monkeypatch.setattr(cpu_simd, "VREGS", 32)  # the 16-row choice on any CPU
+    monkeypatch.setattr(cpu, "CL1", True)
+    lanes = cpu_simd.VBYTES // np.dtype(dtype).itemsize
+    tiles = []
+    real = cpu_rb.parallel_tiles
+
+    def spy(k, a, n, wk):
+        tiles.extend((t.rows, t.nvec) for t in a if isinstance(t, cpu_simd.Tile))
+        return real(k, a, n, wk)
+
+    monkeypatch.setattr(cpu_rb, "parallel_tiles", spy)
+    results = _calls_with(case, x, w, monkeypatch, [
+        ({(cpu_rb, "CL_ONE_VECTOR_ROWS"): 16}, None),
+        ({(cpu_rb, "CL_ONE_VECTOR_ROWS"): 16}, 10**12),
+        ({(cpu_rb, "CL_ONE_VECTOR_ROWS"): 8}, None)])
+    Fg = case[2][-1] // (case[1][-1] // case[2][-2])
+    if Fg <= lanes and Fg > cpu.WV_NARROW * 4 // np.dtype(dtype).itemsize:  # not the narrow path
+        assert tiles[0] == (16, 1) and tiles[-1] == (8, 1)
+    assert all(r.tobytes() == results[0].tobytes() for r in results)
+    ref = _call(case, x, w, "reference")
+    assert np.max(np.abs(results[0] - ref)) <= 1e-5 * max(1.0, float(np.max(np.abs(ref))))
