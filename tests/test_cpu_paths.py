@@ -1506,21 +1506,23 @@ def test_one_vector_tile_rows_same_bits(case, dtype, monkeypatch):
 
 
 CL_ONE_VECTOR_CASES = [
-    # channels-last stride-1 forward convolutions with at most one vector of
-    # output channels: cl_kernel's 1-vector tile, 16 rows with 32 vector
-    # registers: rows of 16 + 5 (the last block on the 8-row loop), a
-    # dilation, two groups
+    # channels-last stride-1 calls with at most one vector of output
+    # channels: cl_kernel's 1-vector tile, 16 rows with 32 vector registers:
+    # rows of 16 + 5 (the last block on the 8-row loop), a dilation, two
+    # groups, a transpose (per-tap runs), a dilated one
     ("conv2d", (2, 7, 21, 6), (3, 3, 6, 12), 1, "SAME", "NHWC", None),
     ("conv3d", (1, 5, 6, 19, 4), (3, 3, 3, 4, 16), 1, "SAME", "NDHWC", 2),
     ("conv2d", (1, 9, 40, 8), (3, 3, 4, 14), 1, "VALID", "NHWC", None),
+    ("conv2d_transpose", (2, 6, 19, 5), (3, 3, 12, 5), 1, "SAME", "NHWC", None),
+    ("conv3d_transpose", (1, 4, 5, 18, 6), (3, 2, 3, 10, 6), 1, "VALID", "NDHWC", 2),
 ]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("case", CL_ONE_VECTOR_CASES, ids=[f"{c[0]}-{c[2][-1]}" for c in CL_ONE_VECTOR_CASES])
+@pytest.mark.parametrize("case", CL_ONE_VECTOR_CASES, ids=[f"{c[0]}-{c[2][-2:]}" for c in CL_ONE_VECTOR_CASES])
 def test_channels_last_one_vector_tile_rows_same_bits(case, dtype, monkeypatch):
     """cl_kernel's 1-vector tile with 16 rows (cpu_rb.CL_ONE_VECTOR_ROWS,
-    stride-1 forward convolutions, AVX-512's 32 registers) gives the bits of
+    stride-1 calls, AVX-512's 32 registers) gives the bits of
     its 8-row form and of the most chunks, and the reference's result."""
     x, w = _arrays(case, dtype, np.random.default_rng(47))
     monkeypatch.setattr(cpu_simd, "VREGS", 32)  # the 16-row choice on any CPU
@@ -1538,7 +1540,8 @@ def test_channels_last_one_vector_tile_rows_same_bits(case, dtype, monkeypatch):
         ({(cpu_rb, "CL_ONE_VECTOR_ROWS"): 16}, None),
         ({(cpu_rb, "CL_ONE_VECTOR_ROWS"): 16}, 10**12),
         ({(cpu_rb, "CL_ONE_VECTOR_ROWS"): 8}, None)])
-    Fg = case[2][-1] // (case[1][-1] // case[2][-2])
+    trans = case[0].endswith("_transpose")
+    Fg = case[2][-2] if trans else case[2][-1] // (case[1][-1] // case[2][-2])
     if Fg <= lanes and Fg > cpu.WV_NARROW * 4 // np.dtype(dtype).itemsize:  # not the narrow path
         assert tiles[0] == (16, 1) and tiles[-1] == (8, 1)
     assert all(r.tobytes() == results[0].tobytes() for r in results)

@@ -320,13 +320,13 @@ def compiled(kernel, args):
 # so one source serves every tile shape and each compiles quickly.
 
 RB_MAX = 8  # tile_rows' cap: cl_kernel's tiles (its row pointers)
-# ... except the 1-vector tile of stride-1 forward convolutions where the
-# CPU has 32 vector registers (AVX-512): 16 rows. Its 8 accumulators were
-# just the FMA latency times the two FMA pipes; with 16, though their row
-# pointers spill, one thread on Zen 5 ran 64^3 x 16 -> 16 k3 0.92x as long,
-# 4 x 56^2 x 64 -> 12 0.92x, a dilated 32^3 x 16 -> 16 0.91x, float64 32^3
-# x 16 -> 8 0.91x; strided forward convolutions and transposes 1.04x
-# (benchmarks/NOTES.md section 77).
+# ... except the 1-vector tile of stride-1 calls where the CPU has 32
+# vector registers (AVX-512): 16 rows. Its 8 accumulators were just the FMA
+# latency times the two FMA pipes; with 16, though their row pointers
+# spill, one thread on Zen 5 ran 64^3 x 16 -> 16 k3 0.92x as long, 4 x
+# 56^2 x 64 -> 12 0.92x, a dilated 32^3 x 16 -> 16 0.91x, float64 32^3 x 16
+# -> 8 0.91x, stride-1 transposes 0.90-0.97x; strided forward convolutions
+# and transposes 1.04x (benchmarks/NOTES.md section 77).
 CL_ONE_VECTOR_ROWS = 16
 
 # cl_kernel's tile order (geo's fb_order): output-channel blocks outermost
@@ -343,12 +343,12 @@ GATHER_ROW = SUM_GROUP_TERMS + 16
 GATHER_BYTES = RB_MAX * GATHER_ROW * 8  # (transposes: never the 16-row tile)
 
 
-def cl_tile(nvec, stride1_forward=False):
+def cl_tile(nvec, stride1=False):
     """cl_kernel's register tile for nvec weight vectors per row, sized to
     the CPU's vector registers (cpu_simd.tile_rows); CL_ONE_VECTOR_ROWS
-    rows for a stride-1 forward convolution's 1-vector tile where 32
-    vector registers hold them."""
-    if nvec == 1 and stride1_forward and cpu_simd.VREGS >= CL_ONE_VECTOR_ROWS + 2:
+    rows for a stride-1 call's 1-vector tile where 32 vector registers
+    hold them."""
+    if nvec == 1 and stride1 and cpu_simd.VREGS >= CL_ONE_VECTOR_ROWS + 2:
         return Tile(CL_ONE_VECTOR_ROWS, 1)
     return Tile(tile_rows(nvec), nvec)
 
