@@ -1547,3 +1547,19 @@ def test_channels_last_one_vector_tile_rows_same_bits(case, dtype, monkeypatch):
     assert all(r.tobytes() == results[0].tobytes() for r in results)
     ref = _call(case, x, w, "reference")
     assert np.max(np.abs(results[0] - ref)) <= 1e-5 * max(1.0, float(np.max(np.abs(ref))))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_stride1_patch_keeps_the_patch_tile(dtype, monkeypatch):
+    """A stride-1 transpose that is a patch per pixel (one input pixel, or
+    a 1-tap kernel) runs patch_cl on its own tile (at most RB_MAX rows),
+    not the 16-row stride-1 tile."""
+    monkeypatch.setattr(cpu_simd, "VREGS", 32)
+    rng = np.random.default_rng(48)
+    for xs, ws in (((3, 1, 7), (1, 12, 7)), ((2, 5, 6), (1, 10, 6)), ((1, 1, 1, 9), (2, 2, 14, 9))):
+        x = rng.standard_normal(xs).astype(dtype)
+        w = rng.standard_normal(ws).astype(dtype)
+        op = fastdeconv.conv1d_transpose if x.ndim == 3 else fastdeconv.conv2d_transpose
+        out = op(x, w, None, 1, "VALID")
+        ref = op(x, w, None, 1, "VALID", backend="reference")
+        np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5)

@@ -472,7 +472,7 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
     # Channels-last: register-blocked kernel (cpu_rb), both ops.
     P = sw if trans else 1
     nvec = 1 if CL1 and Fg * x.dtype.itemsize <= cpu_simd.VBYTES else 2
-    tile = cpu_rb.cl_tile(nvec, (sd, sh, sw) == (1, 1, 1))
+    tile = cpu_rb.cl_tile(nvec, (sd, sh, sw) == (1, 1, 1) and not patch)  # (patch_cl: 8 rows at most)
     NV = tile.nvec * tile.lanes(x.dtype.itemsize)
     NFB = _ceil(Fg, NV)
     panel_bytes = KD * KH * KW * Cg * NV * x.dtype.itemsize
@@ -549,6 +549,7 @@ def _patch(x, wg, tile, NFB, writable, epilogue, flat, ops, dest, out):
     ops, dest: as _run found and prepared them)."""
     _, KD, KH, KW, C, F = wg.shape
     B, D, H, W, _ = x.shape
+    assert tile.rows <= cpu_rb.RB_MAX  # patch_cl's per-row scratch
     wp, _ = _memo(wg, ("cl", x.dtype.str, repr(tile)), lambda: cpu_rb.pack_filters(wg, x.dtype, tile, writable))
     ep_code, epi, epilogue = _fused_epilogue(epilogue, F, tile, x.dtype)
     geo = tuple(int(v) for v in (B, D, H, W, C, F, KD, KH, KW, NFB, ops))
