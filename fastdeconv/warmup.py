@@ -98,6 +98,12 @@ def _conv_calls(dtype, cf):
         conv(64, 64, 2, 4, W)
         conv(64, 64, 2, 4, W, s=(1, 1, 1, 2, 1) if not cf else (1, 1, 1, 1, 2))
         transpose(64, 64, 2, 4, W, s=1)
+    # the layout copy (cpu_layout) of one-channel and one-pixel calls, which
+    # takes its kernel from cpu.COPY_MIN elements on
+    from .backends import cpu
+
+    src, dst = arr(1, cpu.COPY_MIN // 8, 8), arr(1, 8, cpu.COPY_MIN // 8)
+    calls.append(("channels-first copy", lambda: cpu._to_channels_first(src, dst)))
     conv(512, 512, 1, 3, 4, k=3, writable=True)
     transpose(512, 512, 1, 3, 4, k=3, s=1, writable=True)
     if cf:

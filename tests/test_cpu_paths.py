@@ -1068,9 +1068,10 @@ def _dispatchers():
     """The Numba functions of the cpu backend's modules."""
     import numba
 
-    from fastdeconv.backends import cpu_cfband, cpu_dw, cpu_layers, cpu_patch
+    from fastdeconv.backends import cpu_cfband, cpu_dw, cpu_layers, cpu_layout, cpu_patch
 
-    return [getattr(m, n) for m in (cpu_rb, cpu_patch, cpu_dw, cpu_pw, cpu_cfband, cpu_layers) for n in dir(m)
+    return [getattr(m, n) for m in (cpu_rb, cpu_patch, cpu_dw, cpu_pw, cpu_cfband, cpu_layers, cpu_layout)
+            for n in dir(m)
             if isinstance(getattr(m, n), numba.core.registry.CPUDispatcher)]
 
 
@@ -1084,8 +1085,8 @@ def test_tile_kernels_compile_on_the_lean_pipeline():
     from fastdeconv._jit import LeanPipeline
 
     kernels = [d for d in _dispatchers() if not d.targetoptions.get("inline") == "always"]
-    assert {"cl_kernel", "wv_kernel", "patch_cf", "patch_cl", "depthwise_cl", "pointwise_cl", "_pool_cl",
-            "_normalize_cl_stats", "_softmax_rows"} <= {k.py_func.__name__ for k in kernels}
+    assert {"cl_kernel", "wv_kernel", "patch_cf", "patch_cl", "depthwise_cl", "pointwise_cl", "to_channels_first",
+            "_pool_cl", "_normalize_cl_stats", "_softmax_rows"} <= {k.py_func.__name__ for k in kernels}
     assert all(k._compiler.pipeline_class is LeanPipeline for k in kernels), kernels
 
     def steps(a, n):
@@ -1563,3 +1564,27 @@ def test_stride1_patch_keeps_the_patch_tile(dtype, monkeypatch):
         out = op(x, w, None, 1, "VALID")
         ref = op(x, w, None, 1, "VALID", backend="reference")
         np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(2, 16, 9, 11, 8), (1, 5, 7, 37), (3, 50, 3), (2, 4, 4, 300), (1, 1, 1, 1, 64),
+                                   (2, 600, 16)])
+def test_channels_first_copy(shape, dtype, monkeypatch):
+    """cpu_layout's (B, S, C) -> (B, C, S) copy: NumPy's result for rows of
+    fewer channels than a vector, channel tails, positions past the last
+    whole block (and past a tile), one position, most chunks; a
+    non-contiguous destination goes through NumPy."""
+    monkeypatch.setattr(cpu, "COPY_MIN", 0)
+    x = np.random.default_rng(49).standard_normal(shape).astype(dtype)
+    want = np.ascontiguousarray(np.moveaxis(x, -1, 1))
+    for work in (None, 10**12):
+        got = np.full(want.shape, np.nan, dtype)
+        real = cpu_rb.parallel_tiles
+        monkeypatch.setattr(cpu_rb, "parallel_tiles",
+                            lambda k, a, n, wk, _w=work: real(k, a, n, wk if _w is None else _w))
+        cpu._to_channels_first(x, got)
+        monkeypatch.setattr(cpu_rb, "parallel_tiles", real)
+        assert got.tobytes() == want.tobytes()
+    wide = np.full((shape[0], shape[-1] + 2) + shape[1:-1], np.nan, dtype)
+    cpu._to_channels_first(x, wide[:, 1:-1])
+    assert wide[:, 1:-1].tobytes() == want.tobytes() and np.isnan(wide[:, 0]).all()
