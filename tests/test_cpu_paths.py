@@ -1439,9 +1439,10 @@ def test_vtranspose_block(dtype, vbytes):
 def test_narrow_channels_last_route_rule(monkeypatch):
     """Channels-last calls with few output channels: one output channel goes
     through a channels-first copy of the input up to
-    NARROW_ONE_CHANNEL_CF_MAX_CHANNELS input channels, whatever the reduction's
-    length; past that, and with 2 or more output channels, the gathered loads
-    only up to WV_NARROW_STEPS reduction steps, then packed rows (2 or more
+    NARROW_ONE_CHANNEL_CF_MAX_CHANNELS input channels or from
+    NARROW_ONE_CHANNEL_CF_MIN_TAPS taps, whatever the reduction's length;
+    otherwise, and with 2 or more output channels, the gathered loads only
+    up to WV_NARROW_STEPS reduction steps, then packed rows (2 or more
     channels) or the channels-last tile (one)."""
     rng = np.random.default_rng(45)
     routes = []
@@ -1466,7 +1467,8 @@ def test_narrow_channels_last_route_rule(monkeypatch):
 
     assert route(C_MAX, 1)[:2] == ["cl", "cf"]  # 288 steps, the copy
     assert route(3, 1)[:2] == ["cl", "cf"]
-    assert route(C_MAX + 1, 1) == ["cl", "tile"]  # past both limits
+    assert route(C_MAX + 1, 1)[:2] == ["cl", "cf"]  # 9 taps
+    assert route(C_MAX + 1, 1, k=2) == ["cl", "tile"]  # past both limits
     assert route(3, 2) == ["cl", "gathered"]  # 27 steps
     assert route(8, 2) == ["cl", "packed rows"]  # 72 steps
 

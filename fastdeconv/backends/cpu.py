@@ -123,14 +123,18 @@ WV_CL_ROWS = True
 # The 1-channel stride-2 transpose of the chain (2x16x56x56x8): 4.1 ms with
 # gathers, 0.5 ms copy + 2.5 ms. False turns it off (tests compare the two).
 NARROW_ONE_CHANNEL_CF = True
-# ... whatever the reduction's length up to this many input channels; past
-# it, as other narrow calls, only up to WV_NARROW_STEPS (the copy, 0.7-2.6
-# ns per input element with NumPy, then costs more than the one-vector
-# channels-last tile saves: 1 output channel, two threads, copy route
-# against the tile, NHWC 2 x 128^2 k3: 8-32 input channels 0.52-0.90x the
-# tile's time, 64 1.63x, 128 1.80x; k5: 0.31-0.74x up to 64, 128 0.92x;
-# 32^3 k3 32 -> 1 0.72x, 64 -> 1 1.07x; 1x1 128 -> 1 6.4x).
+# ... whatever the reduction's length up to this many input channels, or
+# with at least NARROW_ONE_CHANNEL_CF_MIN_TAPS taps; else, as other narrow
+# calls, only up to WV_NARROW_STEPS (the copy, cpu_layout's, then costs
+# more than the one-vector channels-last tile saves). 1 output channel,
+# two threads, copy route against the tile, NHWC 2 x 128^2: k3 with 8-128
+# input channels 0.41-0.62x the tile's time, 256 1.02x; k5 0.26-0.43x up
+# to 128, 256 0.83x; 32^3 k3 64 -> 1 0.90x; 4 x 64^2 transposes k3 s1/s2
+# 16 and 64 -> 1 0.31-0.52x; 1x1 128 -> 1 2.7x, 256 3.7x
+# (benchmarks/NOTES.md sections 74 and 78; with NumPy's copy, 64 channels
+# took 1.63x at k3).
 NARROW_ONE_CHANNEL_CF_MAX_CHANNELS = 32
+NARROW_ONE_CHANNEL_CF_MIN_TAPS = 9
 
 # Channels-first calls on the vectors-along-W kernel: each output row's
 # input rows are copied into one array, zeros around each row (for a W
@@ -355,7 +359,7 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
     cl_rows = False  # channels-last input rows packed for vectors along W (WV_CL_ROWS)
     # one output channel: a channels-first copy of the input, no gathers
     one_channel_cf = (narrow and F == 1 and NARROW_ONE_CHANNEL_CF and out is None  # `out`: filled by a copy
-                      and Cg <= NARROW_ONE_CHANNEL_CF_MAX_CHANNELS)
+                      and (Cg <= NARROW_ONE_CHANNEL_CF_MAX_CHANNELS or KD * KH * KW >= NARROW_ONE_CHANNEL_CF_MIN_TAPS))
     if narrow and WV_NARROW_STEPS is not None and not one_channel_cf:
         steps = KD * KH * KW * Cg // (sd * sh * sw if trans else 1)
         if steps > WV_NARROW_STEPS:
