@@ -1474,12 +1474,13 @@ def test_narrow_channels_last_route_rule(monkeypatch):
 
 
 ONE_VECTOR_CASES = [
-    # channels-first strided transposes whose W phases are at most one
-    # vector wide: wv_kernel's 1-vector tile, 16 rows with 32 vector
-    # registers (two blocks, one padded block), 8 where 16 would pad more
-    ("conv3d_transpose", (1, 6, 4, 5, 8), (3, 3, 3, 32, 6), 2, "SAME", "NCDHW", None),
-    ("conv2d_transpose", (2, 5, 7, 8), (4, 4, 12, 5), 2, "SAME", "NCHW", None),
-    ("conv2d_transpose", (1, 4, 6, 5), (3, 3, 24, 4), [1, 2], "VALID", "NCHW", None),
+    # channels-first strided transposes whose W phases (2-3 columns) leave
+    # most of a vector empty, with either width and dtype: wv_kernel's
+    # 1-vector tile, 16 rows with 32 vector registers (two blocks, one
+    # padded block), 8 where 16 would pad more
+    ("conv3d_transpose", (1, 6, 4, 5, 2), (3, 3, 3, 32, 6), 2, "SAME", "NCDHW", None),
+    ("conv2d_transpose", (2, 5, 7, 2), (4, 4, 12, 5), 2, "SAME", "NCHW", None),
+    ("conv2d_transpose", (1, 4, 6, 2), (3, 3, 24, 4), [1, 2], "VALID", "NCHW", None),
 ]
 
 
