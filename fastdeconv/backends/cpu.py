@@ -633,20 +633,13 @@ def _pointwise(x, wg, epilogue, out):
         out[...] = _pointwise(x, wg, epilogue, None)
         return out
     tile = cpu_pw.pw_tile(F, x.dtype.itemsize)
-    FR = tile.rows
     assert C * x.dtype.itemsize <= cpu_pw.PW_MAX_CHANNEL_BYTES
-
-    def pack():
-        # (NFB, C, FR): blocks of FR output channels, zero-padded
-        NFB = -(-F // FR)
-        wp = np.zeros((NFB * FR, C), dtype=x.dtype)
-        wp[:F] = wg.reshape(C, F).T
-        return _alloc.readonly(np.ascontiguousarray(wp.reshape(NFB, FR, C).transpose(0, 2, 1)))
-
-    wp = _memo(wg, ("pw", x.dtype.str, repr(tile)), pack)
+    # (NFB, C, FR): blocks of FR = tile.rows output channels, zero-padded
+    wp, NFB = _memo(wg, ("pw", x.dtype.str, repr(tile)),
+                    lambda: cpu_rb.pack_filters_wv(wg, x.dtype, tile, _alloc.root(wg).flags.writeable))
     y = _alloc.empty((B, D, H, W, F), x.dtype)
-    cpu_rb.parallel_tiles(cpu_pw.pointwise_cl, (np.ascontiguousarray(x).reshape(P, C), wp, y.reshape(P, F), tile),
-                          P, (C + 64) * F * P)
+    cpu_rb.parallel_tiles(cpu_pw.pointwise_cl, (np.ascontiguousarray(x).reshape(P, C), wp.reshape(NFB, C, tile.rows),
+                                                y.reshape(P, F), tile), P, (C + 64) * F * P)
     return _finish(y, False, epilogue)
 
 
