@@ -788,8 +788,9 @@ def wv_tile(channels=None, width=None, lanes=None, pairs=False):
         # 16 rows where 32 registers hold them and they pad no more than 8
         # rows do: the weights are one panel (no row pointers), and 16
         # accumulators hide the FMA latency that 8 only just cover
-        rows = WV_ONE_VECTOR_ROWS if cpu_simd.VREGS >= WV_ONE_VECTOR_ROWS + 2 and _cdiv(channels, WV_ONE_VECTOR_ROWS) * \
-            WV_ONE_VECTOR_ROWS <= _cdiv(channels, tile_rows(1)) * tile_rows(1) else tile_rows(1)
+        rows, wide = tile_rows(1), WV_ONE_VECTOR_ROWS
+        if cpu_simd.VREGS >= wide + 2 and _cdiv(channels, wide) * wide <= _cdiv(channels, rows) * rows:
+            rows = wide
         return Tile(rows, 1)
     rows = tile_rows(2)
     cost = WV_PAIR_FOUR_ROWS_COST if pairs else WV_FOUR_ROWS_COST
