@@ -6,12 +6,12 @@ NumPy's strided copy (`np.copyto(dst, np.moveaxis(src, -1, 1))`) moves one
 element at a time: 0.7-0.9 ns per element, 2.6-3.9 ns with 128-256
 channels, where its writes walk C planes at once. Here each block of V
 positions is transposed in registers, V x V at a time
-(`cpu_simd.vtranspose_over` / `vtranspose_block`), and written as whole
+(`cpu_simd.vtranspose_over`), and written as whole
 vectors along the positions (benchmarks/NOTES.md section 78).
 """
 
 from .._jit import serial_kernel
-from .cpu_simd import addr, itemsize, tile_dims, vtranspose_block, vtranspose_over
+from .cpu_simd import addr, itemsize, tile_dims, vtranspose_over
 
 
 # Position blocks per tile: each channel chunk's V planes get runs of
@@ -35,7 +35,7 @@ def to_channels_first(src, dst, tile, t_begin, t_end):
     nt = (S + SB - 1) // SB
     sa = addr(src)
     da = addr(dst)
-    total = B * S * C
+    send = sa + B * S * C * isz
     for t in range(t_begin, t_end):
         b = t // nt
         s0 = (t % nt) * SB
@@ -48,10 +48,7 @@ def to_channels_first(src, dst, tile, t_begin, t_end):
                 q = da + ((b * C + c0) * S + s) * isz
                 # rows of fewer than V channels: whole-vector loads (masked
                 # ones are slow on Zen 5) while the last row's stays in src
-                if n == V or (b * S + s + V - 1) * C + c0 + V <= total:
-                    vtranspose_over(dst, tile, q, p, C * isz, S * isz, n)
-                else:
-                    vtranspose_block(dst, tile, q, p, C * isz, S * isz, n)
+                vtranspose_over(dst, tile, q, p, C * isz, S * isz, n, send)
         for c in range(C):
             for s in range(whole, s1):
                 dst[b, c, s] = src[b, s, c]

@@ -78,6 +78,7 @@ def pointwise_cl(x, wp, out, tile, p_begin, p_end):
     for i in range(FR):
         so[i] = i * NJ
     xa = addr(x)
+    xend = xa + P * C * isz
     xta = addr(xt)
     wa = addr(wp)
     acca = addr(acc)
@@ -86,16 +87,11 @@ def pointwise_cl(x, wp, out, tile, p_begin, p_end):
     p = p_begin
     while p + NJ <= p_end:
         # rows of fewer than V channels: whole-vector loads, reading into
-        # the next pixels, while V more follow the block (else masked)
-        over = p + NJ + V <= P
+        # the next pixels (masked at the end of x)
         for j in range(NW):
             for c0 in range(0, C, V):
-                if over:
-                    vtranspose_over(out, tile, xta + (c0 * NJ + j * V) * isz, xa + ((p + j * V) * C + c0) * isz,
-                                    C * isz, NJ * isz, min(V, C - c0))
-                else:
-                    vtranspose_block(out, tile, xta + (c0 * NJ + j * V) * isz, xa + ((p + j * V) * C + c0) * isz,
-                                     C * isz, NJ * isz, min(V, C - c0))
+                vtranspose_over(out, tile, xta + (c0 * NJ + j * V) * isz, xa + ((p + j * V) * C + c0) * isz,
+                                C * isz, NJ * isz, min(V, C - c0), xend)
         for fb in range(NFB):
             accs = vtzero(out, tile)
             accs = vrun_cols_whole(out, accs, tile, xta, NJ * isz, V * isz, 0, 0, wa + fb * C * FR * isz, C)

@@ -774,58 +774,75 @@ vcopyn = _make_vcopy(False)
 vcopy_over = _make_vcopy(True)
 
 
-def _make_vtranspose(over):
-    def vtranspose_block(typingctx, arr, tile, dst, src, sstride, dstride, n):
-        """A V x V block (V = the tile's lanes of arr's dtype) transposed: row
-        k of V elements at byte address src + k * sstride becomes column k of
-        the V vectors stored at dst + j * dstride, for j < n (n <= V: the rows
-        are read up to element n - 1 only). In registers: log2(V) stages of V
-        two-source shuffles, each swapping the off-diagonal h x h blocks of
-        row pairs (i, i + h), h = V/2, V/4, ..., 1.
-        vtranspose_over: the same, each row read as one whole vector (V
-        elements from src + k * sstride readable), for rows of fewer than V
-        elements that other data follows: AVX-512's masked loads took 4x
-        the time of plain ones on Zen 5 (cpu_pw, benchmarks/NOTES.md
-        section 75)."""
-        if not isinstance(tile, TileType):
-            return None
-        vt = Vec(arr.dtype, tile.vbytes)
-        isz = arr.dtype.bitwidth // 8
-
-        def impl(context, builder, sig, args):
-            i64 = ir.IntType(64)
-            vty = context.get_value_type(vt)
-            nl = vty.count
-            d, s_, ss, ds, n = (context.cast(builder, args[i], sig.args[i], types.int64) for i in range(2, 7))
-            ptrs = [builder.inttoptr(builder.add(s_, builder.mul(ss, ir.Constant(i64, k))), vty.as_pointer())
-                    for k in range(nl)]
-            rows = [builder.load(p, align=isz) if over else _load_first(builder, vty, p, n, isz) for p in ptrs]
-            h = nl // 2
-            while h:
-                # lane j of the first row: a[j] where j & h == 0, else b[j - h];
-                # of the second: a[j + h] where j & h == 0, else b[j]
-                lo = ir.Constant(ir.VectorType(ir.IntType(32), nl),
-                                 [j if not j & h else nl + j - h for j in range(nl)])
-                hi = ir.Constant(ir.VectorType(ir.IntType(32), nl),
-                                 [j + h if not j & h else nl + j for j in range(nl)])
-                for i in range(nl):
-                    if not i & h:
-                        a, b = rows[i], rows[i + h]
-                        rows[i] = builder.shuffle_vector(a, b, lo)
-                        rows[i + h] = builder.shuffle_vector(a, b, hi)
-                h //= 2
-            for j in range(nl):
-                with builder.if_then(builder.icmp_signed(">", n, ir.Constant(i64, j)), likely=True):
-                    builder.store(rows[j], builder.inttoptr(builder.add(d, builder.mul(ds, ir.Constant(i64, j))),
-                                                            vty.as_pointer()), align=isz)
-            return context.get_dummy_value()
-        return types.void(arr, tile, dst, src, sstride, dstride, n), impl
-    vtranspose_block.__name__ = "vtranspose_over" if over else "vtranspose_block"
-    return intrinsic(vtranspose_block)
+def _vtranspose(builder, vty, isz, d, s_, ss, ds, n, nread):
+    """vtranspose_block's code: rows read up to element nread - 1 (i64),
+    the first n vectors stored."""
+    i64 = ir.IntType(64)
+    nl = vty.count
+    rows = [_load_first(builder, vty, builder.inttoptr(builder.add(s_, builder.mul(ss, ir.Constant(i64, k))),
+                                                       vty.as_pointer()), nread, isz) for k in range(nl)]
+    h = nl // 2
+    while h:
+        # lane j of the first row: a[j] where j & h == 0, else b[j - h];
+        # of the second: a[j + h] where j & h == 0, else b[j]
+        lo = ir.Constant(ir.VectorType(ir.IntType(32), nl),
+                         [j if not j & h else nl + j - h for j in range(nl)])
+        hi = ir.Constant(ir.VectorType(ir.IntType(32), nl),
+                         [j + h if not j & h else nl + j for j in range(nl)])
+        for i in range(nl):
+            if not i & h:
+                a, b = rows[i], rows[i + h]
+                rows[i] = builder.shuffle_vector(a, b, lo)
+                rows[i + h] = builder.shuffle_vector(a, b, hi)
+        h //= 2
+    for j in range(nl):
+        with builder.if_then(builder.icmp_signed(">", n, ir.Constant(i64, j)), likely=True):
+            builder.store(rows[j], builder.inttoptr(builder.add(d, builder.mul(ds, ir.Constant(i64, j))),
+                                                    vty.as_pointer()), align=isz)
 
 
-vtranspose_block = _make_vtranspose(False)
-vtranspose_over = _make_vtranspose(True)
+@intrinsic
+def vtranspose_block(typingctx, arr, tile, dst, src, sstride, dstride, n):
+    """A V x V block (V = the tile's lanes of arr's dtype) transposed: row
+    k of V elements at byte address src + k * sstride becomes column k of
+    the V vectors stored at dst + j * dstride, for j < n (n <= V: the rows
+    are read up to element n - 1 only). In registers: log2(V) stages of V
+    two-source shuffles, each swapping the off-diagonal h x h blocks of
+    row pairs (i, i + h), h = V/2, V/4, ..., 1."""
+    if not isinstance(tile, TileType):
+        return None
+    vt = Vec(arr.dtype, tile.vbytes)
+    isz = arr.dtype.bitwidth // 8
+
+    def impl(context, builder, sig, args):
+        d, s_, ss, ds, n = (context.cast(builder, args[i], sig.args[i], types.int64) for i in range(2, 7))
+        _vtranspose(builder, context.get_value_type(vt), isz, d, s_, ss, ds, n, n)
+        return context.get_dummy_value()
+    return types.void(arr, tile, dst, src, sstride, dstride, n), impl
+
+
+@intrinsic
+def vtranspose_over(typingctx, arr, tile, dst, src, sstride, dstride, n, end):
+    """vtranspose_block, its rows of n < V elements read as whole vectors
+    (plain loads, the lanes past n unused) where the last row's vector
+    ends at or before byte address `end` (other data follows the rows),
+    masked otherwise: AVX-512's masked loads took 4x the time of plain ones
+    on Zen 5 (cpu_pw, benchmarks/NOTES.md section 75)."""
+    if not isinstance(tile, TileType):
+        return None
+    vt = Vec(arr.dtype, tile.vbytes)
+    isz = arr.dtype.bitwidth // 8
+
+    def impl(context, builder, sig, args):
+        i64 = ir.IntType(64)
+        vty = context.get_value_type(vt)
+        nl = vty.count
+        d, s_, ss, ds, n, e = (context.cast(builder, args[i], sig.args[i], types.int64) for i in range(2, 8))
+        last = builder.add(builder.add(s_, builder.mul(ss, ir.Constant(i64, nl - 1))), ir.Constant(i64, nl * isz))
+        nread = builder.select(builder.icmp_signed("<=", last, e), ir.Constant(i64, nl), n)
+        _vtranspose(builder, vty, isz, d, s_, ss, ds, n, nread)
+        return context.get_dummy_value()
+    return types.void(arr, tile, dst, src, sstride, dstride, n, end), impl
 
 
 @intrinsic
