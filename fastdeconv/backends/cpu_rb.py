@@ -1206,7 +1206,8 @@ def with_rows(kernel, args, n, zeroed=True):
     packed input rows (`pack`), allocated per chunk of tiles: zeroed, or
     (zeroed False) left for the kernel to zero what it reads."""
     x = args[0]
-    kernel = compiled(kernel, args + (x[:1],))
+    # (typed as the array run passes: writable, unlike a read-only x's view)
+    kernel = compiled(kernel, args + (np.empty(1, dtype=x.dtype),))
     alloc = np.zeros if zeroed else np.empty
 
     def run(t_begin, t_end):
