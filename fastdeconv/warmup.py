@@ -85,7 +85,12 @@ def _conv_calls(dtype, cf):
             transpose(8, F, 4, 6, W, s=3)
             transpose(8, F, 3, 4, W, k=2, s=2)
         transpose(8, F, 4, 6, 11, s=1, d=2)
-    transpose(8, 64, 4, 6, 20)  # few input channels, several channel blocks: gathered taps (channels-last)
+    # few input channels, several channel blocks: gathered taps (channels-last
+    # cl_kernel, channels-first cpu_cfgather), and channels-first with a W
+    # stride that does not divide a vector's lanes (vectors along W, one
+    # vector per W phase: the 16 x 1 tile on packed rows)
+    transpose(8, 64, 4, 6, 20)
+    transpose(8, 64, 4, 6, 4, k=5, s=3)
     # 1x1 convolutions (pointwise kernel), depthwise, 64 channels and more
     # (channels-first bands, forward and stride-1 transposes), large
     # writable filters (packed by a Numba loop; transposed ones per block)

@@ -633,6 +633,7 @@ def test_cf_bands_same_bits(case, dtype, vector_bytes, monkeypatch):
     (chunks of tiles then start inside a plane's bands), and are used."""
     monkeypatch.setattr(cpu, "CF_BANDS_MIN_CHANNELS", 16)
     monkeypatch.setattr(cpu, "CF_BANDS_ANY_ROW_CHANNELS", 16)
+    monkeypatch.setattr(cpu, "CF_GATHER", False)  # (16 input channels: gathered runs first)
     x, w = _arrays(case, dtype, np.random.default_rng(23))
     kernels = []
     groups = []  # column groups (1: every column on all W taps)
@@ -1068,9 +1069,9 @@ def _dispatchers():
     """The Numba functions of the cpu backend's modules."""
     import numba
 
-    from fastdeconv.backends import cpu_cfband, cpu_dw, cpu_layers, cpu_layout, cpu_patch
+    from fastdeconv.backends import cpu_cfband, cpu_cfgather, cpu_dw, cpu_layers, cpu_layout, cpu_patch
 
-    return [getattr(m, n) for m in (cpu_rb, cpu_patch, cpu_dw, cpu_pw, cpu_cfband, cpu_layers, cpu_layout)
+    return [getattr(m, n) for m in (cpu_rb, cpu_patch, cpu_dw, cpu_pw, cpu_cfband, cpu_cfgather, cpu_layers, cpu_layout)
             for n in dir(m)
             if isinstance(getattr(m, n), numba.core.registry.CPUDispatcher)]
 
@@ -1315,6 +1316,89 @@ def test_gathered_taps_rule(monkeypatch):
     assert not run(16, F, k=5)  # 400 terms: two partial sums
 
 
+CF_GATHER_CASES = [
+    # channels-first strided transposes with few input channels (cpu_cfgather)
+    ("conv2d_transpose", (2, 3, 7, 9), (3, 3, 40, 3), 2, "SAME", "NCHW", None),
+    ("conv2d_transpose", (1, 4, 6, 5), (4, 4, 19, 4), [1, 1, 3, 2], [(1, 2), (2, 1)], "NCHW", None),
+    ("conv2d_transpose", (2, 2, 5, 6), (3, 3, 24, 2), 2, "VALID", "NCHW", [1, 1, 2, 2]),
+    # H stride 3 with a 2-tap kernel: a class of output rows no tap reaches
+    ("conv2d_transpose", (1, 2, 4, 5), (2, 2, 16, 2), [1, 1, 3, 2], "VALID", "NCHW", None),
+    ("conv2d_transpose", (1, 3, 5, 6), (3, 3, 17, 3), [1, 1, 2, 1], "SAME", "NCHW", None),  # W stride 1
+    ("conv3d_transpose", (1, 8, 3, 4, 5), (3, 3, 3, 20, 8), 2, "SAME", "NCDHW", None),
+    ("conv3d_transpose", (2, 16, 2, 3, 4), (3, 1, 3, 17, 16), [1, 1, 2, 1, 4], "SAME", "NCDHW", None),
+    ("conv1d_transpose", (3, 1, 7), (5, 130, 1), 2, "VALID", "NCW", None),
+]
+
+
+def _cf_gather_calls(monkeypatch):
+    """A list that gets True per with_rows call on cpu_cfgather's kernel
+    (False for another kernel's)."""
+    from fastdeconv.backends import cpu_cfgather
+
+    used = []
+    real = cpu_rb.with_rows
+
+    def spy(kernel, args, n, **kw):
+        used.append(kernel is cpu_cfgather.cfgather_kernel)
+        return real(kernel, args, n, **kw)
+
+    monkeypatch.setattr(cpu_rb, "with_rows", spy)
+    return used
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", CF_GATHER_CASES, ids=[f"{c[0]}-{c[1]}-{c[3]}" for c in CF_GATHER_CASES])
+def test_cf_gathered_runs_same_bits(case, dtype, vector_bytes, monkeypatch):
+    """Channels-first strided transposes with few input channels gather each
+    output row's taps into runs of output columns (CF_GATHER, cpu_cfgather):
+    the bits of vectors along W, of the most chunks and of the
+    channels-last call, and the reference's result; the kernel runs."""
+    x, w = _arrays(case, dtype, np.random.default_rng(47))
+    monkeypatch.setattr(cpu_rb, "np", _NanEmpty())  # the kernel writes every element it reads of its array
+    used = _cf_gather_calls(monkeypatch)
+    results = _calls_with(case, x, w, monkeypatch, [
+        ({(cpu, "CF_GATHER"): True}, None),
+        ({(cpu, "CF_GATHER"): True, (cpu, "CF_GATHER_BAND_BYTES"): 1}, 10**12),
+        ({(cpu, "CF_GATHER"): False}, None)])
+    assert used[:2] == [True, True] and True not in used[2:]
+    y = results[0]
+    assert all(r.tobytes() == y.tobytes() for r in results)
+    assert np.moveaxis(y, 1, -1).tobytes() == _call_channels_last(case, x, w).tobytes()
+    ref = _call(case, x, w, "reference")
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    assert np.max(np.abs(y - ref)) <= tol * max(1.0, float(np.max(np.abs(ref))))
+
+
+def test_cf_gathered_runs_rule(monkeypatch):
+    """CF_GATHER's rule: channels-first strided transposes, at most
+    GATHER_MAX_CHANNELS input channels, CF_GATHER_MIN_CHANNELS output
+    channels or more, one partial sum, a W stride that divides a vector's
+    lanes."""
+    rng = np.random.default_rng(48)
+    used = _cf_gather_calls(monkeypatch)
+    F = cpu.CF_GATHER_MIN_CHANNELS
+    lanes = cpu_simd.VBYTES // 4
+
+    def run(C, F, strides=2, k=3, op=fastdeconv.conv2d_transpose, fmt="NCHW"):
+        x = rng.standard_normal((1, C, 6, 7) if fmt == "NCHW" else (1, 6, 7, C)).astype(np.float32)
+        used.clear()
+        if op is fastdeconv.conv2d:
+            op(x, rng.standard_normal((k, k, C, F)).astype(np.float32), strides, "SAME", data_format=fmt)
+        else:
+            op(x, rng.standard_normal((k, k, F, C)).astype(np.float32), None, strides, "SAME", data_format=fmt)
+        return True in used
+
+    assert run(3, F)
+    assert run(cpu.GATHER_MAX_CHANNELS, F, strides=[1, 1, 2, 1])
+    assert not run(cpu.GATHER_MAX_CHANNELS + 1, F)
+    assert not run(3, F - 1)
+    assert not run(3, F, strides=1)
+    assert not run(3, F, strides=[1, 1, 1, 3] if lanes % 3 else [1, 1, 1, 5])  # W stride not dividing the lanes
+    assert not run(16, F, k=5)  # 400 terms: two partial sums
+    assert not run(3, F, op=fastdeconv.conv2d)
+    assert not run(3, F, fmt="NHWC")
+
+
 ONE_PIXEL_CF_CASES = [
     # a DCGAN generator's projection in PyTorch's layout: 1 x 1 -> 4 x 4, k4
     ("conv2d_transpose", (3, 20, 1, 1), (4, 4, 24, 20), 1, "VALID", "NCHW", None),
@@ -1492,6 +1576,7 @@ def test_one_vector_tile_rows_same_bits(case, dtype, monkeypatch):
     chunks and of the channels-last call, and the reference's result."""
     x, w = _arrays(case, dtype, np.random.default_rng(46))
     monkeypatch.setattr(cpu_simd, "VREGS", 32)  # the 16-row choice on any CPU
+    monkeypatch.setattr(cpu, "CF_GATHER", False)  # (few input channels: gathered runs first)
     F = case[2][-2]
     tiles = []
     real_pack = cpu_rb.pack_filters_wv

@@ -66,7 +66,7 @@ import numpy as np
 
 from .. import _alloc
 
-from . import cpu_cfband, cpu_dw, cpu_layout, cpu_patch, cpu_pw, cpu_rb, cpu_simd, reference
+from . import cpu_cfband, cpu_cfgather, cpu_dw, cpu_layout, cpu_patch, cpu_pw, cpu_rb, cpu_simd, reference
 
 # Forward convolutions with dw == 1 and no groups read (kw, c) as one run
 # (same terms, same order); tests switch it off to check the per-tap path.
@@ -239,6 +239,20 @@ GATHER = True
 GATHER_MAX_CHANNELS = 16
 GATHER_MIN_BLOCKS = 4
 
+# Channels-first strided transposes with few input channels (as GATHER:
+# at most GATHER_MAX_CHANNELS, one group, one partial sum) and at least
+# CF_GATHER_MIN_CHANNELS output channels, whose W stride divides a vector's
+# lanes: each output row's taps gathered into runs whose lanes are
+# consecutive output columns, weights per lane (cpu_cfgather), instead of
+# a run per tap and W phase on vectors along W. The same bits. False turns
+# it off (tests compare the two).
+CF_GATHER = True
+CF_GATHER_MIN_CHANNELS = 16
+# Output rows are packed in bands of at most this many bytes of runs (at
+# least one row), and each block of output channels runs on a whole band:
+# its planes then get runs of consecutive rows.
+CF_GATHER_BAND_BYTES = 192 * 1024
+
 # Channels-last calls with at most one vector of output channels per group
 # (AVX-512: 16 float32 / 8 float64) use the one-vector tile instead of the
 # two-vector one; False turns it off (tests compare the two).
@@ -390,6 +404,10 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
     # input 0 ((K - 1) * d - p >= 0; the packed columns start there)
     trans_ok = channels_first and trans and min(
         (k - 1) * d - p for k, d, p in zip((KD, KH, KW), (dd, dh, dw), (pd, ph, pw))) >= 0
+    if (CF_GATHER and channels_first and trans and (sd, sh, sw) != (1, 1, 1) and G == 1 and not patch
+            and Cg <= GATHER_MAX_CHANNELS and KD * KH * KW * Cg <= cpu_rb.SUM_GROUP_TERMS
+            and F >= CF_GATHER_MIN_CHANNELS and (cpu_simd.VBYTES // x.dtype.itemsize) % sw == 0):
+        return _cf_gather(x, wg, (OD, OH, OW), strides, dilations, pads_before, writable, flat, epilogue)
     if (CF_BANDS and channels_first and (trans_ok or not trans and dw == 1) and G == 1
             and not patch
             and min(Cg, Fg) >= (CF_BANDS_ANY_ROW_CHANNELS if trans and (sd, sh, sw) != (1, 1, 1)
@@ -589,6 +607,33 @@ def _cf_bands(x, wg, out_spatial, strides, dilations, pads_before, trans, writab
     args = (x.reshape(-1), wp, flat, geo, tile, wcols, True if trans else None)  # tr: a variant for transposes
     run = cpu_rb.with_rows(cpu_cfband.cfband_kernel, args, n, zeroed=False)
     cpu_rb.parallel_tiles(run, (), ntiles, work)
+    return _finish(flat.reshape((B, F, OD, OH, OW)), True, epilogue)
+
+
+def _cf_gather(x, wg, out_spatial, strides, dilations, pads_before, writable, flat, epilogue):
+    """cpu_cfgather.cfgather_kernel for _run's channels-first strided
+    transposes with few input channels (CF_GATHER; flat: the result's
+    memory)."""
+    _, KD, KH, KW, C, F = wg.shape
+    B, _, D, H, W = x.shape
+    OD, OH, OW = out_spatial
+    (sd, sh, sw), (dd, dh, dw) = strides, dilations
+    pd, ph, pw = pads_before
+    tile = cpu_cfgather.tile_for()
+    NJ = tile.nvec * tile.lanes(x.dtype.itemsize)
+    NFB = _ceil(F, tile.rows)
+    OWP = _ceil(OW, NJ) * NJ
+    dt, ht, wt, terms = cpu_cfgather.plan(KD, KH, KW, sd, sh, sw, dd, dh, dw, C)
+    wp, woff = _memo(wg, ("cf-gathered", x.dtype.str, repr(tile), tuple(strides), tuple(dilations), pw % sw),
+                     lambda: cpu_cfgather.pack_weights(wg, x.dtype, tile, strides, dilations, pw))
+    TM = max(1, int(terms.max()))
+    rows = B * OD * OH
+    BR = max(1, min(rows, CF_GATHER_BAND_BYTES // (TM * OWP * x.dtype.itemsize)))
+    geo = tuple(int(v) for v in (B, C, D, H, W, F, OD, OH, OW, sd, sh, sw, dd, dh, dw, pd, ph, pw, NFB, OWP, BR, TM))
+    work = _work(B * OD * OH * OW, NFB * tile.rows, KD * KH * KW * C, strides, True)
+    args = (x.reshape(-1), wp, flat, dt, ht, wt, woff, geo, tile)
+    run = cpu_rb.with_rows(cpu_cfgather.cfgather_kernel, args, BR * TM * OWP, zeroed=False)
+    cpu_rb.parallel_tiles(run, (), _ceil(rows, BR) * NFB, work)
     return _finish(flat.reshape((B, F, OD, OH, OW)), True, epilogue)
 
 

@@ -1104,3 +1104,63 @@ vrun_cols_whole = _make_vrun_cols(False, masked=False)
 # latency
 PART_ROWS = 4
 vrun_cols_part = _make_vrun_cols(False, masked=False, part=PART_ROWS)
+
+
+@intrinsic
+def vrun_lanes(typingctx, arr, accs, tile, p, xstep, vstep, q, K):
+    """A micro-kernel whose weights differ by lane (cpu_cfgather: a strided
+    transpose's output columns of different W phases in one vector), as one
+    LLVM loop (see vrun): K reduction steps; at step k the NW = tile.nvec
+    input vectors x_j = the whole vector at byte address p + k*xstep +
+    j*vstep, and for each row i < tile.rows the weight vector w_i at q +
+    (k*NR + i)*vbytes:
+        accs[i*NW + j] = fma(w_i, x_j, accs[i*NW + j])."""
+    if not (isinstance(tile, TileType) and isinstance(accs, types.UniTuple) and isinstance(accs.dtype, Vec)
+            and accs.count == tile.rows * tile.nvec):
+        return None
+    nr, nw = tile.rows, tile.nvec
+    isz = arr.dtype.bitwidth // 8
+
+    def impl(context, builder, sig, args):
+        i64 = ir.IntType(64)
+        vty = context.get_value_type(accs.dtype)
+        n = vty.count
+        p, xstep, vstep, q, nK = (context.cast(builder, args[i], sig.args[i], types.int64) for i in range(3, 8))
+        acc0 = cgutils.unpack_tuple(builder, args[1], accs.count)
+        fma = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(vty, [vty] * 3), f"llvm.fma.v{n}f{arr.dtype.bitwidth}")
+
+        def load(a):
+            return builder.load(builder.inttoptr(a, vty.as_pointer()), align=isz)
+
+        pre = builder.block
+        head = builder.append_basic_block("vlanes.head")
+        body = builder.append_basic_block("vlanes.body")
+        done = builder.append_basic_block("vlanes.done")
+        builder.branch(head)
+        builder.position_at_end(head)
+        k = builder.phi(i64)
+        k.add_incoming(ir.Constant(i64, 0), pre)
+        acc = []
+        for a in acc0:
+            ph = builder.phi(vty)
+            ph.add_incoming(a, pre)
+            acc.append(ph)
+        builder.cbranch(builder.icmp_signed("<", k, nK), body, done)
+        builder.position_at_end(body)
+        px = builder.add(p, builder.mul(k, xstep))
+        xs = [load(builder.add(px, builder.mul(vstep, ir.Constant(i64, j)))) for j in range(nw)]
+        qk = builder.add(q, builder.mul(k, ir.Constant(i64, nr * n * isz)))
+        new = []
+        for i in range(nr):
+            w = load(builder.add(qk, ir.Constant(i64, i * n * isz)))
+            new += [builder.call(fma, [w, x, acc[i * nw + j]]) for j, x in enumerate(xs)]
+        k1 = builder.add(k, ir.Constant(i64, 1))
+        end = builder.block
+        builder.branch(head)
+        k.add_incoming(k1, end)
+        for ph, v in zip(acc, new):
+            ph.add_incoming(v, end)
+        builder.position_at_end(done)
+        return context.make_tuple(builder, accs, acc)
+    return accs(arr, accs, tile, p, xstep, vstep, q, K), impl
