@@ -51,6 +51,25 @@ def recycled(shape, dtype):
     return np.asarray(_Block(_recycler.take(nbytes), shape, dtype))
 
 
+# glibc's default threshold for serving an allocation by mmap
+WORK_MIN = 128 << 10
+
+
+def work(shape, dtype):
+    """np.empty(shape, dtype) for a work array dropped at the end of a call
+    (never from a Model's pool): from memory of dropped results already
+    from WORK_MIN bytes. A work array of 512 KB beside a 512 KB result
+    made glibc return the top of its heap to the system after each call
+    and the next call fault in fresh pages: 0.62 instead of 0.26 ms
+    (benchmarks/NOTES.md section 79)."""
+    dtype = np.dtype(dtype)
+    shape = (int(shape),) if np.isscalar(shape) else tuple(map(int, shape))
+    nbytes = math.prod(shape) * dtype.itemsize
+    if nbytes < WORK_MIN or _recycler.cap <= 0:
+        return np.empty(shape, dtype)
+    return np.asarray(_Block(_recycler.take(nbytes), shape, dtype))
+
+
 class _Block:
     """Owner of a result's memory (numpy keeps it as the array's base);
     hands the memory to the recycler when the last view of it is gone."""

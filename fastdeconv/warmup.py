@@ -58,13 +58,16 @@ def _conv_calls(dtype, cf):
                       lambda: ops.conv3d(x, w, s, "SAME", data_format=fmt, dilations=d)))
 
     def transpose(C, F, D, H, W, k=3, s=2, d=1, writable=False):
+        # s: one stride, or (D, H, W) strides
         x = x_of(C, D, H, W)
         w = arr(k, k, k, F, C)
         w = w if writable else frozen(w)
-        pad = "VALID" if k == s else "SAME"
-        out = out_of(F, *((n - 1) * s + (k - 1) * d + 1 if pad == "VALID" else n * s for n in (D, H, W)))
+        ss = (s,) * 3 if isinstance(s, int) else s
+        pad = "VALID" if ss == (k,) * 3 else "SAME"
+        out = out_of(F, *((n - 1) * t + (k - 1) * d + 1 if pad == "VALID" else n * t for n, t in zip((D, H, W), ss)))
+        st = s if isinstance(s, int) else [1, 1, *s] if cf else [1, *s, 1]
         calls.append((f"conv3d_transpose {fmt} {C}->{F} {D}x{H}x{W} k{k} s{s} d{d}",
-                      lambda: ops.conv3d_transpose(x, w, out, s, pad, data_format=fmt, dilations=d)))
+                      lambda: ops.conv3d_transpose(x, w, out, st, pad, data_format=fmt, dilations=d)))
 
     # Output channels from one to several vectors (the channels-last tiles
     # of one and two vectors, the few-channel vectors-along-W tiles; the
@@ -86,11 +89,13 @@ def _conv_calls(dtype, cf):
             transpose(8, F, 3, 4, W, k=2, s=2)
         transpose(8, F, 4, 6, 11, s=1, d=2)
     # few input channels, several channel blocks: gathered taps (channels-last
-    # cl_kernel, channels-first cpu_cfgather), and channels-first with a W
-    # stride that does not divide a vector's lanes (vectors along W, one
-    # vector per W phase: the 16 x 1 tile on packed rows)
+    # cl_kernel; channels-first cpu_cfgather with W strides 1 and 2), and
+    # channels-first with more input channels (vectors along W, one vector
+    # per W phase: the 16 x 1 tile on packed rows)
     transpose(8, 64, 4, 6, 20)
-    transpose(8, 64, 4, 6, 4, k=5, s=3)
+    transpose(3, 32, 4, 6, 20)
+    transpose(3, 32, 4, 6, 20, s=(2, 2, 1))
+    transpose(8, 64, 4, 6, 20, s=(2, 2, 1))
     # 1x1 convolutions (pointwise kernel), depthwise, 64 channels and more
     # (channels-first bands, forward and stride-1 transposes), large
     # writable filters (packed by a Numba loop; transposed ones per block)

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 import fastdeconv
+from fastdeconv import _alloc
 from fastdeconv.backends import cpu, cpu_cfband, cpu_pw, cpu_rb, cpu_simd
 
 CASES = [
@@ -622,6 +623,8 @@ class _NanEmpty:
 
     @staticmethod
     def empty(shape, dtype=float):
+        if np.dtype(dtype).kind != "f":  # bytes (a recycled block): all ones, NaN as floats
+            return np.full(shape, -1, dtype=np.int8).view(dtype)
         return np.full(shape, np.nan, dtype=dtype)
 
 
@@ -1325,24 +1328,25 @@ CF_GATHER_CASES = [
     ("conv2d_transpose", (1, 2, 4, 5), (2, 2, 16, 2), [1, 1, 3, 2], "VALID", "NCHW", None),
     ("conv2d_transpose", (1, 3, 5, 6), (3, 3, 17, 3), [1, 1, 2, 1], "SAME", "NCHW", None),  # W stride 1
     ("conv3d_transpose", (1, 8, 3, 4, 5), (3, 3, 3, 20, 8), 2, "SAME", "NCDHW", None),
-    ("conv3d_transpose", (2, 16, 2, 3, 4), (3, 1, 3, 17, 16), [1, 1, 2, 1, 4], "SAME", "NCDHW", None),
+    ("conv3d_transpose", (2, 16, 2, 3, 4), (3, 1, 3, 17, 16), [1, 1, 2, 3, 2], "SAME", "NCDHW", None),
     ("conv1d_transpose", (3, 1, 7), (5, 130, 1), 2, "VALID", "NCW", None),
 ]
 
 
 def _cf_gather_calls(monkeypatch):
-    """A list that gets True per with_rows call on cpu_cfgather's kernel
-    (False for another kernel's)."""
+    """A list that gets, per call of the cpu backend that runs a tile
+    kernel, whether it ran cpu_cfgather's."""
     from fastdeconv.backends import cpu_cfgather
 
     used = []
-    real = cpu_rb.with_rows
+    real = cpu_rb.parallel_tiles
 
-    def spy(kernel, args, n, **kw):
-        used.append(kernel is cpu_cfgather.cfgather_kernel)
-        return real(kernel, args, n, **kw)
+    def spy(kernel, args, n, work):
+        if kernel is not cpu_cfgather.expand_rows:
+            used.append(kernel is cpu_cfgather.cfgather_kernel)
+        return real(kernel, args, n, work)
 
-    monkeypatch.setattr(cpu_rb, "with_rows", spy)
+    monkeypatch.setattr(cpu_rb, "parallel_tiles", spy)
     return used
 
 
@@ -1354,11 +1358,12 @@ def test_cf_gathered_runs_same_bits(case, dtype, vector_bytes, monkeypatch):
     the bits of vectors along W, of the most chunks and of the
     channels-last call, and the reference's result; the kernel runs."""
     x, w = _arrays(case, dtype, np.random.default_rng(47))
-    monkeypatch.setattr(cpu_rb, "np", _NanEmpty())  # the kernel writes every element it reads of its array
+    monkeypatch.setattr(cpu, "CF_GATHER_MAX_CHANNELS", 16)  # the kernel is exact with more too
+    monkeypatch.setattr(_alloc, "np", _NanEmpty())  # the kernels write every element they read of their array
     used = _cf_gather_calls(monkeypatch)
     results = _calls_with(case, x, w, monkeypatch, [
         ({(cpu, "CF_GATHER"): True}, None),
-        ({(cpu, "CF_GATHER"): True, (cpu, "CF_GATHER_BAND_BYTES"): 1}, 10**12),
+        ({(cpu, "CF_GATHER"): True}, 10**12),
         ({(cpu, "CF_GATHER"): False}, None)])
     assert used[:2] == [True, True] and True not in used[2:]
     y = results[0]
@@ -1371,13 +1376,13 @@ def test_cf_gathered_runs_same_bits(case, dtype, vector_bytes, monkeypatch):
 
 def test_cf_gathered_runs_rule(monkeypatch):
     """CF_GATHER's rule: channels-first strided transposes, at most
-    GATHER_MAX_CHANNELS input channels, CF_GATHER_MIN_CHANNELS output
-    channels or more, one partial sum, a W stride that divides a vector's
-    lanes."""
+    CF_GATHER_MAX_CHANNELS input channels, CF_GATHER_MIN_CHANNELS output
+    channels or more, one partial sum, a W stride of at most
+    CF_GATHER_MAX_W_STRIDE."""
     rng = np.random.default_rng(48)
     used = _cf_gather_calls(monkeypatch)
     F = cpu.CF_GATHER_MIN_CHANNELS
-    lanes = cpu_simd.VBYTES // 4
+    C = cpu.CF_GATHER_MAX_CHANNELS
 
     def run(C, F, strides=2, k=3, op=fastdeconv.conv2d_transpose, fmt="NCHW"):
         x = rng.standard_normal((1, C, 6, 7) if fmt == "NCHW" else (1, 6, 7, C)).astype(np.float32)
@@ -1388,15 +1393,15 @@ def test_cf_gathered_runs_rule(monkeypatch):
             op(x, rng.standard_normal((k, k, F, C)).astype(np.float32), None, strides, "SAME", data_format=fmt)
         return True in used
 
-    assert run(3, F)
-    assert run(cpu.GATHER_MAX_CHANNELS, F, strides=[1, 1, 2, 1])
-    assert not run(cpu.GATHER_MAX_CHANNELS + 1, F)
-    assert not run(3, F - 1)
-    assert not run(3, F, strides=1)
-    assert not run(3, F, strides=[1, 1, 1, 3] if lanes % 3 else [1, 1, 1, 5])  # W stride not dividing the lanes
-    assert not run(16, F, k=5)  # 400 terms: two partial sums
-    assert not run(3, F, op=fastdeconv.conv2d)
-    assert not run(3, F, fmt="NHWC")
+    assert run(1, F)
+    assert run(C, F, strides=[1, 1, 2, 1])
+    assert not run(C + 1, F)
+    assert not run(1, F - 1)
+    assert not run(1, F, strides=1)
+    assert not run(1, F, strides=[1, 1, 1, cpu.CF_GATHER_MAX_W_STRIDE + 1])
+    assert not run(C, F, k=9)  # more than 256 terms: two partial sums
+    assert not run(1, F, op=fastdeconv.conv2d)
+    assert not run(1, F, fmt="NHWC")
 
 
 ONE_PIXEL_CF_CASES = [

@@ -239,19 +239,22 @@ GATHER = True
 GATHER_MAX_CHANNELS = 16
 GATHER_MIN_BLOCKS = 4
 
-# Channels-first strided transposes with few input channels (as GATHER:
-# at most GATHER_MAX_CHANNELS, one group, one partial sum) and at least
-# CF_GATHER_MIN_CHANNELS output channels, whose W stride divides a vector's
-# lanes: each output row's taps gathered into runs whose lanes are
-# consecutive output columns, weights per lane (cpu_cfgather), instead of
-# a run per tap and W phase on vectors along W. The same bits. False turns
-# it off (tests compare the two).
+# Channels-first strided transposes with at most CF_GATHER_MAX_CHANNELS
+# input channels (one group, one partial sum: KD*KH*KW*Cg <= 256), at least
+# CF_GATHER_MIN_CHANNELS output channels and a W stride of at most
+# CF_GATHER_MAX_W_STRIDE (each compiles a variant): the input rows
+# expanded into runs of output columns and each output row's taps run on
+# them, weights per W phase along the lanes (cpu_cfgather), instead of a
+# run per tap and W phase on vectors along W. The same bits. One thread,
+# against vectors along W: NCHW 3 x 64^2 -> 256 k3 s2 0.67, 1-3 x 32^2 ->
+# 16-128 0.77-0.92 (3 -> 16: 1.02), NCDHW 4 x 16^3 -> 32-64 0.84-0.97; with
+# 8-16 input channels 0.90-1.75 (the lanes of a phase with fewer taps
+# multiply zeros: a third of the terms for k3 s2; benchmarks/NOTES.md
+# section 79). False turns it off (tests compare the two).
 CF_GATHER = True
+CF_GATHER_MAX_CHANNELS = 4
 CF_GATHER_MIN_CHANNELS = 16
-# Output rows are packed in bands of at most this many bytes of runs (at
-# least one row), and each block of output channels runs on a whole band:
-# its planes then get runs of consecutive rows.
-CF_GATHER_BAND_BYTES = 192 * 1024
+CF_GATHER_MAX_W_STRIDE = 2  # (each W stride compiles a variant)
 
 # Channels-last calls with at most one vector of output channels per group
 # (AVX-512: 16 float32 / 8 float64) use the one-vector tile instead of the
@@ -405,8 +408,8 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
     trans_ok = channels_first and trans and min(
         (k - 1) * d - p for k, d, p in zip((KD, KH, KW), (dd, dh, dw), (pd, ph, pw))) >= 0
     if (CF_GATHER and channels_first and trans and (sd, sh, sw) != (1, 1, 1) and G == 1 and not patch
-            and Cg <= GATHER_MAX_CHANNELS and KD * KH * KW * Cg <= cpu_rb.SUM_GROUP_TERMS
-            and F >= CF_GATHER_MIN_CHANNELS and (cpu_simd.VBYTES // x.dtype.itemsize) % sw == 0):
+            and Cg <= CF_GATHER_MAX_CHANNELS and KD * KH * KW * Cg <= cpu_rb.SUM_GROUP_TERMS
+            and F >= CF_GATHER_MIN_CHANNELS and sw <= CF_GATHER_MAX_W_STRIDE):
         return _cf_gather(x, wg, (OD, OH, OW), strides, dilations, pads_before, writable, flat, epilogue)
     if (CF_BANDS and channels_first and (trans_ok or not trans and dw == 1) and G == 1
             and not patch
@@ -611,9 +614,9 @@ def _cf_bands(x, wg, out_spatial, strides, dilations, pads_before, trans, writab
 
 
 def _cf_gather(x, wg, out_spatial, strides, dilations, pads_before, writable, flat, epilogue):
-    """cpu_cfgather.cfgather_kernel for _run's channels-first strided
-    transposes with few input channels (CF_GATHER; flat: the result's
-    memory)."""
+    """cpu_cfgather's kernels for _run's channels-first strided transposes
+    with few input channels (CF_GATHER; flat: the result's memory): the
+    input rows expanded, then the output rows."""
     _, KD, KH, KW, C, F = wg.shape
     B, _, D, H, W = x.shape
     OD, OH, OW = out_spatial
@@ -623,17 +626,17 @@ def _cf_gather(x, wg, out_spatial, strides, dilations, pads_before, writable, fl
     NJ = tile.nvec * tile.lanes(x.dtype.itemsize)
     NFB = _ceil(F, tile.rows)
     OWP = _ceil(OW, NJ) * NJ
-    dt, ht, wt, terms = cpu_cfgather.plan(KD, KH, KW, sd, sh, sw, dd, dh, dw, C)
+    dt, ht, wt, _ = cpu_cfgather.plan(KD, KH, KW, sd, sh, sw, dd, dh, dw, C)
+    NKW = wt.shape[1]
     wp, woff = _memo(wg, ("cf-gathered", x.dtype.str, repr(tile), tuple(strides), tuple(dilations), pw % sw),
                      lambda: cpu_cfgather.pack_weights(wg, x.dtype, tile, strides, dilations, pw))
-    TM = max(1, int(terms.max()))
-    rows = B * OD * OH
-    BR = max(1, min(rows, CF_GATHER_BAND_BYTES // (TM * OWP * x.dtype.itemsize)))
-    geo = tuple(int(v) for v in (B, C, D, H, W, F, OD, OH, OW, sd, sh, sw, dd, dh, dw, pd, ph, pw, NFB, OWP, BR, TM))
+    geo = tuple(int(v) for v in (B, C, D, H, W, F, OD, OH, OW, sd, sh, sw, dd, dh, dw, pd, ph, pw, NFB, OWP, NKW))
+    E = _alloc.work(B * D * H * NKW * C * OWP, x.dtype)
+    cpu_rb.parallel_tiles(cpu_cfgather.expand_rows, (x.reshape(-1), wt, geo, E, tile), B * D * H,
+                          COPY_WORK * E.size)
     work = _work(B * OD * OH * OW, NFB * tile.rows, KD * KH * KW * C, strides, True)
-    args = (x.reshape(-1), wp, flat, dt, ht, wt, woff, geo, tile)
-    run = cpu_rb.with_rows(cpu_cfgather.cfgather_kernel, args, BR * TM * OWP, zeroed=False)
-    cpu_rb.parallel_tiles(run, (), _ceil(rows, BR) * NFB, work)
+    cpu_rb.parallel_tiles(cpu_cfgather.cfgather_kernel, (E, wp, flat, dt, ht, woff, geo, tile, (0,) * sw),
+                          B * OD * OH * NFB, work)
     return _finish(flat.reshape((B, F, OD, OH, OW)), True, epilogue)
 
 

@@ -14,15 +14,14 @@ channels-last time on the call above). Here, per output row (b, od, oh):
   W phase (l + pw) % sw (V a multiple of sw), whose taps are its slots s =
   0, 1, ... (kw ascending; fewer in some phases: a zero weight and a zero
   input there);
-- the row's runs are packed once (`xin`, for a band of rows): one row of
-  output columns per term (D tap, H tap, W slot, input channel), holding
-  the input each column's tap reads, zero where that falls outside the
-  input;
+- each input row is expanded once (`expand_rows`) into runs of output
+  columns, one per (W slot, input channel), holding the input each
+  column's tap in that slot reads, zero where that falls outside the
+  input; an output row's (D tap, H tap) reads its input row's runs;
 - each block of FR output channels and NW vectors of columns is one
   `vrun_lanes` over the terms, with weight vectors packed per class and
   lane (`pack_weights`), and its rows are stored straight into the output
-  planes: no interleaving and no per-tap set-up. A block of channels runs
-  on every row of its band in turn.
+  planes: no interleaving, and set-up per (D tap, H tap) only.
 
 Order of the terms of every output: (kd, kh, kw, input channel) ascending
 over the taps that reach it, one FMA chain from zero; zero terms (taps
@@ -32,10 +31,12 @@ stays +0). That is the channels-last kernels' order with one partial sum
 call.
 """
 
+import functools
+
 import numpy as np
 
 from .._jit import serial_kernel
-from .cpu_simd import Tile, addr, itemsize, scratch, tile_dims, tile_rows, vrun_lanes, vtstore, vtzero
+from .cpu_simd import Tile, addr, itemsize, scratch, tile_dims, tile_rows, vrun_lanes, vtstore, vtzero, vzip2
 
 
 def tile_for():
@@ -57,44 +58,46 @@ def class_taps(K, s, d):
     return tab
 
 
+@functools.lru_cache(maxsize=256)
 def plan(KD, KH, KW, sd, sh, sw, dd, dh, dw, C):
-    """(dt, ht, wt, terms): the kernel's tap tables (`class_taps`) along D
-    and H (per class of output rows) and W (per phase: the taps of its
-    slots), and the terms of an output row of each (D class, H class), in
-    C order."""
+    """(dt, ht, wt, terms), read-only: the kernel's tap tables
+    (`class_taps`) along D and H (per class of output rows) and W (per
+    phase: the taps of its slots), and the terms of an output row of each
+    (D class, H class), in C order. Computed once per geometry."""
     dt, ht, wt = class_taps(KD, sd, dd), class_taps(KH, sh, dh), class_taps(KW, sw, dw)
     nkd = (dt >= 0).sum(axis=1)
     nkh = (ht >= 0).sum(axis=1)
     terms = np.outer(nkd, nkh).reshape(-1) * wt.shape[1] * C
+    for a in (dt, ht, wt, terms):
+        a.setflags(write=False)
     return dt, ht, wt, terms
 
 
 def pack_weights(wg, dtype, tile, strides, dilations, pw):
     """wg (1, KD, KH, KW, C, F) -> (packed, offsets): for each (D class, H
-    class) in turn, (NFB, T, FR, V) weight vectors: term t = (D tap, H tap,
-    W slot, input channel) of the class, row r = output channel fb * FR +
-    r, lane l the weight of the W phase (l + pw) % sw's tap in that slot
-    (zero for a missing slot or channel). offsets: each class's first
-    element."""
+    class) in turn, (NFB, T, FR, sw) weights: term t = (D tap, H tap, W
+    slot, input channel) of the class, row r = output channel fb * FR + r,
+    element e the weight of the W phase (e + pw) % sw's tap in that slot
+    (zero for a missing slot or channel), which `vrun_lanes` gives lanes e,
+    e + sw, ... offsets: each class's first element."""
     _, KD, KH, KW, C, F = wg.shape
     (sd, sh, sw), (dd, dh, dw) = strides, dilations
     FR = tile.rows
-    V = tile.lanes(np.dtype(dtype).itemsize)
     NFB = -(-F // FR)
     dt, ht, wt, _ = plan(KD, KH, KW, sd, sh, sw, dd, dh, dw, C)
     NKW = wt.shape[1]
     wz = np.zeros((KD, KH, KW + 1, C, NFB * FR), dtype=dtype)
     wz[:, :, :KW, :, :F] = wg[0]
-    # kw index of slot s in lane l (KW: the zero tap)
-    kwl = wt[(np.arange(V) + pw) % sw].T  # (NKW, V)
-    kwl = np.where(kwl < 0, KW, kwl)
+    # kw index of slot s for element e (KW: the zero tap)
+    kwe = wt[(np.arange(sw) + pw) % sw].T  # (NKW, sw)
+    kwe = np.where(kwe < 0, KW, kwe)
     parts, offsets, n = [], [], 0
     for cd in range(sd):
         kds = dt[cd][dt[cd] >= 0]
         for ch in range(sh):
             khs = ht[ch][ht[ch] >= 0]
-            sub = wz[kds][:, khs][:, :, kwl]  # (nkd, nkh, NKW, V, C, NFB * FR)
-            sub = sub.reshape(len(kds), len(khs), NKW, V, C, NFB, FR).transpose(5, 0, 1, 2, 4, 6, 3)
+            sub = wz[kds][:, khs][:, :, kwe]  # (nkd, nkh, NKW, sw, C, NFB * FR)
+            sub = sub.reshape(len(kds), len(khs), NKW, sw, C, NFB, FR).transpose(5, 0, 1, 2, 4, 6, 3)
             parts.append(np.ascontiguousarray(sub).reshape(-1))
             offsets.append(n)
             n += parts[-1].size
@@ -103,93 +106,118 @@ def pack_weights(wg, dtype, tile, strides, dilations, pw):
 
 
 @serial_kernel
-def cfgather_kernel(x, wp, out, dt, ht, wt, woff, geo, tile, xin, t_begin, t_end):
-    """Tiles [t_begin, t_end): tile t is band t // NFB of BR output rows
-    ((b, od, oh) in C order) and its block t % NFB of FR output channels.
-    x (B, C, D, H, W), out (B, F, OD, OH, OW): C-contiguous, flat. dt, ht,
-    wt, woff: `plan`'s tables and `pack_weights`' offsets; xin: BR * T_max
-    * OWP elements for the packed runs of a band's rows (OWP: OW rounded up
-    to whole tiles' columns), each row's at T_max * OWP from the last."""
-    (B, C, D, H, W, F, OD, OH, OW, sd, sh, sw, dd, dh, dw, pd, ph, pw, NFB, OWP, BR, TM) = geo
+def expand_rows(x, wt, geo, E, tile, t_begin, t_end):
+    """Input rows [t_begin, t_end) ((b, i_d, i_h) in C order) of x (B, C,
+    D, H, W), C-contiguous, flat, expanded into E: per row, NKW x C runs of
+    OWP output columns (slot s, input channel c), column ow holding the
+    input that the tap of slot s of its W phase (wt) reads, zero where that
+    falls outside the input or the phase has no such slot. With W stride 2
+    and both phases' taps, the columns where both read inside the input are
+    interleaved V pairs at a time (`vzip2`)."""
+    (B, C, D, H, W, F, OD, OH, OW, sd, sh, sw, dd, dh, dw, pd, ph, pw, NFB, OWP, NKW) = geo
+    isz = itemsize(E)
+    ea = addr(E)
+    xa = addr(x)
+    qe = pw % sw  # the W phase of column 0
+    for r in range(t_begin, t_end):
+        bd = r // H  # b * D + i_d
+        src0 = ((bd // D * C * D + bd % D) * H + r % H) * W  # channel 0's row
+        for s in range(NKW):
+            for c in range(C):
+                src = src0 + c * D * H * W
+                dst = ((r * NKW + s) * C + c) * OWP
+                ke = wt[qe, s]
+                ko = wt[(qe + 1) % sw, s]
+                if (sw == 2) & (ke >= 0) & (ko >= 0):
+                    # columns 2 m and 2 m + 1 read input columns ie + m and io + m
+                    n = OWP // 2
+                    ie = (pw - ke * dw) // 2
+                    io = (1 + pw - ko * dw) // 2
+                    e0 = min(n, max(0, -ie))
+                    e1 = max(e0, min(n, W - ie))
+                    o0 = min(n, max(0, -io))
+                    o1 = max(o0, min(n, W - io))
+                    m0 = max(e0, o0)
+                    m1 = max(m0, min(e1, o1))
+                    for m in range(n):
+                        if m == m0:
+                            vzip2(E, tile, ea + (dst + 2 * m0) * isz, xa + (src + ie + m0) * isz,
+                                  xa + (src + io + m0) * isz, m1 - m0)
+                        if (m >= m0) & (m < m1):
+                            continue
+                        E[dst + 2 * m] = x[src + ie + m] if (m >= e0) & (m < e1) else 0
+                        E[dst + 2 * m + 1] = x[src + io + m] if (m >= o0) & (m < o1) else 0
+                    continue
+                for q in range(sw):
+                    # columns ow0 + m * sw read input column iw0 + m:
+                    # zeros, the inputs [m0, m1), zeros
+                    kw = wt[q, s]
+                    ow0 = (q - pw) % sw
+                    n = (OWP - ow0 + sw - 1) // sw
+                    iw0 = (ow0 + pw - kw * dw) // sw
+                    m0 = min(n, max(0, -iw0))
+                    m1 = max(m0, min(n, W - iw0))
+                    if kw < 0:
+                        m0 = n
+                        m1 = n
+                    for m in range(m0):
+                        E[dst + ow0 + m * sw] = 0
+                    for m in range(m0, m1):
+                        E[dst + ow0 + m * sw] = x[src + iw0 + m]
+                    for m in range(m1, n):
+                        E[dst + ow0 + m * sw] = 0
+
+
+@serial_kernel
+def cfgather_kernel(E, wp, out, dt, ht, woff, geo, tile, period, t_begin, t_end):
+    """Tiles [t_begin, t_end): tile t is output row t // NFB ((b, od, oh)
+    in C order) and its block t % NFB of FR output channels. E: the input
+    rows expanded (`expand_rows`); out (B, F, OD, OH, OW), C-contiguous,
+    flat; dt, ht, woff: `plan`'s tables and `pack_weights`' offsets;
+    period: sw items (`vrun_lanes`). Each (D tap, H tap) of the row's class
+    runs its NKW x C terms from its input row's runs; a tap whose input
+    row does not exist adds zero terms: skipped, and its weights."""
+    (B, C, D, H, W, F, OD, OH, OW, sd, sh, sw, dd, dh, dw, pd, ph, pw, NFB, OWP, NKW) = geo
     FR, NW, V = tile_dims(tile, out)
     NJ = NW * V
     isz = itemsize(out)
     NKD = dt.shape[1]
     NKH = ht.shape[1]
-    NKW = wt.shape[1]
+    KS = NKW * C  # terms per (D tap, H tap)
+    run_bytes = KS * OWP * isz  # an input row's runs
+    tap_bytes = KS * FR * sw * isz  # a tap's weights in a block
     plane = OD * OH * OW
-    rows = B * OD * OH
+    ea = addr(E)
     so = scratch(0, 16 * 8)  # per-row store offsets
-    packed = -1
     for t in range(t_begin, t_end):
         fb = t % NFB
-        band = t // NFB
-        r0 = band * BR
-        r1 = min(rows, r0 + BR)
-        if band != packed:
-            packed = band
-            for row in range(r0, r1):
-                oh = row % OH
-                od = row // OH % OD
-                b = row // (OH * OD)
-                cd = (od + pd) % sd
-                ch = (oh + ph) % sh
-                T = (row - r0) * TM
-                for ikd in range(NKD):
-                    kd = dt[cd, ikd]
-                    if kd < 0:
-                        break
-                    i_d = (od + pd - kd * dd) // sd
-                    for ikh in range(NKH):
-                        kh = ht[ch, ikh]
-                        if kh < 0:
-                            break
-                        i_h = (oh + ph - kh * dh) // sh
-                        inside = (i_d >= 0) & (i_d < D) & (i_h >= 0) & (i_h < H)
-                        for s in range(NKW):
-                            for c in range(C):
-                                dst = T * OWP
-                                T += 1
-                                src = (((b * C + c) * D + i_d) * H + i_h) * W
-                                for q in range(sw):
-                                    # columns ow0 + m * sw read input column iw0 + m:
-                                    # zeros, the inputs [m0, m1), zeros
-                                    kw = wt[q, s]
-                                    ow0 = (q - pw) % sw
-                                    n = (OWP - ow0 + sw - 1) // sw
-                                    iw0 = (ow0 + pw - kw * dw) // sw
-                                    m0 = min(n, max(0, -iw0))
-                                    m1 = max(m0, min(n, W - iw0))
-                                    if (kw < 0) | (not inside):
-                                        m0 = n
-                                        m1 = n
-                                    for m in range(m0):
-                                        xin[dst + ow0 + m * sw] = 0
-                                    for m in range(m0, m1):
-                                        xin[dst + ow0 + m * sw] = x[src + iw0 + m]
-                                    for m in range(m1, n):
-                                        xin[dst + ow0 + m * sw] = 0
+        row = t // NFB
+        oh = row % OH
+        od = row // OH % OD
+        b = row // (OH * OD)
+        cd = (od + pd) % sd
+        ch = (oh + ph) % sh
+        nkd = 0
+        for ikd in range(NKD):
+            nkd += dt[cd, ikd] >= 0
+        nkh = 0
+        for ikh in range(NKH):
+            nkh += ht[ch, ikh] >= 0
+        w0 = addr(wp) + woff[cd * sh + ch] * isz + fb * nkd * nkh * tap_bytes
         f0 = fb * FR
         nf = min(FR, F - f0)
-        for row in range(r0, r1):
-            oh = row % OH
-            od = row // OH % OD
-            b = row // (OH * OD)
-            cd = (od + pd) % sd
-            ch = (oh + ph) % sh
-            T = 0
-            for ikd in range(NKD):
-                T += dt[cd, ikd] >= 0
-            nh = 0
-            for ikh in range(NKH):
-                nh += ht[ch, ikh] >= 0
-            T *= nh * NKW * C
-            wq = addr(wp) + (woff[cd * sh + ch] + fb * T * FR * V) * isz
-            ob = (b * F + f0) * plane + (od * OH + oh) * OW
-            xr = addr(xin) + (row - r0) * TM * OWP * isz
-            for j0 in range(0, OW, NJ):
-                acc = vtzero(out, tile)
-                acc = vrun_lanes(out, acc, tile, xr + j0 * isz, OWP * isz, V * isz, wq, T)
-                for i in range(FR):
-                    so[i] = ob + i * plane + j0 if i < nf else -1
-                vtstore(out, tile, so, acc, OW - j0)
+        ob = (b * F + f0) * plane + (od * OH + oh) * OW
+        for j0 in range(0, OW, NJ):
+            acc = vtzero(out, tile)
+            wq = w0
+            for ikd in range(nkd):
+                i_d = (od + pd - dt[cd, ikd] * dd) // sd
+                for ikh in range(nkh):
+                    i_h = (oh + ph - ht[ch, ikh] * dh) // sh
+                    if (i_d >= 0) & (i_d < D) & (i_h >= 0) & (i_h < H):
+                        p = ea + ((b * D + i_d) * H + i_h) * run_bytes + j0 * isz
+                        acc = vrun_lanes(out, acc, tile, p, OWP * isz, V * isz, wq, KS, period)
+                    wq += tap_bytes
+            for i in range(FR):
+                so[i] = ob + i * plane + j0 if i < nf else -1
+            vtstore(out, tile, so, acc, OW - j0)

@@ -1107,31 +1107,42 @@ vrun_cols_part = _make_vrun_cols(False, masked=False, part=PART_ROWS)
 
 
 @intrinsic
-def vrun_lanes(typingctx, arr, accs, tile, p, xstep, vstep, q, K):
-    """A micro-kernel whose weights differ by lane (cpu_cfgather: a strided
-    transpose's output columns of different W phases in one vector), as one
-    LLVM loop (see vrun): K reduction steps; at step k the NW = tile.nvec
-    input vectors x_j = the whole vector at byte address p + k*xstep +
-    j*vstep, and for each row i < tile.rows the weight vector w_i at q +
-    (k*NR + i)*vbytes:
-        accs[i*NW + j] = fma(w_i, x_j, accs[i*NW + j])."""
+def vrun_lanes(typingctx, arr, accs, tile, p, xstep, vstep, q, K, period):
+    """A micro-kernel whose weights repeat along the lanes with a period P
+    (cpu_cfgather: a strided transpose's output columns of P = sw W phases
+    in one vector), as one LLVM loop (see vrun): K reduction steps; at step
+    k the NW = tile.nvec input vectors x_j = the whole vector at byte
+    address p + k*xstep + j*vstep, and for each row i < tile.rows the P
+    weights at q + (k*NR + i)*P*itemsize, lane l getting weight l % P (a
+    broadcast of P elements: vbroadcastss, vbroadcastf32x2, ...):
+        accs[i*NW + j] = fma(w_i, x_j, accs[i*NW + j]).
+    period: a tuple of P items (its length is the compile-time P)."""
     if not (isinstance(tile, TileType) and isinstance(accs, types.UniTuple) and isinstance(accs.dtype, Vec)
-            and accs.count == tile.rows * tile.nvec):
+            and accs.count == tile.rows * tile.nvec and isinstance(period, types.UniTuple)):
         return None
-    nr, nw = tile.rows, tile.nvec
+    nr, nw, P = tile.rows, tile.nvec, period.count
     isz = arr.dtype.bitwidth // 8
 
     def impl(context, builder, sig, args):
-        i64 = ir.IntType(64)
+        i64, i32 = ir.IntType(64), ir.IntType(32)
         vty = context.get_value_type(accs.dtype)
+        sty = context.get_value_type(arr.dtype)
         n = vty.count
         p, xstep, vstep, q, nK = (context.cast(builder, args[i], sig.args[i], types.int64) for i in range(3, 8))
         acc0 = cgutils.unpack_tuple(builder, args[1], accs.count)
         fma = cgutils.get_or_insert_function(
             builder.module, ir.FunctionType(vty, [vty] * 3), f"llvm.fma.v{n}f{arr.dtype.bitwidth}")
+        gty = ir.VectorType(sty, P)
+        spread = ir.Constant(ir.VectorType(i32, n), [l % P for l in range(n)])
 
         def load(a):
             return builder.load(builder.inttoptr(a, vty.as_pointer()), align=isz)
+
+        def weights(a):
+            if P == 1:
+                return _splat(builder, vty, builder.load(builder.inttoptr(a, sty.as_pointer()), align=isz))
+            g = builder.load(builder.inttoptr(a, gty.as_pointer()), align=isz)
+            return builder.shuffle_vector(g, ir.Constant(gty, ir.Undefined), spread)
 
         pre = builder.block
         head = builder.append_basic_block("vlanes.head")
@@ -1150,10 +1161,10 @@ def vrun_lanes(typingctx, arr, accs, tile, p, xstep, vstep, q, K):
         builder.position_at_end(body)
         px = builder.add(p, builder.mul(k, xstep))
         xs = [load(builder.add(px, builder.mul(vstep, ir.Constant(i64, j)))) for j in range(nw)]
-        qk = builder.add(q, builder.mul(k, ir.Constant(i64, nr * n * isz)))
+        qk = builder.add(q, builder.mul(k, ir.Constant(i64, nr * P * isz)))
         new = []
         for i in range(nr):
-            w = load(builder.add(qk, ir.Constant(i64, i * n * isz)))
+            w = weights(builder.add(qk, ir.Constant(i64, i * P * isz)))
             new += [builder.call(fma, [w, x, acc[i * nw + j]]) for j, x in enumerate(xs)]
         k1 = builder.add(k, ir.Constant(i64, 1))
         end = builder.block
@@ -1163,4 +1174,66 @@ def vrun_lanes(typingctx, arr, accs, tile, p, xstep, vstep, q, K):
             ph.add_incoming(v, end)
         builder.position_at_end(done)
         return context.make_tuple(builder, accs, acc)
-    return accs(arr, accs, tile, p, xstep, vstep, q, K), impl
+    return accs(arr, accs, tile, p, xstep, vstep, q, K, period), impl
+
+
+@intrinsic
+def vzip2(typingctx, arr, tile, dst, src0, src1, n):
+    """n pairs of arr's dtype interleaved: dst[2 m] = src0[m], dst[2 m + 1]
+    = src1[m] for m < n (byte addresses), V pairs at a time (two vector
+    loads, two shuffles, two whole stores; V the tile's lanes), the last
+    pairs one by one."""
+    if not isinstance(tile, TileType):
+        return None
+    vt = Vec(arr.dtype, tile.vbytes)
+    isz = arr.dtype.bitwidth // 8
+
+    def impl(context, builder, sig, args):
+        i64, i32 = ir.IntType(64), ir.IntType(32)
+        vty = context.get_value_type(vt)
+        sty = context.get_value_type(arr.dtype)
+        nl = vty.count
+        d, a, b, cnt = (context.cast(builder, args[i], sig.args[i], types.int64) for i in (2, 3, 4, 5))
+        lo = ir.Constant(ir.VectorType(i32, nl), [(l // 2) + (l % 2) * nl for l in range(nl)])
+        hi = ir.Constant(ir.VectorType(i32, nl), [nl // 2 + (l // 2) + (l % 2) * nl for l in range(nl)])
+        blocks = builder.sdiv(cnt, ir.Constant(i64, nl))
+        start = builder.mul(blocks, ir.Constant(i64, nl))
+        step = ir.Constant(i64, nl * isz)
+        pre = builder.block
+        head = builder.append_basic_block("zip.head")
+        body = builder.append_basic_block("zip.body")
+        tail = builder.append_basic_block("zip.tail")
+        tbody = builder.append_basic_block("zip.tbody")
+        done = builder.append_basic_block("zip.done")
+        builder.branch(head)
+        builder.position_at_end(head)
+        k = builder.phi(i64)
+        k.add_incoming(ir.Constant(i64, 0), pre)
+        builder.cbranch(builder.icmp_signed("<", k, blocks), body, tail)
+        builder.position_at_end(body)
+        off = builder.mul(k, step)
+        va = builder.load(builder.inttoptr(builder.add(a, off), vty.as_pointer()), align=isz)
+        vb = builder.load(builder.inttoptr(builder.add(b, off), vty.as_pointer()), align=isz)
+        dk = builder.add(d, builder.add(off, off))
+        builder.store(builder.shuffle_vector(va, vb, lo), builder.inttoptr(dk, vty.as_pointer()), align=isz)
+        builder.store(builder.shuffle_vector(va, vb, hi), builder.inttoptr(builder.add(dk, step), vty.as_pointer()),
+                      align=isz)
+        k.add_incoming(builder.add(k, ir.Constant(i64, 1)), body)
+        builder.branch(head)
+        builder.position_at_end(tail)
+        m = builder.phi(i64)
+        m.add_incoming(start, head)
+        builder.cbranch(builder.icmp_signed("<", m, cnt), tbody, done)
+        builder.position_at_end(tbody)
+        eb = ir.Constant(i64, isz)
+        moff = builder.mul(m, eb)
+        ea = builder.load(builder.inttoptr(builder.add(a, moff), sty.as_pointer()), align=isz)
+        ebv = builder.load(builder.inttoptr(builder.add(b, moff), sty.as_pointer()), align=isz)
+        dm = builder.add(d, builder.add(moff, moff))
+        builder.store(ea, builder.inttoptr(dm, sty.as_pointer()), align=isz)
+        builder.store(ebv, builder.inttoptr(builder.add(dm, eb), sty.as_pointer()), align=isz)
+        m.add_incoming(builder.add(m, ir.Constant(i64, 1)), tbody)
+        builder.branch(tail)
+        builder.position_at_end(done)
+        return context.get_dummy_value()
+    return types.void(arr, tile, dst, src0, src1, n), impl
