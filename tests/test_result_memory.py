@@ -93,3 +93,17 @@ def test_new_blocks_replace_the_oldest_at_the_cap():
     assert recycler.take(1 << 20) is not older  # dropped: new memory
     recycler.give(np.empty(6 << 20, np.uint8))  # larger than the cap: not kept
     assert recycler.free_bytes() == 0
+
+
+def test_work_arrays_from_dropped_memory():
+    """_alloc.work: from WORK_MIN bytes a work array's memory is a dropped
+    block's (a call's work array beside its result made glibc hand its heap
+    top back after every call); below, a plain array."""
+    small = _alloc.work(_alloc.WORK_MIN // 8 - 1, np.float64)
+    assert small.base is None and small.shape == (_alloc.WORK_MIN // 8 - 1,)
+    a = _alloc.work((3, _alloc.WORK_MIN // 4), np.float32)
+    assert a.shape == (3, _alloc.WORK_MIN // 4) and a.dtype == np.float32 and a.flags.writeable
+    address = a.ctypes.data
+    del a
+    b = _alloc.work(3 * _alloc.WORK_MIN // 8, np.float64)
+    assert b.ctypes.data == address
