@@ -36,8 +36,8 @@ import numpy as np
 
 from .._jit import serial_kernel
 from .cpu_rb import ROW_SCRATCH_BYTES, sum_group
-from .cpu_simd import (addr, itemsize, scratch, tile_dims, tile_part_rows, vcopyn, vrun, vtadd, vtranspose_block,
-                       vtstore, vtzero)
+from .cpu_simd import (addr, itemsize, scratch, tile_dims, tile_part_rows, vcopyn, vrun, vstore_every2, vtadd,
+                       vtranspose_block, vtstore, vtzero)
 
 # The packed band: at most this many bytes (per chunk of tiles). Larger
 # bands have more rows for each block of positions and for the W-edge
@@ -342,6 +342,21 @@ def cfband_kernel(x, wp, out, geo, tile, wcols, tr, xin, t_begin, t_end):
                         e = i + 1  # a run of consecutive output offsets, at most V
                         while e < nr and e < i + V and o[e] == o[e - 1] + 1:
                             e += 1
+                        if e - i == 1:
+                            # a run two columns apart (a W stride 2 transpose's
+                            # phase), at most V / 2: one masked store per channel
+                            # (scalar stores, which LLVM turned into gathers and
+                            # scatters: 28^2 x 256 -> 128 k3 s2 1.21-1.26x the
+                            # channels-last time, 1.04-1.08 this way;
+                            # benchmarks/NOTES.md section 80)
+                            while e < nr and e < i + V // 2 and o[e] == o[e - 1] + 2:
+                                e += 1
+                            if e - i > 1:
+                                for f in range(nf):
+                                    vstore_every2(out, tile, oa + (o[i] + (f0 + f) * ODHW) * isz,
+                                                  b2a + (f * PV + i) * isz, e - i)
+                                i = e
+                                continue
                         if e - i == 1:
                             # (a transpose's W phases: columns sw apart) plain
                             # stores, not one-lane masked ones

@@ -1237,3 +1237,35 @@ def vzip2(typingctx, arr, tile, dst, src0, src1, n):
         builder.position_at_end(done)
         return context.get_dummy_value()
     return types.void(arr, tile, dst, src0, src1, n), impl
+
+
+@intrinsic
+def vstore_every2(typingctx, arr, tile, dst, src, n):
+    """Elements [0, n) at byte address src (n <= V/2, V the tile's lanes)
+    to dst, dst + 2, ... (elements of arr's dtype): one masked load, a
+    shuffle into the even lanes and one masked store of those lanes (a
+    stride-2 transpose's W phase, whose outputs are two columns apart),
+    instead of n scalar stores."""
+    if not isinstance(tile, TileType):
+        return None
+    vt = Vec(arr.dtype, tile.vbytes)
+    isz = arr.dtype.bitwidth // 8
+
+    def impl(context, builder, sig, args):
+        i64, i32 = ir.IntType(64), ir.IntType(32)
+        vty = context.get_value_type(vt)
+        nl = vty.count
+        d, s_, cnt = (context.cast(builder, args[i], sig.args[i], types.int64) for i in (2, 3, 4))
+        mask = _range_mask(builder, nl, ir.Constant(i64, 0), cnt)
+        v = builder.call(_masked_load(builder, vty, isz * 8),
+                         [builder.inttoptr(s_, vty.as_pointer()), ir.Constant(i32, isz), mask, ir.Constant(vty, None)])
+        spread = builder.shuffle_vector(v, ir.Constant(vty, None),
+                                        ir.Constant(ir.VectorType(i32, nl), [l // 2 if l % 2 == 0 else nl
+                                                                             for l in range(nl)]))
+        even = ir.Constant(ir.VectorType(ir.IntType(1), nl), [l % 2 == 0 for l in range(nl)])
+        smask = builder.and_(even, _range_mask(builder, nl, ir.Constant(i64, 0),
+                                               builder.sub(builder.add(cnt, cnt), ir.Constant(i64, 1))))
+        builder.call(_masked_store(builder, vty, isz * 8),
+                     [spread, builder.inttoptr(d, vty.as_pointer()), ir.Constant(i32, isz), smask])
+        return context.get_dummy_value()
+    return types.void(arr, tile, dst, src, n), impl
