@@ -26,6 +26,11 @@ The algorithm choice is made here, in `_run`:
   `cpu_cfband.cfband_kernel`, cl_kernel's tile on bands of input rows
   packed channels-last by each thread; the same bits as the channels-last
   call.
+- channels-first strided transposes with 1-4 input channels (CF_GATHER):
+  `cpu_cfgather`, each input row expanded once into runs of output
+  columns (the W phases' taps side by side in the lanes, weights per
+  phase), each output row's (D, H) taps one run over them; the same bits
+  as the channels-last call.
 - channels-first, both ops; and channels-last with at most WV_NARROW
   output channels (gathered loads for short reductions, WV_NARROW_STEPS;
   with one output channel through a channels-first copy of the input,
