@@ -1364,8 +1364,10 @@ def test_cf_gathered_runs_same_bits(case, dtype, vector_bytes, monkeypatch):
     results = _calls_with(case, x, w, monkeypatch, [
         ({(cpu, "CF_GATHER"): True}, None),
         ({(cpu, "CF_GATHER"): True}, 10**12),
+        ({(cpu, "CF_GATHER_BAND_ROWS"): 3}, 10**12),  # bands of 3 rows, the last one shorter
+        ({(cpu, "CF_GATHER_BAND_ROWS"): 1}, None),
         ({(cpu, "CF_GATHER"): False}, None)])
-    assert used[:2] == [True, True] and True not in used[2:]
+    assert used[:4] == [True] * 4 and True not in used[4:]
     y = results[0]
     assert all(r.tobytes() == y.tobytes() for r in results)
     assert np.moveaxis(y, 1, -1).tobytes() == _call_channels_last(case, x, w).tobytes()

@@ -259,6 +259,12 @@ GATHER_MIN_BLOCKS = 4
 CF_GATHER = True
 CF_GATHER_MAX_CHANNELS = 4
 CF_GATHER_MIN_CHANNELS = 16
+# A tile is a block of output channels on a band of this many output rows
+# (one row at a time: each block wrote one row of each of its 8 planes, then
+# the next block's planes): NCHW 3 x 64^2 -> 256 k3 s2 0.92x the time,
+# NCDHW 4 x 16^3 -> 64 0.87x, others 0.97-0.98x (benchmarks/NOTES.md
+# section 81).
+CF_GATHER_BAND_ROWS = 32
 CF_GATHER_MAX_W_STRIDE = 2  # (each W stride compiles a variant)
 
 # Channels-last calls with at most one vector of output channels per group
@@ -635,13 +641,14 @@ def _cf_gather(x, wg, out_spatial, strides, dilations, pads_before, writable, fl
     NKW = wt.shape[1]
     wp, woff = _memo(wg, ("cf-gathered", x.dtype.str, repr(tile), tuple(strides), tuple(dilations), pw % sw),
                      lambda: cpu_cfgather.pack_weights(wg, x.dtype, tile, strides, dilations, pw))
-    geo = tuple(int(v) for v in (B, C, D, H, W, F, OD, OH, OW, sd, sh, sw, dd, dh, dw, pd, ph, pw, NFB, OWP, NKW))
+    BR = CF_GATHER_BAND_ROWS
+    geo = tuple(int(v) for v in (B, C, D, H, W, F, OD, OH, OW, sd, sh, sw, dd, dh, dw, pd, ph, pw, NFB, OWP, NKW, BR))
     E = _alloc.work(B * D * H * NKW * C * OWP, x.dtype)
     cpu_rb.parallel_tiles(cpu_cfgather.expand_rows, (x.reshape(-1), wt, geo, E, tile), B * D * H,
                           COPY_WORK * E.size)
     work = _work(B * OD * OH * OW, NFB * tile.rows, KD * KH * KW * C, strides, True)
     cpu_rb.parallel_tiles(cpu_cfgather.cfgather_kernel, (E, wp, flat, dt, ht, woff, geo, tile, (0,) * sw),
-                          B * OD * OH * NFB, work)
+                          _ceil(B * OD * OH, BR) * NFB, work)
     return _finish(flat.reshape((B, F, OD, OH, OW)), True, epilogue)
 
 

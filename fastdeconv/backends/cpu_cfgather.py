@@ -114,7 +114,7 @@ def expand_rows(x, wt, geo, E, tile, t_begin, t_end):
     falls outside the input or the phase has no such slot. With W stride 2
     and both phases' taps, the columns where both read inside the input are
     interleaved V pairs at a time (`vzip2`)."""
-    (B, C, D, H, W, F, OD, OH, OW, sd, sh, sw, dd, dh, dw, pd, ph, pw, NFB, OWP, NKW) = geo
+    (B, C, D, H, W, F, OD, OH, OW, sd, sh, sw, dd, dh, dw, pd, ph, pw, NFB, OWP, NKW, BR) = geo
     isz = itemsize(E)
     ea = addr(E)
     xa = addr(x)
@@ -170,14 +170,15 @@ def expand_rows(x, wt, geo, E, tile, t_begin, t_end):
 
 @serial_kernel
 def cfgather_kernel(E, wp, out, dt, ht, woff, geo, tile, period, t_begin, t_end):
-    """Tiles [t_begin, t_end): tile t is output row t // NFB ((b, od, oh)
-    in C order) and its block t % NFB of FR output channels. E: the input
+    """Tiles [t_begin, t_end): tile t is block t % NFB of FR output
+    channels on band t // NFB of BR output rows ((b, od, oh) in C order;
+    the last band may have fewer), row after row. E: the input
     rows expanded (`expand_rows`); out (B, F, OD, OH, OW), C-contiguous,
     flat; dt, ht, woff: `plan`'s tables and `pack_weights`' offsets;
     period: sw items (`vrun_lanes`). Each (D tap, H tap) of the row's class
     runs its NKW x C terms from its input row's runs; a tap whose input
     row does not exist adds zero terms: skipped, and its weights."""
-    (B, C, D, H, W, F, OD, OH, OW, sd, sh, sw, dd, dh, dw, pd, ph, pw, NFB, OWP, NKW) = geo
+    (B, C, D, H, W, F, OD, OH, OW, sd, sh, sw, dd, dh, dw, pd, ph, pw, NFB, OWP, NKW, BR) = geo
     FR, NW, V = tile_dims(tile, out)
     NJ = NW * V
     isz = itemsize(out)
@@ -189,9 +190,13 @@ def cfgather_kernel(E, wp, out, dt, ht, woff, geo, tile, period, t_begin, t_end)
     plane = OD * OH * OW
     ea = addr(E)
     so = scratch(0, 16 * 8)  # per-row store offsets
-    for t in range(t_begin, t_end):
-        fb = t % NFB
-        row = t // NFB
+    rows = B * OD * OH
+    for t in range(t_begin * BR, t_end * BR):
+        band = t // (BR * NFB)
+        fb = t // BR % NFB
+        row = band * BR + t % BR
+        if row >= rows:
+            continue
         oh = row % OH
         od = row // OH % OD
         b = row // (OH * OD)
