@@ -1413,6 +1413,7 @@ ONE_PIXEL_CF_CASES = [
     ("conv2d_transpose", (2, 16, 1, 1), (3, 3, 8, 16), 1, [(1, 0), (0, 1)], "NCHW", [1, 1, 2, 1]),
     ("conv3d_transpose", (2, 8, 1, 1, 1), (2, 3, 4, 12, 8), [1, 1, 2, 1, 3], "SAME", "NCDHW", None),
     ("conv1d_transpose", (4, 9, 1), (5, 17, 9), 3, "VALID", "NCW", 1),
+    ("conv2d_transpose", (2, 6, 1, 1), (2, 2, 10, 6), 3, "SAME", "NCHW", None),  # output positions no tap reaches
     ("conv1d_transpose", (4, 9, 1), (5, 1, 9), 3, "VALID", "NCW", 1),  # one output channel: stays channels-first
     # forward: one output pixel (no copy), and explicit padding around the pixel
     ("conv2d", (3, 20, 1, 1), (3, 3, 20, 24), 1, "SAME", "NCHW", None),
