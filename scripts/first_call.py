@@ -37,6 +37,9 @@ PATHS = {
         "x = r(1, 4, 4, 512); w = r(3, 3, 512, 512)\nCALL fd.conv2d(x, w, 1, 'SAME', backend='cpu')",
     "cl, gathered taps (few-input-channel strided transpose, channel blocks innermost)":
         "x = r(1, 8, 8, 3); w = r(3, 3, 256, 3)\nCALL fd.conv2d_transpose(x, w, None, 2, 'SAME', backend='cpu')",
+    "cf gathered runs (channels-first few-input-channel strided transpose)":
+        "x = r(1, 3, 8, 8); w = r(3, 3, 256, 3)\n"
+        "CALL fd.conv2d_transpose(x, w, None, 2, 'SAME', data_format='NCHW', backend='cpu')",
     "wv (channels-first, or <= half a vector of out channels)":
         "x = r(1, 8, 8, 8, 16); w = r(3, 3, 3, 16, 4)\nCALL fd.conv3d(x, w, 1, 'SAME', backend='cpu')",
     "wv, packed rows (channels-first, 64 output rows)":
