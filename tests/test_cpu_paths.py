@@ -679,11 +679,17 @@ def test_cf_bands_same_bits(case, dtype, vector_bytes, monkeypatch):
     (("conv2d", (1, 64, 7, 7), (3, 3, 64, 64), 1, "SAME", "NCHW", [1, 1, 1, 2]), False),  # W dilation
     (("conv2d", (1, 64, 7, 7), (3, 3, 32, 64), 1, "SAME", "NCHW", None), False),  # two groups
     (("conv2d_transpose", (1, 64, 7, 7), (3, 3, 64, 64), 1, "SAME", "NCHW", None), True),
-    # strided transposes: 128 input and output channels
-    (("conv2d_transpose", (1, 64, 7, 7), (3, 3, 64, 64), 2, "SAME", "NCHW", None), False),
+    # strided transposes: 128 input and output channels, or 64 where a W
+    # phase has fewer columns than a vector's lanes (8 float32 here)
+    (("conv2d_transpose", (1, 64, 7, 9), (3, 3, 64, 64), 2, "SAME", "NCHW", None), False),  # 9-column phases
+    (("conv2d_transpose", (1, 64, 7, 7), (3, 3, 64, 64), 2, "SAME", "NCHW", None), True),  # 7-column phases
+    (("conv2d_transpose", (1, 64, 7, 8), (3, 3, 64, 64), 2, "SAME", "NCHW", None), False),  # 8: one full vector
+    (("conv2d_transpose", (1, 64, 7, 8), (3, 3, 32, 64), 2, "SAME", "NCHW", None), False),  # 32 out
     (("conv2d_transpose", (1, 128, 7, 7), (3, 3, 128, 128), 2, "SAME", "NCHW", None), True),
+    (("conv2d_transpose", (1, 128, 4, 9), (3, 3, 128, 128), 2, "SAME", "NCHW", None), True),  # 9-column phases
     (("conv2d_transpose", (1, 128, 4, 4), (4, 4, 128, 128), 2, "SAME", "NCHW", None), True),  # k4 s2
-    (("conv2d_transpose", (1, 128, 4, 4), (4, 4, 64, 128), 2, "SAME", "NCHW", None), False),  # 64 out
+    (("conv2d_transpose", (1, 128, 4, 4), (4, 4, 64, 128), 2, "SAME", "NCHW", None), True),  # 64 out, 4-column phases
+    (("conv2d_transpose", (1, 128, 4, 9), (4, 4, 64, 128), 2, "SAME", "NCHW", None), False),  # 64 out, 9 columns
     (("conv3d_transpose", (1, 128, 3, 4, 4), (3, 3, 3, 128, 128), 2, "SAME", "NCDHW", None), True),
     (("conv2d_transpose", (1, 128, 7, 7), (2, 2, 128, 128), 2, "VALID", "NCHW", None), False),  # stride == kernel
     # a padding past the first tap of input 0 ((K - 1) * d - p < 0)
