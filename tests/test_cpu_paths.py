@@ -636,6 +636,7 @@ def test_cf_bands_same_bits(case, dtype, vector_bytes, monkeypatch):
     (chunks of tiles then start inside a plane's bands), and are used."""
     monkeypatch.setattr(cpu, "CF_BANDS_MIN_CHANNELS", 16)
     monkeypatch.setattr(cpu, "CF_BANDS_ANY_ROW_CHANNELS", 16)
+    monkeypatch.setattr(cpu, "CF_BANDS_NARROW_PHASE_CHANNELS", 16)
     monkeypatch.setattr(cpu, "CF_GATHER", False)  # (16 input channels: gathered runs first)
     x, w = _arrays(case, dtype, np.random.default_rng(23))
     kernels = []
@@ -679,12 +680,14 @@ def test_cf_bands_same_bits(case, dtype, vector_bytes, monkeypatch):
     (("conv2d", (1, 64, 7, 7), (3, 3, 64, 64), 1, "SAME", "NCHW", [1, 1, 1, 2]), False),  # W dilation
     (("conv2d", (1, 64, 7, 7), (3, 3, 32, 64), 1, "SAME", "NCHW", None), False),  # two groups
     (("conv2d_transpose", (1, 64, 7, 7), (3, 3, 64, 64), 1, "SAME", "NCHW", None), True),
-    # strided transposes: 128 input and output channels, or 64 where a W
+    # strided transposes: 128 input and output channels, or 32 where a W
     # phase has fewer columns than a vector's lanes (8 float32 here)
     (("conv2d_transpose", (1, 64, 7, 9), (3, 3, 64, 64), 2, "SAME", "NCHW", None), False),  # 9-column phases
     (("conv2d_transpose", (1, 64, 7, 7), (3, 3, 64, 64), 2, "SAME", "NCHW", None), True),  # 7-column phases
     (("conv2d_transpose", (1, 64, 7, 8), (3, 3, 64, 64), 2, "SAME", "NCHW", None), False),  # 8: one full vector
-    (("conv2d_transpose", (1, 64, 7, 8), (3, 3, 32, 64), 2, "SAME", "NCHW", None), False),  # 32 out
+    (("conv2d_transpose", (1, 64, 7, 8), (3, 3, 32, 64), 2, "SAME", "NCHW", None), False),  # 32 out, 8 columns
+    (("conv2d_transpose", (1, 64, 7, 7), (3, 3, 32, 64), 2, "SAME", "NCHW", None), True),  # 32 out, 7 columns
+    (("conv2d_transpose", (1, 64, 7, 7), (3, 3, 16, 64), 2, "SAME", "NCHW", None), False),  # 16 out
     (("conv2d_transpose", (1, 128, 7, 7), (3, 3, 128, 128), 2, "SAME", "NCHW", None), True),
     (("conv2d_transpose", (1, 128, 4, 9), (3, 3, 128, 128), 2, "SAME", "NCHW", None), True),  # 9-column phases
     (("conv2d_transpose", (1, 128, 4, 4), (4, 4, 128, 128), 2, "SAME", "NCHW", None), True),  # k4 s2

@@ -210,13 +210,15 @@ WV_TAIL_PAIRS = True
 # 1.14; with 64 output channels vectors along W were as fast or faster
 # (16 x 16^2 x 128 -> 64 k4 s2 1.01 against 1.22, NCDHW 16^3 x 64 -> 64
 # k3 s2 0.96 against 1.43; section 67), except where a W phase's columns
-# fill less than one vector along W (64 channels or more then; Zen 5, one
-# thread: NCHW 8 x 8^2 x 128 -> 64 k4 s2 2.17 -> 1.09, NCDHW 8^3 x 64 ->
-# 64 k3 s2 1.96 -> 1.16; a full vector, 16^3 x 64 -> 64: 1.13 against
-# 1.21; section 82). False turns it off (tests compare the two).
+# fill less than one vector along W (CF_BANDS_NARROW_PHASE_CHANNELS then;
+# Zen 5, one thread: NCHW 8 x 8^2 x 128 -> 64 k4 s2 2.17 -> 1.09, 32 -> 32
+# 1.92 -> 1.33, NCDHW 8^3 x 64 -> 64 k3 s2 1.96 -> 1.16; with 16 channels
+# 0.92-1.2x vectors along W's time; a full vector, 16^3 x 64 -> 64: 1.13
+# against 1.21; section 82). False turns it off (tests compare the two).
 CF_BANDS = True
 CF_BANDS_MIN_CHANNELS = 64
 CF_BANDS_ANY_ROW_CHANNELS = 128
+CF_BANDS_NARROW_PHASE_CHANNELS = 32
 CF_BANDS_MAX_BYTES = 1 << 20
 
 # Channels-first calls whose input is one pixel (a DCGAN generator's 1 x 1
@@ -425,13 +427,14 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
             and Cg <= CF_GATHER_MAX_CHANNELS and KD * KH * KW * Cg <= cpu_rb.SUM_GROUP_TERMS
             and F >= CF_GATHER_MIN_CHANNELS and sw <= CF_GATHER_MAX_W_STRIDE):
         return _cf_gather(x, wg, (OD, OH, OW), strides, dilations, pads_before, writable, flat, epilogue)
-    # (strided transposes: CF_BANDS_ANY_ROW_CHANNELS, or CF_BANDS_MIN_CHANNELS
-    # where a W phase's columns leave a vector along W part empty)
+    # (strided transposes: CF_BANDS_ANY_ROW_CHANNELS, or
+    # CF_BANDS_NARROW_PHASE_CHANNELS where a W phase's columns leave a vector
+    # along W part empty)
     narrow_phases = -(-OW // sw) < cpu_simd.VBYTES // x.dtype.itemsize
     if (CF_BANDS and channels_first and (trans_ok or not trans and dw == 1) and G == 1
             and not patch
-            and min(Cg, Fg) >= (CF_BANDS_ANY_ROW_CHANNELS if trans and (sd, sh, sw) != (1, 1, 1)
-                                and not narrow_phases else CF_BANDS_MIN_CHANNELS)
+            and min(Cg, Fg) >= ((CF_BANDS_NARROW_PHASE_CHANNELS if narrow_phases else CF_BANDS_ANY_ROW_CHANNELS)
+                                if trans and (sd, sh, sw) != (1, 1, 1) else CF_BANDS_MIN_CHANNELS)
             and (min(Cg, Fg) >= CF_BANDS_ANY_ROW_CHANNELS or sw > 1
                  or OW * x.dtype.itemsize % (2 * cpu_simd.VBYTES) != 0)
             and KD * ((KH - 1) * dh + 1) * (OW * sw + (KW - 1) * dw + 1) * Cg * x.dtype.itemsize
