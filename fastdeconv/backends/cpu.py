@@ -21,8 +21,9 @@ The algorithm choice is made here, in `_run`:
   (POINTWISE, segmentation heads): `cpu_pw.pointwise_cl`, eight pixels at
   a time, one FMA chain per output (the tiles' term order).
 - channels-first forward convolutions and stride-1 transposes with many
-  channels and rows that would leave vector lanes empty, or a W stride
-  (CF_BANDS):
+  channels and rows that would leave vector lanes empty, or a W stride,
+  and strided transposes with many channels or W phases narrower than a
+  vector (CF_BANDS):
   `cpu_cfband.cfband_kernel`, cl_kernel's tile on bands of input rows
   packed channels-last by each thread; the same bits as the channels-last
   call.
