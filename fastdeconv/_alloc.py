@@ -38,15 +38,15 @@ def empty(shape, dtype):
     return recycled(shape, dtype)
 
 
-def recycled(shape, dtype):
-    """np.empty(shape, dtype) from memory of dropped results when large
-    (never from a Model's pool): for work arrays dropped after a call.
-    (Python arithmetic on the shape: np.prod alone took 4.5 us, a third of
-    this function's time, on calls of ~1 ms.)"""
+def recycled(shape, dtype, min_bytes=RECYCLE_MIN):
+    """np.empty(shape, dtype) from memory of dropped results from
+    min_bytes (never from a Model's pool): for work arrays dropped after a
+    call. (Python arithmetic on the shape: np.prod alone took 4.5 us, a
+    third of this function's time, on calls of ~1 ms.)"""
     dtype = np.dtype(dtype)
     shape = (int(shape),) if np.isscalar(shape) else tuple(map(int, shape))
     nbytes = math.prod(shape) * dtype.itemsize
-    if nbytes < RECYCLE_MIN or _recycler.cap <= 0:
+    if nbytes < min_bytes or _recycler.cap <= 0:
         return np.empty(shape, dtype)
     return np.asarray(_Block(_recycler.take(nbytes), shape, dtype))
 
@@ -62,12 +62,7 @@ def work(shape, dtype):
     made glibc return the top of its heap to the system after each call
     and the next call fault in fresh pages: 0.62 instead of 0.26 ms
     (benchmarks/NOTES.md section 79)."""
-    dtype = np.dtype(dtype)
-    shape = (int(shape),) if np.isscalar(shape) else tuple(map(int, shape))
-    nbytes = math.prod(shape) * dtype.itemsize
-    if nbytes < WORK_MIN or _recycler.cap <= 0:
-        return np.empty(shape, dtype)
-    return np.asarray(_Block(_recycler.take(nbytes), shape, dtype))
+    return recycled(shape, dtype, WORK_MIN)
 
 
 class _Block:
