@@ -647,7 +647,7 @@ def _cf_gather(x, wg, out_spatial, strides, dilations, pads_before, writable, fl
     NJ = tile.nvec * tile.lanes(x.dtype.itemsize)
     NFB = _ceil(F, tile.rows)
     OWP = _ceil(OW, NJ) * NJ
-    dt, ht, wt, _ = cpu_cfgather.plan(KD, KH, KW, sd, sh, sw, dd, dh, dw, C)
+    dt, ht, wt = cpu_cfgather.plan(KD, KH, KW, sd, sh, sw, dd, dh, dw)
     NKW = wt.shape[1]
     wp, woff = _memo(wg, ("cf-gathered", x.dtype.str, repr(tile), tuple(strides), tuple(dilations), pw % sw),
                      lambda: cpu_cfgather.pack_weights(wg, x.dtype, tile, strides, dilations, pw))

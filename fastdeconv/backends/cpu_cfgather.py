@@ -59,18 +59,14 @@ def class_taps(K, s, d):
 
 
 @functools.lru_cache(maxsize=256)
-def plan(KD, KH, KW, sd, sh, sw, dd, dh, dw, C):
-    """(dt, ht, wt, terms), read-only: the kernel's tap tables
-    (`class_taps`) along D and H (per class of output rows) and W (per
-    phase: the taps of its slots), and the terms of an output row of each
-    (D class, H class), in C order. Computed once per geometry."""
+def plan(KD, KH, KW, sd, sh, sw, dd, dh, dw):
+    """(dt, ht, wt), read-only: the kernel's tap tables (`class_taps`)
+    along D and H (per class of output rows) and W (per phase: the taps of
+    its slots). Computed once per geometry."""
     dt, ht, wt = class_taps(KD, sd, dd), class_taps(KH, sh, dh), class_taps(KW, sw, dw)
-    nkd = (dt >= 0).sum(axis=1)
-    nkh = (ht >= 0).sum(axis=1)
-    terms = np.outer(nkd, nkh).reshape(-1) * wt.shape[1] * C
-    for a in (dt, ht, wt, terms):
+    for a in (dt, ht, wt):
         a.setflags(write=False)
-    return dt, ht, wt, terms
+    return dt, ht, wt
 
 
 def pack_weights(wg, dtype, tile, strides, dilations, pw):
@@ -84,7 +80,7 @@ def pack_weights(wg, dtype, tile, strides, dilations, pw):
     (sd, sh, sw), (dd, dh, dw) = strides, dilations
     FR = tile.rows
     NFB = -(-F // FR)
-    dt, ht, wt, _ = plan(KD, KH, KW, sd, sh, sw, dd, dh, dw, C)
+    dt, ht, wt = plan(KD, KH, KW, sd, sh, sw, dd, dh, dw)
     NKW = wt.shape[1]
     wz = np.zeros((KD, KH, KW + 1, C, NFB * FR), dtype=dtype)
     wz[:, :, :KW, :, :F] = wg[0]
@@ -139,12 +135,11 @@ def expand_rows(x, wt, geo, E, tile, t_begin, t_end):
                     o1 = max(o0, min(n, W - io))
                     m0 = max(e0, o0)
                     m1 = max(m0, min(e1, o1))
-                    for m in range(n):
-                        if m == m0:
-                            vzip2(E, tile, ea + (dst + 2 * m0) * isz, xa + (src + ie + m0) * isz,
-                                  xa + (src + io + m0) * isz, m1 - m0)
-                        if (m >= m0) & (m < m1):
-                            continue
+                    vzip2(E, tile, ea + (dst + 2 * m0) * isz, xa + (src + ie + m0) * isz,
+                          xa + (src + io + m0) * isz, m1 - m0)
+                    # the columns before and after: one phase inside, or neither
+                    for k in range(n - (m1 - m0)):
+                        m = k if k < m0 else k + m1 - m0
                         E[dst + 2 * m] = x[src + ie + m] if (m >= e0) & (m < e1) else 0
                         E[dst + 2 * m + 1] = x[src + io + m] if (m >= o0) & (m < o1) else 0
                     continue
@@ -221,7 +216,7 @@ def cfgather_kernel(E, wp, out, dt, ht, woff, geo, tile, period, t_begin, t_end)
                     i_h = (oh + ph - ht[ch, ikh] * dh) // sh
                     if (i_d >= 0) & (i_d < D) & (i_h >= 0) & (i_h < H):
                         p = ea + ((b * D + i_d) * H + i_h) * run_bytes + j0 * isz
-                        acc = vrun_lanes(out, acc, tile, p, OWP * isz, V * isz, wq, KS, period)
+                        acc = vrun_lanes(out, acc, tile, p, OWP * isz, V * isz, 0, 0, wq, KS, period)
                     wq += tap_bytes
             for i in range(FR):
                 so[i] = ob + i * plane + j0 if i < nf else -1

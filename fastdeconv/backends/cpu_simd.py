@@ -497,6 +497,13 @@ def vtstore_rows(typingctx, arr, tile, offs, accs, nj, vstride, nv):
     return types.void(arr, tile, offs, accs, nj, vstride, nv), impl
 
 
+def _zip_masks(n):
+    """Shuffle masks interleaving two n-lane vectors a and b: (a0 b0 a1 b1
+    ... of the first halves, the same of the second halves)."""
+    return ([k // 2 + (n if k % 2 else 0) for k in range(n)],
+            [n // 2 + k // 2 + (n if k % 2 else 0) for k in range(n)])
+
+
 @intrinsic
 def vtstore_zip2(typingctx, arr, tile, offs, buf, accs, count):
     """Two W phases of a vectors-along-W tile (tile.rows rows x NW =
@@ -523,8 +530,7 @@ def vtstore_zip2(typingctx, arr, tile, offs, buf, accs, count):
         vs = cgutils.unpack_tuple(builder, args[4], accs.count)
         cnt = context.cast(builder, args[5], sig.args[5], types.int64)
         zero = ir.Constant(i64, 0)
-        lo = [k // 2 + (n if k % 2 else 0) for k in range(n)]  # a0 b0 a1 b1 ...
-        hi = [n // 2 + k // 2 + (n if k % 2 else 0) for k in range(n)]
+        lo, hi = _zip_masks(n)
         mstore = _masked_store(builder, vty, arr.dtype.bitwidth)
         full = builder.icmp_signed(">=", cnt, ir.Constant(i64, 2 * nw * n))
 
@@ -990,6 +996,103 @@ def vtaffine(typingctx, arr, accs, tile, pb, pa, pt, relu):
     return accs(arr, accs, tile, pb, pa, pt, relu), impl
 
 
+def _vrun_cols_impl(accs, tile, arr, gather, masked, part, period):
+    """vrun_cols' (and vrun_lanes') code: see vrun_cols. period: None
+    (one weight per row, broadcast), or P: P weights per row, lane l
+    getting weight l % P."""
+    nr, nw = tile.rows, tile.nvec
+    nru = nr if part is None else min(part, nr)  # rows computed
+    isz = arr.dtype.bitwidth // 8
+    P = 1 if period is None else period
+
+    def impl(context, builder, sig, args):
+        i64, i32 = ir.IntType(64), ir.IntType(32)
+        vty = context.get_value_type(accs.dtype)
+        sty = context.get_value_type(arr.dtype)
+        n = vty.count
+        p, cstep, xw, lo, hi, q, nK = (context.cast(builder, args[i], sig.args[i], types.int64)
+                                       for i in range(3, 10))
+        acc0 = cgutils.unpack_tuple(builder, args[1], accs.count)
+        starts = [builder.add(p, builder.mul(xw, ir.Constant(i64, j if not (gather or masked) else j * n)))
+                  for j in range(nw)]
+        zero = ir.Constant(vty, None)
+        align = ir.Constant(i32, isz)
+        fma = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(vty, [vty] * 3), f"llvm.fma.v{n}f{arr.dtype.bitwidth}")
+        if gather or masked:
+            masks = [_range_mask(builder, n, builder.sub(lo, ir.Constant(i64, j * n)),
+                                 builder.sub(hi, ir.Constant(i64, j * n))) for j in range(nw)]
+        if gather:
+            v64 = ir.VectorType(i64, n)
+            v32 = ir.VectorType(i32, n)
+            # 32-bit lane offsets (callers keep V*xw below 2**31): LLVM
+            # then selects the dword-index gather, 16 float32 lanes at once
+            lanes = builder.sext(builder.mul(ir.Constant(v32, list(range(n))),
+                                             _splat(builder, v32, builder.trunc(xw, i32))), v64)
+            pty = ir.VectorType(ir.IntType(8).as_pointer(), n)
+            fnty = ir.FunctionType(vty, [pty, i32, masks[0].type, vty])
+            ld = cgutils.get_or_insert_function(
+                builder.module, fnty, f"llvm.masked.gather.v{n}f{arr.dtype.bitwidth}.v{n}p0")
+
+            def load(addr, j):
+                ptrs = builder.inttoptr(builder.add(_splat(builder, v64, addr), lanes), pty)
+                return builder.call(ld, [ptrs, align, masks[j], zero])
+        elif masked:
+            ld = _masked_load(builder, vty, arr.dtype.bitwidth)
+
+            def load(addr, j):
+                return builder.call(ld, [builder.inttoptr(addr, vty.as_pointer()), align, masks[j], zero])
+        else:
+            def load(addr, j):
+                return builder.load(builder.inttoptr(addr, vty.as_pointer()), align=isz)
+
+        gty = ir.VectorType(sty, P)
+        spread = ir.Constant(ir.VectorType(i32, n), [l % P for l in range(n)])
+
+        def weights(wa):
+            if P == 1:
+                return _splat(builder, vty, builder.load(builder.inttoptr(wa, sty.as_pointer()), align=isz))
+            g = builder.load(builder.inttoptr(wa, gty.as_pointer()), align=isz)
+            return builder.shuffle_vector(g, ir.Constant(gty, ir.Undefined), spread)
+
+        pre = builder.block
+        head = builder.append_basic_block("vcols.head")
+        body = builder.append_basic_block("vcols.body")
+        done = builder.append_basic_block("vcols.done")
+        builder.branch(head)
+        builder.position_at_end(head)
+        k = builder.phi(i64)
+        k.add_incoming(ir.Constant(i64, 0), pre)
+        acc = []
+        for a in acc0[:nru * nw]:
+            ph = builder.phi(vty)
+            ph.add_incoming(a, pre)
+            acc.append(ph)
+        builder.cbranch(builder.icmp_signed("<", k, nK), body, done)
+        builder.position_at_end(body)
+        off = builder.mul(k, cstep)
+        xs = [load(builder.add(s, off), j) for j, s in enumerate(starts)]
+        qk = builder.add(q, builder.mul(k, ir.Constant(i64, nr * P * isz)))
+        new = []
+        for i in range(nru):
+            b = weights(builder.add(qk, ir.Constant(i64, i * P * isz)))
+            new += [builder.call(fma, [b, x, acc[i * nw + j]]) for j, x in enumerate(xs)]
+        k1 = builder.add(k, ir.Constant(i64, 1))
+        end = builder.block
+        builder.branch(head)
+        k.add_incoming(k1, end)
+        for ph, v in zip(acc, new):
+            ph.add_incoming(v, end)
+        builder.position_at_end(done)
+        return context.make_tuple(builder, accs, acc + list(acc0[nru * nw:]))
+    return impl
+
+
+def _vrun_tile_ok(tile, accs):
+    return (isinstance(tile, TileType) and isinstance(accs, types.UniTuple) and isinstance(accs.dtype, Vec)
+            and accs.count == tile.rows * tile.nvec)
+
+
 def _make_vrun_cols(gather, masked=True, part=None):
     def vrun_cols(typingctx, arr, accs, tile, p, cstep, xw, lo, hi, q, K):
         """The vectors-along-W micro-kernel as one LLVM loop (see vrun): K
@@ -1011,86 +1114,10 @@ def _make_vrun_cols(gather, masked=True, part=None):
         vrun_cols_part: vrun_cols_whole for the first PART_ROWS rows only
         (weights still tile.rows apart; the other accumulators unchanged),
         for a last block of at most PART_ROWS output channels."""
-        if not (isinstance(tile, TileType) and isinstance(accs, types.UniTuple) and isinstance(accs.dtype, Vec)
-                and accs.count == tile.rows * tile.nvec):
+        if not _vrun_tile_ok(tile, accs):
             return None
-        nr, nw = tile.rows, tile.nvec
-        nru = nr if part is None else min(part, nr)  # rows computed
-        isz = arr.dtype.bitwidth // 8
-
-        def impl(context, builder, sig, args):
-            i64, i32 = ir.IntType(64), ir.IntType(32)
-            vty = context.get_value_type(accs.dtype)
-            sty = context.get_value_type(arr.dtype)
-            n = vty.count
-            p, cstep, xw, lo, hi, q, nK = (context.cast(builder, args[i], sig.args[i], types.int64)
-                                           for i in range(3, 10))
-            acc0 = cgutils.unpack_tuple(builder, args[1], accs.count)
-            starts = [builder.add(p, builder.mul(xw, ir.Constant(i64, j if not (gather or masked) else j * n)))
-                      for j in range(nw)]
-            zero = ir.Constant(vty, None)
-            align = ir.Constant(i32, isz)
-            fma = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(vty, [vty] * 3), f"llvm.fma.v{n}f{arr.dtype.bitwidth}")
-            if gather or masked:
-                masks = [_range_mask(builder, n, builder.sub(lo, ir.Constant(i64, j * n)),
-                                     builder.sub(hi, ir.Constant(i64, j * n))) for j in range(nw)]
-            if gather:
-                v64 = ir.VectorType(i64, n)
-                v32 = ir.VectorType(i32, n)
-                # 32-bit lane offsets (callers keep V*xw below 2**31): LLVM
-                # then selects the dword-index gather, 16 float32 lanes at once
-                lanes = builder.sext(builder.mul(ir.Constant(v32, list(range(n))),
-                                                 _splat(builder, v32, builder.trunc(xw, i32))), v64)
-                pty = ir.VectorType(ir.IntType(8).as_pointer(), n)
-                fnty = ir.FunctionType(vty, [pty, i32, masks[0].type, vty])
-                ld = cgutils.get_or_insert_function(
-                    builder.module, fnty, f"llvm.masked.gather.v{n}f{arr.dtype.bitwidth}.v{n}p0")
-
-                def load(addr, j):
-                    ptrs = builder.inttoptr(builder.add(_splat(builder, v64, addr), lanes), pty)
-                    return builder.call(ld, [ptrs, align, masks[j], zero])
-            elif masked:
-                ld = _masked_load(builder, vty, arr.dtype.bitwidth)
-
-                def load(addr, j):
-                    return builder.call(ld, [builder.inttoptr(addr, vty.as_pointer()), align, masks[j], zero])
-            else:
-                def load(addr, j):
-                    return builder.load(builder.inttoptr(addr, vty.as_pointer()), align=isz)
-
-            pre = builder.block
-            head = builder.append_basic_block("vcols.head")
-            body = builder.append_basic_block("vcols.body")
-            done = builder.append_basic_block("vcols.done")
-            builder.branch(head)
-            builder.position_at_end(head)
-            k = builder.phi(i64)
-            k.add_incoming(ir.Constant(i64, 0), pre)
-            acc = []
-            for a in acc0[:nru * nw]:
-                ph = builder.phi(vty)
-                ph.add_incoming(a, pre)
-                acc.append(ph)
-            builder.cbranch(builder.icmp_signed("<", k, nK), body, done)
-            builder.position_at_end(body)
-            off = builder.mul(k, cstep)
-            xs = [load(builder.add(s, off), j) for j, s in enumerate(starts)]
-            qk = builder.add(q, builder.mul(k, ir.Constant(i64, nr * isz)))
-            new = []
-            for i in range(nru):
-                wa = builder.add(qk, ir.Constant(i64, i * isz))
-                b = _splat(builder, vty, builder.load(builder.inttoptr(wa, sty.as_pointer()), align=isz))
-                new += [builder.call(fma, [b, x, acc[i * nw + j]]) for j, x in enumerate(xs)]
-            k1 = builder.add(k, ir.Constant(i64, 1))
-            end = builder.block
-            builder.branch(head)
-            k.add_incoming(k1, end)
-            for ph, v in zip(acc, new):
-                ph.add_incoming(v, end)
-            builder.position_at_end(done)
-            return context.make_tuple(builder, accs, acc + list(acc0[nru * nw:]))
-        return accs(arr, accs, tile, p, cstep, xw, lo, hi, q, K), impl
+        return (accs(arr, accs, tile, p, cstep, xw, lo, hi, q, K),
+                _vrun_cols_impl(accs, tile, arr, gather, masked, part, None))
     vrun_cols.__name__ = ("vrun_cols_gather" if gather else "vrun_cols" if masked else
                           "vrun_cols_whole" if part is None else "vrun_cols_part")
     return intrinsic(vrun_cols)
@@ -1107,74 +1134,18 @@ vrun_cols_part = _make_vrun_cols(False, masked=False, part=PART_ROWS)
 
 
 @intrinsic
-def vrun_lanes(typingctx, arr, accs, tile, p, xstep, vstep, q, K, period):
-    """A micro-kernel whose weights repeat along the lanes with a period P
-    (cpu_cfgather: a strided transpose's output columns of P = sw W phases
-    in one vector), as one LLVM loop (see vrun): K reduction steps; at step
-    k the NW = tile.nvec input vectors x_j = the whole vector at byte
-    address p + k*xstep + j*vstep, and for each row i < tile.rows the P
-    weights at q + (k*NR + i)*P*itemsize, lane l getting weight l % P (a
-    broadcast of P elements: vbroadcastss, vbroadcastf32x2, ...):
-        accs[i*NW + j] = fma(w_i, x_j, accs[i*NW + j]).
-    period: a tuple of P items (its length is the compile-time P)."""
-    if not (isinstance(tile, TileType) and isinstance(accs, types.UniTuple) and isinstance(accs.dtype, Vec)
-            and accs.count == tile.rows * tile.nvec and isinstance(period, types.UniTuple)):
+def vrun_lanes(typingctx, arr, accs, tile, p, cstep, xw, lo, hi, q, K, period):
+    """vrun_cols_whole with weights that repeat along the lanes with a
+    period P (cpu_cfgather: a strided transpose's output columns of P = sw
+    W phases in one vector): for each row i < tile.rows the P weights at q
+    + (k*NR + i)*P*itemsize, lane l getting weight l % P (a broadcast of P
+    elements: vbroadcastss, vbroadcastsd for float32 pairs, ...); lo and hi
+    ignored. period: a tuple of P items (its length is the compile-time
+    P)."""
+    if not (_vrun_tile_ok(tile, accs) and isinstance(period, types.UniTuple)):
         return None
-    nr, nw, P = tile.rows, tile.nvec, period.count
-    isz = arr.dtype.bitwidth // 8
-
-    def impl(context, builder, sig, args):
-        i64, i32 = ir.IntType(64), ir.IntType(32)
-        vty = context.get_value_type(accs.dtype)
-        sty = context.get_value_type(arr.dtype)
-        n = vty.count
-        p, xstep, vstep, q, nK = (context.cast(builder, args[i], sig.args[i], types.int64) for i in range(3, 8))
-        acc0 = cgutils.unpack_tuple(builder, args[1], accs.count)
-        fma = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(vty, [vty] * 3), f"llvm.fma.v{n}f{arr.dtype.bitwidth}")
-        gty = ir.VectorType(sty, P)
-        spread = ir.Constant(ir.VectorType(i32, n), [l % P for l in range(n)])
-
-        def load(a):
-            return builder.load(builder.inttoptr(a, vty.as_pointer()), align=isz)
-
-        def weights(a):
-            if P == 1:
-                return _splat(builder, vty, builder.load(builder.inttoptr(a, sty.as_pointer()), align=isz))
-            g = builder.load(builder.inttoptr(a, gty.as_pointer()), align=isz)
-            return builder.shuffle_vector(g, ir.Constant(gty, ir.Undefined), spread)
-
-        pre = builder.block
-        head = builder.append_basic_block("vlanes.head")
-        body = builder.append_basic_block("vlanes.body")
-        done = builder.append_basic_block("vlanes.done")
-        builder.branch(head)
-        builder.position_at_end(head)
-        k = builder.phi(i64)
-        k.add_incoming(ir.Constant(i64, 0), pre)
-        acc = []
-        for a in acc0:
-            ph = builder.phi(vty)
-            ph.add_incoming(a, pre)
-            acc.append(ph)
-        builder.cbranch(builder.icmp_signed("<", k, nK), body, done)
-        builder.position_at_end(body)
-        px = builder.add(p, builder.mul(k, xstep))
-        xs = [load(builder.add(px, builder.mul(vstep, ir.Constant(i64, j)))) for j in range(nw)]
-        qk = builder.add(q, builder.mul(k, ir.Constant(i64, nr * P * isz)))
-        new = []
-        for i in range(nr):
-            w = weights(builder.add(qk, ir.Constant(i64, i * P * isz)))
-            new += [builder.call(fma, [w, x, acc[i * nw + j]]) for j, x in enumerate(xs)]
-        k1 = builder.add(k, ir.Constant(i64, 1))
-        end = builder.block
-        builder.branch(head)
-        k.add_incoming(k1, end)
-        for ph, v in zip(acc, new):
-            ph.add_incoming(v, end)
-        builder.position_at_end(done)
-        return context.make_tuple(builder, accs, acc)
-    return accs(arr, accs, tile, p, xstep, vstep, q, K, period), impl
+    return (accs(arr, accs, tile, p, cstep, xw, lo, hi, q, K, period),
+            _vrun_cols_impl(accs, tile, arr, False, False, None, period.count))
 
 
 @intrinsic
@@ -1194,8 +1165,7 @@ def vzip2(typingctx, arr, tile, dst, src0, src1, n):
         sty = context.get_value_type(arr.dtype)
         nl = vty.count
         d, a, b, cnt = (context.cast(builder, args[i], sig.args[i], types.int64) for i in (2, 3, 4, 5))
-        lo = ir.Constant(ir.VectorType(i32, nl), [(l // 2) + (l % 2) * nl for l in range(nl)])
-        hi = ir.Constant(ir.VectorType(i32, nl), [nl // 2 + (l // 2) + (l % 2) * nl for l in range(nl)])
+        lo, hi = (ir.Constant(ir.VectorType(i32, nl), m) for m in _zip_masks(nl))
         blocks = builder.sdiv(cnt, ir.Constant(i64, nl))
         start = builder.mul(blocks, ir.Constant(i64, nl))
         step = ir.Constant(i64, nl * isz)
