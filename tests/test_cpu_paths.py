@@ -657,10 +657,15 @@ def test_cf_bands_same_bits(case, dtype, vector_bytes, monkeypatch):
         ({(cpu, "CF_BANDS"): False}, None)])
     assert kernels[:2] == [cpu_cfband.cfband_kernel] * 2
     assert cpu_cfband.cfband_kernel not in kernels[2:]
-    # bands of one row: one group, or a transpose's columns by W phase
+    # bands of one row: a transpose's columns by W phase; a convolution's
+    # in one group unless its edge columns apart cost fewer steps
     strides = case[3]
     sw = strides if isinstance(strides, int) else strides[-1]
-    assert groups[1] == (sw if case[0].endswith("_transpose") else 1)
+    if case[0].endswith("_transpose"):
+        assert groups[1] == sw
+    else:
+        # (13 columns on KW 2: 8 + 5 rows, or 8 + 4 and 1 with AVX-512 tiles)
+        assert groups[1] == 1 or (case[1][2:] == (11, 13) and groups[1] == 2)  # 13 columns, KW 2: 8 + 4 and 1 (below)
     if case[2][1] == 5:
         assert groups[0] == 5
     y = results[0]
@@ -709,6 +714,21 @@ def test_cf_bands_rule(case, used, monkeypatch):
     x, w = _arrays(case, np.float32, np.random.default_rng(3))
     _call(case, x, w, "cpu")
     assert (cpu_cfband.cfband_kernel in kernels) == used
+
+
+@pytest.mark.parametrize("args, split", [
+    ((7, 7, 7, 3, 1, 1, 7, 8, 4), True),  # 7 x 7, one band: 2 of 21 steps on padding
+    ((56, 56, 56, 3, 1, 1, 1, 8, 4), False),  # rows of 56, bands of one row: edge blocks of one position
+    ((56, 56, 56, 3, 1, 1, 4, 8, 4), True),  # ... of four: 664 steps against 672
+    ((14, 14, 14, 3, 1, 1, 10, 8, 4), True),
+    ((13, 13, 13, 2, 1, 1, 1, 8, 4), True),  # 8 + 5 rows on 2 taps, or 8 + 4 on 2 and 1 on 1
+    ((56, 56, 112, 3, 2, 0, 2, 8, 4), False),  # VALID-like right edge only, bands of 2 rows
+    ((7, 7, 7, 1, 1, 0, 7, 8, 4), False),  # 1x1: no edge columns
+])
+def test_cf_band_split_rule(args, split):
+    """cpu_cfband.split_pays: W-edge columns in blocks of their own when
+    that costs fewer tile steps (OH, OW, W, KW, sw, pw, BH, rows, part)."""
+    assert cpu_cfband.split_pays(*args) == split
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}-{c[5]}")

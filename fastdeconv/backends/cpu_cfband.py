@@ -73,7 +73,7 @@ def input_rows(BH, KH, sh, dh, trans):
 
 
 def band_geometry(B, C, D, H, W, OD, OH, OW, F, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw, trans, NFB, inner,
-                  isz, part):
+                  isz, rb, part):
     """(cfband_kernel's geo, its packed band's length in elements, its
     tile count, its wcols). pd, ph, pw: a convolution's zeros before the
     input along each axis, or a transpose's padding (its output o receives
@@ -96,8 +96,46 @@ def band_geometry(B, C, D, H, W, OD, OH, OW, F, KD, KH, KW, sd, sh, sw, dd, dh, 
     geo = (B, C, D, H, W, OD, OH, OW, F, KD, KH, KW, sd, sh, sw, dd, dh, pd, ph, pw, NFB, BH, nbands,
            sum_group(KW, C), Wp, rpb, int(inner), dw, int(trans), zb)
     fused = not trans and dw == 1
+    split = fused and split_pays(OH, OW, W, KW, sw, pw, BH, rb, part)
     return (tuple(int(v) for v in geo), KD * rpb * Wp * C, B * OD * nbands * (1 if inner else NFB),
-            column_groups(OW, W, KW, sw, pw, fused and BH >= 2 * part, trans))
+            column_groups(OW, W, KW, sw, pw, split, trans))
+
+
+def block_costs(npx, rb, part):
+    """The rows a group of npx positions costs in cfband_kernel's blocks
+    of at most rb: a block of more than part rows runs the whole tile, one
+    of at most part rows the part loop."""
+    cost = 0
+    p = 0
+    while p < npx:
+        nr = min(rb, npx - p)
+        if rb < npx - p <= 2 * part:
+            nr = part
+        cost += rb if nr > part else (part or rb)
+        p += nr
+    return cost
+
+
+@functools.lru_cache(maxsize=256)
+def split_pays(OH, OW, W, KW, sw, pw, BH, rb, part):
+    """Whether a convolution's W-edge columns in blocks of their own
+    (`column_groups`) cost fewer tile steps than every column on all KW
+    taps, counted over the bands of BH rows: each column group's blocks
+    (`block_costs`) x its taps. Edge groups of a few positions run short
+    blocks at a fraction of the FMA rate, so bands of one row keep one
+    group (NCHW 56^2 x 256: 1.04 -> 1.11x the channels-last time split), but
+    a 7-column row of 3x3 taps spends 2 of 21 steps on padding (NCHW 8 x
+    7^2 x 512, bands of 7 rows: 1.18 -> 1.05 split; benchmarks/NOTES.md
+    section 83)."""
+    heights = [BH] * (OH // BH) + ([OH % BH] if OH % BH else [])
+    cost = {}
+    for split in (False, True):
+        table = column_groups(OW, W, KW, sw, pw, split)
+        ng = int(table[0])
+        cost[split] = sum(block_costs(h * int(table[2 + g] - table[1 + g]), rb, part)
+                          * int(table[2 + 2 * ng + g] - table[2 + ng + g])
+                          for h in heights for g in range(ng))
+    return cost[True] < cost[False]
 
 
 @functools.lru_cache(maxsize=256)
