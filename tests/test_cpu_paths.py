@@ -716,6 +716,29 @@ def test_cf_bands_rule(case, used, monkeypatch):
     assert (cpu_cfband.cfband_kernel in kernels) == used
 
 
+@pytest.mark.parametrize("ntiles, nt, most, chunks, span", [
+    (16, 2, 14, 10, 8),  # 14 chunks (two of 2 tiles) would take 9 tiles' time
+    (48, 2, 14, 12, 24),
+    (7, 2, 2, 2, 4),
+    (5, 2, 5, 5, 3),  # a tile each
+    (3, 2, 3, 3, 2),
+    (1000, 2, 16, 16, 504),  # within 2 % of 10 chunks of 100: the most chunks
+    (12, 3, 8, 6, 4),
+])
+def test_chunk_bounds(ntiles, nt, most, chunks, span):
+    """cpu_rb.chunk_bounds: contiguous ranges covering the tiles, sizes
+    within one, at most `most`, as many as keep the time of nt threads
+    claiming them in order near its least."""
+    bounds = cpu_rb.chunk_bounds(ntiles, nt, most)
+    sizes = np.diff(bounds)
+    assert bounds[0] == 0 and bounds[-1] == ntiles and len(sizes) == chunks <= max(most, nt)
+    assert sizes.min() >= 1 and sizes.max() - sizes.min() <= 1
+    free = [0] * nt
+    for size in sizes:
+        free[free.index(min(free))] += int(size)
+    assert max(free) == span
+
+
 @pytest.mark.parametrize("args, split", [
     ((7, 7, 7, 3, 1, 1, 7, 8, 4), True),  # 7 x 7, one band: 2 of 21 steps on padding
     ((56, 56, 56, 3, 1, 1, 1, 8, 4), False),  # rows of 56, bands of one row: edge blocks of one position

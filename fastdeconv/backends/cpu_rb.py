@@ -240,14 +240,11 @@ def parallel_tiles(kernel, args, ntiles, work):
     thread."""
     nt = min(numba.get_num_threads(), ntiles)
     nchunk = min(ntiles, nt * CHUNKS_PER_THREAD, work // CHUNK_WORK)
-    # a multiple of the threads: 3 chunks on 2 threads leave one thread
-    # idle for the last third (the 1-channel chain transpose)
-    if nchunk > 1:
-        nchunk = min(ntiles, -(-nchunk // nt) * nt)
     if nt <= 1 or nchunk <= 1:
         kernel(*args, 0, ntiles)
         return
-    bounds = [ntiles * i // nchunk for i in range(nchunk + 1)]
+    bounds = chunk_bounds(ntiles, nt, nchunk)
+    nchunk = len(bounds) - 1
     counter = itertools.count()  # next() is atomic under the GIL: dynamic chunk claiming
     kernel = compiled(kernel, args)
 
@@ -262,6 +259,29 @@ def parallel_tiles(kernel, args, ntiles, work):
     worker()
     for f in futures:
         f.result()
+
+
+@functools.lru_cache(maxsize=1024)
+def chunk_bounds(ntiles, nt, most):
+    """The bounds of parallel_tiles' chunks: at most `most` contiguous
+    ranges of [0, ntiles), sizes differing by one at most, as many as give
+    the least time for nt threads claiming them in order, each the next
+    free (equal tiles), or within 2 % of it: a multiple of the threads (3 chunks on 2 threads
+    leave one idle for the last third, the 1-channel chain transpose), or a
+    tile each. 16 tiles in 14 chunks, two of 2 tiles, cost 9 tiles' time
+    on 2 threads, in 8 chunks of 2 or 16 of one 8 (NCHW 7^2 x 512 -> 512,
+    16 channel blocks: benchmarks/NOTES.md section 84)."""
+    spans = {}
+    for n in {c for c in range(nt, most + 1, nt)} | ({ntiles} if ntiles <= most else set()):
+        bounds = tuple(ntiles * i // n for i in range(n + 1))
+        free = [0] * nt
+        for i in range(n):
+            j = free.index(min(free))
+            free[j] += bounds[i + 1] - bounds[i]
+        spans[bounds] = max(free)
+    least = min(spans.values())
+    # within 2 % of the least: the most chunks, for threads slowed by others
+    return max((b for b, span in spans.items() if span * 50 <= least * 51), key=len)
 
 
 # Compiled entry points of tile kernels, by argument fingerprint (`compiled`).
