@@ -250,25 +250,33 @@ def cfband_kernel(x, wp, out, geo, tile, wcols, tr, xin, t_begin, t_end):
                     i_d = i_d // sd
                 if i_d < 0 or i_d >= D:
                     continue  # never read: its taps are skipped
+                # the rows inside the input: [r_lo, r_hi)
+                r_lo = min(max(-row0, 0), nrow)
+                r_hi = max(min(H - row0, nrow), r_lo)
                 for rr in range(nrow):
-                    ih = row0 + rr
-                    d0 = (kd * rpb + rr) * slot
-                    if ih < 0 or ih >= H:
+                    if rr < r_lo or rr >= r_hi:
+                        d0 = (kd * rpb + rr) * slot
                         for e in range(zb * C, (zb + W) * C):
                             xin[d0 + e] = 0
-                        continue
-                    # V x V blocks (V channels' rows of V columns)
-                    # transposed in registers; the last channels one by one
-                    s0 = (b * C * D + i_d) * HW + ih * W
-                    dst = d0 + zb * C
-                    cv = C - C % V
-                    for c0 in range(0, cv, V):
+                # V x V blocks (V channels' rows of V columns) transposed in
+                # registers, the last channels one by one; a block of
+                # channels' rows in turn, so each channel's reads run on
+                # along its plane (consecutive rows) for the hardware
+                # prefetchers
+                s0 = (b * C * D + i_d) * HW + row0 * W
+                d0 = (kd * rpb) * slot + zb * C
+                cv = C - C % V
+                for c0 in range(0, cv, V):
+                    for rr in range(r_lo, r_hi):
+                        dst = d0 + rr * slot + c0
+                        src = s0 + rr * W + c0 * DHW
                         for iw in range(0, W, V):
-                            vtranspose_block(xin, tile, xa + (dst + iw * C + c0) * isz,
-                                             xba + (s0 + c0 * DHW + iw) * isz, DHW * isz, C * isz, W - iw)
-                    for c in range(cv, C):
+                            vtranspose_block(xin, tile, xa + (dst + iw * C) * isz, xba + (src + iw) * isz,
+                                             DHW * isz, C * isz, W - iw)
+                for c in range(cv, C):
+                    for rr in range(r_lo, r_hi):
                         for iw in range(W):
-                            xin[dst + iw * C + c] = x[s0 + c * DHW + iw]
+                            xin[d0 + rr * slot + iw * C + c] = x[s0 + rr * W + c * DHW + iw]
         for qg in range(SH * ng):
             qh = qg // ng  # the rows' H phase (transposes), then the column group
             g = qg - qh * ng
