@@ -125,14 +125,15 @@ def _calls_with(case, x, w, monkeypatch, settings):
     """The cpu backend's result once per (attrs, work) in settings: attrs
     {(module, name): value} set first; work None, or the multiply-adds
     parallel_tiles is told the call has (10**12: the most chunks of tiles,
-    so chunks start inside rows, bands and pairs)."""
+    so chunks start inside rows, bands and pairs, whatever groups of tiles
+    the caller asks to keep together)."""
     real = cpu_rb.parallel_tiles
     results = []
     for attrs, work in settings:
         for (module, name), value in attrs.items():
             monkeypatch.setattr(module, name, value)
         monkeypatch.setattr(cpu_rb, "parallel_tiles",
-                            lambda k, a, n, wk, _w=work: real(k, a, n, wk if _w is None else _w))
+                            lambda k, a, n, wk, *g, _w=work: real(k, a, n, *((wk, *g) if _w is None else (_w,))))
         results.append(_call(case, x, w, "cpu"))
     monkeypatch.setattr(cpu_rb, "parallel_tiles", real)
     return results
@@ -171,7 +172,7 @@ def split(request, monkeypatch):
         # split every call into tile ranges, however small
         real = cpu_rb.parallel_tiles
         monkeypatch.setattr(cpu_rb, "parallel_tiles",
-                            lambda k, a, n, work: real(k, a, n, 10**12))
+                            lambda k, a, n, work, *g: real(k, a, n, 10**12))
     return request.param
 
 
@@ -205,7 +206,7 @@ def test_channel_block_order_gives_identical_bits(case, monkeypatch):
         monkeypatch.setattr(cpu, "PANELS_MIN_BYTES", 0)
         monkeypatch.setattr(cpu, "CL1", False)  # more channel blocks
         monkeypatch.setattr(cpu_rb, "parallel_tiles",
-                            (lambda k, a, n, work: real(k, a, n, 10**12)) if split else real)
+                            (lambda k, a, n, work, *g: real(k, a, n, 10**12)) if split else real)
         results.append(_call(case, x, w, "cpu").tobytes())
     assert all(r == results[0] for r in results[1:])
 
@@ -217,7 +218,7 @@ def test_channel_block_order_follows_panels_and_data_size(monkeypatch):
     FB_INNER_DATA_PANELS."""
     orders = []
     real = cpu_rb.parallel_tiles
-    monkeypatch.setattr(cpu_rb, "parallel_tiles", lambda k, a, n, wk: orders.append(a[5][26]) or real(k, a, n, wk))
+    monkeypatch.setattr(cpu_rb, "parallel_tiles", lambda k, a, n, wk, *g: orders.append(a[5][26]) or real(k, a, n, wk, *g))
     rng = np.random.default_rng(0)
     x = rng.standard_normal((2, 30, 30, 64)).astype(np.float32)  # 460 KB in, 460 KB out
     few = x[:, :5, :5]  # 26 KB in and out
@@ -324,7 +325,7 @@ def test_paths_give_identical_bits(case, monkeypatch):
             monkeypatch.setattr(cpu, "WV_NARROW", nv)
             monkeypatch.setattr(cpu, "WV_NARROW_STEPS", None)
             monkeypatch.setattr(cpu_rb, "parallel_tiles",
-                                lambda k, a, n, wk, _w=work: real(k, a, n, wk if _w is None else _w))
+                                lambda k, a, n, wk, *g, _w=work: real(k, a, n, *((wk, *g) if _w is None else (_w,))))
             results.append(_call(case, x, w, "cpu").tobytes())
     assert len(set(results)) == 1
 
@@ -724,6 +725,7 @@ def test_cf_bands_rule(case, used, monkeypatch):
     (3, 2, 3, 3, 2),
     (1000, 2, 16, 16, 504),  # within 2 % of 10 chunks of 100: the most chunks
     (12, 3, 8, 6, 4),
+    (10, 3, 2, 3, 4),  # fewer chunks allowed than threads: one each
 ])
 def test_chunk_bounds(ntiles, nt, most, chunks, span):
     """cpu_rb.chunk_bounds: contiguous ranges covering the tiles, sizes
@@ -1050,9 +1052,9 @@ def test_compiled_entry_points_follow_the_argument_types(monkeypatch):
     seen = {}
     real = cpu_rb.parallel_tiles
 
-    def spy(kernel, args, ntiles, work):
+    def spy(kernel, args, ntiles, work, *g):
         seen["call"] = (kernel, args)
-        return real(kernel, args, ntiles, work)
+        return real(kernel, args, ntiles, work, *g)
 
     monkeypatch.setattr(cpu_rb, "parallel_tiles", spy)
     y = fastdeconv.conv3d(x, w, 1, "SAME").copy()  # the result is args[2]'s memory
@@ -1087,7 +1089,7 @@ def test_pointwise_kernel_gives_the_same_bits(case, dtype, monkeypatch):
     for pointwise in (True, False):
         for big in (None, 10**12):
             monkeypatch.setattr(cpu, "POINTWISE", pointwise)
-            monkeypatch.setattr(cpu_rb, "parallel_tiles", lambda k, a, n, wk, _b=big: spy(k, a, n, wk, _b))
+            monkeypatch.setattr(cpu_rb, "parallel_tiles", lambda k, a, n, wk, *g, _b=big: spy(k, a, n, wk, _b))
             results.append(_call(case, x, w, "cpu").tobytes())
             assert taken[-1] == pointwise
     assert len(set(results)) == 1
@@ -1311,10 +1313,10 @@ def _gathered_calls(monkeypatch):
     gathered = []
     real = cpu_rb.parallel_tiles
 
-    def spy(kernel, args, n, work):
+    def spy(kernel, args, n, work, *g):
         if kernel is cpu_rb.cl_kernel:
             gathered.append(args[9] is not None)
-        return real(kernel, args, n, work)
+        return real(kernel, args, n, work, *g)
 
     monkeypatch.setattr(cpu_rb, "parallel_tiles", spy)
     return gathered
@@ -1393,10 +1395,10 @@ def _cf_gather_calls(monkeypatch):
     used = []
     real = cpu_rb.parallel_tiles
 
-    def spy(kernel, args, n, work):
+    def spy(kernel, args, n, work, *g):
         if kernel is not cpu_cfgather.expand_rows:
             used.append(kernel is cpu_cfgather.cfgather_kernel)
-        return real(kernel, args, n, work)
+        return real(kernel, args, n, work, *g)
 
     monkeypatch.setattr(cpu_rb, "parallel_tiles", spy)
     return used
@@ -1680,9 +1682,9 @@ def test_channels_last_one_vector_tile_rows_same_bits(case, dtype, monkeypatch):
     tiles = []
     real = cpu_rb.parallel_tiles
 
-    def spy(k, a, n, wk):
+    def spy(k, a, n, wk, *g):
         tiles.extend((t.rows, t.nvec) for t in a if isinstance(t, cpu_simd.Tile))
-        return real(k, a, n, wk)
+        return real(k, a, n, wk, *g)
 
     monkeypatch.setattr(cpu_rb, "parallel_tiles", spy)
     results = _calls_with(case, x, w, monkeypatch, [
@@ -1729,7 +1731,7 @@ def test_channels_first_copy(shape, dtype, monkeypatch):
         got = np.full(want.shape, np.nan, dtype)
         real = cpu_rb.parallel_tiles
         monkeypatch.setattr(cpu_rb, "parallel_tiles",
-                            lambda k, a, n, wk, _w=work: real(k, a, n, wk if _w is None else _w))
+                            lambda k, a, n, wk, *g, _w=work: real(k, a, n, *((wk, *g) if _w is None else (_w,))))
         cpu._to_channels_first(x, got)
         monkeypatch.setattr(cpu_rb, "parallel_tiles", real)
         assert got.tobytes() == want.tobytes()

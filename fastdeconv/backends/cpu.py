@@ -630,7 +630,8 @@ def _cf_bands(x, wg, out_spatial, strides, dilations, pads_before, trans, writab
     work = _work(B * OD * OH * OW, NFB * NV, KD * KH * KW * C, strides, trans)
     args = (x.reshape(-1), wp, flat, geo, tile, wcols, True if trans else None)  # tr: a variant for transposes
     run = cpu_rb.with_rows(cpu_cfband.cfband_kernel, args, n, zeroed=False)
-    cpu_rb.parallel_tiles(run, (), ntiles, work)
+    # a band's channel blocks in one chunk: each chunk packs its bands again
+    cpu_rb.parallel_tiles(run, (), ntiles, work, 1 if inner else NFB)
     return _finish(flat.reshape((B, F, OD, OH, OW)), True, epilogue)
 
 

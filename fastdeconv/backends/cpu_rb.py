@@ -230,20 +230,27 @@ CHUNK_WORK = 8_000_000
 CHUNKS_PER_THREAD = 8  # at most
 
 
-def parallel_tiles(kernel, args, ntiles, work):
+def parallel_tiles(kernel, args, ntiles, work, group=1):
     """kernel(*args, t0, t1) on [0, ntiles) split into contiguous ranges run
     by numba.get_num_threads() threads, claimed dynamically (at most
-    CHUNKS_PER_THREAD per thread, each of about CHUNK_WORK of the call's `work` multiply-adds or
-    more, and a multiple of the threads).
+    CHUNKS_PER_THREAD per thread, each of about CHUNK_WORK of the call's
+    `work` multiply-adds or more; `chunk_bounds`); each a whole number of
+    `group`s of tiles (a divisor of ntiles: tiles that share a packed band,
+    which each chunk packs again) when that takes no longer.
     Each tile owns its outputs, so the split (and the thread count) never
     changes a result. Calls too small for two chunks stay on the calling
     thread."""
     nt = min(numba.get_num_threads(), ntiles)
-    nchunk = min(ntiles, nt * CHUNKS_PER_THREAD, work // CHUNK_WORK)
-    if nt <= 1 or nchunk <= 1:
+    most = min(ntiles, nt * CHUNKS_PER_THREAD, work // CHUNK_WORK)
+    if nt <= 1 or most <= 1:
         kernel(*args, 0, ntiles)
         return
-    bounds = chunk_bounds(ntiles, nt, nchunk)
+    bounds = chunk_bounds(ntiles, nt, most)
+    ngroups = ntiles // group
+    if group > 1 and ngroups > 1:
+        grouped = chunk_bounds(ngroups, min(nt, ngroups), min(ngroups, most))
+        if _span(grouped, nt) * group <= _span(bounds, nt):
+            bounds = [b * group for b in grouped]
     nchunk = len(bounds) - 1
     counter = itertools.count()  # next() is atomic under the GIL: dynamic chunk claiming
     kernel = compiled(kernel, args)
@@ -266,22 +273,28 @@ def chunk_bounds(ntiles, nt, most):
     """The bounds of parallel_tiles' chunks: at most `most` contiguous
     ranges of [0, ntiles), sizes differing by one at most, as many as give
     the least time for nt threads claiming them in order, each the next
-    free (equal tiles), or within 2 % of it: a multiple of the threads (3 chunks on 2 threads
-    leave one idle for the last third, the 1-channel chain transpose), or a
-    tile each. 16 tiles in 14 chunks, two of 2 tiles, cost 9 tiles' time
+    free (equal tiles), or within 2 % of it: a multiple of the threads (3
+    chunks on 2 threads leave one idle for the last third, the 1-channel
+    chain transpose), or a tile each. 16 tiles in 14 chunks, two of 2 tiles, cost 9 tiles' time
     on 2 threads, in 8 chunks of 2 or 16 of one 8 (NCHW 7^2 x 512 -> 512,
     16 channel blocks: benchmarks/NOTES.md section 84)."""
     spans = {}
-    for n in {c for c in range(nt, most + 1, nt)} | ({ntiles} if ntiles <= most else set()):
+    # (more threads than `most`: one chunk each, as far as the tiles go)
+    for n in set(range(nt, most + 1, nt)) | {min(ntiles, most) if ntiles <= most else min(ntiles, nt)}:
         bounds = tuple(ntiles * i // n for i in range(n + 1))
-        free = [0] * nt
-        for i in range(n):
-            j = free.index(min(free))
-            free[j] += bounds[i + 1] - bounds[i]
-        spans[bounds] = max(free)
+        spans[bounds] = _span(bounds, nt)
     least = min(spans.values())
     # within 2 % of the least: the most chunks, for threads slowed by others
     return max((b for b, span in spans.items() if span * 50 <= least * 51), key=len)
+
+
+def _span(bounds, nt):
+    """The tiles the busiest of nt threads runs, each claiming the next of
+    these chunks when free (equal tiles)."""
+    free = [0] * nt
+    for i in range(len(bounds) - 1):
+        free[free.index(min(free))] += bounds[i + 1] - bounds[i]
+    return max(free)
 
 
 # Compiled entry points of tile kernels, by argument fingerprint (`compiled`).
