@@ -741,6 +741,23 @@ def test_chunk_bounds(ntiles, nt, most, chunks, span):
     assert max(free) == span
 
 
+@pytest.mark.parametrize("ntiles, group, grouped", [
+    (112, 4, True),  # 28 bands of 4 channel blocks: 16 chunks of 7 tiles, or 14 of 2 bands
+    (12, 4, False),  # 3 bands on 2 threads: 8 tiles' time against 6
+    (128, 16, True),
+    (12, 5, False),  # (not a divisor: as in tiles)
+])
+def test_parallel_tiles_groups(ntiles, group, grouped, monkeypatch):
+    """parallel_tiles keeps a band's tiles in one chunk when that takes the
+    busiest thread no longer; every tile runs once either way."""
+    monkeypatch.setattr(cpu_rb.numba, "get_num_threads", lambda: 2)
+    ranges = []
+    cpu_rb.parallel_tiles(lambda t0, t1: ranges.append((t0, t1)), (), ntiles, 10**12, group)
+    assert sorted(t for t0, t1 in ranges for t in range(t0, t1)) == list(range(ntiles))
+    assert len(ranges) > 1
+    assert all(t0 % group == 0 for t0, _ in ranges) == grouped
+
+
 @pytest.mark.parametrize("args, split", [
     ((7, 7, 7, 3, 1, 1, 7, 8, 4), True),  # 7 x 7, one band: 2 of 21 steps on padding
     ((56, 56, 56, 3, 1, 1, 1, 8, 4), False),  # rows of 56, bands of one row: edge blocks of one position

@@ -247,7 +247,7 @@ def parallel_tiles(kernel, args, ntiles, work, group=1):
         return
     bounds = chunk_bounds(ntiles, nt, most)
     ngroups = ntiles // group
-    if group > 1 and ngroups > 1:
+    if group > 1 and ngroups > 1 and ntiles % group == 0:
         grouped = chunk_bounds(ngroups, min(nt, ngroups), min(ngroups, most))
         if _span(grouped, nt) * group <= _span(bounds, nt):
             bounds = [b * group for b in grouped]
