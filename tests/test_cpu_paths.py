@@ -586,16 +586,18 @@ def test_tail_pairs_keep_the_packed_rows_within_their_bytes(vector_bytes, monkey
 # H stride and explicit padding; H dilation, VALID; 3-D with D padding and
 # a D stride; 1-D; lines whose rows fall in the H padding on both sides of
 # the input, with one inside (1x1, H stride 2) and with none (H stride 3);
-# bands of 9 rows whose 4 W-edge columns (KW 5) run in blocks of their own
+# bands of 9 rows whose 4 W-edge columns (KW 5, 128 channels) run in blocks of their own
 # (cpu_cfband.column_groups).
 CF_BAND_CASES = [
-    ("conv2d", (1, 16, 9, 6), (3, 5, 16, 20), 1, "SAME", "NCHW", None),
+    ("conv2d", (1, 128, 9, 6), (3, 5, 128, 20), 1, "SAME", "NCHW", None),
     # stride-1 transposes (taps read in reverse, a run per W tap): SAME,
     # VALID with dilation, 3-D, 1-D with a W dilation
     ("conv2d_transpose", (2, 20, 7, 9), (3, 3, 24, 20), 1, "SAME", "NCHW", None),
     ("conv2d_transpose", (1, 17, 6, 5), (3, 2, 18, 17), 1, "VALID", "NCHW", [1, 1, 2, 1]),
     ("conv3d_transpose", (1, 16, 4, 5, 6), (3, 3, 3, 20, 16), 1, "SAME", "NCDHW", None),
     ("conv1d_transpose", (2, 16, 11), (3, 18, 16), 1, "SAME", "NCW", 2),
+    # ... W-edge columns apart in bands of 7 rows (128 channels)
+    ("conv2d_transpose", (2, 128, 7, 7), (3, 3, 20, 128), 1, "SAME", "NCHW", None),
     # strided transposes (a block's positions share their H and W phases):
     # k3 and k4 s2, strides 3 x 2 with VALID, explicit padding, 3-D, 1-D
     ("conv2d_transpose", (2, 20, 7, 9), (3, 3, 24, 20), 2, "SAME", "NCHW", None),
@@ -658,12 +660,13 @@ def test_cf_bands_same_bits(case, dtype, vector_bytes, monkeypatch):
         ({(cpu, "CF_BANDS"): False}, None)])
     assert kernels[:2] == [cpu_cfband.cfband_kernel] * 2
     assert cpu_cfband.cfband_kernel not in kernels[2:]
-    # bands of one row: a transpose's columns by W phase; a convolution's
-    # in one group unless its edge columns apart cost fewer steps
+    # bands of one row: a transpose's columns by W phase (and edge columns
+    # apart where that costs fewer steps); a convolution's in one group
+    # unless its edge columns apart cost fewer steps
     strides = case[3]
     sw = strides if isinstance(strides, int) else strides[-1]
     if case[0].endswith("_transpose"):
-        assert groups[1] == sw
+        assert groups[1] >= sw
     else:
         # (13 columns on KW 2: 8 + 5 rows, or 8 + 4 and 1 with AVX-512 tiles)
         assert groups[1] == 1 or (case[1][2:] == (11, 13) and groups[1] == 2)  # 13 columns, KW 2: 8 + 4 and 1 (below)
@@ -758,19 +761,23 @@ def test_parallel_tiles_groups(ntiles, group, grouped, monkeypatch):
     assert all(t0 % group == 0 for t0, _ in ranges) == grouped
 
 
-@pytest.mark.parametrize("args, split", [
-    ((7, 7, 7, 3, 1, 1, 7, 8, 4), True),  # 7 x 7, one band: 2 of 21 steps on padding
-    ((56, 56, 56, 3, 1, 1, 1, 8, 4), False),  # rows of 56, bands of one row: edge blocks of one position
-    ((56, 56, 56, 3, 1, 1, 4, 8, 4), True),  # ... of four: 664 steps against 672
-    ((14, 14, 14, 3, 1, 1, 10, 8, 4), True),
-    ((13, 13, 13, 2, 1, 1, 1, 8, 4), True),  # 8 + 5 rows on 2 taps, or 8 + 4 on 2 and 1 on 1
-    ((56, 56, 112, 3, 2, 0, 2, 8, 4), False),  # VALID-like right edge only, bands of 2 rows
-    ((7, 7, 7, 1, 1, 0, 7, 8, 4), False),  # 1x1: no edge columns
+@pytest.mark.parametrize("call, split", [
+    # (OH, H, OW, W, C, NV, KH, KW, sh, sw, dh, dw, ph, pw, BH, rows, part, trans)
+    ((7, 7, 7, 7, 512, 32, 3, 3, 1, 1, 1, 1, 1, 1, 7, 8, 4, False), True),  # 7 x 7: 2 of 21 steps on padding
+    ((7, 7, 7, 7, 512, 32, 3, 3, 1, 1, 1, 1, 1, 1, 7, 8, 4, True), True),  # ... a stride-1 transpose
+    ((56, 56, 56, 56, 256, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, 8, 4, False), False),  # bands of one row of 56
+    ((8, 4, 8, 4, 512, 32, 4, 4, 2, 2, 1, 1, 1, 1, 8, 8, 4, True), True),  # k4 s2 transpose, 4-column phases
+    # k3 s2, 8-column phases: the edge column's 8 outputs stored one by one
+    ((16, 8, 16, 8, 128, 32, 3, 3, 2, 2, 1, 1, 0, 0, 16, 8, 4, True), False),
+    ((56, 112, 56, 112, 128, 32, 3, 3, 2, 2, 1, 1, 0, 0, 2, 8, 4, False), False),  # right edge only, 2 rows
+    ((7, 7, 7, 7, 512, 32, 1, 1, 1, 1, 1, 1, 0, 0, 7, 8, 4, False), False),  # 1x1: no edge columns
 ])
-def test_cf_band_split_rule(args, split):
+def test_cf_band_split_rule(call, split):
     """cpu_cfband.split_pays: W-edge columns in blocks of their own when
-    that costs fewer tile steps (OH, OW, W, KW, sw, pw, BH, rows, part)."""
-    assert cpu_cfband.split_pays(*args) == split
+    that costs less (tile steps and stores, `plane_cost`)."""
+    assert cpu_cfband.split_pays(*call) == split
+    costs = [cpu_cfband.plane_cost(*call, s) for s in (False, True)]
+    assert (costs[1] < costs[0]) == split
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}-{c[5]}")

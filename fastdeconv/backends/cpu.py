@@ -626,7 +626,7 @@ def _cf_bands(x, wg, out_spatial, strides, dilations, pads_before, trans, writab
     inner = _small_panels(NFB, panel_bytes)
     geo, n, ntiles, wcols = cpu_cfband.band_geometry(B, C, D, H, W, OD, OH, OW, F, KD, KH, KW, sd, sh, sw, dd, dh,
                                                      dw, pd, ph, pw, trans, NFB, inner, x.dtype.itemsize,
-                                                     tile.rows, cpu_simd.part_rows(tile))
+                                                     tile.rows, NV, cpu_simd.part_rows(tile))
     work = _work(B * OD * OH * OW, NFB * NV, KD * KH * KW * C, strides, trans)
     args = (x.reshape(-1), wp, flat, geo, tile, wcols, True if trans else None)  # tr: a variant for transposes
     run = cpu_rb.with_rows(cpu_cfband.cfband_kernel, args, n, zeroed=False)

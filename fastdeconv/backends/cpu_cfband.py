@@ -73,17 +73,17 @@ def input_rows(BH, KH, sh, dh, trans):
 
 
 def band_geometry(B, C, D, H, W, OD, OH, OW, F, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw, trans, NFB, inner,
-                  isz, rb, part):
+                  isz, rb, NV, part):
     """(cfband_kernel's geo, its packed band's length in elements, its
     tile count, its wcols). pd, ph, pw: a convolution's zeros before the
     input along each axis, or a transpose's padding (its output o receives
     tap k from input (o + p - k * d) / s where that is a whole number; zb,
     the packed columns before input column 0, is then (KW - 1) * dw - pw
     over sw, which must not be negative). inner: every output-channel
-    block in each tile (else a tile per block); part: the rows of the
-    tile's part loop (cpu_simd.part_rows): W-edge columns get blocks of
-    their own where a band has 2 * part rows or more and the W taps run as
-    one (kw, c) run (`column_groups`)."""
+    block in each tile (else a tile per block); rb, NV, part: the tile's
+    rows, its output channels and the rows of its part loop (cpu_simd.part_rows): W-edge columns get
+    blocks of their own where the W taps run as one (kw, c) run, or per
+    tap in a transpose, and that costs fewer tile steps (`split_pays`)."""
     if trans:
         zb = ((KW - 1) * dw - pw) // sw
         Wp = max((OW - 1 + pw) // sw + zb + 1, zb + W)
@@ -95,51 +95,101 @@ def band_geometry(B, C, D, H, W, OD, OH, OW, F, KD, KH, KW, sd, sh, sw, dd, dh, 
     rpb = input_rows(BH, KH, sh, dh, trans)
     geo = (B, C, D, H, W, OD, OH, OW, F, KD, KH, KW, sd, sh, sw, dd, dh, pd, ph, pw, NFB, BH, nbands,
            sum_group(KW, C), Wp, rpb, int(inner), dw, int(trans), zb)
-    fused = not trans and dw == 1
-    split = fused and split_pays(OH, OW, W, KW, sw, pw, BH, rb, part)
+    split = (trans or dw == 1) and split_pays(OH, H, OW, W, C, NV, KH, KW, sh, sw, dh, dw, ph, pw, BH, rb, part,
+                                              trans)
     return (tuple(int(v) for v in geo), KD * rpb * Wp * C, B * OD * nbands * (1 if inner else NFB),
-            column_groups(OW, W, KW, sw, pw, split, trans))
+            column_groups(OW, W, KW, sw, pw, split, trans, dw))
 
 
-def block_costs(npx, rb, part):
-    """The rows a group of npx positions costs in cfband_kernel's blocks
-    of at most rb: a block of more than part rows runs the whole tile, one
-    of at most part rows the part loop."""
-    cost = 0
+@functools.lru_cache(maxsize=256)
+def split_pays(OH, H, OW, W, C, NV, KH, KW, sh, sw, dh, dw, ph, pw, BH, rb, part, trans):
+    """Whether W-edge columns in blocks of their own (`column_groups`) cost
+    less than every column on all the W taps of its phase: the tile steps
+    of C input channels plus STORE_RUN_STEPS per run of a block's outputs
+    on one row per output channel (NV in a tile), `plane_cost`. Edge
+    groups of a few positions run short blocks at a fraction of the FMA
+    rate; blocks that no longer start on a row run H-edge taps on padding
+    for rows that need none and store in more runs (a column's outputs
+    one by one): bands of one row of 56 columns keep one group (NCHW 56^2
+    x 256: 1.04 -> 1.11x the channels-last time split), NCDHW 8^3 x 128 ->
+    64 k3 s2 too (1.13-1.17 -> 1.21-1.27 split), but a 7-column row of 3x3
+    taps spends 2 of 21 steps on padding (NCHW 8 x 7^2 x 512, bands of 7
+    rows: 1.18 -> 1.05 split; benchmarks/NOTES.md section 83), a k4 s2
+    transpose's 4-column phases 1 of 8 (section 86)."""
+    cost = [plane_cost(OH, H, OW, W, C, NV, KH, KW, sh, sw, dh, dw, ph, pw, BH, rb, part, trans, split)
+            for split in (False, True)]
+    return cost[1] < cost[0]
+
+
+# A run of a tile's outputs on one output row, per output channel, in tile
+# steps (one step: a broadcast and NV / V FMAs for each of the tile's rows):
+# a store that touches its own cache lines of the channel planes.
+STORE_RUN_STEPS = 8
+
+
+def plane_cost(OH, H, OW, W, C, NV, KH, KW, sh, sw, dh, dw, ph, pw, BH, rb, part, trans, split):
+    """The cost of one output plane (per D tap) as cfband_kernel runs it
+    with these column groups, in tile steps: for each block of positions,
+    its rows (the whole tile, or the part loop for at most part rows) x
+    the H taps that some row of the block reads the input with x the
+    group's W taps x C, and STORE_RUN_STEPS x NV per output row it
+    stores to."""
+    table = column_groups(OW, W, KW, sw, pw, split, trans, dw)
+    ng = int(table[0])
+    SH = sh if trans else 1
+    steps = runs = 0
+    for oh0 in range(0, OH, BH):
+        nl = min(BH, OH - oh0)
+        for qh in range(SH):
+            lo0 = (qh - oh0 - ph) % sh if trans else 0
+            nrows = (nl - lo0 + SH - 1) // SH
+            for g in range(ng):
+                c0, c1 = int(table[1 + g]), int(table[2 + g])
+                ncol = c1 - c0
+                lo, hi = int(table[2 + ng + g]), int(table[2 + 2 * ng + g])
+                wtaps = hi - lo
+                if trans:
+                    qw = (int(table[2 + 3 * ng + c0]) + pw) % sw
+                    wtaps = sum((kw * dw - qw) % sw == 0 for kw in range(lo, hi))
+                p0, nr = _blocks(nrows * ncol, rb, part)
+                oh_f = oh0 + lo0 + (p0 // ncol) * SH
+                oh_l = oh0 + lo0 + ((p0 + nr - 1) // ncol) * SH
+                htaps = 0
+                for kh in range(KH):
+                    if trans:
+                        if (kh * dh - qh) % sh:
+                            continue
+                        ih_f, ih_l = (oh_f + ph - kh * dh) // sh, (oh_l + ph - kh * dh) // sh
+                    else:
+                        ih_f, ih_l = oh_f * sh - ph + kh * dh, oh_l * sh - ph + kh * dh
+                    htaps = htaps + ((ih_l >= 0) & (ih_f < H))
+                steps += int(np.sum(np.where(nr > part, rb, part or rb) * htaps)) * wtaps
+                runs += int(np.sum((p0 + nr - 1) // ncol - p0 // ncol + 1))
+    return steps * C + runs * NV * STORE_RUN_STEPS
+
+
+@functools.lru_cache(maxsize=1024)
+def _blocks(npx, rb, part):
+    """cfband_kernel's blocks of npx positions: (first positions, rows)."""
+    p0, nr = [], []
     p = 0
     while p < npx:
-        nr = min(rb, npx - p)
+        n = min(rb, npx - p)
         if rb < npx - p <= 2 * part:
-            nr = part
-        cost += rb if nr > part else (part or rb)
-        p += nr
-    return cost
+            n = part
+        if npx - p > 2 * rb + 2 * part:  # whole tiles up to the last few
+            n = (npx - p - rb - 2 * part) // rb * rb
+            p0.extend(range(p, p + n, rb))
+            nr.extend([rb] * (n // rb))
+        else:
+            p0.append(p)
+            nr.append(n)
+        p += n
+    return np.array(p0, dtype=np.int64), np.array(nr, dtype=np.int64)
 
 
 @functools.lru_cache(maxsize=256)
-def split_pays(OH, OW, W, KW, sw, pw, BH, rb, part):
-    """Whether a convolution's W-edge columns in blocks of their own
-    (`column_groups`) cost fewer tile steps than every column on all KW
-    taps, counted over the bands of BH rows: each column group's blocks
-    (`block_costs`) x its taps. Edge groups of a few positions run short
-    blocks at a fraction of the FMA rate, so bands of one row keep one
-    group (NCHW 56^2 x 256: 1.04 -> 1.11x the channels-last time split), but
-    a 7-column row of 3x3 taps spends 2 of 21 steps on padding (NCHW 8 x
-    7^2 x 512, bands of 7 rows: 1.18 -> 1.05 split; benchmarks/NOTES.md
-    section 83)."""
-    heights = [BH] * (OH // BH) + ([OH % BH] if OH % BH else [])
-    cost = {}
-    for split in (False, True):
-        table = column_groups(OW, W, KW, sw, pw, split)
-        ng = int(table[0])
-        cost[split] = sum(block_costs(h * int(table[2 + g] - table[1 + g]), rb, part)
-                          * int(table[2 + 2 * ng + g] - table[2 + ng + g])
-                          for h in heights for g in range(ng))
-    return cost[True] < cost[False]
-
-
-@functools.lru_cache(maxsize=256)
-def column_groups(OW, W, KW, sw, pw, split, trans=False):
+def column_groups(OW, W, KW, sw, pw, split, trans=False, dw=1):
     """The output columns grouped by the W taps that read the input (kw in
     [lo, hi)), the group of all KW taps first, as one int64 array: ng, then
     ng + 1 group starts, ng lo's, ng hi's, then the OW columns, each group's
@@ -149,17 +199,23 @@ def column_groups(OW, W, KW, sw, pw, split, trans=False):
     zeros): a band of few rows would give edge groups of a few positions,
     whose short blocks run the FMAs at a fraction of their rate (NCHW 56^2
     x 256, bands of one row: 1.04 -> 1.11x the channels-last time).
-    trans: a transpose's columns by W phase (ow + pw) % sw, which decides
-    their taps; lo is the phase, hi KW."""
+    trans: a transpose's columns also by W phase (ow + pw) % sw, which
+    decides their taps (those of [lo, hi) with kw * dw = phase mod sw;
+    lo = hi where none reads the input)."""
     groups = {}
     for ow in range(OW):
         if trans:
-            key = ((ow + pw) % sw, KW)
+            phase = (ow + pw) % sw
+            key = (0, KW, phase)
+            if split:
+                taps = [kw for kw in range(KW)
+                        if (ow + pw - kw * dw) % sw == 0 and 0 <= (ow + pw - kw * dw) // sw < W]
+                key = (taps[0], taps[-1] + 1, phase) if taps else (0, 0, phase)
         else:
             lo = max(0, pw - ow * sw) if split else 0
-            key = (lo, max(lo, min(KW, W + pw - ow * sw)) if split else KW)
+            key = (lo, max(lo, min(KW, W + pw - ow * sw)) if split else KW, 0)
         groups.setdefault(key, []).append(ow)
-    keys = sorted(groups, key=lambda k: (k != (0, KW), k))
+    keys = sorted(groups, key=lambda k: (k[:2] != (0, KW), k))
     starts = np.cumsum([0] + [len(groups[k]) for k in keys])
     table = np.array([len(keys)] + list(starts) + [k[0] for k in keys] + [k[1] for k in keys]
                      + [ow for k in keys for ow in groups[k]], dtype=np.int64)
@@ -283,13 +339,14 @@ def cfband_kernel(x, wp, out, geo, tile, wcols, tr, xin, t_begin, t_end):
             # the group's positions: its columns on each band row of the phase
             c0g = wcols[1 + g]
             ncol = wcols[2 + g] - c0g
-            klo = wcols[2 + ng + g]  # transposes: the columns' W phase
+            klo = wcols[2 + ng + g]
             nk = wcols[2 + 2 * ng + g] - klo  # its W taps: [klo, klo + nk)
-            qw = klo
+            qw = 0
             if tr is not None:
-                klo = 0
-            # fused: one run of nk * C steps; else KW runs of C (klo = 0)
-            nruns = 1 if fused else KW
+                qw = (wcols[cbase + c0g] + pw) % sw  # the columns' W phase
+            # fused: one run of nk * C steps; else a run of C per tap (a
+            # transpose's of its phase in [klo, klo + nk), all KW otherwise)
+            nruns = 1 if fused else (nk if tr is not None else KW)
             steps = nk * C if fused else C
             lo0 = 0
             if tr is not None:
