@@ -761,6 +761,39 @@ def test_parallel_tiles_groups(ntiles, group, grouped, monkeypatch):
     assert all(t0 % group == 0 for t0, _ in ranges) == grouped
 
 
+@pytest.mark.parametrize("case, images", [
+    # 5 images of 4 x 4 -> 8 x 8 (16 positions per phase): bands of 4 and 1
+    (("conv2d_transpose", (5, 32, 4, 4), (4, 4, 24, 32), 2, "SAME", "NCHW", None), 4),
+    (("conv2d", (3, 32, 5, 3), (3, 3, 32, 40), 1, "SAME", "NCHW", None), 3),  # 15 positions: all three
+    (("conv3d", (2, 32, 3, 4, 4), (3, 3, 3, 32, 20), [1, 1, 2, 1, 1], "SAME", "NCDHW", None), 2),  # D stride
+    (("conv2d", (3, 32, 9, 9), (3, 3, 32, 40), 1, "SAME", "NCHW", None), 1),  # 81 positions
+])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_cf_band_images(case, images, dtype, vector_bytes, monkeypatch):
+    """Bands of a whole small plane hold several images' rows (blocks of
+    positions across images, cpu_cfband.band_images): the bits of the
+    channels-last call, on one thread and in the most chunks."""
+    monkeypatch.setattr(cpu, "CF_BANDS_MIN_CHANNELS", 16)
+    monkeypatch.setattr(cpu, "CF_BANDS_ANY_ROW_CHANNELS", 16)
+    monkeypatch.setattr(cpu, "CF_BANDS_NARROW_PHASE_CHANNELS", 16)
+    monkeypatch.setattr(cpu, "CF_GATHER", False)
+    seen = []
+    real_rows = cpu_rb.with_rows
+
+    def spy(kernel, args, n, **kw):
+        if kernel is cpu_cfband.cfband_kernel:
+            seen.append(args[3][-1])
+        return real_rows(kernel, args, n, **kw)
+
+    monkeypatch.setattr(cpu_rb, "with_rows", spy)
+    monkeypatch.setattr(cpu_rb, "np", _NanEmpty())
+    x, w = _arrays(case, dtype, np.random.default_rng(29))
+    results = _calls_with(case, x, w, monkeypatch, [({}, None), ({}, 10**12)])
+    assert seen == [images] * 2
+    assert results[0].tobytes() == results[1].tobytes()
+    assert np.moveaxis(results[0], 1, -1).tobytes() == _call_channels_last(case, x, w).tobytes()
+
+
 @pytest.mark.parametrize("call, split", [
     # (OH, H, OW, W, C, NV, KH, KW, sh, sw, dh, dw, ph, pw, BH, rows, part, trans)
     ((7, 7, 7, 7, 512, 32, 3, 3, 1, 1, 1, 1, 1, 1, 7, 8, 4, False), True),  # 7 x 7: 2 of 21 steps on padding

@@ -93,16 +93,35 @@ def band_geometry(B, C, D, H, W, OD, OH, OW, F, KD, KH, KW, sd, sh, sw, dd, dh, 
     BH = band_rows(OH, KD, KH, sh, dh, Wp, C, isz, trans)
     nbands = -(-OH // BH)
     rpb = input_rows(BH, KH, sh, dh, trans)
+    NI = band_images(B, OH, OW, sh, sw, trans, nbands, KD * rpb * Wp * C * isz, rb)
     geo = (B, C, D, H, W, OD, OH, OW, F, KD, KH, KW, sd, sh, sw, dd, dh, pd, ph, pw, NFB, BH, nbands,
-           sum_group(KW, C), Wp, rpb, int(inner), dw, int(trans), zb)
+           sum_group(KW, C), Wp, rpb, int(inner), dw, int(trans), zb, NI)
     split = (trans or dw == 1) and split_pays(OH, H, OW, W, C, NV, KH, KW, sh, sw, dh, dw, ph, pw, BH, rb, part,
-                                              trans)
-    return (tuple(int(v) for v in geo), KD * rpb * Wp * C, B * OD * nbands * (1 if inner else NFB),
+                                              trans, NI)
+    return (tuple(int(v) for v in geo), NI * KD * rpb * Wp * C, -(-B // NI) * OD * nbands * (1 if inner else NFB),
             column_groups(OW, W, KW, sw, pw, split, trans, dw))
 
 
+# A band of a whole plane holds several images' rows when one image's
+# positions per phase and column group make few tile blocks, up to this
+# many positions per phase: blocks then run across images, as cl_kernel's
+# row spaces do (NCHW 16 x 4^2 x 512 -> 256 k4 s2: 16 positions per phase
+# and image, 2 blocks, or a part block for a W-edge group; section 87).
+BAND_IMAGE_POSITIONS = 64
+
+
+def band_images(B, OH, OW, sh, sw, trans, nbands, image_bytes, rb):
+    """Images per band (NI): 1 unless one band holds the whole plane and a
+    phase has fewer than BAND_IMAGE_POSITIONS positions; then as many as
+    bring a phase to that many, within BAND_BYTES, at most B."""
+    phase = OH * OW // (sh * sw if trans else 1)
+    if nbands > 1 or B == 1 or phase >= BAND_IMAGE_POSITIONS:
+        return 1
+    return max(1, min(B, -(-BAND_IMAGE_POSITIONS // max(phase, 1)), BAND_BYTES // image_bytes))
+
+
 @functools.lru_cache(maxsize=256)
-def split_pays(OH, H, OW, W, C, NV, KH, KW, sh, sw, dh, dw, ph, pw, BH, rb, part, trans):
+def split_pays(OH, H, OW, W, C, NV, KH, KW, sh, sw, dh, dw, ph, pw, BH, rb, part, trans, NI=1):
     """Whether W-edge columns in blocks of their own (`column_groups`) cost
     less than every column on all the W taps of its phase: the tile steps
     of C input channels plus STORE_RUN_STEPS per run of a block's outputs
@@ -116,7 +135,7 @@ def split_pays(OH, H, OW, W, C, NV, KH, KW, sh, sw, dh, dw, ph, pw, BH, rb, part
     taps spends 2 of 21 steps on padding (NCHW 8 x 7^2 x 512, bands of 7
     rows: 1.18 -> 1.05 split; benchmarks/NOTES.md section 83), a k4 s2
     transpose's 4-column phases 1 of 8 (section 86)."""
-    cost = [plane_cost(OH, H, OW, W, C, NV, KH, KW, sh, sw, dh, dw, ph, pw, BH, rb, part, trans, split)
+    cost = [plane_cost(OH, H, OW, W, C, NV, KH, KW, sh, sw, dh, dw, ph, pw, BH, rb, part, trans, split, NI)
             for split in (False, True)]
     return cost[1] < cost[0]
 
@@ -127,13 +146,14 @@ def split_pays(OH, H, OW, W, C, NV, KH, KW, sh, sw, dh, dw, ph, pw, BH, rb, part
 STORE_RUN_STEPS = 8
 
 
-def plane_cost(OH, H, OW, W, C, NV, KH, KW, sh, sw, dh, dw, ph, pw, BH, rb, part, trans, split):
+def plane_cost(OH, H, OW, W, C, NV, KH, KW, sh, sw, dh, dw, ph, pw, BH, rb, part, trans, split, NI=1):
     """The cost of one output plane (per D tap) as cfband_kernel runs it
     with these column groups, in tile steps: for each block of positions,
     its rows (the whole tile, or the part loop for at most part rows) x
     the H taps that some row of the block reads the input with x the
     group's W taps x C, and STORE_RUN_STEPS x NV per output row it
-    stores to."""
+    stores to; with NI images per band, their positions in turn (a block
+    across two images counted on all the band's rows), per image."""
     table = column_groups(OW, W, KW, sw, pw, split, trans, dw)
     ng = int(table[0])
     SH = sh if trans else 1
@@ -151,9 +171,12 @@ def plane_cost(OH, H, OW, W, C, NV, KH, KW, sh, sw, dh, dw, ph, pw, BH, rb, part
                 if trans:
                     qw = (int(table[2 + 3 * ng + c0]) + pw) % sw
                     wtaps = sum((kw * dw - qw) % sw == 0 for kw in range(lo, hi))
-                p0, nr = _blocks(nrows * ncol, rb, part)
-                oh_f = oh0 + lo0 + (p0 // ncol) * SH
-                oh_l = oh0 + lo0 + ((p0 + nr - 1) // ncol) * SH
+                npi = nrows * ncol
+                p0, nr = _blocks(NI * npi, rb, part)
+                across = p0 // max(npi, 1) != (p0 + nr - 1) // max(npi, 1)
+                q0, q1 = p0 % max(npi, 1), (p0 + nr - 1) % max(npi, 1)
+                oh_f = oh0 + lo0 + np.where(across, 0, q0 // ncol) * SH
+                oh_l = oh0 + lo0 + np.where(across, nrows - 1, q1 // ncol) * SH
                 htaps = 0
                 for kh in range(KH):
                     if trans:
@@ -165,7 +188,7 @@ def plane_cost(OH, H, OW, W, C, NV, KH, KW, sh, sw, dh, dw, ph, pw, BH, rb, part
                     htaps = htaps + ((ih_l >= 0) & (ih_f < H))
                 steps += int(np.sum(np.where(nr > part, rb, part or rb) * htaps)) * wtaps
                 runs += int(np.sum((p0 + nr - 1) // ncol - p0 // ncol + 1))
-    return steps * C + runs * NV * STORE_RUN_STEPS
+    return (steps * C + runs * NV * STORE_RUN_STEPS) / NI
 
 
 @functools.lru_cache(maxsize=1024)
@@ -226,16 +249,18 @@ def column_groups(OW, W, KW, sw, pw, split, trans=False, dw=1):
 @serial_kernel
 def cfband_kernel(x, wp, out, geo, tile, wcols, tr, xin, t_begin, t_end):
     """Tiles [t_begin, t_end): tile t is output-channel block t % NFB of
-    band (t // NFB) % nbands of plane (b, od), or (inner) every block of
-    band t % nbands of plane t // nbands. x: (B, C, D, H, W) flat;
+    band (t // NFB) % nbands of planes (images b0 .. b0 + NI - 1, od) with
+    t // NFB // nbands = (b0 // NI) * OD + od, or (inner) every block of
+    band t % nbands of the planes t // nbands. x: (B, C, D, H, W) flat;
     wp: cpu_rb.pack_filters for `tile` (one group); out: (B, F, OD, OH, OW)
-    flat; wcols: `column_groups`; xin: KD * rpb * Wp * C elements for the
-    band's input rows, channels-last, plane kd's row r (input row row0 + r,
-    `band_geometry`) at (kd * rpb + r) * Wp * C, input column iw at column
-    zb + iw. tr: None (a convolution) or True (a transpose): a variant
+    flat; wcols: `column_groups`; xin: NI * KD * rpb * Wp * C elements for
+    the band's input rows, channels-last, image b0 + j's plane kd's row r
+    (input row row0 + r, `band_geometry`) at ((j * KD + kd) * rpb + r) *
+    Wp * C, input column iw at column zb + iw. A group's blocks of
+    positions take its columns on each band row of each image in turn. tr: None (a convolution) or True (a transpose): a variant
     each, compiled with only its own code."""
     (B, C, D, H, W, OD, OH, OW, F, KD, KH, KW, sd, sh, sw, dd, dh, pd, ph, pw, NFB, BH, nbands, gs,
-     Wp, rpb, inner, dw, _, zb) = geo
+     Wp, rpb, inner, dw, _, zb, NI) = geo
     fused = dw == 1  # (kw, c) as one run; else a run per W tap
     SH = 1  # H phases: a block's rows share one (transposes)
     if tr is not None:
@@ -264,11 +289,12 @@ def cfband_kernel(x, wp, out, geo, tile, wcols, tr, xin, t_begin, t_end):
     xba = addr(x)
     DHW = D * HW
     slot = Wp * C  # elements per packed row
+    IMG = KD * rpb * slot  # elements per image's packed rows
     ng = wcols[0]
     cbase = 2 + 3 * ng  # wcols[cbase + j]: the j-th column in group order
     # the packed rows' padding columns: zeros for every band (the kernel's
     # array is not zeroed: a memset of it per chunk cost more)
-    for rr in range(KD * rpb):
+    for rr in range(NI * KD * rpb):
         for e in range(zb * C):
             xin[rr * slot + e] = 0
         for e in range((zb + W) * C, slot):
@@ -284,7 +310,8 @@ def cfband_kernel(x, wp, out, geo, tile, wcols, tr, xin, t_begin, t_end):
         band = r % nbands
         bo = r // nbands
         od = bo % OD
-        b = bo // OD
+        b0 = (bo // OD) * NI  # the band's images: [b0, b0 + ni)
+        ni = NI if NI < B - b0 else B - b0
         oh0 = band * BH
         nl = BH if BH < OH - oh0 else OH - oh0  # output rows in the band
         # packed row 0's input row, and the band's input rows
@@ -297,7 +324,9 @@ def cfband_kernel(x, wp, out, geo, tile, wcols, tr, xin, t_begin, t_end):
             # the band's input rows, every channel, channels-last; rows
             # outside the input are zeros (columns outside it always are)
             packed = r
-            for kd in range(KD):
+            for jk in range(ni * KD):
+                j = jk // KD  # image b0 + j's D tap kd
+                kd = jk - j * KD
                 i_d = od * sd - pd + kd * dd
                 if tr is not None:
                     i_d = od + pd - kd * dd
@@ -311,7 +340,7 @@ def cfband_kernel(x, wp, out, geo, tile, wcols, tr, xin, t_begin, t_end):
                 r_hi = max(min(H - row0, nrow), r_lo)
                 for rr in range(nrow):
                     if rr < r_lo or rr >= r_hi:
-                        d0 = (kd * rpb + rr) * slot
+                        d0 = j * IMG + (kd * rpb + rr) * slot
                         for e in range(zb * C, (zb + W) * C):
                             xin[d0 + e] = 0
                 # V x V blocks (V channels' rows of V columns) transposed in
@@ -319,8 +348,8 @@ def cfband_kernel(x, wp, out, geo, tile, wcols, tr, xin, t_begin, t_end):
                 # channels' rows in turn, so each channel's reads run on
                 # along its plane (consecutive rows) for the hardware
                 # prefetchers
-                s0 = (b * C * D + i_d) * HW + row0 * W
-                d0 = (kd * rpb) * slot + zb * C
+                s0 = ((b0 + j) * C * D + i_d) * HW + row0 * W
+                d0 = j * IMG + (kd * rpb) * slot + zb * C
                 cv = C - C % V
                 for c0 in range(0, cv, V):
                     for rr in range(r_lo, r_hi):
@@ -351,24 +380,42 @@ def cfband_kernel(x, wp, out, geo, tile, wcols, tr, xin, t_begin, t_end):
             lo0 = 0
             if tr is not None:
                 lo0 = (qh - oh0 - ph) % sh  # the band's first row of this phase
-            npx = ((nl - lo0 + SH - 1) // SH) * ncol
+            npi = ((nl - lo0 + SH - 1) // SH) * ncol  # per image
+            npx = ni * npi
             p0 = 0
             while p0 < npx:
                 nr = RB if RB < npx - p0 else npx - p0
                 if RB < npx - p0 <= 2 * PART:
                     nr = PART  # two part blocks, as cl_kernel
-                lf = lo0 + (p0 // ncol) * SH  # the block's first and last band row
-                ll = lo0 + ((p0 + nr - 1) // ncol) * SH
+                # the block's positions, counted on from its first (image
+                # b0 + j, the phase's row m of the band, column cc of the
+                # group; no division per position); its first and last band
+                # rows over all its images
+                j = p0 // npi
+                m = (p0 - j * npi) // ncol
+                cc = p0 - j * npi - m * ncol
+                lf = OH
+                ll = 0
                 for i in range(RB):
-                    p = p0 + (i if i < nr else nr - 1)
-                    m = p // ncol
                     lo = lo0 + m * SH
-                    ow = wcols[cbase + c0g + p - m * ncol]
-                    ra[i] = xa + (lo * sh * Wp + ow * sw) * C * isz
+                    lf = min(lf, lo)
+                    ll = max(ll, lo)
+                    ow = wcols[cbase + c0g + cc]
+                    ra[i] = xa + (j * IMG + (lo * sh * Wp + ow * sw) * C) * isz
                     if tr is not None:
-                        # the packed row and column a tap with k * d = phase would read
-                        ra[i] = xa + (((oh0 + lo + ph - qh) // sh - row0) * Wp + (ow + pw - qw) // sw + zb) * C * isz
-                    o[i] = (b * F * OD + od) * OHW + (oh0 + lo) * OW + ow
+                        # the packed row and column a tap with k * d = phase
+                        # would read ((oh0 + lo + ph - qh) is a multiple of sh)
+                        ra[i] = xa + (j * IMG + (((oh0 + lo + ph - qh) // sh - row0) * Wp + (ow + pw - qw) // sw
+                                                 + zb) * C) * isz
+                    o[i] = ((b0 + j) * F * OD + od) * OHW + (oh0 + lo) * OW + ow
+                    if i + 1 < nr:  # rows past nr repeat the last position
+                        cc += 1
+                        if cc == ncol:
+                            cc = 0
+                            m += 1
+                            if m * ncol == npi:
+                                m = 0
+                                j += 1
                 for fb in range(fb_lo, fb_hi):
                     f0 = fb * NV
                     nf = NV if NV < F - f0 else F - f0
