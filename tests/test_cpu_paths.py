@@ -218,7 +218,8 @@ def test_channel_block_order_follows_panels_and_data_size(monkeypatch):
     FB_INNER_DATA_PANELS."""
     orders = []
     real = cpu_rb.parallel_tiles
-    monkeypatch.setattr(cpu_rb, "parallel_tiles", lambda k, a, n, wk, *g: orders.append(a[5][26]) or real(k, a, n, wk, *g))
+    monkeypatch.setattr(cpu_rb, "parallel_tiles",
+                        lambda k, a, n, wk, *g: orders.append(a[5][26]) or real(k, a, n, wk, *g))
     rng = np.random.default_rng(0)
     x = rng.standard_normal((2, 30, 30, 64)).astype(np.float32)  # 460 KB in, 460 KB out
     few = x[:, :5, :5]  # 26 KB in and out
@@ -586,10 +587,10 @@ def test_tail_pairs_keep_the_packed_rows_within_their_bytes(vector_bytes, monkey
 # H stride and explicit padding; H dilation, VALID; 3-D with D padding and
 # a D stride; 1-D; lines whose rows fall in the H padding on both sides of
 # the input, with one inside (1x1, H stride 2) and with none (H stride 3);
-# bands of 9 rows whose 4 W-edge columns (KW 5, 128 channels) run in blocks of their own
+# bands of 9 rows whose 4 W-edge columns (KW 5, 256 channels) run in blocks of their own
 # (cpu_cfband.column_groups).
 CF_BAND_CASES = [
-    ("conv2d", (1, 128, 9, 6), (3, 5, 128, 20), 1, "SAME", "NCHW", None),
+    ("conv2d", (1, 256, 9, 6), (3, 5, 256, 20), 1, "SAME", "NCHW", None),
     # stride-1 transposes (taps read in reverse, a run per W tap): SAME,
     # VALID with dilation, 3-D, 1-D with a W dilation
     ("conv2d_transpose", (2, 20, 7, 9), (3, 3, 24, 20), 1, "SAME", "NCHW", None),
@@ -761,6 +762,19 @@ def test_parallel_tiles_groups(ntiles, group, grouped, monkeypatch):
     assert all(t0 % group == 0 for t0, _ in ranges) == grouped
 
 
+@pytest.mark.parametrize("call, plan", [
+    # (OH, H, OW, W, C, NV, KH, KW, sh, sw, dh, dw, ph, pw, BH, rows, part, trans, most images)
+    ((8, 4, 8, 4, 512, 32, 4, 4, 2, 2, 1, 1, 1, 1, 8, 8, 4, True, 4), (4, True)),  # DCGAN 16 x 4^2 k4 s2
+    ((8, 4, 8, 4, 512, 32, 4, 4, 2, 2, 1, 1, 1, 1, 8, 8, 4, True, 1), (1, True)),  # ... one image
+    ((7, 7, 7, 7, 512, 32, 3, 3, 1, 1, 1, 1, 1, 1, 7, 8, 4, False, 2), (1, True)),  # 8 x 7^2 x 512 k3
+    ((16, 8, 16, 8, 128, 32, 3, 3, 2, 2, 1, 1, 0, 0, 16, 8, 4, True, 1), (1, False)),  # 8^3 x 128 k3 s2
+])
+def test_cf_band_plan(call, plan):
+    """cpu_cfband.band_plan on the measured cases (benchmarks/NOTES.md
+    sections 86-87): images per band and W-edge columns apart."""
+    assert cpu_cfband.band_plan(*call) == plan
+
+
 @pytest.mark.parametrize("case, images", [
     # 5 images of 4 x 4 -> 8 x 8 (16 positions per phase): bands of 4 and 1
     (("conv2d_transpose", (5, 32, 4, 4), (4, 4, 24, 32), 2, "SAME", "NCHW", None), 4),
@@ -768,11 +782,14 @@ def test_parallel_tiles_groups(ntiles, group, grouped, monkeypatch):
     (("conv3d", (2, 32, 3, 4, 4), (3, 3, 3, 32, 20), [1, 1, 2, 1, 1], "SAME", "NCDHW", None), 2),  # D stride
     (("conv2d", (3, 32, 9, 9), (3, 3, 32, 40), 1, "SAME", "NCHW", None), 1),  # 81 positions
 ])
+@pytest.mark.parametrize("split", [False, True], ids=["whole-rows", "edges-apart"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_cf_band_images(case, images, dtype, vector_bytes, monkeypatch):
-    """Bands of a whole small plane hold several images' rows (blocks of
-    positions across images, cpu_cfband.band_images): the bits of the
-    channels-last call, on one thread and in the most chunks."""
+def test_cf_band_images(case, images, split, dtype, vector_bytes, monkeypatch):
+    """Bands of a whole small plane holding several images' rows (blocks
+    of positions across images; cpu_cfband.band_images, as many as
+    band_plan may choose): the bits of the channels-last call, on one
+    thread and in the most chunks, W-edge columns apart or not."""
+    monkeypatch.setattr(cpu_cfband, "band_plan", lambda *a: (a[-1], split))
     monkeypatch.setattr(cpu, "CF_BANDS_MIN_CHANNELS", 16)
     monkeypatch.setattr(cpu, "CF_BANDS_ANY_ROW_CHANNELS", 16)
     monkeypatch.setattr(cpu, "CF_BANDS_NARROW_PHASE_CHANNELS", 16)
@@ -806,9 +823,10 @@ def test_cf_band_images(case, images, dtype, vector_bytes, monkeypatch):
     ((7, 7, 7, 7, 512, 32, 1, 1, 1, 1, 1, 1, 0, 0, 7, 8, 4, False), False),  # 1x1: no edge columns
 ])
 def test_cf_band_split_rule(call, split):
-    """cpu_cfband.split_pays: W-edge columns in blocks of their own when
-    that costs less (tile steps and stores, `plane_cost`)."""
-    assert cpu_cfband.split_pays(*call) == split
+    """cpu_cfband.band_plan on one image per band: W-edge columns in
+    blocks of their own when that costs less (tile steps and stores,
+    `plane_cost`)."""
+    assert cpu_cfband.band_plan(*call, 1) == (1, split)
     costs = [cpu_cfband.plane_cost(*call, s) for s in (False, True)]
     assert (costs[1] < costs[0]) == split
 

@@ -81,9 +81,10 @@ def band_geometry(B, C, D, H, W, OD, OH, OW, F, KD, KH, KW, sd, sh, sw, dd, dh, 
     the packed columns before input column 0, is then (KW - 1) * dw - pw
     over sw, which must not be negative). inner: every output-channel
     block in each tile (else a tile per block); rb, NV, part: the tile's
-    rows, its output channels and the rows of its part loop (cpu_simd.part_rows): W-edge columns get
-    blocks of their own where the W taps run as one (kw, c) run, or per
-    tap in a transpose, and that costs fewer tile steps (`split_pays`)."""
+    rows, its output channels and the rows of its part loop
+    (cpu_simd.part_rows). W-edge columns get blocks of their own, and a
+    band of a small plane several images' rows, where that costs less
+    (`band_plan`)."""
     if trans:
         zb = ((KW - 1) * dw - pw) // sw
         Wp = max((OW - 1 + pw) // sw + zb + 1, zb + W)
@@ -93,27 +94,27 @@ def band_geometry(B, C, D, H, W, OD, OH, OW, F, KD, KH, KW, sd, sh, sw, dd, dh, 
     BH = band_rows(OH, KD, KH, sh, dh, Wp, C, isz, trans)
     nbands = -(-OH // BH)
     rpb = input_rows(BH, KH, sh, dh, trans)
-    NI = band_images(B, OH, OW, sh, sw, trans, nbands, KD * rpb * Wp * C * isz, rb)
+    NI, split = band_plan(OH, H, OW, W, C, NV, KH, KW, sh, sw, dh, dw, ph, pw, BH, rb, part, trans,
+                          band_images(B, OH, OW, sh, sw, trans, nbands, KD * rpb * Wp * C * isz))
     geo = (B, C, D, H, W, OD, OH, OW, F, KD, KH, KW, sd, sh, sw, dd, dh, pd, ph, pw, NFB, BH, nbands,
            sum_group(KW, C), Wp, rpb, int(inner), dw, int(trans), zb, NI)
-    split = (trans or dw == 1) and split_pays(OH, H, OW, W, C, NV, KH, KW, sh, sw, dh, dw, ph, pw, BH, rb, part,
-                                              trans, NI)
     return (tuple(int(v) for v in geo), NI * KD * rpb * Wp * C, -(-B // NI) * OD * nbands * (1 if inner else NFB),
             column_groups(OW, W, KW, sw, pw, split, trans, dw))
 
 
-# A band of a whole plane holds several images' rows when one image's
-# positions per phase and column group make few tile blocks, up to this
-# many positions per phase: blocks then run across images, as cl_kernel's
-# row spaces do (NCHW 16 x 4^2 x 512 -> 256 k4 s2: 16 positions per phase
-# and image, 2 blocks, or a part block for a W-edge group; section 87).
+# A band of a whole plane may hold several images' rows when a phase of
+# one image has fewer positions than this: blocks then run across images,
+# as cl_kernel's row spaces do (NCHW 16 x 4^2 x 512 -> 256 k4 s2: 16
+# positions per phase and image, 2 blocks, or a part block for a W-edge
+# group; benchmarks/NOTES.md section 87).
 BAND_IMAGE_POSITIONS = 64
 
 
-def band_images(B, OH, OW, sh, sw, trans, nbands, image_bytes, rb):
-    """Images per band (NI): 1 unless one band holds the whole plane and a
-    phase has fewer than BAND_IMAGE_POSITIONS positions; then as many as
-    bring a phase to that many, within BAND_BYTES, at most B."""
+def band_images(B, OH, OW, sh, sw, trans, nbands, image_bytes):
+    """The most images per band worth trying: 1 unless one band holds the
+    whole plane and a phase has fewer than BAND_IMAGE_POSITIONS positions;
+    then as many as bring a phase to that many, within BAND_BYTES, at most
+    B (`band_plan` decides)."""
     phase = OH * OW // (sh * sw if trans else 1)
     if nbands > 1 or B == 1 or phase >= BAND_IMAGE_POSITIONS:
         return 1
@@ -121,24 +122,36 @@ def band_images(B, OH, OW, sh, sw, trans, nbands, image_bytes, rb):
 
 
 @functools.lru_cache(maxsize=256)
-def split_pays(OH, H, OW, W, C, NV, KH, KW, sh, sw, dh, dw, ph, pw, BH, rb, part, trans, NI=1):
-    """Whether W-edge columns in blocks of their own (`column_groups`) cost
-    less than every column on all the W taps of its phase: the tile steps
-    of C input channels plus STORE_RUN_STEPS per run of a block's outputs
-    on one row per output channel (NV in a tile), `plane_cost`. Edge
-    groups of a few positions run short blocks at a fraction of the FMA
-    rate; blocks that no longer start on a row run H-edge taps on padding
-    for rows that need none and store in more runs (a column's outputs
-    one by one): bands of one row of 56 columns keep one group (NCHW 56^2
-    x 256: 1.04 -> 1.11x the channels-last time split), NCDHW 8^3 x 128 ->
-    64 k3 s2 too (1.13-1.17 -> 1.21-1.27 split), but a 7-column row of 3x3
-    taps spends 2 of 21 steps on padding (NCHW 8 x 7^2 x 512, bands of 7
-    rows: 1.18 -> 1.05 split; benchmarks/NOTES.md section 83), a k4 s2
-    transpose's 4-column phases 1 of 8 (section 86)."""
-    cost = [plane_cost(OH, H, OW, W, C, NV, KH, KW, sh, sw, dh, dw, ph, pw, BH, rb, part, trans, split, NI)
-            for split in (False, True)]
-    return cost[1] < cost[0]
+def band_plan(OH, H, OW, W, C, NV, KH, KW, sh, sw, dh, dw, ph, pw, BH, rb, part, trans, most_images):
+    """(images per band, split): the least `plane_cost` per image with one
+    image or most_images per band, W-edge columns in blocks of their own
+    (`column_groups`) or not (apart only where the W taps run as one
+    (kw, c) run or per tap: transposes, convolutions with dw 1).
+    Edge groups of a few positions run short blocks at a fraction of the
+    FMA rate; blocks that no longer start on a row run H-edge taps on
+    padding for rows that need none and store in more runs (a column's
+    outputs one by one): bands of one row of 56 columns keep one group
+    (NCHW 56^2 x 256: 1.04 -> 1.11x the channels-last time split), NCDHW
+    8^3 x 128 -> 64 k3 s2 too (1.13-1.17 -> 1.21-1.27 split), but a
+    7-column row of 3x3 taps spends 2 of 21 steps on padding (NCHW 8 x 7^2
+    x 512, bands of 7 rows: 1.18 -> 1.05 split; benchmarks/NOTES.md
+    section 83), a k4 s2 transpose's 4-column phases 1 of 8 (section 86).
+    Blocks across images run the H taps of all their rows (8 x 7^2 x 512:
+    1.12-1.14x with 2 images, 1.10-1.12 with one; 16 x 4^2 x 512 -> 256 k4
+    s2: 1.04-1.07 with 4, 1.15-1.20 with one; section 87)."""
+    options = [(ni, split) for ni in sorted({1, most_images}) for split in (False, True)
+               if not split or trans or dw == 1]
+    return min(options, key=lambda o: (plane_cost(OH, H, OW, W, C, NV, KH, KW, sh, sw, dh, dw, ph, pw, BH, rb,
+                                                  part, trans, o[1], o[0]), o))
 
+
+# A part block's steps (cpu_simd.part_rows rows: half the FMAs of a whole
+# tile's step, in just as many accumulators as keep the FMA pipes busy)
+# cost this many times its rows: the value that orders the measured cases
+# (section 87: W-edge groups apart for 7^2 k3 and for 16 x 4^2 k4 s2 on one
+# image per band, 4 images per band there, one for 8 x 7^2, no split for
+# 8^3 k3 s2).
+PART_BLOCK_ROWS = 1.15
 
 # A run of a tile's outputs on one output row, per output channel, in tile
 # steps (one step: a broadcast and NV / V FMAs for each of the tile's rows):
@@ -186,7 +199,7 @@ def plane_cost(OH, H, OW, W, C, NV, KH, KW, sh, sw, dh, dw, ph, pw, BH, rb, part
                     else:
                         ih_f, ih_l = oh_f * sh - ph + kh * dh, oh_l * sh - ph + kh * dh
                     htaps = htaps + ((ih_l >= 0) & (ih_f < H))
-                steps += int(np.sum(np.where(nr > part, rb, part or rb) * htaps)) * wtaps
+                steps += float(np.sum(np.where(nr > part, rb, PART_BLOCK_ROWS * part or rb) * htaps)) * wtaps
                 runs += int(np.sum((p0 + nr - 1) // ncol - p0 // ncol + 1))
     return (steps * C + runs * NV * STORE_RUN_STEPS) / NI
 
@@ -257,8 +270,9 @@ def cfband_kernel(x, wp, out, geo, tile, wcols, tr, xin, t_begin, t_end):
     the band's input rows, channels-last, image b0 + j's plane kd's row r
     (input row row0 + r, `band_geometry`) at ((j * KD + kd) * rpb + r) *
     Wp * C, input column iw at column zb + iw. A group's blocks of
-    positions take its columns on each band row of each image in turn. tr: None (a convolution) or True (a transpose): a variant
-    each, compiled with only its own code."""
+    positions take its columns on each band row of each image in turn.
+    tr: None (a convolution) or True (a transpose): a variant each,
+    compiled with only its own code."""
     (B, C, D, H, W, OD, OH, OW, F, KD, KH, KW, sd, sh, sw, dd, dh, pd, ph, pw, NFB, BH, nbands, gs,
      Wp, rpb, inner, dw, _, zb, NI) = geo
     fused = dw == 1  # (kw, c) as one run; else a run per W tap
