@@ -162,6 +162,8 @@ LAYOUT_CASES = [
      (16, 8, 8, 256)),
     ("conv2d_transpose 16 x 8^2 x 256 -> 128 k4 s2", "conv2d_transpose", (16, 8, 8, 256), (4, 4, 128, 256), 2,
      (16, 16, 16, 128)),
+    ("conv2d_transpose 16 x 16^2 x 128 -> 64 k4 s2", "conv2d_transpose", (16, 16, 16, 128), (4, 4, 64, 128), 2,
+     (16, 32, 32, 64)),
     # strided transposes of 64-128 channels on small images: each W phase fills at most one vector along W
     ("conv2d_transpose 8 x 8^2 x 128 -> 64 k4 s2", "conv2d_transpose", (8, 8, 8, 128), (4, 4, 64, 128), 2,
      (8, 16, 16, 64)),

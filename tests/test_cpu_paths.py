@@ -641,6 +641,7 @@ def test_cf_bands_same_bits(case, dtype, vector_bytes, monkeypatch):
     monkeypatch.setattr(cpu, "CF_BANDS_MIN_CHANNELS", 16)
     monkeypatch.setattr(cpu, "CF_BANDS_ANY_ROW_CHANNELS", 16)
     monkeypatch.setattr(cpu, "CF_BANDS_NARROW_PHASE_CHANNELS", 16)
+    monkeypatch.setattr(cpu, "CF_BANDS_ONE_VECTOR_PHASE_OUT_CHANNELS", 16)
     monkeypatch.setattr(cpu, "CF_GATHER", False)  # (16 input channels: gathered runs first)
     x, w = _arrays(case, dtype, np.random.default_rng(23))
     kernels = []
@@ -696,6 +697,12 @@ def test_cf_bands_same_bits(case, dtype, vector_bytes, monkeypatch):
     (("conv2d_transpose", (1, 64, 7, 7), (3, 3, 64, 64), 2, "SAME", "NCHW", None), True),  # 7-column phases
     (("conv2d_transpose", (1, 64, 7, 8), (3, 3, 64, 64), 2, "SAME", "NCHW", None), False),  # 8: one full vector
     (("conv2d_transpose", (1, 64, 7, 8), (3, 3, 32, 64), 2, "SAME", "NCHW", None), False),  # 32 out, 8 columns
+    # 8 columns, 128 in, 64 out: k4 s2 (512 steps per output), k3 s2 (288)
+    (("conv2d_transpose", (1, 128, 7, 8), (4, 4, 64, 128), 2, "SAME", "NCHW", None), True),
+    (("conv2d_transpose", (1, 128, 7, 8), (3, 3, 64, 128), 2, "SAME", "NCHW", None), False),
+    (("conv3d_transpose", (1, 128, 3, 4, 8), (3, 3, 3, 64, 128), 2, "SAME", "NCDHW", None), True),  # 432 steps
+    (("conv2d_transpose", (1, 128, 7, 8), (4, 4, 32, 128), 2, "SAME", "NCHW", None), False),  # 32 out
+    (("conv2d_transpose", (1, 128, 7, 9), (4, 4, 64, 128), 2, "SAME", "NCHW", None), False),  # 9 columns
     (("conv2d_transpose", (1, 64, 7, 7), (3, 3, 32, 64), 2, "SAME", "NCHW", None), True),  # 32 out, 7 columns
     (("conv2d_transpose", (1, 64, 7, 7), (3, 3, 16, 64), 2, "SAME", "NCHW", None), False),  # 16 out
     (("conv2d_transpose", (1, 128, 7, 7), (3, 3, 128, 128), 2, "SAME", "NCHW", None), True),
@@ -793,6 +800,7 @@ def test_cf_band_images(case, images, split, dtype, vector_bytes, monkeypatch):
     monkeypatch.setattr(cpu, "CF_BANDS_MIN_CHANNELS", 16)
     monkeypatch.setattr(cpu, "CF_BANDS_ANY_ROW_CHANNELS", 16)
     monkeypatch.setattr(cpu, "CF_BANDS_NARROW_PHASE_CHANNELS", 16)
+    monkeypatch.setattr(cpu, "CF_BANDS_ONE_VECTOR_PHASE_OUT_CHANNELS", 16)
     monkeypatch.setattr(cpu, "CF_GATHER", False)
     seen = []
     real_rows = cpu_rb.with_rows

@@ -215,11 +215,23 @@ WV_TAIL_PAIRS = True
 # Zen 5, one thread: NCHW 8 x 8^2 x 128 -> 64 k4 s2 2.17 -> 1.09, 32 -> 32
 # 1.92 -> 1.33, NCDHW 8^3 x 64 -> 64 k3 s2 1.96 -> 1.16; with 16 channels
 # 0.92-1.2x vectors along W's time; a full vector, 16^3 x 64 -> 64: 1.13
-# against 1.21; section 82). False turns it off (tests compare the two).
+# against 1.21; section 82), and with CF_BANDS_ANY_ROW_CHANNELS input and
+# CF_BANDS_ONE_VECTOR_PHASE_OUT_CHANNELS output channels where a phase
+# fills one vector (the 16 x 1 tile) and an output's reduction (taps / s
+# per dimension x input channels) has CF_BANDS_ONE_VECTOR_PHASE_STEPS
+# steps or more (after sections 83-87, one thread: NCHW 16 x 16^2 x 128
+# -> 64 k4 s2, 512 steps, 1.09 -> 1.04, 8 x 16^2 x 256 -> 64 1.21 -> 1.03,
+# NCDHW 16^3 x 128 -> 64 k3 s2, 432, 1.14 -> 1.04; 2-D k3 s2, 288 steps,
+# 1.07 -> 1.18; with 32 output or 64 input channels vectors along W stay
+# ahead, 1.19 against 1.23, 1.15 against 1.22; two vectors, 32^2 x 128 ->
+# 64: 1.03 against 1.28; section 88). False turns it off (tests compare
+# the two).
 CF_BANDS = True
 CF_BANDS_MIN_CHANNELS = 64
 CF_BANDS_ANY_ROW_CHANNELS = 128
 CF_BANDS_NARROW_PHASE_CHANNELS = 32
+CF_BANDS_ONE_VECTOR_PHASE_OUT_CHANNELS = 64
+CF_BANDS_ONE_VECTOR_PHASE_STEPS = 384
 CF_BANDS_MAX_BYTES = 1 << 20
 
 # Channels-first calls whose input is one pixel (a DCGAN generator's 1 x 1
@@ -430,12 +442,19 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
         return _cf_gather(x, wg, (OD, OH, OW), strides, dilations, pads_before, writable, flat, epilogue)
     # (strided transposes: CF_BANDS_ANY_ROW_CHANNELS, or
     # CF_BANDS_NARROW_PHASE_CHANNELS where a W phase's columns leave a vector
-    # along W part empty)
-    narrow_phases = -(-OW // sw) < cpu_simd.VBYTES // x.dtype.itemsize
+    # along W part empty, or CF_BANDS_ANY_ROW_CHANNELS in and
+    # CF_BANDS_ONE_VECTOR_PHASE_OUT_CHANNELS out where they fill one vector
+    # and an output's reduction has CF_BANDS_ONE_VECTOR_PHASE_STEPS steps)
+    phase_cols, lanes = -(-OW // sw), cpu_simd.VBYTES // x.dtype.itemsize
+    least = CF_BANDS_MIN_CHANNELS
+    if trans and (sd, sh, sw) != (1, 1, 1):
+        least = CF_BANDS_NARROW_PHASE_CHANNELS if phase_cols < lanes else CF_BANDS_ANY_ROW_CHANNELS
+        if (phase_cols == lanes and Cg >= CF_BANDS_ANY_ROW_CHANNELS
+                and KD * KH * KW * Cg >= CF_BANDS_ONE_VECTOR_PHASE_STEPS * sd * sh * sw):
+            least = CF_BANDS_ONE_VECTOR_PHASE_OUT_CHANNELS
     if (CF_BANDS and channels_first and (trans_ok or not trans and dw == 1) and G == 1
             and not patch
-            and min(Cg, Fg) >= ((CF_BANDS_NARROW_PHASE_CHANNELS if narrow_phases else CF_BANDS_ANY_ROW_CHANNELS)
-                                if trans and (sd, sh, sw) != (1, 1, 1) else CF_BANDS_MIN_CHANNELS)
+            and min(Cg, Fg) >= least
             and (min(Cg, Fg) >= CF_BANDS_ANY_ROW_CHANNELS or sw > 1
                  or OW * x.dtype.itemsize % (2 * cpu_simd.VBYTES) != 0)
             and KD * ((KH - 1) * dh + 1) * (OW * sw + (KW - 1) * dw + 1) * Cg * x.dtype.itemsize
