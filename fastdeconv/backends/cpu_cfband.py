@@ -171,37 +171,56 @@ def plane_cost(OH, H, OW, W, C, NV, KH, KW, sh, sw, dh, dw, ph, pw, BH, rb, part
     ng = int(table[0])
     SH = sh if trans else 1
     steps = runs = 0
+    seen = {}  # bands whose rows all read inside the input cost the same per (height, H phase)
     for oh0 in range(0, OH, BH):
         nl = min(BH, OH - oh0)
-        for qh in range(SH):
-            lo0 = (qh - oh0 - ph) % sh if trans else 0
-            nrows = (nl - lo0 + SH - 1) // SH
-            for g in range(ng):
-                c0, c1 = int(table[1 + g]), int(table[2 + g])
-                ncol = c1 - c0
-                lo, hi = int(table[2 + ng + g]), int(table[2 + 2 * ng + g])
-                wtaps = hi - lo
-                if trans:
-                    qw = (int(table[2 + 3 * ng + c0]) + pw) % sw
-                    wtaps = sum((kw * dw - qw) % sw == 0 for kw in range(lo, hi))
-                npi = nrows * ncol
-                p0, nr = _blocks(NI * npi, rb, part)
-                across = p0 // max(npi, 1) != (p0 + nr - 1) // max(npi, 1)
-                q0, q1 = p0 % max(npi, 1), (p0 + nr - 1) % max(npi, 1)
-                oh_f = oh0 + lo0 + np.where(across, 0, q0 // ncol) * SH
-                oh_l = oh0 + lo0 + np.where(across, nrows - 1, q1 // ncol) * SH
-                htaps = 0
-                for kh in range(KH):
-                    if trans:
-                        if (kh * dh - qh) % sh:
-                            continue
-                        ih_f, ih_l = (oh_f + ph - kh * dh) // sh, (oh_l + ph - kh * dh) // sh
-                    else:
-                        ih_f, ih_l = oh_f * sh - ph + kh * dh, oh_l * sh - ph + kh * dh
-                    htaps = htaps + ((ih_l >= 0) & (ih_f < H))
-                steps += float(np.sum(np.where(nr > part, rb, PART_BLOCK_ROWS * part or rb) * htaps)) * wtaps
-                runs += int(np.sum((p0 + nr - 1) // ncol - p0 // ncol + 1))
+        if trans:
+            inside = oh0 + ph - (KH - 1) * dh >= 0 and (oh0 + nl - 1 + ph) // sh < H
+        else:
+            inside = oh0 * sh - ph >= 0 and (oh0 + nl - 1) * sh - ph + (KH - 1) * dh < H
+        key = (nl, oh0 % sh) if inside else oh0
+        if key not in seen:
+            seen[key] = _band_cost(table, oh0, nl, H, KH, sh, sw, dh, dw, ph, pw, rb, part, trans, NI)
+        steps += seen[key][0]
+        runs += seen[key][1]
     return (steps * C + runs * NV * STORE_RUN_STEPS) / NI
+
+
+def _band_cost(table, oh0, nl, H, KH, sh, sw, dh, dw, ph, pw, rb, part, trans, NI):
+    """plane_cost's (tile steps per input channel, store runs) of the band
+    of nl output rows from oh0."""
+    ng = int(table[0])
+    SH = sh if trans else 1
+    steps = runs = 0
+    for qh in range(SH):
+        lo0 = (qh - oh0 - ph) % sh if trans else 0
+        nrows = (nl - lo0 + SH - 1) // SH
+        for g in range(ng):
+            c0, c1 = int(table[1 + g]), int(table[2 + g])
+            ncol = c1 - c0
+            lo, hi = int(table[2 + ng + g]), int(table[2 + 2 * ng + g])
+            wtaps = hi - lo
+            if trans:
+                qw = (int(table[2 + 3 * ng + c0]) + pw) % sw
+                wtaps = sum((kw * dw - qw) % sw == 0 for kw in range(lo, hi))
+            npi = nrows * ncol
+            p0, nr = _blocks(NI * npi, rb, part)
+            across = p0 // max(npi, 1) != (p0 + nr - 1) // max(npi, 1)
+            q0, q1 = p0 % max(npi, 1), (p0 + nr - 1) % max(npi, 1)
+            oh_f = oh0 + lo0 + np.where(across, 0, q0 // ncol) * SH
+            oh_l = oh0 + lo0 + np.where(across, nrows - 1, q1 // ncol) * SH
+            htaps = 0
+            for kh in range(KH):
+                if trans:
+                    if (kh * dh - qh) % sh:
+                        continue
+                    ih_f, ih_l = (oh_f + ph - kh * dh) // sh, (oh_l + ph - kh * dh) // sh
+                else:
+                    ih_f, ih_l = oh_f * sh - ph + kh * dh, oh_l * sh - ph + kh * dh
+                htaps = htaps + ((ih_l >= 0) & (ih_f < H))
+            steps += float(np.sum(np.where(nr > part, rb, PART_BLOCK_ROWS * part or rb) * htaps)) * wtaps
+            runs += int(np.sum((p0 + nr - 1) // ncol - p0 // ncol + 1))
+    return steps, runs
 
 
 @functools.lru_cache(maxsize=1024)
