@@ -248,7 +248,7 @@ def column_groups(OW, W, KW, sw, pw, split, trans=False, dw=1):
     """The output columns grouped by the W taps that read the input (kw in
     [lo, hi)), the group of all KW taps first, as one int64 array: ng, then
     ng + 1 group starts, ng lo's, ng hi's, then the OW columns, each group's
-    in ascending order. A block of positions takes one group's, so it runs
+    in ascending order, then their packed columns. A block of positions takes one group's, so it runs
     only its taps (cl_kernel's row order does the same). split False: one
     group, every column on all KW taps (W-edge columns multiply the packed
     zeros): a band of few rows would give edge groups of a few positions,
@@ -272,8 +272,13 @@ def column_groups(OW, W, KW, sw, pw, split, trans=False, dw=1):
         groups.setdefault(key, []).append(ow)
     keys = sorted(groups, key=lambda k: (k[:2] != (0, KW), k))
     starts = np.cumsum([0] + [len(groups[k]) for k in keys])
-    table = np.array([len(keys)] + list(starts) + [k[0] for k in keys] + [k[1] for k in keys]
-                     + [ow for k in keys for ow in groups[k]], dtype=np.int64)
+    cols = [ow for k in keys for ow in groups[k]]
+    # then each column's packed column (before the packed zeros): a
+    # convolution's first tap's, ow * sw; a transpose's phase tap's,
+    # (ow + pw - phase) / sw (no division per position in the kernel)
+    packed = [(ow + pw) // sw if trans else ow * sw for ow in cols]
+    table = np.array([len(keys)] + list(starts) + [k[0] for k in keys] + [k[1] for k in keys] + cols + packed,
+                     dtype=np.int64)
     table.flags.writeable = False  # shared by the calls of one geometry
     return table
 
@@ -325,6 +330,7 @@ def cfband_kernel(x, wp, out, geo, tile, wcols, tr, xin, t_begin, t_end):
     IMG = KD * rpb * slot  # elements per image's packed rows
     ng = wcols[0]
     cbase = 2 + 3 * ng  # wcols[cbase + j]: the j-th column in group order
+    pbase = cbase + OW  # wcols[pbase + j]: its packed column (zb not counted)
     # the packed rows' padding columns: zeros for every band (the kernel's
     # array is not zeroed: a memset of it per chunk cost more)
     for rr in range(NI * KD * rpb):
@@ -411,8 +417,10 @@ def cfband_kernel(x, wp, out, geo, tile, wcols, tr, xin, t_begin, t_end):
             nruns = 1 if fused else (nk if tr is not None else KW)
             steps = nk * C if fused else C
             lo0 = 0
+            rbase = 0
             if tr is not None:
                 lo0 = (qh - oh0 - ph) % sh  # the band's first row of this phase
+                rbase = (oh0 + lo0 + ph - qh) // sh - row0
             npi = ((nl - lo0 + SH - 1) // SH) * ncol  # per image
             npx = ni * npi
             p0 = 0
@@ -434,12 +442,15 @@ def cfband_kernel(x, wp, out, geo, tile, wcols, tr, xin, t_begin, t_end):
                     lf = min(lf, lo)
                     ll = max(ll, lo)
                     ow = wcols[cbase + c0g + cc]
-                    ra[i] = xa + (j * IMG + (lo * sh * Wp + ow * sw) * C) * isz
+                    # the packed row and column its first tap reads (a
+                    # transpose's: a tap with k * d = phase; its row is
+                    # (oh0 + lo + ph - qh) / sh - row0 = rbase + m)
+                    pr = lo * sh
+                    pc = wcols[pbase + c0g + cc]
                     if tr is not None:
-                        # the packed row and column a tap with k * d = phase
-                        # would read ((oh0 + lo + ph - qh) is a multiple of sh)
-                        ra[i] = xa + (j * IMG + (((oh0 + lo + ph - qh) // sh - row0) * Wp + (ow + pw - qw) // sw
-                                                 + zb) * C) * isz
+                        pr = rbase + m
+                        pc += zb
+                    ra[i] = xa + (j * IMG + (pr * Wp + pc) * C) * isz
                     o[i] = ((b0 + j) * F * OD + od) * OHW + (oh0 + lo) * OW + ow
                     if i + 1 < nr:  # rows past nr repeat the last position
                         cc += 1
