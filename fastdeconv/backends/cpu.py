@@ -22,11 +22,12 @@ The algorithm choice is made here, in `_run`:
   a time, one FMA chain per output (the tiles' term order).
 - channels-first forward convolutions and stride-1 transposes with many
   channels and rows that would leave vector lanes empty, or a W stride,
-  and strided transposes with many channels or W phases narrower than a
-  vector (CF_BANDS):
+  and strided transposes with many channels, W phases narrower than a
+  vector, or one vector and long reductions (CF_BANDS):
   `cpu_cfband.cfband_kernel`, cl_kernel's tile on bands of input rows
-  packed channels-last by each thread; the same bits as the channels-last
-  call.
+  packed channels-last by each thread (several images' in a band of a
+  small plane, W-edge columns apart, where cpu_cfband.band_plan's count
+  says it pays); the same bits as the channels-last call.
 - channels-first strided transposes with 1-4 input channels (CF_GATHER):
   `cpu_cfgather`, each input row expanded once into runs of output
   columns (the W phases' taps side by side in the lanes, weights per

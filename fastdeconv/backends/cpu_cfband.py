@@ -15,10 +15,12 @@ array, V x V blocks transposed in registers (cpu_simd.vtranspose_block),
 and runs cl_kernel's register tile on it: RB output positions of the band
 (along W, across its rows) x NW vectors of output channels, one run of
 (W taps x C) contiguous steps per (kd, kh). Columns that miss the same W
-taps at the edges make blocks of their own where the bands are tall
-enough (`column_groups`). The tile goes to the output's channel planes
-transposed the same way, as vector runs of consecutive positions
-(cpu_simd.vcopyn).
+taps at the edges make blocks of their own, and a band of a whole small
+plane holds several images' rows (blocks then run across images, as
+cl_kernel's row spaces do), where a count of the kernel's steps and
+stores says that costs less (`band_plan`, `plane_cost`). The tile goes to
+the output's channel planes transposed the same way, as vector runs of
+consecutive positions (cpu_simd.vcopyn).
 
 Term order: cl_kernel's (for each group of gs consecutive (kd, kh), a
 partial sum over (kw, c) from zero, added to the running total; a
