@@ -170,8 +170,6 @@ def plane_cost(OH, H, OW, W, C, NV, KH, KW, sh, sw, dh, dw, ph, pw, BH, rb, part
     stores to; with NI images per band, their positions in turn (a block
     across two images counted on all the band's rows), per image."""
     table = column_groups(OW, W, KW, sw, pw, split, trans, dw)
-    ng = int(table[0])
-    SH = sh if trans else 1
     steps = runs = 0
     seen = {}  # bands whose rows all read inside the input cost the same per (height, H phase)
     for oh0 in range(0, OH, BH):
@@ -206,9 +204,11 @@ def _band_cost(table, oh0, nl, H, KH, sh, sw, dh, dw, ph, pw, rb, part, trans, N
                 qw = (int(table[2 + 3 * ng + c0]) + pw) % sw
                 wtaps = sum((kw * dw - qw) % sw == 0 for kw in range(lo, hi))
             npi = nrows * ncol
+            if npi == 0:
+                continue  # no row of this phase in the band
             p0, nr = _blocks(NI * npi, rb, part)
-            across = p0 // max(npi, 1) != (p0 + nr - 1) // max(npi, 1)
-            q0, q1 = p0 % max(npi, 1), (p0 + nr - 1) % max(npi, 1)
+            across = p0 // npi != (p0 + nr - 1) // npi
+            q0, q1 = p0 % npi, (p0 + nr - 1) % npi
             oh_f = oh0 + lo0 + np.where(across, 0, q0 // ncol) * SH
             oh_l = oh0 + lo0 + np.where(across, nrows - 1, q1 // ncol) * SH
             htaps = 0

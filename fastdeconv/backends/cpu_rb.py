@@ -245,12 +245,7 @@ def parallel_tiles(kernel, args, ntiles, work, group=1):
     if nt <= 1 or most <= 1:
         kernel(*args, 0, ntiles)
         return
-    bounds = chunk_bounds(ntiles, nt, most)
-    ngroups = ntiles // group
-    if group > 1 and ngroups > 1 and ntiles % group == 0:
-        grouped = chunk_bounds(ngroups, min(nt, ngroups), min(ngroups, most))
-        if _span(grouped, nt) * group <= _span(bounds, nt):
-            bounds = [b * group for b in grouped]
+    bounds = _grouped_bounds(ntiles, nt, most, group)
     nchunk = len(bounds) - 1
     counter = itertools.count()  # next() is atomic under the GIL: dynamic chunk claiming
     kernel = compiled(kernel, args)
@@ -275,17 +270,31 @@ def chunk_bounds(ntiles, nt, most):
     the least time for nt threads claiming them in order, each the next
     free (equal tiles), or within 2 % of it: a multiple of the threads (3
     chunks on 2 threads leave one idle for the last third, the 1-channel
-    chain transpose), or a tile each. 16 tiles in 14 chunks, two of 2 tiles, cost 9 tiles' time
-    on 2 threads, in 8 chunks of 2 or 16 of one 8 (NCHW 7^2 x 512 -> 512,
-    16 channel blocks: benchmarks/NOTES.md section 84)."""
+    chain transpose), or a tile each. 16 tiles in 14 chunks, two of 2
+    tiles, cost 9 tiles' time on 2 threads, in 8 chunks of 2 or 16 of one
+    8 (NCHW 7^2 x 512 -> 512, 16 channel blocks: benchmarks/NOTES.md
+    section 84)."""
     spans = {}
     # (more threads than `most`: one chunk each, as far as the tiles go)
-    for n in set(range(nt, most + 1, nt)) | {min(ntiles, most) if ntiles <= most else min(ntiles, nt)}:
+    for n in set(range(nt, most + 1, nt)) | {ntiles if ntiles <= most else nt}:
         bounds = tuple(ntiles * i // n for i in range(n + 1))
         spans[bounds] = _span(bounds, nt)
     least = min(spans.values())
     # within 2 % of the least: the most chunks, for threads slowed by others
     return max((b for b, span in spans.items() if span * 50 <= least * 51), key=len)
+
+
+@functools.lru_cache(maxsize=1024)
+def _grouped_bounds(ntiles, nt, most, group):
+    """chunk_bounds, on bounds that are multiples of `group` where group
+    divides ntiles and the busiest thread's share is no larger that way."""
+    bounds = chunk_bounds(ntiles, nt, most)
+    ngroups = ntiles // group
+    if group > 1 and ngroups > 1 and ntiles % group == 0:
+        grouped = chunk_bounds(ngroups, min(nt, ngroups), min(ngroups, most))
+        if _span(grouped, nt) * group <= _span(bounds, nt):
+            bounds = tuple(b * group for b in grouped)
+    return bounds
 
 
 def _span(bounds, nt):
