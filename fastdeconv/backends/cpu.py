@@ -235,6 +235,30 @@ CF_BANDS_ONE_VECTOR_PHASE_OUT_CHANNELS = 64
 CF_BANDS_ONE_VECTOR_PHASE_STEPS = 384
 CF_BANDS_MAX_BYTES = 1 << 20
 
+# ... and, from CF_BANDS_FILL_CHANNELS input and output channels, forward
+# convolutions and stride-1 transposes whose output rows fill vectors along
+# W's lanes (cpu_rb.wv_lane_fill) at most CF_BANDS_FILL_RATIO times as well
+# as the band tile's 2 vectors fill with output channels: rows of 8, 12,
+# 20, 24 or 40 float32 columns on AVX-512 with 32 or 64 output channels,
+# 8, 12 or 20 with 24 or 48. Zen 5, one thread, 144 stride-1 k3 calls of
+# 2-D and 3-D rows of 8-56 columns and 16-64 channels, time against vectors
+# along W: every call at a ratio of 0.85 or less was faster on bands
+# (0.96-0.51x: 20 x 40^2 x 32 -> 32 1.43 -> 1.11x the channels-last time,
+# 8 x 8^2 x 32 2.31 -> 1.18), 0.875 within 7 % either way, and from 1.1
+# (48 or 24 output channels: bands pad them to 64 or 32) vectors along W
+# faster (benchmarks/NOTES.md section 90).
+CF_BANDS_FILL_CHANNELS = 16
+CF_BANDS_FILL_RATIO = 0.85
+# ... or CF_BANDS_ONE_VECTOR_ROW_RATIO for output rows of at most one
+# vector (vectors along W's 16 x 1 tile or row pairs, slower than its
+# 2-vector tile) with CF_BANDS_ONE_VECTOR_ROW_CHANNELS input channels (same
+# calls, ratio 1.0, rows of 12 or 16 columns with 32 or more input
+# channels: bands 0.97-1.20x as fast, NCDHW 16^3 x 32 -> 32 1.24-1.33 ->
+# 1.11-1.18x the channels-last time; with 16 input channels 0.96-1.13x;
+# rows of 48 columns, 3 vectors: 0.9-1.17x).
+CF_BANDS_ONE_VECTOR_ROW_RATIO = 1.0
+CF_BANDS_ONE_VECTOR_ROW_CHANNELS = 32
+
 # Channels-first calls whose input is one pixel (a DCGAN generator's 1 x 1
 # -> 4 x 4 projection) run the channels-last kernels on the same memory
 # (with one pixel both layouts of the input are the same array), and the
@@ -453,11 +477,20 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
         if (phase_cols == lanes and Cg >= CF_BANDS_ANY_ROW_CHANNELS
                 and KD * KH * KW * Cg >= CF_BANDS_ONE_VECTOR_PHASE_STEPS * sd * sh * sw):
             least = CF_BANDS_ONE_VECTOR_PHASE_OUT_CHANNELS
+    # (forward convolutions and stride-1 transposes: also rows that fill
+    # vectors along W poorly against the band tile's channel lanes)
+    by_fill = False
+    if min(Cg, Fg) >= CF_BANDS_FILL_CHANNELS and (not trans or (sd, sh, sw) == (1, 1, 1)):
+        band_lanes = 2 * lanes
+        fill_ratio = (cpu_rb.wv_lane_fill(OW, lanes, sh == 1 and dh == 1)
+                      / (Fg / (_ceil(Fg, band_lanes) * band_lanes)))
+        one_vector = Cg >= CF_BANDS_ONE_VECTOR_ROW_CHANNELS and OW <= lanes
+        by_fill = fill_ratio <= (CF_BANDS_ONE_VECTOR_ROW_RATIO if one_vector else CF_BANDS_FILL_RATIO)
     if (CF_BANDS and channels_first and (trans_ok or not trans and dw == 1) and G == 1
             and not patch
-            and min(Cg, Fg) >= least
-            and (min(Cg, Fg) >= CF_BANDS_ANY_ROW_CHANNELS or sw > 1
-                 or OW * x.dtype.itemsize % (2 * cpu_simd.VBYTES) != 0)
+            and (by_fill or min(Cg, Fg) >= least
+                 and (min(Cg, Fg) >= CF_BANDS_ANY_ROW_CHANNELS or sw > 1
+                      or OW * x.dtype.itemsize % (2 * cpu_simd.VBYTES) != 0))
             and KD * ((KH - 1) * dh + 1) * (OW * sw + (KW - 1) * dw + 1) * Cg * x.dtype.itemsize
             <= CF_BANDS_MAX_BYTES):
         return _cf_bands(x, wg, (OD, OH, OW), strides, dilations, pads_before, trans, writable, flat, epilogue)

@@ -1369,6 +1369,17 @@ def wv_tail_pairs(OW, OH, NJ, V):
     return OH > 1 and OW > NJ and 0 < OW % NJ <= V
 
 
+def wv_lane_fill(width, lanes, tail=True):
+    """The share of wv_kernel's lanes that hold output columns, for output
+    rows of `width` columns (per W phase): one-vector tiles (8 x 1, 16 x 1,
+    row pairs) where wv_row_pairs says so, else 2 vectors along the row,
+    whose last chunk of at most one vector pairs with the next row's where
+    tail pairs may run (`tail`: H stride and dilation 1; wv_tail_pairs)."""
+    if wv_row_pairs(width, lanes) or tail and width > 2 * lanes and 0 < width % (2 * lanes) <= lanes:
+        return width / (_cdiv(width, lanes) * lanes)
+    return width / (_cdiv(width, 2 * lanes) * 2 * lanes)
+
+
 def n_tiles_wv(geo, tile, itemsize, pair=None):
     B, OD, OH, OW, sw, G, trans, NFB = (geo[i] for i in (0, 5, 6, 7, 14, 21, 22, 23))
     P = sw if trans else 1
