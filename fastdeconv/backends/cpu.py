@@ -246,7 +246,11 @@ CF_BANDS_MAX_BYTES = 1 << 20
 # (0.96-0.51x: 20 x 40^2 x 32 -> 32 1.43 -> 1.11x the channels-last time,
 # 8 x 8^2 x 32 2.31 -> 1.18), 0.875 within 7 % either way, and from 1.1
 # (48 or 24 output channels: bands pad them to 64 or 32) vectors along W
-# faster (benchmarks/NOTES.md section 90).
+# faster (benchmarks/NOTES.md section 90). Strided transposes by the same
+# ratio, with their W phases' columns, from CF_BANDS_NARROW_PHASE_CHANNELS
+# (one thread, k3-k4 s2, 20-36 columns per phase, 32-128 channels: 1.27-1.56
+# -> 1.10-1.31x the channels-last time; 24 columns of a 3-D 32 -> 32
+# call 1.13 -> 1.16; 28 or 16 columns stay on vectors along W).
 CF_BANDS_FILL_CHANNELS = 16
 CF_BANDS_FILL_RATIO = 0.85
 # ... or CF_BANDS_ONE_VECTOR_ROW_RATIO for output rows of at most one
@@ -477,14 +481,17 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
         if (phase_cols == lanes and Cg >= CF_BANDS_ANY_ROW_CHANNELS
                 and KD * KH * KW * Cg >= CF_BANDS_ONE_VECTOR_PHASE_STEPS * sd * sh * sw):
             least = CF_BANDS_ONE_VECTOR_PHASE_OUT_CHANNELS
-    # (forward convolutions and stride-1 transposes: also rows that fill
-    # vectors along W poorly against the band tile's channel lanes)
+    # (also rows that fill vectors along W's lanes poorly against the band
+    # tile's channel lanes: a strided transpose's W phases, from
+    # CF_BANDS_NARROW_PHASE_CHANNELS; other calls' output rows, from
+    # CF_BANDS_FILL_CHANNELS)
+    strided_trans = trans and (sd, sh, sw) != (1, 1, 1)
     by_fill = False
-    if min(Cg, Fg) >= CF_BANDS_FILL_CHANNELS and (not trans or (sd, sh, sw) == (1, 1, 1)):
+    if min(Cg, Fg) >= (CF_BANDS_NARROW_PHASE_CHANNELS if strided_trans else CF_BANDS_FILL_CHANNELS):
         band_lanes = 2 * lanes
-        fill_ratio = (cpu_rb.wv_lane_fill(OW, lanes, sh == 1 and dh == 1)
+        fill_ratio = (cpu_rb.wv_lane_fill(phase_cols if trans else OW, lanes, sh == 1 and dh == 1 and not strided_trans)
                       / (Fg / (_ceil(Fg, band_lanes) * band_lanes)))
-        one_vector = Cg >= CF_BANDS_ONE_VECTOR_ROW_CHANNELS and OW <= lanes
+        one_vector = Cg >= CF_BANDS_ONE_VECTOR_ROW_CHANNELS and OW <= lanes and not strided_trans
         by_fill = fill_ratio <= (CF_BANDS_ONE_VECTOR_ROW_RATIO if one_vector else CF_BANDS_FILL_RATIO)
     if (CF_BANDS and channels_first and (trans_ok or not trans and dw == 1) and G == 1
             and not patch
