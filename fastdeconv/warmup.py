@@ -108,6 +108,10 @@ def _conv_calls(dtype, cf):
         conv(64, 64, 2, 4, W)
         conv(64, 64, 2, 4, W, s=(1, 1, 1, 2, 1) if not cf else (1, 1, 1, 1, 2))
         transpose(64, 64, 2, 4, W, s=1)
+    # bands with one vector of output channels (rows that fill vectors along
+    # W poorly, cpu.CF_BANDS_FILL_*): a stride-1 call's tile and a strided one's
+    conv(16, 16, 2, 4, 12)
+    conv(16, 16, 2, 4, 12, s=2)
     # the layout copy (cpu_layout) of one-channel and one-pixel calls, which
     # takes its kernel from cpu.COPY_MIN elements on
     from .backends import cpu

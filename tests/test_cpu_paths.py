@@ -681,6 +681,58 @@ def test_cf_bands_same_bits(case, dtype, vector_bytes, monkeypatch):
     assert np.max(np.abs(y - ref)) <= 1e-5 * max(1.0, float(np.max(np.abs(ref))))
 
 
+# Bands with at most one vector of output channels: cl_kernel's one-vector
+# tile (16 rows on AVX-512 for stride-1 calls, cpu._band_vectors). Forward
+# convolutions of 16, 5, 8 and 12 output channels (a stride: the tile of
+# tile_rows(1) rows; 3-D), stride-1 and strided transposes.
+CF_BAND_ONE_VECTOR_CASES = [
+    ("conv2d", (2, 16, 7, 9), (3, 3, 16, 16), 1, "SAME", "NCHW", None),
+    ("conv2d", (1, 20, 9, 11), (3, 3, 20, 5), 1, "VALID", "NCHW", None),
+    ("conv2d", (1, 16, 9, 13), (3, 3, 16, 8), [1, 1, 2, 2], "SAME", "NCHW", None),
+    ("conv3d", (1, 16, 4, 5, 6), (3, 3, 3, 16, 12), 1, "SAME", "NCDHW", None),
+    ("conv2d_transpose", (2, 16, 6, 7), (3, 3, 16, 16), 1, "SAME", "NCHW", None),
+    ("conv2d_transpose", (1, 16, 5, 6), (4, 4, 3, 16), 2, "SAME", "NCHW", None),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", CF_BAND_ONE_VECTOR_CASES, ids=[f"{c[0]}-{c[2]}" for c in CF_BAND_ONE_VECTOR_CASES])
+def test_cf_bands_one_vector_tile(case, dtype, vector_bytes, monkeypatch):
+    """Bands take the one-vector tile where the output channels fit in one
+    vector, and give the bits of vectors along W and of the channels-last
+    kernel, in bands of several rows and of one."""
+    for name in ("CF_BANDS_MIN_CHANNELS", "CF_BANDS_ANY_ROW_CHANNELS", "CF_BANDS_NARROW_PHASE_CHANNELS",
+                 "CF_BANDS_ONE_VECTOR_PHASE_OUT_CHANNELS"):
+        monkeypatch.setattr(cpu, name, 1)
+    monkeypatch.setattr(cpu, "CF_GATHER", False)
+    x, w = _arrays(case, dtype, np.random.default_rng(29))
+    tiles = []
+    real_rows = cpu_rb.with_rows
+
+    def spy(kernel, args, n, **kw):
+        if kernel is cpu_cfband.cfband_kernel:
+            tiles.append(args[4])
+        return real_rows(kernel, args, n, **kw)
+
+    monkeypatch.setattr(cpu_rb, "with_rows", spy)
+    monkeypatch.setattr(cpu_rb, "np", _NanEmpty())
+    results = _calls_with(case, x, w, monkeypatch, [
+        ({(cpu, "CF_BANDS"): True}, None),
+        ({(cpu_cfband, "BAND_BYTES"): 1}, 10**12),
+        ({(cpu, "CF_BANDS"): False}, None)])
+    F = results[0].shape[1]
+    one = F * np.dtype(dtype).itemsize <= vector_bytes
+    assert len(tiles) == 2 and all(t.nvec == (1 if one else 2) for t in tiles)
+    if one and vector_bytes == 64:  # 16 rows for stride-1 forward convolutions
+        stride1_conv = case[3] == 1 and not case[0].endswith("_transpose")
+        assert tiles[0].rows == (cpu_rb.CL_ONE_VECTOR_ROWS if stride1_conv else cpu_simd.tile_rows(1))
+    y = results[0]
+    assert all(r.tobytes() == y.tobytes() for r in results)
+    assert np.moveaxis(y, 1, -1).tobytes() == _call_channels_last(case, x, w).tobytes()
+    ref = _call(case, x, w, "reference")
+    assert np.max(np.abs(y - ref)) <= 1e-5 * max(1.0, float(np.max(np.abs(ref))))
+
+
 @pytest.mark.parametrize("case, used", [
     (("conv2d", (1, 64, 7, 7), (3, 3, 64, 64), 1, "SAME", "NCHW", None), True),
     (("conv2d", (1, 64, 7, 16), (3, 3, 64, 64), 1, "SAME", "NCHW", None), False),  # 16 columns: full lanes

@@ -238,19 +238,23 @@ CF_BANDS_MAX_BYTES = 1 << 20
 # ... and, from CF_BANDS_FILL_CHANNELS input and output channels, forward
 # convolutions and stride-1 transposes whose output rows fill vectors along
 # W's lanes (cpu_rb.wv_lane_fill) at most CF_BANDS_FILL_RATIO times as well
-# as the band tile's 2 vectors fill with output channels: rows of 8, 12,
-# 20, 24 or 40 float32 columns on AVX-512 with 32 or 64 output channels,
-# 8, 12 or 20 with 24 or 48. Zen 5, one thread, 144 stride-1 k3 calls of
-# 2-D and 3-D rows of 8-56 columns and 16-64 channels, time against vectors
-# along W: every call at a ratio of 0.85 or less was faster on bands
-# (0.96-0.51x: 20 x 40^2 x 32 -> 32 1.43 -> 1.11x the channels-last time,
-# 8 x 8^2 x 32 2.31 -> 1.18), 0.875 within 7 % either way, and from 1.1
-# (48 or 24 output channels: bands pad them to 64 or 32) vectors along W
-# faster (benchmarks/NOTES.md section 90). Strided transposes by the same
-# ratio, with their W phases' columns, from CF_BANDS_NARROW_PHASE_CHANNELS
-# (one thread, k3-k4 s2, 20-36 columns per phase, 32-128 channels: 1.27-1.56
-# -> 1.10-1.31x the channels-last time; 24 columns of a 3-D 32 -> 32
-# call 1.13 -> 1.16; 28 or 16 columns stay on vectors along W).
+# as the band tile's vectors fill with output channels (one vector where
+# they fit in one, `_band_vectors`, else two): rows of 8, 12, 20, 24 or 40
+# float32 columns on AVX-512 with 16, 32 or 64 output channels, 8, 12 or 20
+# with 24 or 48. Zen 5, one thread, 144 stride-1 k3 calls of 2-D and 3-D
+# rows of 8-56 columns and 16-64 channels, time against vectors along W:
+# every call at a ratio of 0.85 or less was faster on bands (0.96-0.51x:
+# 20 x 40^2 x 32 -> 32 1.43 -> 1.11x the channels-last time, 8 x 8^2 x 32
+# 2.31 -> 1.18; 16 output channels on the one-vector tile 1.13-2.54 ->
+# 1.10-1.18), 0.875 within 7 % either way, and from 1.1 (48 or 24 output
+# channels: bands pad them to 64 or 32) vectors along W faster
+# (benchmarks/NOTES.md section 90). Transposes on the one-vector tile stay
+# on vectors along W (1.20-1.36 against 1.27-1.81). Strided transposes by
+# the same ratio, with their W phases' columns, from
+# CF_BANDS_NARROW_PHASE_CHANNELS (one thread, k3-k4 s2, 20-36 columns per
+# phase, 32-128 channels: 1.27-1.56 -> 1.10-1.31x the channels-last time;
+# 24 columns of a 3-D 32 -> 32 call 1.13 -> 1.16; 28 or 16 columns stay on
+# vectors along W).
 CF_BANDS_FILL_CHANNELS = 16
 CF_BANDS_FILL_RATIO = 0.85
 # ... or CF_BANDS_ONE_VECTOR_ROW_RATIO for output rows of at most one
@@ -488,11 +492,14 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
     strided_trans = trans and (sd, sh, sw) != (1, 1, 1)
     by_fill = False
     if min(Cg, Fg) >= (CF_BANDS_NARROW_PHASE_CHANNELS if strided_trans else CF_BANDS_FILL_CHANNELS):
-        band_lanes = 2 * lanes
+        band_vectors = _band_vectors(Fg, x.dtype.itemsize)
+        band_lanes = band_vectors * lanes
         fill_ratio = (cpu_rb.wv_lane_fill(phase_cols if trans else OW, lanes, sh == 1 and dh == 1 and not strided_trans)
                       / (Fg / (_ceil(Fg, band_lanes) * band_lanes)))
         one_vector = Cg >= CF_BANDS_ONE_VECTOR_ROW_CHANNELS and OW <= lanes and not strided_trans
-        by_fill = fill_ratio <= (CF_BANDS_ONE_VECTOR_ROW_RATIO if one_vector else CF_BANDS_FILL_RATIO)
+        # (not transposes on the band kernel's one-vector tile: slower)
+        by_fill = (fill_ratio <= (CF_BANDS_ONE_VECTOR_ROW_RATIO if one_vector else CF_BANDS_FILL_RATIO)
+                   and (band_vectors == 2 or not trans))
     if (CF_BANDS and channels_first and (trans_ok or not trans and dw == 1) and G == 1
             and not patch
             and (by_fill or min(Cg, Fg) >= least
@@ -674,11 +681,11 @@ def _cf_bands(x, wg, out_spatial, strides, dilations, pads_before, trans, writab
     _, KD, KH, KW, C, F = wg.shape
     B, _, D, H, W = x.shape
     OD, OH, OW = out_spatial
-    tile = cpu_rb.cl_tile(2)
+    (sd, sh, sw), (dd, dh, dw) = strides, dilations
+    tile = cpu_rb.cl_tile(_band_vectors(F, x.dtype.itemsize), (sd, sh, sw) == (1, 1, 1) and not trans)
     NV = tile.nvec * tile.lanes(x.dtype.itemsize)
     NFB = _ceil(F, NV)
     wp, _ = _memo(wg, ("cl", x.dtype.str, repr(tile)), lambda: cpu_rb.pack_filters(wg, x.dtype, tile, writable))
-    (sd, sh, sw), (dd, dh, dw) = strides, dilations
     pd, ph, pw = pads_before  # a convolution's zeros before the input, or a transpose's padding
     # every channel block on each block of positions when the panels are
     # small (FB_INNER's rule): the positions' input rows stay in L1
@@ -693,6 +700,14 @@ def _cf_bands(x, wg, out_spatial, strides, dilations, pads_before, trans, writab
     # a band's channel blocks in one chunk: each chunk packs its bands again
     cpu_rb.parallel_tiles(run, (), ntiles, work, 1 if inner else NFB)
     return _finish(flat.reshape((B, F, OD, OH, OW)), True, epilogue)
+
+
+def _band_vectors(F, itemsize):
+    """Vectors per row of the band kernel's tile, as cl_kernel's (CL1): one
+    where F output channels fit in one (its 16-row tile for stride-1
+    forward convolutions on AVX-512; 8 rows for transposes, where 16 ran
+    1.38 against 1.81x the channels-last time), else two."""
+    return 1 if CL1 and F * itemsize <= cpu_simd.VBYTES else 2
 
 
 def _cf_gather(x, wg, out_spatial, strides, dilations, pads_before, writable, flat, epilogue):
