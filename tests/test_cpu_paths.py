@@ -1591,21 +1591,23 @@ def test_cf_gathered_runs_same_bits(case, dtype, vector_bytes, monkeypatch):
 
 def test_cf_gathered_runs_rule(monkeypatch):
     """CF_GATHER's rule: channels-first strided transposes, at most
-    CF_GATHER_MAX_CHANNELS input channels, CF_GATHER_MIN_CHANNELS output
-    channels or more, one partial sum, a W stride of at most
+    CF_GATHER_MAX_CHANNELS input channels (more with
+    CF_GATHER_WIDE_OUT_CHANNELS output channels), CF_GATHER_MIN_CHANNELS
+    output channels or more, one partial sum, a W stride of at most
     CF_GATHER_MAX_W_STRIDE."""
     rng = np.random.default_rng(48)
     used = _cf_gather_calls(monkeypatch)
     F = cpu.CF_GATHER_MIN_CHANNELS
     C = cpu.CF_GATHER_MAX_CHANNELS
 
-    def run(C, F, strides=2, k=3, op=fastdeconv.conv2d_transpose, fmt="NCHW"):
+    def run(C, F, strides=2, k=3, op=fastdeconv.conv2d_transpose, fmt="NCHW", dilations=1):
         x = rng.standard_normal((1, C, 6, 7) if fmt == "NCHW" else (1, 6, 7, C)).astype(np.float32)
         used.clear()
         if op is fastdeconv.conv2d:
             op(x, rng.standard_normal((k, k, C, F)).astype(np.float32), strides, "SAME", data_format=fmt)
         else:
-            op(x, rng.standard_normal((k, k, F, C)).astype(np.float32), None, strides, "SAME", data_format=fmt)
+            op(x, rng.standard_normal((k, k, F, C)).astype(np.float32), None, strides, "SAME", data_format=fmt,
+               dilations=dilations)
         return True in used
 
     assert run(1, F)
@@ -1617,6 +1619,18 @@ def test_cf_gathered_runs_rule(monkeypatch):
     assert not run(C, F, k=9)  # more than 256 terms: two partial sums
     assert not run(1, F, op=fastdeconv.conv2d)
     assert not run(1, F, fmt="NHWC")
+    # from CF_GATHER_WIDE_OUT_CHANNELS output channels: more input channels,
+    # up to CF_GATHER_EVEN_MAX_CHANNELS where every phase has the same taps
+    # (k4 s2; a dilation 2 leaves phases without taps)
+    wide, most, even = cpu.CF_GATHER_WIDE_OUT_CHANNELS, cpu.CF_GATHER_WIDE_MAX_CHANNELS, cpu.CF_GATHER_EVEN_MAX_CHANNELS
+    assert run(most, wide)
+    assert not run(most + 1, wide)
+    assert not run(most, wide - 1)
+    assert run(even, wide, k=4)
+    assert run(even, wide, k=4, strides=[1, 1, 2, 1])
+    assert not run(even, wide - 1, k=4)
+    assert not run(most + 1, wide, k=4, dilations=2)
+    assert run(most, wide, k=4, dilations=2)
 
 
 ONE_PIXEL_CF_CASES = [

@@ -310,6 +310,19 @@ GATHER_MIN_BLOCKS = 4
 CF_GATHER = True
 CF_GATHER_MAX_CHANNELS = 4
 CF_GATHER_MIN_CHANNELS = 16
+# ... and from CF_GATHER_WIDE_OUT_CHANNELS output channels, up to
+# CF_GATHER_WIDE_MAX_CHANNELS input channels, or CF_GATHER_EVEN_MAX_CHANNELS
+# where each strided axis's kernel is a multiple of its stride with
+# dilation 1 (every W phase has the same taps: no lane multiplies zeros).
+# Zen 5, one thread, 156 k3 and k4 s2 2-D and 3-D calls of 5-16 input and
+# 16-128 output channels on rows of 8-32 columns, time against vectors
+# along W: in the 54 calls of this rule 0.62-1.02x (median 0.87; 2-D k4 s2
+# 8 -> 64 and 16 -> 128 0.77-1.00, 3-D k3 s2 5 -> 128 0.64-0.83); outside
+# it, 32 output channels or fewer 0.71-2.28, k3 s2 with 8-16 input
+# channels 0.73-1.31 (benchmarks/NOTES.md section 91).
+CF_GATHER_WIDE_OUT_CHANNELS = 64
+CF_GATHER_WIDE_MAX_CHANNELS = 6
+CF_GATHER_EVEN_MAX_CHANNELS = 16
 # A tile is a block of output channels on a band of this many output rows
 # (one row at a time: each block wrote one row of each of its 8 planes, then
 # the next block's planes): NCHW 3 x 64^2 -> 256 k3 s2 0.92x the time,
@@ -469,8 +482,12 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
     # input 0 ((K - 1) * d - p >= 0; the packed columns start there)
     trans_ok = channels_first and trans and min(
         (k - 1) * d - p for k, d, p in zip((KD, KH, KW), (dd, dh, dw), (pd, ph, pw))) >= 0
+    gather_channels = CF_GATHER_MAX_CHANNELS
+    if Fg >= CF_GATHER_WIDE_OUT_CHANNELS:
+        even = all(s == 1 or (k % s == 0 and d == 1) for k, s, d in zip((KD, KH, KW), (sd, sh, sw), (dd, dh, dw)))
+        gather_channels = max(gather_channels, CF_GATHER_EVEN_MAX_CHANNELS if even else CF_GATHER_WIDE_MAX_CHANNELS)
     if (CF_GATHER and channels_first and trans and (sd, sh, sw) != (1, 1, 1) and G == 1 and not patch
-            and Cg <= CF_GATHER_MAX_CHANNELS and KD * KH * KW * Cg <= cpu_rb.SUM_GROUP_TERMS
+            and Cg <= gather_channels and KD * KH * KW * Cg <= cpu_rb.SUM_GROUP_TERMS
             and F >= CF_GATHER_MIN_CHANNELS and sw <= CF_GATHER_MAX_W_STRIDE):
         return _cf_gather(x, wg, (OD, OH, OW), strides, dilations, pads_before, writable, flat, epilogue)
     # (strided transposes: CF_BANDS_ANY_ROW_CHANNELS, or
