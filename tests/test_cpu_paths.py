@@ -786,6 +786,18 @@ def test_cf_bands_one_vector_tile(case, dtype, vector_bytes, monkeypatch):
     (("conv3d_transpose", (1, 32, 2, 3, 10), (3, 3, 3, 32, 32), 2, "SAME", "NCDHW", None), True),
     (("conv2d_transpose", (1, 32, 5, 14), (3, 3, 32, 32), 2, "SAME", "NCHW", None), False),
     (("conv2d_transpose", (1, 32, 5, 10), (3, 3, 24, 32), 2, "SAME", "NCHW", None), False),  # 24 out
+    # W phases of at most half a vector (4 columns here): from 8 input and
+    # 32 output channels, ahead of gathered runs; 16 input channels for
+    # exactly half with a D stride
+    (("conv2d_transpose", (1, 8, 5, 4), (4, 4, 32, 8), 2, "SAME", "NCHW", None), True),
+    (("conv2d_transpose", (1, 8, 5, 4), (4, 4, 64, 8), 2, "SAME", "NCHW", None), True),
+    (("conv2d_transpose", (1, 8, 5, 3), (3, 3, 32, 8), 2, "SAME", "NCHW", None), True),
+    (("conv2d_transpose", (1, 6, 5, 4), (4, 4, 32, 6), 2, "SAME", "NCHW", None), False),  # 6 in
+    (("conv2d_transpose", (1, 8, 5, 4), (4, 4, 24, 8), 2, "SAME", "NCHW", None), False),  # 24 out
+    (("conv2d_transpose", (1, 8, 5, 5), (4, 4, 32, 8), 2, "SAME", "NCHW", None), False),  # 5 columns
+    (("conv3d_transpose", (1, 8, 3, 4, 4), (3, 3, 3, 32, 8), 2, "SAME", "NCDHW", None), False),
+    (("conv3d_transpose", (1, 16, 3, 4, 4), (3, 3, 3, 32, 16), 2, "SAME", "NCDHW", None), True),
+    (("conv3d_transpose", (1, 8, 3, 4, 3), (3, 3, 3, 32, 8), 2, "SAME", "NCDHW", None), True),
     (("conv3d_transpose", (1, 128, 3, 4, 4), (3, 3, 3, 128, 128), 2, "SAME", "NCDHW", None), True),
     (("conv2d_transpose", (1, 128, 7, 7), (2, 2, 128, 128), 2, "VALID", "NCHW", None), False),  # stride == kernel
     # a padding past the first tap of input 0 ((K - 1) * d - p < 0)
@@ -1600,8 +1612,8 @@ def test_cf_gathered_runs_rule(monkeypatch):
     F = cpu.CF_GATHER_MIN_CHANNELS
     C = cpu.CF_GATHER_MAX_CHANNELS
 
-    def run(C, F, strides=2, k=3, op=fastdeconv.conv2d_transpose, fmt="NCHW", dilations=1):
-        x = rng.standard_normal((1, C, 6, 7) if fmt == "NCHW" else (1, 6, 7, C)).astype(np.float32)
+    def run(C, F, strides=2, k=3, op=fastdeconv.conv2d_transpose, fmt="NCHW", dilations=1, W=7):
+        x = rng.standard_normal((1, C, 6, W) if fmt == "NCHW" else (1, 6, W, C)).astype(np.float32)
         used.clear()
         if op is fastdeconv.conv2d:
             op(x, rng.standard_normal((k, k, C, F)).astype(np.float32), strides, "SAME", data_format=fmt)
@@ -1621,16 +1633,20 @@ def test_cf_gathered_runs_rule(monkeypatch):
     assert not run(1, F, fmt="NHWC")
     # from CF_GATHER_WIDE_OUT_CHANNELS output channels: more input channels,
     # up to CF_GATHER_EVEN_MAX_CHANNELS where every phase has the same taps
-    # (k4 s2; a dilation 2 leaves phases without taps)
+    # (k4 s2; a dilation 2 leaves phases without taps); rows of 20 columns
+    # (W phases of at most half a vector run on bands from 8 input channels)
     wide, most, even = cpu.CF_GATHER_WIDE_OUT_CHANNELS, cpu.CF_GATHER_WIDE_MAX_CHANNELS, cpu.CF_GATHER_EVEN_MAX_CHANNELS
-    assert run(most, wide)
-    assert not run(most + 1, wide)
-    assert not run(most, wide - 1)
-    assert run(even, wide, k=4)
-    assert run(even, wide, k=4, strides=[1, 1, 2, 1])
-    assert not run(even, wide - 1, k=4)
-    assert not run(most + 1, wide, k=4, dilations=2)
-    assert run(most, wide, k=4, dilations=2)
+    assert run(most, wide, W=20)
+    assert not run(most + 1, wide, W=20)
+    assert not run(most, wide - 1, W=20)
+    assert run(even, wide, k=4, W=20)
+    assert run(even, wide, k=4, strides=[1, 1, 2, 1], W=20)
+    assert not run(even, wide - 1, k=4, W=20)
+    assert not run(most + 1, wide, k=4, dilations=2, W=20)
+    assert run(most, wide, k=4, dilations=2, W=20)
+    half = cpu.CF_BANDS_HALF_PHASE_CHANNELS
+    assert not run(half, wide, k=4, W=2)  # 2-column phases: bands
+    assert run(half - 1, wide, k=4, W=2)
 
 
 ONE_PIXEL_CF_CASES = [

@@ -266,6 +266,19 @@ CF_BANDS_FILL_RATIO = 0.85
 # rows of 48 columns, 3 vectors: 0.9-1.17x).
 CF_BANDS_ONE_VECTOR_ROW_RATIO = 1.0
 CF_BANDS_ONE_VECTOR_ROW_CHANNELS = 32
+# ... and strided transposes whose W phases have at most half a vector's
+# columns (8 float32 on AVX-512: input rows of 4-8 columns at W stride 2)
+# from CF_BANDS_HALF_PHASE_CHANNELS input and CF_BANDS_NARROW_PHASE_CHANNELS
+# output channels, ahead of
+# gathered runs for more than CF_GATHER_MAX_CHANNELS input channels. Zen 5,
+# one thread, 252 k3 and k4 s2 2-D and 3-D calls of 3-24 input and 32-128
+# output channels on input rows of 4, 6, 8, 12 columns, bands against the
+# path before: 4-8 columns with 8 or more input channels 0.40-0.95x,
+# except 3-D (a D stride) on 8 columns, which needs 16 input channels
+# (8: 1.00-1.12x, 12: 0.82-1.04, 16: 0.79-0.93); with 3-6 input channels
+# 3-D rows of 8 columns ran 1.12-1.6x (gathered runs there), 2-D ones
+# 0.5-0.94; 12 columns 0.85-2.0 (benchmarks/NOTES.md section 92).
+CF_BANDS_HALF_PHASE_CHANNELS = 8
 
 # Channels-first calls whose input is one pixel (a DCGAN generator's 1 x 1
 # -> 4 x 4 projection) run the channels-last kernels on the same memory
@@ -482,8 +495,13 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
     # input 0 ((K - 1) * d - p >= 0; the packed columns start there)
     trans_ok = channels_first and trans and min(
         (k - 1) * d - p for k, d, p in zip((KD, KH, KW), (dd, dh, dw), (pd, ph, pw))) >= 0
+    phase_cols, lanes = -(-OW // sw), cpu_simd.VBYTES // x.dtype.itemsize
+    # (bands for W phases of at most half a vector, CF_BANDS_HALF_PHASE_CHANNELS)
+    # (twice the input channels for half a vector exactly with a D stride)
+    by_half = (trans and sw > 1 and 2 * phase_cols <= lanes and Fg >= CF_BANDS_NARROW_PHASE_CHANNELS
+               and Cg >= CF_BANDS_HALF_PHASE_CHANNELS * (2 if sd > 1 and 2 * phase_cols == lanes else 1))
     gather_channels = CF_GATHER_MAX_CHANNELS
-    if Fg >= CF_GATHER_WIDE_OUT_CHANNELS:
+    if Fg >= CF_GATHER_WIDE_OUT_CHANNELS and not by_half:
         even = all(s == 1 or (k % s == 0 and d == 1) for k, s, d in zip((KD, KH, KW), (sd, sh, sw), (dd, dh, dw)))
         gather_channels = max(gather_channels, CF_GATHER_EVEN_MAX_CHANNELS if even else CF_GATHER_WIDE_MAX_CHANNELS)
     if (CF_GATHER and channels_first and trans and (sd, sh, sw) != (1, 1, 1) and G == 1 and not patch
@@ -495,7 +513,6 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
     # along W part empty, or CF_BANDS_ANY_ROW_CHANNELS in and
     # CF_BANDS_ONE_VECTOR_PHASE_OUT_CHANNELS out where they fill one vector
     # and an output's reduction has CF_BANDS_ONE_VECTOR_PHASE_STEPS steps)
-    phase_cols, lanes = -(-OW // sw), cpu_simd.VBYTES // x.dtype.itemsize
     least = CF_BANDS_MIN_CHANNELS
     if trans and (sd, sh, sw) != (1, 1, 1):
         least = CF_BANDS_NARROW_PHASE_CHANNELS if phase_cols < lanes else CF_BANDS_ANY_ROW_CHANNELS
@@ -519,7 +536,7 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
                    and (band_vectors == 2 or not trans))
     if (CF_BANDS and channels_first and (trans_ok or not trans and dw == 1) and G == 1
             and not patch
-            and (by_fill or min(Cg, Fg) >= least
+            and (by_fill or by_half or min(Cg, Fg) >= least
                  and (min(Cg, Fg) >= CF_BANDS_ANY_ROW_CHANNELS or sw > 1
                       or OW * x.dtype.itemsize % (2 * cpu_simd.VBYTES) != 0))
             and KD * ((KH - 1) * dh + 1) * (OW * sw + (KW - 1) * dw + 1) * Cg * x.dtype.itemsize
