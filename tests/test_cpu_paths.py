@@ -591,6 +591,9 @@ def test_tail_pairs_keep_the_packed_rows_within_their_bytes(vector_bytes, monkey
 # (cpu_cfband.column_groups).
 CF_BAND_CASES = [
     ("conv2d", (1, 256, 9, 6), (3, 5, 256, 20), 1, "SAME", "NCHW", None),
+    # W dilations (a run per W tap): SAME, and VALID 3-D with an H dilation
+    ("conv2d", (2, 20, 7, 11), (3, 3, 20, 24), 1, "SAME", "NCHW", [1, 1, 1, 2]),
+    ("conv3d", (1, 16, 3, 8, 13), (2, 3, 3, 16, 18), 1, "VALID", "NCDHW", [1, 1, 1, 2, 3]),
     # stride-1 transposes (taps read in reverse, a run per W tap): SAME,
     # VALID with dilation, 3-D, 1-D with a W dilation
     ("conv2d_transpose", (2, 20, 7, 9), (3, 3, 24, 20), 1, "SAME", "NCHW", None),
@@ -757,7 +760,12 @@ def test_cf_bands_one_vector_tile(case, dtype, vector_bytes, monkeypatch):
     (("conv2d", (1, 48, 7, 7), (3, 3, 48, 64), 1, "SAME", "NCHW", None), True),
     (("conv2d", (1, 16, 7, 8), (3, 3, 16, 32), 1, "SAME", "NCHW", None), False),  # 16 input channels
     (("conv2d", (1, 32, 7, 8), (3, 3, 32, 24), 1, "SAME", "NCHW", None), False),  # 24 of 32 band lanes
-    (("conv2d", (1, 64, 7, 7), (3, 3, 64, 64), 1, "SAME", "NCHW", [1, 1, 1, 2]), False),  # W dilation
+    # a W dilation: rows that leave vectors along W part empty, 2-D and 3-D
+    (("conv2d", (1, 64, 7, 7), (3, 3, 64, 64), 1, "SAME", "NCHW", [1, 1, 1, 2]), True),
+    (("conv3d", (1, 64, 3, 4, 7), (3, 3, 3, 64, 64), 1, "SAME", "NCDHW", [1, 1, 1, 1, 2]), True),
+    (("conv2d", (1, 64, 7, 16), (3, 3, 64, 64), 1, "SAME", "NCHW", [1, 1, 1, 2]), False),  # whole vectors
+    (("conv2d", (1, 128, 7, 16), (3, 3, 128, 128), 1, "SAME", "NCHW", [1, 1, 1, 2]), False),
+    (("conv1d", (1, 64, 23), (3, 64, 64), 1, "SAME", "NCW", 2), False),  # 1-D
     (("conv2d", (1, 64, 7, 7), (3, 3, 32, 64), 1, "SAME", "NCHW", None), False),  # two groups
     (("conv2d_transpose", (1, 64, 7, 7), (3, 3, 64, 64), 1, "SAME", "NCHW", None), True),
     # strided transposes: 128 input and output channels, or 32 where a W

@@ -234,6 +234,16 @@ CF_BANDS_NARROW_PHASE_CHANNELS = 32
 CF_BANDS_ONE_VECTOR_PHASE_OUT_CHANNELS = 64
 CF_BANDS_ONE_VECTOR_PHASE_STEPS = 384
 CF_BANDS_MAX_BYTES = 1 << 20
+# ... and forward convolutions with a W dilation (a run per W tap, as
+# cl_kernel's: the same bits) whose output rows leave vectors along W's
+# lanes part empty, in 2-D and 3-D: one thread, time against vectors along
+# W, NCHW 33^2 x 256 k3 d6 1.68 -> 1.44x the channels-last time, 2 x 65^2 x
+# 512 -> 256 d2 1.35 -> 1.17, 4 x 56^2 x 64 d2 1.37 -> 1.15, 2 x 97^2 x 64
+# 1.39 -> 1.17, NCDHW 20^3 x 64 d2 1.85 -> 1.14; rows of whole vectors
+# (2 x 64^2 x 128: 1.07 against 1.12) and 1-D calls (8 x 1000 x 64-128:
+# 1.06-1.11 against 1.17-1.22) stay on vectors along W (benchmarks/NOTES.md
+# section 93). False turns it off (tests compare the two).
+CF_BANDS_DILATED = True
 
 # ... and, from CF_BANDS_FILL_CHANNELS input and output channels, forward
 # convolutions and stride-1 transposes whose output rows fill vectors along
@@ -534,7 +544,9 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
         # (not transposes on the band kernel's one-vector tile: slower)
         by_fill = (fill_ratio <= (CF_BANDS_ONE_VECTOR_ROW_RATIO if one_vector else CF_BANDS_FILL_RATIO)
                    and (band_vectors == 2 or not trans))
-    if (CF_BANDS and channels_first and (trans_ok or not trans and dw == 1) and G == 1
+    dilated_ok = (CF_BANDS_DILATED and D * H > 1
+                  and OW * x.dtype.itemsize % (2 * cpu_simd.VBYTES) != 0)  # (a forward W dilation)
+    if (CF_BANDS and channels_first and (trans_ok or not trans and (dw == 1 or dilated_ok)) and G == 1
             and not patch
             and (by_fill or by_half or min(Cg, Fg) >= least
                  and (min(Cg, Fg) >= CF_BANDS_ANY_ROW_CHANNELS or sw > 1
