@@ -18,7 +18,7 @@ import pytest
 
 import fastdeconv
 from fastdeconv import _alloc
-from fastdeconv.backends import cpu, cpu_cfband, cpu_pw, cpu_rb, cpu_simd
+from fastdeconv.backends import cpu, cpu_cfband, cpu_dw, cpu_pw, cpu_rb, cpu_simd
 
 CASES = [
     # (op, x shape, w shape, strides, padding, data_format, dilations)
@@ -1655,6 +1655,49 @@ def test_cf_gathered_runs_rule(monkeypatch):
     half = cpu.CF_BANDS_HALF_PHASE_CHANNELS
     assert not run(half, wide, k=4, W=2)  # 2-column phases: bands
     assert run(half - 1, wide, k=4, W=2)
+
+
+# Channels-first 2-D depthwise convolutions with W stride 1 (cpu_dw.depthwise_cf):
+# multipliers 1 and 3, SAME, VALID and explicit padding, an H stride, H and
+# W dilations, rows of 1-40 columns, planes of fewer rows than a tile's and
+# of a last partial block; a W stride and 3-D stay on vectors along W.
+DEPTHWISE_CF_CASES = [
+    (("conv2d", (2, 8, 9, 13), (3, 3, 1, 8), 1, "SAME", "NCHW", None), True),
+    (("conv2d", (1, 4, 7, 40), (5, 3, 1, 12), 1, "VALID", "NCHW", None), True),
+    (("conv2d", (2, 6, 10, 17), (3, 3, 1, 6), [1, 1, 2, 1], [(2, 1), (0, 3)], "NCHW", [1, 1, 2, 3]), True),
+    (("conv2d", (1, 5, 3, 1), (3, 1, 1, 5), 1, "SAME", "NCHW", None), True),
+    (("conv2d", (3, 16, 2, 5), (3, 3, 1, 16), 1, "SAME", "NCHW", None), True),
+    (("conv2d", (1, 8, 9, 13), (3, 3, 1, 8), 2, "SAME", "NCHW", None), False),  # a W stride
+    (("conv3d", (1, 4, 3, 5, 6), (3, 3, 3, 1, 4), 1, "SAME", "NCDHW", None), False),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case, used", DEPTHWISE_CF_CASES, ids=[f"{c[0]}-{c[1]}-{c[2]}" for c, _ in DEPTHWISE_CF_CASES])
+def test_depthwise_cf_same_bits(case, used, dtype, vector_bytes, monkeypatch):
+    """The channels-first depthwise kernel gives the bits of vectors along W
+    and of the channels-last depthwise kernel, on one chunk of planes and
+    on a chunk each, and is used where the rule says so."""
+    x, w = _arrays(case, dtype, np.random.default_rng(31))
+    kernels = []
+    real_rows = cpu_rb.with_rows
+
+    def spy(kernel, args, n, **kw):
+        kernels.append(kernel)
+        return real_rows(kernel, args, n, **kw)
+
+    monkeypatch.setattr(cpu_rb, "with_rows", spy)
+    results = _calls_with(case, x, w, monkeypatch, [
+        ({(cpu, "DEPTHWISE_CF"): True}, None),
+        ({(cpu, "DEPTHWISE_CF"): True}, 10**12),
+        ({(cpu, "DEPTHWISE_CF"): False}, None)])
+    assert (kernels.count(cpu_dw.depthwise_cf) == 2) == used
+    y = results[0]
+    assert all(r.tobytes() == y.tobytes() for r in results)
+    assert np.moveaxis(y, 1, -1).tobytes() == _call_channels_last(case, x, w).tobytes()
+    ref = _call(case, x, w, "reference")
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    assert np.max(np.abs(y - ref)) <= tol * max(1.0, float(np.max(np.abs(ref))))
 
 
 ONE_PIXEL_CF_CASES = [

@@ -1,5 +1,6 @@
-"""Depthwise forward convolution, channels-last: one input channel per group
-(Keras' DepthwiseConv, the first half of SeparableConv).
+"""Depthwise forward convolution: one input channel per group (Keras'
+DepthwiseConv, the first half of SeparableConv), channels-last
+(`depthwise_cl`) and 2-D channels-first with W stride 1 (`depthwise_cf`).
 
 Each output element has at most KD*KH*KW terms, so the register-blocked
 kernels (a reduction over taps x input channels per output) spend their
@@ -14,11 +15,14 @@ one channel per group), each group's partial sum from zero added to the
 running total. Taps that fall into the padding along D and H are skipped,
 as in cl_kernel; along W they are skipped too, where cl_kernel adds 0 * w
 (the same value: only the sign of a zero result could differ).
+depthwise_cf multiplies the padding's zeros instead of skipping those taps
+(the same values; a sum that starts at +0 never becomes -0).
 """
 
 import numpy as np
 
-from .._jit import allocating_kernel
+from .._jit import allocating_kernel, serial_kernel
+from .cpu_simd import addr, itemsize, scratch, tile_dims, vcopyn, vrun_cols_whole, vtadd, vtstore_rows, vtzero
 
 
 @allocating_kernel
@@ -67,3 +71,60 @@ def depthwise_cl(x, w, out, geo, r_begin, r_end):
                 for m in range(M):
                     for c in range(C):
                         dst[c * M + m] = total[m * C + c]
+
+
+@serial_kernel
+def depthwise_cf(x, wf, out, geo, tile, xin, t_begin, t_end):
+    """Planes (b, c) [t_begin, t_end) of a 2-D channels-first depthwise
+    convolution with W stride 1. x: (B, C, H, W) flat; wf: (C*M, KH, KW)
+    flat, output channel f = c*M + m's filter; out: (B, C*M, OH, OW) flat;
+    xin: zeros for the input plane padded (`plane_rows` rows of Wp
+    columns: input row ih at row ph + ih, column iw at pw + iw). A tile's
+    NW vectors are NW output rows, V columns each; a row of KW taps is one
+    run (its input a column on per tap, its weights consecutive)."""
+    (B, C, H, W, M, OH, OW, KH, KW, sh, dh, dw, ph, pw, gs, Wp) = geo
+    isz = itemsize(out)
+    _, NW, V = tile_dims(tile, out)
+    xa = addr(x)
+    ba = addr(xin)
+    wa = addr(wf)
+    so = scratch(0, 8)
+    F = C * M
+    nwc = (OW + V - 1) // V
+    for t in range(t_begin, t_end):
+        b = t // C
+        c = t - b * C
+        src = xa + (b * C + c) * H * W * isz
+        for ih in range(H):
+            for iw in range(0, W, V):
+                vcopyn(out, tile, ba + ((ph + ih) * Wp + pw + iw) * isz, src + (ih * W + iw) * isz, W - iw)
+        for m in range(M):
+            f = c * M + m
+            for oh0 in range(0, OH, NW):
+                nv = NW if NW < OH - oh0 else OH - oh0
+                for wc in range(nwc):
+                    ow0 = wc * V
+                    # taps in (kh, kw) order, (kh) groups of gs summed from zero
+                    acc = vtzero(out, tile)
+                    total = acc
+                    grp = -1
+                    ngrp = 0
+                    for kh in range(KH):
+                        if kh // gs != grp:
+                            grp = kh // gs
+                            if ngrp > 0:
+                                total = vtadd(total, acc)
+                                acc = vtzero(out, tile)
+                            ngrp += 1
+                        p = ba + ((oh0 * sh + kh * dh) * Wp + ow0) * isz
+                        acc = vrun_cols_whole(out, acc, tile, p, dw * isz, sh * Wp * isz, 0, 0,
+                                              wa + (f * KH + kh) * KW * isz, KW)
+                    acc = vtadd(total, acc)
+                    so[0] = ((b * F + f) * OH + oh0) * OW + ow0
+                    vtstore_rows(out, tile, so, acc, OW - ow0, OW, nv)
+
+
+def plane_rows(OH, H, KH, sh, dh, ph, rows):
+    """depthwise_cf's padded plane: rows for every block of `rows` output
+    rows (the last block read in full) and the input with ph rows above."""
+    return max(ph + H, (-(-OH // rows) * rows - 1) * sh + (KH - 1) * dh + 1)
