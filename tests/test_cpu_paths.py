@@ -1657,17 +1657,24 @@ def test_cf_gathered_runs_rule(monkeypatch):
     assert run(half - 1, wide, k=4, W=2)
 
 
-# Channels-first 2-D depthwise convolutions with W stride 1 (cpu_dw.depthwise_cf):
+# Channels-first 2-D depthwise convolutions (cpu_dw.depthwise_cf):
 # multipliers 1 and 3, SAME, VALID and explicit padding, an H stride, H and
 # W dilations, rows of 1-40 columns, planes of fewer rows than a tile's and
-# of a last partial block; a W stride and 3-D stay on vectors along W.
+# of a last partial block, W stride 2; W stride 3 and 3-D stay on vectors
+# along W.
 DEPTHWISE_CF_CASES = [
     (("conv2d", (2, 8, 9, 13), (3, 3, 1, 8), 1, "SAME", "NCHW", None), True),
     (("conv2d", (1, 4, 7, 40), (5, 3, 1, 12), 1, "VALID", "NCHW", None), True),
     (("conv2d", (2, 6, 10, 17), (3, 3, 1, 6), [1, 1, 2, 1], [(2, 1), (0, 3)], "NCHW", [1, 1, 2, 3]), True),
     (("conv2d", (1, 5, 3, 1), (3, 1, 1, 5), 1, "SAME", "NCHW", None), True),
     (("conv2d", (3, 16, 2, 5), (3, 3, 1, 16), 1, "SAME", "NCHW", None), True),
-    (("conv2d", (1, 8, 9, 13), (3, 3, 1, 8), 2, "SAME", "NCHW", None), False),  # a W stride
+    # W stride 2 (columns split by phase in the padded plane): SAME with
+    # pads of 0 and 1 on the left, VALID with a W dilation, explicit padding
+    (("conv2d", (1, 8, 9, 13), (3, 3, 1, 8), 2, "SAME", "NCHW", None), True),
+    (("conv2d", (2, 4, 8, 36), (3, 3, 1, 4), 2, "SAME", "NCHW", None), True),
+    (("conv2d", (2, 3, 8, 35), (3, 4, 1, 6), [1, 1, 2, 2], "VALID", "NCHW", [1, 1, 1, 2]), True),
+    (("conv2d", (1, 5, 6, 20), (3, 5, 1, 5), [1, 1, 1, 2], [(1, 1), (3, 2)], "NCHW", None), True),
+    (("conv2d", (1, 8, 9, 13), (3, 3, 1, 8), [1, 1, 1, 3], "SAME", "NCHW", None), False),  # W stride 3
     (("conv3d", (1, 4, 3, 5, 6), (3, 3, 3, 1, 4), 1, "SAME", "NCDHW", None), False),
 ]
 

@@ -1,6 +1,7 @@
 """Depthwise forward convolution: one input channel per group (Keras'
 DepthwiseConv, the first half of SeparableConv), channels-last
-(`depthwise_cl`) and 2-D channels-first with W stride 1 (`depthwise_cf`).
+(`depthwise_cl`) and 2-D channels-first with W stride 1 or 2
+(`depthwise_cf`).
 
 Each output element has at most KD*KH*KW terms, so the register-blocked
 kernels (a reduction over taps x input channels per output) spend their
@@ -22,7 +23,8 @@ depthwise_cf multiplies the padding's zeros instead of skipping those taps
 import numpy as np
 
 from .._jit import allocating_kernel, serial_kernel
-from .cpu_simd import addr, itemsize, scratch, tile_dims, vcopyn, vrun_cols_whole, vtadd, vtstore_rows, vtzero
+from .cpu_simd import (addr, itemsize, scratch, tile_dims, vcopyn, vpack_rows, vrun_cols_whole, vtadd, vtstore_rows,
+                       vtzero)
 
 
 @allocating_kernel
@@ -76,13 +78,18 @@ def depthwise_cl(x, w, out, geo, r_begin, r_end):
 @serial_kernel
 def depthwise_cf(x, wf, out, geo, tile, xin, t_begin, t_end):
     """Planes (b, c) [t_begin, t_end) of a 2-D channels-first depthwise
-    convolution with W stride 1. x: (B, C, H, W) flat; wf: (C*M, KH, KW)
-    flat, output channel f = c*M + m's filter; out: (B, C*M, OH, OW) flat;
-    xin: zeros for the input plane padded (`plane_rows` rows of Wp
-    columns: input row ih at row ph + ih, column iw at pw + iw). A tile's
-    NW vectors are NW output rows, V columns each; a row of KW taps is one
-    run (its input a column on per tap, its weights consecutive)."""
-    (B, C, H, W, M, OH, OW, KH, KW, sh, dh, dw, ph, pw, gs, Wp) = geo
+    convolution with W stride 1 or 2. x: (B, C, H, W) flat; wf: (C*M, KH,
+    KW) flat, output channel f = c*M + m's filter; out: (B, C*M, OH, OW)
+    flat; xin: zeros for the input plane padded (`plane_rows` rows of sw
+    sub-rows of Ws columns each: input row ih at row ph + ih, its column
+    iw in sub-row iw % sw at column P0 + iw // sw, P0 = ceil(pw / sw)), so
+    that output column ow's tap kw, input column e = ow*sw + kw*dw - pw,
+    is column ow + P0 + floor((kw*dw - pw) / sw) of sub-row e % sw. A
+    tile's NW vectors are NW output rows, V columns each; with W stride 1
+    a row of KW taps is one run (its input a column on per tap, its weights
+    consecutive), with 2 a run per tap (stride-2 rows split into their
+    even and odd columns in registers, vpack_rows)."""
+    (B, C, H, W, M, OH, OW, KH, KW, sh, sw, dh, dw, ph, pw, gs, Ws) = geo
     isz = itemsize(out)
     _, NW, V = tile_dims(tile, out)
     xa = addr(x)
@@ -90,14 +97,20 @@ def depthwise_cf(x, wf, out, geo, tile, xin, t_begin, t_end):
     wa = addr(wf)
     so = scratch(0, 8)
     F = C * M
+    P0 = (pw + sw - 1) // sw
+    Wrow = sw * Ws
     nwc = (OW + V - 1) // V
     for t in range(t_begin, t_end):
         b = t // C
         c = t - b * C
         src = xa + (b * C + c) * H * W * isz
         for ih in range(H):
-            for iw in range(0, W, V):
-                vcopyn(out, tile, ba + ((ph + ih) * Wp + pw + iw) * isz, src + (ih * W + iw) * isz, W - iw)
+            dst = ba + ((ph + ih) * Wrow + P0) * isz
+            if sw == 1:
+                for iw in range(0, W, V):
+                    vcopyn(out, tile, dst + iw * isz, src + (ih * W + iw) * isz, W - iw)
+            else:
+                vpack_rows(out, tile, dst, src + ih * W * isz, W, 1, 0, Ws, sw)
         for m in range(M):
             f = c * M + m
             for oh0 in range(0, OH, NW):
@@ -116,9 +129,15 @@ def depthwise_cf(x, wf, out, geo, tile, xin, t_begin, t_end):
                                 total = vtadd(total, acc)
                                 acc = vtzero(out, tile)
                             ngrp += 1
-                        p = ba + ((oh0 * sh + kh * dh) * Wp + ow0) * isz
-                        acc = vrun_cols_whole(out, acc, tile, p, dw * isz, sh * Wp * isz, 0, 0,
-                                              wa + (f * KH + kh) * KW * isz, KW)
+                        p = ba + ((oh0 * sh + kh * dh) * Wrow + P0 + ow0) * isz
+                        q = wa + (f * KH + kh) * KW * isz
+                        if sw == 1:
+                            acc = vrun_cols_whole(out, acc, tile, p - pw * isz, dw * isz, sh * Wrow * isz, 0, 0, q, KW)
+                        else:
+                            for kw in range(KW):
+                                e = kw * dw - pw
+                                acc = vrun_cols_whole(out, acc, tile, p + ((e % sw) * Ws + e // sw) * isz, 0,
+                                                      sh * Wrow * isz, 0, 0, q + kw * isz, 1)
                     acc = vtadd(total, acc)
                     so[0] = ((b * F + f) * OH + oh0) * OW + ow0
                     vtstore_rows(out, tile, so, acc, OW - ow0, OW, nv)
@@ -128,3 +147,13 @@ def plane_rows(OH, H, KH, sh, dh, ph, rows):
     """depthwise_cf's padded plane: rows for every block of `rows` output
     rows (the last block read in full) and the input with ph rows above."""
     return max(ph + H, (-(-OH // rows) * rows - 1) * sh + (KH - 1) * dh + 1)
+
+
+def subrow_columns(OW, W, KW, sw, dw, pw, lanes):
+    """depthwise_cf's sub-row length: the columns whole vectors of output
+    columns read, and those the copy writes (whole 2 vectors for W stride
+    2, vpack_rows)."""
+    P0 = -(-pw // sw)
+    reads = P0 + -(-OW // lanes) * lanes + max(0, ((KW - 1) * dw - pw) // sw) + 1
+    writes = P0 + -(-(-(-W // sw)) // (2 * lanes)) * 2 * lanes
+    return max(reads, writes) + lanes
