@@ -94,10 +94,11 @@ DEPTHWISE = True
 # cpu_dw.depthwise_cf (vectors along W, a tile of DEPTHWISE_CF_ROWS output
 # rows, one input plane padded per tile, a stride-2 plane's columns split
 # by phase) instead of vectors along W with a 1-channel tile per group
-# (benchmarks/NOTES.md section 94). False turns it off (tests compare the
-# two).
+# (benchmarks/NOTES.md section 94; 8 rows: 0.9-0.95x the time of 4, 1.0-1.2x
+# that of 2 rows, the least on every measured plane). False turns it off
+# (tests compare the two).
 DEPTHWISE_CF = True
-DEPTHWISE_CF_ROWS = 4
+DEPTHWISE_CF_ROWS = 8
 
 # Channels-last 1x1 stride-1 forward convolutions without groups and with
 # at most POINTWISE_BYTES of filters (input x output channels x itemsize:
