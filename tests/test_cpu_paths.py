@@ -1657,10 +1657,10 @@ def test_cf_gathered_runs_rule(monkeypatch):
     assert run(half - 1, wide, k=4, W=2)
 
 
-# Channels-first 2-D depthwise convolutions (cpu_dw.depthwise_cf):
+# Channels-first depthwise convolutions (cpu_dw.depthwise_cf):
 # multipliers 1 and 3, SAME, VALID and explicit padding, an H stride, H and
 # W dilations, rows of 1-40 columns, planes of fewer rows than a tile's and
-# of a last partial block, W stride 2; W stride 3 and 3-D stay on vectors
+# of a last partial block, W stride 2, 3-D; W stride 3 stays on vectors
 # along W.
 DEPTHWISE_CF_CASES = [
     (("conv2d", (2, 8, 9, 13), (3, 3, 1, 8), 1, "SAME", "NCHW", None), True),
@@ -1675,7 +1675,11 @@ DEPTHWISE_CF_CASES = [
     (("conv2d", (2, 3, 8, 35), (3, 4, 1, 6), [1, 1, 2, 2], "VALID", "NCHW", [1, 1, 1, 2]), True),
     (("conv2d", (1, 5, 6, 20), (3, 5, 1, 5), [1, 1, 1, 2], [(1, 1), (3, 2)], "NCHW", None), True),
     (("conv2d", (1, 8, 9, 13), (3, 3, 1, 8), [1, 1, 1, 3], "SAME", "NCHW", None), False),  # W stride 3
-    (("conv3d", (1, 4, 3, 5, 6), (3, 3, 3, 1, 4), 1, "SAME", "NCDHW", None), False),
+    # 3-D: the KD input planes of each output plane; a D stride and padding,
+    # a D dilation, planes outside the input
+    (("conv3d", (1, 4, 3, 5, 6), (3, 3, 3, 1, 4), 1, "SAME", "NCDHW", None), True),
+    (("conv3d", (2, 3, 7, 6, 11), (3, 2, 3, 1, 6), [1, 1, 2, 1, 2], [(2, 1), (1, 0), (1, 1)], "NCDHW", None), True),
+    (("conv3d", (1, 5, 9, 4, 5), (2, 3, 3, 1, 5), 1, "VALID", "NCDHW", [1, 1, 3, 1, 1]), True),
 ]
 
 

@@ -90,10 +90,11 @@ FOLD_LINES = True
 # (tests compare the two). 3x3 depthwise on 32-256 channels: 2.7-6.6x
 # slower than TensorFlow on the register-blocked paths (benchmarks/NOTES.md).
 DEPTHWISE = True
-# ... and channels-first 2-D ones with W stride 1 or 2 use
+# ... and channels-first ones (2-D and 3-D) with W stride 1 or 2 use
 # cpu_dw.depthwise_cf (vectors along W, a tile of DEPTHWISE_CF_ROWS output
-# rows, one input plane padded per tile, a stride-2 plane's columns split
-# by phase) instead of vectors along W with a 1-channel tile per group
+# rows, the input planes of an output plane padded per tile, a stride-2
+# plane's columns split by phase) instead of vectors along W with a
+# 1-channel tile per group
 # (benchmarks/NOTES.md section 94; 8 rows: 0.9-0.95x the time of 4, 1.0-1.2x
 # that of 2 rows, the least on every measured plane). False turns it off
 # (tests compare the two).
@@ -460,7 +461,7 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
         _to_channels_first(y, out)
         return out
     if (DEPTHWISE_CF and not trans and channels_first and Cg == 1 and G > 1 and out is None
-            and D == OD == KD == 1 and sw <= 2):
+            and sw <= 2):
         return _depthwise_cf(x, wg, out_spatial, strides, dilations, pads_before, epilogue)
     if DEPTHWISE and not trans and not channels_first and Cg == 1 and G > 1:
         if out is not None:
@@ -761,26 +762,26 @@ def _cf_bands(x, wg, out_spatial, strides, dilations, pads_before, trans, writab
 
 
 def _depthwise_cf(x, wg, out_spatial, strides, dilations, pads_before, epilogue):
-    """cpu_dw.depthwise_cf for _run's 2-D channels-first depthwise calls
-    with W stride 1 or 2 (DEPTHWISE_CF)."""
-    _, _, KH, KW, _, M = wg.shape
-    B, C, _, H, W = x.shape
-    _, OH, OW = out_spatial
-    (_, sh, sw), (_, dh, dw) = strides, dilations
-    _, ph, pw = pads_before
+    """cpu_dw.depthwise_cf for _run's channels-first depthwise calls with W
+    stride 1 or 2 (DEPTHWISE_CF)."""
+    _, KD, KH, KW, _, M = wg.shape
+    B, C, D, H, W = x.shape
+    OD, OH, OW = out_spatial
+    (sd, sh, sw), (dd, dh, dw) = strides, dilations
+    pd, ph, pw = pads_before
     tile = cpu_simd.Tile(1, DEPTHWISE_CF_ROWS)
     V = tile.lanes(x.dtype.itemsize)
-    # filters (C*M, KH, KW): output channel c*M + m's taps in a row
+    # filters (C*M, KD, KH, KW): output channel c*M + m's taps in a row
     wf = _memo(wg, ("dw-cf", x.dtype.str), lambda: _alloc.readonly(np.ascontiguousarray(
-        wg[:, 0].transpose(0, 3, 4, 1, 2).reshape(C * M, KH, KW), dtype=x.dtype)))
+        wg.transpose(0, 5, 4, 1, 2, 3).reshape(C * M, KD, KH, KW), dtype=x.dtype)))
     Ws = cpu_dw.subrow_columns(OW, W, KW, sw, dw, pw, V)
     rows = cpu_dw.plane_rows(OH, H, KH, sh, dh, ph, DEPTHWISE_CF_ROWS)
-    geo = tuple(int(v) for v in (B, C, H, W, M, OH, OW, KH, KW, sh, sw, dh, dw, ph, pw, cpu_rb.sum_group(KW, 1),
-                                 Ws))
-    y = _alloc.empty((B, C * M, 1, OH, OW), x.dtype)
+    geo = tuple(int(v) for v in (B, C, D, H, W, M, OD, OH, OW, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw,
+                                 cpu_rb.sum_group(KW, 1), Ws, rows))
+    y = _alloc.empty((B, C * M, OD, OH, OW), x.dtype)
     args = (np.ascontiguousarray(x).reshape(-1), wf.reshape(-1), y.reshape(-1), geo, tile)
-    cpu_rb.parallel_tiles(cpu_rb.with_rows(cpu_dw.depthwise_cf, args, rows * sw * Ws), (), B * C,
-                          16 * B * OH * OW * C * M * KH * KW)
+    cpu_rb.parallel_tiles(cpu_rb.with_rows(cpu_dw.depthwise_cf, args, KD * rows * sw * Ws), (), B * C * OD,
+                          16 * B * OD * OH * OW * C * M * KD * KH * KW)
     return _finish(y, True, epilogue)
 
 

@@ -1,7 +1,6 @@
 """Depthwise forward convolution: one input channel per group (Keras'
 DepthwiseConv, the first half of SeparableConv), channels-last
-(`depthwise_cl`) and 2-D channels-first with W stride 1 or 2
-(`depthwise_cf`).
+(`depthwise_cl`) and channels-first with W stride 1 or 2 (`depthwise_cf`).
 
 Each output element has at most KD*KH*KW terms, so the register-blocked
 kernels (a reduction over taps x input channels per output) spend their
@@ -77,19 +76,22 @@ def depthwise_cl(x, w, out, geo, r_begin, r_end):
 
 @serial_kernel
 def depthwise_cf(x, wf, out, geo, tile, xin, t_begin, t_end):
-    """Planes (b, c) [t_begin, t_end) of a 2-D channels-first depthwise
-    convolution with W stride 1 or 2. x: (B, C, H, W) flat; wf: (C*M, KH,
-    KW) flat, output channel f = c*M + m's filter; out: (B, C*M, OH, OW)
-    flat; xin: zeros for the input plane padded (`plane_rows` rows of sw
-    sub-rows of Ws columns each: input row ih at row ph + ih, its column
-    iw in sub-row iw % sw at column P0 + iw // sw, P0 = ceil(pw / sw)), so
-    that output column ow's tap kw, input column e = ow*sw + kw*dw - pw,
-    is column ow + P0 + floor((kw*dw - pw) / sw) of sub-row e % sw. A
-    tile's NW vectors are NW output rows, V columns each; with W stride 1
-    a row of KW taps is one run (its input a column on per tap, its weights
-    consecutive), with 2 a run per tap (stride-2 rows split into their
-    even and odd columns in registers, vpack_rows)."""
-    (B, C, H, W, M, OH, OW, KH, KW, sh, sw, dh, dw, ph, pw, gs, Ws) = geo
+    """Output planes (b, c, od) [t_begin, t_end) of a 2-D or 3-D
+    channels-first depthwise convolution with W stride 1 or 2, every
+    multiplier m. x: (B, C, D, H, W) flat; wf: (C*M, KD, KH, KW) flat,
+    output channel f = c*M + m's filter; out: (B, C*M, OD, OH, OW) flat;
+    xin: zeros for the KD input planes the output plane reads, each
+    padded (`plane_rows` rows of sw sub-rows of Ws columns: input row ih at
+    row ph + ih, its column iw in sub-row iw % sw at column P0 + iw // sw,
+    P0 = ceil(pw / sw)), so that output column ow's tap kw, input column e
+    = ow*sw + kw*dw - pw, is column ow + P0 + floor((kw*dw - pw) / sw) of
+    sub-row e % sw. Planes outside the input are skipped, as depthwise_cl
+    skips their taps. A tile's NW vectors are NW output rows, V columns
+    each; with W stride 1 a row of KW taps is one run (its input a column
+    on per tap, its weights consecutive), with 2 a run per tap (stride-2
+    rows split into their even and odd columns in registers,
+    vpack_rows)."""
+    (B, C, D, H, W, M, OD, OH, OW, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw, gs, Ws, NR) = geo
     isz = itemsize(out)
     _, NW, V = tile_dims(tile, out)
     xa = addr(x)
@@ -101,45 +103,56 @@ def depthwise_cf(x, wf, out, geo, tile, xin, t_begin, t_end):
     Wrow = sw * Ws
     nwc = (OW + V - 1) // V
     for t in range(t_begin, t_end):
-        b = t // C
-        c = t - b * C
-        src = xa + (b * C + c) * H * W * isz
-        for ih in range(H):
-            dst = ba + ((ph + ih) * Wrow + P0) * isz
-            if sw == 1:
-                for iw in range(0, W, V):
-                    vcopyn(out, tile, dst + iw * isz, src + (ih * W + iw) * isz, W - iw)
-            else:
-                vpack_rows(out, tile, dst, src + ih * W * isz, W, 1, 0, Ws, sw)
+        od = t % OD
+        q = t // OD
+        c = q % C
+        b = q // C
+        for kd in range(KD):
+            i_d = od * sd - pd + kd * dd
+            if i_d < 0 or i_d >= D:
+                continue
+            src = xa + (((b * C + c) * D + i_d) * H * W) * isz
+            for ih in range(H):
+                dst = ba + ((kd * NR + ph + ih) * Wrow + P0) * isz
+                if sw == 1:
+                    for iw in range(0, W, V):
+                        vcopyn(out, tile, dst + iw * isz, src + (ih * W + iw) * isz, W - iw)
+                else:
+                    vpack_rows(out, tile, dst, src + ih * W * isz, W, 1, 0, Ws, sw)
         for m in range(M):
             f = c * M + m
             for oh0 in range(0, OH, NW):
                 nv = NW if NW < OH - oh0 else OH - oh0
                 for wc in range(nwc):
                     ow0 = wc * V
-                    # taps in (kh, kw) order, (kh) groups of gs summed from zero
+                    # taps in (kd, kh, kw) order, (kd, kh) groups of gs summed from zero
                     acc = vtzero(out, tile)
                     total = acc
                     grp = -1
                     ngrp = 0
-                    for kh in range(KH):
-                        if kh // gs != grp:
-                            grp = kh // gs
-                            if ngrp > 0:
-                                total = vtadd(total, acc)
-                                acc = vtzero(out, tile)
-                            ngrp += 1
-                        p = ba + ((oh0 * sh + kh * dh) * Wrow + P0 + ow0) * isz
-                        q = wa + (f * KH + kh) * KW * isz
-                        if sw == 1:
-                            acc = vrun_cols_whole(out, acc, tile, p - pw * isz, dw * isz, sh * Wrow * isz, 0, 0, q, KW)
-                        else:
-                            for kw in range(KW):
-                                e = kw * dw - pw
-                                acc = vrun_cols_whole(out, acc, tile, p + ((e % sw) * Ws + e // sw) * isz, 0,
-                                                      sh * Wrow * isz, 0, 0, q + kw * isz, 1)
+                    for kd in range(KD):
+                        i_d = od * sd - pd + kd * dd
+                        if i_d < 0 or i_d >= D:
+                            continue
+                        for kh in range(KH):
+                            if (kd * KH + kh) // gs != grp:
+                                grp = (kd * KH + kh) // gs
+                                if ngrp > 0:
+                                    total = vtadd(total, acc)
+                                    acc = vtzero(out, tile)
+                                ngrp += 1
+                            p = ba + (((kd * NR) + oh0 * sh + kh * dh) * Wrow + P0 + ow0) * isz
+                            q = wa + ((f * KD + kd) * KH + kh) * KW * isz
+                            if sw == 1:
+                                acc = vrun_cols_whole(out, acc, tile, p - pw * isz, dw * isz, sh * Wrow * isz, 0, 0,
+                                                      q, KW)
+                            else:
+                                for kw in range(KW):
+                                    e = kw * dw - pw
+                                    acc = vrun_cols_whole(out, acc, tile, p + ((e % sw) * Ws + e // sw) * isz, 0,
+                                                          sh * Wrow * isz, 0, 0, q + kw * isz, 1)
                     acc = vtadd(total, acc)
-                    so[0] = ((b * F + f) * OH + oh0) * OW + ow0
+                    so[0] = (((b * F + f) * OD + od) * OH + oh0) * OW + ow0
                     vtstore_rows(out, tile, so, acc, OW - ow0, OW, nv)
 
 
