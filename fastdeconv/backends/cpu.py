@@ -519,6 +519,8 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
     trans_ok = channels_first and trans and min(
         (k - 1) * d - p for k, d, p in zip((KD, KH, KW), (dd, dh, dw), (pd, ph, pw))) >= 0
     phase_cols, lanes = -(-OW // sw), cpu_simd.VBYTES // x.dtype.itemsize
+    strided_trans = trans and (sd, sh, sw) != (1, 1, 1)
+    part_lanes = OW * x.dtype.itemsize % (2 * cpu_simd.VBYTES) != 0  # rows not of whole 2-vector chunks
     # (bands for W phases of at most half a vector, CF_BANDS_HALF_PHASE_CHANNELS)
     # (twice the input channels for half a vector exactly with a D stride)
     by_half = (trans and sw > 1 and 2 * phase_cols <= lanes and Fg >= CF_BANDS_NARROW_PHASE_CHANNELS
@@ -527,7 +529,7 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
     if Fg >= CF_GATHER_WIDE_OUT_CHANNELS and not by_half:
         even = all(s == 1 or (k % s == 0 and d == 1) for k, s, d in zip((KD, KH, KW), (sd, sh, sw), (dd, dh, dw)))
         gather_channels = max(gather_channels, CF_GATHER_EVEN_MAX_CHANNELS if even else CF_GATHER_WIDE_MAX_CHANNELS)
-    if (CF_GATHER and channels_first and trans and (sd, sh, sw) != (1, 1, 1) and G == 1 and not patch
+    if (CF_GATHER and channels_first and strided_trans and G == 1 and not patch
             and Cg <= gather_channels and KD * KH * KW * Cg <= cpu_rb.SUM_GROUP_TERMS
             and F >= CF_GATHER_MIN_CHANNELS and sw <= CF_GATHER_MAX_W_STRIDE):
         return _cf_gather(x, wg, (OD, OH, OW), strides, dilations, pads_before, writable, flat, epilogue)
@@ -537,7 +539,7 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
     # CF_BANDS_ONE_VECTOR_PHASE_OUT_CHANNELS out where they fill one vector
     # and an output's reduction has CF_BANDS_ONE_VECTOR_PHASE_STEPS steps)
     least = CF_BANDS_MIN_CHANNELS
-    if trans and (sd, sh, sw) != (1, 1, 1):
+    if strided_trans:
         least = CF_BANDS_NARROW_PHASE_CHANNELS if phase_cols < lanes else CF_BANDS_ANY_ROW_CHANNELS
         if (phase_cols == lanes and Cg >= CF_BANDS_ANY_ROW_CHANNELS
                 and KD * KH * KW * Cg >= CF_BANDS_ONE_VECTOR_PHASE_STEPS * sd * sh * sw):
@@ -546,7 +548,6 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
     # tile's channel lanes: a strided transpose's W phases, from
     # CF_BANDS_NARROW_PHASE_CHANNELS; other calls' output rows, from
     # CF_BANDS_FILL_CHANNELS)
-    strided_trans = trans and (sd, sh, sw) != (1, 1, 1)
     by_fill = False
     if min(Cg, Fg) >= (CF_BANDS_NARROW_PHASE_CHANNELS if strided_trans else CF_BANDS_FILL_CHANNELS):
         band_vectors = _band_vectors(Fg, x.dtype.itemsize)
@@ -557,13 +558,11 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
         # (not transposes on the band kernel's one-vector tile: slower)
         by_fill = (fill_ratio <= (CF_BANDS_ONE_VECTOR_ROW_RATIO if one_vector else CF_BANDS_FILL_RATIO)
                    and (band_vectors == 2 or not trans))
-    dilated_ok = (CF_BANDS_DILATED and D * H > 1
-                  and OW * x.dtype.itemsize % (2 * cpu_simd.VBYTES) != 0)  # (a forward W dilation)
+    dilated_ok = CF_BANDS_DILATED and D * H > 1 and part_lanes  # (a forward W dilation)
     if (CF_BANDS and channels_first and (trans_ok or not trans and (dw == 1 or dilated_ok)) and G == 1
             and not patch
             and (by_fill or by_half or min(Cg, Fg) >= least
-                 and (min(Cg, Fg) >= CF_BANDS_ANY_ROW_CHANNELS or sw > 1
-                      or OW * x.dtype.itemsize % (2 * cpu_simd.VBYTES) != 0))
+                 and (min(Cg, Fg) >= CF_BANDS_ANY_ROW_CHANNELS or sw > 1 or part_lanes))
             and KD * ((KH - 1) * dh + 1) * (OW * sw + (KW - 1) * dw + 1) * Cg * x.dtype.itemsize
             <= CF_BANDS_MAX_BYTES):
         return _cf_bands(x, wg, (OD, OH, OW), strides, dilations, pads_before, trans, writable, flat, epilogue)
