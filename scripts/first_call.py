@@ -66,6 +66,15 @@ PATHS = {
     "wv, strided forward (channels-first, W stride 2)":
         "x = r(1, 16, 8, 8, 8); w = r(3, 3, 3, 16, 16)\n"
         "CALL fd.conv3d(x, w, 2, 'SAME', data_format='NCDHW', backend='cpu')",
+    "depthwise (channels-last, one input channel per group)":
+        "x = r(1, 16, 16, 32); w = r(3, 3, 1, 32)\n"
+        "CALL fd.conv2d(x, w, 1, 'SAME', backend='cpu')",
+    "depthwise (channels-first, W stride 1 or 2)":
+        "x = r(1, 32, 16, 16); w = r(3, 3, 1, 32)\n"
+        "CALL fd.conv2d(x, w, 1, 'SAME', data_format='NCHW', backend='cpu')",
+    "cf bands, one-vector tile (channels-first, 16 output channels)":
+        "x = r(1, 32, 20, 20); w = r(3, 3, 32, 16)\n"
+        "CALL fd.conv2d(x, w, 1, 'SAME', data_format='NCHW', backend='cpu')",
     # layers: one kernel each
     "layer: MaxPooling3D (channels-last)":
         "from fastdeconv import layers\nx = r(1, 8, 8, 8, 16); layer = layers.MaxPooling3D(2)\nCALL layer(x)",

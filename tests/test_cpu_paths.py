@@ -1657,7 +1657,8 @@ def test_cf_gathered_runs_rule(monkeypatch):
     assert run(half - 1, wide, k=4, W=2)
 
 
-# Channels-first depthwise convolutions (cpu_dw.depthwise_cf):
+# Channels-first depthwise convolutions (cpu_dw.depthwise_cf), on tiles of
+# output rows and on flat tiles (the plane's positions, Ws columns a row):
 # multipliers 1 and 3, SAME, VALID and explicit padding, an H stride, H and
 # W dilations, rows of 1-40 columns, planes of fewer rows than a tile's and
 # of a last partial block, W stride 2, 3-D; W stride 3 stays on vectors
@@ -1668,6 +1669,11 @@ DEPTHWISE_CF_CASES = [
     (("conv2d", (2, 6, 10, 17), (3, 3, 1, 6), [1, 1, 2, 1], [(2, 1), (0, 3)], "NCHW", [1, 1, 2, 3]), True),
     (("conv2d", (1, 5, 3, 1), (3, 1, 1, 5), 1, "SAME", "NCHW", None), True),
     (("conv2d", (3, 16, 2, 5), (3, 3, 1, 16), 1, "SAME", "NCHW", None), True),
+    # planes of rows of part of a vector (flat tiles by the rule): a
+    # MobileNet's last stage, 4^2 planes, an H stride and dilation
+    (("conv2d", (2, 24, 7, 7), (3, 3, 1, 24), 1, "SAME", "NCHW", None), True),
+    (("conv2d", (3, 5, 4, 4), (3, 3, 1, 10), 1, "SAME", "NCHW", None), True),
+    (("conv2d", (1, 6, 11, 9), (3, 3, 1, 6), [1, 1, 2, 1], "SAME", "NCHW", [1, 1, 1, 2]), True),
     # W stride 2 (columns split by phase in the padded plane): SAME with
     # pads of 0 and 1 on the left, VALID with a W dilation, explicit padding
     (("conv2d", (1, 8, 9, 13), (3, 3, 1, 8), 2, "SAME", "NCHW", None), True),
@@ -1687,8 +1693,9 @@ DEPTHWISE_CF_CASES = [
 @pytest.mark.parametrize("case, used", DEPTHWISE_CF_CASES, ids=[f"{c[0]}-{c[1]}-{c[2]}" for c, _ in DEPTHWISE_CF_CASES])
 def test_depthwise_cf_same_bits(case, used, dtype, vector_bytes, monkeypatch):
     """The channels-first depthwise kernel gives the bits of vectors along W
-    and of the channels-last depthwise kernel, on one chunk of planes and
-    on a chunk each, and is used where the rule says so."""
+    and of the channels-last depthwise kernel, on tiles of output rows and
+    flat tiles of each size, on one chunk of planes and on a chunk each,
+    and is used where the rule says so."""
     x, w = _arrays(case, dtype, np.random.default_rng(31))
     kernels = []
     real_rows = cpu_rb.with_rows
@@ -1698,17 +1705,41 @@ def test_depthwise_cf_same_bits(case, used, dtype, vector_bytes, monkeypatch):
         return real_rows(kernel, args, n, **kw)
 
     monkeypatch.setattr(cpu_rb, "with_rows", spy)
+    def on(ratio, vectors=cpu.DEPTHWISE_CF_FLAT_VECTORS):
+        return {(cpu, "DEPTHWISE_CF"): True, (cpu, "DEPTHWISE_CF_FLAT_RATIO"): ratio,
+                (cpu, "DEPTHWISE_CF_FLAT_VECTORS"): vectors}
+
     results = _calls_with(case, x, w, monkeypatch, [
-        ({(cpu, "DEPTHWISE_CF"): True}, None),
-        ({(cpu, "DEPTHWISE_CF"): True}, 10**12),
+        (on(cpu.DEPTHWISE_CF_FLAT_RATIO), None),
+        (on(cpu.DEPTHWISE_CF_FLAT_RATIO), 10**12),
+        (on(0.0), None),  # tiles of output rows
+        (on(1e9), None),  # flat tiles where the W stride is 1, of DEPTHWISE_CF_ROWS or 4 vectors
+        (on(1e9, 2), 10**12),  # ... or 2
         ({(cpu, "DEPTHWISE_CF"): False}, None)])
-    assert (kernels.count(cpu_dw.depthwise_cf) == 2) == used
+    assert (kernels.count(cpu_dw.depthwise_cf) == 5) == used
     y = results[0]
     assert all(r.tobytes() == y.tobytes() for r in results)
     assert np.moveaxis(y, 1, -1).tobytes() == _call_channels_last(case, x, w).tobytes()
     ref = _call(case, x, w, "reference")
     tol = 1e-5 if dtype == np.float32 else 1e-12
     assert np.max(np.abs(y - ref)) <= tol * max(1.0, float(np.max(np.abs(ref))))
+
+
+@pytest.mark.parametrize("H, W, s, flat, nvec", [
+    (7, 7, 1, True, 4),  # 7 of 16 lanes a row: 49 positions on one 4-vector tile, not 8 rows of a vector
+    (4, 4, 1, True, 4),
+    (14, 14, 1, False, 8),  # 14 of 16 lanes: Ws = 16 computes as many
+    (56, 56, 1, False, 8),
+    (14, 14, 2, False, 8),  # W stride 2 stays on rows (flat tiles measured no faster)
+])
+def test_depthwise_cf_flat_rule(H, W, s, flat, nvec):
+    """Which channels-first depthwise calls take flat tiles, and of how
+    many vectors (3x3 SAME, float32, 64-byte vectors)."""
+    OH, OW = -(-H // s), -(-W // s)
+    ph, pw = (max((o - 1) * s + 3 - i, 0) // 2 for o, i in ((OH, H), (OW, W)))
+    geo, tile, _ = cpu._depthwise_cf_plan((1, 32, 1, H, W), (32, 1, 3, 3, 1, 1), (1, OH, OW), (1, s, s), (1, 1, 1),
+                                          (0, ph, pw), 4, 64, 8, 0.75, 4)
+    assert (bool(geo[-1]), tile.nvec) == (flat, nvec)
 
 
 ONE_PIXEL_CF_CASES = [

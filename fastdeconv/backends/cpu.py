@@ -66,6 +66,7 @@ machine and a small call costs ~6 ms instead of ~0.1 ms, and a parallel
 layer kernel's threads slow the convolution after it (benchmarks/NOTES.md).
 """
 
+import functools
 import math
 
 import numba
@@ -100,6 +101,13 @@ DEPTHWISE = True
 # (tests compare the two).
 DEPTHWISE_CF = True
 DEPTHWISE_CF_ROWS = 8
+# ... where tiles of output rows would leave lanes empty (rows of part of a
+# vector), the tiles cover the output plane's positions laid out with the
+# few columns of padding a row reads (cpu_dw.depthwise_cf's flat tiles) if
+# that computes at most DEPTHWISE_CF_FLAT_RATIO of the lanes, with tiles
+# of DEPTHWISE_CF_ROWS or DEPTHWISE_CF_FLAT_VECTORS vectors
+DEPTHWISE_CF_FLAT_RATIO = 0.75
+DEPTHWISE_CF_FLAT_VECTORS = 4
 
 # Channels-last 1x1 stride-1 forward convolutions without groups and with
 # at most POINTWISE_BYTES of filters (input x output channels x itemsize:
@@ -766,22 +774,43 @@ def _depthwise_cf(x, wg, out_spatial, strides, dilations, pads_before, epilogue)
     _, KD, KH, KW, _, M = wg.shape
     B, C, D, H, W = x.shape
     OD, OH, OW = out_spatial
-    (sd, sh, sw), (dd, dh, dw) = strides, dilations
-    pd, ph, pw = pads_before
-    tile = cpu_simd.Tile(1, DEPTHWISE_CF_ROWS)
-    V = tile.lanes(x.dtype.itemsize)
     # filters (C*M, KD, KH, KW): output channel c*M + m's taps in a row
     wf = _memo(wg, ("dw-cf", x.dtype.str), lambda: _alloc.readonly(np.ascontiguousarray(
         wg.transpose(0, 5, 4, 1, 2, 3).reshape(C * M, KD, KH, KW), dtype=x.dtype)))
-    Ws = cpu_dw.subrow_columns(OW, W, KW, sw, dw, pw, V)
-    rows = cpu_dw.plane_rows(OH, H, KH, sh, dh, ph, DEPTHWISE_CF_ROWS)
-    geo = tuple(int(v) for v in (B, C, D, H, W, M, OD, OH, OW, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw,
-                                 cpu_rb.sum_group(KW, 1), Ws, rows))
+    geo, tile, nbuf = _depthwise_cf_plan(x.shape, wg.shape, tuple(out_spatial), tuple(strides), tuple(dilations),
+                                         tuple(pads_before), x.dtype.itemsize, cpu_simd.VBYTES, DEPTHWISE_CF_ROWS,
+                                         DEPTHWISE_CF_FLAT_RATIO, DEPTHWISE_CF_FLAT_VECTORS)
     y = _alloc.empty((B, C * M, OD, OH, OW), x.dtype)
     args = (np.ascontiguousarray(x).reshape(-1), wf.reshape(-1), y.reshape(-1), geo, tile)
-    cpu_rb.parallel_tiles(cpu_rb.with_rows(cpu_dw.depthwise_cf, args, KD * rows * sw * Ws), (), B * C * OD,
+    cpu_rb.parallel_tiles(cpu_rb.with_rows(cpu_dw.depthwise_cf, args, nbuf), (), B * C * OD,
                           16 * B * OD * OH * OW * C * M * KD * KH * KW)
     return _finish(y, True, epilogue)
+
+
+@functools.lru_cache(maxsize=256)
+def _depthwise_cf_plan(shape, wshape, out_spatial, strides, dilations, pads_before, itemsize, vbytes, rows,
+                       flat_ratio, flat_vectors):
+    """_depthwise_cf's (geo, tile, scratch elements), once per call
+    geometry (~10 us of Python per call otherwise, a tenth of a 7^2 x 960
+    call)."""
+    _, KD, KH, KW, _, M = wshape
+    B, C, D, H, W = shape
+    OD, OH, OW = out_spatial
+    (sd, sh, sw), (dd, dh, dw) = strides, dilations
+    pd, ph, pw = pads_before
+    V = vbytes // itemsize
+    plane = (OH, OW, H, W, KH, KW, sh, sw, dh, dw, ph, pw)
+    # lanes computed per output plane: tiles of `rows` output rows, or of
+    # the plane's positions Ws columns a row, by tiles of `rows` or
+    # `flat_vectors` vectors (whichever computes fewer)
+    (Ws, NR, lanes), nvec, flat = cpu_dw.plane_geometry(*plane, rows, V, False), rows, False
+    best, k = min(((cpu_dw.plane_geometry(*plane, k, V, True), k) for k in (rows, flat_vectors)),
+                  key=lambda g: g[0][2])
+    if sw == 1 and best[2] <= flat_ratio * lanes:
+        (Ws, NR, lanes), nvec, flat = best, k, True
+    geo = tuple(int(v) for v in (B, C, D, H, W, M, OD, OH, OW, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw,
+                                 cpu_rb.sum_group(KW, 1), Ws, NR, flat))
+    return geo, cpu_simd.Tile(1, nvec, vbytes), KD * sh * sw * NR * Ws
 
 
 def _band_vectors(F, itemsize):

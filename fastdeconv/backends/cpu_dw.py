@@ -21,9 +21,9 @@ depthwise_cf multiplies the padding's zeros instead of skipping those taps
 
 import numpy as np
 
-from .._jit import allocating_kernel, serial_kernel
-from .cpu_simd import (addr, itemsize, scratch, tile_dims, vcopyn, vpack_rows, vrun_cols_whole, vtadd, vtstore_rows,
-                       vtzero)
+from .._jit import allocating_kernel, helper, serial_kernel
+from .cpu_simd import (addr, itemsize, scratch, tile_dims, vcopyn, vpack_rows, vrun_cols_whole, vtadd, vtstore_flat,
+                       vtstore_rows, vtzero)
 
 
 @allocating_kernel
@@ -79,19 +79,27 @@ def depthwise_cf(x, wf, out, geo, tile, xin, t_begin, t_end):
     """Output planes (b, c, od) [t_begin, t_end) of a 2-D or 3-D
     channels-first depthwise convolution with W stride 1 or 2, every
     multiplier m. x: (B, C, D, H, W) flat; wf: (C*M, KD, KH, KW) flat,
-    output channel f = c*M + m's filter; out: (B, C*M, OD, OH, OW) flat;
-    xin: zeros for the KD input planes the output plane reads, each
-    padded (`plane_rows` rows of sw sub-rows of Ws columns: input row ih at
-    row ph + ih, its column iw in sub-row iw % sw at column P0 + iw // sw,
-    P0 = ceil(pw / sw)), so that output column ow's tap kw, input column e
-    = ow*sw + kw*dw - pw, is column ow + P0 + floor((kw*dw - pw) / sw) of
-    sub-row e % sw. Planes outside the input are skipped, as depthwise_cl
-    skips their taps. A tile's NW vectors are NW output rows, V columns
-    each; with W stride 1 a row of KW taps is one run (its input a column
-    on per tap, its weights consecutive), with 2 a run per tap (stride-2
-    rows split into their even and odd columns in registers,
-    vpack_rows)."""
-    (B, C, D, H, W, M, OD, OH, OW, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw, gs, Ws, NR) = geo
+    output channel f = c*M + m's filter; out: (B, C*M, OD, OH, OW) flat.
+
+    xin: zeros for the KD input planes the output plane reads, each padded
+    and split by phase into sh*sw planes of NR rows of Ws columns (input
+    row ih, padded row r = ph + ih, in H phase r % sh at row r // sh; its
+    column iw in W phase iw % sw at column P0 + iw // sw, P0 = ceil(pw /
+    sw)). Output (oh, ow)'s tap (kh, kw)
+    reads H phase (kh*dh) % sh, row oh + (kh*dh) // sh, W phase e % sw,
+    column ow + P0 + e // sw (e = kw*dw - pw): a whole vector of outputs
+    reads one vector per tap. Planes outside the input are skipped, as
+    depthwise_cl skips their taps.
+
+    A tile's NW vectors are NW output rows of V columns, or (flat, for
+    rows that would leave lanes empty) NW*V consecutive positions of the
+    output plane laid out Ws columns a row: the columns past OW then read
+    the zero padding between rows and are not stored (vtstore_flat: a
+    masked store per row a vector meets). With W stride 1 a row of
+    KW taps is one run (its input a column on per tap, its weights
+    consecutive), with 2 a run per tap (stride-2 rows split into their
+    even and odd columns in registers, vpack_rows)."""
+    (B, C, D, H, W, M, OD, OH, OW, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw, gs, Ws, NR, flat) = geo
     isz = itemsize(out)
     _, NW, V = tile_dims(tile, out)
     xa = addr(x)
@@ -100,73 +108,125 @@ def depthwise_cf(x, wf, out, geo, tile, xin, t_begin, t_end):
     so = scratch(0, 8)
     F = C * M
     P0 = (pw + sw - 1) // sw
-    Wrow = sw * Ws
-    nwc = (OW + V - 1) // V
+    plane = NR * Ws  # one (kd, H phase, W phase) plane
+    # tiles: blocks of NW output rows by column chunks of V, or (flat)
+    # blocks of NW*V positions
+    if flat:
+        nblk = (OH * Ws + NW * V - 1) // (NW * V)
+        ncol = 1
+        vstep = V
+        bstep = NW * V
+    else:
+        nblk = (OH + NW - 1) // NW
+        ncol = (OW + V - 1) // V
+        vstep = Ws
+        bstep = NW * Ws
+    # the plane (b, c, od) of tile t_begin, then counted on (no divisions per plane)
+    od = t_begin % OD
+    c = t_begin // OD % C
+    b = t_begin // OD // C
     for t in range(t_begin, t_end):
-        od = t % OD
-        q = t // OD
-        c = q % C
-        b = q // C
+        if t > t_begin:
+            od += 1
+            if od == OD:
+                od = 0
+                c += 1
+                if c == C:
+                    c = 0
+                    b += 1
         for kd in range(KD):
             i_d = od * sd - pd + kd * dd
             if i_d < 0 or i_d >= D:
                 continue
             src = xa + (((b * C + c) * D + i_d) * H * W) * isz
             for ih in range(H):
-                dst = ba + ((kd * NR + ph + ih) * Wrow + P0) * isz
+                hq, hp = _split(ph + ih, sh)
+                dst = ba + (((kd * sh + hp) * sw * NR + hq) * Ws + P0) * isz
                 if sw == 1:
                     for iw in range(0, W, V):
                         vcopyn(out, tile, dst + iw * isz, src + (ih * W + iw) * isz, W - iw)
                 else:
-                    vpack_rows(out, tile, dst, src + ih * W * isz, W, 1, 0, Ws, sw)
+                    vpack_rows(out, tile, dst, src + ih * W * isz, W, 1, 0, plane, sw)
         for m in range(M):
             f = c * M + m
-            for oh0 in range(0, OH, NW):
-                nv = NW if NW < OH - oh0 else OH - oh0
-                for wc in range(nwc):
-                    ow0 = wc * V
-                    # taps in (kd, kh, kw) order, (kd, kh) groups of gs summed from zero
-                    acc = vtzero(out, tile)
-                    total = acc
-                    grp = -1
-                    ngrp = 0
-                    for kd in range(KD):
-                        i_d = od * sd - pd + kd * dd
-                        if i_d < 0 or i_d >= D:
-                            continue
-                        for kh in range(KH):
-                            if (kd * KH + kh) // gs != grp:
-                                grp = (kd * KH + kh) // gs
-                                if ngrp > 0:
-                                    total = vtadd(total, acc)
-                                    acc = vtzero(out, tile)
-                                ngrp += 1
-                            p = ba + (((kd * NR) + oh0 * sh + kh * dh) * Wrow + P0 + ow0) * isz
-                            q = wa + ((f * KD + kd) * KH + kh) * KW * isz
-                            if sw == 1:
-                                acc = vrun_cols_whole(out, acc, tile, p - pw * isz, dw * isz, sh * Wrow * isz, 0, 0,
-                                                      q, KW)
-                            else:
-                                for kw in range(KW):
-                                    e = kw * dw - pw
-                                    acc = vrun_cols_whole(out, acc, tile, p + ((e % sw) * Ws + e // sw) * isz, 0,
-                                                          sh * Wrow * isz, 0, 0, q + kw * isz, 1)
-                    acc = vtadd(total, acc)
+            ib = 0
+            wc = -1
+            r0 = 0
+            for _ in range(nblk * ncol):
+                wc += 1
+                if wc == ncol:
+                    wc = 0
+                    ib += 1
+                oh0 = ib * NW
+                ow0 = wc * V
+                p0 = ib * bstep + ow0  # the plane's position of vector 0
+                while flat and (r0 + 1) * Ws <= p0:  # r0: the row of p0
+                    r0 += 1
+                # taps in (kd, kh, kw) order, (kd, kh) groups of gs summed from zero
+                acc = vtzero(out, tile)
+                total = acc
+                gend = 0  # the first tap past the current group
+                ngrp = 0
+                for kd in range(KD):
+                    i_d = od * sd - pd + kd * dd
+                    if i_d < 0 or i_d >= D:
+                        continue
+                    for kh in range(KH):
+                        if kd * KH + kh >= gend:
+                            gend = ((kd * KH + kh) // gs + 1) * gs
+                            if ngrp > 0:
+                                total = vtadd(total, acc)
+                                acc = vtzero(out, tile)
+                            ngrp += 1
+                        hq, hp = _split(kh * dh, sh)
+                        p = ba + ((((kd * sh + hp) * sw) * NR + hq) * Ws + P0 + p0) * isz
+                        q = wa + ((f * KD + kd) * KH + kh) * KW * isz
+                        if sw == 1:
+                            acc = vrun_cols_whole(out, acc, tile, p - pw * isz, dw * isz, vstep * isz, 0, 0, q, KW)
+                        else:
+                            for kw in range(KW):
+                                wq, wp = _split(kw * dw - pw, sw)
+                                acc = vrun_cols_whole(out, acc, tile, p + (wp * plane + wq) * isz, 0,
+                                                      vstep * isz, 0, 0, q + kw * isz, 1)
+                acc = vtadd(total, acc)
+                if flat:
+                    vtstore_flat(out, tile, (((b * F + f) * OD + od) * OH) * OW, acc, p0, r0, Ws, OW, OH)
+                else:
                     so[0] = (((b * F + f) * OD + od) * OH + oh0) * OW + ow0
-                    vtstore_rows(out, tile, so, acc, OW - ow0, OW, nv)
+                    vtstore_rows(out, tile, so, acc, OW - ow0, OW, OH - oh0)
 
 
-def plane_rows(OH, H, KH, sh, dh, ph, rows):
-    """depthwise_cf's padded plane: rows for every block of `rows` output
-    rows (the last block read in full) and the input with ph rows above."""
-    return max(ph + H, (-(-OH // rows) * rows - 1) * sh + (KH - 1) * dh + 1)
+@helper
+def _split(a, s):
+    """(a // s, a % s) for s >= 1, without a division for s 1 and 2 (an
+    integer division takes 10-20 cycles; the plane loops run one per row
+    and tap)."""
+    if s == 1:
+        return a, 0
+    if s == 2:
+        return a >> 1, a & 1
+    return a // s, a % s
 
 
-def subrow_columns(OW, W, KW, sw, dw, pw, lanes):
-    """depthwise_cf's sub-row length: the columns whole vectors of output
-    columns read, and those the copy writes (whole 2 vectors for W stride
-    2, vpack_rows)."""
+def plane_geometry(OH, OW, H, W, KH, KW, sh, sw, dh, dw, ph, pw, nvec, lanes, flat):
+    """depthwise_cf's padded planes for tiles of nvec vectors: (Ws, NR,
+    n), the columns and rows of each (H phase, W phase) plane and the
+    lanes an output plane's tiles compute. Ws: the columns whole vectors
+    of output columns read and (W stride 2, vpack_rows) the whole 2
+    vectors each copy writes; flat: at least the columns the outputs of a
+    row read, so that the columns past OW read the zeros after a row and
+    before the next. NR: the rows the tiles read (a last block of output
+    rows in full) and those the copy writes."""
     P0 = -(-pw // sw)
-    reads = P0 + -(-OW // lanes) * lanes + max(0, ((KW - 1) * dw - pw) // sw) + 1
-    writes = P0 + -(-(-(-W // sw)) // (2 * lanes)) * 2 * lanes
-    return max(reads, writes) + lanes
+    right = max(0, ((KW - 1) * dw - pw) // sw)  # columns a row's last output reads past it
+    writes = -(-(-(-W // sw)) // (2 * lanes)) * 2 * lanes if sw == 2 else W
+    last_data_row = (ph + H - 1) // sh
+    tap_rows = (KH - 1) * dh // sh
+    if flat:
+        Ws = max(OW + right, P0 + -(-W // sw))  # a row's data ends before the next row's left padding
+        n = -(-(OH * Ws) // (nvec * lanes)) * nvec * lanes
+        NR = max((n - 1 + P0 + right) // Ws + tap_rows, last_data_row + (P0 + writes - 1) // Ws) + 1
+        return Ws, NR, n
+    Ws = max(P0 + -(-OW // lanes) * lanes + right + 1, P0 + writes) + lanes
+    NR = max(-(-OH // nvec) * nvec + tap_rows, last_data_row + 1)
+    return Ws, NR, -(-OH // nvec) * nvec * -(-OW // lanes) * lanes

@@ -497,6 +497,61 @@ def vtstore_rows(typingctx, arr, tile, offs, accs, nj, vstride, nv):
     return types.void(arr, tile, offs, accs, nj, vstride, nv), impl
 
 
+@intrinsic
+def vtstore_flat(typingctx, arr, tile, base, accs, p0, r0, Ws, OW, OH):
+    """Stores a tile whose vectors hold consecutive positions of a plane
+    laid out Ws columns a row (cpu_dw.depthwise_cf's flat tiles): vector
+    j's lane l is position p = p0 + j*V + l, row p // Ws and column p %
+    Ws; columns below OW of rows below OH go to arr element base + row*OW
+    + column, the others are not written. A masked store per row a vector
+    meets (2-3 for rows of about half a vector), straight from the
+    registers. r0: the row of p0 (p0 // Ws, which the caller counts on);
+    each vector's rows are counted on from there (a division per vector
+    took a fifth of a 7^2 plane's time; the same number of stores for
+    every vector, the masks of rows past a vector's empty, a third)."""
+    if not (isinstance(tile, TileType) and isinstance(accs, types.UniTuple) and accs.count == tile.rows * tile.nvec):
+        return None
+    nw = tile.nvec * tile.rows
+    isz = arr.dtype.bitwidth // 8
+
+    def impl(context, builder, sig, args):
+        i64 = ir.IntType(64)
+        vty = context.get_value_type(accs.dtype)
+        n = vty.count
+        data = builder.ptrtoint(context.make_array(sig.args[0])(context, builder, args[0]).data, i64)
+        vs = cgutils.unpack_tuple(builder, args[3], accs.count)
+        b0, q0, rr, ws, ow, oh = (context.cast(builder, args[k], sig.args[k], types.int64) for k in (2, 4, 5, 6, 7, 8))
+        mstore = _masked_store(builder, vty, arr.dtype.bitwidth)
+        one = ir.Constant(i64, 1)
+        row = cgutils.alloca_once_value(builder, rr)  # the first row the next vector meets
+        for j in range(nw):
+            pj = builder.add(q0, ir.Constant(i64, j * n))
+            end = builder.add(pj, ir.Constant(i64, n))
+            head = builder.append_basic_block(f"flat{j}.head")
+            body = builder.append_basic_block(f"flat{j}.body")
+            done = builder.append_basic_block(f"flat{j}.done")
+            builder.branch(head)
+            builder.position_at_end(head)
+            r = builder.load(row)
+            more = builder.and_(builder.icmp_signed("<", r, oh), builder.icmp_signed("<", builder.mul(r, ws), end))
+            builder.cbranch(more, body, done)
+            builder.position_at_end(body)
+            lo = builder.sub(builder.mul(r, ws), pj)  # lane of the row's column 0
+            ptr = builder.inttoptr(builder.add(data, builder.mul(
+                builder.sub(builder.add(b0, builder.mul(r, ow)), lo), ir.Constant(i64, isz))), vty.as_pointer())
+            builder.call(mstore, [vs[j], ptr, ir.Constant(ir.IntType(32), isz),
+                                  _range_mask(builder, n, lo, builder.add(lo, ow))])
+            builder.store(builder.add(r, one), row)
+            builder.branch(head)
+            builder.position_at_end(done)
+            # the next vector starts in the last row met unless that row ended with this one
+            r = builder.load(row)
+            last = builder.sub(r, one)
+            builder.store(builder.select(builder.icmp_signed(">", builder.mul(r, ws), end), last, r), row)
+        return context.get_dummy_value()
+    return types.void(arr, tile, base, accs, p0, r0, Ws, OW, OH), impl
+
+
 def _zip_masks(n):
     """Shuffle masks interleaving two n-lane vectors a and b: (a0 b0 a1 b1
     ... of the first halves, the same of the second halves)."""
