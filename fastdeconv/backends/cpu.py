@@ -105,7 +105,10 @@ DEPTHWISE_CF_ROWS = 8
 # vector), the tiles cover the output plane's positions laid out with the
 # few columns of padding a row reads (cpu_dw.depthwise_cf's flat tiles) if
 # that computes at most DEPTHWISE_CF_FLAT_RATIO of the lanes, with tiles
-# of DEPTHWISE_CF_ROWS or DEPTHWISE_CF_FLAT_VECTORS vectors
+# of DEPTHWISE_CF_ROWS or DEPTHWISE_CF_FLAT_VECTORS vectors, W stride 1
+# only (benchmarks/NOTES.md section 95: 7^2 and smaller planes and small
+# 3-D ones 0.8-0.93x the time of row tiles; rows of 11-28 columns, not
+# flat by the rule, were slower flat, as were stride-2 rows)
 DEPTHWISE_CF_FLAT_RATIO = 0.75
 DEPTHWISE_CF_FLAT_VECTORS = 4
 
