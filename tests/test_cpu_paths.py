@@ -1661,8 +1661,7 @@ def test_cf_gathered_runs_rule(monkeypatch):
 # output rows and on flat tiles (the plane's positions, Ws columns a row):
 # multipliers 1 and 3, SAME, VALID and explicit padding, an H stride, H and
 # W dilations, rows of 1-40 columns, planes of fewer rows than a tile's and
-# of a last partial block, W stride 2, 3-D; W stride 3 stays on vectors
-# along W.
+# of a last partial block, W strides 2-4, 3-D.
 DEPTHWISE_CF_CASES = [
     (("conv2d", (2, 8, 9, 13), (3, 3, 1, 8), 1, "SAME", "NCHW", None), True),
     (("conv2d", (1, 4, 7, 40), (5, 3, 1, 12), 1, "VALID", "NCHW", None), True),
@@ -1680,7 +1679,9 @@ DEPTHWISE_CF_CASES = [
     (("conv2d", (2, 4, 8, 36), (3, 3, 1, 4), 2, "SAME", "NCHW", None), True),
     (("conv2d", (2, 3, 8, 35), (3, 4, 1, 6), [1, 1, 2, 2], "VALID", "NCHW", [1, 1, 1, 2]), True),
     (("conv2d", (1, 5, 6, 20), (3, 5, 1, 5), [1, 1, 1, 2], [(1, 1), (3, 2)], "NCHW", None), True),
-    (("conv2d", (1, 8, 9, 13), (3, 3, 1, 8), [1, 1, 1, 3], "SAME", "NCHW", None), False),  # W stride 3
+    # W strides 3 and 4 (each phase's columns gathered)
+    (("conv2d", (1, 8, 9, 13), (3, 3, 1, 8), [1, 1, 1, 3], "SAME", "NCHW", None), True),
+    (("conv2d", (2, 3, 8, 41), (3, 4, 1, 6), [1, 1, 2, 4], [(1, 0), (2, 3)], "NCHW", [1, 1, 1, 2]), True),
     # 3-D: the KD input planes of each output plane; a D stride and padding,
     # a D dilation, planes outside the input
     (("conv3d", (1, 4, 3, 5, 6), (3, 3, 3, 1, 4), 1, "SAME", "NCDHW", None), True),

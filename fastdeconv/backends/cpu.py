@@ -91,14 +91,14 @@ FOLD_LINES = True
 # (tests compare the two). 3x3 depthwise on 32-256 channels: 2.7-6.6x
 # slower than TensorFlow on the register-blocked paths (benchmarks/NOTES.md).
 DEPTHWISE = True
-# ... and channels-first ones (2-D and 3-D) with W stride 1 or 2 use
-# cpu_dw.depthwise_cf (vectors along W, a tile of DEPTHWISE_CF_ROWS output
-# rows, the input planes of an output plane padded per tile, a stride-2
-# plane's columns split by phase) instead of vectors along W with a
-# 1-channel tile per group
-# (benchmarks/NOTES.md section 94; 8 rows: 0.9-0.95x the time of 4, 1.0-1.2x
-# that of 2 rows, the least on every measured plane). False turns it off
-# (tests compare the two).
+# ... and channels-first ones (2-D and 3-D) use cpu_dw.depthwise_cf
+# (vectors along W, a tile of DEPTHWISE_CF_ROWS output rows, the input
+# planes of an output plane padded per tile, a strided plane's columns
+# split by phase) instead of vectors along W with a 1-channel tile per
+# group (benchmarks/NOTES.md section 94; 8 rows: 0.9-0.95x the time of 4,
+# 1.0-1.2x that of 2 rows, the least on every measured plane; W strides
+# of 3 and more, whose copy gathers each phase's columns, section 95:
+# 0.7-0.95x the time there). False turns it off (tests compare the two).
 DEPTHWISE_CF = True
 DEPTHWISE_CF_ROWS = 8
 # ... where tiles of output rows would leave lanes empty (rows of part of a
@@ -471,8 +471,7 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
             out = _alloc.empty((B, F, OD, OH, OW), x.dtype)
         _to_channels_first(y, out)
         return out
-    if (DEPTHWISE_CF and not trans and channels_first and Cg == 1 and G > 1 and out is None
-            and sw <= 2):
+    if DEPTHWISE_CF and not trans and channels_first and Cg == 1 and G > 1 and out is None:
         return _depthwise_cf(x, wg, out_spatial, strides, dilations, pads_before, epilogue)
     if DEPTHWISE and not trans and not channels_first and Cg == 1 and G > 1:
         if out is not None:
@@ -772,8 +771,8 @@ def _cf_bands(x, wg, out_spatial, strides, dilations, pads_before, trans, writab
 
 
 def _depthwise_cf(x, wg, out_spatial, strides, dilations, pads_before, epilogue):
-    """cpu_dw.depthwise_cf for _run's channels-first depthwise calls with W
-    stride 1 or 2 (DEPTHWISE_CF)."""
+    """cpu_dw.depthwise_cf for _run's channels-first depthwise calls
+    (DEPTHWISE_CF)."""
     _, KD, KH, KW, _, M = wg.shape
     B, C, D, H, W = x.shape
     OD, OH, OW = out_spatial

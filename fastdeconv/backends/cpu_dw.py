@@ -1,6 +1,6 @@
 """Depthwise forward convolution: one input channel per group (Keras'
 DepthwiseConv, the first half of SeparableConv), channels-last
-(`depthwise_cl`) and channels-first with W stride 1 or 2 (`depthwise_cf`).
+(`depthwise_cl`) and channels-first (`depthwise_cf`).
 
 Each output element has at most KD*KH*KW terms, so the register-blocked
 kernels (a reduction over taps x input channels per output) spend their
@@ -77,8 +77,7 @@ def depthwise_cl(x, w, out, geo, r_begin, r_end):
 @serial_kernel
 def depthwise_cf(x, wf, out, geo, tile, xin, t_begin, t_end):
     """Output planes (b, c, od) [t_begin, t_end) of a 2-D or 3-D
-    channels-first depthwise convolution with W stride 1 or 2, every
-    multiplier m. x: (B, C, D, H, W) flat; wf: (C*M, KD, KH, KW) flat,
+    channels-first depthwise convolution, every multiplier m. x: (B, C, D, H, W) flat; wf: (C*M, KD, KH, KW) flat,
     output channel f = c*M + m's filter; out: (B, C*M, OD, OH, OW) flat.
 
     xin: zeros for the KD input planes the output plane reads, each padded
@@ -97,8 +96,9 @@ def depthwise_cf(x, wf, out, geo, tile, xin, t_begin, t_end):
     the zero padding between rows and are not stored (vtstore_flat: a
     masked store per row a vector meets). With W stride 1 a row of
     KW taps is one run (its input a column on per tap, its weights
-    consecutive), with 2 a run per tap (stride-2 rows split into their
-    even and odd columns in registers, vpack_rows)."""
+    consecutive), with more a run per tap (vpack_rows: stride-2 rows split
+    into their even and odd columns in registers, larger strides' phases
+    gathered)."""
     (B, C, D, H, W, M, OD, OH, OW, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw, gs, Ws, NR, flat) = geo
     isz = itemsize(out)
     _, NW, V = tile_dims(tile, out)
@@ -212,14 +212,14 @@ def plane_geometry(OH, OW, H, W, KH, KW, sh, sw, dh, dw, ph, pw, nvec, lanes, fl
     """depthwise_cf's padded planes for tiles of nvec vectors: (Ws, NR,
     n), the columns and rows of each (H phase, W phase) plane and the
     lanes an output plane's tiles compute. Ws: the columns whole vectors
-    of output columns read and (W stride 2, vpack_rows) the whole 2
+    of output columns read and (W strides over 1, vpack_rows) the whole 2
     vectors each copy writes; flat: at least the columns the outputs of a
     row read, so that the columns past OW read the zeros after a row and
     before the next. NR: the rows the tiles read (a last block of output
     rows in full) and those the copy writes."""
     P0 = -(-pw // sw)
     right = max(0, ((KW - 1) * dw - pw) // sw)  # columns a row's last output reads past it
-    writes = -(-(-(-W // sw)) // (2 * lanes)) * 2 * lanes if sw == 2 else W
+    writes = -(-(-(-W // sw)) // (2 * lanes)) * 2 * lanes if sw > 1 else W
     last_data_row = (ph + H - 1) // sh
     tap_rows = (KH - 1) * dh // sh
     if flat:
