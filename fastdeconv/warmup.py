@@ -104,13 +104,17 @@ def _conv_calls(dtype, cf):
         w1 = frozen(arr(1, 1, 1, 4, F))
         calls.append((f"conv3d {fmt} 1x1 4->{F}", lambda w1=w1: ops.conv3d(x, w1, 1, "SAME", data_format=fmt)))
     conv(8, 8, 3, 4, 9, groups=8)
-    # 2-D depthwise calls (cpu_dw.depthwise_cf): rows of 9 on flat tiles,
-    # of 16 on tiles of output rows
+    # 2-D depthwise calls of 8 channels (cpu_dw.depthwise_cf): rows of 9 on
+    # flat tiles, of 16 on tiles of output rows
     w2 = frozen(arr(1, 3, 3, 1, 8))
     for H, W in ((4, 9), (8, 16)):
         x2 = x_of(8, 1, H, W)
         calls.append((f"conv3d {fmt} 2-D depthwise {H}x{W}",
                       lambda x2=x2: ops.conv3d(x2, w2, 1, "SAME", data_format=fmt)))
+    # ... and 16 channels (a vector of channels at a time: cpu_dw.depthwise_cf_blocks)
+    x16, w16 = x_of(16, 1, 4, 9), frozen(arr(1, 3, 3, 1, 16))
+    calls.append((f"conv3d {fmt} 2-D depthwise, 16 channels",
+                  lambda: ops.conv3d(x16, w16, 1, "SAME", data_format=fmt)))
     for W in (7, 9, 16):
         conv(64, 64, 2, 4, W)
         conv(64, 64, 2, 4, W, s=(1, 1, 1, 2, 1) if not cf else (1, 1, 1, 1, 2))

@@ -69,8 +69,11 @@ PATHS = {
     "depthwise (channels-last, one input channel per group)":
         "x = r(1, 16, 16, 32); w = r(3, 3, 1, 32)\n"
         "CALL fd.conv2d(x, w, 1, 'SAME', backend='cpu')",
-    "depthwise (channels-first, W stride 1 or 2)":
-        "x = r(1, 32, 16, 16); w = r(3, 3, 1, 32)\n"
+    "depthwise (channels-first, a plane at a time)":
+        "x = r(1, 24, 16, 16); w = r(3, 3, 1, 24)\n"
+        "CALL fd.conv2d(x, w, 1, 'SAME', data_format='NCHW', backend='cpu')",
+    "depthwise (channels-first, whole vectors of channels: blocks of channels)":
+        "x = r(1, 32, 7, 7); w = r(3, 3, 1, 32)\n"
         "CALL fd.conv2d(x, w, 1, 'SAME', data_format='NCHW', backend='cpu')",
     "cf bands, one-vector tile (channels-first, 16 output channels)":
         "x = r(1, 32, 20, 20); w = r(3, 3, 32, 16)\n"

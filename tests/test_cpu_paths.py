@@ -1679,6 +1679,13 @@ DEPTHWISE_CF_CASES = [
     (("conv2d", (2, 4, 8, 36), (3, 3, 1, 4), 2, "SAME", "NCHW", None), True),
     (("conv2d", (2, 3, 8, 35), (3, 4, 1, 6), [1, 1, 2, 2], "VALID", "NCHW", [1, 1, 1, 2]), True),
     (("conv2d", (1, 5, 6, 20), (3, 5, 1, 5), [1, 1, 1, 2], [(1, 1), (3, 2)], "NCHW", None), True),
+    # channels that make whole vectors (cpu_dw.depthwise_cf_blocks where the
+    # vector holds 8 or 16 of them): a multiplier of 2 with strides 2, a W
+    # stride 3 with an H dilation and explicit padding, 3-D
+    (("conv2d", (2, 16, 7, 7), (3, 3, 1, 16), 1, "SAME", "NCHW", None), True),
+    (("conv2d", (1, 32, 9, 11), (3, 3, 1, 64), 2, "SAME", "NCHW", None), True),
+    (("conv2d", (1, 16, 10, 13), (3, 5, 1, 16), [1, 1, 1, 3], [(2, 1), (0, 3)], "NCHW", [1, 1, 2, 1]), True),
+    (("conv3d", (1, 16, 4, 5, 6), (3, 3, 3, 1, 16), [1, 1, 2, 1, 1], "SAME", "NCDHW", [1, 1, 1, 1, 2]), True),
     # W strides 3 and 4 (each phase's columns gathered)
     (("conv2d", (1, 8, 9, 13), (3, 3, 1, 8), [1, 1, 1, 3], "SAME", "NCHW", None), True),
     (("conv2d", (2, 3, 8, 41), (3, 4, 1, 6), [1, 1, 2, 4], [(1, 0), (2, 3)], "NCHW", [1, 1, 1, 2]), True),
@@ -1693,10 +1700,11 @@ DEPTHWISE_CF_CASES = [
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("case, used", DEPTHWISE_CF_CASES, ids=[f"{c[0]}-{c[1]}-{c[2]}" for c, _ in DEPTHWISE_CF_CASES])
 def test_depthwise_cf_same_bits(case, used, dtype, vector_bytes, monkeypatch):
-    """The channels-first depthwise kernel gives the bits of vectors along W
-    and of the channels-last depthwise kernel, on tiles of output rows and
-    flat tiles of each size, on one chunk of planes and on a chunk each,
-    and is used where the rule says so."""
+    """The channels-first depthwise kernels give the bits of vectors along
+    W and of the channels-last depthwise kernel: depthwise_cf on tiles of
+    output rows and flat tiles of each size, depthwise_cf_blocks where the
+    channels make whole vectors, on one chunk of planes and on a chunk
+    each; and are used where the rule says so."""
     x, w = _arrays(case, dtype, np.random.default_rng(31))
     kernels = []
     real_rows = cpu_rb.with_rows
@@ -1706,9 +1714,10 @@ def test_depthwise_cf_same_bits(case, used, dtype, vector_bytes, monkeypatch):
         return real_rows(kernel, args, n, **kw)
 
     monkeypatch.setattr(cpu_rb, "with_rows", spy)
-    def on(ratio, vectors=cpu.DEPTHWISE_CF_FLAT_VECTORS):
+    def on(ratio, vectors=cpu.DEPTHWISE_CF_FLAT_VECTORS, blocks=False):
         return {(cpu, "DEPTHWISE_CF"): True, (cpu, "DEPTHWISE_CF_FLAT_RATIO"): ratio,
-                (cpu, "DEPTHWISE_CF_FLAT_VECTORS"): vectors}
+                (cpu, "DEPTHWISE_CF_FLAT_VECTORS"): vectors, (cpu, "DEPTHWISE_CF_BLOCKS"): blocks,
+                (cpu, "DEPTHWISE_CF_BLOCKS_MAX_POSITIONS"): 10**9}
 
     results = _calls_with(case, x, w, monkeypatch, [
         (on(cpu.DEPTHWISE_CF_FLAT_RATIO), None),
@@ -1716,14 +1725,41 @@ def test_depthwise_cf_same_bits(case, used, dtype, vector_bytes, monkeypatch):
         (on(0.0), None),  # tiles of output rows
         (on(1e9), None),  # flat tiles where the W stride is 1, of DEPTHWISE_CF_ROWS or 4 vectors
         (on(1e9, 2), 10**12),  # ... or 2
-        ({(cpu, "DEPTHWISE_CF"): False}, None)])
-    assert (kernels.count(cpu_dw.depthwise_cf) == 5) == used
+        (on(0.0, blocks=True), None),  # a vector of channels at a time, where they make whole vectors
+        (on(0.0, blocks=True), 10**12),
+        ({(cpu, "DEPTHWISE_CF"): False, (cpu, "DEPTHWISE_CF_BLOCKS"): False}, None)])
+    blocks = used and x.shape[1] % (vector_bytes // np.dtype(dtype).itemsize) == 0
+    assert (kernels.count(cpu_dw.depthwise_cf) == 5 + 2 * (not blocks)) == used
+    assert kernels.count(cpu_dw.depthwise_cf_blocks) == 2 * blocks
     y = results[0]
     assert all(r.tobytes() == y.tobytes() for r in results)
     assert np.moveaxis(y, 1, -1).tobytes() == _call_channels_last(case, x, w).tobytes()
     ref = _call(case, x, w, "reference")
     tol = 1e-5 if dtype == np.float32 else 1e-12
     assert np.max(np.abs(y - ref)) <= tol * max(1.0, float(np.max(np.abs(ref))))
+
+
+@pytest.mark.parametrize("shape, blocks", [
+    ((1, 32, 7, 7), True),  # whole vectors of channels, a small plane
+    ((2, 16, 64, 64), True),  # 4096 positions
+    ((1, 16, 65, 64), False),  # more: a plane at a time
+    ((1, 24, 7, 7), False),  # 24 float32 channels: a vector and a half
+    ((1, 16, 8, 16, 16), True),  # 3-D: the three planes of 16^2 an output plane reads, 768 positions
+    ((1, 16, 4, 40, 40), False),  # ... of 40^2, 4800
+])
+def test_depthwise_cf_blocks_rule(shape, blocks, monkeypatch):
+    """Which channels-first depthwise calls run a vector of channels at a
+    time (float32, 64-byte vectors, 3x3(x3) SAME)."""
+    monkeypatch.setattr(cpu_simd, "VBYTES", 64)
+    kernels = []
+    real_rows = cpu_rb.with_rows
+    monkeypatch.setattr(cpu_rb, "with_rows", lambda k, a, n, **kw: (kernels.append(k), real_rows(k, a, n, **kw))[1])
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal(shape).astype(np.float32)
+    w = rng.standard_normal((3,) * (len(shape) - 2) + (1, shape[1])).astype(np.float32)
+    conv = fastdeconv.conv2d if len(shape) == 4 else fastdeconv.conv3d
+    conv(x, w, 1, "SAME", data_format="NCHW" if len(shape) == 4 else "NCDHW", backend="cpu")
+    assert kernels == [cpu_dw.depthwise_cf_blocks if blocks else cpu_dw.depthwise_cf]
 
 
 @pytest.mark.parametrize("H, W, s, flat, nvec", [

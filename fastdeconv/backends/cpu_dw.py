@@ -22,8 +22,8 @@ depthwise_cf multiplies the padding's zeros instead of skipping those taps
 import numpy as np
 
 from .._jit import allocating_kernel, helper, serial_kernel
-from .cpu_simd import (addr, itemsize, scratch, tile_dims, vcopyn, vpack_rows, vrun_cols_whole, vtadd, vtstore_flat,
-                       vtstore_rows, vtzero)
+from .cpu_simd import (addr, itemsize, scratch, tile_dims, vcopyn, vpack_rows, vrun_cols_whole, vrun_lanes, vtadd,
+                       vtranspose_block, vtranspose_over, vtstore_flat, vtstore_rows, vtzero)
 
 
 @allocating_kernel
@@ -230,3 +230,106 @@ def plane_geometry(OH, OW, H, W, KH, KW, sh, sw, dh, dw, ph, pw, nvec, lanes, fl
     Ws = max(P0 + -(-OW // lanes) * lanes + right + 1, P0 + writes) + lanes
     NR = max(-(-OH // nvec) * nvec + tap_rows, last_data_row + 1)
     return Ws, NR, -(-OH // nvec) * nvec * -(-OW // lanes) * lanes
+
+
+@serial_kernel
+def depthwise_cf_blocks(x, wb, out, geo, tile, period, buf, t_begin, t_end):
+    """Output planes (b, channel block, od) [t_begin, t_end) of a 2-D or
+    3-D channels-first depthwise convolution whose C input channels are
+    whole blocks of V (the vectors' lanes), every multiplier m, as
+    depthwise_cl computes a pixel's channels: the V input planes of a
+    block are transposed in registers (vtranspose_over) into KD padded
+    planes of Hp x Wp positions of V channels (zero padding, never
+    written), each output row's positions run NW at a time with a weight
+    vector per tap (vrun_lanes: lane l has channel l's weight), the
+    results go to OH*OW positions of V channels after the planes, then
+    are transposed back into the V output planes (the last block of
+    positions through a scratch block and masked copies, so nothing is
+    written past a plane). x: (B, C, D, H, W) flat; wb: (C / V, M, KD, KH,
+    KW, V) flat, filter m of input channel cb*V + l in lane l; out: (B,
+    C*M, OD, OH, OW) flat; period: V items (vrun_lanes). Term order:
+    depthwise_cl's (taps in (kd, kh, kw) order, (kd, kh) groups of gs
+    summed from zero); taps in the padding multiply its zeros."""
+    (B, C, D, H, W, M, OD, OH, OW, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw, gs, Hp, Wp) = geo
+    isz = itemsize(out)
+    _, NW, V = tile_dims(tile, out)
+    xa = addr(x)
+    ba = addr(buf)
+    wa = addr(wb)
+    oa = addr(out)
+    so = scratch(0, 8)
+    F = C * M
+    NB = C // V
+    HW = H * W
+    P = OH * OW
+    xend = xa + B * C * D * HW * isz
+    ybase = KD * Hp * Wp * V  # the block's outputs: P positions of V channels
+    zbase = ybase + (P + V) * V  # a last block of positions transposed
+    nwc = (OW + NW - 1) // NW
+    od = t_begin % OD
+    cb = t_begin // OD % NB
+    b = t_begin // OD // NB
+    for t in range(t_begin, t_end):
+        if t > t_begin:
+            od += 1
+            if od == OD:
+                od = 0
+                cb += 1
+                if cb == NB:
+                    cb = 0
+                    b += 1
+        for kd in range(KD):
+            i_d = od * sd - pd + kd * dd
+            if i_d < 0 or i_d >= D:
+                continue
+            src = xa + (((b * C + cb * V) * D + i_d) * HW) * isz
+            for ih in range(H):
+                dst = ba + (((kd * Hp + ph + ih) * Wp + pw) * V) * isz
+                for iw in range(0, W, V):
+                    vtranspose_over(out, tile, dst + iw * V * isz, src + (ih * W + iw) * isz, D * HW * isz, V * isz,
+                                    min(V, W - iw), xend)
+        for m in range(M):
+            for oh in range(OH):
+                for wc in range(nwc):
+                    ow0 = wc * NW
+                    acc = vtzero(out, tile)
+                    total = acc
+                    gend = 0  # the first tap past the current group
+                    ngrp = 0
+                    for kd in range(KD):
+                        i_d = od * sd - pd + kd * dd
+                        if i_d < 0 or i_d >= D:
+                            continue
+                        for kh in range(KH):
+                            if kd * KH + kh >= gend:
+                                gend = ((kd * KH + kh) // gs + 1) * gs
+                                if ngrp > 0:
+                                    total = vtadd(total, acc)
+                                    acc = vtzero(out, tile)
+                                ngrp += 1
+                            p = ba + (((kd * Hp + oh * sh + kh * dh) * Wp + ow0 * sw) * V) * isz
+                            q = wa + ((((cb * M + m) * KD + kd) * KH + kh) * KW * V) * isz
+                            acc = vrun_lanes(out, acc, tile, p, dw * V * isz, sw * V * isz, 0, 0, q, KW, period)
+                    acc = vtadd(total, acc)
+                    so[0] = ybase + (oh * OW + ow0) * V
+                    vtstore_rows(buf, tile, so, acc, V, V, OW - ow0)
+            # positions x channels -> the V output planes (cb*V + l)*M + m
+            dst = oa + (((b * F + cb * V * M + m) * OD + od) * P) * isz
+            cstride = M * OD * P * isz
+            for q0 in range(0, P, V):
+                src = ba + (ybase + q0 * V) * isz
+                if q0 + V <= P:
+                    vtranspose_block(out, tile, dst + q0 * isz, src, V * isz, cstride, V)
+                else:
+                    vtranspose_block(out, tile, ba + zbase * isz, src, V * isz, V * isz, V)
+                    for ch in range(V):
+                        vcopyn(out, tile, dst + ch * cstride + q0 * isz, ba + (zbase + ch * V) * isz, P - q0)
+
+
+def block_geometry(OH, OW, H, W, KH, KW, sh, sw, dh, dw, ph, pw, nvec):
+    """depthwise_cf_blocks' padded planes: (Hp, Wp), the rows and columns
+    (positions of V channels) that the copy writes and the tiles of nvec
+    positions read."""
+    Hp = max(ph + H, (OH - 1) * sh + (KH - 1) * dh + 1)
+    Wp = max(pw + W, (-(-OW // nvec) * nvec - 1) * sw + (KW - 1) * dw + 1)
+    return Hp, Wp
