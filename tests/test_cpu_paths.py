@@ -1702,9 +1702,10 @@ DEPTHWISE_CF_CASES = [
 def test_depthwise_cf_same_bits(case, used, dtype, vector_bytes, monkeypatch):
     """The channels-first depthwise kernels give the bits of vectors along
     W and of the channels-last depthwise kernel: depthwise_cf on tiles of
-    output rows and flat tiles of each size, depthwise_cf_blocks where the
-    channels make whole vectors, on one chunk of planes and on a chunk
-    each; and are used where the rule says so."""
+    output rows and flat tiles of each size, depthwise_cf_blocks (its last
+    block of channels partial where they do not make whole vectors, and
+    copied where it would read past the input), on one chunk of planes and
+    on a chunk each; and are used where the rule says so."""
     x, w = _arrays(case, dtype, np.random.default_rng(31))
     kernels = []
     real_rows = cpu_rb.with_rows
@@ -1717,7 +1718,7 @@ def test_depthwise_cf_same_bits(case, used, dtype, vector_bytes, monkeypatch):
     def on(ratio, vectors=cpu.DEPTHWISE_CF_FLAT_VECTORS, blocks=False):
         return {(cpu, "DEPTHWISE_CF"): True, (cpu, "DEPTHWISE_CF_FLAT_RATIO"): ratio,
                 (cpu, "DEPTHWISE_CF_FLAT_VECTORS"): vectors, (cpu, "DEPTHWISE_CF_BLOCKS"): blocks,
-                (cpu, "DEPTHWISE_CF_BLOCKS_MAX_POSITIONS"): 10**9}
+                (cpu, "DEPTHWISE_CF_BLOCKS_MAX_POSITIONS"): 10**9, (cpu, "DEPTHWISE_CF_BLOCKS_FILL"): 0.0}
 
     results = _calls_with(case, x, w, monkeypatch, [
         (on(cpu.DEPTHWISE_CF_FLAT_RATIO), None),
@@ -1725,12 +1726,11 @@ def test_depthwise_cf_same_bits(case, used, dtype, vector_bytes, monkeypatch):
         (on(0.0), None),  # tiles of output rows
         (on(1e9), None),  # flat tiles where the W stride is 1, of DEPTHWISE_CF_ROWS or 4 vectors
         (on(1e9, 2), 10**12),  # ... or 2
-        (on(0.0, blocks=True), None),  # a vector of channels at a time, where they make whole vectors
+        (on(0.0, blocks=True), None),  # a vector of channels at a time (a last block partial)
         (on(0.0, blocks=True), 10**12),
         ({(cpu, "DEPTHWISE_CF"): False, (cpu, "DEPTHWISE_CF_BLOCKS"): False}, None)])
-    blocks = used and x.shape[1] % (vector_bytes // np.dtype(dtype).itemsize) == 0
-    assert (kernels.count(cpu_dw.depthwise_cf) == 5 + 2 * (not blocks)) == used
-    assert kernels.count(cpu_dw.depthwise_cf_blocks) == 2 * blocks
+    assert (kernels.count(cpu_dw.depthwise_cf) == 5) == used
+    assert (kernels.count(cpu_dw.depthwise_cf_blocks) == 2) == used
     y = results[0]
     assert all(r.tobytes() == y.tobytes() for r in results)
     assert np.moveaxis(y, 1, -1).tobytes() == _call_channels_last(case, x, w).tobytes()
@@ -1743,13 +1743,15 @@ def test_depthwise_cf_same_bits(case, used, dtype, vector_bytes, monkeypatch):
     ((1, 32, 7, 7), True),  # whole vectors of channels, a small plane
     ((2, 16, 64, 64), True),  # 4096 positions
     ((1, 16, 65, 64), False),  # more: a plane at a time
-    ((1, 24, 7, 7), False),  # 24 float32 channels: a vector and a half
+    ((1, 24, 7, 7), False),  # 24 float32 channels: two vectors, 0.75 full
+    ((1, 120, 7, 7), True),  # 120: eight vectors, 0.94 full
     ((1, 16, 8, 16, 16), True),  # 3-D: the three planes of 16^2 an output plane reads, 768 positions
     ((1, 16, 4, 40, 40), False),  # ... of 40^2, 4800
 ])
 def test_depthwise_cf_blocks_rule(shape, blocks, monkeypatch):
     """Which channels-first depthwise calls run a vector of channels at a
     time (float32, 64-byte vectors, 3x3(x3) SAME)."""
+    assert cpu.DEPTHWISE_CF_BLOCKS_FILL == 0.85 and cpu.DEPTHWISE_CF_BLOCKS_MAX_POSITIONS == 4096
     monkeypatch.setattr(cpu_simd, "VBYTES", 64)
     kernels = []
     real_rows = cpu_rb.with_rows

@@ -111,17 +111,20 @@ DEPTHWISE_CF_ROWS = 8
 # flat by the rule, were slower flat, as were stride-2 rows)
 DEPTHWISE_CF_FLAT_RATIO = 0.75
 DEPTHWISE_CF_FLAT_VECTORS = 4
-# ... and those with whole vectors of channels and at most
+# ... and those whose channels fill at least DEPTHWISE_CF_BLOCKS_FILL of
+# the vectors of channels they make and with at most
 # DEPTHWISE_CF_BLOCKS_MAX_POSITIONS input positions in the KD planes an
 # output plane reads run a vector of channels at a time
 # (cpu_dw.depthwise_cf_blocks: the block's planes transposed in registers,
 # DEPTHWISE_CF_BLOCK_POSITIONS output positions per tile; benchmarks/
 # NOTES.md section 96: 7^2 x 960 1.67 -> 1.07x the channels-last time,
 # 14^2 x 576 s2 2.46 -> 1.34, 8 x 4^2 x 256 2.72 -> 1.36; 112^2 x 32 0.26
-# -> 0.29, so larger planes stay on depthwise_cf). False turns it off
-# (tests compare the two).
+# -> 0.29, so larger planes stay on depthwise_cf; 72-120 channels of
+# float32 on 64-byte vectors 0.9-1.0x the time, 8-40 1.0-1.5x). False
+# turns it off (tests compare the two).
 DEPTHWISE_CF_BLOCKS = True
 DEPTHWISE_CF_BLOCKS_MAX_POSITIONS = 4096
+DEPTHWISE_CF_BLOCKS_FILL = 0.85
 DEPTHWISE_CF_BLOCK_POSITIONS = 8
 
 # Channels-last 1x1 stride-1 forward convolutions without groups and with
@@ -484,7 +487,8 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
         _to_channels_first(y, out)
         return out
     if (DEPTHWISE_CF_BLOCKS and not trans and channels_first and Cg == 1 and G > 1 and out is None
-            and G % (cpu_simd.VBYTES // x.dtype.itemsize) == 0 and KD * H * W <= DEPTHWISE_CF_BLOCKS_MAX_POSITIONS):
+            and G >= DEPTHWISE_CF_BLOCKS_FILL * _ceil(G, cpu_simd.VBYTES // x.dtype.itemsize)
+            * (cpu_simd.VBYTES // x.dtype.itemsize) and KD * H * W <= DEPTHWISE_CF_BLOCKS_MAX_POSITIONS):
         return _depthwise_cf_blocks(x, wg, out_spatial, strides, dilations, pads_before, epilogue)
     if DEPTHWISE_CF and not trans and channels_first and Cg == 1 and G > 1 and out is None:
         return _depthwise_cf(x, wg, out_spatial, strides, dilations, pads_before, epilogue)
@@ -839,15 +843,18 @@ def _depthwise_cf_blocks(x, wg, out_spatial, strides, dilations, pads_before, ep
     (sd, sh, sw), (dd, dh, dw) = strides, dilations
     pd, ph, pw = pads_before
     V = cpu_simd.VBYTES // x.dtype.itemsize
-    # filters (C / V, M, KD, KH, KW, V): input channel cb*V + l's in lane l
-    wb = _memo(wg, ("dw-cf-blocks", x.dtype.str, V), lambda: _alloc.readonly(np.ascontiguousarray(
-        wg[:, :, :, :, 0, :].reshape(C // V, V, KD, KH, KW, M).transpose(0, 5, 2, 3, 4, 1), dtype=x.dtype)))
+    # filters (ceil(C / V), M, KD, KH, KW, V): input channel cb*V + l's in
+    # lane l, zeros past C
+    NB = _ceil(C, V)
+    wb = _memo(wg, ("dw-cf-blocks", x.dtype.str, V), lambda: _alloc.readonly(np.ascontiguousarray(np.concatenate(
+        [wg[:, :, :, :, 0, :], np.zeros((NB * V - C, KD, KH, KW, M), wg.dtype)]).reshape(
+        NB, V, KD, KH, KW, M).transpose(0, 5, 2, 3, 4, 1), dtype=x.dtype)))
     geo, tile, nbuf = _depthwise_cf_blocks_plan(x.shape, wg.shape, tuple(out_spatial), tuple(strides),
                                                 tuple(dilations), tuple(pads_before), x.dtype.itemsize,
                                                 cpu_simd.VBYTES, DEPTHWISE_CF_BLOCK_POSITIONS)
     y = _alloc.empty((B, C * M, OD, OH, OW), x.dtype)
     args = (np.ascontiguousarray(x).reshape(-1), wb.reshape(-1), y.reshape(-1), geo, tile, (0,) * V)
-    cpu_rb.parallel_tiles(cpu_rb.with_rows(cpu_dw.depthwise_cf_blocks, args, nbuf), (), B * (C // V) * OD,
+    cpu_rb.parallel_tiles(cpu_rb.with_rows(cpu_dw.depthwise_cf_blocks, args, nbuf), (), B * NB * OD,
                           16 * B * OD * OH * OW * C * M * KD * KH * KW)
     return _finish(y, True, epilogue)
 
@@ -865,7 +872,7 @@ def _depthwise_cf_blocks_plan(shape, wshape, out_spatial, strides, dilations, pa
     Hp, Wp = cpu_dw.block_geometry(OH, OW, H, W, KH, KW, sh, sw, dh, dw, ph, pw, NW)
     geo = tuple(int(v) for v in (B, C, D, H, W, M, OD, OH, OW, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw,
                                  cpu_rb.sum_group(KW, 1), Hp, Wp))
-    return geo, cpu_simd.Tile(1, NW, vbytes), (KD * Hp * Wp + OH * OW + 2 * V) * V
+    return geo, cpu_simd.Tile(1, NW, vbytes), (KD * Hp * Wp + OH * OW + 2 * V) * V + V * (H * W + 1)
 
 
 def _band_vectors(F, itemsize):

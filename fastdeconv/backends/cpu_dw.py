@@ -235,21 +235,24 @@ def plane_geometry(OH, OW, H, W, KH, KW, sh, sw, dh, dw, ph, pw, nvec, lanes, fl
 @serial_kernel
 def depthwise_cf_blocks(x, wb, out, geo, tile, period, buf, t_begin, t_end):
     """Output planes (b, channel block, od) [t_begin, t_end) of a 2-D or
-    3-D channels-first depthwise convolution whose C input channels are
-    whole blocks of V (the vectors' lanes), every multiplier m, as
-    depthwise_cl computes a pixel's channels: the V input planes of a
-    block are transposed in registers (vtranspose_over) into KD padded
+    3-D channels-first depthwise convolution, every multiplier m, V input
+    channels at a time (V: the vectors' lanes; the last block may hold
+    fewer), as depthwise_cl computes a pixel's channels: the block's input
+    planes are transposed in registers (vtranspose_over) into KD padded
     planes of Hp x Wp positions of V channels (zero padding, never
     written), each output row's positions run NW at a time with a weight
     vector per tap (vrun_lanes: lane l has channel l's weight), the
     results go to OH*OW positions of V channels after the planes, then
-    are transposed back into the V output planes (the last block of
+    are transposed back into the block's output planes (the last block of
     positions through a scratch block and masked copies, so nothing is
-    written past a plane). x: (B, C, D, H, W) flat; wb: (C / V, M, KD, KH,
-    KW, V) flat, filter m of input channel cb*V + l in lane l; out: (B,
-    C*M, OD, OH, OW) flat; period: V items (vrun_lanes). Term order:
-    depthwise_cl's (taps in (kd, kh, kw) order, (kd, kh) groups of gs
-    summed from zero); taps in the padding multiply its zeros."""
+    written past a plane). A partial block whose V planes would run past
+    the input's reads its planes from a copy (its transposes read V
+    planes; the others read the next image's as their unused lanes). x: (B, C,
+    D, H, W) flat; wb: (ceil(C / V), M, KD, KH, KW, V) flat, filter m of
+    input channel cb*V + l in lane l (zeros past C); out: (B, C*M, OD, OH,
+    OW) flat; period: V items (vrun_lanes). Term order: depthwise_cl's
+    (taps in (kd, kh, kw) order, (kd, kh) groups of gs summed from zero);
+    taps in the padding multiply its zeros."""
     (B, C, D, H, W, M, OD, OH, OW, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw, gs, Hp, Wp) = geo
     isz = itemsize(out)
     _, NW, V = tile_dims(tile, out)
@@ -259,12 +262,13 @@ def depthwise_cf_blocks(x, wb, out, geo, tile, period, buf, t_begin, t_end):
     oa = addr(out)
     so = scratch(0, 8)
     F = C * M
-    NB = C // V
+    NB = (C + V - 1) // V
     HW = H * W
     P = OH * OW
-    xend = xa + B * C * D * HW * isz
     ybase = KD * Hp * Wp * V  # the block's outputs: P positions of V channels
     zbase = ybase + (P + V) * V  # a last block of positions transposed
+    cbase = zbase + V * V  # the last block's input planes, copied
+    bend = ba + (cbase + V * HW + V) * isz
     nwc = (OW + NW - 1) // NW
     od = t_begin % OD
     cb = t_begin // OD % NB
@@ -278,16 +282,27 @@ def depthwise_cf_blocks(x, wb, out, geo, tile, period, buf, t_begin, t_end):
                 if cb == NB:
                     cb = 0
                     b += 1
+        nc = min(V, C - cb * V)  # the block's channels
+        copied = b * C + cb * V + V > B * C  # the block's V planes would run past the input
         for kd in range(KD):
             i_d = od * sd - pd + kd * dd
             if i_d < 0 or i_d >= D:
                 continue
             src = xa + (((b * C + cb * V) * D + i_d) * HW) * isz
+            cs = D * HW * isz
+            end = xa + B * C * D * HW * isz
+            if copied:
+                for ch in range(nc):
+                    for q0 in range(0, HW, V):
+                        vcopyn(out, tile, ba + (cbase + ch * HW + q0) * isz, src + (ch * D * HW + q0) * isz, HW - q0)
+                src = ba + cbase * isz
+                cs = HW * isz
+                end = bend
             for ih in range(H):
                 dst = ba + (((kd * Hp + ph + ih) * Wp + pw) * V) * isz
                 for iw in range(0, W, V):
-                    vtranspose_over(out, tile, dst + iw * V * isz, src + (ih * W + iw) * isz, D * HW * isz, V * isz,
-                                    min(V, W - iw), xend)
+                    vtranspose_over(out, tile, dst + iw * V * isz, src + (ih * W + iw) * isz, cs, V * isz,
+                                    min(V, W - iw), end)
         for m in range(M):
             for oh in range(OH):
                 for wc in range(nwc):
@@ -313,16 +328,16 @@ def depthwise_cf_blocks(x, wb, out, geo, tile, period, buf, t_begin, t_end):
                     acc = vtadd(total, acc)
                     so[0] = ybase + (oh * OW + ow0) * V
                     vtstore_rows(buf, tile, so, acc, V, V, OW - ow0)
-            # positions x channels -> the V output planes (cb*V + l)*M + m
+            # positions x channels -> the block's output planes (cb*V + l)*M + m
             dst = oa + (((b * F + cb * V * M + m) * OD + od) * P) * isz
             cstride = M * OD * P * isz
             for q0 in range(0, P, V):
                 src = ba + (ybase + q0 * V) * isz
                 if q0 + V <= P:
-                    vtranspose_block(out, tile, dst + q0 * isz, src, V * isz, cstride, V)
+                    vtranspose_block(out, tile, dst + q0 * isz, src, V * isz, cstride, nc)
                 else:
                     vtranspose_block(out, tile, ba + zbase * isz, src, V * isz, V * isz, V)
-                    for ch in range(V):
+                    for ch in range(nc):
                         vcopyn(out, tile, dst + ch * cstride + q0 * isz, ba + (zbase + ch * V) * isz, P - q0)
 
 
