@@ -486,12 +486,13 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
             out = _alloc.empty((B, F, OD, OH, OW), x.dtype)
         _to_channels_first(y, out)
         return out
-    if (DEPTHWISE_CF_BLOCKS and not trans and channels_first and Cg == 1 and G > 1 and out is None
-            and G >= DEPTHWISE_CF_BLOCKS_FILL * _ceil(G, cpu_simd.VBYTES // x.dtype.itemsize)
-            * (cpu_simd.VBYTES // x.dtype.itemsize) and KD * H * W <= DEPTHWISE_CF_BLOCKS_MAX_POSITIONS):
-        return _depthwise_cf_blocks(x, wg, out_spatial, strides, dilations, pads_before, epilogue)
-    if DEPTHWISE_CF and not trans and channels_first and Cg == 1 and G > 1 and out is None:
-        return _depthwise_cf(x, wg, out_spatial, strides, dilations, pads_before, epilogue)
+    if not trans and channels_first and Cg == 1 and G > 1 and out is None:
+        lanes = cpu_simd.VBYTES // x.dtype.itemsize
+        if (DEPTHWISE_CF_BLOCKS and G >= DEPTHWISE_CF_BLOCKS_FILL * _ceil(G, lanes) * lanes
+                and KD * H * W <= DEPTHWISE_CF_BLOCKS_MAX_POSITIONS):
+            return _depthwise_cf_blocks(x, wg, out_spatial, strides, dilations, pads_before, epilogue)
+        if DEPTHWISE_CF:
+            return _depthwise_cf(x, wg, out_spatial, strides, dilations, pads_before, epilogue)
     if DEPTHWISE and not trans and not channels_first and Cg == 1 and G > 1:
         if out is not None:
             out[...] = _run(x, wg, out_spatial, strides, dilations, pads_before, False, False, epilogue)
@@ -836,12 +837,10 @@ def _depthwise_cf_plan(shape, wshape, out_spatial, strides, dilations, pads_befo
 
 def _depthwise_cf_blocks(x, wg, out_spatial, strides, dilations, pads_before, epilogue):
     """cpu_dw.depthwise_cf_blocks for _run's channels-first depthwise calls
-    with whole vectors of channels (DEPTHWISE_CF_BLOCKS)."""
+    on small planes whose channels fill their vectors (DEPTHWISE_CF_BLOCKS)."""
     _, KD, KH, KW, _, M = wg.shape
     B, C, D, H, W = x.shape
     OD, OH, OW = out_spatial
-    (sd, sh, sw), (dd, dh, dw) = strides, dilations
-    pd, ph, pw = pads_before
     V = cpu_simd.VBYTES // x.dtype.itemsize
     # filters (ceil(C / V), M, KD, KH, KW, V): input channel cb*V + l's in
     # lane l, zeros past C
