@@ -111,8 +111,9 @@ def _conv_calls(dtype, cf):
         x2 = x_of(8, 1, H, W)
         calls.append((f"conv3d {fmt} 2-D depthwise {H}x{W}",
                       lambda x2=x2: ops.conv3d(x2, w2, 1, "SAME", data_format=fmt)))
-    # ... and 16 channels (a vector of channels at a time: cpu_dw.depthwise_cf_blocks)
-    x16, w16 = x_of(16, 1, 4, 9), frozen(arr(1, 3, 3, 1, 16))
+    # ... and 16 channels, rows of 24 (a vector of channels at a time:
+    # cpu_dw.depthwise_cf_blocks, depthwise_cl_vectors)
+    x16, w16 = x_of(16, 1, 4, 24), frozen(arr(1, 3, 3, 1, 16))
     calls.append((f"conv3d {fmt} 2-D depthwise, 16 channels",
                   lambda: ops.conv3d(x16, w16, 1, "SAME", data_format=fmt)))
     for W in (7, 9, 16):

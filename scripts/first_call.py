@@ -66,8 +66,11 @@ PATHS = {
     "wv, strided forward (channels-first, W stride 2)":
         "x = r(1, 16, 8, 8, 8); w = r(3, 3, 3, 16, 16)\n"
         "CALL fd.conv3d(x, w, 2, 'SAME', data_format='NCDHW', backend='cpu')",
-    "depthwise (channels-last, one input channel per group)":
+    "depthwise (channels-last, rows of 16: a pixel's channels at a time)":
         "x = r(1, 16, 16, 32); w = r(3, 3, 1, 32)\n"
+        "CALL fd.conv2d(x, w, 1, 'SAME', backend='cpu')",
+    "depthwise (channels-last, rows of 24: vectors of channels)":
+        "x = r(1, 24, 24, 32); w = r(3, 3, 1, 32)\n"
         "CALL fd.conv2d(x, w, 1, 'SAME', backend='cpu')",
     "depthwise (channels-first, a plane at a time)":
         "x = r(1, 24, 16, 16); w = r(3, 3, 1, 24)\n"

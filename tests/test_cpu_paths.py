@@ -1739,6 +1739,70 @@ def test_depthwise_cf_same_bits(case, used, dtype, vector_bytes, monkeypatch):
     assert np.max(np.abs(y - ref)) <= tol * max(1.0, float(np.max(np.abs(ref))))
 
 
+# Channels-last depthwise convolutions with multiplier 1 and whole vectors
+# of channels (cpu_dw.depthwise_cl_vectors): SAME, VALID and explicit
+# padding, strides and dilations, rows of 1-40 columns (W edges, part
+# blocks, no block at all), 3-D; 24 channels only where a vector holds 8.
+DEPTHWISE_CL_CASES = [
+    ("conv2d", (2, 9, 30, 16), (3, 3, 1, 16), 1, "SAME", "NHWC", None),
+    ("conv2d", (1, 7, 40, 32), (5, 3, 1, 32), [1, 2, 1, 1], "VALID", "NHWC", [1, 1, 2, 1]),
+    ("conv2d", (1, 10, 37, 16), (3, 4, 1, 16), [1, 1, 2, 1], [(0, 0), (2, 1), (3, 0), (0, 0)], "NHWC", [1, 1, 3, 1]),
+    ("conv2d", (3, 4, 1, 16), (3, 3, 1, 16), 1, "SAME", "NHWC", None),
+    ("conv2d", (1, 6, 7, 32), (3, 3, 1, 32), 1, "SAME", "NHWC", None),
+    ("conv2d", (1, 12, 29, 16), (3, 5, 1, 16), [1, 3, 3, 1], "SAME", "NHWC", None),
+    ("conv2d", (2, 8, 21, 24), (3, 3, 1, 24), 1, "SAME", "NHWC", None),
+    ("conv3d", (1, 5, 6, 23, 16), (3, 3, 3, 1, 16), [1, 2, 1, 1, 1], "SAME", "NDHWC", [1, 1, 1, 2, 1]),
+    ("conv3d", (2, 4, 5, 6, 32), (2, 3, 3, 1, 32), 1, [(0, 0), (1, 0), (0, 2), (1, 1), (0, 0)], "NDHWC", None),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", DEPTHWISE_CL_CASES, ids=[f"{c[0]}-{c[1]}-{c[2]}" for c in DEPTHWISE_CL_CASES])
+def test_depthwise_cl_vectors_same_bits(case, dtype, vector_bytes, monkeypatch):
+    """The channels-last vectors kernel gives depthwise_cl's bits and the
+    register-blocked kernels', on one chunk of rows and on a chunk each,
+    and is used for whole vectors of channels."""
+    x, w = _arrays(case, dtype, np.random.default_rng(37))
+    kernels = []
+    real = cpu_rb.compiled
+    monkeypatch.setattr(cpu_rb, "compiled", lambda k, a: (kernels.append(k), real(k, a))[1])
+
+    def on(vectors):
+        return {(cpu, "DEPTHWISE"): True, (cpu, "DEPTHWISE_CL_VECTORS"): vectors,
+                (cpu, "DEPTHWISE_CL_VECTORS_MIN_COLUMNS"): 0}
+
+    results = _calls_with(case, x, w, monkeypatch, [
+        (on(True), None), (on(True), 10**12), (on(False), None),
+        ({(cpu, "DEPTHWISE"): False, (cpu, "DEPTHWISE_CL_VECTORS"): False}, None)])
+    used = case[1][-1] % (vector_bytes // np.dtype(dtype).itemsize) == 0
+    assert (kernels.count(cpu_dw.depthwise_cl_vectors) == 2) == used
+    y = results[0]
+    assert all(r.tobytes() == y.tobytes() for r in results)
+    ref = _call(case, x, w, "reference")
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    assert np.max(np.abs(y - ref)) <= tol * max(1.0, float(np.max(np.abs(ref))))
+
+
+@pytest.mark.parametrize("shape, used", [
+    ((1, 20, 20, 32), True),  # rows of 20 columns
+    ((1, 14, 14, 576), False),  # of 14: depthwise_cl's loops along the channels
+    ((1, 8, 8, 8, 64), True),  # 3-D with 64 channels
+    ((1, 6, 6, 6, 512), False),  # ... with 512
+    ((1, 28, 28, 24), False),  # 24 float32 channels: not whole 16-lane vectors
+])
+def test_depthwise_cl_vectors_rule(shape, used, monkeypatch):
+    """Which channels-last depthwise calls take the vectors kernel
+    (float32, 64-byte vectors, 3x3(x3) SAME)."""
+    monkeypatch.setattr(cpu_simd, "VBYTES", 64)
+    kernels = []
+    real = cpu_rb.compiled
+    monkeypatch.setattr(cpu_rb, "compiled", lambda k, a: (kernels.append(k), real(k, a))[1])
+    x = np.random.default_rng(6).standard_normal(shape).astype(np.float32)
+    w = np.ones((3,) * (len(shape) - 2) + (1, shape[-1]), np.float32)
+    (fastdeconv.conv2d if len(shape) == 4 else fastdeconv.conv3d)(x, w, 1, "SAME", backend="cpu")
+    assert (cpu_dw.depthwise_cl_vectors in kernels) == used
+
+
 @pytest.mark.parametrize("shape, blocks", [
     ((1, 32, 7, 7), True),  # whole vectors of channels, a small plane
     ((2, 16, 64, 64), True),  # 4096 positions

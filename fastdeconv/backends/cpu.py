@@ -91,6 +91,19 @@ FOLD_LINES = True
 # (tests compare the two). 3x3 depthwise on 32-256 channels: 2.7-6.6x
 # slower than TensorFlow on the register-blocked paths (benchmarks/NOTES.md).
 DEPTHWISE = True
+# ... those with multiplier 1, whole vectors of channels and rows of at
+# least DEPTHWISE_CL_VECTORS_MIN_COLUMNS output columns (or 3-D ones with
+# at most DEPTHWISE_CL_VECTORS_3D_CHANNELS channels: 9 or more (kd, kh)
+# runs per position) a vector of channels at a time with a weight vector
+# per tap (cpu_dw.depthwise_cl_vectors, DEPTHWISE_CL_POSITIONS output
+# positions per tile; benchmarks/NOTES.md section 97: 112^2 x 32 0.29-0.35x
+# the time, 28^2 x 256 0.62, 32^3 x 32 0.33; rows of 7-14 columns with
+# 256-960 channels 1.2-1.8x, where depthwise_cl's loops along the channels
+# run long). False turns it off (tests compare the two).
+DEPTHWISE_CL_VECTORS = True
+DEPTHWISE_CL_POSITIONS = 8
+DEPTHWISE_CL_VECTORS_MIN_COLUMNS = 20
+DEPTHWISE_CL_VECTORS_3D_CHANNELS = 64
 # ... and channels-first ones (2-D and 3-D) use cpu_dw.depthwise_cf
 # (vectors along W, a tile of DEPTHWISE_CF_ROWS output rows, the input
 # planes of an output plane padded per tile, a strided plane's columns
@@ -497,6 +510,10 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
         if out is not None:
             out[...] = _run(x, wg, out_spatial, strides, dilations, pads_before, False, False, epilogue)
             return out
+        lanes = cpu_simd.VBYTES // x.dtype.itemsize
+        if (DEPTHWISE_CL_VECTORS and Fg == 1 and G % lanes == 0
+                and (OW >= DEPTHWISE_CL_VECTORS_MIN_COLUMNS or (KD > 1 and G <= DEPTHWISE_CL_VECTORS_3D_CHANNELS))):
+            return _depthwise_cl_vectors(x, wg, out_spatial, strides, dilations, pads_before, epilogue)
         # (KD, KH, KW, M, C): filter m of input channel c makes output channel c*M + m
         # read-only either way (a view of a read-only caller's array, or a copy)
         wd = _memo(wg, ("dw", x.dtype.str), lambda: _alloc.readonly(
@@ -788,6 +805,37 @@ def _cf_bands(x, wg, out_spatial, strides, dilations, pads_before, trans, writab
     # a band's channel blocks in one chunk: each chunk packs its bands again
     cpu_rb.parallel_tiles(run, (), ntiles, work, 1 if inner else NFB)
     return _finish(flat.reshape((B, F, OD, OH, OW)), True, epilogue)
+
+
+def _depthwise_cl_vectors(x, wg, out_spatial, strides, dilations, pads_before, epilogue):
+    """cpu_dw.depthwise_cl_vectors for _run's channels-last depthwise calls
+    with multiplier 1 and whole vectors of channels (DEPTHWISE_CL_VECTORS)."""
+    _, KD, KH, KW, _, _ = wg.shape
+    B, D, H, W, C = x.shape
+    OD, OH, OW = out_spatial
+    V = cpu_simd.VBYTES // x.dtype.itemsize
+    # filters (C / V, 1, KD, KH, KW, V): channel cb*V + l's in lane l
+    wb = _memo(wg, ("dw-cf-blocks", x.dtype.str, V), lambda: _alloc.readonly(np.ascontiguousarray(
+        wg[:, :, :, :, 0, :].reshape(C // V, V, KD, KH, KW, 1).transpose(0, 5, 2, 3, 4, 1), dtype=x.dtype)))
+    geo, tiles = _depthwise_cl_vectors_plan(x.shape, (KD, KH, KW), tuple(out_spatial), tuple(strides),
+                                            tuple(dilations), tuple(pads_before), x.dtype.itemsize, cpu_simd.VBYTES,
+                                            DEPTHWISE_CL_POSITIONS)
+    y = _alloc.empty((B, OD, OH, OW, C), x.dtype)
+    args = (np.ascontiguousarray(x).reshape(-1), wb.reshape(-1), y.reshape(-1), geo) + tiles
+    # the compiled entry point: a small call skips the dispatcher's typing of the tiles
+    cpu_rb.parallel_tiles(cpu_rb.compiled(cpu_dw.depthwise_cl_vectors, args), args, B * OD * OH,
+                          16 * B * OD * OH * OW * C * KD * KH * KW)
+    return _finish(y, False, epilogue)
+
+
+@functools.lru_cache(maxsize=256)
+def _depthwise_cl_vectors_plan(shape, kernel, out_spatial, strides, dilations, pads_before, itemsize, vbytes, NW):
+    """_depthwise_cl_vectors' geo and (tile, 1-vector tile, period), once
+    per call geometry."""
+    B, D, H, W, C = shape
+    geo = tuple(int(v) for v in (B, D, H, W, C) + out_spatial + kernel + strides + dilations + pads_before
+                + (cpu_rb.sum_group(kernel[2], 1),))
+    return geo, (cpu_simd.Tile(1, NW, vbytes), cpu_simd.Tile(1, 1, vbytes), (0,) * (vbytes // itemsize))
 
 
 def _depthwise_cf(x, wg, out_spatial, strides, dilations, pads_before, epilogue):

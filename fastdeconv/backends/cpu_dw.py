@@ -348,3 +348,90 @@ def block_geometry(OH, OW, H, W, KH, KW, sh, sw, dh, dw, ph, pw, nvec):
     Hp = max(ph + H, (OH - 1) * sh + (KH - 1) * dh + 1)
     Wp = max(pw + W, (-(-OW // nvec) * nvec - 1) * sw + (KW - 1) * dw + 1)
     return Hp, Wp
+
+
+@helper
+def _cl_taps(x, wb, out, geo, tile, period, b, od, oh, cb, ow0, kw0, nk):
+    """depthwise_cl_vectors' sum for output positions ow0 + j (j < the
+    tile's vectors) of row (b, od, oh), channels [cb*V, cb*V + V): taps
+    kw0 .. kw0 + nk - 1 of each (kd, kh) that reads inside the input
+    along D and H, in (kd, kh, kw) order, (kd, kh) groups of gs summed
+    from zero (depthwise_cl's order)."""
+    (B, D, H, W, C, OD, OH, OW, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw, gs) = geo
+    isz = itemsize(out)
+    V = tile_dims(tile, out)[2]
+    acc = vtzero(out, tile)
+    total = acc
+    gend = 0  # the first tap past the current group
+    ngrp = 0
+    for kd in range(KD):
+        i_d = od * sd - pd + kd * dd
+        if i_d < 0 or i_d >= D:
+            continue
+        for kh in range(KH):
+            i_h = oh * sh - ph + kh * dh
+            if i_h < 0 or i_h >= H:
+                continue
+            if kd * KH + kh >= gend:
+                gend = ((kd * KH + kh) // gs + 1) * gs
+                if ngrp > 0:
+                    total = vtadd(total, acc)
+                    acc = vtzero(out, tile)
+                ngrp += 1
+            p = addr(x) + ((((b * D + i_d) * H + i_h) * W + ow0 * sw - pw + kw0 * dw) * C + cb * V) * isz
+            q = addr(wb) + (((cb * KD + kd) * KH + kh) * KW + kw0) * V * isz
+            acc = vrun_lanes(out, acc, tile, p, dw * C * isz, sw * C * isz, 0, 0, q, nk, period)
+    return vtadd(total, acc)
+
+
+@serial_kernel
+def depthwise_cl_vectors(x, wb, out, geo, tile, one, period, t_begin, t_end):
+    """Output rows (b, od, oh) [t_begin, t_end) of a channels-last
+    depthwise convolution with multiplier 1 and whole vectors of channels
+    (V, the vectors' lanes): for each vector of channels, the row's
+    positions whose W taps all read inside the input run the tile's NW at
+    a time, a weight vector per tap (vrun_lanes: lane l has channel l's
+    weight; the input's channels are contiguous, so every load is a whole
+    vector), the others (the W edges, a last part block) one at a time
+    (`one`, a 1-vector tile) over the W taps that read inside. depthwise_cl
+    keeps its partial sums in an array (a load and a store per tap and
+    vector). x: (B, D, H, W, C) flat; wb: (C / V, 1, KD, KH, KW, V) flat,
+    channel cb*V + l's filter in lane l; out: (B, OD, OH, OW, C) flat;
+    period: V items (vrun_lanes). Same terms in the same order as
+    depthwise_cl (padding taps skipped along every axis), so the same
+    bits."""
+    (B, D, H, W, C, OD, OH, OW, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw, gs) = geo
+    _, NW, V = tile_dims(tile, out)
+    so = scratch(0, 8)
+    # [ow_a, ow_b): the positions whose W taps all read inside the input
+    ow_a = min(OW, (pw + sw - 1) // sw)
+    ow_b = max(ow_a, min(OW, (W - 1 + pw - (KW - 1) * dw) // sw + 1))
+    oh = t_begin % OH
+    od = t_begin // OH % OD
+    b = t_begin // OH // OD
+    for t in range(t_begin, t_end):
+        if t > t_begin:
+            oh += 1
+            if oh == OH:
+                oh = 0
+                od += 1
+                if od == OD:
+                    od = 0
+                    b += 1
+        row = ((b * OD + od) * OH + oh) * OW
+        for cb in range(C // V):
+            ow = 0
+            while ow < OW:
+                if ow >= ow_a and ow + NW <= ow_b:
+                    acc = _cl_taps(x, wb, out, geo, tile, period, b, od, oh, cb, ow, 0, KW)
+                    so[0] = (row + ow) * C + cb * V
+                    vtstore_rows(out, tile, so, acc, V, C, NW)
+                    ow += NW
+                else:
+                    e = ow * sw - pw  # input column of tap 0
+                    kw0 = 0 if e >= 0 else (dw - 1 - e) // dw
+                    kw1 = min(KW, (W - 1 - e) // dw + 1) if e < W else 0
+                    one_acc = _cl_taps(x, wb, out, geo, one, period, b, od, oh, cb, ow, kw0, max(0, kw1 - kw0))
+                    so[0] = (row + ow) * C + cb * V
+                    vtstore_rows(out, one, so, one_acc, V, C, 1)
+                    ow += 1
