@@ -1739,10 +1739,11 @@ def test_depthwise_cf_same_bits(case, used, dtype, vector_bytes, monkeypatch):
     assert np.max(np.abs(y - ref)) <= tol * max(1.0, float(np.max(np.abs(ref))))
 
 
-# Channels-last depthwise convolutions with multiplier 1 and whole vectors
-# of channels (cpu_dw.depthwise_cl_vectors): SAME, VALID and explicit
+# Channels-last depthwise convolutions with multiplier 1 and a vector of
+# channels or more (cpu_dw.depthwise_cl_vectors): SAME, VALID and explicit
 # padding, strides and dilations, rows of 1-40 columns (W edges, part
-# blocks, no block at all), 3-D; 24 channels only where a vector holds 8.
+# blocks, no block at all), 3-D; 20, 24 and 40 channels (a last part
+# vector overlapping the one before), 12 only where a vector holds 8 or 4.
 DEPTHWISE_CL_CASES = [
     ("conv2d", (2, 9, 30, 16), (3, 3, 1, 16), 1, "SAME", "NHWC", None),
     ("conv2d", (1, 7, 40, 32), (5, 3, 1, 32), [1, 2, 1, 1], "VALID", "NHWC", [1, 1, 2, 1]),
@@ -1751,6 +1752,9 @@ DEPTHWISE_CL_CASES = [
     ("conv2d", (1, 6, 7, 32), (3, 3, 1, 32), 1, "SAME", "NHWC", None),
     ("conv2d", (1, 12, 29, 16), (3, 5, 1, 16), [1, 3, 3, 1], "SAME", "NHWC", None),
     ("conv2d", (2, 8, 21, 24), (3, 3, 1, 24), 1, "SAME", "NHWC", None),
+    ("conv2d", (1, 5, 26, 40), (3, 3, 1, 40), [1, 1, 2, 1], "SAME", "NHWC", None),
+    ("conv2d", (1, 4, 22, 20), (2, 3, 1, 20), 1, "VALID", "NHWC", [1, 1, 2, 1]),
+    ("conv2d", (2, 3, 25, 12), (3, 3, 1, 12), 1, "SAME", "NHWC", None),
     ("conv3d", (1, 5, 6, 23, 16), (3, 3, 3, 1, 16), [1, 2, 1, 1, 1], "SAME", "NDHWC", [1, 1, 1, 2, 1]),
     ("conv3d", (2, 4, 5, 6, 32), (2, 3, 3, 1, 32), 1, [(0, 0), (1, 0), (0, 2), (1, 1), (0, 0)], "NDHWC", None),
 ]
@@ -1774,7 +1778,7 @@ def test_depthwise_cl_vectors_same_bits(case, dtype, vector_bytes, monkeypatch):
     results = _calls_with(case, x, w, monkeypatch, [
         (on(True), None), (on(True), 10**12), (on(False), None),
         ({(cpu, "DEPTHWISE"): False, (cpu, "DEPTHWISE_CL_VECTORS"): False}, None)])
-    used = case[1][-1] % (vector_bytes // np.dtype(dtype).itemsize) == 0
+    used = case[1][-1] >= vector_bytes // np.dtype(dtype).itemsize
     assert (kernels.count(cpu_dw.depthwise_cl_vectors) == 2) == used
     y = results[0]
     assert all(r.tobytes() == y.tobytes() for r in results)
@@ -1788,7 +1792,8 @@ def test_depthwise_cl_vectors_same_bits(case, dtype, vector_bytes, monkeypatch):
     ((1, 14, 14, 576), False),  # of 14: depthwise_cl's loops along the channels
     ((1, 8, 8, 8, 64), True),  # 3-D with 64 channels
     ((1, 6, 6, 6, 512), False),  # ... with 512
-    ((1, 28, 28, 24), False),  # 24 float32 channels: not whole 16-lane vectors
+    ((1, 28, 28, 24), True),  # 24 float32 channels: two 16-lane vectors, 8 channels in both
+    ((1, 28, 28, 12), False),  # 12: less than a vector
 ])
 def test_depthwise_cl_vectors_rule(shape, used, monkeypatch):
     """Which channels-last depthwise calls take the vectors kernel

@@ -91,7 +91,8 @@ FOLD_LINES = True
 # (tests compare the two). 3x3 depthwise on 32-256 channels: 2.7-6.6x
 # slower than TensorFlow on the register-blocked paths (benchmarks/NOTES.md).
 DEPTHWISE = True
-# ... those with multiplier 1, whole vectors of channels and rows of at
+# ... those with multiplier 1, a vector of channels or more (a last part
+# vector overlapping the one before) and rows of at
 # least DEPTHWISE_CL_VECTORS_MIN_COLUMNS output columns (or 3-D ones with
 # at most DEPTHWISE_CL_VECTORS_3D_CHANNELS channels: 9 or more (kd, kh)
 # runs per position) a vector of channels at a time with a weight vector
@@ -511,7 +512,7 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
             out[...] = _run(x, wg, out_spatial, strides, dilations, pads_before, False, False, epilogue)
             return out
         lanes = cpu_simd.VBYTES // x.dtype.itemsize
-        if (DEPTHWISE_CL_VECTORS and Fg == 1 and G % lanes == 0
+        if (DEPTHWISE_CL_VECTORS and Fg == 1 and G >= lanes
                 and (OW >= DEPTHWISE_CL_VECTORS_MIN_COLUMNS or (KD > 1 and G <= DEPTHWISE_CL_VECTORS_3D_CHANNELS))):
             return _depthwise_cl_vectors(x, wg, out_spatial, strides, dilations, pads_before, epilogue)
         # (KD, KH, KW, M, C): filter m of input channel c makes output channel c*M + m
@@ -809,14 +810,17 @@ def _cf_bands(x, wg, out_spatial, strides, dilations, pads_before, trans, writab
 
 def _depthwise_cl_vectors(x, wg, out_spatial, strides, dilations, pads_before, epilogue):
     """cpu_dw.depthwise_cl_vectors for _run's channels-last depthwise calls
-    with multiplier 1 and whole vectors of channels (DEPTHWISE_CL_VECTORS)."""
+    with multiplier 1 and a vector of channels or more (DEPTHWISE_CL_VECTORS)."""
     _, KD, KH, KW, _, _ = wg.shape
     B, D, H, W, C = x.shape
     OD, OH, OW = out_spatial
     V = cpu_simd.VBYTES // x.dtype.itemsize
-    # filters (C / V, 1, KD, KH, KW, V): channel cb*V + l's in lane l
-    wb = _memo(wg, ("dw-cf-blocks", x.dtype.str, V), lambda: _alloc.readonly(np.ascontiguousarray(
-        wg[:, :, :, :, 0, :].reshape(C // V, V, KD, KH, KW, 1).transpose(0, 5, 2, 3, 4, 1), dtype=x.dtype)))
+    # filters (ceil(C / V), 1, KD, KH, KW, V): channel min(cb*V, C - V) + l's in lane l
+    NB = _ceil(C, V)
+    channels = np.minimum(np.arange(NB) * V, C - V)[:, None] + np.arange(V)
+    wb = _memo(wg, ("dw-cl-vectors", x.dtype.str, V), lambda: _alloc.readonly(np.ascontiguousarray(
+        wg[channels.reshape(-1), :, :, :, 0, :].reshape(NB, V, KD, KH, KW, 1).transpose(0, 5, 2, 3, 4, 1),
+        dtype=x.dtype)))
     geo, tiles = _depthwise_cl_vectors_plan(x.shape, (KD, KH, KW), tuple(out_spatial), tuple(strides),
                                             tuple(dilations), tuple(pads_before), x.dtype.itemsize, cpu_simd.VBYTES,
                                             DEPTHWISE_CL_POSITIONS)

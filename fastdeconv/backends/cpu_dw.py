@@ -351,9 +351,9 @@ def block_geometry(OH, OW, H, W, KH, KW, sh, sw, dh, dw, ph, pw, nvec):
 
 
 @helper
-def _cl_taps(x, wb, out, geo, tile, period, b, od, oh, cb, ow0, kw0, nk):
+def _cl_taps(x, wb, out, geo, tile, period, b, od, oh, cb, c0, ow0, kw0, nk):
     """depthwise_cl_vectors' sum for output positions ow0 + j (j < the
-    tile's vectors) of row (b, od, oh), channels [cb*V, cb*V + V): taps
+    tile's vectors) of row (b, od, oh), channels [c0, c0 + V) (filter block cb): taps
     kw0 .. kw0 + nk - 1 of each (kd, kh) that reads inside the input
     along D and H, in (kd, kh, kw) order, (kd, kh) groups of gs summed
     from zero (depthwise_cl's order)."""
@@ -378,7 +378,7 @@ def _cl_taps(x, wb, out, geo, tile, period, b, od, oh, cb, ow0, kw0, nk):
                     total = vtadd(total, acc)
                     acc = vtzero(out, tile)
                 ngrp += 1
-            p = addr(x) + ((((b * D + i_d) * H + i_h) * W + ow0 * sw - pw + kw0 * dw) * C + cb * V) * isz
+            p = addr(x) + ((((b * D + i_d) * H + i_h) * W + ow0 * sw - pw + kw0 * dw) * C + c0) * isz
             q = addr(wb) + (((cb * KD + kd) * KH + kh) * KW + kw0) * V * isz
             acc = vrun_lanes(out, acc, tile, p, dw * C * isz, sw * C * isz, 0, 0, q, nk, period)
     return vtadd(total, acc)
@@ -387,16 +387,19 @@ def _cl_taps(x, wb, out, geo, tile, period, b, od, oh, cb, ow0, kw0, nk):
 @serial_kernel
 def depthwise_cl_vectors(x, wb, out, geo, tile, one, period, t_begin, t_end):
     """Output rows (b, od, oh) [t_begin, t_end) of a channels-last
-    depthwise convolution with multiplier 1 and whole vectors of channels
-    (V, the vectors' lanes): for each vector of channels, the row's
+    depthwise convolution with multiplier 1 and at least V channels (V,
+    the vectors' lanes; a last part vector is the last V channels, which
+    overlap the vector before: those are computed twice, to the same
+    bits): for each vector of channels, the row's
     positions whose W taps all read inside the input run the tile's NW at
     a time, a weight vector per tap (vrun_lanes: lane l has channel l's
     weight; the input's channels are contiguous, so every load is a whole
     vector), the others (the W edges, a last part block) one at a time
     (`one`, a 1-vector tile) over the W taps that read inside. depthwise_cl
     keeps its partial sums in an array (a load and a store per tap and
-    vector). x: (B, D, H, W, C) flat; wb: (C / V, 1, KD, KH, KW, V) flat,
-    channel cb*V + l's filter in lane l; out: (B, OD, OH, OW, C) flat;
+    vector). x: (B, D, H, W, C) flat; wb: (ceil(C / V), 1, KD, KH, KW, V)
+    flat, channel min(cb*V, C - V) + l's filter in lane l; out: (B, OD, OH,
+    OW, C) flat;
     period: V items (vrun_lanes). Same terms in the same order as
     depthwise_cl (padding taps skipped along every axis), so the same
     bits."""
@@ -419,19 +422,20 @@ def depthwise_cl_vectors(x, wb, out, geo, tile, one, period, t_begin, t_end):
                     od = 0
                     b += 1
         row = ((b * OD + od) * OH + oh) * OW
-        for cb in range(C // V):
+        for cb in range((C + V - 1) // V):
+            c0 = min(cb * V, C - V)  # a last part block overlaps the one before
             ow = 0
             while ow < OW:
                 if ow >= ow_a and ow + NW <= ow_b:
-                    acc = _cl_taps(x, wb, out, geo, tile, period, b, od, oh, cb, ow, 0, KW)
-                    so[0] = (row + ow) * C + cb * V
+                    acc = _cl_taps(x, wb, out, geo, tile, period, b, od, oh, cb, c0, ow, 0, KW)
+                    so[0] = (row + ow) * C + c0
                     vtstore_rows(out, tile, so, acc, V, C, NW)
                     ow += NW
                 else:
                     e = ow * sw - pw  # input column of tap 0
                     kw0 = 0 if e >= 0 else (dw - 1 - e) // dw
                     kw1 = min(KW, (W - 1 - e) // dw + 1) if e < W else 0
-                    one_acc = _cl_taps(x, wb, out, geo, one, period, b, od, oh, cb, ow, kw0, max(0, kw1 - kw0))
-                    so[0] = (row + ow) * C + cb * V
+                    one_acc = _cl_taps(x, wb, out, geo, one, period, b, od, oh, cb, c0, ow, kw0, max(0, kw1 - kw0))
+                    so[0] = (row + ow) * C + c0
                     vtstore_rows(out, one, so, one_acc, V, C, 1)
                     ow += 1
