@@ -1,13 +1,19 @@
 """Depthwise forward convolution: one input channel per group (Keras'
-DepthwiseConv, the first half of SeparableConv), channels-last
-(`depthwise_cl`) and channels-first (`depthwise_cf`).
+DepthwiseConv, the first half of SeparableConv).
 
 Each output element has at most KD*KH*KW terms, so the register-blocked
 kernels (a reduction over taps x input channels per output) spend their
 time on set-up there: 3-7x slower than TensorFlow on 3x3 depthwise layers.
-Here a row of outputs is accumulated with the channels innermost, where
-the input, the filters and the output are all contiguous (vectorised by
-LLVM).
+The kernels here (cpu.py's rules pick one):
+- channels-last: `depthwise_cl_vectors`, a vector of channels x 8 output
+  positions with a weight vector per tap, for multiplier 1 and rows long
+  enough; `depthwise_cl`, a row of outputs accumulated with the channels
+  innermost (input, filters and output contiguous; vectorised by LLVM),
+  for the rest;
+- channels-first: `depthwise_cf_blocks`, a vector of channels at a time on
+  the block's planes transposed in registers, for small planes whose
+  channels fill their vectors; `depthwise_cf`, vectors along W on one
+  padded plane at a time, for the rest.
 
 Term order, the same as cpu_rb.cl_kernel's for these shapes: taps in (kd,
 kh, kw) order, the (kd, kh) pairs in groups of `gs` (cpu_rb.sum_group with
@@ -15,8 +21,9 @@ one channel per group), each group's partial sum from zero added to the
 running total. Taps that fall into the padding along D and H are skipped,
 as in cl_kernel; along W they are skipped too, where cl_kernel adds 0 * w
 (the same value: only the sign of a zero result could differ).
-depthwise_cf multiplies the padding's zeros instead of skipping those taps
-(the same values; a sum that starts at +0 never becomes -0).
+depthwise_cf and depthwise_cf_blocks multiply the padding's zeros instead
+of skipping those taps (the same values; a sum that starts at +0 never
+becomes -0).
 """
 
 import numpy as np
