@@ -22,6 +22,10 @@ DEPTHWISE = [  # (input shape, depth multiplier, stride)
     ((1, 56, 56, 128), 1, 2),
     ((4, 28, 28, 256), 1, 1),
     ((1, 64, 64, 16), 2, 1),
+    # channel counts that are not whole vectors (MobileNetV3), a last stage
+    ((1, 112, 112, 24), 1, 1),
+    ((1, 56, 56, 72), 1, 1),
+    ((1, 7, 7, 960), 1, 1),
 ]
 NORMALIZATION = [  # (layer class, arguments, input shape)
     ("GroupNormalization", dict(groups=8), (1, 32, 32, 32, 32)),
