@@ -112,10 +112,12 @@ def _conv_calls(dtype, cf):
         calls.append((f"conv3d {fmt} 2-D depthwise {H}x{W}",
                       lambda x2=x2: ops.conv3d(x2, w2, 1, "SAME", data_format=fmt)))
     # ... and 16 channels, rows of 24 (a vector of channels at a time:
-    # cpu_dw.depthwise_cf_blocks, depthwise_cl_vectors)
-    x16, w16 = x_of(16, 1, 4, 24), frozen(arr(1, 3, 3, 1, 16))
-    calls.append((f"conv3d {fmt} 2-D depthwise, 16 channels",
-                  lambda: ops.conv3d(x16, w16, 1, "SAME", data_format=fmt)))
+    # cpu_dw.depthwise_cf_blocks, depthwise_cl_blocks; with a W stride of 2,
+    # depthwise_cl_vectors)
+    x16, w16 = x_of(16, 1, 4, 48), frozen(arr(1, 3, 3, 1, 16))
+    for s in (1, 2):
+        calls.append((f"conv3d {fmt} 2-D depthwise, 16 channels, stride {s}",
+                      lambda s=s: ops.conv3d(x16, w16, (1, 1, s), "SAME", data_format=fmt)))
     for W in (7, 9, 16):
         conv(64, 64, 2, 4, W)
         conv(64, 64, 2, 4, W, s=(1, 1, 1, 2, 1) if not cf else (1, 1, 1, 1, 2))

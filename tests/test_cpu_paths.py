@@ -1763,23 +1763,29 @@ DEPTHWISE_CL_CASES = [
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("case", DEPTHWISE_CL_CASES, ids=[f"{c[0]}-{c[1]}-{c[2]}" for c in DEPTHWISE_CL_CASES])
 def test_depthwise_cl_vectors_same_bits(case, dtype, vector_bytes, monkeypatch):
-    """The channels-last vectors kernel gives depthwise_cl's bits and the
-    register-blocked kernels', on one chunk of rows and on a chunk each,
-    and is used for whole vectors of channels."""
+    """The channels-last vectors and blocks kernels give depthwise_cl's bits
+    and the register-blocked kernels', on one chunk of tiles and on a chunk
+    each, and are used from a vector of channels (blocks at stride 1)."""
     x, w = _arrays(case, dtype, np.random.default_rng(37))
-    kernels = []
-    real = cpu_rb.compiled
+    kernels, banded = [], []  # kernels called through compiled (with_rows' too), and through with_rows
+    real, real_rows = cpu_rb.compiled, cpu_rb.with_rows
     monkeypatch.setattr(cpu_rb, "compiled", lambda k, a: (kernels.append(k), real(k, a))[1])
+    monkeypatch.setattr(cpu_rb, "with_rows", lambda k, a, n, **kw: (banded.append(k), real_rows(k, a, n, **kw))[1])
 
-    def on(vectors):
+    def on(vectors, blocks):
         return {(cpu, "DEPTHWISE"): True, (cpu, "DEPTHWISE_CL_VECTORS"): vectors,
-                (cpu, "DEPTHWISE_CL_VECTORS_MIN_COLUMNS"): 0}
+                (cpu, "DEPTHWISE_CL_VECTORS_MIN_COLUMNS"): 0, (cpu, "DEPTHWISE_CL_BLOCKS"): blocks,
+                (cpu, "DEPTHWISE_CL_BLOCKS_MIN_COLUMNS"): 0}
 
     results = _calls_with(case, x, w, monkeypatch, [
-        (on(True), None), (on(True), 10**12), (on(False), None),
-        ({(cpu, "DEPTHWISE"): False, (cpu, "DEPTHWISE_CL_VECTORS"): False}, None)])
+        (on(True, False), None), (on(True, False), 10**12), (on(False, True), None), (on(False, True), 10**12),
+        (on(False, False), None),
+        ({(cpu, "DEPTHWISE"): False, (cpu, "DEPTHWISE_CL_VECTORS"): False, (cpu, "DEPTHWISE_CL_BLOCKS"): False},
+         None)])
     used = case[1][-1] >= vector_bytes // np.dtype(dtype).itemsize
+    blocks = used and case[3] == 1  # (stride 1 only)
     assert (kernels.count(cpu_dw.depthwise_cl_vectors) == 2) == used
+    assert banded.count(cpu_dw.depthwise_cl_blocks) == 2 * blocks
     y = results[0]
     assert all(r.tobytes() == y.tobytes() for r in results)
     ref = _call(case, x, w, "reference")
@@ -1787,25 +1793,30 @@ def test_depthwise_cl_vectors_same_bits(case, dtype, vector_bytes, monkeypatch):
     assert np.max(np.abs(y - ref)) <= tol * max(1.0, float(np.max(np.abs(ref))))
 
 
-@pytest.mark.parametrize("shape, used", [
-    ((1, 20, 20, 32), True),  # rows of 20 columns
-    ((1, 14, 14, 576), False),  # of 14: depthwise_cl's loops along the channels
-    ((1, 8, 8, 8, 64), True),  # 3-D with 64 channels
-    ((1, 6, 6, 6, 512), False),  # ... with 512
-    ((1, 28, 28, 24), True),  # 24 float32 channels: two 16-lane vectors, 8 channels in both
-    ((1, 28, 28, 12), False),  # 12: less than a vector
+@pytest.mark.parametrize("shape, stride, used", [
+    ((1, 20, 20, 32), 1, "blocks"),  # rows of 20 columns, 400 positions
+    ((1, 100, 100, 32), 1, "vectors"),  # 10^4 positions
+    ((1, 100, 100, 32), 2, "vectors"),  # stride 2
+    ((1, 14, 14, 576), 1, "blocks"),  # rows of 14
+    ((1, 14, 14, 576), 2, None),  # of 7: depthwise_cl's loops along the channels
+    ((1, 10, 10, 256), 1, None),  # of 10
+    ((1, 6, 6, 6, 512), 1, "blocks"),  # 3-D
+    ((1, 28, 28, 24), 1, "blocks"),  # 24 float32 channels: two 16-lane vectors, 8 channels in both
+    ((1, 28, 28, 12), 1, None),  # 12: less than a vector
 ])
-def test_depthwise_cl_vectors_rule(shape, used, monkeypatch):
-    """Which channels-last depthwise calls take the vectors kernel
-    (float32, 64-byte vectors, 3x3(x3) SAME)."""
+def test_depthwise_cl_rule(shape, stride, used, monkeypatch):
+    """Which channels-last depthwise calls take the blocks or the vectors
+    kernel (float32, 64-byte vectors, 3x3(x3) SAME)."""
     monkeypatch.setattr(cpu_simd, "VBYTES", 64)
     kernels = []
-    real = cpu_rb.compiled
+    real, real_rows = cpu_rb.compiled, cpu_rb.with_rows
     monkeypatch.setattr(cpu_rb, "compiled", lambda k, a: (kernels.append(k), real(k, a))[1])
+    monkeypatch.setattr(cpu_rb, "with_rows", lambda k, a, n, **kw: (kernels.append(k), real_rows(k, a, n, **kw))[1])
     x = np.random.default_rng(6).standard_normal(shape).astype(np.float32)
     w = np.ones((3,) * (len(shape) - 2) + (1, shape[-1]), np.float32)
-    (fastdeconv.conv2d if len(shape) == 4 else fastdeconv.conv3d)(x, w, 1, "SAME", backend="cpu")
-    assert (cpu_dw.depthwise_cl_vectors in kernels) == used
+    (fastdeconv.conv2d if len(shape) == 4 else fastdeconv.conv3d)(x, w, stride, "SAME", backend="cpu")
+    assert (cpu_dw.depthwise_cl_blocks in kernels) == (used == "blocks")
+    assert (cpu_dw.depthwise_cl_vectors in kernels) == (used == "vectors")
 
 
 @pytest.mark.parametrize("shape, blocks", [

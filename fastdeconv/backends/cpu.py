@@ -105,6 +105,17 @@ DEPTHWISE_CL_VECTORS = True
 DEPTHWISE_CL_POSITIONS = 8
 DEPTHWISE_CL_VECTORS_MIN_COLUMNS = 20
 DEPTHWISE_CL_VECTORS_3D_CHANNELS = 64
+# ... but first, those with multiplier 1, a vector of channels or more,
+# stride 1, at most DEPTHWISE_CF_BLOCKS_MAX_POSITIONS input positions in
+# the planes an output plane reads and rows of
+# DEPTHWISE_CL_BLOCKS_MIN_COLUMNS output columns or more (or 3-D) run on
+# the channels-first blocks' padded planes, filled a pixel's vector at a
+# time (cpu_dw.depthwise_cl_blocks: no W edges one position at a time;
+# benchmarks/NOTES.md section 97: 56^2 x 144 0.46x depthwise_cl's time,
+# 14^2 x 576 0.80, 6^3 x 512 0.74; rows of 7-10 columns 1.1-1.4, left to
+# depthwise_cl; stride 2 1.0-1.2, copying 4 input pixels per output)
+DEPTHWISE_CL_BLOCKS = True
+DEPTHWISE_CL_BLOCKS_MIN_COLUMNS = 12
 # ... and channels-first ones (2-D and 3-D) use cpu_dw.depthwise_cf
 # (vectors along W, a tile of DEPTHWISE_CF_ROWS output rows, the input
 # planes of an output plane padded per tile, a strided plane's columns
@@ -504,7 +515,7 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
         lanes = cpu_simd.VBYTES // x.dtype.itemsize
         if (DEPTHWISE_CF_BLOCKS and G >= DEPTHWISE_CF_BLOCKS_FILL * _ceil(G, lanes) * lanes
                 and KD * H * W <= DEPTHWISE_CF_BLOCKS_MAX_POSITIONS):
-            return _depthwise_cf_blocks(x, wg, out_spatial, strides, dilations, pads_before, epilogue)
+            return _depthwise_blocks(x, wg, out_spatial, strides, dilations, pads_before, epilogue, True)
         if DEPTHWISE_CF:
             return _depthwise_cf(x, wg, out_spatial, strides, dilations, pads_before, epilogue)
     if DEPTHWISE and not trans and not channels_first and Cg == 1 and G > 1:
@@ -512,6 +523,9 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
             out[...] = _run(x, wg, out_spatial, strides, dilations, pads_before, False, False, epilogue)
             return out
         lanes = cpu_simd.VBYTES // x.dtype.itemsize
+        if (DEPTHWISE_CL_BLOCKS and Fg == 1 and G >= lanes and KD * H * W <= DEPTHWISE_CF_BLOCKS_MAX_POSITIONS
+                and (sd, sh, sw) == (1, 1, 1) and (OW >= DEPTHWISE_CL_BLOCKS_MIN_COLUMNS or KD > 1)):
+            return _depthwise_blocks(x, wg, out_spatial, strides, dilations, pads_before, epilogue, False)
         if (DEPTHWISE_CL_VECTORS and Fg == 1 and G >= lanes
                 and (OW >= DEPTHWISE_CL_VECTORS_MIN_COLUMNS or (KD > 1 and G <= DEPTHWISE_CL_VECTORS_3D_CHANNELS))):
             return _depthwise_cl_vectors(x, wg, out_spatial, strides, dilations, pads_before, epilogue)
@@ -815,12 +829,7 @@ def _depthwise_cl_vectors(x, wg, out_spatial, strides, dilations, pads_before, e
     B, D, H, W, C = x.shape
     OD, OH, OW = out_spatial
     V = cpu_simd.VBYTES // x.dtype.itemsize
-    # filters (ceil(C / V), 1, KD, KH, KW, V): channel min(cb*V, C - V) + l's in lane l
-    NB = _ceil(C, V)
-    channels = np.minimum(np.arange(NB) * V, C - V)[:, None] + np.arange(V)
-    wb = _memo(wg, ("dw-cl-vectors", x.dtype.str, V), lambda: _alloc.readonly(np.ascontiguousarray(
-        wg[channels.reshape(-1), :, :, :, 0, :].reshape(NB, V, KD, KH, KW, 1).transpose(0, 5, 2, 3, 4, 1),
-        dtype=x.dtype)))
+    wb = _cl_vector_filters(wg, x.dtype, V)
     geo, tiles = _depthwise_cl_vectors_plan(x.shape, (KD, KH, KW), tuple(out_spatial), tuple(strides),
                                             tuple(dilations), tuple(pads_before), x.dtype.itemsize, cpu_simd.VBYTES,
                                             DEPTHWISE_CL_POSITIONS)
@@ -887,32 +896,53 @@ def _depthwise_cf_plan(shape, wshape, out_spatial, strides, dilations, pads_befo
     return geo, cpu_simd.Tile(1, nvec, vbytes), KD * sh * sw * NR * Ws
 
 
-def _depthwise_cf_blocks(x, wg, out_spatial, strides, dilations, pads_before, epilogue):
+def _depthwise_blocks(x, wg, out_spatial, strides, dilations, pads_before, epilogue, channels_first):
     """cpu_dw.depthwise_cf_blocks for _run's channels-first depthwise calls
-    on small planes whose channels fill their vectors (DEPTHWISE_CF_BLOCKS)."""
+    on small planes whose channels fill their vectors (DEPTHWISE_CF_BLOCKS),
+    cpu_dw.depthwise_cl_blocks for channels-last ones with multiplier 1 and
+    short rows (DEPTHWISE_CL_BLOCKS)."""
     _, KD, KH, KW, _, M = wg.shape
-    B, C, D, H, W = x.shape
+    if channels_first:
+        B, C, D, H, W = x.shape
+    else:
+        B, D, H, W, C = x.shape
     OD, OH, OW = out_spatial
     V = cpu_simd.VBYTES // x.dtype.itemsize
-    # filters (ceil(C / V), M, KD, KH, KW, V): input channel cb*V + l's in
-    # lane l, zeros past C
+    # filters (ceil(C / V), M, KD, KH, KW, V): block cb's channels in its
+    # lanes (channels-first: cb*V + l, zeros past C; channels-last: the
+    # last block the last V channels)
     NB = _ceil(C, V)
-    wb = _memo(wg, ("dw-cf-blocks", x.dtype.str, V), lambda: _alloc.readonly(np.ascontiguousarray(np.concatenate(
-        [wg[:, :, :, :, 0, :], np.zeros((NB * V - C, KD, KH, KW, M), wg.dtype)]).reshape(
-        NB, V, KD, KH, KW, M).transpose(0, 5, 2, 3, 4, 1), dtype=x.dtype)))
-    geo, tile, nbuf = _depthwise_cf_blocks_plan(x.shape, wg.shape, tuple(out_spatial), tuple(strides),
+    if channels_first:
+        wb = _memo(wg, ("dw-cf-blocks", x.dtype.str, V), lambda: _alloc.readonly(np.ascontiguousarray(np.concatenate(
+            [wg[:, :, :, :, 0, :], np.zeros((NB * V - C, KD, KH, KW, M), wg.dtype)]).reshape(
+            NB, V, KD, KH, KW, M).transpose(0, 5, 2, 3, 4, 1), dtype=x.dtype)))
+    else:
+        wb = _cl_vector_filters(wg, x.dtype, V)
+    geo, tile, nbuf = _depthwise_cf_blocks_plan((B, C, D, H, W), wg.shape, tuple(out_spatial), tuple(strides),
                                                 tuple(dilations), tuple(pads_before), x.dtype.itemsize,
                                                 cpu_simd.VBYTES, DEPTHWISE_CF_BLOCK_POSITIONS)
-    y = _alloc.empty((B, C * M, OD, OH, OW), x.dtype)
+    y = _alloc.empty((B, C * M, OD, OH, OW) if channels_first else (B, OD, OH, OW, C), x.dtype)
     args = (np.ascontiguousarray(x).reshape(-1), wb.reshape(-1), y.reshape(-1), geo, tile, (0,) * V)
-    cpu_rb.parallel_tiles(cpu_rb.with_rows(cpu_dw.depthwise_cf_blocks, args, nbuf), (), B * NB * OD,
+    kernel = cpu_dw.depthwise_cf_blocks if channels_first else cpu_dw.depthwise_cl_blocks
+    cpu_rb.parallel_tiles(cpu_rb.with_rows(kernel, args, nbuf), (), B * NB * OD,
                           16 * B * OD * OH * OW * C * M * KD * KH * KW)
-    return _finish(y, True, epilogue)
+    return _finish(y, channels_first, epilogue)
+
+
+def _cl_vector_filters(wg, dtype, V):
+    """Channels-last depthwise filters for the vector kernels, (ceil(C / V),
+    1, KD, KH, KW, V): channel min(cb*V, C - V) + l's in lane l."""
+    C, KD, KH, KW = wg.shape[:4]
+    NB = _ceil(C, V)
+    channels = np.minimum(np.arange(NB) * V, C - V)[:, None] + np.arange(V)
+    return _memo(wg, ("dw-cl-vectors", dtype.str, V), lambda: _alloc.readonly(np.ascontiguousarray(
+        wg[channels.reshape(-1), :, :, :, 0, :].reshape(NB, V, KD, KH, KW, 1).transpose(0, 5, 2, 3, 4, 1),
+        dtype=dtype)))
 
 
 @functools.lru_cache(maxsize=256)
 def _depthwise_cf_blocks_plan(shape, wshape, out_spatial, strides, dilations, pads_before, itemsize, vbytes, NW):
-    """_depthwise_cf_blocks' (geo, tile, scratch elements), once per call
+    """_depthwise_blocks' (geo, tile, scratch elements), once per call
     geometry."""
     V = vbytes // itemsize
     _, KD, KH, KW, _, M = wshape

@@ -239,6 +239,90 @@ def plane_geometry(OH, OW, H, W, KH, KW, sh, sw, dh, dw, ph, pw, nvec, lanes, fl
     return Ws, NR, -(-OH // nvec) * nvec * -(-OW // lanes) * lanes
 
 
+@helper
+def _block_taps(buf, wb, out, geo, tile, period, od, oh, ow0, fb):
+    """The blocks kernels' sum for output positions ow0 + j (j < the tile's
+    vectors) of output row oh of plane od, on the padded planes at the
+    start of buf (KD planes of Hp x Wp positions of V channels), with
+    filter block fb: KW steps per (kd, kh) that reads inside the input
+    along D (`vrun_lanes`, a weight vector per tap), (kd, kh) groups of gs
+    summed from zero (depthwise_cl's order)."""
+    (B, C, D, H, W, M, OD, OH, OW, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw, gs, Hp, Wp) = geo
+    isz = itemsize(out)
+    V = tile_dims(tile, out)[2]
+    acc = vtzero(out, tile)
+    total = acc
+    gend = 0  # the first tap past the current group
+    ngrp = 0
+    for kd in range(KD):
+        i_d = od * sd - pd + kd * dd
+        if i_d < 0 or i_d >= D:
+            continue
+        for kh in range(KH):
+            if kd * KH + kh >= gend:
+                gend = ((kd * KH + kh) // gs + 1) * gs
+                if ngrp > 0:
+                    total = vtadd(total, acc)
+                    acc = vtzero(out, tile)
+                ngrp += 1
+            p = addr(buf) + (((kd * Hp + oh * sh + kh * dh) * Wp + ow0 * sw) * V) * isz
+            q = addr(wb) + (((fb * KD + kd) * KH + kh) * KW * V) * isz
+            acc = vrun_lanes(out, acc, tile, p, dw * V * isz, sw * V * isz, 0, 0, q, KW, period)
+    return vtadd(total, acc)
+
+
+@serial_kernel
+def depthwise_cl_blocks(x, wb, out, geo, tile, period, buf, t_begin, t_end):
+    """Output planes (b, channel block, od) [t_begin, t_end) of a 2-D or
+    3-D channels-last depthwise convolution with multiplier 1 and at least
+    V channels, V at a time (a last part block is the last V channels,
+    overlapping the one before: computed twice, to the same bits), on
+    depthwise_cf_blocks' padded planes: each input pixel's V channels are
+    one vector copied into them (no transposes), and each output position's
+    vector goes straight to its pixel. For rows too short for
+    depthwise_cl_vectors, whose W edges run one position at a time. x: (B,
+    D, H, W, C) flat; wb: (ceil(C / V), 1, KD, KH, KW, V) flat, channel
+    min(cb*V, C - V) + l's filter in lane l; out: (B, OD, OH, OW, C) flat;
+    period: V items (vrun_lanes). Term order: depthwise_cl's; taps in the
+    padding multiply its zeros."""
+    (B, C, D, H, W, M, OD, OH, OW, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw, gs, Hp, Wp) = geo
+    isz = itemsize(out)
+    _, NW, V = tile_dims(tile, out)
+    xa = addr(x)
+    ba = addr(buf)
+    so = scratch(0, 8)
+    NB = (C + V - 1) // V
+    nwc = (OW + NW - 1) // NW
+    od = t_begin % OD
+    cb = t_begin // OD % NB
+    b = t_begin // OD // NB
+    for t in range(t_begin, t_end):
+        if t > t_begin:
+            od += 1
+            if od == OD:
+                od = 0
+                cb += 1
+                if cb == NB:
+                    cb = 0
+                    b += 1
+        c0 = min(cb * V, C - V)
+        for kd in range(KD):
+            i_d = od * sd - pd + kd * dd
+            if i_d < 0 or i_d >= D:
+                continue
+            src = xa + ((((b * D + i_d) * H) * W) * C + c0) * isz
+            for ih in range(H):
+                dst = ba + (((kd * Hp + ph + ih) * Wp + pw) * V) * isz
+                for iw in range(W):
+                    vcopyn(out, tile, dst + iw * V * isz, src + ((ih * W + iw) * C) * isz, V)
+        for oh in range(OH):
+            for wc in range(nwc):
+                ow0 = wc * NW
+                acc = _block_taps(buf, wb, out, geo, tile, period, od, oh, ow0, cb)
+                so[0] = (((b * OD + od) * OH + oh) * OW + ow0) * C + c0
+                vtstore_rows(out, tile, so, acc, V, C, OW - ow0)
+
+
 @serial_kernel
 def depthwise_cf_blocks(x, wb, out, geo, tile, period, buf, t_begin, t_end):
     """Output planes (b, channel block, od) [t_begin, t_end) of a 2-D or
@@ -265,7 +349,6 @@ def depthwise_cf_blocks(x, wb, out, geo, tile, period, buf, t_begin, t_end):
     _, NW, V = tile_dims(tile, out)
     xa = addr(x)
     ba = addr(buf)
-    wa = addr(wb)
     oa = addr(out)
     so = scratch(0, 8)
     F = C * M
@@ -314,25 +397,7 @@ def depthwise_cf_blocks(x, wb, out, geo, tile, period, buf, t_begin, t_end):
             for oh in range(OH):
                 for wc in range(nwc):
                     ow0 = wc * NW
-                    acc = vtzero(out, tile)
-                    total = acc
-                    gend = 0  # the first tap past the current group
-                    ngrp = 0
-                    for kd in range(KD):
-                        i_d = od * sd - pd + kd * dd
-                        if i_d < 0 or i_d >= D:
-                            continue
-                        for kh in range(KH):
-                            if kd * KH + kh >= gend:
-                                gend = ((kd * KH + kh) // gs + 1) * gs
-                                if ngrp > 0:
-                                    total = vtadd(total, acc)
-                                    acc = vtzero(out, tile)
-                                ngrp += 1
-                            p = ba + (((kd * Hp + oh * sh + kh * dh) * Wp + ow0 * sw) * V) * isz
-                            q = wa + ((((cb * M + m) * KD + kd) * KH + kh) * KW * V) * isz
-                            acc = vrun_lanes(out, acc, tile, p, dw * V * isz, sw * V * isz, 0, 0, q, KW, period)
-                    acc = vtadd(total, acc)
+                    acc = _block_taps(buf, wb, out, geo, tile, period, od, oh, ow0, cb * M + m)
                     so[0] = ybase + (oh * OW + ow0) * V
                     vtstore_rows(buf, tile, so, acc, V, V, OW - ow0)
             # positions x channels -> the block's output planes (cb*V + l)*M + m
