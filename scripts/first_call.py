@@ -69,9 +69,12 @@ PATHS = {
     "depthwise (channels-last, rows of 16: a pixel's channels at a time)":
         "x = r(1, 16, 16, 32); w = r(3, 3, 1, 32)\n"
         "CALL fd.conv2d(x, w, 1, 'SAME', backend='cpu')",
-    "depthwise (channels-last, rows of 24: vectors of channels)":
+    "depthwise (channels-last, rows of 24: vectors of channels on padded planes)":
         "x = r(1, 24, 24, 32); w = r(3, 3, 1, 32)\n"
         "CALL fd.conv2d(x, w, 1, 'SAME', backend='cpu')",
+    "depthwise (channels-last, stride 2, rows of 24: vectors of channels along the rows)":
+        "x = r(1, 48, 48, 32); w = r(3, 3, 1, 32)\n"
+        "CALL fd.conv2d(x, w, 2, 'SAME', backend='cpu')",
     "depthwise (channels-first, a plane at a time)":
         "x = r(1, 24, 16, 16); w = r(3, 3, 1, 24)\n"
         "CALL fd.conv2d(x, w, 1, 'SAME', data_format='NCHW', backend='cpu')",

@@ -5,9 +5,12 @@ Each output element has at most KD*KH*KW terms, so the register-blocked
 kernels (a reduction over taps x input channels per output) spend their
 time on set-up there: 3-7x slower than TensorFlow on 3x3 depthwise layers.
 The kernels here (cpu.py's rules pick one):
-- channels-last: `depthwise_cl_vectors`, a vector of channels x 8 output
-  positions with a weight vector per tap, for multiplier 1 and rows long
-  enough; `depthwise_cl`, a row of outputs accumulated with the channels
+- channels-last: `depthwise_cl_blocks`, a vector of channels x 8 output
+  positions with a weight vector per tap on padded planes (as
+  depthwise_cf_blocks', a plain copy), for multiplier 1 and small
+  stride-1 planes; `depthwise_cl_vectors`, the same tile straight on the
+  input rows, the W edges a position at a time, for long rows;
+  `depthwise_cl`, a row of outputs accumulated with the channels
   innermost (input, filters and output contiguous; vectorised by LLVM),
   for the rest;
 - channels-first: `depthwise_cf_blocks`, a vector of channels at a time on
@@ -21,8 +24,8 @@ one channel per group), each group's partial sum from zero added to the
 running total. Taps that fall into the padding along D and H are skipped,
 as in cl_kernel; along W they are skipped too, where cl_kernel adds 0 * w
 (the same value: only the sign of a zero result could differ).
-depthwise_cf and depthwise_cf_blocks multiply the padding's zeros instead
-of skipping those taps (the same values; a sum that starts at +0 never
+The kernels on padded planes multiply the padding's zeros instead of
+skipping those taps (the same values; a sum that starts at +0 never
 becomes -0).
 """
 
