@@ -32,6 +32,7 @@ becomes -0).
 import numpy as np
 
 from .._jit import allocating_kernel, helper, serial_kernel
+from .cpu_rb import _min
 from .cpu_simd import (addr, itemsize, scratch, tile_dims, vcopyn, vpack_rows, vrun_cols_whole, vrun_lanes, vtadd,
                        vtranspose_block, vtranspose_over, vtstore_flat, vtstore_rows, vtzero)
 
@@ -308,7 +309,7 @@ def depthwise_cl_blocks(x, wb, out, geo, tile, period, buf, t_begin, t_end):
                 if cb == NB:
                     cb = 0
                     b += 1
-        c0 = min(cb * V, C - V)
+        c0 = _min(cb * V, C - V)
         for kd in range(KD):
             i_d = od * sd - pd + kd * dd
             if i_d < 0 or i_d >= D:
@@ -375,7 +376,7 @@ def depthwise_cf_blocks(x, wb, out, geo, tile, period, buf, t_begin, t_end):
                 if cb == NB:
                     cb = 0
                     b += 1
-        nc = min(V, C - cb * V)  # the block's channels
+        nc = _min(V, C - cb * V)  # the block's channels
         copied = b * C + cb * V + V > B * C  # the block's V planes would run past the input
         for kd in range(KD):
             i_d = od * sd - pd + kd * dd
@@ -395,7 +396,7 @@ def depthwise_cf_blocks(x, wb, out, geo, tile, period, buf, t_begin, t_end):
                 dst = ba + (((kd * Hp + ph + ih) * Wp + pw) * V) * isz
                 for iw in range(0, W, V):
                     vtranspose_over(out, tile, dst + iw * V * isz, src + (ih * W + iw) * isz, cs, V * isz,
-                                    min(V, W - iw), end)
+                                    _min(V, W - iw), end)
         for m in range(M):
             for oh in range(OH):
                 for wc in range(nwc):
@@ -482,8 +483,10 @@ def depthwise_cl_vectors(x, wb, out, geo, tile, one, period, t_begin, t_end):
     _, NW, V = tile_dims(tile, out)
     so = scratch(0, 8)
     # [ow_a, ow_b): the positions whose W taps all read inside the input
-    ow_a = min(OW, (pw + sw - 1) // sw)
-    ow_b = max(ow_a, min(OW, (W - 1 + pw - (KW - 1) * dw) // sw + 1))
+    ow_a = _min(OW, (pw + sw - 1) // sw)
+    ow_b = _min(OW, (W - 1 + pw - (KW - 1) * dw) // sw + 1)
+    if ow_b < ow_a:
+        ow_b = ow_a
     oh = t_begin % OH
     od = t_begin // OH % OD
     b = t_begin // OH // OD
@@ -498,7 +501,7 @@ def depthwise_cl_vectors(x, wb, out, geo, tile, one, period, t_begin, t_end):
                     b += 1
         row = ((b * OD + od) * OH + oh) * OW
         for cb in range((C + V - 1) // V):
-            c0 = min(cb * V, C - V)  # a last part block overlaps the one before
+            c0 = _min(cb * V, C - V)  # a last part block overlaps the one before
             ow = 0
             while ow < OW:
                 if ow >= ow_a and ow + NW <= ow_b:
@@ -509,8 +512,9 @@ def depthwise_cl_vectors(x, wb, out, geo, tile, one, period, t_begin, t_end):
                 else:
                     e = ow * sw - pw  # input column of tap 0
                     kw0 = 0 if e >= 0 else (dw - 1 - e) // dw
-                    kw1 = min(KW, (W - 1 - e) // dw + 1) if e < W else 0
-                    one_acc = _cl_taps(x, wb, out, geo, one, period, b, od, oh, cb, c0, ow, kw0, max(0, kw1 - kw0))
+                    kw1 = _min(KW, (W - 1 - e) // dw + 1) if e < W else 0
+                    nk = kw1 - kw0 if kw1 > kw0 else 0
+                    one_acc = _cl_taps(x, wb, out, geo, one, period, b, od, oh, cb, c0, ow, kw0, nk)
                     so[0] = (row + ow) * C + c0
                     vtstore_rows(out, one, so, one_acc, V, C, 1)
                     ow += 1
