@@ -918,9 +918,9 @@ def _depthwise_blocks(x, wg, out_spatial, strides, dilations, pads_before, epilo
             NB, V, KD, KH, KW, M).transpose(0, 5, 2, 3, 4, 1), dtype=x.dtype)))
     else:
         wb = _cl_vector_filters(wg, x.dtype, V)
-    geo, tile, nbuf = _depthwise_cf_blocks_plan((B, C, D, H, W), wg.shape, tuple(out_spatial), tuple(strides),
-                                                tuple(dilations), tuple(pads_before), x.dtype.itemsize,
-                                                cpu_simd.VBYTES, DEPTHWISE_CF_BLOCK_POSITIONS)
+    geo, tile, nbuf = _depthwise_blocks_plan((B, C, D, H, W), wg.shape, tuple(out_spatial), tuple(strides),
+                                             tuple(dilations), tuple(pads_before), x.dtype.itemsize,
+                                             cpu_simd.VBYTES, DEPTHWISE_CF_BLOCK_POSITIONS, channels_first)
     y = _alloc.empty((B, C * M, OD, OH, OW) if channels_first else (B, OD, OH, OW, C), x.dtype)
     args = (np.ascontiguousarray(x).reshape(-1), wb.reshape(-1), y.reshape(-1), geo, tile, (0,) * V)
     kernel = cpu_dw.depthwise_cf_blocks if channels_first else cpu_dw.depthwise_cl_blocks
@@ -941,9 +941,12 @@ def _cl_vector_filters(wg, dtype, V):
 
 
 @functools.lru_cache(maxsize=256)
-def _depthwise_cf_blocks_plan(shape, wshape, out_spatial, strides, dilations, pads_before, itemsize, vbytes, NW):
+def _depthwise_blocks_plan(shape, wshape, out_spatial, strides, dilations, pads_before, itemsize, vbytes, NW,
+                           channels_first):
     """_depthwise_blocks' (geo, tile, scratch elements), once per call
-    geometry."""
+    geometry: the KD padded planes, and for the channels-first kernel its
+    outputs' block, a block of positions to transpose and a copy of a
+    block's planes."""
     V = vbytes // itemsize
     _, KD, KH, KW, _, M = wshape
     B, C, D, H, W = shape
@@ -953,7 +956,10 @@ def _depthwise_cf_blocks_plan(shape, wshape, out_spatial, strides, dilations, pa
     Hp, Wp = cpu_dw.block_geometry(OH, OW, H, W, KH, KW, sh, sw, dh, dw, ph, pw, NW)
     geo = tuple(int(v) for v in (B, C, D, H, W, M, OD, OH, OW, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw,
                                  cpu_rb.sum_group(KW, 1), Hp, Wp))
-    return geo, cpu_simd.Tile(1, NW, vbytes), (KD * Hp * Wp + OH * OW + 2 * V) * V + V * (H * W + 1)
+    n = KD * Hp * Wp * V
+    if channels_first:
+        n += (OH * OW + 2 * V) * V + V * (H * W + 1)
+    return geo, cpu_simd.Tile(1, NW, vbytes), n
 
 
 def _band_vectors(F, itemsize):
