@@ -147,6 +147,11 @@ def _conv_calls(dtype, cf):
                 transpose(C, F, 1, 1, 1, k=4, s=4)
                 transpose(C, F, 1, 1, 1)
                 transpose(C, F, 1, 1, 1, k=3, s=1, d=2)
+        # ... and a transpose onto one patch runs patch_cl with the patch's
+        # positions as channels (cpu._one_pixel_patch): its one-vector tile
+        xp, wpx = x_of(8, 1, 1, 1), frozen(arr(1, 1, 2, 2, 8))
+        calls.append((f"conv3d_transpose {fmt} 8->2 1x1x1 k1x1x2",
+                      lambda: ops.conv3d_transpose(xp, wpx, out_of(2, 1, 1, 2), 1, "VALID", data_format=fmt)))
     return calls
 
 

@@ -18,7 +18,7 @@ import pytest
 
 import fastdeconv
 from fastdeconv import _alloc
-from fastdeconv.backends import cpu, cpu_cfband, cpu_dw, cpu_pw, cpu_rb, cpu_simd
+from fastdeconv.backends import cpu, cpu_cfband, cpu_dw, cpu_patch, cpu_pw, cpu_rb, cpu_simd, reference
 
 CASES = [
     # (op, x shape, w shape, strides, padding, data_format, dilations)
@@ -1880,19 +1880,32 @@ ONE_PIXEL_CF_CASES = [
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("case", ONE_PIXEL_CF_CASES,
                          ids=[f"{c[0]}-{c[1]}-{c[2][-2]}-{c[4]}" for c in ONE_PIXEL_CF_CASES])
-def test_channels_first_one_pixel_input(case, dtype, monkeypatch):
+@pytest.mark.parametrize("read_only", [False, True])
+def test_channels_first_one_pixel_input(case, dtype, read_only, monkeypatch):
     """Channels-first calls on one input pixel run the channels-last
-    kernels on the same memory (ONE_PIXEL_CL): the channels-last call's
-    bits, the reference's result, and the channels-first kernels' result
-    when it is turned off. The caller's input is not written."""
+    kernels on the same memory (ONE_PIXEL_CL), or with read-only filters
+    onto one patch patch_cl with channels-first stores (ONE_PIXEL_PATCH):
+    the channels-last call's bits, the reference's result, and the
+    channels-first kernels' result when it is turned off. The caller's
+    input is not written."""
     x, w = _arrays(case, dtype, np.random.default_rng(41))
+    w.flags.writeable = not read_only
     x0 = x.copy()
     layouts = []
     real = cpu._run
     monkeypatch.setattr(cpu, "_run", lambda x, wg, *a, **k: (layouts.append(a[4]), real(x, wg, *a, **k))[1])
+    patches = []
+    real_patch = cpu._one_pixel_patch
+    monkeypatch.setattr(cpu, "_one_pixel_patch", lambda *a: (patches.append(1), real_patch(*a))[1])
     y = _call(case, x, w, "cpu")
     out_channels = case[2][-2] if case[0].endswith("_transpose") else case[2][-1]
-    assert layouts == ([True, False] if out_channels > 1 else [True])
+    # a transpose onto one patch of the kernel's size: patch_cl, its stores channels-first (ONE_PIXEL_PATCH)
+    out_spatial = y.shape[2:]
+    patch = (case[0].endswith("_transpose") and out_channels > 1 and case[4] in ("VALID", "SAME")
+             and tuple(out_spatial) == tuple(case[2][:-2]) and (case[6] is None or case[6] == 1)
+             and not w.flags.writeable)
+    assert patches == ([1] if patch else [])
+    assert layouts == ([True] if patch or out_channels == 1 else [True, False])
     assert np.moveaxis(_call_channels_last(case, x, w), -1, 1).tobytes() == y.tobytes()
     monkeypatch.setattr(cpu, "ONE_PIXEL_CL", False)
     y_cf = _call(case, x, w, "cpu")
@@ -1902,6 +1915,69 @@ def test_channels_first_one_pixel_input(case, dtype, monkeypatch):
         assert r.shape == ref.shape
         assert np.max(np.abs(r - ref)) <= tol * max(1.0, float(np.max(np.abs(ref))))
     assert x.tobytes() == x0.tobytes()
+
+
+ONE_PIXEL_PATCH_CASES = [
+    # (x, w [kd, kh, kw, out, in], output): one input pixel onto one patch of the kernel's size
+    ((64, 100, 1, 1, 1), (1, 4, 4, 40, 100), (1, 4, 4)),  # a DCGAN generator's projection, 640 channels a pixel
+    ((3, 20, 1, 1, 1), (2, 3, 4, 24, 20), (2, 3, 4)),
+    ((5, 9, 1, 1, 1), (1, 1, 5, 17, 9), (1, 1, 5)),  # 85 channels: a part block
+    ((1, 7, 1, 1, 1), (1, 2, 1, 2, 7), (1, 2, 1)),  # 4 channels: less than a vector
+    ((2, 12, 1, 1, 1), (1, 2, 2, 37, 12), (1, 2, 2)),  # the last block part full
+]
+
+
+@pytest.mark.parametrize("shapes", ONE_PIXEL_PATCH_CASES, ids=lambda c: f"{c[0]}-{c[1]}")
+@pytest.mark.parametrize("activation", [None, "linear", "relu", "tanh"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("read_only", [True, False])
+def test_one_pixel_patch_route(shapes, activation, dtype, read_only, monkeypatch):
+    """cpu._one_pixel_patch (ONE_PIXEL_PATCH): a channels-first transpose of
+    one input pixel onto one patch, patch_cl with the patch's positions as
+    output channels. The same bits as the channels-last kernels and the
+    copy, with a conv layer's epilogue (in registers for linear and ReLU),
+    into a given `out` (contiguous or not), from read-only filters (packed
+    once; writable ones take the copy route); the caller's arrays are not
+    written."""
+    xs, ws, out_spatial = shapes
+    rng = np.random.default_rng(43)
+    x = rng.standard_normal(xs).astype(dtype)
+    if xs[0] > 1:
+        x[-1, 0] = np.nan  # the last pixel's outputs all NaN
+    w = rng.standard_normal(ws).astype(dtype)
+    w.flags.writeable = not read_only
+    x0, w0 = x.copy(), w.copy()
+    F = ws[3]
+    epilogue = None
+    if activation is not None:
+        epilogue = (rng.standard_normal(F).astype(dtype), None, np.full(F, 0.5, dtype), activation, 0.0)
+    geo = (out_spatial, ws[:3], (1, 1, 1), (0, 0, 0), True)
+    calls = []
+    real = cpu._one_pixel_patch
+    monkeypatch.setattr(cpu, "_one_pixel_patch", lambda *a: (calls.append(1), real(*a))[1])
+    taken = read_only  # (writable filters, packed on every call: the copy route)
+    results = []
+    for on in (True, False, True):  # the third call: the packed filters from the memo (read-only)
+        monkeypatch.setattr(cpu, "ONE_PIXEL_PATCH", on)
+        calls.clear()
+        y = cpu.transpose(x, w, *geo, epilogue=epilogue)
+        assert calls == ([1] if on and taken else [])
+        assert y.shape == (xs[0], F) + out_spatial
+        buf = np.full((xs[0], F + 3) + out_spatial, np.nan, dtype)
+        for out in (np.empty_like(y), buf[:, 2:F + 2]):
+            assert cpu.transpose(x, w, *geo, epilogue=epilogue, out=out) is out
+            np.testing.assert_array_equal(out, y)
+        assert np.isnan(buf[:, :2]).all() and np.isnan(buf[:, F + 2:]).all()
+        results.append(y.tobytes())
+    assert results[0] == results[1] == results[2]
+    ref = reference.transpose(x, w, out_spatial, (1, 1, 1), (1, 1, 1), (0, 0, 0), True)
+    if epilogue is None:
+        ok = ~np.isnan(ref)
+        y = np.frombuffer(results[0], dtype).reshape(ref.shape)
+        tol = 1e-5 if dtype == np.float32 else 1e-12
+        assert np.array_equal(np.isnan(y), np.isnan(ref))
+        assert np.max(np.abs(y[ok] - ref[ok])) <= tol * max(1.0, float(np.max(np.abs(ref[ok]))))
+    assert x.tobytes() == x0.tobytes() and w.tobytes() == w0.tobytes()
 
 
 def _layer_call(layer, *shapes):

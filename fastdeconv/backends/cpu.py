@@ -47,7 +47,10 @@ The algorithm choice is made here, in `_run`:
   cl_kernel.
 - channels-first calls on one input pixel (ONE_PIXEL_CL): the
   channels-last kernels on the same memory, the result copied into the
-  channels-first layout.
+  channels-first layout; a transpose onto one patch of the kernel's size
+  with read-only filters (ONE_PIXEL_PATCH) runs cpu_patch.patch_cl with
+  the patch's positions as output channels, whose stores are the
+  channels-first result.
 
 Filters are packed for the kernel's tile (and checked for NaN/Inf) once
 per read-only filter array (`_memo`; a layer's weights are read-only), on
@@ -360,6 +363,12 @@ CF_BANDS_HALF_PHASE_CHANNELS = 8
 # (benchmarks/NOTES.md section 70). False turns it off (tests compare the
 # two).
 ONE_PIXEL_CL = True
+# ... and those whose output is one patch of the kernel's size (a DCGAN
+# generator's projection) run cpu_patch.patch_cl with the patch's positions
+# as output channels, storing the channels-first result itself
+# (_one_pixel_patch): NCHW 64 x 100 x 1^2 -> 512 x 4^2 k4, 1.28x the
+# channels-last time with the copy (benchmarks/NOTES.md section 98).
+ONE_PIXEL_PATCH = True
 
 # Channels-last strided transposes with few input channels (at most
 # GATHER_MAX_CHANNELS, one group), whose whole reduction is one partial sum
@@ -503,6 +512,12 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
     writable = _alloc.root(wg).flags.writeable  # filters packed on every call, dropped after it
     # (one output channel: NARROW_ONE_CHANNEL_CF goes the other way)
     if ONE_PIXEL_CL and channels_first and D * H * W == 1 and F > 1:
+        # (read-only filters: packed once; writable ones, packed on every
+        # call, cost 1.1-1.4x more to pack this way than for the channels-last
+        # kernels, most of such a call's time)
+        if (ONE_PIXEL_PATCH and trans and G == 1 and OD * OH * OW > 1 and not writable
+                and _is_patch((1, 1, 1), (OD, OH, OW), (KD, KH, KW), (KD, KH, KW), dilations, pads_before)):
+            return _one_pixel_patch(x, wg, epilogue, out)
         y = _run(x.reshape((B, 1, 1, 1, Cx)), wg, out_spatial, strides, dilations, pads_before, False, trans,
                  epilogue)
         if out is None and OD * OH * OW == 1:
@@ -793,6 +808,74 @@ def _patch(x, wg, tile, NFB, writable, epilogue, flat, ops, dest, out):
     if dest is not None:
         return out
     return _finish(flat.reshape((B, D * KD, H * KH, W * KW, F)), False, epilogue)
+
+
+def _one_pixel_patch(x, wg, epilogue, out):
+    """A channels-first transpose of one input pixel onto one patch
+    (ONE_PIXEL_PATCH): out[b, f, kd, kh, kw] = sum_c x[b, c] w[kd, kh, kw,
+    f, c] is cpu_patch.patch_cl on a 1 x 1 x 1 kernel of F * taps output
+    channels in the order (f, kd, kh, kw), whose stores are the
+    channels-first result. Each output is one chain of FMAs over the input
+    channels in order, from zero, then added to zero: the channels-last
+    call's terms, so the same bits."""
+    _, KD, KH, KW, C, F = wg.shape
+    B = x.shape[0]
+    taps = KD * KH * KW
+    FT = F * taps
+    tile, NV = _one_pixel_tile(FT, x.dtype)
+    wp, NFB = _memo(wg, ("cl-pixel", x.dtype.str, repr(tile)), lambda: _pack_one_pixel(wg, x.dtype, tile))
+    if epilogue is not None and epilogue[3] in ("linear", "relu"):
+        # per (f, tap) channel: each of F values repeated taps times
+        epilogue = tuple(v if v is None or i >= 3 else np.repeat(np.broadcast_to(np.asarray(v, x.dtype), (F,)), taps)
+                         for i, v in enumerate(epilogue))
+        ep_code, epi, _ = _fused_epilogue(epilogue, FT, tile, x.dtype)
+        epilogue = None
+    else:
+        ep_code, epi = 0, np.zeros(3, dtype=x.dtype)
+    shape = (B, F, KD, KH, KW)
+    direct = out is not None and out.flags.c_contiguous and out.dtype == x.dtype
+    y = out if direct else _alloc.empty(shape, x.dtype)
+    geo = tuple(int(v) for v in (B, 1, 1, 1, C, FT, 1, 1, 1, NFB, FT))
+    work = _work(B, NFB * NV, C, (1, 1, 1), False)
+    cpu_rb.parallel_tiles(cpu_patch.patch_cl, (x.reshape(-1), wp, y.reshape(-1), geo, tile, epi, ep_code),
+                          cpu_patch.n_tiles(B), work)
+    _finish(y, True, epilogue)
+    if out is not None and not direct:
+        out[...] = y
+        return out
+    return y
+
+
+def _one_pixel_tile(channels, dtype):
+    """(tile, NV): patch_cl's register tile for _one_pixel_patch's
+    channels, and its channels per block."""
+    nvec = 1 if CL1 and channels * dtype.itemsize <= cpu_simd.VBYTES else 2
+    tile = cpu_rb.cl_tile(nvec, False)
+    return tile, tile.nvec * tile.lanes(dtype.itemsize)
+
+
+def _pack_one_pixel(wg, dtype, tile):
+    """(wp, NFB): wg (1, KD, KH, KW, C, F) packed as cpu_rb.pack_filters
+    packs a 1 x 1 x 1 kernel of F * taps channels ordered (f, tap) for
+    `tile`. Where a block of channels holds whole patches, one strided copy
+    (NCHW 512 x 1^2 -> 512 k4: 2.2 ms, against 10 ms for a (C, F, taps)
+    copy before cpu_rb's packing)."""
+    _, KD, KH, KW, C, F = wg.shape
+    taps = KD * KH * KW
+    NV = tile.nvec * tile.lanes(np.dtype(dtype).itemsize)
+    src = wg[0].reshape(taps, C, F)
+    if NV % taps:
+        return cpu_rb.pack_filters(src.transpose(1, 2, 0).reshape(1, 1, 1, 1, C, F * taps), dtype, tile)
+    nf = NV // taps  # output channels a block
+    NFB = _ceil(F, nf)
+    shape = (NFB, C, nf, taps)
+    wp = np.empty(shape, dtype=dtype)
+    full = F // nf
+    np.copyto(wp[:full], src[:, :, :full * nf].reshape(taps, C, full, nf).transpose(2, 1, 3, 0))
+    if full < NFB:
+        wp[full:] = 0
+        wp[full, :, :F - full * nf] = src[:, :, full * nf:].transpose(1, 2, 0)
+    return wp.reshape(-1), NFB
 
 
 def _cf_bands(x, wg, out_spatial, strides, dilations, pads_before, trans, writable, flat, epilogue):
