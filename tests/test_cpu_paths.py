@@ -1883,8 +1883,9 @@ ONE_PIXEL_CF_CASES = [
 @pytest.mark.parametrize("read_only", [False, True])
 def test_channels_first_one_pixel_input(case, dtype, read_only, monkeypatch):
     """Channels-first calls on one input pixel run the channels-last
-    kernels on the same memory (ONE_PIXEL_CL), or with read-only filters
-    onto one patch patch_cl with channels-first stores (ONE_PIXEL_PATCH):
+    kernels on the same memory (ONE_PIXEL_CL), or with read-only filters,
+    where each output receives one tap, patch_cl with channels-first
+    stores (ONE_PIXEL_PATCH):
     the channels-last call's bits, the reference's result, and the
     channels-first kernels' result when it is turned off. The caller's
     input is not written."""
@@ -1899,11 +1900,11 @@ def test_channels_first_one_pixel_input(case, dtype, read_only, monkeypatch):
     monkeypatch.setattr(cpu, "_one_pixel_patch", lambda *a: (patches.append(1), real_patch(*a))[1])
     y = _call(case, x, w, "cpu")
     out_channels = case[2][-2] if case[0].endswith("_transpose") else case[2][-1]
-    # a transpose onto one patch of the kernel's size: patch_cl, its stores channels-first (ONE_PIXEL_PATCH)
-    out_spatial = y.shape[2:]
-    patch = (case[0].endswith("_transpose") and out_channels > 1 and case[4] in ("VALID", "SAME")
-             and tuple(out_spatial) == tuple(case[2][:-2]) and (case[6] is None or case[6] == 1)
-             and not w.flags.writeable)
+    # a transpose whose every output position receives one tap (counted on ones by the reference):
+    # patch_cl, its stores channels-first (ONE_PIXEL_PATCH)
+    one_tap = case[0].endswith("_transpose") and np.all(
+        _call(case, np.ones_like(x), np.ones_like(w), "reference") == x.shape[1])
+    patch = one_tap and out_channels > 1 and not w.flags.writeable
     assert patches == ([1] if patch else [])
     assert layouts == ([True] if patch or out_channels == 1 else [True, False])
     assert np.moveaxis(_call_channels_last(case, x, w), -1, 1).tobytes() == y.tobytes()
@@ -1918,28 +1919,30 @@ def test_channels_first_one_pixel_input(case, dtype, read_only, monkeypatch):
 
 
 ONE_PIXEL_PATCH_CASES = [
-    # (x, w [kd, kh, kw, out, in], output): one input pixel onto one patch of the kernel's size
-    ((64, 100, 1, 1, 1), (1, 4, 4, 40, 100), (1, 4, 4)),  # a DCGAN generator's projection, 640 channels a pixel
-    ((3, 20, 1, 1, 1), (2, 3, 4, 24, 20), (2, 3, 4)),
-    ((5, 9, 1, 1, 1), (1, 1, 5, 17, 9), (1, 1, 5)),  # 85 channels: a part block
-    ((1, 7, 1, 1, 1), (1, 2, 1, 2, 7), (1, 2, 1)),  # 4 channels: less than a vector
-    ((2, 12, 1, 1, 1), (1, 2, 2, 37, 12), (1, 2, 2)),  # the last block part full
+    # (x, w [kd, kh, kw, out, in], output, pads before): one input pixel, one tap per output position
+    ((64, 100, 1, 1, 1), (1, 4, 4, 40, 100), (1, 4, 4), (0, 0, 0)),  # a DCGAN projection, 640 channels a pixel
+    ((3, 20, 1, 1, 1), (2, 3, 4, 24, 20), (2, 3, 4), (0, 0, 0)),
+    ((5, 9, 1, 1, 1), (1, 1, 5, 17, 9), (1, 1, 5), (0, 0, 0)),  # 85 channels: a part block
+    ((1, 7, 1, 1, 1), (1, 2, 1, 2, 7), (1, 2, 1), (0, 0, 0)),  # 4 channels: less than a vector
+    ((2, 12, 1, 1, 1), (1, 2, 2, 37, 12), (1, 2, 2), (0, 0, 0)),  # the last block part full
+    ((4, 24, 1, 1, 1), (1, 4, 4, 32, 24), (1, 2, 2), (0, 1, 1)),  # k4 s2 SAME: the middle taps
+    ((2, 10, 1, 1, 1), (3, 3, 3, 16, 10), (1, 2, 3), (1, 0, 0)),  # a window at each end
 ]
 
 
-@pytest.mark.parametrize("shapes", ONE_PIXEL_PATCH_CASES, ids=lambda c: f"{c[0]}-{c[1]}")
+@pytest.mark.parametrize("shapes", ONE_PIXEL_PATCH_CASES, ids=lambda c: f"{c[0]}-{c[1]}-{c[3]}")
 @pytest.mark.parametrize("activation", [None, "linear", "relu", "tanh"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("read_only", [True, False])
 def test_one_pixel_patch_route(shapes, activation, dtype, read_only, monkeypatch):
     """cpu._one_pixel_patch (ONE_PIXEL_PATCH): a channels-first transpose of
-    one input pixel onto one patch, patch_cl with the patch's positions as
-    output channels. The same bits as the channels-last kernels and the
+    one input pixel where each output position receives one tap (a patch,
+    or a window of it), patch_cl with the positions as output channels. The same bits as the channels-last kernels and the
     copy, with a conv layer's epilogue (in registers for linear and ReLU),
     into a given `out` (contiguous or not), from read-only filters (packed
     once; writable ones take the copy route); the caller's arrays are not
     written."""
-    xs, ws, out_spatial = shapes
+    xs, ws, out_spatial, pads = shapes
     rng = np.random.default_rng(43)
     x = rng.standard_normal(xs).astype(dtype)
     if xs[0] > 1:
@@ -1951,7 +1954,7 @@ def test_one_pixel_patch_route(shapes, activation, dtype, read_only, monkeypatch
     epilogue = None
     if activation is not None:
         epilogue = (rng.standard_normal(F).astype(dtype), None, np.full(F, 0.5, dtype), activation, 0.0)
-    geo = (out_spatial, ws[:3], (1, 1, 1), (0, 0, 0), True)
+    geo = (out_spatial, ws[:3], (1, 1, 1), pads, True)
     calls = []
     real = cpu._one_pixel_patch
     monkeypatch.setattr(cpu, "_one_pixel_patch", lambda *a: (calls.append(1), real(*a))[1])
@@ -1970,7 +1973,7 @@ def test_one_pixel_patch_route(shapes, activation, dtype, read_only, monkeypatch
         assert np.isnan(buf[:, :2]).all() and np.isnan(buf[:, F + 2:]).all()
         results.append(y.tobytes())
     assert results[0] == results[1] == results[2]
-    ref = reference.transpose(x, w, out_spatial, (1, 1, 1), (1, 1, 1), (0, 0, 0), True)
+    ref = reference.transpose(x, w, out_spatial, (1, 1, 1), (1, 1, 1), pads, True)
     if epilogue is None:
         ok = ~np.isnan(ref)
         y = np.frombuffer(results[0], dtype).reshape(ref.shape)

@@ -47,10 +47,10 @@ The algorithm choice is made here, in `_run`:
   cl_kernel.
 - channels-first calls on one input pixel (ONE_PIXEL_CL): the
   channels-last kernels on the same memory, the result copied into the
-  channels-first layout; a transpose onto one patch of the kernel's size
-  with read-only filters (ONE_PIXEL_PATCH) runs cpu_patch.patch_cl with
-  the patch's positions as output channels, whose stores are the
-  channels-first result.
+  channels-first layout; a transpose whose every output position receives
+  one tap, with read-only filters (ONE_PIXEL_PATCH), runs
+  cpu_patch.patch_cl with the positions as output channels, whose stores
+  are the channels-first result.
 
 Filters are packed for the kernel's tile (and checked for NaN/Inf) once
 per read-only filter array (`_memo`; a layer's weights are read-only), on
@@ -363,11 +363,12 @@ CF_BANDS_HALF_PHASE_CHANNELS = 8
 # (benchmarks/NOTES.md section 70). False turns it off (tests compare the
 # two).
 ONE_PIXEL_CL = True
-# ... and those whose output is one patch of the kernel's size (a DCGAN
-# generator's projection) run cpu_patch.patch_cl with the patch's positions
-# as output channels, storing the channels-first result itself
-# (_one_pixel_patch): NCHW 64 x 100 x 1^2 -> 512 x 4^2 k4, 1.28x the
-# channels-last time with the copy (benchmarks/NOTES.md section 98).
+# ... and transposes whose every output position receives one tap (a DCGAN
+# generator's projection onto one patch, or a SAME or PyTorch padding that
+# crops it) run cpu_patch.patch_cl with the positions as output channels,
+# storing the channels-first result itself (_one_pixel_patch): NCHW 64 x
+# 100 x 1^2 -> 512 x 4^2 k4, 1.28x the channels-last time with the copy,
+# 0.98x without (benchmarks/NOTES.md section 98).
 ONE_PIXEL_PATCH = True
 
 # Channels-last strided transposes with few input channels (at most
@@ -516,8 +517,8 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
         # call, cost 1.1-1.4x more to pack this way than for the channels-last
         # kernels, most of such a call's time)
         if (ONE_PIXEL_PATCH and trans and G == 1 and OD * OH * OW > 1 and not writable
-                and _is_patch((1, 1, 1), (OD, OH, OW), (KD, KH, KW), (KD, KH, KW), dilations, pads_before)):
-            return _one_pixel_patch(x, wg, epilogue, out)
+                and _one_tap_each((OD, OH, OW), (KD, KH, KW), (dd, dh, dw), (pd, ph, pw))):
+            return _one_pixel_patch(x, wg, (pd, ph, pw), (OD, OH, OW), epilogue, out)
         y = _run(x.reshape((B, 1, 1, 1, Cx)), wg, out_spatial, strides, dilations, pads_before, False, trans,
                  epilogue)
         if out is None and OD * OH * OW == 1:
@@ -810,20 +811,33 @@ def _patch(x, wg, tile, NFB, writable, epilogue, flat, ops, dest, out):
     return _finish(flat.reshape((B, D * KD, H * KH, W * KW, F)), False, epilogue)
 
 
-def _one_pixel_patch(x, wg, epilogue, out):
-    """A channels-first transpose of one input pixel onto one patch
-    (ONE_PIXEL_PATCH): out[b, f, kd, kh, kw] = sum_c x[b, c] w[kd, kh, kw,
-    f, c] is cpu_patch.patch_cl on a 1 x 1 x 1 kernel of F * taps output
-    channels in the order (f, kd, kh, kw), whose stores are the
+def _one_tap_each(out_spatial, kernel, dilations, pads_before):
+    """Whether each output position of a one-pixel transpose receives
+    exactly one tap: output o gets tap k = o + p (dilation 1, or a kernel
+    of 1), inside the kernel for every o (the patch, and SAME or PyTorch
+    padding that crops it: k4 s2 SAME on 1 x 1 -> 2 x 2 reads taps 1-2)."""
+    return all((k == 1 or d == 1) and p >= 0 and p + o <= k
+               for o, k, d, p in zip(out_spatial, kernel, dilations, pads_before))
+
+
+def _one_pixel_patch(x, wg, pads, out_spatial, epilogue, out):
+    """A channels-first transpose of one input pixel where each output
+    position receives one tap (ONE_PIXEL_PATCH, _one_tap_each): out[b, f,
+    od, oh, ow] = sum_c x[b, c] w[od + pd, oh + ph, ow + pw, f, c] is
+    cpu_patch.patch_cl on a 1 x 1 x 1 kernel of F * (output positions)
+    channels in the order (f, od, oh, ow), whose stores are the
     channels-first result. Each output is one chain of FMAs over the input
     channels in order, from zero, then added to zero: the channels-last
     call's terms, so the same bits."""
     _, KD, KH, KW, C, F = wg.shape
     B = x.shape[0]
-    taps = KD * KH * KW
+    OD, OH, OW = out_spatial
+    taps = OD * OH * OW
     FT = F * taps
     tile, NV = _one_pixel_tile(FT, x.dtype)
-    wp, NFB = _memo(wg, ("cl-pixel", x.dtype.str, repr(tile)), lambda: _pack_one_pixel(wg, x.dtype, tile))
+    window = tuple(int(v) for v in tuple(pads) + tuple(out_spatial))
+    wp, NFB = _memo(wg, ("cl-pixel", x.dtype.str, repr(tile), window),
+                    lambda: _pack_one_pixel(wg, x.dtype, tile, window))
     if epilogue is not None and epilogue[3] in ("linear", "relu"):
         # per (f, tap) channel: each of F values repeated taps times
         epilogue = tuple(v if v is None or i >= 3 else np.repeat(np.broadcast_to(np.asarray(v, x.dtype), (F,)), taps)
@@ -832,7 +846,7 @@ def _one_pixel_patch(x, wg, epilogue, out):
         epilogue = None
     else:
         ep_code, epi = 0, np.zeros(3, dtype=x.dtype)
-    shape = (B, F, KD, KH, KW)
+    shape = (B, F, OD, OH, OW)
     direct = out is not None and out.flags.c_contiguous and out.dtype == x.dtype
     y = out if direct else _alloc.empty(shape, x.dtype)
     geo = tuple(int(v) for v in (B, 1, 1, 1, C, FT, 1, 1, 1, NFB, FT))
@@ -854,16 +868,18 @@ def _one_pixel_tile(channels, dtype):
     return tile, tile.nvec * tile.lanes(dtype.itemsize)
 
 
-def _pack_one_pixel(wg, dtype, tile):
-    """(wp, NFB): wg (1, KD, KH, KW, C, F) packed as cpu_rb.pack_filters
-    packs a 1 x 1 x 1 kernel of F * taps channels ordered (f, tap) for
-    `tile`. Where a block of channels holds whole patches, one strided copy
-    (NCHW 512 x 1^2 -> 512 k4: 2.2 ms, against 10 ms for a (C, F, taps)
-    copy before cpu_rb's packing)."""
-    _, KD, KH, KW, C, F = wg.shape
-    taps = KD * KH * KW
+def _pack_one_pixel(wg, dtype, tile, window):
+    """(wp, NFB): the taps window = (pd, ph, pw, OD, OH, OW) of wg (1, KD,
+    KH, KW, C, F) packed as cpu_rb.pack_filters packs a 1 x 1 x 1 kernel of
+    F * taps channels ordered (f, tap) for `tile`. Where a block of
+    channels holds whole patches, one strided copy (NCHW 512 x 1^2 -> 512
+    k4: 2.2 ms, against 10 ms for a (C, F, taps) copy before cpu_rb's
+    packing)."""
+    pd, ph, pw, OD, OH, OW = window
+    C, F = wg.shape[-2:]
+    taps = OD * OH * OW
     NV = tile.nvec * tile.lanes(np.dtype(dtype).itemsize)
-    src = wg[0].reshape(taps, C, F)
+    src = wg[0, pd:pd + OD, ph:ph + OH, pw:pw + OW].reshape(taps, C, F)
     if NV % taps:
         return cpu_rb.pack_filters(src.transpose(1, 2, 0).reshape(1, 1, 1, 1, C, F * taps), dtype, tile)
     nf = NV // taps  # output channels a block
