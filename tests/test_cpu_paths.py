@@ -91,8 +91,14 @@ CASES = [
     ("conv2d", (2, 9, 13, 4), (1, 1, 4, 7), 1, "SAME", "NHWC", None),
     ("conv3d", (1, 3, 8, 20, 2), (1, 1, 1, 2, 13), 1, "VALID", "NDHWC", None),
     ("conv2d", (1, 10, 12, 1), (1, 1, 1, 24), 1, "SAME", "NHWC", None),
+    # 2 and 4 output channels: rows interleaved into pixels (vzip2), on
+    # blocks of 32 or 16 pixels with a tail, with 5 (fewer than a vector)
+    # and 8 input channels
+    ("conv2d", (2, 7, 9, 5), (1, 1, 5, 2), 1, "SAME", "NHWC", None),
+    ("conv3d", (1, 4, 5, 7, 8), (1, 1, 1, 8, 4), 1, "VALID", "NDHWC", None),
+    ("conv2d", (2, 7, 11, 8), (1, 1, 8, 4), 1, "SAME", "NHWC", None),
 ]
-POINTWISE_CASES = CASES[-6:]
+POINTWISE_CASES = CASES[-9:]
 
 
 def _call(case, x, w, backend):

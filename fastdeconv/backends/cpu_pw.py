@@ -12,7 +12,9 @@ vectors) is transposed in registers into a scratch array, V x V at a time
 (`vtranspose_block`), one row of pixels per input channel; the tile's rows
 are output channels, and one vrun_cols_whole loop over the input channels
 fills them (benchmarks/NOTES.md sections 49 and 75). The input is read
-from memory once, with whole-vector loads.
+from memory once, with whole-vector loads. The results go back to
+pixel-major order by V x V transposes, or for 2 and 4 output channels by
+interleaving their rows (`vzip2`, section 99).
 
 Term order: each output is one chain over the input channels in order,
 from zero, fused multiply-adds; the register-blocked kernels' order for a
@@ -23,7 +25,7 @@ from zero, fused multiply-adds; the register-blocked kernels' order for a
 from .._jit import serial_kernel
 from . import cpu_simd
 from .cpu_simd import (Tile, addr, itemsize, scratch, tile_dims, tile_rows, vcopyn, vrun_cols_whole,
-                       vtranspose_block, vtranspose_over, vtstore, vtzero)
+                       vtranspose_block, vtranspose_over, vtstore, vtzero, vzip2)
 
 # The input channels' bytes per pixel the scratch rows hold (cpu.py's
 # POINTWISE_BYTES bounds the filters, C * F * itemsize, hence C * itemsize
@@ -47,14 +49,22 @@ PW_NARROW_VBYTES = 32
 
 def pw_tile(F, itemsize):
     """The tile for F output channels of `itemsize` bytes: one channel on
-    4 vectors of pixels (four FMA chains), up to 4 on 4 x 2, more on the
-    wide 2-vector tile (8 x 2 with AVX-512's 32 registers, 6 x 2 with
-    AVX2's 16), in blocks of its rows; PW_NARROW_VBYTES vectors where F
-    fit in one."""
+    4 vectors of pixels (four FMA chains), 2 on 2 x 4, 4 on 4 x 4 with
+    AVX-512's 32 registers, up to 4 on 4 x 2, more on the wide 2-vector
+    tile (8 x 2 with AVX-512's 32 registers, 6 x 2 with AVX2's 16), in
+    blocks of its rows; PW_NARROW_VBYTES vectors where F fit in one. (The
+    rows are exactly the 2 or 4 channels there, whose results are
+    interleaved into pixels by vzip2; 4 x 2 left half its rows empty for 2,
+    and its results went back through V x V transposes: benchmarks/NOTES.md
+    section 99.)"""
     host = cpu_simd.VBYTES
     vb = min(PW_NARROW_VBYTES, host) if F * itemsize <= PW_NARROW_VBYTES else host
     if F == 1:
         return Tile(1, 4, vb)
+    if F == 2:
+        return Tile(2, 4, vb)
+    if F == 4 and cpu_simd.VREGS >= 32:
+        return Tile(4, 4, vb)
     if F <= 4:
         return Tile(4, 2, vb)
     return Tile(tile_rows(2), 2, vb)
@@ -99,6 +109,15 @@ def pointwise_cl(x, wp, out, tile, p_begin, p_end):
         if F == 1:
             for e in range(0, NJ, V):
                 vcopyn(out, tile, oa + (p + e) * isz, acca + e * isz, V)
+        elif F == 2:
+            # the two rows interleaved, two shuffles per V pixels
+            vzip2(out, tile, oa + p * 2 * isz, acca, acca + NJ * isz, NJ)
+        elif F == 4:
+            # rows 0 and 2, 1 and 3 interleaved, then those two: pixel-major
+            tmp = acca + 4 * NJ * isz
+            vzip2(out, tile, tmp, acca, acca + 2 * NJ * isz, NJ)
+            vzip2(out, tile, tmp + 2 * NJ * isz, acca + NJ * isz, acca + 3 * NJ * isz, NJ)
+            vzip2(out, tile, oa + p * 4 * isz, tmp, tmp + 2 * NJ * isz, 2 * NJ)
         elif F <= V:
             # back to pixel-major, V x V, straight into `out`: pixel v's
             # vector (its channels in the first F lanes) at v * F, in order,
