@@ -58,6 +58,8 @@ PATHS = {
         "CALL fd.conv3d(x, w, 1, 'SAME', data_format='NCDHW', backend='cpu')",
     "pointwise (1x1 stride 1, few channels: segmentation heads)":
         "x = r(1, 8, 8, 8, 16); w = r(1, 1, 1, 16, 2)\nCALL fd.conv3d(x, w, 1, 'SAME', backend='cpu')",
+    "pointwise, channels-first (1x1 stride 1, few output channels)":
+        "x = r(1, 16, 8, 8, 8); w = r(1, 1, 1, 16, 2)\nCALL fd.conv3d(x, w, 1, 'SAME', data_format='NCDHW', backend='cpu')",
     "patch (stride == kernel transpose, channels-last)":
         "x = r(1, 8, 8, 8, 64); w = r(2, 2, 2, 32, 64)\nCALL fd.conv3d_transpose(x, w, None, 2, 'SAME', backend='cpu')",
     "patch (stride == kernel transpose, channels-first)":

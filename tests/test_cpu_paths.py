@@ -1282,6 +1282,84 @@ def test_pointwise_kernel_gives_the_same_bits(case, dtype, monkeypatch):
                                rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-5 if dtype == np.float32 else 1e-12)
 
 
+POINTWISE_CF_CASES = [
+    # (x channels-first, w): 1x1 stride-1 convolutions, positions not a multiple of the tile's (a shorter
+    # last tile, masked loads), two images; 1, 2, 3-4 and 5-8 output channels (each tile), and the wide
+    # tile with too many input channels (vectors along W instead)
+    ((2, 16, 5, 7, 9), (1, 1, 1, 16, 2)),
+    ((2, 32, 3, 100), (1, 1, 32, 1)),
+    ((1, 3, 4, 4, 4), (1, 1, 1, 3, 3)),
+    ((2, 40, 70), (1, 40, 4)),
+    ((2, 8, 2, 3, 33), (1, 1, 1, 8, 6)),
+    ((1, 32, 1, 1, 200), (1, 1, 1, 32, 8)),
+    ((2, 64, 9, 9), (1, 1, 64, 8)),  # vectors along W
+]
+
+
+@pytest.mark.parametrize("case", POINTWISE_CF_CASES, ids=lambda c: f"{c[0]}-{c[1]}")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_pointwise_cf_same_bits(case, dtype, monkeypatch):
+    """cpu_pw.pointwise_cf (POINTWISE_CF) against vectors along W and the
+    channels-last call: the same FMA chain per output, so the same bits,
+    as one chunk and as many; NaN inputs; and the reference."""
+    xs, ws = case
+    rng = np.random.default_rng(59)
+    x = rng.standard_normal(xs).astype(dtype)
+    x.flat[x.size // 3] = np.nan
+    w = rng.standard_normal(ws).astype(dtype)
+    rank = x.ndim - 2
+    fn = {1: fastdeconv.conv1d, 2: fastdeconv.conv2d, 3: fastdeconv.conv3d}[rank]
+    fmt = {1: "NCW", 2: "NCHW", 3: "NCDHW"}[rank]
+    C, F = ws[-2:]
+    taken = []
+    real = cpu_rb.parallel_tiles
+
+    def spy(kernel, args, n, work, _big=None):
+        taken.append(kernel is cpu_pw.pointwise_cf)
+        return real(kernel, args, n, work if _big is None else _big)
+
+    results = []
+    for on in (True, False):
+        for big in (None, 10**12):
+            monkeypatch.setattr(cpu, "POINTWISE_CF", on)
+            monkeypatch.setattr(cpu_rb, "parallel_tiles", lambda k, a, n, wk, *g, _b=big: spy(k, a, n, wk, _b))
+            taken.clear()
+            results.append(fn(x, w, 1, "SAME", data_format=fmt, backend="cpu").tobytes())
+            assert any(taken) == (on and (F <= 4 or C <= 32))
+    assert len(set(results)) == 1
+    monkeypatch.setattr(cpu_rb, "parallel_tiles", real)
+    y = np.frombuffer(results[0], dtype).reshape((xs[0], F) + xs[2:])
+    y_cl = fn(np.ascontiguousarray(np.moveaxis(x, 1, -1)), w, 1, "SAME", backend="cpu")
+    assert np.ascontiguousarray(np.moveaxis(y_cl, -1, 1)).tobytes() == y.tobytes()
+    ref = fn(x, w, 1, "SAME", data_format=fmt, backend="reference")
+    assert np.array_equal(np.isnan(y), np.isnan(ref))
+    ok = ~np.isnan(ref)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    assert np.max(np.abs(y[ok] - ref[ok])) <= tol * max(1.0, float(np.max(np.abs(ref[ok]))))
+
+
+@pytest.mark.parametrize("activation", ["relu", "sigmoid"])
+def test_pointwise_cf_route_with_epilogue_and_out(activation, monkeypatch):
+    """The channels-first pointwise kernel applies a conv layer's epilogue
+    after it and writes into `out`: the same bits as vectors along W, from
+    read-only filters (packed once) as a layer's are."""
+    rng = np.random.default_rng(61)
+    x = rng.standard_normal((2, 16, 3, 5, 7)).astype(np.float32)
+    w = rng.standard_normal((1, 1, 1, 16, 2)).astype(np.float32)
+    w.flags.writeable = False
+    geo = ((3, 5, 7), (1, 1, 1), (1, 1, 1), (0, 0, 0), 1, True)
+    epilogue = (np.array([0.3, -1], np.float32), np.array([1.5, 2], np.float32), None, activation, 0.0)
+    results = []
+    for on in (True, False, True):
+        monkeypatch.setattr(cpu, "POINTWISE_CF", on)
+        y = cpu.forward(x, w, *geo, epilogue=epilogue)
+        out = np.full(y.shape, np.nan, np.float32)
+        assert cpu.forward(x, w, *geo, epilogue=epilogue, out=out) is out
+        np.testing.assert_array_equal(out, y)
+        results.append(y.tobytes())
+    assert results[0] == results[1] == results[2]
+
+
 @pytest.mark.parametrize("activation", ["relu", "linear", "sigmoid"])
 def test_pointwise_route_with_epilogue_and_out(activation, monkeypatch):
     """The pointwise kernel keeps a conv layer's epilogue and writes into

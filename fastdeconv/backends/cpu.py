@@ -163,6 +163,19 @@ DEPTHWISE_CF_BLOCK_POSITIONS = 8
 # -> 2 0.91x (benchmarks/NOTES.md section 49).
 POINTWISE = True
 POINTWISE_BYTES = 256
+# Channels-first 1x1 stride-1 convolutions of at most
+# POINTWISE_CF_MAX_CHANNELS output channels (a segmentation head in
+# PyTorch's layout), or up to POINTWISE_CF_WIDE_CHANNELS from at most
+# POINTWISE_CF_WIDE_INPUT_CHANNELS: cpu_pw.pointwise_cf, whose lanes are
+# the positions already. NCDHW 64^3, one thread, against vectors along W:
+# 16 -> 2 0.47x the time, 32 -> 1 0.51, 128 -> 2 0.75, 64 -> 4 0.76, 8 ->
+# 6 0.60, 16 -> 8 0.84; the wide tile from 64 input channels 1.05-1.14
+# (64 -> 6, 64 -> 8), left on vectors along W (benchmarks/NOTES.md
+# section 100).
+POINTWISE_CF = True
+POINTWISE_CF_MAX_CHANNELS = 4
+POINTWISE_CF_WIDE_CHANNELS = 8
+POINTWISE_CF_WIDE_INPUT_CHANNELS = 32
 
 # Channels-last calls with at most WV_NARROW float32 output channels per
 # group (half as many float64) use the vectors-along-W kernel; 0 turns it off.
@@ -560,6 +573,11 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
             and Cg * Fg * x.dtype.itemsize <= POINTWISE_BYTES
             and (sd, sh, sw, pd, ph, pw) == (1, 1, 1, 0, 0, 0) and (OD, OH, OW) == (D, H, W)):
         return _pointwise(x, wg, epilogue, out)
+    if (POINTWISE_CF and channels_first and not trans and G == 1 and KD == KH == KW == 1
+            and (Fg <= POINTWISE_CF_MAX_CHANNELS
+                 or Fg <= POINTWISE_CF_WIDE_CHANNELS and Cg <= POINTWISE_CF_WIDE_INPUT_CHANNELS)
+            and (sd, sh, sw, pd, ph, pw) == (1, 1, 1, 0, 0, 0) and (OD, OH, OW) == (D, H, W)):
+        return _pointwise_cf(x, wg, epilogue, out)
     narrow = (not channels_first and Fg <= WV_NARROW * 4 // x.dtype.itemsize
               and (trans or sw == 1) and Cx * W * x.dtype.itemsize < 2**31)
     cl_rows = False  # channels-last input rows packed for vectors along W (WV_CL_ROWS)
@@ -1128,6 +1146,25 @@ def _to_channels_first(src, dst):
     tile = cpu_simd.Tile(1, 1)
     cpu_rb.parallel_tiles(cpu_layout.to_channels_first, (src.reshape(B, S, C), dst.reshape(B, C, S), tile),
                           B * -(-S // (cpu_layout.BLOCKS * tile.lanes(src.dtype.itemsize))), COPY_WORK * src.size)
+
+
+def _pointwise_cf(x, wg, epilogue, out):
+    """cpu_pw.pointwise_cf for a channels-first 1x1 stride-1 convolution
+    with few output channels (see _run)."""
+    B, C, D, H, W = x.shape
+    F = wg.shape[-1]
+    P = D * H * W
+    if out is not None:
+        out[...] = _pointwise_cf(x, wg, epilogue, None)
+        return out
+    tile = cpu_pw.pw_cf_tile(F)
+    wp, NFB = _memo(wg, ("pw-cf", x.dtype.str, repr(tile)),
+                    lambda: cpu_rb.pack_filters_wv(wg, x.dtype, tile, _alloc.root(wg).flags.writeable))
+    y = _alloc.empty((B, F, D, H, W), x.dtype)
+    NJ = tile.nvec * tile.lanes(x.dtype.itemsize)
+    cpu_rb.parallel_tiles(cpu_pw.pointwise_cf, (x.reshape(B, C, P), wp.reshape(NFB, C, tile.rows), y.reshape(B, F, P),
+                                                tile), B * _ceil(P, NJ), (C + 64) * F * B * P)
+    return _finish(y, True, epilogue)
 
 
 def _pointwise(x, wg, epilogue, out):

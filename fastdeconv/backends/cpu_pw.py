@@ -24,8 +24,8 @@ from zero, fused multiply-adds; the register-blocked kernels' order for a
 
 from .._jit import serial_kernel
 from . import cpu_simd
-from .cpu_simd import (Tile, addr, itemsize, scratch, tile_dims, tile_rows, vcopyn, vrun_cols_whole,
-                       vtranspose_block, vtranspose_over, vtstore, vtzero, vzip2)
+from .cpu_simd import (Tile, addr, itemsize, scratch, tile_dims, tile_rows, vcopyn, vrun_cols, vrun_cols_whole,
+                       vtadd, vtranspose_block, vtranspose_over, vtstore, vtzero, vzip2)
 
 # The input channels' bytes per pixel the scratch rows hold (cpu.py's
 # POINTWISE_BYTES bounds the filters, C * F * itemsize, hence C * itemsize
@@ -143,3 +143,60 @@ def pointwise_cl(x, wp, out, tile, p_begin, p_end):
             for c in range(C):
                 s += x[q, c] * wp[f // FR, c, f % FR]
             out[q, f] = s
+
+
+def pw_cf_tile(F):
+    """pointwise_cf's tile for F output channels: 8 vectors of positions
+    for one channel (8 FMA chains, AVX-512's 32 registers; 4 with AVX2's
+    16), 2 x 4 for two, 4 x 4 (4 x 2) up to four, the wide 2-vector tile
+    beyond."""
+    if F == 1:
+        return Tile(1, 8 if cpu_simd.VREGS >= 32 else 4)
+    if F == 2:
+        return Tile(2, 4)
+    if F <= 4:
+        return Tile(4, 4 if cpu_simd.VREGS >= 32 else 2)
+    return Tile(tile_rows(2), 2)
+
+
+@serial_kernel
+def pointwise_cf(x, wp, out, tile, t_begin, t_end):
+    """Channels-first 1x1 stride-1 convolutions, tiles [t_begin, t_end):
+    tile t is image t // nb, positions [p0, p0 + NJ) with p0 = (t % nb) *
+    NJ (NJ = NW x V; the image's last tile may have fewer). x (B, C, P)
+    and out (B, F, P) C-contiguous; wp (NFB, C, FR): the filters in blocks
+    of FR = tile.rows output channels, zero-padded (cpu_rb.pack_filters_wv).
+    The positions are the lanes already: each block of output channels is
+    one vrun_cols_whole over the input channels' planes (masked loads for
+    the last, shorter tile), stored straight into the output planes.
+    Term order: each output one FMA chain over the input channels in
+    order, from zero, then added to zero: wv_kernel's for a 1x1
+    convolution, so the same bits."""
+    B, C, P = x.shape
+    F = out.shape[1]
+    NFB = wp.shape[0]
+    FR, NW, V = tile_dims(tile, out)
+    NJ = NW * V
+    isz = itemsize(out)
+    nb = (P + NJ - 1) // NJ
+    so = scratch(0, _OFFS_BYTES)
+    xa = addr(x)
+    wa = addr(wp)
+    for t in range(t_begin, t_end):
+        b = t // nb
+        p0 = (t % nb) * NJ
+        n = NJ if NJ < P - p0 else P - p0
+        px = xa + (b * C * P + p0) * isz
+        for fb in range(NFB):
+            f0 = fb * FR
+            nf = FR if FR < F - f0 else F - f0
+            q = wa + fb * C * FR * isz
+            acc = vtzero(out, tile)
+            if n == NJ:
+                acc = vrun_cols_whole(out, acc, tile, px, P * isz, V * isz, 0, NJ, q, C)
+            else:
+                acc = vrun_cols(out, acc, tile, px, P * isz, isz, 0, n, q, C)
+            acc = vtadd(vtzero(out, tile), acc)
+            for i in range(FR):
+                so[i] = (b * F + f0 + i) * P + p0 if i < nf else -1
+            vtstore(out, tile, so, acc, n)
