@@ -100,7 +100,7 @@ def _conv_calls(dtype, cf):
     # (channels-first bands, forward and stride-1 transposes), large
     # writable filters (packed by a Numba loop; transposed ones per block)
     x = x_of(4, 4, 5, 6)
-    for F in (1, 2, 4, 8, 16):  # the pointwise kernel's tiles (cpu_pw.pw_tile)
+    for F in (1, 2, 3, 4, 8, 16):  # the pointwise kernels' tiles (cpu_pw.pw_tile, pw_cf_tile)
         w1 = frozen(arr(1, 1, 1, 4, F))
         calls.append((f"conv3d {fmt} 1x1 4->{F}", lambda w1=w1: ops.conv3d(x, w1, 1, "SAME", data_format=fmt)))
     conv(8, 8, 3, 4, 9, groups=8)

@@ -97,8 +97,10 @@ CASES = [
     ("conv2d", (2, 7, 9, 5), (1, 1, 5, 2), 1, "SAME", "NHWC", None),
     ("conv3d", (1, 4, 5, 7, 8), (1, 1, 1, 8, 4), 1, "VALID", "NDHWC", None),
     ("conv2d", (2, 7, 11, 8), (1, 1, 8, 4), 1, "SAME", "NHWC", None),
+    # more filter bytes than POINTWISE_BYTES, output channels within POINTWISE_OUT_BYTES
+    ("conv3d", (1, 3, 5, 9, 24), (1, 1, 1, 24, 4), 1, "SAME", "NDHWC", None),
 ]
-POINTWISE_CASES = CASES[-9:]
+POINTWISE_CASES = CASES[-10:]
 
 
 def _call(case, x, w, backend):

@@ -163,6 +163,13 @@ DEPTHWISE_CF_BLOCK_POSITIONS = 8
 # -> 2 0.91x (benchmarks/NOTES.md section 49).
 POINTWISE = True
 POINTWISE_BYTES = 256
+# ... or up to POINTWISE_OUT_BYTES of output channels (8 float32) from up
+# to cpu_pw.PW_MAX_CHANNEL_BYTES of input channels: NDHWC 64^3, one and two
+# threads, against cl_kernel: 16 -> 8 0.19-0.34x the time, 32 -> 4
+# 0.22-0.27, 32 -> 8 0.26-0.31, 24 -> 6 0.25-0.41, 64 -> 2 0.67-0.88, 64 ->
+# 4 0.68, 64 -> 8 0.52-0.82, 48 -> 3 0.99-1.05; 16 output channels
+# 0.52-1.04, left as they were (benchmarks/NOTES.md section 101)
+POINTWISE_OUT_BYTES = 32
 # Channels-first 1x1 stride-1 convolutions of at most
 # POINTWISE_CF_MAX_CHANNELS output channels (a segmentation head in
 # PyTorch's layout), or up to POINTWISE_CF_WIDE_CHANNELS from at most
@@ -570,7 +577,9 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
                               16 * B * OD * OH * OW * F * KD * KH * KW)
         return _finish(y, False, epilogue)
     if (POINTWISE and not (trans or channels_first) and G == 1 and KD == KH == KW == 1
-            and Cg * Fg * x.dtype.itemsize <= POINTWISE_BYTES
+            and (Cg * Fg * x.dtype.itemsize <= POINTWISE_BYTES
+                 or Cg * x.dtype.itemsize <= cpu_pw.PW_MAX_CHANNEL_BYTES
+                 and Fg * x.dtype.itemsize <= POINTWISE_OUT_BYTES)
             and (sd, sh, sw, pd, ph, pw) == (1, 1, 1, 0, 0, 0) and (OD, OH, OW) == (D, H, W)):
         return _pointwise(x, wg, epilogue, out)
     if (POINTWISE_CF and channels_first and not trans and G == 1 and KD == KH == KW == 1
