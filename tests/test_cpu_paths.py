@@ -1310,30 +1310,19 @@ def test_pointwise_cf_same_bits(case, dtype, monkeypatch):
     x.flat[x.size // 3] = np.nan
     w = rng.standard_normal(ws).astype(dtype)
     rank = x.ndim - 2
-    fn = {1: fastdeconv.conv1d, 2: fastdeconv.conv2d, 3: fastdeconv.conv3d}[rank]
-    fmt = {1: "NCW", 2: "NCHW", 3: "NCDHW"}[rank]
+    call = ({1: "conv1d", 2: "conv2d", 3: "conv3d"}[rank], xs, ws, 1, "SAME", {1: "NCW", 2: "NCHW", 3: "NCDHW"}[rank],
+            None)
     C, F = ws[-2:]
     taken = []
-    real = cpu_rb.parallel_tiles
-
-    def spy(kernel, args, n, work, _big=None):
-        taken.append(kernel is cpu_pw.pointwise_cf)
-        return real(kernel, args, n, work if _big is None else _big)
-
-    results = []
-    for on in (True, False):
-        for big in (None, 10**12):
-            monkeypatch.setattr(cpu, "POINTWISE_CF", on)
-            monkeypatch.setattr(cpu_rb, "parallel_tiles", lambda k, a, n, wk, *g, _b=big: spy(k, a, n, wk, _b))
-            taken.clear()
-            results.append(fn(x, w, 1, "SAME", data_format=fmt, backend="cpu").tobytes())
-            assert any(taken) == (on and (F <= 4 or C <= 32))
-    assert len(set(results)) == 1
-    monkeypatch.setattr(cpu_rb, "parallel_tiles", real)
-    y = np.frombuffer(results[0], dtype).reshape((xs[0], F) + xs[2:])
-    y_cl = fn(np.ascontiguousarray(np.moveaxis(x, 1, -1)), w, 1, "SAME", backend="cpu")
-    assert np.ascontiguousarray(np.moveaxis(y_cl, -1, 1)).tobytes() == y.tobytes()
-    ref = fn(x, w, 1, "SAME", data_format=fmt, backend="reference")
+    real = cpu._pointwise_cf
+    monkeypatch.setattr(cpu, "_pointwise_cf", lambda *a: (taken.append(1), real(*a))[1])
+    results = _calls_with(call, x, w, monkeypatch, [({(cpu, "POINTWISE_CF"): on}, work)
+                                                    for on in (True, False) for work in (None, 10**12)])
+    assert taken == ([1, 1] if F <= 4 or C <= 32 else [])  # the two calls with POINTWISE_CF on
+    y = results[0]
+    assert all(r.tobytes() == y.tobytes() for r in results)
+    assert np.moveaxis(_call_channels_last(call, x, w), -1, 1).tobytes() == y.tobytes()
+    ref = _call(call, x, w, "reference")
     assert np.array_equal(np.isnan(y), np.isnan(ref))
     ok = ~np.isnan(ref)
     tol = 1e-5 if dtype == np.float32 else 1e-12
