@@ -19,9 +19,10 @@ import numpy as np
 import fastdeconv
 from fastdeconv import layers as L
 from fastdeconv import warmup
-from fastdeconv.backends import cpu_cfband, cpu_cfgather, cpu_dw, cpu_layers, cpu_layout, cpu_patch, cpu_pw, cpu_rb
+from fastdeconv.backends import (cpu_cfband, cpu_cfgather, cpu_dw, cpu_layers, cpu_layout, cpu_patch, cpu_pw, cpu_rb,
+                                 cpu_short)
 
-MODULES = (cpu_rb, cpu_patch, cpu_dw, cpu_pw, cpu_cfband, cpu_cfgather, cpu_layers, cpu_layout)
+MODULES = (cpu_rb, cpu_patch, cpu_dw, cpu_pw, cpu_short, cpu_cfband, cpu_cfgather, cpu_layers, cpu_layout)
 
 
 def variants():

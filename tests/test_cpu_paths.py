@@ -6,7 +6,8 @@ vector for at most one vector of output channels, CL1) with the fused (kw, c) ru
 dw == 1 ungrouped convolutions, or per tap (FUSE_KW off); register-blocked
 kernel with vectors along W (cpu_rb.wv_kernel: channels-first, and
 channels-last with few output channels, WV_NARROW); the depthwise kernel
-(cpu_dw, DEPTHWISE); the pointwise kernel (cpu_pw, POINTWISE); output-channel blocks outermost or innermost in the
+(cpu_dw, DEPTHWISE); the pointwise kernel (cpu_pw, POINTWISE); forward
+convolutions with short reductions a line at a time (cpu_short, SHORT); output-channel blocks outermost or innermost in the
 tile order, or outermost with panels packed per block (PANELS); filters
 packed by Numba along their rows or by NumPy copies; tiles run on the
 calling thread or split over threads; 64-byte (AVX-512) or 32-byte (AVX2)
@@ -18,7 +19,7 @@ import pytest
 
 import fastdeconv
 from fastdeconv import _alloc
-from fastdeconv.backends import cpu, cpu_cfband, cpu_dw, cpu_patch, cpu_pw, cpu_rb, cpu_simd, reference
+from fastdeconv.backends import cpu, cpu_cfband, cpu_dw, cpu_patch, cpu_pw, cpu_rb, cpu_short, cpu_simd, reference
 
 CASES = [
     # (op, x shape, w shape, strides, padding, data_format, dilations)
@@ -147,12 +148,16 @@ def _calls_with(case, x, w, monkeypatch, settings):
     return results
 
 
-@pytest.fixture(params=[(True, True), (False, True), (True, False)], ids=["fused", "per-tap", "lines-apart"])
+@pytest.fixture(params=[(True, True, True), (False, True, True), (False, False, True), (False, True, False)],
+                ids=["short", "fused", "per-tap", "lines-apart"])
 def fuse(request, monkeypatch):
-    """Fused (kw, c) runs or one run per tap; lines folded into one row
-    space (cpu_rb.row_spaces) or each line its own."""
-    monkeypatch.setattr(cpu, "FUSE_KW", request.param[0])
-    monkeypatch.setattr(cpu, "FOLD_LINES", request.param[1])
+    """Forward convolutions with short reductions on their own kernel
+    (cpu_short, SHORT) or on cl_kernel; there, fused (kw, c) runs or one
+    run per tap, lines folded into one row space (cpu_rb.row_spaces) or
+    each line its own."""
+    monkeypatch.setattr(cpu, "SHORT", request.param[0])
+    monkeypatch.setattr(cpu, "FUSE_KW", request.param[1])
+    monkeypatch.setattr(cpu, "FOLD_LINES", request.param[2])
     return request.param
 
 
@@ -213,6 +218,7 @@ def test_channel_block_order_gives_identical_bits(case, monkeypatch):
         monkeypatch.setattr(cpu, "PANELS", panels)
         monkeypatch.setattr(cpu, "PANELS_MIN_BYTES", 0)
         monkeypatch.setattr(cpu, "CL1", False)  # more channel blocks
+        monkeypatch.setattr(cpu, "SHORT", False)  # forward calls on cl_kernel too
         monkeypatch.setattr(cpu_rb, "parallel_tiles",
                             (lambda k, a, n, work, *g: real(k, a, n, 10**12)) if split else real)
         results.append(_call(case, x, w, "cpu").tobytes())
@@ -226,6 +232,7 @@ def test_channel_block_order_follows_panels_and_data_size(monkeypatch):
     FB_INNER_DATA_PANELS."""
     orders = []
     real = cpu_rb.parallel_tiles
+    monkeypatch.setattr(cpu, "SHORT", False)  # (the 1 x 1 call: 64 terms)
     monkeypatch.setattr(cpu_rb, "parallel_tiles",
                         lambda k, a, n, wk, *g: orders.append(a[5][26]) or real(k, a, n, wk, *g))
     rng = np.random.default_rng(0)
@@ -304,7 +311,8 @@ def test_filter_packers_agree(trans, dtype, nv, monkeypatch):
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}-{c[5]}")
 def test_paths_give_identical_bits(case, monkeypatch):
-    """Fused and per-tap runs, lines folded into row spaces or apart,
+    """The short-reduction kernel (the first setting) or cl_kernel's fused
+    and per-tap runs, lines folded into row spaces or apart,
     stride == kernel transposes by patches (cpu_patch) or not, channels-first
     input rows packed per output row (WV_PACK) or read in place,
     register-blocked or vectors along W (one
@@ -322,7 +330,9 @@ def test_paths_give_identical_bits(case, monkeypatch):
             (True, 0, True, True, False, False, True, True), (False, 0, False, True, False, False, True, True),
             (True, 0, True, True, True, True, False, True), (True, 0, False, True, True, True, False, True),
             (True, 0, True, True, True, True, True, False), (True, 0, True, True, True, True, False, False)):
+        first = not results
         for work in (None, 10**12):
+            monkeypatch.setattr(cpu, "SHORT", first)
             monkeypatch.setattr(cpu, "WV_PACK", pack)
             monkeypatch.setattr(cpu, "WV_PACK_MIN_ROWS", 0)  # small cases too
             monkeypatch.setattr(cpu, "PATCH", patch)
@@ -1244,6 +1254,7 @@ def test_compiled_entry_points_follow_the_argument_types(monkeypatch):
         return real(kernel, args, ntiles, work, *g)
 
     monkeypatch.setattr(cpu_rb, "parallel_tiles", spy)
+    monkeypatch.setattr(cpu, "SHORT", False)  # cl_kernel (its tiles: cpu_rb.n_tiles)
     y = fastdeconv.conv3d(x, w, 1, "SAME").copy()  # the result is args[2]'s memory
     kernel, args = seen["call"]
     entry = cpu_rb.compiled(kernel, args)
@@ -2293,3 +2304,116 @@ def test_channels_first_copy(shape, dtype, monkeypatch):
     wide = np.full((shape[0], shape[-1] + 2) + shape[1:-1], np.nan, dtype)
     cpu._to_channels_first(x, wide[:, 1:-1])
     assert wide[:, 1:-1].tobytes() == want.tobytes() and np.isnan(wide[:, 0]).all()
+
+
+SHORT_CASES = [
+    # channels-last forward convolutions with short reductions (cpu_short)
+    ("conv3d", (1, 3, 9, 21, 3), (1, 3, 3, 3, 64), 1, "SAME", "NDHWC", None),  # a video stem: edges, a part block
+    ("conv2d", (2, 12, 17, 3), (3, 3, 3, 40), 2, "SAME", "NHWC", None),  # a part channel block
+    ("conv2d", (1, 9, 10, 6), (3, 4, 6, 33), 1, [(2, 0), (1, 3)], "NHWC", [2, 1]),  # explicit padding, H dilation
+    ("conv1d", (3, 50, 5), (7, 5, 35), 3, "VALID", "NWC", None),
+    ("conv3d", (2, 5, 6, 7, 9), (3, 3, 3, 9, 20), 1, "SAME", "NDHWC", [1, 2, 1, 1, 1]),  # 243 terms, D dilation
+    ("conv3d", (1, 6, 5, 9, 4), (3, 2, 3, 4, 48), [1, 2, 1, 2, 1], "VALID", "NDHWC", None),
+    ("conv2d", (2, 6, 7, 28), (3, 3, 28, 40), 1, "SAME", "NHWC", None),  # 252 terms: the last single partial sum
+    ("conv2d", (1, 3, 4, 2), (5, 5, 2, 34), 1, "SAME", "NHWC", None),  # every block on the edges
+]
+
+
+def _short_calls(monkeypatch):
+    """A list that records, per parallel_tiles call from now on, whether
+    it ran cpu_short.short_cl."""
+    ran = []
+    real = cpu_rb.parallel_tiles
+
+    def spy(kernel, *a):
+        ran.append(kernel is cpu_short.short_cl)
+        return real(kernel, *a)
+
+    monkeypatch.setattr(cpu_rb, "parallel_tiles", spy)
+    return ran
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", SHORT_CASES, ids=lambda c: f"{c[0]}-{c[1]}-{c[2]}")
+def test_short_kernel_same_bits(case, dtype, vector_bytes, monkeypatch):
+    """The short-reduction kernel gives cl_kernel's bits (fused runs, per
+    tap) with its lines whole, split into runs of one block of rows, and in
+    the most chunks, and the reference's result within tolerance."""
+    x, w = _arrays(case, dtype, np.random.default_rng(62))
+    ran = _short_calls(monkeypatch)
+    results = _calls_with(case, x, w, monkeypatch, [({(cpu, "SHORT"): True}, None), ({(cpu, "SHORT"): True}, 10**12)])
+    tile_rows = cpu_rb.cl_tile(2).rows
+    monkeypatch.setattr(cpu_short, "line_columns", lambda lines, OW, rows, threads: rows)
+    results += _calls_with(case, x, w, monkeypatch, [({(cpu, "SHORT"): True}, 10**12)])
+    assert ran == [True, True, True]
+    monkeypatch.undo()
+    results += _calls_with(case, x, w, monkeypatch, [({(cpu, "SHORT"): False, (cpu, "FUSE_KW"): fuse}, None)
+                                                      for fuse in (True, False)])
+    assert tile_rows >= 6
+    assert all(r.tobytes() == results[0].tobytes() for r in results)
+    ref = _call(case, x, w, "reference")
+    tol = 2e-6 if dtype == np.float32 else 1e-12
+    assert np.max(np.abs(results[0] - ref)) <= tol * max(1.0, float(np.max(np.abs(ref))))
+
+
+def test_short_kernel_rule(monkeypatch):
+    """SHORT's rule: channels-last forward convolutions without groups, with
+    dw == 1, two vectors of output channels and at most SUM_GROUP_TERMS
+    terms per output."""
+    rng = np.random.default_rng(63)
+    ran = _short_calls(monkeypatch)
+
+    def short(C, F, k=3, dil=1, groups=1, fmt="NHWC", strides=1):
+        x = rng.standard_normal((1, 9, 10, C)).astype(np.float32)
+        if fmt == "NCHW":
+            x = np.ascontiguousarray(np.moveaxis(x, -1, 1))
+        ran.clear()
+        fastdeconv.conv2d(x, rng.standard_normal((k, k, C // groups, F)).astype(np.float32), strides, "SAME",
+                          data_format=fmt, dilations=dil)
+        return ran == [True]
+
+    wide = 2 * cpu_simd.VBYTES // 4  # float32 channels of the 2-vector tile
+    assert short(3, 64)
+    assert short(3, wide // 2 + 1)
+    assert short(3, 64, strides=2)
+    assert short(3, 64, dil=[2, 1])
+    assert short(cpu_rb.SUM_GROUP_TERMS // 9, 64)
+    assert not short(cpu_rb.SUM_GROUP_TERMS // 9 + 1, 64)  # two partial sums
+    assert not short(3, 64, dil=[1, 2])  # W dilated: no contiguous (kw, c) run
+    assert not short(4, 64, groups=2)
+    assert not short(3, 64, fmt="NCHW")
+    assert not short(3, wide // 2)  # one vector of output channels
+    x = rng.standard_normal((1, 9, 10, 64)).astype(np.float32)
+    ran.clear()
+    fastdeconv.conv2d_transpose(x, rng.standard_normal((3, 3, 3, 64)).astype(np.float32), None, 1, "SAME")
+    assert True not in ran
+
+
+@pytest.mark.parametrize("activation", ["relu", "linear", "sigmoid"])
+def test_short_kernel_with_epilogue_and_out(activation, monkeypatch):
+    """The short-reduction kernel runs a conv layer's epilogue in its
+    registers (ReLU, linear) or leaves it to the layer code (others), and
+    writes into `out`, a channel slice of a Model's concatenation buffer,
+    with read-only filters (packed once): cl_kernel's bits."""
+    rng = np.random.default_rng(64)
+    x = rng.standard_normal((1, 2, 6, 19, 3)).astype(np.float32)
+    w = rng.standard_normal((1, 3, 3, 3, 40)).astype(np.float32)
+    w.flags.writeable = False
+    geo = ((2, 6, 19), (1, 1, 1), (1, 1, 1), (0, 1, 1), 1, False)
+    F = w.shape[-1]
+    epilogue = (rng.standard_normal(F).astype(np.float32), rng.standard_normal(F).astype(np.float32), None,
+                activation, 0.0)
+    ran = _short_calls(monkeypatch)
+    results = []
+    for on in (True, False):
+        monkeypatch.setattr(cpu, "SHORT", on)
+        ran.clear()
+        y = cpu.forward(x, w, *geo, epilogue=epilogue)
+        buf = np.full(y.shape[:-1] + (F + 5,), np.nan, np.float32)
+        view = buf[..., 2:F + 2]
+        assert cpu.forward(x, w, *geo, epilogue=epilogue, out=view) is view
+        np.testing.assert_array_equal(view, y)
+        assert np.isnan(buf[..., [0, 1, F + 2, F + 3, F + 4]]).all()
+        assert ran[0] == on
+        results.append(y.tobytes())
+    assert results[0] == results[1]

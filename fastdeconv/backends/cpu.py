@@ -77,7 +77,7 @@ import numpy as np
 
 from .. import _alloc
 
-from . import cpu_cfband, cpu_cfgather, cpu_dw, cpu_layout, cpu_patch, cpu_pw, cpu_rb, cpu_simd, reference
+from . import cpu_cfband, cpu_cfgather, cpu_dw, cpu_layout, cpu_patch, cpu_pw, cpu_rb, cpu_short, cpu_simd, reference
 
 # Forward convolutions with dw == 1 and no groups read (kw, c) as one run
 # (same terms, same order); tests switch it off to check the per-tap path.
@@ -154,6 +154,16 @@ DEPTHWISE_CF_BLOCKS = True
 DEPTHWISE_CF_BLOCKS_MAX_POSITIONS = 4096
 DEPTHWISE_CF_BLOCKS_FILL = 0.85
 DEPTHWISE_CF_BLOCK_POSITIONS = 8
+
+# Channels-last forward convolutions without groups, with dw == 1 and a
+# reduction of at most cpu_rb.SUM_GROUP_TERMS terms (one partial sum) on
+# cl_kernel's 2-vector tile run cpu_short.short_cl: one output line per
+# tile, its (kd, kh) taps listed once, a vrun of KW * C steps each; the
+# same bits. One thread, against cl_kernel: 7 x 56^2 x 3 -> 64 1 x 3 x 3
+# 0.69-0.74x the time, 7 x 224^2 0.56-0.66, 224^2 x 3 -> 32 s2 0.54,
+# 56^2 x 8-28 -> 64 0.80-0.91, 28^2 x 16 -> 256 0.98, 32^3 x 4 -> 32 3 x
+# 3 x 3 0.78 (benchmarks/NOTES.md section 102). False: cl_kernel.
+SHORT = True
 
 # Channels-last 1x1 stride-1 forward convolutions without groups and with
 # at most POINTWISE_BYTES of filters (input x output channels x itemsize:
@@ -754,6 +764,12 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
     panel_bytes = KD * KH * KW * Cg * NV * x.dtype.itemsize
     if patch:
         return _patch(x, wg, tile, NFB, writable, epilogue, flat, ops, dest, out)
+    if (SHORT and not trans and G == 1 and dw == 1 and tile.nvec == 2
+            and KD * KH * KW * Cg <= cpu_rb.SUM_GROUP_TERMS):
+        rest = _short(x, wg, tile, (OD, OH, OW), strides, dilations, pads_before, writable, flat, ops, epilogue)
+        if dest is not None:
+            return out
+        return _finish(flat.reshape((B, OD, OH, OW, F)), False, rest)
     zrow = np.zeros(Cg * KW + 1, dtype=x.dtype)
     fuse = int(FUSE_KW and not trans and dw == 1 and G == 1)
     # Channel blocks innermost when one block's weight panel is small (it
@@ -1174,6 +1190,24 @@ def _pointwise_cf(x, wg, epilogue, out):
     cpu_rb.parallel_tiles(cpu_pw.pointwise_cf, (x.reshape(B, C, P), wp.reshape(NFB, C, tile.rows), y.reshape(B, F, P),
                                                 tile), B * _ceil(P, NJ), (C + 64) * F * B * P)
     return _finish(y, True, epilogue)
+
+
+def _short(x, wg, tile, out_spatial, strides, dilations, pads_before, writable, flat, ops, epilogue):
+    """cpu_short.short_cl into flat (output pixel p's channels at p * ops),
+    the epilogue in registers where _fused_epilogue runs it there (see
+    _run); returns what is left of the epilogue for _finish."""
+    B, D, H, W, C = x.shape
+    KD, KH, KW, _, F = wg.shape[1:]
+    OD, OH, OW = out_spatial
+    wp, NFB = _memo(wg, ("cl", x.dtype.str, repr(tile)), lambda: cpu_rb.pack_filters(wg, x.dtype, tile, writable))
+    cols = cpu_short.line_columns(B * OD * OH, OW, tile.rows, numba.get_num_threads())
+    geo = tuple(int(v) for v in (B, D, H, W, C, OD, OH, OW, F, KD, KH, KW, *strides, *dilations[:2], *pads_before,
+                                 NFB, ops, cols))
+    ep_code, epi, rest = _fused_epilogue(epilogue, F, tile, x.dtype)
+    work = _work(B * OD * OH * OW, NFB * tile.nvec * tile.lanes(x.dtype.itemsize), KD * KH * KW * C, strides, False)
+    cpu_rb.parallel_tiles(cpu_short.short_cl, (x.reshape(-1), wp, flat, np.zeros(C * KW + 1, dtype=x.dtype), geo,
+                                               tile, epi, ep_code), cpu_short.n_tiles(geo), work)
+    return rest
 
 
 def _pointwise(x, wg, epilogue, out):
