@@ -20,6 +20,11 @@ The algorithm choice is made here, in `_run`:
 - channels-last 1x1 stride-1 forward convolutions with few channels
   (POINTWISE, segmentation heads): `cpu_pw.pointwise_cl`, eight pixels at
   a time, one FMA chain per output (the tiles' term order).
+- channels-last forward convolutions without groups, dw == 1 and at most
+  cpu_rb.SUM_GROUP_TERMS terms per output on cl_kernel's 2-vector tile
+  (SHORT: a video network's 3-channel first layer, 1x1 layers):
+  `cpu_short.short_cl`, cl_kernel's tile and term order a line at a time,
+  without its row spaces and tap tables; the same bits.
 - channels-first forward convolutions and stride-1 transposes with many
   channels and rows that would leave vector lanes empty, or a W stride,
   and strided transposes with many channels, W phases narrower than a
