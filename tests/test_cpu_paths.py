@@ -1362,6 +1362,21 @@ def test_pointwise_cf_route_with_epilogue_and_out(activation, monkeypatch):
     assert results[0] == results[1] == results[2]
 
 
+def _forward_into_channel_slice(x, w, geo, epilogue, before, after):
+    """cpu.forward's channels-last result, once the same call with `out` a
+    channel slice of a wider buffer (`before` channels before it, `after`
+    after, as in a Model's concatenation) has returned the slice, filled it
+    with the same values and left the other channels as they were."""
+    y = cpu.forward(x, w, *geo, epilogue=epilogue)
+    F = y.shape[-1]
+    buf = np.full(y.shape[:-1] + (before + F + after,), np.nan, y.dtype)
+    view = buf[..., before:before + F]
+    assert cpu.forward(x, w, *geo, epilogue=epilogue, out=view) is view
+    np.testing.assert_array_equal(view, y)
+    assert np.isnan(np.delete(buf, np.s_[before:before + F], axis=-1)).all()
+    return y
+
+
 @pytest.mark.parametrize("activation", ["relu", "linear", "sigmoid"])
 def test_pointwise_route_with_epilogue_and_out(activation, monkeypatch):
     """The pointwise kernel keeps a conv layer's epilogue and writes into
@@ -1377,13 +1392,7 @@ def test_pointwise_route_with_epilogue_and_out(activation, monkeypatch):
     results = []
     for pointwise in (True, False):
         monkeypatch.setattr(cpu, "POINTWISE", pointwise)
-        y = cpu.forward(x, w, *geo, epilogue=epilogue)
-        buf = np.full(y.shape[:-1] + (5,), np.nan, np.float32)
-        view = buf[..., 1:3]
-        assert cpu.forward(x, w, *geo, epilogue=epilogue, out=view) is view
-        np.testing.assert_array_equal(buf[..., 1:3], y)
-        assert np.isnan(buf[..., [0, 3, 4]]).all()
-        results.append(y.tobytes())
+        results.append(_forward_into_channel_slice(x, w, geo, epilogue, 1, 2).tobytes())
     assert results[0] == results[1]
 
 
@@ -2408,12 +2417,6 @@ def test_short_kernel_with_epilogue_and_out(activation, monkeypatch):
     for on in (True, False):
         monkeypatch.setattr(cpu, "SHORT", on)
         ran.clear()
-        y = cpu.forward(x, w, *geo, epilogue=epilogue)
-        buf = np.full(y.shape[:-1] + (F + 5,), np.nan, np.float32)
-        view = buf[..., 2:F + 2]
-        assert cpu.forward(x, w, *geo, epilogue=epilogue, out=view) is view
-        np.testing.assert_array_equal(view, y)
-        assert np.isnan(buf[..., [0, 1, F + 2, F + 3, F + 4]]).all()
+        results.append(_forward_into_channel_slice(x, w, geo, epilogue, 2, 3).tobytes())
         assert ran[0] == on
-        results.append(y.tobytes())
     assert results[0] == results[1]
