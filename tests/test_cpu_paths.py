@@ -2325,6 +2325,7 @@ SHORT_CASES = [
     ("conv3d", (1, 6, 5, 9, 4), (3, 2, 3, 4, 48), [1, 2, 1, 2, 1], "VALID", "NDHWC", None),
     ("conv2d", (2, 6, 7, 28), (3, 3, 28, 40), 1, "SAME", "NHWC", None),  # 252 terms: the last single partial sum
     ("conv2d", (1, 3, 4, 2), (5, 5, 2, 34), 1, "SAME", "NHWC", None),  # every block on the edges
+    ("conv3d", (1, 9, 10, 3, 1), (9, 10, 1, 1, 32), 1, "SAME", "NDHWC", None),  # 90 (kd, kh) taps of one step
 ]
 
 

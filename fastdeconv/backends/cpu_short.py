@@ -22,10 +22,13 @@ bits.
 """
 
 from .._jit import serial_kernel
+from .cpu_rb import SUM_GROUP_TERMS
 from .cpu_simd import addr, itemsize, scratch, tile_dims, vrun, vtadd, vtaffine, vtstore, vtzero
 
 ROWS_BYTES = 3 * 16 * 8  # three int64 arrays of a tile's rows (Tile.MAX_ROWS)
-MAX_TAP_ROWS = 64  # (kd, kh) pairs: a single partial sum has at most 256 terms
+# (kd, kh) pairs: as many as terms where KW * C == 1 (a 16 x 16 x 1 kernel
+# on one channel has 256)
+MAX_TAP_ROWS = SUM_GROUP_TERMS
 TAPS_BYTES = 2 * MAX_TAP_ROWS * 8
 
 
