@@ -31,6 +31,9 @@ PATHS = {
         "x = r(1, 8, 8, 8, 16); w = r(3, 3, 3, 16, 64)\nCALL fd.conv3d(x, w, 1, 'SAME', backend='cpu')",
     "short (channels-last forward, short reductions: a video network's first layer)":
         "x = r(1, 4, 16, 16, 3); w = r(1, 3, 3, 3, 64)\nCALL fd.conv3d(x, w, 1, 'SAME', backend='cpu')",
+    "short cf (channels-first forward, short reductions: the same layer)":
+        "x = r(1, 3, 4, 16, 32); w = r(1, 3, 3, 3, 64)\n"
+        "CALL fd.conv3d(x, w, 1, 'SAME', data_format='NCDHW', backend='cpu')",
     "cl, 1 vector (channels-last, 1 vector of out channels)":
         f"x = r(1, 8, 8, 8, 16); w = r(3, 3, 3, 16, {V})\nCALL fd.conv3d(x, w, 1, 'SAME', backend='cpu')",
     "cl, 2 vectors, writable 3x3x512x512 transposed filters (packed per block)":

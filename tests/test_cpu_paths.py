@@ -151,11 +151,12 @@ def _calls_with(case, x, w, monkeypatch, settings):
 @pytest.fixture(params=[(True, True, True), (False, True, True), (False, False, True), (False, True, False)],
                 ids=["short", "fused", "per-tap", "lines-apart"])
 def fuse(request, monkeypatch):
-    """Forward convolutions with short reductions on their own kernel
-    (cpu_short, SHORT) or on cl_kernel; there, fused (kw, c) runs or one
-    run per tap, lines folded into one row space (cpu_rb.row_spaces) or
-    each line its own."""
+    """Forward convolutions with short reductions on their own kernels
+    (cpu_short, SHORT and SHORT_CF) or on cl_kernel and wv_kernel; there,
+    fused (kw, c) runs or one run per tap, lines folded into one row space
+    (cpu_rb.row_spaces) or each line its own."""
     monkeypatch.setattr(cpu, "SHORT", request.param[0])
+    monkeypatch.setattr(cpu, "SHORT_CF", request.param[0])
     monkeypatch.setattr(cpu, "FUSE_KW", request.param[1])
     monkeypatch.setattr(cpu, "FOLD_LINES", request.param[2])
     return request.param
@@ -311,7 +312,7 @@ def test_filter_packers_agree(trans, dtype, nv, monkeypatch):
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}-{c[5]}")
 def test_paths_give_identical_bits(case, monkeypatch):
-    """The short-reduction kernel (the first setting) or cl_kernel's fused
+    """The short-reduction kernels (the first setting) or cl_kernel's fused
     and per-tap runs, lines folded into row spaces or apart,
     stride == kernel transposes by patches (cpu_patch) or not, channels-first
     input rows packed per output row (WV_PACK) or read in place,
@@ -333,6 +334,7 @@ def test_paths_give_identical_bits(case, monkeypatch):
         first = not results
         for work in (None, 10**12):
             monkeypatch.setattr(cpu, "SHORT", first)
+            monkeypatch.setattr(cpu, "SHORT_CF", first)
             monkeypatch.setattr(cpu, "WV_PACK", pack)
             monkeypatch.setattr(cpu, "WV_PACK_MIN_ROWS", 0)  # small cases too
             monkeypatch.setattr(cpu, "PATCH", patch)
@@ -356,9 +358,11 @@ def test_paths_give_identical_bits(case, monkeypatch):
 def test_channels_first_same_bits_as_channels_last(case, dtype, pack, monkeypatch):
     """Both register-blocked kernels sum every output's terms in the same
     order, so the two layouts give the same bits; channels-first input
-    rows packed per output row (WV_PACK) or read in place."""
+    rows packed per output row (WV_PACK) or read in place (wv_kernel:
+    short reductions too)."""
     monkeypatch.setattr(cpu, "WV_PACK", pack)
     monkeypatch.setattr(cpu, "WV_PACK_MIN_ROWS", 0)
+    monkeypatch.setattr(cpu, "SHORT_CF", False)
     x, w = _arrays(case, dtype, np.random.default_rng(2))
     a = _call(case, x, w, "cpu")
     b = _call_channels_last(case, x, w)
@@ -500,6 +504,7 @@ def test_row_pairs_same_bits(case, dtype, monkeypatch):
     the channels-last kernel; the pairs are really used (the kernel's `pair` argument
     names the paired axis)."""
     monkeypatch.setattr(cpu, "WV_PACK_MIN_ROWS", 0)
+    monkeypatch.setattr(cpu, "SHORT_CF", False)  # (short reductions: cpu_short.short_cf)
     x, w = _arrays(case, dtype, np.random.default_rng(7))
     axes = []
     real = cpu_rb.with_rows
@@ -554,6 +559,7 @@ def test_tail_pairs_same_bits(case, allowed, dtype, vector_bytes, monkeypatch):
     the channels-last kernel, with either vector width; they are used where
     the rule says so (every allowed case in float32 on AVX2 tiles)."""
     monkeypatch.setattr(cpu, "WV_PACK_MIN_ROWS", 0)
+    monkeypatch.setattr(cpu, "SHORT_CF", False)  # (short reductions: cpu_short.short_cf)
     x, w = _arrays(case, dtype, np.random.default_rng(19))
     used = []
     real_rows = cpu_rb.with_rows
@@ -584,6 +590,7 @@ def test_tail_pairs_keep_the_packed_rows_within_their_bytes(vector_bytes, monkey
     are only taken while the packed rows stay within cpu.WV_PACK_BYTES."""
     case = TAIL_PAIR_CASES[0][0]
     monkeypatch.setattr(cpu, "WV_PACK_MIN_ROWS", 0)
+    monkeypatch.setattr(cpu, "SHORT_CF", False)
     x, w = _arrays(case, np.float32, np.random.default_rng(19))
     seen = []
     real = cpu_rb.with_rows
@@ -2329,14 +2336,14 @@ SHORT_CASES = [
 ]
 
 
-def _short_calls(monkeypatch):
+def _short_calls(monkeypatch, short=cpu_short.short_cl):
     """A list that records, per parallel_tiles call from now on, whether
-    it ran cpu_short.short_cl."""
+    it ran `short` (cpu_short.short_cl or short_cf)."""
     ran = []
     real = cpu_rb.parallel_tiles
 
     def spy(kernel, *a):
-        ran.append(kernel is cpu_short.short_cl)
+        ran.append(kernel is short)
         return real(kernel, *a)
 
     monkeypatch.setattr(cpu_rb, "parallel_tiles", spy)
@@ -2420,4 +2427,114 @@ def test_short_kernel_with_epilogue_and_out(activation, monkeypatch):
         ran.clear()
         results.append(_forward_into_channel_slice(x, w, geo, epilogue, 2, 3).tobytes())
         assert ran[0] == on
+    assert results[0] == results[1]
+
+
+SHORT_CF_CASES = [
+    # channels-first forward convolutions with short reductions (cpu_short.short_cf)
+    ("conv3d", (1, 3, 3, 9, 29), (1, 3, 3, 3, 64), 1, "SAME", "NCDHW", None),  # a video stem: edges, a part block
+    ("conv3d", (2, 1, 5, 6, 40), (3, 3, 3, 1, 20), 1, "SAME", "NCDHW", None),  # one input channel: 1-step runs
+    ("conv2d", (1, 4, 7, 33), (3, 5, 4, 9), [1, 1, 2, 1], "VALID", "NCHW", None),  # H stride, a part channel block
+    ("conv2d", (1, 6, 9, 29), (3, 4, 6, 33), 1, [(2, 0), (1, 3)], "NCHW", [1, 1, 2, 1]),  # explicit padding
+    ("conv1d", (3, 5, 50), (7, 5, 35), 1, "SAME", "NCW", None),
+    ("conv2d", (2, 8, 4, 9), (1, 1, 8, 48), 1, "VALID", "NCHW", None),  # 1 x 1: an image's plane as one row
+    ("conv2d", (1, 3, 5, 16), (3, 3, 3, 40), 1, "SAME", "NCHW", None),  # rows of whole vectors
+    ("conv3d", (1, 2, 4, 6, 37), (3, 2, 3, 2, 17), [1, 1, 2, 1, 1], "SAME", "NCDHW", [1, 1, 1, 2, 1]),
+    ("conv2d", (1, 28, 6, 35), (3, 3, 28, 12), 1, "SAME", "NCHW", None),  # 252 terms
+    ("conv3d", (1, 1, 9, 10, 36), (9, 10, 1, 1, 32), 1, "SAME", "NCDHW", None),  # 90 (kd, kh) taps of one step
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", SHORT_CF_CASES, ids=lambda c: f"{c[0]}-{c[1]}-{c[2]}")
+def test_short_cf_same_bits(case, dtype, vector_bytes, monkeypatch):
+    """The channels-first short-reduction kernel gives the channels-last
+    result's bits and wv_kernel's, with its lines whole, split into
+    single blocks and in the most chunks, and the reference's result
+    within tolerance. Its edge blocks run all three ways: lanes zeroed in
+    registers, plain loads of the inner taps, masked loads at the start and
+    end of x."""
+    x, w = _arrays(case, dtype, np.random.default_rng(65))
+    ran = _short_calls(monkeypatch, cpu_short.short_cf)
+    results = _calls_with(case, x, w, monkeypatch, [({(cpu, "SHORT_CF"): True}, None),
+                                                    ({(cpu, "SHORT_CF"): True}, 10**12)])
+    monkeypatch.setattr(cpu_short, "line_columns", lambda lines, OW, rows, threads: rows)
+    results += _calls_with(case, x, w, monkeypatch, [({(cpu, "SHORT_CF"): True}, 10**12)])
+    assert ran == [True, True, True]
+    monkeypatch.undo()
+    results.append(_call_channels_last(case, x, w))
+    monkeypatch.setattr(cpu, "SHORT_CF", False)
+    results.append(_call(case, x, w, "cpu"))
+    y = results[0]
+    assert all(r.tobytes() == y.tobytes() for r in results[1:3])
+    assert results[3].tobytes() == np.ascontiguousarray(np.moveaxis(y, 1, -1)).tobytes()
+    assert results[4].tobytes() == y.tobytes()
+    ref = _call(case, x, w, "reference")
+    tol = 2e-6 if dtype == np.float32 else 1e-12
+    assert np.max(np.abs(y - ref)) <= tol * max(1.0, float(np.max(np.abs(ref))))
+
+
+def test_short_cf_rule(monkeypatch):
+    """SHORT_CF's rule: channels-first forward convolutions without groups,
+    with a W stride and dilation of 1, SHORT_CF_MIN_CHANNELS output
+    channels, at most SUM_GROUP_TERMS terms per output, and rows of at
+    least one vector that fill SHORT_CF_MIN_FILL of the lanes."""
+    rng = np.random.default_rng(66)
+    ran = _short_calls(monkeypatch, cpu_short.short_cf)
+    lanes = cpu_simd.VBYTES // 4
+
+    def short(C, F, k=3, dil=1, groups=1, strides=1, W=40, fmt="NCHW"):
+        x = rng.standard_normal((1, C, 9, W)).astype(np.float32)
+        if fmt == "NHWC":
+            x = np.ascontiguousarray(np.moveaxis(x, 1, -1))
+        ran.clear()
+        fastdeconv.conv2d(x, rng.standard_normal((k, k, C // groups, F)).astype(np.float32), strides, "SAME",
+                          data_format=fmt, dilations=dil)
+        return ran == [True]
+
+    assert short(3, 64)
+    assert short(3, cpu.SHORT_CF_MIN_CHANNELS, W=4 * lanes)
+    assert short(3, 64, strides=[1, 1, 2, 1], dil=[1, 1, 2, 1])
+    assert short(cpu_rb.SUM_GROUP_TERMS // 9, 8, W=4 * lanes)  # (8 output channels: not on bands)
+    assert short(3, 64, W=lanes)  # one vector per row, filled
+    assert not short(cpu_rb.SUM_GROUP_TERMS // 9 + 1, 8, W=4 * lanes)  # two partial sums
+    assert not short(3, 64, strides=[1, 1, 1, 2])
+    assert not short(3, 64, dil=[1, 1, 1, 2])
+    assert not short(4, 64, groups=2)
+    assert not short(3, cpu.SHORT_CF_MIN_CHANNELS - 1)
+    assert not short(3, 64, W=lanes - 2)  # row pairs on wv_kernel
+    assert not short(3, 64, W=lanes + lanes // 4)  # 62.5 % of the lanes filled
+    assert not short(3, 64, fmt="NHWC")
+    x = rng.standard_normal((1, 64, 9, 10)).astype(np.float32)
+    ran.clear()
+    fastdeconv.conv2d_transpose(x, rng.standard_normal((3, 3, 3, 64)).astype(np.float32), None, 1, "SAME",
+                                data_format="NCHW")
+    assert True not in ran
+
+
+@pytest.mark.parametrize("activation", ["relu", "sigmoid"])
+def test_short_cf_with_epilogue_and_out(activation, monkeypatch):
+    """A conv layer's epilogue after the channels-first short-reduction
+    kernel, and `out` a channel slice of a wider channels-first buffer:
+    wv_kernel's bits, the other channels untouched."""
+    rng = np.random.default_rng(67)
+    x = rng.standard_normal((1, 3, 2, 6, 29)).astype(np.float32)
+    w = rng.standard_normal((1, 3, 3, 3, 40)).astype(np.float32)
+    geo = ((2, 6, 29), (1, 1, 1), (1, 1, 1), (0, 1, 1), 1, True)
+    F = w.shape[-1]
+    epilogue = (rng.standard_normal(F).astype(np.float32), rng.standard_normal(F).astype(np.float32), None,
+                activation, 0.0)
+    ran = _short_calls(monkeypatch, cpu_short.short_cf)
+    results = []
+    for on in (True, False):
+        monkeypatch.setattr(cpu, "SHORT_CF", on)
+        ran.clear()
+        y = cpu.forward(x, w, *geo, epilogue=epilogue)
+        assert ran[0] == on
+        buf = np.full((1, 2 + F + 3) + y.shape[2:], np.nan, np.float32)
+        view = buf[:, 2:2 + F]
+        assert cpu.forward(x, w, *geo, epilogue=epilogue, out=view) is view
+        np.testing.assert_array_equal(view, y)
+        assert np.isnan(np.delete(buf, np.s_[2:2 + F], axis=1)).all()
+        results.append(y.tobytes())
     assert results[0] == results[1]

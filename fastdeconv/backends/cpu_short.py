@@ -19,11 +19,21 @@ Term order: for each (kd, kh) inside the input, for each kw, for each input
 channel, one FMA from zero, then added to a zero total: cl_kernel's order
 for a single partial sum (KD * KH * KW * C <= SUM_GROUP_TERMS), so the same
 bits.
+
+short_cf is the same loop on channels-first data (SHORT_CF), with
+wv_kernel's tile: output channels x consecutive output columns, vectors
+along W. A (kd, kh) tap's (kw, c) inputs are then not evenly spaced (c a
+plane apart, kw a column), so each tap is one run through a table of their
+offsets (`cpu_simd.vrun_cols_table`); columns outside the row are zeroed
+in registers, and each output channel's rows are written a plane at a time.
 """
+
+import numpy as np
 
 from .._jit import serial_kernel
 from .cpu_rb import SUM_GROUP_TERMS
-from .cpu_simd import addr, itemsize, scratch, tile_dims, vrun, vtadd, vtaffine, vtstore, vtzero
+from .cpu_simd import (addr, itemsize, scratch, tile_dims, vrun, vrun_cols, vrun_cols_table, vrun_cols_table_select,
+                       vtadd, vtaffine, vtstore, vtzero)
 
 ROWS_BYTES = 3 * 16 * 8  # three int64 arrays of a tile's rows (Tile.MAX_ROWS)
 # (kd, kh) pairs: as many as terms where KW * C == 1 (a 16 x 16 x 1 kernel
@@ -36,6 +46,11 @@ def n_tiles(geo):
     """Tiles of short_cl: output lines, each in runs of `cols` columns."""
     B, OD, OH, OW, cols = geo[0], geo[5], geo[6], geo[7], geo[-1]
     return B * OD * OH * (-(-OW // cols))
+
+
+def n_tiles_cf(geo):
+    """Tiles of short_cf: n_tiles' for each block of output channels."""
+    return n_tiles(geo) * geo[-2]
 
 
 def line_columns(lines, OW, rows, threads, least=32):
@@ -134,3 +149,137 @@ def short_cl(x, wp, out, zrow, geo, tile, epi, ep_code, t_begin, t_end):
                     pp[i] = po[i] + f0 if i < nr else -1
                 vtstore(out, tile, pp, acc, NV if NV < F - f0 else F - f0)
             ow += nr
+
+
+def cf_steps(C, KW, plane, dw, isz, NW):
+    """short_cf's reduction steps of a (kd, kh) tap, (kw, c) in cl_kernel's
+    order, as int64 pairs: the byte offset c * plane + kw * dw * isz in a
+    channels-first input (plane: bytes between input channels), and kw's
+    row of `cf_masks` (kw * NW * 4 bytes)."""
+    kw = np.arange(KW, dtype=np.int64)[:, None]
+    c = np.arange(C, dtype=np.int64)[None, :]
+    return np.stack(np.broadcast_arrays(c * plane + kw * dw * isz, kw * NW * 4 + 0 * c), axis=-1).reshape(-1)
+
+
+def cf_masks(OW, W, KW, dw, pw, V, NW):
+    """short_cf's lanes per block of NW vectors of V columns of a line and
+    tap kw: int32 (blocks, KW, NW), bit l of [q, kw, j] set where output
+    column o = q * NW * V + j * V + l reads an input column inside [0, W),
+    or o >= OW (not stored: any value)."""
+    NJ = NW * V
+    o = np.arange(-(-OW // NJ) * NJ).reshape(-1, 1, NW, V)
+    col = o + np.arange(KW).reshape(1, KW, 1, 1) * dw - pw
+    inside = (col >= 0) & (col < W) | (o >= OW)
+    return (inside.astype(np.int64) << np.arange(V)).sum(axis=-1).astype(np.uint32).view(np.int32)
+
+
+@serial_kernel
+def short_cf(x, wp, out, steps, masks, geo, tile, t_begin, t_end):
+    """short_cl's loop on channels-first data, vectors along W. Tiles
+    [t_begin, t_end) are output lines, or runs of them, for one block of
+    tile.rows output channels each (the lines of a (b, od) plane for one
+    channel block, then the next block: each channel's row is written in
+    runs of whole planes, not 64 rows at once as a line's channels would
+    be, which took 1.9x the channels-last time on 7 x 224^2 x 64), the
+    line in blocks of NJ = tile.nvec * V consecutive columns, a register
+    tile of rows (channels) x NJ columns each. Each (kd, kh) tap inside the
+    input is one run of KW * C steps (`cf_steps`: the (kw, c) inputs of a
+    row are not evenly spaced in channels-first data), with plain loads;
+    blocks whose columns reach past the W edges set the lanes outside to
+    zero in registers (`cf_masks`), as cl_kernel's row of zeros, or, where
+    a whole vector would read outside x, run per kw with masked loads.
+    Terms and order as short_cl, so the same bits as channels-last. x: (B,
+    C, D, H, W) flat; wp: pack_filters_wv's (NFB, taps, C, FR) flat; out:
+    (B, F, OD, OH, OW) flat; geo: (B, D, H, W, C, OD, OH, OW, F, KD, KH,
+    KW, sd, sh, dd, dh, dw, pd, ph, pw, NFB, cols)."""
+    (B, D, H, W, C, OD, OH, OW, F, KD, KH, KW, sd, sh, dd, dh, dw, pd, ph, pw, NFB, cols) = geo
+    isz = itemsize(out)
+    RB, NW, V = tile_dims(tile, out)
+    NJ = NW * V
+    plane = D * H * W * isz
+    oplane = OD * OH * OW
+    panel = KD * KH * KW * C * RB * isz  # one channel block's packed filters
+    xa = addr(x)
+    xend = xa + len(x) * isz
+    wa = addr(wp)
+    sa = addr(steps)
+    ma = addr(masks)
+    reach = (C - 1) * plane + ((KW - 1) * dw + NJ) * isz  # a run's bytes from its first
+    rows = scratch(0, ROWS_BYTES)
+    po = rows[0:RB]  # each output channel's line, -1 past F
+    pp = rows[RB:2 * RB]  # ... and the block's first column there
+    tsc = scratch(0, TAPS_BYTES)
+    xoff = tsc[0:MAX_TAP_ROWS]  # the line's (kd, kh) taps: input offsets
+    woff = tsc[MAX_TAP_ROWS:2 * MAX_TAP_ROWS]  # ... and filter offsets
+    parts = (OW + cols - 1) // cols
+    run = KW * C
+    for ti in range(t_begin, t_end):
+        part = ti % parts
+        line = ti // parts
+        oh = line % OH
+        r = line // OH
+        fb = r % NFB
+        r = r // NFB
+        od = r % OD
+        b = r // OD
+        n = 0
+        for kd in range(KD):
+            i_d = od * sd - pd + kd * dd
+            if i_d < 0 or i_d >= D:
+                continue
+            for kh in range(KH):
+                i_h = oh * sh - ph + kh * dh
+                if i_h < 0 or i_h >= H:
+                    continue
+                xoff[n] = ((b * C * D + i_d) * H + i_h) * W * isz
+                woff[n] = (kd * KH + kh) * KW * C * RB * isz
+                n += 1
+        ow = part * cols
+        ow1 = ow + cols if ow + cols < OW else OW
+        obase = ((b * F * OD + od) * OH + oh) * OW
+        wfb = wa + fb * panel
+        for i in range(RB):
+            f = fb * RB + i
+            po[i] = obase + f * oplane if f < F else -1
+        while ow < ow1:
+            nj = NJ if NJ < ow1 - ow else ow1 - ow
+            first = ow - pw  # lane 0's input column for kw = 0
+            acc = vtzero(out, tile)
+            if nj == NJ and first >= 0 and first + NJ - 1 + (KW - 1) * dw < W:
+                for t in range(n):
+                    acc = vrun_cols_table(out, acc, tile, xa + xoff[t] + first * isz, sa, V * isz, wfb + woff[t], run,
+                                          0)
+            else:
+                mq = ma + (ow // NJ) * KW * NW * 4
+                # taps kw in [k1, k2) have every lane inside the row: plain loads
+                k1 = (-first + dw - 1) // dw if first < 0 else 0
+                k2 = (W - first - nj) // dw + 1 if W - first - nj >= 0 else 0
+                k2 = k2 if k2 < KW else KW
+                if k2 <= k1:
+                    k1 = k2 = KW
+                for t in range(n):
+                    p = xa + xoff[t] + first * isz
+                    if p >= xa and p + reach <= xend:
+                        wt = wfb + woff[t]
+                        if k1 > 0:
+                            acc = vrun_cols_table_select(out, acc, tile, p, sa, V * isz, wt, k1 * C, mq)
+                        if k2 > k1:
+                            acc = vrun_cols_table(out, acc, tile, p, sa + k1 * C * 16, V * isz,
+                                                  wt + k1 * C * RB * isz, (k2 - k1) * C, 0)
+                        if k2 < KW:
+                            acc = vrun_cols_table_select(out, acc, tile, p, sa + k2 * C * 16, V * isz,
+                                                         wt + k2 * C * RB * isz, (KW - k2) * C, mq)
+                        continue
+                    for kw in range(KW):
+                        c0 = first + kw * dw
+                        lo = -c0 if c0 < 0 else 0
+                        hi = W - c0 if W - c0 < nj else nj
+                        if lo < hi:
+                            acc = vrun_cols(out, acc, tile, p + kw * dw * isz, plane, isz, lo, hi,
+                                            wfb + woff[t] + kw * C * RB * isz, C)
+            # cl_kernel adds its partial sum to a zero total: -0 sums become +0
+            acc = vtadd(vtzero(out, tile), acc)
+            for i in range(RB):
+                pp[i] = po[i] + ow if po[i] >= 0 else -1
+            vtstore(out, tile, pp, acc, nj)
+            ow += nj
