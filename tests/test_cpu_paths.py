@@ -461,6 +461,7 @@ def test_row_bands_same_bits(case, monkeypatch):
     kernel; the bands are really used."""
     monkeypatch.setattr(cpu, "WV_PACK_MIN_ROWS", 0)
     monkeypatch.setattr(cpu, "WV_ROW_PAIRS", False)
+    monkeypatch.setattr(cpu, "SHORT_CF", False)  # (short reductions: cpu_short.short_cf)
     x, w = _arrays(case, np.float32, np.random.default_rng(13))
     real_band = cpu_rb.wv_band
     bands = []
@@ -2442,6 +2443,8 @@ SHORT_CF_CASES = [
     ("conv3d", (1, 2, 4, 6, 37), (3, 2, 3, 2, 17), [1, 1, 2, 1, 1], "SAME", "NCDHW", [1, 1, 1, 2, 1]),
     ("conv2d", (1, 28, 6, 35), (3, 3, 28, 12), 1, "SAME", "NCHW", None),  # 252 terms
     ("conv3d", (1, 1, 9, 10, 36), (9, 10, 1, 1, 32), 1, "SAME", "NCDHW", None),  # 90 (kd, kh) taps of one step
+    ("conv2d", (2, 4, 7, 20), (3, 3, 4, 24), 1, [(0, 0), (1, 1)], "NCHW", None),  # a plane as one line, OH < H
+    ("conv2d", (2, 5, 6, 7), (3, 3, 5, 16), 1, "SAME", "NCHW", None),  # ... of rows of 7
 ]
 
 
@@ -2449,26 +2452,50 @@ SHORT_CF_CASES = [
 @pytest.mark.parametrize("case", SHORT_CF_CASES, ids=lambda c: f"{c[0]}-{c[1]}-{c[2]}")
 def test_short_cf_same_bits(case, dtype, vector_bytes, monkeypatch):
     """The channels-first short-reduction kernel gives the channels-last
-    result's bits and wv_kernel's, with its lines whole, split into
-    single blocks and in the most chunks, and the reference's result
-    within tolerance. Its edge blocks run all three ways: lanes zeroed in
-    registers, plain loads of the inner taps, masked loads at the start and
-    end of x."""
+    result's bits and wv_kernel's, on output rows and (where OW == W and
+    the H stride is 1) on whole planes as lines, with its lines whole,
+    split into single blocks and in the most chunks, and the reference's
+    result within tolerance. Its edge blocks run all three ways: lanes
+    zeroed in registers, plain loads of the inner taps, masked loads at the
+    start and end of x."""
     x, w = _arrays(case, dtype, np.random.default_rng(65))
-    ran = _short_calls(monkeypatch, cpu_short.short_cf)
-    results = _calls_with(case, x, w, monkeypatch, [({(cpu, "SHORT_CF"): True}, None),
-                                                    ({(cpu, "SHORT_CF"): True}, 10**12)])
-    monkeypatch.setattr(cpu_short, "line_columns", lambda lines, OW, rows, threads: rows)
-    results += _calls_with(case, x, w, monkeypatch, [({(cpu, "SHORT_CF"): True}, 10**12)])
-    assert ran == [True, True, True]
+    real_tiles, real_line, real_cols = cpu_rb.parallel_tiles, cpu._short_cf_line, cpu_short.line_columns
+    flats = []  # per call: short_cf's `flat`, None for another kernel
+
+    def spy(kernel, args, *a):
+        flats.append(args[5][-1] if kernel is cpu_short.short_cf else None)
+        return real_tiles(kernel, args, *a)
+
+    def line(as_planes):
+        def chosen(i, o, s, KH, KW, dtype, F):
+            flat, length, fill = real_line(i, o, s, KH, KW, dtype, F)
+            if as_planes is None:
+                return flat, length, fill
+            if as_planes and s[1] == 1 and o[2] == i[2] and o[1] > 1:
+                return True, o[1] * o[2], fill
+            return False, o[2], fill  # (fill: the rule's, so the call stays on short_cf)
+        return chosen
+
+    results = []
+    for as_planes in (None, False, True):
+        monkeypatch.setattr(cpu, "_short_cf_line", line(as_planes))
+        for cols in (real_cols, lambda lines, OW, rows, threads: rows):  # whole lines, single blocks
+            monkeypatch.setattr(cpu_short, "line_columns", cols)
+            for work in (None, 10**12):  # one chunk of tiles, the most chunks
+                monkeypatch.setattr(cpu_rb, "parallel_tiles", lambda k, a, n, wk, *g, _w=work: spy(
+                    k, a, n, *((wk, *g) if _w is None else (_w,))))
+                results.append(_call(case, x, w, "cpu"))
+    y = results[0]
+    h_stride = case[3] if isinstance(case[3], int) else case[3][-2]
+    planes = y.ndim > 3 and h_stride == 1 and y.shape[-1] == x.shape[-1] and y.shape[-2] > 1
+    assert None not in flats and not any(flats[4:8]) and all(f == planes for f in flats[8:])
     monkeypatch.undo()
     results.append(_call_channels_last(case, x, w))
     monkeypatch.setattr(cpu, "SHORT_CF", False)
     results.append(_call(case, x, w, "cpu"))
-    y = results[0]
-    assert all(r.tobytes() == y.tobytes() for r in results[1:3])
-    assert results[3].tobytes() == np.ascontiguousarray(np.moveaxis(y, 1, -1)).tobytes()
-    assert results[4].tobytes() == y.tobytes()
+    assert all(r.tobytes() == y.tobytes() for r in results[1:12])
+    assert results[12].tobytes() == np.ascontiguousarray(np.moveaxis(y, 1, -1)).tobytes()
+    assert results[13].tobytes() == y.tobytes()
     ref = _call(case, x, w, "reference")
     tol = 2e-6 if dtype == np.float32 else 1e-12
     assert np.max(np.abs(y - ref)) <= tol * max(1.0, float(np.max(np.abs(ref))))
@@ -2477,18 +2504,19 @@ def test_short_cf_same_bits(case, dtype, vector_bytes, monkeypatch):
 def test_short_cf_rule(monkeypatch):
     """SHORT_CF's rule: channels-first forward convolutions without groups,
     with a W stride and dilation of 1, SHORT_CF_MIN_CHANNELS output
-    channels, at most SUM_GROUP_TERMS terms per output, and rows of at
-    least one vector that fill SHORT_CF_MIN_FILL of the lanes."""
+    channels, at most SUM_GROUP_TERMS terms per output, and lines (planes
+    where OW == W and the H stride is 1) of at least one vector that fill
+    SHORT_CF_MIN_FILL of the lanes."""
     rng = np.random.default_rng(66)
     ran = _short_calls(monkeypatch, cpu_short.short_cf)
     lanes = cpu_simd.VBYTES // 4
 
-    def short(C, F, k=3, dil=1, groups=1, strides=1, W=40, fmt="NCHW"):
+    def short(C, F, k=3, dil=1, groups=1, strides=1, W=40, fmt="NCHW", padding="SAME"):
         x = rng.standard_normal((1, C, 9, W)).astype(np.float32)
         if fmt == "NHWC":
             x = np.ascontiguousarray(np.moveaxis(x, 1, -1))
         ran.clear()
-        fastdeconv.conv2d(x, rng.standard_normal((k, k, C // groups, F)).astype(np.float32), strides, "SAME",
+        fastdeconv.conv2d(x, rng.standard_normal((k, k, C // groups, F)).astype(np.float32), strides, padding,
                           data_format=fmt, dilations=dil)
         return ran == [True]
 
@@ -2502,8 +2530,11 @@ def test_short_cf_rule(monkeypatch):
     assert not short(3, 64, dil=[1, 1, 1, 2])
     assert not short(4, 64, groups=2)
     assert not short(3, cpu.SHORT_CF_MIN_CHANNELS - 1)
-    assert not short(3, 64, W=lanes - 2)  # row pairs on wv_kernel
-    assert not short(3, 64, W=lanes + lanes // 4)  # 62.5 % of the lanes filled
+    assert short(3, 64, W=lanes - 2)  # narrow rows of a plane as one line (OW == W, H stride 1)
+    assert short(3, 64, W=lanes + lanes // 4)
+    assert not short(3, 64, W=lanes, padding="VALID")  # lines of less than a vector: row pairs on wv_kernel
+    assert not short(3, 64, W=lanes + lanes // 4 + 2, padding="VALID")  # 62.5 % of the lanes filled
+    assert not short(3, 64, W=lanes + lanes // 4, strides=[1, 1, 2, 1])
     assert not short(3, 64, fmt="NHWC")
     x = rng.standard_normal((1, 64, 9, 10)).astype(np.float32)
     ran.clear()

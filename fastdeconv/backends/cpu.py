@@ -25,11 +25,12 @@ The algorithm choice is made here, in `_run`:
   (SHORT: a video network's 3-channel first layer, 1x1 layers):
   `cpu_short.short_cl`, cl_kernel's tile and term order a line at a time,
   without its row spaces and tap tables; the same bits.
-- their channels-first form, with a W stride and dilation of 1 and rows
-  that fill vectors along W (SHORT_CF): `cpu_short.short_cf`, the same
-  loop with wv_kernel's tile (output channels x output columns), each
-  (kd, kh) tap's (kw, c) steps one run through a table of input offsets;
-  the same bits as the channels-last call.
+- their channels-first form, with a W stride and dilation of 1 and lines
+  (rows, or whole planes for SAME stride-1 rows) that fill vectors along
+  W (SHORT_CF): `cpu_short.short_cf`, the same loop with wv_kernel's tile
+  (output channels x output columns), each (kd, kh) tap's (kw, c) steps
+  one run through a table of input offsets; the same bits as the
+  channels-last call.
 - channels-first forward convolutions and stride-1 transposes with many
   channels and rows that would leave vector lanes empty, or a W stride,
   and strided transposes with many channels, W phases narrower than a
@@ -175,18 +176,21 @@ DEPTHWISE_CF_BLOCK_POSITIONS = 8
 # 3 x 3 0.78 (benchmarks/NOTES.md section 102). False: cl_kernel.
 SHORT = True
 # ... and channels-first ones with a W stride and dilation of 1, at least
-# SHORT_CF_MIN_CHANNELS output channels and rows (a 1x1 stride-1 call's
-# planes) of at least one vector whose lanes short_cf's tile fills to
-# SHORT_CF_MIN_FILL: cpu_short.short_cf, the same loop with vectors along
-# W (the same bits as channels-last). Narrower rows, and those that fill
-# less (20 columns of 32 lanes: 1.03-1.11x wv_kernel's time; 14 of 16:
-# 1.17x), stay on wv_kernel, which pairs rows. One thread, against
-# wv_kernel: NCDHW 7 x 224^2 x 3 -> 64 1 x 3 x 3 0.50-0.52x the time, 224^2
-# 0.67-0.72, 16 x 64^2 x 1 -> 32 3 x 3 x 3 0.52-0.70, 32^3 x 4 -> 32
-# 0.70-0.92 (benchmarks/NOTES.md section 103). False: wv_kernel.
+# SHORT_CF_MIN_CHANNELS output channels and lines of at least one vector
+# whose lanes short_cf's tile fills to SHORT_CF_MIN_FILL:
+# cpu_short.short_cf, the same loop with vectors along W (the same bits as
+# channels-last). A line is an output row, or with an H stride of 1 and
+# OW == W (SAME) the whole (OH, OW) plane, so that narrow rows leave no
+# lanes empty. Shorter lines, and those that fill less (20 columns of 32
+# lanes: 1.03-1.11x wv_kernel's time; 14 of 16: 1.17x), stay on
+# wv_kernel, which pairs rows. One thread, against wv_kernel: NCDHW 7 x
+# 224^2 x 3 -> 64 1 x 3 x 3 0.50-0.52x the time, 224^2 0.59-0.72, 16 x
+# 64^2 x 1 -> 32 3 x 3 x 3 0.44-0.70, 32^3 x 4 -> 32 0.61-0.92
+# (benchmarks/NOTES.md section 103). False: wv_kernel.
 SHORT_CF = True
 SHORT_CF_MIN_CHANNELS = 2
 SHORT_CF_MIN_FILL = 0.7
+SHORT_CF_FLAT_MAX_BYTES = 64 << 10
 
 # Channels-last 1x1 stride-1 forward convolutions without groups and with
 # at most POINTWISE_BYTES of filters (input x output channels x itemsize:
@@ -719,8 +723,8 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
             return _finish(flat.reshape((B, Fg, OD, OH, OW)), True, epilogue)
         if (SHORT_CF and channels_first and not trans and G == 1 and sw == 1 and dw == 1
                 and Fg >= SHORT_CF_MIN_CHANNELS and KD * KH * KW * Cg <= cpu_rb.SUM_GROUP_TERMS
-                and _short_cf_fill(x.shape[2:], wg.shape[1:4], (OD, OH, OW), strides, pads_before, x.dtype,
-                                   Fg) >= SHORT_CF_MIN_FILL):
+                and _short_cf_line((D, H, W), (OD, OH, OW), (sd, sh, sw), KH, KW, x.dtype, Fg)[2]
+                >= SHORT_CF_MIN_FILL):
             _short_cf(x, wg, (OD, OH, OW), strides, dilations, pads_before, writable, flat)
             return _finish(flat.reshape((B, F, OD, OH, OW)), True, epilogue)
         if channels_first:
@@ -1239,47 +1243,55 @@ def _short(x, wg, tile, out_spatial, strides, dilations, pads_before, writable, 
     return rest
 
 
-def _short_cf_rows(in_spatial, kernel, out_spatial, strides, pads_before):
-    """short_cf's input and output (D, H, W): a 1x1 stride-1 call's planes
-    are one row each (no short lines)."""
-    if tuple(kernel) + tuple(strides) + tuple(pads_before) == (1,) * 6 + (0,) * 3 and out_spatial == in_spatial:
-        return (1, 1, math.prod(in_spatial)), (1, 1, math.prod(in_spatial))
-    return in_spatial, out_spatial
-
-
-def _short_cf_tile(OW, F, dtype):
-    """short_cf's tile: wv_kernel's, one vector along W where two would pad
-    the rows more."""
-    return cpu_rb.wv_tile(F, OW, cpu_simd.VBYTES // dtype.itemsize)
-
-
-def _short_cf_fill(in_spatial, kernel, out_spatial, strides, pads_before, dtype, F):
-    """The share of short_cf's lanes that hold output columns (SHORT_CF's
-    rule), 0 for rows of less than one vector (wv_kernel pairs rows)."""
-    _, (_, _, OW) = _short_cf_rows(tuple(in_spatial), kernel, tuple(out_spatial), strides, pads_before)
+def _short_cf_line(in_spatial, out_spatial, strides, KH, KW, dtype, F):
+    """short_cf's lines: (flat, length, fill). flat: whole (OH, OW) planes
+    (an H stride of 1 and OW == W let a block of output columns span
+    rows), taken where they fill the vector lanes at least as well as rows
+    (and make fewer, longer lines) and their lane masks
+    (cpu_short.cf_masks) stay within SHORT_CF_FLAT_MAX_BYTES; fill: the
+    share of the tile's lanes that hold output columns, 0 for lines of
+    less than one vector."""
     lanes = cpu_simd.VBYTES // dtype.itemsize
-    if OW < lanes:
-        return 0.0
-    tile = _short_cf_tile(OW, F, dtype)
-    NJ = tile.nvec * tile.lanes(dtype.itemsize)
-    return OW / (_ceil(OW, NJ) * NJ)
+
+    def fill(length):
+        tile = _short_cf_tile(length, F, dtype)
+        NJ = tile.nvec * lanes
+        return 0.0 if length < lanes else length / (_ceil(length, NJ) * NJ), NJ
+
+    OH, OW = out_spatial[1:]
+    rows, _ = fill(OW)
+    if strides[1] == 1 and OW == in_spatial[2] and OH > 1:
+        plane, NJ = fill(OH * OW)
+        if plane >= rows and _ceil(OH * OW, NJ) * KH * (KW * NJ // lanes + 1) * 4 <= SHORT_CF_FLAT_MAX_BYTES:
+            return True, OH * OW, plane
+    return False, OW, rows
+
+
+def _short_cf_tile(length, F, dtype):
+    """short_cf's tile: wv_kernel's, one vector along W where two would pad
+    the lines more."""
+    return cpu_rb.wv_tile(F, length, cpu_simd.VBYTES // dtype.itemsize)
 
 
 def _short_cf(x, wg, out_spatial, strides, dilations, pads_before, writable, flat):
     """cpu_short.short_cf into flat, channels-first (see _run)."""
-    B, C = x.shape[:2]
+    B, C, D, H, W = x.shape
     KD, KH, KW, _, F = wg.shape[1:]
-    (D, H, W), (OD, OH, OW) = _short_cf_rows(x.shape[2:], (KD, KH, KW), tuple(out_spatial), strides, pads_before)
+    OD, OH, OW = out_spatial
+    whole, length, _ = _short_cf_line((D, H, W), out_spatial, strides, KH, KW, x.dtype, F)
     isz = x.dtype.itemsize
-    tile = _short_cf_tile(OW, F, x.dtype)
+    tile = _short_cf_tile(length, F, x.dtype)
     wp, NFB = _memo(wg, ("wv", x.dtype.str, repr(tile), None),
                     lambda: cpu_rb.pack_filters_wv(wg, x.dtype, tile, writable))
     V = tile.lanes(isz)
     steps = cpu_short.cf_steps(C, KW, D * H * W * isz, dilations[2], isz, tile.nvec)
-    masks = cpu_short.cf_masks(OW, W, KW, dilations[2], pads_before[2], V, tile.nvec)
+    masks = cpu_short.cf_masks(OH, OW, H, W, KH, KW, dilations[1], dilations[2], pads_before[1], pads_before[2], V,
+                               tile.nvec, whole)
+    if whole:
+        OH, OW = 1, length
     cols = cpu_short.line_columns(B * OD * OH, OW, tile.nvec * V, numba.get_num_threads())
     geo = tuple(int(v) for v in (B, D, H, W, C, OD, OH, OW, F, KD, KH, KW, *strides[:2], *dilations, *pads_before,
-                                 NFB, cols))
+                                 NFB, cols, whole))
     work = _work(B * OD * OH * OW, NFB * tile.rows, KD * KH * KW * C, strides, False)
     cpu_rb.parallel_tiles(cpu_short.short_cf, (x.reshape(-1), wp, flat, steps, masks, geo, tile),
                           cpu_short.n_tiles_cf(geo), work)

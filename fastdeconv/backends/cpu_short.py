@@ -26,20 +26,25 @@ along W. A (kd, kh) tap's (kw, c) inputs are then not evenly spaced (c a
 plane apart, kw a column), so each tap is one run through a table of their
 offsets (`cpu_simd.vrun_cols_table`); columns outside the row are zeroed
 in registers, and each output channel's rows are written a plane at a time.
+Where OW == W and the H stride is 1 (SAME), a line is a whole output plane:
+input and output then differ by one offset per tap along the plane, so a
+block of columns may span rows, and narrow rows fill the vectors.
 """
+
+import functools
 
 import numpy as np
 
 from .._jit import serial_kernel
 from .cpu_rb import SUM_GROUP_TERMS
-from .cpu_simd import (addr, itemsize, scratch, tile_dims, vrun, vrun_cols, vrun_cols_table, vrun_cols_table_select,
-                       vtadd, vtaffine, vtstore, vtzero)
+from .cpu_simd import (addr, itemsize, scratch, tile_dims, vrun, vrun_cols_table, vrun_cols_table_masked,
+                       vrun_cols_table_select, vtadd, vtaffine, vtstore, vtzero)
 
 ROWS_BYTES = 3 * 16 * 8  # three int64 arrays of a tile's rows (Tile.MAX_ROWS)
 # (kd, kh) pairs: as many as terms where KW * C == 1 (a 16 x 16 x 1 kernel
 # on one channel has 256)
 MAX_TAP_ROWS = SUM_GROUP_TERMS
-TAPS_BYTES = 2 * MAX_TAP_ROWS * 8
+TAPS_BYTES = 3 * MAX_TAP_ROWS * 8
 
 
 def n_tiles(geo):
@@ -49,8 +54,10 @@ def n_tiles(geo):
 
 
 def n_tiles_cf(geo):
-    """Tiles of short_cf: n_tiles' for each block of output channels."""
-    return n_tiles(geo) * geo[-2]
+    """Tiles of short_cf: output lines (whole planes with `flat`) in runs of
+    `cols` columns, for each block of output channels."""
+    B, OD, OH, OW, NFB, cols = (geo[i] for i in (0, 5, 6, 7, 20, 21))
+    return B * OD * OH * (-(-OW // cols)) * NFB
 
 
 def line_columns(lines, OW, rows, threads, least=32):
@@ -151,6 +158,7 @@ def short_cl(x, wp, out, zrow, geo, tile, epi, ep_code, t_begin, t_end):
             ow += nr
 
 
+@functools.lru_cache(maxsize=64)
 def cf_steps(C, KW, plane, dw, isz, NW):
     """short_cf's reduction steps of a (kd, kh) tap, (kw, c) in cl_kernel's
     order, as int64 pairs: the byte offset c * plane + kw * dw * isz in a
@@ -158,19 +166,37 @@ def cf_steps(C, KW, plane, dw, isz, NW):
     row of `cf_masks` (kw * NW * 4 bytes)."""
     kw = np.arange(KW, dtype=np.int64)[:, None]
     c = np.arange(C, dtype=np.int64)[None, :]
-    return np.stack(np.broadcast_arrays(c * plane + kw * dw * isz, kw * NW * 4 + 0 * c), axis=-1).reshape(-1)
+    steps = np.stack(np.broadcast_arrays(c * plane + kw * dw * isz, kw * NW * 4 + 0 * c), axis=-1).reshape(-1)
+    steps.flags.writeable = False  # (shared by the calls of one geometry)
+    return steps
 
 
-def cf_masks(OW, W, KW, dw, pw, V, NW):
-    """short_cf's lanes per block of NW vectors of V columns of a line and
-    tap kw: int32 (blocks, KW, NW), bit l of [q, kw, j] set where output
-    column o = q * NW * V + j * V + l reads an input column inside [0, W),
-    or o >= OW (not stored: any value)."""
+@functools.lru_cache(maxsize=64)
+def cf_masks(OH, OW, H, W, KH, KW, dh, dw, ph, pw, V, NW, flat):
+    """short_cf's lanes per block of NJ = NW * V output columns of a line
+    (flat: of a whole (OH, OW) plane, OW == W, lines one after the other)
+    and tap: int32 (blocks, KHm, KW * NW + 1) flat, KHm = KH if flat else 1.
+    Bit l of [q, kh, kw * NW + j] is set where column o = q * NJ + j * V +
+    l of the line (plane) reads an input element inside the rows and
+    columns for tap (kh, kw); the last int of [q, kh] is 1 where every
+    lane of the block (those past the line's end aside) does so for every
+    kw (plain loads, no masks)."""
     NJ = NW * V
-    o = np.arange(-(-OW // NJ) * NJ).reshape(-1, 1, NW, V)
-    col = o + np.arange(KW).reshape(1, KW, 1, 1) * dw - pw
-    inside = (col >= 0) & (col < W) | (o >= OW)
-    return (inside.astype(np.int64) << np.arange(V)).sum(axis=-1).astype(np.uint32).view(np.int32)
+    L = OH * OW if flat else OW
+    o = np.arange(-(-L // NJ) * NJ).reshape(-1, 1, 1, NW, V)
+    kh = np.arange(KH if flat else 1).reshape(1, -1, 1, 1, 1)
+    kw = np.arange(KW).reshape(1, 1, -1, 1, 1)
+    col = (o % OW if flat else o) + kw * dw - pw
+    inside = (col >= 0) & (col < W)
+    if flat:
+        row = o // OW + kh * dh - ph
+        inside = inside & (row >= 0) & (row < H)
+    past = o >= L  # not stored: any value, never read
+    bits = ((inside & ~past).astype(np.int64) << np.arange(V)).sum(axis=-1).astype(np.uint32).view(np.int32)
+    full = (inside | past).all(axis=(2, 3, 4)).astype(np.int32)
+    masks = np.concatenate([bits.reshape(bits.shape[0], bits.shape[1], -1), full[:, :, None]], axis=-1).reshape(-1)
+    masks.flags.writeable = False  # (shared by the calls of one geometry)
+    return masks
 
 
 @serial_kernel
@@ -182,23 +208,31 @@ def short_cf(x, wp, out, steps, masks, geo, tile, t_begin, t_end):
     runs of whole planes, not 64 rows at once as a line's channels would
     be, which took 1.9x the channels-last time on 7 x 224^2 x 64), the
     line in blocks of NJ = tile.nvec * V consecutive columns, a register
-    tile of rows (channels) x NJ columns each. Each (kd, kh) tap inside the
-    input is one run of KW * C steps (`cf_steps`: the (kw, c) inputs of a
-    row are not evenly spaced in channels-first data), with plain loads;
-    blocks whose columns reach past the W edges set the lanes outside to
-    zero in registers (`cf_masks`), as cl_kernel's row of zeros, or, where
-    a whole vector would read outside x, run per kw with masked loads.
-    Terms and order as short_cl, so the same bits as channels-last. x: (B,
-    C, D, H, W) flat; wp: pack_filters_wv's (NFB, taps, C, FR) flat; out:
-    (B, F, OD, OH, OW) flat; geo: (B, D, H, W, C, OD, OH, OW, F, KD, KH,
-    KW, sd, sh, dd, dh, dw, pd, ph, pw, NFB, cols)."""
-    (B, D, H, W, C, OD, OH, OW, F, KD, KH, KW, sd, sh, dd, dh, dw, pd, ph, pw, NFB, cols) = geo
+    tile of rows (channels) x NJ columns each. With `flat` (H stride 1,
+    OW == W) a line is a whole (OH, OW) plane: the input element of output
+    column o for tap (kh, kw) is then o + (kh * dh - ph) * W + kw * dw - pw
+    along the plane, so a block may span rows (no vector lanes left empty
+    at the end of each row) and every kh tap is one run, its lanes on rows
+    outside the input zeroed. Each (kd, kh) tap is one run of KW * C steps
+    (`cf_steps`: the (kw, c) inputs of a row are not evenly spaced in
+    channels-first data): plain loads where `cf_masks` says every lane
+    reads inside the input, else the lanes outside set to zero in registers
+    (as cl_kernel's row of zeros), or, where a whole vector would read
+    outside x, masked loads. Terms and order as short_cl (the zero terms
+    change no bits: the sum is added to a zero total), so the same bits as
+    channels-last. x: (B, C, D, H, W) flat; wp: pack_filters_wv's (NFB,
+    taps, C, FR) flat; out: (B, F, OD, OH, OW) flat; geo: (B, D, H, W, C,
+    OD, OH, OW, F, KD, KH, KW, sd, sh, dd, dh, dw, pd, ph, pw, NFB, cols,
+    flat), OH = 1 and OW = the plane's length with `flat`."""
+    (B, D, H, W, C, OD, OH, OW, F, KD, KH, KW, sd, sh, dd, dh, dw, pd, ph, pw, NFB, cols, flat) = geo
     isz = itemsize(out)
     RB, NW, V = tile_dims(tile, out)
     NJ = NW * V
     plane = D * H * W * isz
     oplane = OD * OH * OW
     panel = KD * KH * KW * C * RB * isz  # one channel block's packed filters
+    S = KW * NW + 1  # masks' ints per (block, kh)
+    KHm = KH if flat else 1
     xa = addr(x)
     xend = xa + len(x) * isz
     wa = addr(wp)
@@ -210,7 +244,8 @@ def short_cf(x, wp, out, steps, masks, geo, tile, t_begin, t_end):
     pp = rows[RB:2 * RB]  # ... and the block's first column there
     tsc = scratch(0, TAPS_BYTES)
     xoff = tsc[0:MAX_TAP_ROWS]  # the line's (kd, kh) taps: input offsets
-    woff = tsc[MAX_TAP_ROWS:2 * MAX_TAP_ROWS]  # ... and filter offsets
+    woff = tsc[MAX_TAP_ROWS:2 * MAX_TAP_ROWS]  # ... filter offsets
+    khs = tsc[2 * MAX_TAP_ROWS:3 * MAX_TAP_ROWS]  # ... and their kh in masks
     parts = (OW + cols - 1) // cols
     run = KW * C
     for ti in range(t_begin, t_end):
@@ -228,11 +263,12 @@ def short_cf(x, wp, out, steps, masks, geo, tile, t_begin, t_end):
             if i_d < 0 or i_d >= D:
                 continue
             for kh in range(KH):
-                i_h = oh * sh - ph + kh * dh
-                if i_h < 0 or i_h >= H:
+                i_h = kh * dh - ph if flat else oh * sh - ph + kh * dh
+                if not flat and (i_h < 0 or i_h >= H):
                     continue
                 xoff[n] = ((b * C * D + i_d) * H + i_h) * W * isz
                 woff[n] = (kd * KH + kh) * KW * C * RB * isz
+                khs[n] = kh if flat else 0
                 n += 1
         ow = part * cols
         ow1 = ow + cols if ow + cols < OW else OW
@@ -243,40 +279,17 @@ def short_cf(x, wp, out, steps, masks, geo, tile, t_begin, t_end):
             po[i] = obase + f * oplane if f < F else -1
         while ow < ow1:
             nj = NJ if NJ < ow1 - ow else ow1 - ow
-            first = ow - pw  # lane 0's input column for kw = 0
+            mq = (ow // NJ) * KHm
             acc = vtzero(out, tile)
-            if nj == NJ and first >= 0 and first + NJ - 1 + (KW - 1) * dw < W:
-                for t in range(n):
-                    acc = vrun_cols_table(out, acc, tile, xa + xoff[t] + first * isz, sa, V * isz, wfb + woff[t], run,
-                                          0)
-            else:
-                mq = ma + (ow // NJ) * KW * NW * 4
-                # taps kw in [k1, k2) have every lane inside the row: plain loads
-                k1 = (-first + dw - 1) // dw if first < 0 else 0
-                k2 = (W - first - nj) // dw + 1 if W - first - nj >= 0 else 0
-                k2 = k2 if k2 < KW else KW
-                if k2 <= k1:
-                    k1 = k2 = KW
-                for t in range(n):
-                    p = xa + xoff[t] + first * isz
-                    if p >= xa and p + reach <= xend:
-                        wt = wfb + woff[t]
-                        if k1 > 0:
-                            acc = vrun_cols_table_select(out, acc, tile, p, sa, V * isz, wt, k1 * C, mq)
-                        if k2 > k1:
-                            acc = vrun_cols_table(out, acc, tile, p, sa + k1 * C * 16, V * isz,
-                                                  wt + k1 * C * RB * isz, (k2 - k1) * C, 0)
-                        if k2 < KW:
-                            acc = vrun_cols_table_select(out, acc, tile, p, sa + k2 * C * 16, V * isz,
-                                                         wt + k2 * C * RB * isz, (KW - k2) * C, mq)
-                        continue
-                    for kw in range(KW):
-                        c0 = first + kw * dw
-                        lo = -c0 if c0 < 0 else 0
-                        hi = W - c0 if W - c0 < nj else nj
-                        if lo < hi:
-                            acc = vrun_cols(out, acc, tile, p + kw * dw * isz, plane, isz, lo, hi,
-                                            wfb + woff[t] + kw * C * RB * isz, C)
+            for t in range(n):
+                p = xa + xoff[t] + (ow - pw) * isz  # lane 0's input for (kw, c) = (0, 0)
+                m = (mq + khs[t]) * S
+                if masks[m + S - 1]:
+                    acc = vrun_cols_table(out, acc, tile, p, sa, V * isz, wfb + woff[t], run, 0)
+                elif p >= xa and p + reach <= xend:
+                    acc = vrun_cols_table_select(out, acc, tile, p, sa, V * isz, wfb + woff[t], run, ma + m * 4)
+                else:
+                    acc = vrun_cols_table_masked(out, acc, tile, p, sa, V * isz, wfb + woff[t], run, ma + m * 4)
             # cl_kernel adds its partial sum to a zero total: -0 sums become +0
             acc = vtadd(vtzero(out, tile), acc)
             for i in range(RB):

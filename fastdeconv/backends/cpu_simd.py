@@ -1051,14 +1051,15 @@ def vtaffine(typingctx, arr, accs, tile, pb, pa, pt, relu):
     return accs(arr, accs, tile, pb, pa, pt, relu), impl
 
 
-def _vrun_cols_impl(accs, tile, arr, gather, masked, part, period, table=False, select=False):
+def _vrun_cols_impl(accs, tile, arr, gather, masked, part, period, table=False, table_lanes=None):
     """vrun_cols' (and vrun_lanes') code: see vrun_cols. period: None
     (one weight per row, broadcast), or P: P weights per row, lane l
     getting weight l % P. table: step k's input offset is the k-th int64
-    at byte address cstep + 16 k, not k * cstep (vrun_cols_table). select
-    (with table, vrun_cols_table_select): whole vectors loaded, then the
-    lanes of vector j whose bits in the int32 at byte address lo + (the
-    int64 at cstep + 16 k + 8) + 4 j are clear set to zero in registers."""
+    at byte address cstep + 16 k, not k * cstep (vrun_cols_table).
+    table_lanes (with table): vector j's lanes kept where their bits in
+    the int32 at byte address lo + (the int64 at cstep + 16 k + 8) + 4 j
+    are set, the others 0: "select", whole vectors loaded and the lanes
+    cleared in registers; "load", masked loads (cleared lanes not read)."""
     nr, nw = tile.rows, tile.nvec
     nru = nr if part is None else min(part, nr)  # rows computed
     isz = arr.dtype.bitwidth // 8
@@ -1135,7 +1136,7 @@ def _vrun_cols_impl(accs, tile, arr, gather, masked, part, period, table=False, 
             off = builder.load(builder.inttoptr(at, i64.as_pointer()), align=8)
         else:
             off = builder.mul(k, cstep)
-        if table and select:
+        if table and table_lanes:
             moff = builder.add(lo, builder.load(builder.inttoptr(builder.add(at, ir.Constant(i64, 8)),
                                                                  i64.as_pointer()), align=8))
             xs = []
@@ -1143,8 +1144,11 @@ def _vrun_cols_impl(accs, tile, arr, gather, masked, part, period, table=False, 
                 bits = builder.load(builder.inttoptr(builder.add(moff, ir.Constant(i64, 4 * j)), i32.as_pointer()),
                                     align=4)
                 m = builder.bitcast(builder.trunc(bits, ir.IntType(n)), ir.VectorType(ir.IntType(1), n))
-                v = builder.load(builder.inttoptr(builder.add(s, off), vty.as_pointer()), align=isz)
-                xs.append(builder.select(m, v, zero))
+                ptr = builder.inttoptr(builder.add(s, off), vty.as_pointer())
+                if table_lanes == "load":
+                    xs.append(builder.call(_masked_load(builder, vty, arr.dtype.bitwidth), [ptr, align, m, zero]))
+                else:
+                    xs.append(builder.select(m, builder.load(ptr, align=isz), zero))
         else:
             xs = [load(builder.add(s, off), j) for j, s in enumerate(starts)]
         qk = builder.add(q, builder.mul(k, ir.Constant(i64, nr * P * isz)))
@@ -1208,7 +1212,7 @@ PART_ROWS = 4
 vrun_cols_part = _make_vrun_cols(False, masked=False, part=PART_ROWS)
 
 
-def _make_vrun_cols_table(select):
+def _make_vrun_cols_table(lanes):
     def vrun_cols_table(typingctx, arr, accs, tile, p, steps, xw, q, K, masks):
         """vrun_cols_whole with step k's input vectors at byte address p +
         steps[2k] + j*xw (steps: the byte address of K int64 pairs), for
@@ -1216,11 +1220,12 @@ def _make_vrun_cols_table(select):
         the (kw, c) steps of a channels-first row, c the planes apart, kw
         the columns). vrun_cols_table_select: lane l of vector j kept where
         bit l of the int32 at byte address masks + steps[2k+1] + 4 j is
-        set, else 0 (plain loads: every lane's element must be readable);
+        set, else 0, by plain loads (every lane's element must be
+        readable); vrun_cols_table_masked: the same by masked loads;
         vrun_cols_table ignores masks."""
         if not _vrun_tile_ok(tile, accs):
             return None
-        impl = _vrun_cols_impl(accs, tile, arr, False, False, None, None, table=True, select=select)
+        impl = _vrun_cols_impl(accs, tile, arr, False, False, None, None, table=True, table_lanes=lanes)
 
         def wrapped(context, builder, sig, args):
             # vrun_cols' argument order: the masks' address as lo, hi unused
@@ -1229,12 +1234,14 @@ def _make_vrun_cols_table(select):
             fsig = types.void(*(list(sig.args[:6]) + [sig.args[8], types.int64] + list(sig.args[6:8])))
             return impl(context, builder, fsig, full)
         return accs(arr, accs, tile, p, steps, xw, q, K, masks), wrapped
-    vrun_cols_table.__name__ = "vrun_cols_table_select" if select else "vrun_cols_table"
+    vrun_cols_table.__name__ = {None: "vrun_cols_table", "select": "vrun_cols_table_select",
+                                "load": "vrun_cols_table_masked"}[lanes]
     return intrinsic(vrun_cols_table)
 
 
-vrun_cols_table = _make_vrun_cols_table(False)
-vrun_cols_table_select = _make_vrun_cols_table(True)
+vrun_cols_table = _make_vrun_cols_table(None)
+vrun_cols_table_select = _make_vrun_cols_table("select")
+vrun_cols_table_masked = _make_vrun_cols_table("load")
 
 
 @intrinsic
