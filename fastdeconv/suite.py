@@ -138,6 +138,10 @@ LAYOUT_CASES = [
     # rows that leave vectors along W part empty, or of one vector: bands from 16-32 channels (cpu.CF_BANDS_FILL_*)
     ("conv3d 16^3 x 32 -> 32 k3", "conv3d", (1, 16, 16, 16, 32), (3, 3, 3, 32, 32), 1, None),
     ("conv2d 8 x 24^2 x 32 -> 32 k3", "conv2d", (8, 24, 24, 32), (3, 3, 32, 32), 1, None),
+    # a video network's first layer, 3 input channels (cpu_short: short_cl, short_cf; each channels-first
+    # output row of 112 columns is a fraction of 128 lanes, each plane 98 whole blocks)
+    ("conv3d 7 x 112^2 x 3 -> 64 1x3x3 (video stem)", "conv3d", (1, 7, 112, 112, 3), (1, 3, 3, 3, 64), 1, None),
+    ("conv3d 16 x 64^2 x 1 -> 32 k3", "conv3d", (1, 16, 64, 64, 1), (3, 3, 3, 1, 32), 1, None),
     # a U-Net's segmentation head, 1x1x1 to 2 classes (cpu_pw: pointwise_cl, pointwise_cf)
     ("conv3d 64^3 x 16 -> 2 k1 (head)", "conv3d", (1, 64, 64, 64, 16), (1, 1, 1, 16, 2), 1, None),
     # a MobileNet's 3x3 depthwise layer (cpu_dw: depthwise_cl, depthwise_cf)

@@ -191,6 +191,11 @@ SHORT_CF = True
 SHORT_CF_MIN_CHANNELS = 2
 SHORT_CF_MIN_FILL = 0.7
 SHORT_CF_FLAT_MAX_BYTES = 64 << 10
+# ... and, for 1x1 convolutions with lines that fill SHORT_CF_1X1_FILL of
+# the lanes, before CF_BANDS too (one thread, against the bands: NCHW 112^2
+# x 64 -> 64 1x1 0.74x the time, 56^2 x 64 -> 256 0.74, 56^2 x 256 -> 64
+# 0.77, 28^2 x 128 -> 256 0.82; 4 x 7^2 x 256 -> 256, 49 of 64 lanes, 1.09)
+SHORT_CF_1X1_FILL = 0.9
 
 # Channels-last 1x1 stride-1 forward convolutions without groups and with
 # at most POINTWISE_BYTES of filters (input x output channels x itemsize:
@@ -701,6 +706,15 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
         by_fill = (fill_ratio <= (CF_BANDS_ONE_VECTOR_ROW_RATIO if one_vector else CF_BANDS_FILL_RATIO)
                    and (band_vectors == 2 or not trans))
     dilated_ok = CF_BANDS_DILATED and D * H > 1 and part_lanes  # (a forward W dilation)
+    short_fill = 0.0  # SHORT_CF: the share of short_cf's lanes filled, 0 where it does not apply
+    if (SHORT_CF and channels_first and not trans and G == 1 and sw == 1 and dw == 1
+            and Fg >= SHORT_CF_MIN_CHANNELS and KD * KH * KW * Cg <= cpu_rb.SUM_GROUP_TERMS):
+        short_fill = _short_cf_line((D, H, W), (OD, OH, OW), (sd, sh, sw), KH, KW, x.dtype, Fg)[2]
+        if KD * KH * KW == 1 and short_fill >= SHORT_CF_1X1_FILL:
+            # (1x1: ahead of the bands, whose channels-last copy of the input
+            # costs as much as a call that reads each input once)
+            _short_cf(x, wg, (OD, OH, OW), strides, dilations, pads_before, writable, flat)
+            return _finish(flat.reshape((B, F, OD, OH, OW)), True, epilogue)
     if (CF_BANDS and channels_first and (trans_ok or not trans and (dw == 1 or dilated_ok)) and G == 1
             and not patch
             and (by_fill or by_half or min(Cg, Fg) >= least
@@ -721,10 +735,7 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
             cpu_rb.parallel_tiles(cpu_patch.patch_cf, (x.reshape(-1), wp, flat, geo, tile),
                                   cpu_patch.n_tiles_cf(geo), work)
             return _finish(flat.reshape((B, Fg, OD, OH, OW)), True, epilogue)
-        if (SHORT_CF and channels_first and not trans and G == 1 and sw == 1 and dw == 1
-                and Fg >= SHORT_CF_MIN_CHANNELS and KD * KH * KW * Cg <= cpu_rb.SUM_GROUP_TERMS
-                and _short_cf_line((D, H, W), (OD, OH, OW), (sd, sh, sw), KH, KW, x.dtype, Fg)[2]
-                >= SHORT_CF_MIN_FILL):
+        if short_fill >= SHORT_CF_MIN_FILL:
             _short_cf(x, wg, (OD, OH, OW), strides, dilations, pads_before, writable, flat)
             return _finish(flat.reshape((B, F, OD, OH, OW)), True, epilogue)
         if channels_first:
