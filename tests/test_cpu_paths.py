@@ -2506,8 +2506,9 @@ def test_short_cf_rule(monkeypatch):
     with a W stride and dilation of 1, SHORT_CF_MIN_CHANNELS output
     channels, at most SUM_GROUP_TERMS terms per output, and lines (planes
     where OW == W and the H stride is 1) of at least one vector that fill
-    SHORT_CF_MIN_FILL of the lanes; 1x1 calls whose lines fill
-    SHORT_CF_1X1_FILL of them before the bands' rule."""
+    SHORT_CF_MIN_FILL of the lanes, with at most SHORT_CF_MASK_BYTES of
+    lane masks; 1x1 calls whose lines fill SHORT_CF_1X1_FILL of them before
+    the bands' rule."""
     rng = np.random.default_rng(66)
     ran = _short_calls(monkeypatch, cpu_short.short_cf)
     lanes = cpu_simd.VBYTES // 4
@@ -2537,6 +2538,8 @@ def test_short_cf_rule(monkeypatch):
     assert not short(3, 64, W=lanes + lanes // 4 + 2, padding="VALID")  # 62.5 % of the lanes filled
     assert not short(3, 64, W=lanes + lanes // 4, strides=[1, 1, 2, 1])
     assert not short(3, 64, fmt="NHWC")
+    assert short(3, 64, k=9, W=4000, padding="VALID")
+    assert not short(3, 64, k=9, W=40000, padding="VALID")  # lane masks past SHORT_CF_MASK_BYTES
     assert short(64, 64, k=1, W=4 * lanes + lanes // 2)  # 1x1: ahead of the bands (rows of part vectors)
     monkeypatch.setattr(cpu, "SHORT_CF_1X1_FILL", 2.0)
     assert not short(64, 64, k=1, W=4 * lanes + lanes // 2)

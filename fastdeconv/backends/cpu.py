@@ -183,14 +183,15 @@ SHORT = True
 # OW == W (SAME) the whole (OH, OW) plane, so that narrow rows leave no
 # lanes empty. Shorter lines, and those that fill less (20 columns of 32
 # lanes: 1.03-1.11x wv_kernel's time; 14 of 16: 1.17x), stay on
-# wv_kernel, which pairs rows. One thread, against wv_kernel: NCDHW 7 x
+# wv_kernel, which pairs rows, as do lines whose lane masks (kept per
+# geometry) would pass SHORT_CF_MASK_BYTES. One thread, against wv_kernel: NCDHW 7 x
 # 224^2 x 3 -> 64 1 x 3 x 3 0.50-0.52x the time, 224^2 0.59-0.72, 16 x
 # 64^2 x 1 -> 32 3 x 3 x 3 0.44-0.70, 32^3 x 4 -> 32 0.61-0.92
 # (benchmarks/NOTES.md section 103). False: wv_kernel.
 SHORT_CF = True
 SHORT_CF_MIN_CHANNELS = 2
 SHORT_CF_MIN_FILL = 0.7
-SHORT_CF_FLAT_MAX_BYTES = 64 << 10
+SHORT_CF_MASK_BYTES = 64 << 10
 # ... and, for 1x1 convolutions with lines that fill SHORT_CF_1X1_FILL of
 # the lanes, before CF_BANDS too (one thread, against the bands: NCHW 112^2
 # x 64 -> 64 1x1 0.74x the time, 56^2 x 64 -> 256 0.74, 56^2 x 256 -> 64
@@ -1258,22 +1259,23 @@ def _short_cf_line(in_spatial, out_spatial, strides, KH, KW, dtype, F):
     """short_cf's lines: (flat, length, fill). flat: whole (OH, OW) planes
     (an H stride of 1 and OW == W let a block of output columns span
     rows), taken where they fill the vector lanes at least as well as rows
-    (and make fewer, longer lines) and their lane masks
-    (cpu_short.cf_masks) stay within SHORT_CF_FLAT_MAX_BYTES; fill: the
-    share of the tile's lanes that hold output columns, 0 for lines of
-    less than one vector."""
+    (and make fewer, longer lines); fill: the share of the tile's lanes
+    that hold output columns, 0 for lines of less than one vector and
+    where the lane masks (cpu_short.cf_masks, kept per geometry) would
+    pass SHORT_CF_MASK_BYTES."""
     lanes = cpu_simd.VBYTES // dtype.itemsize
 
-    def fill(length):
-        tile = _short_cf_tile(length, F, dtype)
-        NJ = tile.nvec * lanes
-        return 0.0 if length < lanes else length / (_ceil(length, NJ) * NJ), NJ
+    def fill(length, KHm):
+        NJ = _short_cf_tile(length, F, dtype).nvec * lanes
+        if length < lanes or _ceil(length, NJ) * KHm * (KW * NJ // lanes + 1) * 4 > SHORT_CF_MASK_BYTES:
+            return 0.0
+        return length / (_ceil(length, NJ) * NJ)
 
     OH, OW = out_spatial[1:]
-    rows, _ = fill(OW)
+    rows = fill(OW, 1)
     if strides[1] == 1 and OW == in_spatial[2] and OH > 1:
-        plane, NJ = fill(OH * OW)
-        if plane >= rows and _ceil(OH * OW, NJ) * KH * (KW * NJ // lanes + 1) * 4 <= SHORT_CF_FLAT_MAX_BYTES:
+        plane = fill(OH * OW, KH)
+        if plane >= rows and plane > 0:
             return True, OH * OW, plane
     return False, OW, rows
 
