@@ -2445,6 +2445,9 @@ SHORT_CF_CASES = [
     ("conv3d", (1, 1, 9, 10, 36), (9, 10, 1, 1, 32), 1, "SAME", "NCDHW", None),  # 90 (kd, kh) taps of one step
     ("conv2d", (2, 4, 7, 20), (3, 3, 4, 24), 1, [(0, 0), (1, 1)], "NCHW", None),  # a plane as one line, OH < H
     ("conv2d", (2, 5, 6, 7), (3, 3, 5, 16), 1, "SAME", "NCHW", None),  # ... of rows of 7
+    ("conv2d", (1, 3, 8, 30), (3, 3, 3, 24), 1, "SAME", "NCHW", [1, 1, 2, 3]),  # W dilation: planes
+    ("conv1d", (2, 4, 60), (5, 4, 20), 1, "VALID", "NCW", [1, 1, 4]),  # ... rows
+    ("conv3d", (1, 1, 4, 6, 33), (3, 2, 4, 1, 10), 1, [(1, 1), (0, 1), (5, 1)], "NCDHW", [1, 1, 1, 2, 2]),
 ]
 
 
@@ -2503,7 +2506,7 @@ def test_short_cf_same_bits(case, dtype, vector_bytes, monkeypatch):
 
 def test_short_cf_rule(monkeypatch):
     """SHORT_CF's rule: channels-first forward convolutions without groups,
-    with a W stride and dilation of 1, SHORT_CF_MIN_CHANNELS output
+    with a W stride of 1, SHORT_CF_MIN_CHANNELS output
     channels, at most SUM_GROUP_TERMS terms per output, and lines (planes
     where OW == W and the H stride is 1) of at least one vector that fill
     SHORT_CF_MIN_FILL of the lanes, with at most SHORT_CF_MASK_BYTES of
@@ -2529,7 +2532,7 @@ def test_short_cf_rule(monkeypatch):
     assert short(3, 64, W=lanes)  # one vector per row, filled
     assert not short(cpu_rb.SUM_GROUP_TERMS // 9 + 1, 8, W=4 * lanes)  # two partial sums
     assert not short(3, 64, strides=[1, 1, 1, 2])
-    assert not short(3, 64, dil=[1, 1, 1, 2])
+    assert short(3, 64, dil=[1, 1, 1, 2])  # (kw, c) steps through the table whatever their spacing
     assert not short(4, 64, groups=2)
     assert not short(3, cpu.SHORT_CF_MIN_CHANNELS - 1)
     assert short(3, 64, W=lanes - 2)  # narrow rows of a plane as one line (OW == W, H stride 1)

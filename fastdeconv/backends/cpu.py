@@ -25,7 +25,7 @@ The algorithm choice is made here, in `_run`:
   (SHORT: a video network's 3-channel first layer, 1x1 layers):
   `cpu_short.short_cl`, cl_kernel's tile and term order a line at a time,
   without its row spaces and tap tables; the same bits.
-- their channels-first form, with a W stride and dilation of 1 and lines
+- their channels-first form, with a W stride of 1 and lines
   (rows, or whole planes for SAME stride-1 rows) that fill vectors along
   W (SHORT_CF): `cpu_short.short_cf`, the same loop with wv_kernel's tile
   (output channels x output columns), each (kd, kh) tap's (kw, c) steps
@@ -175,7 +175,7 @@ DEPTHWISE_CF_BLOCK_POSITIONS = 8
 # 56^2 x 8-28 -> 64 0.80-0.91, 28^2 x 16 -> 256 0.98, 32^3 x 4 -> 32 3 x
 # 3 x 3 0.78 (benchmarks/NOTES.md section 102). False: cl_kernel.
 SHORT = True
-# ... and channels-first ones with a W stride and dilation of 1, at least
+# ... and channels-first ones with a W stride of 1 (any dilation), at least
 # SHORT_CF_MIN_CHANNELS output channels and lines of at least one vector
 # whose lanes short_cf's tile fills to SHORT_CF_MIN_FILL:
 # cpu_short.short_cf, the same loop with vectors along W (the same bits as
@@ -186,7 +186,8 @@ SHORT = True
 # wv_kernel, which pairs rows, as do lines whose lane masks (kept per
 # geometry) would pass SHORT_CF_MASK_BYTES. One thread, against wv_kernel: NCDHW 7 x
 # 224^2 x 3 -> 64 1 x 3 x 3 0.50-0.52x the time, 224^2 0.59-0.72, 16 x
-# 64^2 x 1 -> 32 3 x 3 x 3 0.44-0.70, 32^3 x 4 -> 32 0.61-0.92
+# 64^2 x 1 -> 32 3 x 3 x 3 0.44-0.70, 32^3 x 4 -> 32 0.61-0.92; W
+# dilation 2: 2 x 112^2 x 16 -> 32 0.79, 7 x 56^2 x 3 0.59
 # (benchmarks/NOTES.md section 103). False: wv_kernel.
 SHORT_CF = True
 SHORT_CF_MIN_CHANNELS = 2
@@ -708,7 +709,7 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
                    and (band_vectors == 2 or not trans))
     dilated_ok = CF_BANDS_DILATED and D * H > 1 and part_lanes  # (a forward W dilation)
     short_fill = 0.0  # SHORT_CF: the share of short_cf's lanes filled, 0 where it does not apply
-    if (SHORT_CF and channels_first and not trans and G == 1 and sw == 1 and dw == 1
+    if (SHORT_CF and channels_first and not trans and G == 1 and sw == 1
             and Fg >= SHORT_CF_MIN_CHANNELS and KD * KH * KW * Cg <= cpu_rb.SUM_GROUP_TERMS):
         short_fill = _short_cf_line((D, H, W), (OD, OH, OW), (sd, sh, sw), KH, KW, x.dtype, Fg)[2]
         if KD * KH * KW == 1 and short_fill >= SHORT_CF_1X1_FILL:
