@@ -2334,6 +2334,8 @@ SHORT_CASES = [
     ("conv2d", (2, 6, 7, 28), (3, 3, 28, 40), 1, "SAME", "NHWC", None),  # 252 terms: the last single partial sum
     ("conv2d", (1, 3, 4, 2), (5, 5, 2, 34), 1, "SAME", "NHWC", None),  # every block on the edges
     ("conv3d", (1, 9, 10, 3, 1), (9, 10, 1, 1, 32), 1, "SAME", "NDHWC", None),  # 90 (kd, kh) taps of one step
+    ("conv2d", (1, 6, 30, 3), (3, 3, 3, 40), 1, "SAME", "NHWC", [2, 3]),  # W dilation: a run per kw, edges
+    ("conv1d", (2, 60, 16), (2, 16, 33), 1, "VALID", "NWC", 9),
 ]
 
 
@@ -2376,8 +2378,8 @@ def test_short_kernel_same_bits(case, dtype, vector_bytes, monkeypatch):
 
 def test_short_kernel_rule(monkeypatch):
     """SHORT's rule: channels-last forward convolutions without groups, with
-    dw == 1, two vectors of output channels and at most SUM_GROUP_TERMS
-    terms per output."""
+    dw == 1 or SHORT_DILATED, two vectors of output channels and at most
+    SUM_GROUP_TERMS terms per output."""
     rng = np.random.default_rng(63)
     ran = _short_calls(monkeypatch)
 
@@ -2397,7 +2399,10 @@ def test_short_kernel_rule(monkeypatch):
     assert short(3, 64, dil=[2, 1])
     assert short(cpu_rb.SUM_GROUP_TERMS // 9, 64)
     assert not short(cpu_rb.SUM_GROUP_TERMS // 9 + 1, 64)  # two partial sums
-    assert not short(3, 64, dil=[1, 2])  # W dilated: no contiguous (kw, c) run
+    assert short(3, 64, dil=[1, 2])  # W dilated: a run per kw
+    monkeypatch.setattr(cpu, "SHORT_DILATED", False)
+    assert not short(3, 64, dil=[1, 2])
+    monkeypatch.setattr(cpu, "SHORT_DILATED", True)
     assert not short(4, 64, groups=2)
     assert not short(3, 64, fmt="NCHW")
     assert not short(3, wide // 2)  # one vector of output channels

@@ -20,7 +20,7 @@ The algorithm choice is made here, in `_run`:
 - channels-last 1x1 stride-1 forward convolutions with few channels
   (POINTWISE, segmentation heads): `cpu_pw.pointwise_cl`, eight pixels at
   a time, one FMA chain per output (the tiles' term order).
-- channels-last forward convolutions without groups, dw == 1 and at most
+- channels-last forward convolutions without groups and at most
   cpu_rb.SUM_GROUP_TERMS terms per output on cl_kernel's 2-vector tile
   (SHORT: a video network's 3-channel first layer, 1x1 layers):
   `cpu_short.short_cl`, cl_kernel's tile and term order a line at a time,
@@ -175,6 +175,9 @@ DEPTHWISE_CF_BLOCK_POSITIONS = 8
 # 56^2 x 8-28 -> 64 0.80-0.91, 28^2 x 16 -> 256 0.98, 32^3 x 4 -> 32 3 x
 # 3 x 3 0.78 (benchmarks/NOTES.md section 102). False: cl_kernel.
 SHORT = True
+# ... and with a W dilation (SHORT_DILATED): a vrun of C steps per kw
+# (0.59-0.98x cl_kernel's time, one thread; section 104).
+SHORT_DILATED = True
 # ... and channels-first ones with a W stride of 1 (any dilation), at least
 # SHORT_CF_MIN_CHANNELS output channels and lines of at least one vector
 # whose lanes short_cf's tile fills to SHORT_CF_MIN_FILL:
@@ -810,7 +813,7 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
     panel_bytes = KD * KH * KW * Cg * NV * x.dtype.itemsize
     if patch:
         return _patch(x, wg, tile, NFB, writable, epilogue, flat, ops, dest, out)
-    if (SHORT and not trans and G == 1 and dw == 1 and tile.nvec == 2
+    if (SHORT and not trans and G == 1 and (dw == 1 or SHORT_DILATED) and tile.nvec == 2
             and KD * KH * KW * Cg <= cpu_rb.SUM_GROUP_TERMS):
         rest = _short(x, wg, tile, (OD, OH, OW), strides, dilations, pads_before, writable, flat, ops, epilogue)
         if dest is not None:
@@ -1247,7 +1250,7 @@ def _short(x, wg, tile, out_spatial, strides, dilations, pads_before, writable, 
     OD, OH, OW = out_spatial
     wp, NFB = _memo(wg, ("cl", x.dtype.str, repr(tile)), lambda: cpu_rb.pack_filters(wg, x.dtype, tile, writable))
     cols = cpu_short.line_columns(B * OD * OH, OW, tile.rows, numba.get_num_threads())
-    geo = tuple(int(v) for v in (B, D, H, W, C, OD, OH, OW, F, KD, KH, KW, *strides, *dilations[:2], *pads_before,
+    geo = tuple(int(v) for v in (B, D, H, W, C, OD, OH, OW, F, KD, KH, KW, *strides, *dilations, *pads_before,
                                  NFB, ops, cols))
     ep_code, epi, rest = _fused_epilogue(epilogue, F, tile, x.dtype)
     work = _work(B * OD * OH * OW, NFB * tile.nvec * tile.lanes(x.dtype.itemsize), KD * KH * KW * C, strides, False)

@@ -8,7 +8,8 @@ run of) one output line (b, od, oh), its blocks consecutive output columns.
 For such a block the row addresses are one base plus a column step, the
 (kd, kh) taps inside the input are listed once per line, and each is one
 vrun of KW * C steps (the (kw, c) inputs of a row are contiguous when
-dw == 1), for each block of output channels in turn. cl_kernel spends as
+dw == 1; with a W dilation, one vrun of C steps per kw), for each block of
+output channels in turn. cl_kernel spends as
 long outside its FMA loop as in it when a reduction is 27 steps long
 (section 102 of benchmarks/NOTES.md): its row spaces, folded lines, tap
 tables and two-level sums serve every op and layout. Blocks whose rows
@@ -77,9 +78,9 @@ def short_cl(x, wp, out, zrow, geo, tile, epi, ep_code, t_begin, t_end):
     cl_kernel's packed filters (NFB, taps, C, NW*V) flat; out: flat, output
     pixel p's channels at p * ops (ops >= F: a channel slice of a wider
     array); zrow: >= C * KW zeros; geo: (B, D, H, W, C, OD, OH, OW, F, KD,
-    KH, KW, sd, sh, sw, dd, dh, pd, ph, pw, NFB, ops, cols); epi, ep_code:
-    cl_kernel's epilogue."""
-    (B, D, H, W, C, OD, OH, OW, F, KD, KH, KW, sd, sh, sw, dd, dh, pd, ph, pw, NFB, ops, cols) = geo
+    KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw, NFB, ops, cols); epi,
+    ep_code: cl_kernel's epilogue."""
+    (B, D, H, W, C, OD, OH, OW, F, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw, NFB, ops, cols) = geo
     isz = itemsize(out)
     RB, NW, V = tile_dims(tile, out)
     NV = NW * V
@@ -121,7 +122,7 @@ def short_cl(x, wp, out, zrow, geo, tile, epi, ep_code, t_begin, t_end):
         while ow < ow1:
             nr = RB if RB < ow1 - ow else ow1 - ow
             first = ow * sw - pw  # row 0's input column for kw = 0
-            inside = first >= 0 and (ow + nr - 1) * sw - pw + KW <= W
+            inside = first >= 0 and (ow + nr - 1) * sw - pw + (KW - 1) * dw + 1 <= W
             for i in range(RB):
                 # rows past nr repeat the last one (read, never stored)
                 rp[i] = xa + (first + (i if i < nr else nr - 1) * sw) * C * isz
@@ -129,17 +130,22 @@ def short_cl(x, wp, out, zrow, geo, tile, epi, ep_code, t_begin, t_end):
             for fb in range(NFB):
                 wfb = wa + fb * panel
                 acc = vtzero(out, tile)
-                if inside:
+                if inside and dw == 1:
                     for t in range(n):
                         acc = vrun(out, acc, tile, rp, xoff[t], wfb + woff[t], run, nr)
+                elif inside:  # (a W dilation: a run per kw)
+                    for t in range(n):
+                        for kw in range(KW):
+                            acc = vrun(out, acc, tile, rp, xoff[t] + kw * dw * C * isz,
+                                       wfb + woff[t] + kw * C * NV * isz, C, nr)
                 else:
                     for t in range(n):
                         for kw in range(KW):
                             any_ = False
                             for i in range(RB):
-                                iw = first + i * sw + kw
+                                iw = first + i * sw + kw * dw
                                 if i < nr and 0 <= iw < W:
-                                    pp[i] = rp[i] + xoff[t] + kw * C * isz
+                                    pp[i] = rp[i] + xoff[t] + kw * dw * C * isz
                                     any_ = True
                                 else:
                                     pp[i] = za
