@@ -2182,6 +2182,7 @@ def test_narrow_channels_last_route_rule(monkeypatch):
         return real_run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, *a, **k)
 
     monkeypatch.setattr(cpu, "_run", spy_run)
+    monkeypatch.setattr(cpu, "SHORT", False)  # (cl_kernel's tile, not cpu_short's)
     # wv_kernel itself: gathered loads; with_rows's function: packed rows
     monkeypatch.setattr(cpu_rb, "parallel_tiles", lambda k, a, *r: (routes.append(
         {cpu_rb.wv_kernel: "gathered", cpu_rb.cl_kernel: "tile"}.get(k, "packed rows")), real_tiles(k, a, *r))[1])
@@ -2261,6 +2262,7 @@ def test_channels_last_one_vector_tile_rows_same_bits(case, dtype, monkeypatch):
     x, w = _arrays(case, dtype, np.random.default_rng(47))
     monkeypatch.setattr(cpu_simd, "VREGS", 32)  # the 16-row choice on any CPU
     monkeypatch.setattr(cpu, "CL1", True)
+    monkeypatch.setattr(cpu, "SHORT", False)  # (short reductions: cpu_short's 8-row tile)
     lanes = cpu_simd.VBYTES // np.dtype(dtype).itemsize
     tiles = []
     real = cpu_rb.parallel_tiles
@@ -2336,6 +2338,8 @@ SHORT_CASES = [
     ("conv3d", (1, 9, 10, 3, 1), (9, 10, 1, 1, 32), 1, "SAME", "NDHWC", None),  # 90 (kd, kh) taps of one step
     ("conv2d", (1, 6, 30, 3), (3, 3, 3, 40), 1, "SAME", "NHWC", [2, 3]),  # W dilation: a run per kw, edges
     ("conv1d", (2, 60, 16), (2, 16, 33), 1, "VALID", "NWC", 9),
+    ("conv3d", (1, 4, 6, 19, 1), (3, 3, 3, 1, 5), 1, "SAME", "NDHWC", None),  # one vector of output channels
+    ("conv2d", (2, 9, 40, 3), (3, 3, 3, 7), [1, 2, 1, 1], "SAME", "NHWC", None),
 ]
 
 
@@ -2361,6 +2365,7 @@ def test_short_kernel_same_bits(case, dtype, vector_bytes, monkeypatch):
     the most chunks, and the reference's result within tolerance."""
     x, w = _arrays(case, dtype, np.random.default_rng(62))
     ran = _short_calls(monkeypatch)
+    monkeypatch.setattr(cpu, "WV_NARROW", 0)  # (few output channels on the register tiles too)
     results = _calls_with(case, x, w, monkeypatch, [({(cpu, "SHORT"): True}, None), ({(cpu, "SHORT"): True}, 10**12)])
     tile_rows = cpu_rb.cl_tile(2).rows
     monkeypatch.setattr(cpu_short, "line_columns", lambda lines, OW, rows, threads: rows)
@@ -2378,8 +2383,8 @@ def test_short_kernel_same_bits(case, dtype, vector_bytes, monkeypatch):
 
 def test_short_kernel_rule(monkeypatch):
     """SHORT's rule: channels-last forward convolutions without groups, with
-    dw == 1 or SHORT_DILATED, two vectors of output channels and at most
-    SUM_GROUP_TERMS terms per output."""
+    dw == 1 or SHORT_DILATED, two vectors of output channels or
+    SHORT_ONE_VECTOR, and at most SUM_GROUP_TERMS terms per output."""
     rng = np.random.default_rng(63)
     ran = _short_calls(monkeypatch)
 
@@ -2405,7 +2410,10 @@ def test_short_kernel_rule(monkeypatch):
     monkeypatch.setattr(cpu, "SHORT_DILATED", True)
     assert not short(4, 64, groups=2)
     assert not short(3, 64, fmt="NCHW")
-    assert not short(3, wide // 2)  # one vector of output channels
+    assert short(3, wide // 2)  # one vector of output channels: the 8-row tile
+    monkeypatch.setattr(cpu, "SHORT_ONE_VECTOR", False)
+    assert not short(3, wide // 2)
+    monkeypatch.setattr(cpu, "SHORT_ONE_VECTOR", True)
     x = rng.standard_normal((1, 9, 10, 64)).astype(np.float32)
     ran.clear()
     fastdeconv.conv2d_transpose(x, rng.standard_normal((3, 3, 3, 64)).astype(np.float32), None, 1, "SAME")

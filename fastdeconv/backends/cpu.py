@@ -178,6 +178,13 @@ SHORT = True
 # ... and with a W dilation (SHORT_DILATED): a vrun of C steps per kw
 # (0.59-0.98x cl_kernel's time, one thread; section 104).
 SHORT_DILATED = True
+# ... and with one vector of output channels (SHORT_ONE_VECTOR), on the
+# 8-row 1-vector tile rather than cl_kernel's 16 rows: a 64-column line
+# then has a quarter of its blocks on the W edges (one run per kw), not
+# half. One thread, against cl_kernel: 224^2 x 3 -> 16 3x3 0.68-0.75x the
+# time, s2 0.72, 8000 x 1 -> 16 k9 0.49-0.60, 112^2 x 16 -> 16 0.86-0.91,
+# 32 x 64^2 x 1 -> 16 3x3x3 0.70-0.85 (1.44-1.48 on 16 rows; section 104).
+SHORT_ONE_VECTOR = True
 # ... and channels-first ones with a W stride of 1 (any dilation), at least
 # SHORT_CF_MIN_CHANNELS output channels and lines of at least one vector
 # whose lanes short_cf's tile fills to SHORT_CF_MIN_FILL:
@@ -813,9 +820,11 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
     panel_bytes = KD * KH * KW * Cg * NV * x.dtype.itemsize
     if patch:
         return _patch(x, wg, tile, NFB, writable, epilogue, flat, ops, dest, out)
-    if (SHORT and not trans and G == 1 and (dw == 1 or SHORT_DILATED) and tile.nvec == 2
+    if (SHORT and not trans and G == 1 and (dw == 1 or SHORT_DILATED) and (tile.nvec == 2 or SHORT_ONE_VECTOR)
             and KD * KH * KW * Cg <= cpu_rb.SUM_GROUP_TERMS):
-        rest = _short(x, wg, tile, (OD, OH, OW), strides, dilations, pads_before, writable, flat, ops, epilogue)
+        # (one vector of output channels: the 8-row tile, SHORT_ONE_VECTOR)
+        short_tile = tile if tile.nvec == 2 else cpu_rb.cl_tile(1)
+        rest = _short(x, wg, short_tile, (OD, OH, OW), strides, dilations, pads_before, writable, flat, ops, epilogue)
         if dest is not None:
             return out
         return _finish(flat.reshape((B, OD, OH, OW, F)), False, rest)
