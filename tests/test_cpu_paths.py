@@ -2340,6 +2340,9 @@ SHORT_CASES = [
     ("conv1d", (2, 60, 16), (2, 16, 33), 1, "VALID", "NWC", 9),
     ("conv3d", (1, 4, 6, 19, 1), (3, 3, 3, 1, 5), 1, "SAME", "NDHWC", None),  # one vector of output channels
     ("conv2d", (2, 9, 40, 3), (3, 3, 3, 7), [1, 2, 1, 1], "SAME", "NHWC", None),
+    ("conv3d", (1, 4, 5, 19, 16), (3, 3, 3, 16, 40), 1, "SAME", "NDHWC", None),  # 432 terms: 2 partial sums
+    ("conv2d", (1, 7, 20, 40), (3, 3, 40, 33), 1, "SAME", "NHWC", [2, 1]),  # 360: 3 (kd, kh) taps each
+    ("conv2d", (2, 6, 9, 100), (5, 1, 100, 24), 1, "SAME", "NHWC", None),  # 500: 5 of one tap, rows outside
 ]
 
 
@@ -2384,7 +2387,7 @@ def test_short_kernel_same_bits(case, dtype, vector_bytes, monkeypatch):
 def test_short_kernel_rule(monkeypatch):
     """SHORT's rule: channels-last forward convolutions without groups, with
     dw == 1 or SHORT_DILATED, two vectors of output channels or
-    SHORT_ONE_VECTOR, and at most SUM_GROUP_TERMS terms per output."""
+    SHORT_ONE_VECTOR, and at most SHORT_MAX_TERMS terms per output."""
     rng = np.random.default_rng(63)
     ran = _short_calls(monkeypatch)
 
@@ -2403,7 +2406,9 @@ def test_short_kernel_rule(monkeypatch):
     assert short(3, 64, strides=2)
     assert short(3, 64, dil=[2, 1])
     assert short(cpu_rb.SUM_GROUP_TERMS // 9, 64)
-    assert not short(cpu_rb.SUM_GROUP_TERMS // 9 + 1, 64)  # two partial sums
+    assert short(cpu_rb.SUM_GROUP_TERMS // 9 + 1, 64)  # two partial sums
+    assert short(cpu.SHORT_MAX_TERMS // 9, 64)
+    assert not short(cpu.SHORT_MAX_TERMS // 9 + 1, 64)
     assert short(3, 64, dil=[1, 2])  # W dilated: a run per kw
     monkeypatch.setattr(cpu, "SHORT_DILATED", False)
     assert not short(3, 64, dil=[1, 2])

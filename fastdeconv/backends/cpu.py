@@ -185,6 +185,12 @@ SHORT_DILATED = True
 # time, s2 0.72, 8000 x 1 -> 16 k9 0.49-0.60, 112^2 x 16 -> 16 0.86-0.91,
 # 32 x 64^2 x 1 -> 16 3x3x3 0.70-0.85 (1.44-1.48 on 16 rows; section 104).
 SHORT_ONE_VECTOR = True
+# ... and with up to SHORT_MAX_TERMS terms per output: cl_kernel's partial
+# sums of SUM_GROUP_TERMS (kd, kh) groups, each added to the total in turn.
+# One thread, against cl_kernel: 64^3 x 16 -> 16 3x3x3 (432 terms, the
+# U-Net's) 0.91-0.96x the time, 32^3 x 16 -> 32 0.95-0.96, 4 x 56^2 x 32
+# -> 64 3x3 (288) 0.97; 576-864 terms 0.98-0.99 (section 104).
+SHORT_MAX_TERMS = 512
 # ... and channels-first ones with a W stride of 1 (any dilation), at least
 # SHORT_CF_MIN_CHANNELS output channels and lines of at least one vector
 # whose lanes short_cf's tile fills to SHORT_CF_MIN_FILL:
@@ -821,7 +827,7 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
     if patch:
         return _patch(x, wg, tile, NFB, writable, epilogue, flat, ops, dest, out)
     if (SHORT and not trans and G == 1 and (dw == 1 or SHORT_DILATED) and (tile.nvec == 2 or SHORT_ONE_VECTOR)
-            and KD * KH * KW * Cg <= cpu_rb.SUM_GROUP_TERMS):
+            and KD * KH * KW * Cg <= SHORT_MAX_TERMS and KD * KH <= cpu_short.MAX_TAP_ROWS):
         # (one vector of output channels: the 8-row tile, SHORT_ONE_VECTOR)
         short_tile = tile if tile.nvec == 2 else cpu_rb.cl_tile(1)
         rest = _short(x, wg, short_tile, (OD, OH, OW), strides, dilations, pads_before, writable, flat, ops, epilogue)
@@ -1260,7 +1266,7 @@ def _short(x, wg, tile, out_spatial, strides, dilations, pads_before, writable, 
     wp, NFB = _memo(wg, ("cl", x.dtype.str, repr(tile)), lambda: cpu_rb.pack_filters(wg, x.dtype, tile, writable))
     cols = cpu_short.line_columns(B * OD * OH, OW, tile.rows, numba.get_num_threads())
     geo = tuple(int(v) for v in (B, D, H, W, C, OD, OH, OW, F, KD, KH, KW, *strides, *dilations, *pads_before,
-                                 NFB, ops, cols))
+                                 NFB, ops, cols, cpu_rb.sum_group(KW, C)))
     ep_code, epi, rest = _fused_epilogue(epilogue, F, tile, x.dtype)
     work = _work(B * OD * OH * OW, NFB * tile.nvec * tile.lanes(x.dtype.itemsize), KD * KH * KW * C, strides, False)
     cpu_rb.parallel_tiles(cpu_short.short_cl, (x.reshape(-1), wp, flat, np.zeros(C * KW + 1, dtype=x.dtype), geo,

@@ -50,7 +50,7 @@ TAPS_BYTES = 3 * MAX_TAP_ROWS * 8
 
 def n_tiles(geo):
     """Tiles of short_cl: output lines, each in runs of `cols` columns."""
-    B, OD, OH, OW, cols = geo[0], geo[5], geo[6], geo[7], geo[-1]
+    B, OD, OH, OW, cols = geo[0], geo[5], geo[6], geo[7], geo[23]
     return B * OD * OH * (-(-OW // cols))
 
 
@@ -78,9 +78,10 @@ def short_cl(x, wp, out, zrow, geo, tile, epi, ep_code, t_begin, t_end):
     cl_kernel's packed filters (NFB, taps, C, NW*V) flat; out: flat, output
     pixel p's channels at p * ops (ops >= F: a channel slice of a wider
     array); zrow: >= C * KW zeros; geo: (B, D, H, W, C, OD, OH, OW, F, KD,
-    KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw, NFB, ops, cols); epi,
+    KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw, NFB, ops, cols, gs), gs:
+    cl_kernel's (kd, kh) pairs per partial sum (cpu_rb.sum_group); epi,
     ep_code: cl_kernel's epilogue."""
-    (B, D, H, W, C, OD, OH, OW, F, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw, NFB, ops, cols) = geo
+    (B, D, H, W, C, OD, OH, OW, F, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw, NFB, ops, cols, gs) = geo
     isz = itemsize(out)
     RB, NW, V = tile_dims(tile, out)
     NV = NW * V
@@ -94,7 +95,8 @@ def short_cl(x, wp, out, zrow, geo, tile, epi, ep_code, t_begin, t_end):
     pp = rows[2 * RB:3 * RB]  # row addresses of an edge run; store offsets
     tsc = scratch(0, TAPS_BYTES)
     xoff = tsc[0:MAX_TAP_ROWS]  # the line's (kd, kh) taps: input offsets
-    woff = tsc[MAX_TAP_ROWS:2 * MAX_TAP_ROWS]  # ... and filter offsets
+    woff = tsc[MAX_TAP_ROWS:2 * MAX_TAP_ROWS]  # ... filter offsets
+    grp = tsc[2 * MAX_TAP_ROWS:3 * MAX_TAP_ROWS]  # ... and partial sums
     parts = (OW + cols - 1) // cols
     run = KW * C
     for ti in range(t_begin, t_end):
@@ -115,6 +117,7 @@ def short_cl(x, wp, out, zrow, geo, tile, epi, ep_code, t_begin, t_end):
                     continue
                 xoff[n] = ((b * D + i_d) * H + i_h) * W * C * isz
                 woff[n] = (kd * KH + kh) * KW * C * NV * isz
+                grp[n] = (kd * KH + kh) // gs
                 n += 1
         ow = part * cols
         ow1 = ow + cols if ow + cols < OW else OW
@@ -129,17 +132,20 @@ def short_cl(x, wp, out, zrow, geo, tile, epi, ep_code, t_begin, t_end):
                 po[i] = (obase + ow + i) * ops if i < nr else -1
             for fb in range(NFB):
                 wfb = wa + fb * panel
+                tot = vtzero(out, tile)
                 acc = vtzero(out, tile)
-                if inside and dw == 1:
-                    for t in range(n):
+                for t in range(n):
+                    if t > 0 and grp[t] != grp[t - 1]:
+                        # the next of cl_kernel's partial sums
+                        tot = vtadd(tot, acc)
+                        acc = vtzero(out, tile)
+                    if inside and dw == 1:
                         acc = vrun(out, acc, tile, rp, xoff[t], wfb + woff[t], run, nr)
-                elif inside:  # (a W dilation: a run per kw)
-                    for t in range(n):
+                    elif inside:  # (a W dilation: a run per kw)
                         for kw in range(KW):
                             acc = vrun(out, acc, tile, rp, xoff[t] + kw * dw * C * isz,
                                        wfb + woff[t] + kw * C * NV * isz, C, nr)
-                else:
-                    for t in range(n):
+                    else:
                         for kw in range(KW):
                             any_ = False
                             for i in range(RB):
@@ -151,8 +157,8 @@ def short_cl(x, wp, out, zrow, geo, tile, epi, ep_code, t_begin, t_end):
                                     pp[i] = za
                             if any_:
                                 acc = vrun(out, acc, tile, pp, 0, wfb + woff[t] + kw * C * NV * isz, C, nr)
-                # cl_kernel adds its partial sum to a zero total: -0 sums become +0
-                acc = vtadd(vtzero(out, tile), acc)
+                # each partial sum added to a total from zero (cl_kernel's): -0 sums become +0
+                acc = vtadd(tot, acc)
                 if ep_code > 0:
                     ne = len(epi) // 3
                     pe = addr(epi) + fb * NV * isz
