@@ -21,8 +21,8 @@ The algorithm choice is made here, in `_run`:
   (POINTWISE, segmentation heads): `cpu_pw.pointwise_cl`, eight pixels at
   a time, one FMA chain per output (the tiles' term order).
 - channels-last forward convolutions without groups and at most
-  cpu_rb.SUM_GROUP_TERMS terms per output on cl_kernel's 2-vector tile
-  (SHORT: a video network's 3-channel first layer, 1x1 layers):
+  SHORT_MAX_TERMS terms per output (SHORT: a video network's 3-channel
+  first layer, 1x1 layers, a 3-D U-Net's 16-channel layers):
   `cpu_short.short_cl`, cl_kernel's tile and term order a line at a time,
   without its row spaces and tap tables; the same bits.
 - their channels-first form, with a W stride of 1 and lines
@@ -168,9 +168,10 @@ DEPTHWISE_CF_BLOCK_POSITIONS = 8
 
 # Channels-last forward convolutions without groups, with dw == 1 and a
 # reduction of at most cpu_rb.SUM_GROUP_TERMS terms (one partial sum) on
-# cl_kernel's 2-vector tile run cpu_short.short_cl: one output line per
-# tile, its (kd, kh) taps listed once, a vrun of KW * C steps each; the
-# same bits. One thread, against cl_kernel: 7 x 56^2 x 3 -> 64 1 x 3 x 3
+# cl_kernel's 2-vector tile run cpu_short.short_cl (and, by the flags
+# below, W-dilated ones, one vector of channels, SHORT_MAX_TERMS): one
+# output line per tile, its (kd, kh) taps listed once, a vrun of KW * C
+# steps each; the same bits. One thread, against cl_kernel: 7 x 56^2 x 3 -> 64 1 x 3 x 3
 # 0.69-0.74x the time, 7 x 224^2 0.56-0.66, 224^2 x 3 -> 32 s2 0.54,
 # 56^2 x 8-28 -> 64 0.80-0.91, 28^2 x 16 -> 256 0.98, 32^3 x 4 -> 32 3 x
 # 3 x 3 0.78 (benchmarks/NOTES.md section 102). False: cl_kernel.

@@ -1,7 +1,7 @@
 """Channels-last forward convolutions with short reductions: a video
 network's first layer (7 x 224^2 x 3 -> 64, 1 x 3 x 3), a 3-D network's
-first layers, few-channel 2-D stems. Taken where a whole reduction is one
-of cl_kernel's partial sums (cpu.py's SHORT rule).
+first layers, few-channel 2-D stems, and reductions of a few of
+cl_kernel's partial sums (cpu.py's SHORT rule).
 
 cl_kernel's register tile and its vrun, on a plainer loop: a tile is (a
 run of) one output line (b, od, oh), its blocks consecutive output columns.
@@ -16,10 +16,10 @@ tables and two-level sums serve every op and layout. Blocks whose rows
 reach past the W edges run one vrun per kw, with the row of zeros for the
 columns outside, as cl_kernel's do.
 
-Term order: for each (kd, kh) inside the input, for each kw, for each input
-channel, one FMA from zero, then added to a zero total: cl_kernel's order
-for a single partial sum (KD * KH * KW * C <= SUM_GROUP_TERMS), so the same
-bits.
+Term order: for each group of cl_kernel's (kd, kh) pairs (cpu_rb.sum_group),
+for each (kd, kh) inside the input, for each kw, for each input channel,
+one FMA from zero, the group's sum then added to a total from zero:
+cl_kernel's order, so the same bits.
 
 short_cf is the same loop on channels-first data (SHORT_CF), with
 wv_kernel's tile: output channels x consecutive output columns, vectors
