@@ -70,7 +70,7 @@ def _conv_calls(dtype, cf):
                       lambda: ops.conv3d_transpose(x, w, out, st, pad, data_format=fmt, dilations=d)))
 
     # Output channels from one to several vectors (the channels-last tiles
-    # of one and two vectors, the latter also on cpu_short's kernel for the
+    # of one and two vectors, both also on cpu_short's kernel for the
     # short reductions of 8 input channels; the few-channel vectors-along-W
     # tiles; the channels-first tiles of one channel, 4 x 2 and 6 x 2 / 8 x
     # 2), rows

@@ -725,14 +725,14 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
         by_fill = (fill_ratio <= (CF_BANDS_ONE_VECTOR_ROW_RATIO if one_vector else CF_BANDS_FILL_RATIO)
                    and (band_vectors == 2 or not trans))
     dilated_ok = CF_BANDS_DILATED and D * H > 1 and part_lanes  # (a forward W dilation)
-    short_fill = 0.0  # SHORT_CF: the share of short_cf's lanes filled, 0 where it does not apply
+    short_line = (False, OW, 0.0)  # SHORT_CF: short_cf's lines (_short_cf_line), fill 0 where it does not apply
     if (SHORT_CF and channels_first and not trans and G == 1 and sw == 1
             and Fg >= SHORT_CF_MIN_CHANNELS and KD * KH * KW * Cg <= cpu_rb.SUM_GROUP_TERMS):
-        short_fill = _short_cf_line((D, H, W), (OD, OH, OW), (sd, sh, sw), KH, KW, x.dtype, Fg)[2]
-        if KD * KH * KW == 1 and short_fill >= SHORT_CF_1X1_FILL:
+        short_line = _short_cf_line((D, H, W), (OD, OH, OW), (sd, sh, sw), KH, KW, x.dtype, Fg)
+        if KD * KH * KW == 1 and short_line[2] >= SHORT_CF_1X1_FILL:
             # (1x1: ahead of the bands, whose channels-last copy of the input
             # costs as much as a call that reads each input once)
-            _short_cf(x, wg, (OD, OH, OW), strides, dilations, pads_before, writable, flat)
+            _short_cf(x, wg, (OD, OH, OW), strides, dilations, pads_before, writable, flat, short_line)
             return _finish(flat.reshape((B, F, OD, OH, OW)), True, epilogue)
     if (CF_BANDS and channels_first and (trans_ok or not trans and (dw == 1 or dilated_ok)) and G == 1
             and not patch
@@ -754,8 +754,8 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
             cpu_rb.parallel_tiles(cpu_patch.patch_cf, (x.reshape(-1), wp, flat, geo, tile),
                                   cpu_patch.n_tiles_cf(geo), work)
             return _finish(flat.reshape((B, Fg, OD, OH, OW)), True, epilogue)
-        if short_fill >= SHORT_CF_MIN_FILL:
-            _short_cf(x, wg, (OD, OH, OW), strides, dilations, pads_before, writable, flat)
+        if short_line[2] >= SHORT_CF_MIN_FILL:
+            _short_cf(x, wg, (OD, OH, OW), strides, dilations, pads_before, writable, flat, short_line)
             return _finish(flat.reshape((B, F, OD, OH, OW)), True, epilogue)
         if channels_first:
             xs = (Cx * D * H * W, D * H * W, H * W, W, 1)
@@ -1306,12 +1306,13 @@ def _short_cf_tile(length, F, dtype):
     return cpu_rb.wv_tile(F, length, cpu_simd.VBYTES // dtype.itemsize)
 
 
-def _short_cf(x, wg, out_spatial, strides, dilations, pads_before, writable, flat):
-    """cpu_short.short_cf into flat, channels-first (see _run)."""
+def _short_cf(x, wg, out_spatial, strides, dilations, pads_before, writable, flat, line):
+    """cpu_short.short_cf into flat, channels-first (see _run); line:
+    _short_cf_line's (flat, length, fill) for the call."""
     B, C, D, H, W = x.shape
     KD, KH, KW, _, F = wg.shape[1:]
     OD, OH, OW = out_spatial
-    whole, length, _ = _short_cf_line((D, H, W), out_spatial, strides, KH, KW, x.dtype, F)
+    whole, length, _ = line
     isz = x.dtype.itemsize
     tile = _short_cf_tile(length, F, x.dtype)
     wp, NFB = _memo(wg, ("wv", x.dtype.str, repr(tile), None),
