@@ -1314,6 +1314,10 @@ POINTWISE_CF_CASES = [
     ((2, 8, 2, 3, 33), (1, 1, 1, 8, 6)),
     ((1, 32, 1, 1, 200), (1, 1, 1, 32, 8)),
     ((2, 64, 9, 9), (1, 1, 64, 8)),  # vectors along W
+    # more positions than a span (cpu_pw.PW_CF_SPAN_POSITIONS) in one image, and spans across two images,
+    # for the input read a group of planes at a time (C not a multiple of the group)
+    ((1, 12, 130, 130), (1, 1, 12, 2)),
+    ((2, 9, 3, 50, 60), (1, 1, 1, 9, 3)),
 ]
 
 
@@ -1322,7 +1326,8 @@ POINTWISE_CF_CASES = [
 def test_pointwise_cf_same_bits(case, dtype, monkeypatch):
     """cpu_pw.pointwise_cf (POINTWISE_CF) against vectors along W and the
     channels-last call: the same FMA chain per output, so the same bits,
-    as one chunk and as many; NaN inputs; and the reference."""
+    as one chunk and as many, with the input planes read all at once and
+    a group at a time; NaN inputs; and the reference."""
     xs, ws = case
     rng = np.random.default_rng(59)
     x = rng.standard_normal(xs).astype(dtype)
@@ -1335,9 +1340,11 @@ def test_pointwise_cf_same_bits(case, dtype, monkeypatch):
     taken = []
     real = cpu._pointwise_cf
     monkeypatch.setattr(cpu, "_pointwise_cf", lambda *a: (taken.append(1), real(*a))[1])
-    results = _calls_with(call, x, w, monkeypatch, [({(cpu, "POINTWISE_CF"): on}, work)
-                                                    for on in (True, False) for work in (None, 10**12)])
-    assert taken == ([1, 1] if F <= 4 or C <= 32 else [])  # the two calls with POINTWISE_CF on
+    variants = [{(cpu, "POINTWISE_CF"): True}, {(cpu, "POINTWISE_CF"): True, (cpu, "POINTWISE_CF_GROUP_BYTES"): 0},
+                {(cpu, "POINTWISE_CF"): False}]
+    results = _calls_with(call, x, w, monkeypatch, [(v, work) for v in variants for work in (None, 10**12)])
+    assert cpu._pointwise_cf_group(C, F, x[0].size, x.itemsize) < C or F == 1 or C <= 4  # GROUP_BYTES still 0
+    assert taken == ([1] * 4 if F <= 4 or C <= 32 else [])  # the calls with POINTWISE_CF on
     y = results[0]
     assert all(r.tobytes() == y.tobytes() for r in results)
     assert np.moveaxis(_call_channels_last(call, x, w), -1, 1).tobytes() == y.tobytes()

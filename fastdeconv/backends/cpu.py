@@ -244,6 +244,23 @@ POINTWISE_CF = True
 POINTWISE_CF_MAX_CHANNELS = 4
 POINTWISE_CF_WIDE_CHANNELS = 8
 POINTWISE_CF_WIDE_INPUT_CHANNELS = 32
+# ... reading the input planes a group at a time (the sums waiting in the
+# output between groups, cpu_pw.pointwise_cf) where an image's input is at
+# least POINTWISE_CF_GROUP_BYTES: 8 planes for 2 output channels, 4 for
+# 3-8. Each plane is a stream, and NCDHW 64^3 x 16 -> 2 ran in 0.53-0.74x
+# the time of all 16 at once (one thread); 16 -> 8 and 16 -> 4 0.73-0.95
+# with 4. One output channel (32 -> 1: 1.10-1.13) and inputs in L2 (32 x
+# 112^2: 1.07-1.27) read every plane at once (benchmarks/NOTES.md section
+# 105).
+POINTWISE_CF_GROUP_BYTES = 4 << 20
+
+
+def _pointwise_cf_group(C, F, P, itemsize):
+    """The input planes cpu_pw.pointwise_cf reads at once (see
+    POINTWISE_CF_GROUP_BYTES)."""
+    if F == 1 or C * P * itemsize < POINTWISE_CF_GROUP_BYTES:
+        return C
+    return min(C, 8 if F == 2 else 4)
 
 # Channels-last calls with at most WV_NARROW float32 output channels per
 # group (half as many float64) use the vectors-along-W kernel; 0 turns it off.
@@ -1252,8 +1269,9 @@ def _pointwise_cf(x, wg, epilogue, out):
                     lambda: cpu_rb.pack_filters_wv(wg, x.dtype, tile, _alloc.root(wg).flags.writeable))
     y = _alloc.empty((B, F, D, H, W), x.dtype)
     NJ = tile.nvec * tile.lanes(x.dtype.itemsize)
+    group = _pointwise_cf_group(C, F, P, x.dtype.itemsize)
     cpu_rb.parallel_tiles(cpu_pw.pointwise_cf, (x.reshape(B, C, P), wp.reshape(NFB, C, tile.rows), y.reshape(B, F, P),
-                                                tile), B * _ceil(P, NJ), (C + 64) * F * B * P)
+                                                tile, group), B * _ceil(P, NJ), (C + 64) * F * B * P)
     return _finish(y, True, epilogue)
 
 

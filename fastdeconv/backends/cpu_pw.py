@@ -25,7 +25,7 @@ from zero, fused multiply-adds; the register-blocked kernels' order for a
 from .._jit import serial_kernel
 from . import cpu_simd
 from .cpu_simd import (Tile, addr, itemsize, scratch, tile_dims, tile_rows, vcopyn, vrun_cols, vrun_cols_whole,
-                       vtadd, vtranspose_block, vtranspose_over, vtstore, vtzero, vzip2)
+                       vtadd, vtload, vtranspose_block, vtranspose_over, vtstore, vtzero, vzip2)
 
 # The input channels' bytes per pixel the scratch rows hold (cpu.py's
 # POINTWISE_BYTES bounds the filters, C * F * itemsize, hence C * itemsize
@@ -145,6 +145,12 @@ def pointwise_cl(x, wp, out, tile, p_begin, p_end):
             out[q, f] = s
 
 
+# pointwise_cf's positions per span: where it reads the input planes a
+# group at a time, each span's sums wait in the output between the groups
+# (64 KB per float32 output plane, in L2)
+PW_CF_SPAN_POSITIONS = 16384
+
+
 def pw_cf_tile(F):
     """pointwise_cf's tile for F output channels: 8 vectors of positions
     for one channel (8 FMA chains, AVX-512's 32 registers; 4 with AVX2's
@@ -160,7 +166,7 @@ def pw_cf_tile(F):
 
 
 @serial_kernel
-def pointwise_cf(x, wp, out, tile, t_begin, t_end):
+def pointwise_cf(x, wp, out, tile, group, t_begin, t_end):
     """Channels-first 1x1 stride-1 convolutions, tiles [t_begin, t_end):
     tile t is image t // nb, positions [p0, p0 + NJ) with p0 = (t % nb) *
     NJ (NJ = NW x V; the image's last tile may have fewer). x (B, C, P)
@@ -169,9 +175,13 @@ def pointwise_cf(x, wp, out, tile, t_begin, t_end):
     The positions are the lanes already: each block of output channels is
     one vrun_cols_whole over the input channels' planes (masked loads for
     the last, shorter tile), stored straight into the output planes.
+    `group` < C: the planes are read `group` at a time over spans of
+    PW_CF_SPAN_POSITIONS positions, the partial sums kept in `out` between
+    the groups (fewer input streams at once: cpu.POINTWISE_CF_GROUP_BYTES).
     Term order: each output one FMA chain over the input channels in
     order, from zero, then added to zero: wv_kernel's for a 1x1
-    convolution, so the same bits."""
+    convolution, so the same bits (a chain stored and loaded again is
+    unchanged)."""
     B, C, P = x.shape
     F = out.shape[1]
     NFB = wp.shape[0]
@@ -182,21 +192,30 @@ def pointwise_cf(x, wp, out, tile, t_begin, t_end):
     so = scratch(0, _OFFS_BYTES)
     xa = addr(x)
     wa = addr(wp)
-    for t in range(t_begin, t_end):
-        b = t // nb
-        p0 = (t % nb) * NJ
-        n = NJ if NJ < P - p0 else P - p0
-        px = xa + (b * C * P + p0) * isz
-        for fb in range(NFB):
-            f0 = fb * FR
-            nf = FR if FR < F - f0 else F - f0
-            q = wa + fb * C * FR * isz
-            acc = vtzero(out, tile)
-            if n == NJ:
-                acc = vrun_cols_whole(out, acc, tile, px, P * isz, V * isz, 0, NJ, q, C)
-            else:
-                acc = vrun_cols(out, acc, tile, px, P * isz, isz, 0, n, q, C)
-            acc = vtadd(vtzero(out, tile), acc)
-            for i in range(FR):
-                so[i] = (b * F + f0 + i) * P + p0 if i < nf else -1
-            vtstore(out, tile, so, acc, n)
+    ng = (C + group - 1) // group
+    span = max(1, PW_CF_SPAN_POSITIONS // NJ) if ng > 1 else t_end - t_begin
+    for t0 in range(t_begin, t_end, span):
+        t1 = min(t_end, t0 + span)
+        for g in range(ng):
+            c0 = g * group
+            nc = min(group, C - c0)
+            for t in range(t0, t1):
+                b = t // nb
+                p0 = (t % nb) * NJ
+                n = NJ if NJ < P - p0 else P - p0
+                px = xa + ((b * C + c0) * P + p0) * isz
+                for fb in range(NFB):
+                    f0 = fb * FR
+                    nf = FR if FR < F - f0 else F - f0
+                    for i in range(FR):
+                        so[i] = (b * F + f0 + i) * P + p0 if i < nf else -1
+                    q = wa + (fb * C + c0) * FR * isz
+                    # the chains go on from the last group's sums, stored in out
+                    acc = vtzero(out, tile) if g == 0 else vtload(out, tile, so, n)
+                    if n == NJ:
+                        acc = vrun_cols_whole(out, acc, tile, px, P * isz, V * isz, 0, NJ, q, nc)
+                    else:
+                        acc = vrun_cols(out, acc, tile, px, P * isz, isz, 0, n, q, nc)
+                    if g == ng - 1:
+                        acc = vtadd(vtzero(out, tile), acc)
+                    vtstore(out, tile, so, acc, n)

@@ -463,6 +463,55 @@ def vtstore(typingctx, arr, tile, offs, accs, nf):
 
 
 @intrinsic
+def vtload(typingctx, arr, tile, offs, nf):
+    """vtstore's inverse: a register tile whose row i's vectors hold arr's
+    elements [offs[i], offs[i] + nf); rows with offs[i] < 0 and lanes past
+    nf are 0 (not read: masked loads)."""
+    if not (isinstance(tile, TileType) and _rows_type_ok(offs, tile.rows)):
+        return None
+    nr, nw = tile.rows, tile.nvec
+    isz = arr.dtype.bitwidth // 8
+    vt = types.UniTuple(Vec(arr.dtype, tile.vbytes), nr * nw)
+
+    def impl(context, builder, sig, args):
+        i64 = ir.IntType(64)
+        vty = context.get_value_type(vt.dtype)
+        n = vty.count
+        a = context.make_array(sig.args[0])(context, builder, args[0])
+        base = builder.ptrtoint(a.data, i64)
+        os_ = _row_values(context, builder, sig.args[2], args[2], nr)
+        nfv = context.cast(builder, args[3], sig.args[3], types.int64)
+        zero, zv = ir.Constant(i64, 0), ir.Constant(vty, None)
+        mload = _masked_load(builder, vty, arr.dtype.bitwidth)
+        full = builder.icmp_signed(">=", nfv, ir.Constant(i64, nw * n))
+        vs = []
+        for i in range(nr):
+            on = builder.icmp_signed(">=", os_[i], zero)
+            ptrs = [builder.inttoptr(builder.add(base, builder.mul(
+                builder.add(os_[i], ir.Constant(i64, j * n)), ir.Constant(i64, isz))), vty.as_pointer())
+                for j in range(nw)]
+            # whole rows with plain loads (as vtstore's stores)
+            with builder.if_else(builder.and_(on, full), likely=True) as (whole, part):
+                with whole:
+                    v_whole = [builder.load(ptrs[j], align=isz) for j in range(nw)]
+                    bb_whole = builder.block
+                with part:
+                    v_part = []
+                    for j in range(nw):
+                        mask = builder.and_(_range_mask(builder, n, zero, builder.sub(nfv, ir.Constant(i64, j * n))),
+                                            _splat(builder, ir.VectorType(ir.IntType(1), n), on))
+                        v_part.append(builder.call(mload, [ptrs[j], ir.Constant(ir.IntType(32), isz), mask, zv]))
+                    bb_part = builder.block
+            for j in range(nw):
+                ph = builder.phi(vty)
+                ph.add_incoming(v_whole[j], bb_whole)
+                ph.add_incoming(v_part[j], bb_part)
+                vs.append(ph)
+        return context.make_tuple(builder, vt, vs)
+    return vt(arr, tile, offs, nf), impl
+
+
+@intrinsic
 def vtstore_rows(typingctx, arr, tile, offs, accs, nj, vstride, nv):
     """vtstore for a tile whose vectors are different output rows: row
     i's vector j (j < nv) to arr's elements [offs[i] + j*vstride,
