@@ -611,7 +611,7 @@ def test_tail_pairs_keep_the_packed_rows_within_their_bytes(vector_bytes, monkey
 # channels-last (cpu.CF_BANDS, cpu_cfband), with the channel minimum
 # lowered to keep them small: two images and a last channel block of 8;
 # H stride and explicit padding; H dilation, VALID; 3-D with D padding and
-# a D stride; 1-D; lines whose rows fall in the H padding on both sides of
+# a D stride, a ring of D taps; 1-D; lines whose rows fall in the H padding on both sides of
 # the input, with one inside (1x1, H stride 2) and with none (H stride 3);
 # bands of 9 rows whose 4 W-edge columns (KW 5, 256 channels) run in blocks of their own
 # (cpu_cfband.column_groups).
@@ -641,6 +641,10 @@ CF_BAND_CASES = [
     ("conv2d", (1, 17, 12, 10), (3, 3, 17, 20), 1, "VALID", "NCHW", [1, 1, 2, 1]),
     ("conv3d", (1, 16, 5, 6, 7), (3, 3, 3, 16, 24), 1, "SAME", "NCDHW", None),
     ("conv3d", (2, 16, 5, 4, 6), (3, 2, 3, 16, 17), [1, 1, 2, 1, 1], "SAME", "NCDHW", None),
+    # the packed D taps a ring (cpu_cfband.RING_SLOTS): 5 taps, D stride 2 (3 kept from one plane to the
+    # next); a D dilation (no ring)
+    ("conv3d", (1, 16, 9, 4, 5), (5, 3, 3, 16, 18), [1, 1, 2, 1, 1], "SAME", "NCDHW", None),
+    ("conv3d", (1, 16, 7, 5, 6), (3, 3, 3, 16, 20), 1, "SAME", "NCDHW", [1, 1, 2, 1, 1]),
     ("conv1d", (3, 32, 11), (5, 32, 20), 1, "SAME", "NCW", 1),
     ("conv2d", (1, 16, 2, 2), (1, 1, 16, 18), [1, 1, 2, 1], [(1, 2), (0, 0)], "NCHW", None),
     ("conv2d", (1, 16, 1, 5), (1, 3, 16, 18), [1, 1, 3, 1], [(2, 2), (1, 1)], "NCHW", None),

@@ -52,6 +52,13 @@ BAND_BYTES = 384 * 1024
 # a tile in whole vectors of rows (at most 16: a 64-byte float32 vector) x 2 vectors of 64 bytes
 BUF_BYTES = 16 * 2 * 64
 
+# A convolution's packed D taps are a ring of KD planes (input plane i_d in
+# slot i_d % KD) for dd == 1, KD <= RING_SLOTS and one image per band: the
+# next output plane of the same band packs only the planes it does not
+# share with the last (one of KD for sd == 1).
+RING_SLOTS = 16
+_RING_BYTES = RING_SLOTS * 8
+
 
 def band_rows(OH, KD, KH, sh, dh, Wp, C, isz, trans):
     """Output rows per band (BH): as many as keep the KD planes of packed
@@ -295,7 +302,8 @@ def cfband_kernel(x, wp, out, geo, tile, wcols, tr, xin, t_begin, t_end):
     flat; wcols: `column_groups`; xin: NI * KD * rpb * Wp * C elements for
     the band's input rows, channels-last, image b0 + j's plane kd's row r
     (input row row0 + r, `band_geometry`) at ((j * KD + kd) * rpb + r) *
-    Wp * C, input column iw at column zb + iw. A group's blocks of
+    Wp * C, input column iw at column zb + iw (kd: the slot i_d % KD of
+    input plane i_d where the planes are a ring, RING_SLOTS). A group's blocks of
     positions take its columns on each band row of each image in turn.
     tr: None (a convolution) or True (a transpose): a variant each,
     compiled with only its own code."""
@@ -342,6 +350,9 @@ def cfband_kernel(x, wp, out, geo, tile, wcols, tr, xin, t_begin, t_end):
             xin[rr * slot + e] = 0
     packed = -1
     row0 = 0
+    ring = tr is None and dd == 1 and NI == 1 and KD <= RING_SLOTS
+    held = scratch(0, _RING_BYTES)  # the input plane in each slot of the ring
+    held_band = -1  # the ring's band and image: b0 * nbands + band
     for t in range(t_begin, t_end):
         # the tile's output-channel blocks [fb_lo, fb_hi): one, or (inner)
         # every block on each block of positions, whose input stays in L1
@@ -365,6 +376,10 @@ def cfband_kernel(x, wp, out, geo, tile, wcols, tr, xin, t_begin, t_end):
             # the band's input rows, every channel, channels-last; rows
             # outside the input are zeros (columns outside it always are)
             packed = r
+            if ring and b0 * nbands + band != held_band:
+                held_band = b0 * nbands + band
+                for kd in range(KD):
+                    held[kd] = -1
             for jk in range(ni * KD):
                 j = jk // KD  # image b0 + j's D tap kd
                 kd = jk - j * KD
@@ -376,12 +391,18 @@ def cfband_kernel(x, wp, out, geo, tile, wcols, tr, xin, t_begin, t_end):
                     i_d = i_d // sd
                 if i_d < 0 or i_d >= D:
                     continue  # never read: its taps are skipped
+                ks = kd  # its slot
+                if ring:
+                    ks = i_d % KD
+                    if held[ks] == i_d:
+                        continue  # packed for the last output plane
+                    held[ks] = i_d
                 # the rows inside the input: [r_lo, r_hi)
                 r_lo = min(max(-row0, 0), nrow)
                 r_hi = max(min(H - row0, nrow), r_lo)
                 for rr in range(nrow):
                     if rr < r_lo or rr >= r_hi:
-                        d0 = j * IMG + (kd * rpb + rr) * slot
+                        d0 = j * IMG + (ks * rpb + rr) * slot
                         for e in range(zb * C, (zb + W) * C):
                             xin[d0 + e] = 0
                 # V x V blocks (V channels' rows of V columns) transposed in
@@ -390,7 +411,7 @@ def cfband_kernel(x, wp, out, geo, tile, wcols, tr, xin, t_begin, t_end):
                 # along its plane (consecutive rows) for the hardware
                 # prefetchers
                 s0 = ((b0 + j) * C * D + i_d) * HW + row0 * W
-                d0 = j * IMG + (kd * rpb) * slot + zb * C
+                d0 = j * IMG + (ks * rpb) * slot + zb * C
                 cv = C - C % V
                 for c0 in range(0, cv, V):
                     for rr in range(r_lo, r_hi):
@@ -479,6 +500,7 @@ def cfband_kernel(x, wp, out, geo, tile, wcols, tr, xin, t_begin, t_end):
                             i_d = i_d // sd
                         if i_d < 0 or i_d >= D:
                             continue
+                        ks = i_d % KD if ring else kd
                         for kh in range(KH):
                             # the packed row the tap reads, relative to ra's
                             dr = kh * dh
@@ -520,7 +542,7 @@ def cfband_kernel(x, wp, out, geo, tile, wcols, tr, xin, t_begin, t_end):
                                     if (kw * dw - qw) % sw != 0:
                                         continue
                                     dc = -((kw * dw - qw) // sw)
-                                off = ((kd * rpb + dr) * slot + dc * C) * isz
+                                off = ((ks * rpb + dr) * slot + dc * C) * isz
                                 acc = vrun(out, acc, tile, ra, off, wfb + ((kd * KH + kh) * KW + kw) * C * NV * isz,
                                            steps, nr)
                     acc = vtadd(total, acc)
