@@ -1318,6 +1318,11 @@ POINTWISE_CF_CASES = [
     ((2, 8, 2, 3, 33), (1, 1, 1, 8, 6)),
     ((1, 32, 1, 1, 200), (1, 1, 1, 32, 8)),
     ((2, 64, 9, 9), (1, 1, 64, 8)),  # vectors along W
+    # channel-heavy on planes of POINTWISE_CF_MIN_POSITIONS or more: several blocks of output channels, each
+    # over spans of the input (cpu_pw.PW_CF_INPUT_SPAN_BYTES: 2 tiles with 512 channels)
+    ((1, 64, 12, 13), (1, 1, 64, 40)),
+    ((2, 24, 3, 7, 9), (1, 1, 1, 24, 20)),
+    ((1, 512, 200), (1, 512, 20)),
     # more positions than a span (cpu_pw.PW_CF_SPAN_POSITIONS) in one image, and spans across two images,
     # for the input read a group of planes at a time (C not a multiple of the group)
     ((1, 12, 130, 130), (1, 1, 12, 2)),
@@ -1347,8 +1352,10 @@ def test_pointwise_cf_same_bits(case, dtype, monkeypatch):
     variants = [{(cpu, "POINTWISE_CF"): True}, {(cpu, "POINTWISE_CF"): True, (cpu, "POINTWISE_CF_GROUP_BYTES"): 0},
                 {(cpu, "POINTWISE_CF"): False}]
     results = _calls_with(call, x, w, monkeypatch, [(v, work) for v in variants for work in (None, 10**12)])
-    assert cpu._pointwise_cf_group(C, F, x[0].size, x.itemsize) < C or F == 1 or C <= 4  # GROUP_BYTES still 0
-    assert taken == ([1] * 4 if F <= 4 or C <= 32 else [])  # the calls with POINTWISE_CF on
+    # (POINTWISE_CF_GROUP_BYTES still 0)
+    assert cpu._pointwise_cf_group(C, F, x[0, 0].size, x.itemsize) < C or F == 1 or F > 8 or C <= 4
+    P = x[0, 0].size
+    assert taken == ([1] * 4 if F <= 4 or C <= 32 or P >= cpu.POINTWISE_CF_MIN_POSITIONS else [])
     y = results[0]
     assert all(r.tobytes() == y.tobytes() for r in results)
     assert np.moveaxis(_call_channels_last(call, x, w), -1, 1).tobytes() == y.tobytes()
@@ -2572,6 +2579,7 @@ def test_short_cf_rule(monkeypatch):
     assert not short(3, 64, fmt="NHWC")
     assert short(3, 64, k=9, W=4000, padding="VALID")
     assert not short(3, 64, k=9, W=40000, padding="VALID")  # lane masks past SHORT_CF_MASK_BYTES
+    monkeypatch.setattr(cpu, "POINTWISE_CF_MIN_POSITIONS", 10**9)  # (else pointwise_cf: 648 positions)
     assert short(64, 64, k=1, W=4 * lanes + lanes // 2)  # 1x1: ahead of the bands (rows of part vectors)
     monkeypatch.setattr(cpu, "SHORT_CF_1X1_FILL", 2.0)
     assert not short(64, 64, k=1, W=4 * lanes + lanes // 2)

@@ -244,23 +244,31 @@ POINTWISE_CF = True
 POINTWISE_CF_MAX_CHANNELS = 4
 POINTWISE_CF_WIDE_CHANNELS = 8
 POINTWISE_CF_WIDE_INPUT_CHANNELS = 32
+# ... or any number of channels on planes of POINTWISE_CF_MIN_POSITIONS or
+# more, where the short-reduction kernel and the bands ran 1.05-1.5x the
+# channels-last time and pointwise_cf 0.85-1.0 (2-D), 1.13-1.45 (3-D); on
+# 7^2 planes (two tiles of 32 positions, one part empty) it was 1.07-1.10
+# against 0.94-1.01 (benchmarks/NOTES.md section 107)
+POINTWISE_CF_MIN_POSITIONS = 128
 # ... reading the input planes a group at a time (the sums waiting in the
 # output between groups, cpu_pw.pointwise_cf) where an image's input is at
 # least POINTWISE_CF_GROUP_BYTES: 8 planes for 2 output channels, 4 for
 # 3-8. Each plane is a stream, and NCDHW 64^3 x 16 -> 2 ran in 0.53-0.74x
 # the time of all 16 at once (one thread); 16 -> 8 and 16 -> 4 0.73-0.95
-# with 4. One output channel (32 -> 1: 1.10-1.13) and inputs in L2 (32 x
-# 112^2: 1.07-1.27) read every plane at once (benchmarks/NOTES.md section
-# 105).
+# with 4; 64 -> 8 0.74x the channels-last time, 1.02 all at once. One
+# output channel (32 -> 1: 1.10-1.13), more than 8 (1.4-3.9x slower in
+# groups) and inputs in L2 (32 x 112^2: 1.07-1.27) read every plane at
+# once (benchmarks/NOTES.md sections 105 and 107).
 POINTWISE_CF_GROUP_BYTES = 4 << 20
 
 
 def _pointwise_cf_group(C, F, P, itemsize):
     """The input planes cpu_pw.pointwise_cf reads at once (see
     POINTWISE_CF_GROUP_BYTES)."""
-    if F == 1 or C * P * itemsize < POINTWISE_CF_GROUP_BYTES:
+    if F == 1 or F > POINTWISE_CF_WIDE_CHANNELS or C * P * itemsize < POINTWISE_CF_GROUP_BYTES:
         return C
     return min(C, 8 if F == 2 else 4)
+
 
 # Channels-last calls with at most WV_NARROW float32 output channels per
 # group (half as many float64) use the vectors-along-W kernel; 0 turns it off.
@@ -662,7 +670,8 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
         return _pointwise(x, wg, epilogue, out)
     if (POINTWISE_CF and channels_first and not trans and G == 1 and KD == KH == KW == 1
             and (Fg <= POINTWISE_CF_MAX_CHANNELS
-                 or Fg <= POINTWISE_CF_WIDE_CHANNELS and Cg <= POINTWISE_CF_WIDE_INPUT_CHANNELS)
+                 or Fg <= POINTWISE_CF_WIDE_CHANNELS and Cg <= POINTWISE_CF_WIDE_INPUT_CHANNELS
+                 or D * H * W >= POINTWISE_CF_MIN_POSITIONS)
             and (sd, sh, sw, pd, ph, pw) == (1, 1, 1, 0, 0, 0) and (OD, OH, OW) == (D, H, W)):
         return _pointwise_cf(x, wg, epilogue, out)
     narrow = (not channels_first and Fg <= WV_NARROW * 4 // x.dtype.itemsize

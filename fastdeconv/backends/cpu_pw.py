@@ -149,6 +149,10 @@ def pointwise_cl(x, wp, out, tile, p_begin, p_end):
 # group at a time, each span's sums wait in the output between the groups
 # (64 KB per float32 output plane, in L2)
 PW_CF_SPAN_POSITIONS = 16384
+# With several blocks of output channels, each block runs over a span of
+# at most PW_CF_INPUT_SPAN_BYTES of input (read again from L2 by the next
+# block), so that a span's stores go to one block's planes at a time
+PW_CF_INPUT_SPAN_BYTES = 64 * 1024
 
 
 def pw_cf_tile(F):
@@ -193,23 +197,27 @@ def pointwise_cf(x, wp, out, tile, group, t_begin, t_end):
     xa = addr(x)
     wa = addr(wp)
     ng = (C + group - 1) // group
-    span = max(1, PW_CF_SPAN_POSITIONS // NJ) if ng > 1 else t_end - t_begin
+    span = t_end - t_begin
+    if ng > 1:
+        span = max(1, PW_CF_SPAN_POSITIONS // NJ)
+    if NFB > 1:
+        span = min(span, max(1, PW_CF_INPUT_SPAN_BYTES // (C * NJ * isz)))
     for t0 in range(t_begin, t_end, span):
         t1 = min(t_end, t0 + span)
-        for g in range(ng):
-            c0 = g * group
-            nc = min(group, C - c0)
-            for t in range(t0, t1):
-                b = t // nb
-                p0 = (t % nb) * NJ
-                n = NJ if NJ < P - p0 else P - p0
-                px = xa + ((b * C + c0) * P + p0) * isz
-                for fb in range(NFB):
-                    f0 = fb * FR
-                    nf = FR if FR < F - f0 else F - f0
+        for fb in range(NFB):
+            f0 = fb * FR
+            nf = FR if FR < F - f0 else F - f0
+            for g in range(ng):
+                c0 = g * group
+                nc = min(group, C - c0)
+                q = wa + (fb * C + c0) * FR * isz
+                for t in range(t0, t1):
+                    b = t // nb
+                    p0 = (t % nb) * NJ
+                    n = NJ if NJ < P - p0 else P - p0
+                    px = xa + ((b * C + c0) * P + p0) * isz
                     for i in range(FR):
                         so[i] = (b * F + f0 + i) * P + p0 if i < nf else -1
-                    q = wa + (fb * C + c0) * FR * isz
                     # the chains go on from the last group's sums, stored in out
                     acc = vtzero(out, tile) if g == 0 else vtload(out, tile, so, n)
                     if n == NJ:
