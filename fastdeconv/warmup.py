@@ -105,6 +105,9 @@ def _conv_calls(dtype, cf):
     for F in (1, 2, 3, 4, 8, 16):  # the pointwise kernels' tiles (cpu_pw.pw_tile, pw_cf_tile)
         w1 = frozen(arr(1, 1, 1, 4, F))
         calls.append((f"conv3d {fmt} 1x1 4->{F}", lambda w1=w1: ops.conv3d(x, w1, 1, "SAME", data_format=fmt)))
+    # ... channels-first, more than 8 output channels on a long plane (its 8 x 3 tile)
+    xl, wl = x_of(4, 1, 128, 128), frozen(arr(1, 1, 1, 4, 16))
+    calls.append((f"conv3d {fmt} 1x1 4->16, 128x128", lambda: ops.conv3d(xl, wl, 1, "SAME", data_format=fmt)))
     conv(8, 8, 3, 4, 9, groups=8)
     # 2-D depthwise calls of 8 channels (cpu_dw.depthwise_cf): rows of 9 on
     # flat tiles, of 16 on tiles of output rows

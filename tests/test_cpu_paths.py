@@ -1323,6 +1323,7 @@ POINTWISE_CF_CASES = [
     ((1, 64, 12, 13), (1, 1, 64, 40)),
     ((2, 24, 3, 7, 9), (1, 1, 1, 24, 20)),
     ((1, 512, 200), (1, 512, 20)),
+    ((1, 16, 130, 130), (1, 1, 16, 12)),  # a long plane: the 8 x 3 tile (cpu_pw.PW_CF_WIDE3_POSITIONS)
     # more positions than a span (cpu_pw.PW_CF_SPAN_POSITIONS) in one image, and spans across two images,
     # for the input read a group of planes at a time (C not a multiple of the group)
     ((1, 12, 130, 130), (1, 1, 12, 2)),

@@ -1273,7 +1273,7 @@ def _pointwise_cf(x, wg, epilogue, out):
     if out is not None:
         out[...] = _pointwise_cf(x, wg, epilogue, None)
         return out
-    tile = cpu_pw.pw_cf_tile(F)
+    tile = cpu_pw.pw_cf_tile(F, D * H * W)
     wp, NFB = _memo(wg, ("pw-cf", x.dtype.str, repr(tile)),
                     lambda: cpu_rb.pack_filters_wv(wg, x.dtype, tile, _alloc.root(wg).flags.writeable))
     y = _alloc.empty((B, F, D, H, W), x.dtype)

@@ -155,17 +155,30 @@ PW_CF_SPAN_POSITIONS = 16384
 PW_CF_INPUT_SPAN_BYTES = 64 * 1024
 
 
-def pw_cf_tile(F):
-    """pointwise_cf's tile for F output channels: 8 vectors of positions
-    for one channel (8 FMA chains, AVX-512's 32 registers; 4 with AVX2's
-    16), 2 x 4 for two, 4 x 4 (4 x 2) up to four, the wide 2-vector tile
-    beyond."""
+# More than 8 output channels on planes of at least PW_CF_WIDE3_POSITIONS
+# positions: the 8 x 3 tile where there are 32 vector registers (24
+# accumulators; 11 loads per 24 FMAs, against 10 per 16). NCDHW 32^3 x 32
+# -> 64 and 64 -> 32 1x1: 1.45-1.50x the channels-last time -> 1.17-1.19,
+# 64^3 x 16 -> 32 1.72 -> 1.45; on smaller planes no better or worse (NCHW
+# 56^2 x 64 -> 256 0.94-0.98 -> 1.00, 8 x 7^3 x 128 -> 256 0.88 -> 0.96),
+# with up to 8 output channels worse (64^3 x 64 -> 8 0.76 -> 0.98;
+# benchmarks/NOTES.md section 108)
+PW_CF_WIDE3_POSITIONS = 16384
+
+
+def pw_cf_tile(F, P):
+    """pointwise_cf's tile for F output channels on planes of P positions:
+    8 vectors of positions for one channel (8 FMA chains, AVX-512's 32
+    registers; 4 with AVX2's 16), 2 x 4 for two, 4 x 4 (4 x 2) up to
+    four, the wide 2-vector tile beyond, or 8 x 3 (PW_CF_WIDE3_POSITIONS)."""
     if F == 1:
         return Tile(1, 8 if cpu_simd.VREGS >= 32 else 4)
     if F == 2:
         return Tile(2, 4)
     if F <= 4:
         return Tile(4, 4 if cpu_simd.VREGS >= 32 else 2)
+    if F > 8 and P >= PW_CF_WIDE3_POSITIONS and cpu_simd.VREGS >= 32:
+        return Tile(8, 3)
     return Tile(tile_rows(2), 2)
 
 
