@@ -420,6 +420,15 @@ def vtadd(typingctx, a, b):
     return a(a, b), impl
 
 
+def _row_vectors(builder, vty, base, off, nw, isz):
+    """Pointers to a tile row's nw vectors vty: the first at element off
+    (i64) of the array at byte address base, the others after it."""
+    i64 = ir.IntType(64)
+    return [builder.inttoptr(builder.add(base, builder.mul(builder.add(off, ir.Constant(i64, j * vty.count)),
+                                                           ir.Constant(i64, isz))), vty.as_pointer())
+            for j in range(nw)]
+
+
 @intrinsic
 def vtstore(typingctx, arr, tile, offs, accs, nf):
     """Row i's vectors accs[i*NW : (i+1)*NW] (NW = tile.nvec) to arr's
@@ -447,9 +456,7 @@ def vtstore(typingctx, arr, tile, offs, accs, nf):
             # (masked ones cost a mask per vector, noticeable on tiles with
             # little work, e.g. 3 input channels)
             with builder.if_then(builder.icmp_signed(">=", os_[i], zero), likely=True):
-                ptrs = [builder.inttoptr(builder.add(base, builder.mul(
-                    builder.add(os_[i], ir.Constant(i64, j * n)), ir.Constant(i64, isz))), vty.as_pointer())
-                    for j in range(nw)]
+                ptrs = _row_vectors(builder, vty, base, os_[i], nw, isz)
                 with builder.if_else(full, likely=True) as (whole, part):
                     with whole:
                         for j in range(nw):
@@ -487,9 +494,7 @@ def vtload(typingctx, arr, tile, offs, nf):
         vs = []
         for i in range(nr):
             on = builder.icmp_signed(">=", os_[i], zero)
-            ptrs = [builder.inttoptr(builder.add(base, builder.mul(
-                builder.add(os_[i], ir.Constant(i64, j * n)), ir.Constant(i64, isz))), vty.as_pointer())
-                for j in range(nw)]
+            ptrs = _row_vectors(builder, vty, base, os_[i], nw, isz)
             # whole rows with plain loads (as vtstore's stores)
             with builder.if_else(builder.and_(on, full), likely=True) as (whole, part):
                 with whole:
