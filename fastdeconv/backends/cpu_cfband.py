@@ -39,7 +39,7 @@ import numpy as np
 from .._jit import serial_kernel
 from .cpu_rb import ROW_SCRATCH_BYTES, sum_group
 from .cpu_simd import (addr, itemsize, scratch, tile_dims, tile_part_rows, vcopyn, vrun, vstore_every2, vtadd,
-                       vtranspose_block, vtstore, vtzero)
+                       vtranspose_block, vtstore, vtstore_planes, vtzero)
 
 # The packed band: at most this many bytes (per chunk of tiles). Larger
 # bands have more rows for each block of positions and for the W-edge
@@ -483,6 +483,13 @@ def cfband_kernel(x, wp, out, geo, tile, wcols, tr, xin, t_begin, t_end):
                             if m * ncol == npi:
                                 m = 0
                                 j += 1
+                # a whole tile of consecutive output positions (one
+                # column group of every column, one image): stored from
+                # the registers (cpu_simd.vtstore_planes)
+                flat = nr == RB
+                for i in range(1, RB):
+                    if o[i] != o[0] + i:
+                        flat = False
                 for fb in range(fb_lo, fb_hi):
                     f0 = fb * NV
                     nf = NV if NV < F - f0 else F - f0
@@ -546,7 +553,10 @@ def cfband_kernel(x, wp, out, geo, tile, wcols, tr, xin, t_begin, t_end):
                                 acc = vrun(out, acc, tile, ra, off, wfb + ((kd * KH + kh) * KW + kw) * C * NV * isz,
                                            steps, nr)
                     acc = vtadd(total, acc)
-                    # to the channel planes: the tile channels-last in buf,
+                    if flat:
+                        vtstore_planes(out, tile, acc, oa + (o[0] + f0 * ODHW) * isz, ODHW * isz, nf)
+                        continue
+                    # else to the channel planes: the tile channels-last in buf,
                     # transposed by V x V blocks into buf2 (channel f's
                     # positions at f * PV), then each run of up to V positions
                     # on one output row stored as (part of) a vector per channel

@@ -552,6 +552,52 @@ def vtstore_rows(typingctx, arr, tile, offs, accs, nj, vstride, nv):
 
 
 @intrinsic
+def vtstore_planes(typingctx, arr, tile, accs, dst, pstride, nf):
+    """A tile whose rows are consecutive positions of channel planes
+    (channels-first), transposed in registers and stored: row i's lane f
+    of vector j (channel j * V + f, V the lanes) to byte address dst +
+    (j * V + f) * pstride + i * itemsize, for channels below nf. Each
+    chunk of up to V rows takes the P x P block transpose
+    (`_transpose_blocks`, P the chunk's rows rounded up to a power of
+    two), whose vectors then hold each channel's run of rows; one plain
+    store of the chunk's rows per channel. Replaces a tile stored
+    channels-last, transposed through memory and copied out run by run."""
+    if not (isinstance(tile, TileType) and isinstance(accs, types.UniTuple) and isinstance(accs.dtype, Vec)
+            and accs.count == tile.rows * tile.nvec):
+        return None
+    nr, nw = tile.rows, tile.nvec
+    isz = arr.dtype.bitwidth // 8
+
+    def impl(context, builder, sig, args):
+        i64, i32 = ir.IntType(64), ir.IntType(32)
+        vty = context.get_value_type(accs.dtype)
+        nl = vty.count
+        vs = cgutils.unpack_tuple(builder, args[2], accs.count)
+        d, ps, nfv = (context.cast(builder, args[k], sig.args[k], types.int64) for k in (3, 4, 5))
+        undef = ir.Constant(vty, ir.Undefined)
+        for r0 in range(0, nr, nl):
+            m = min(nl, nr - r0)  # the chunk's rows
+            P = 1
+            while P < m:
+                P *= 2
+            sty = ir.VectorType(vty.element, m)
+            for j in range(nw):
+                rows = [vs[(r0 + i) * nw + j] for i in range(m)] + [undef] * (P - m)
+                _transpose_blocks(builder, rows)
+                for f in range(nl):  # channel j * nl + f: lanes [g * P, g * P + m) of vector i
+                    g, i = divmod(f, P)
+                    run = builder.shuffle_vector(rows[i], undef, ir.Constant(ir.VectorType(i32, m),
+                                                                             [g * P + k for k in range(m)]))
+                    ch = j * nl + f
+                    with builder.if_then(builder.icmp_signed(">", nfv, ir.Constant(i64, ch)), likely=True):
+                        ptr = builder.add(d, builder.add(builder.mul(ps, ir.Constant(i64, ch)),
+                                                         ir.Constant(i64, r0 * isz)))
+                        builder.store(run, builder.inttoptr(ptr, sty.as_pointer()), align=isz)
+        return context.get_dummy_value()
+    return types.void(arr, tile, accs, dst, pstride, nf), impl
+
+
+@intrinsic
 def vtstore_flat(typingctx, arr, tile, base, accs, p0, r0, Ws, OW, OH):
     """Stores a tile whose vectors hold consecutive positions of a plane
     laid out Ws columns a row (cpu_dw.depthwise_cf's flat tiles): vector
@@ -889,14 +935,15 @@ vcopyn = _make_vcopy(False)
 vcopy_over = _make_vcopy(True)
 
 
-def _vtranspose(builder, vty, isz, d, s_, ss, ds, n, nread):
-    """vtranspose_block's code: rows read up to element nread - 1 (i64),
-    the first n vectors stored."""
-    i64 = ir.IntType(64)
-    nl = vty.count
-    rows = [_load_first(builder, vty, builder.inttoptr(builder.add(s_, builder.mul(ss, ir.Constant(i64, k))),
-                                                       vty.as_pointer()), nread, isz) for k in range(nl)]
-    h = nl // 2
+def _transpose_blocks(builder, rows):
+    """Transposes, in place, each P x P block of the P vectors `rows` (P a
+    power of two, at most their lanes): after it, lane g * P + k of vector
+    i is what lane g * P + i of vector k was. log2(P) stages of P
+    two-source shuffles, each swapping the off-diagonal h x h blocks of
+    row pairs (i, i + h), h = P/2, P/4, ..., 1."""
+    P = len(rows)
+    nl = rows[0].type.count
+    h = P // 2
     while h:
         # lane j of the first row: a[j] where j & h == 0, else b[j - h];
         # of the second: a[j + h] where j & h == 0, else b[j]
@@ -904,12 +951,22 @@ def _vtranspose(builder, vty, isz, d, s_, ss, ds, n, nread):
                          [j if not j & h else nl + j - h for j in range(nl)])
         hi = ir.Constant(ir.VectorType(ir.IntType(32), nl),
                          [j + h if not j & h else nl + j for j in range(nl)])
-        for i in range(nl):
+        for i in range(P):
             if not i & h:
                 a, b = rows[i], rows[i + h]
                 rows[i] = builder.shuffle_vector(a, b, lo)
                 rows[i + h] = builder.shuffle_vector(a, b, hi)
         h //= 2
+
+
+def _vtranspose(builder, vty, isz, d, s_, ss, ds, n, nread):
+    """vtranspose_block's code: rows read up to element nread - 1 (i64),
+    the first n vectors stored."""
+    i64 = ir.IntType(64)
+    nl = vty.count
+    rows = [_load_first(builder, vty, builder.inttoptr(builder.add(s_, builder.mul(ss, ir.Constant(i64, k))),
+                                                       vty.as_pointer()), nread, isz) for k in range(nl)]
+    _transpose_blocks(builder, rows)
     for j in range(nl):
         with builder.if_then(builder.icmp_signed(">", n, ir.Constant(i64, j)), likely=True):
             builder.store(rows[j], builder.inttoptr(builder.add(d, builder.mul(ds, ir.Constant(i64, j))),
