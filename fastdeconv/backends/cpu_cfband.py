@@ -39,7 +39,7 @@ import numpy as np
 from .._jit import serial_kernel
 from .cpu_rb import ROW_SCRATCH_BYTES, sum_group
 from .cpu_simd import (addr, itemsize, scratch, tile_dims, tile_part_rows, vcopyn, vrun, vstore_every2, vtadd,
-                       vtranspose_block, vtstore, vtstore_planes, vtzero)
+                       vtranspose_block, vtstore_planes, vtzero)
 
 # The packed band: at most this many bytes (per chunk of tiles). Larger
 # bands have more rows for each block of positions and for the W-edge
@@ -325,14 +325,9 @@ def cfband_kernel(x, wp, out, geo, tile, wcols, tr, xin, t_begin, t_end):
     ra = rows[0:RB]  # row addresses in xin
     o = rows[RB:2 * RB]  # output offsets (channel 0)
     PV = (RB + V - 1) // V * V  # the tile's rows in whole vectors
-    buf = scratch(out, BUF_BYTES)  # the tile, channels-last, PV rows (rows past RB unused)
     buf2 = scratch(out, BUF_BYTES)  # the tile transposed: channel f's positions at f * PV
-    ba = addr(buf)
     b2a = addr(buf2)
     oa = addr(out)
-    so = rows[2 * RB:3 * RB]
-    for i in range(RB):
-        so[i] = i * NV
     xa = addr(xin)
     xba = addr(x)
     DHW = D * HW
@@ -556,15 +551,11 @@ def cfband_kernel(x, wp, out, geo, tile, wcols, tr, xin, t_begin, t_end):
                     if flat:
                         vtstore_planes(out, tile, acc, oa + (o[0] + f0 * ODHW) * isz, ODHW * isz, nf)
                         continue
-                    # else to the channel planes: the tile channels-last in buf,
-                    # transposed by V x V blocks into buf2 (channel f's
-                    # positions at f * PV), then each run of up to V positions
-                    # on one output row stored as (part of) a vector per channel
-                    vtstore(buf, tile, so, acc, NV)
-                    for r0 in range(0, RB, V):
-                        for c0 in range(0, NV, V):
-                            vtranspose_block(buf2, tile, b2a + (c0 * PV + r0) * isz, ba + (r0 * NV + c0) * isz,
-                                             NV * isz, PV * isz, V)
+                    # else to the channel planes: the tile transposed into
+                    # buf2 (channel f's positions at f * PV), then each run of
+                    # up to V positions on one output row stored as (part of)
+                    # a vector per channel
+                    vtstore_planes(buf2, tile, acc, b2a, PV * isz, NV)
                     i = 0
                     while i < nr:
                         e = i + 1  # a run of consecutive output offsets, at most V
