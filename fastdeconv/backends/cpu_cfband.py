@@ -19,8 +19,10 @@ taps at the edges make blocks of their own, and a band of a whole small
 plane holds several images' rows (blocks then run across images, as
 cl_kernel's row spaces do), where a count of the kernel's steps and
 stores says that costs less (`band_plan`, `plane_cost`). The tile goes to
-the output's channel planes transposed the same way, as vector runs of
-consecutive positions (cpu_simd.vcopyn).
+the output's channel planes transposed in registers
+(cpu_simd.vtstore_planes): straight to the planes where its positions
+are consecutive outputs, else to a buffer whose runs of consecutive
+positions are then copied out (cpu_simd.vcopyn, vstore_every2).
 
 Term order: cl_kernel's (for each group of gs consecutive (kd, kh), a
 partial sum over (kw, c) from zero, added to the running total; a
