@@ -772,18 +772,27 @@ def test_cf_bands_one_vector_tile(case, dtype, vector_bytes, monkeypatch):
     (("conv2d", (1, 128, 3, 16), (3, 3, 128, 128), 1, "SAME", "NCHW", None), True),  # ... 128 channels
     (("conv2d", (1, 64, 7, 32), (3, 3, 64, 64), [1, 1, 1, 2], "SAME", "NCHW", None), True),  # W stride
     (("conv2d", (1, 64, 7, 14), (3, 3, 64, 64), 1, "SAME", "NCHW", None), True),  # 14 columns
-    (("conv2d", (1, 48, 7, 14), (3, 3, 48, 64), 1, "SAME", "NCHW", None), False),  # 48 input channels
-    (("conv2d", (1, 64, 7, 14), (3, 3, 64, 48), 1, "SAME", "NCHW", None), False),  # 48 output channels
     # rows that fill vectors along W's lanes poorly against the band tile's
     # channel lanes (16 here): 12 columns in 16 lanes (0.75), 20 in 24
-    # (0.83), from 16 channels; 14 in 16 (0.875) stays
+    # (0.83), from 16 channels; 14 in 16 (0.875) on the 2-vector band tile
+    (("conv2d", (1, 48, 7, 14), (3, 3, 48, 64), 1, "SAME", "NCHW", None), True),
+    (("conv2d", (1, 64, 7, 14), (3, 3, 64, 48), 1, "SAME", "NCHW", None), True),
+    (("conv2d", (1, 16, 7, 14), (3, 3, 16, 8), 1, "SAME", "NCHW", None), False),  # one-vector band tile
     (("conv2d", (1, 32, 7, 12), (3, 3, 32, 32), 1, "SAME", "NCHW", None), True),
     (("conv2d", (1, 16, 7, 12), (3, 3, 16, 16), 1, "SAME", "NCHW", None), True),
     (("conv3d", (1, 16, 3, 5, 20), (3, 3, 3, 16, 32), 1, "SAME", "NCDHW", None), True),
     (("conv2d_transpose", (1, 32, 7, 12), (3, 3, 32, 32), 1, "SAME", "NCHW", None), True),
     (("conv2d", (1, 8, 7, 12), (3, 3, 8, 32), 1, "SAME", "NCHW", None), False),  # 8 input channels
     (("conv2d", (1, 32, 7, 12), (3, 3, 32, 24), 1, "SAME", "NCHW", None), False),  # 24 of 32 band lanes
-    (("conv2d", (1, 32, 7, 14), (3, 3, 32, 32), 1, "SAME", "NCHW", None), False),
+    (("conv2d", (1, 32, 7, 14), (3, 3, 32, 32), 1, "SAME", "NCHW", None), True),
+    # 3-D rows of up to two vectors (16 columns here) from 32 input channels
+    # on the 2-vector band tile; 2-D ones, and 16 input channels, stay
+    (("conv3d", (1, 32, 3, 4, 16), (3, 3, 3, 32, 32), 1, "SAME", "NCDHW", None), True),
+    (("conv3d_transpose", (1, 32, 3, 4, 16), (3, 3, 3, 32, 32), 1, "SAME", "NCDHW", None), True),
+    (("conv2d", (1, 32, 7, 16), (3, 3, 32, 32), 1, "SAME", "NCHW", None), False),
+    (("conv3d", (1, 16, 3, 4, 16), (3, 3, 3, 16, 32), 1, "SAME", "NCDHW", None), False),
+    (("conv3d", (1, 32, 3, 4, 16), (3, 3, 3, 32, 8), 1, "SAME", "NCDHW", None), False),  # one-vector band tile
+    (("conv3d", (1, 32, 3, 4, 24), (3, 3, 3, 32, 32), 1, "SAME", "NCDHW", None), False),  # 3 vectors
     (("conv2d_transpose", (1, 16, 7, 12), (3, 3, 32, 16), 2, "SAME", "NCHW", None), False),  # strided: from 32
     # rows of one vector (8 columns) from 32 input channels, up to a ratio of 1
     (("conv2d", (1, 32, 7, 8), (3, 3, 32, 32), 1, "SAME", "NCHW", None), True),
@@ -808,6 +817,10 @@ def test_cf_bands_one_vector_tile(case, dtype, vector_bytes, monkeypatch):
     (("conv2d_transpose", (1, 128, 7, 8), (4, 4, 64, 128), 2, "SAME", "NCHW", None), True),
     (("conv2d_transpose", (1, 128, 7, 8), (3, 3, 64, 128), 2, "SAME", "NCHW", None), False),
     (("conv3d_transpose", (1, 128, 3, 4, 8), (3, 3, 3, 64, 128), 2, "SAME", "NCDHW", None), True),  # 432 steps
+    # 3-D, one-vector W phases: from 64 input and 32 output channels
+    (("conv3d_transpose", (1, 64, 3, 4, 8), (3, 3, 3, 32, 64), 2, "SAME", "NCDHW", None), True),
+    (("conv3d_transpose", (1, 32, 3, 4, 8), (3, 3, 3, 64, 32), 2, "SAME", "NCDHW", None), False),
+    (("conv3d_transpose", (1, 64, 3, 4, 8), (3, 3, 3, 16, 64), 2, "SAME", "NCDHW", None), False),
     (("conv2d_transpose", (1, 128, 7, 8), (4, 4, 32, 128), 2, "SAME", "NCHW", None), False),  # 32 out
     (("conv2d_transpose", (1, 128, 7, 16), (4, 4, 64, 128), 2, "SAME", "NCHW", None), False),  # 16 columns
     (("conv2d_transpose", (1, 64, 7, 7), (3, 3, 32, 64), 2, "SAME", "NCHW", None), True),  # 32 out, 7 columns

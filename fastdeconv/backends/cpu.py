@@ -403,6 +403,14 @@ CF_BANDS_ANY_ROW_CHANNELS = 128
 CF_BANDS_NARROW_PHASE_CHANNELS = 32
 CF_BANDS_ONE_VECTOR_PHASE_OUT_CHANNELS = 64
 CF_BANDS_ONE_VECTOR_PHASE_STEPS = 384
+# ... and, since the band tile goes to the channel planes from the
+# registers (section 109), 3-D strided transposes with one-vector W phases
+# from CF_BANDS_ONE_VECTOR_PHASE_WIDE_CHANNELS input channels (and
+# CF_BANDS_NARROW_PHASE_CHANNELS output channels). Zen 5, one thread, time
+# against vectors along W, three runs: NCDHW 16^3 x 64 -> 32 k3 s2
+# 0.88-0.98, 64 -> 64 0.86-0.90, 128 -> 32 0.85-0.95; 32 input channels
+# 0.97-1.04, 2-D k4 s2 0.93-1.05 stay (benchmarks/NOTES.md section 110).
+CF_BANDS_ONE_VECTOR_PHASE_WIDE_CHANNELS = 64
 CF_BANDS_MAX_BYTES = 1 << 20
 # ... and forward convolutions with a W dilation (a run per W tap, as
 # cl_kernel's: the same bits) whose output rows leave vectors along W's
@@ -437,6 +445,12 @@ CF_BANDS_DILATED = True
 # vectors along W).
 CF_BANDS_FILL_CHANNELS = 16
 CF_BANDS_FILL_RATIO = 0.85
+# ... CF_BANDS_FILL_RATIO_TWO_VECTORS for rows of more than one vector on
+# the 2-vector band tile (not strided transposes), since section 109: 28 or
+# 56 float32 columns (0.875) with 32 channels, time against vectors along
+# W, NCHW 8 x 28^2 0.87-0.89, 56^2 0.91-0.93, 4 x 56^2 0.81-0.88, NCDHW
+# 28^3 0.75-0.79; 64 channels 0.97-1.02 (section 110)
+CF_BANDS_FILL_RATIO_TWO_VECTORS = 0.9
 # ... or CF_BANDS_ONE_VECTOR_ROW_RATIO for output rows of at most one
 # vector (vectors along W's 16 x 1 tile or row pairs, slower than its
 # 2-vector tile) with CF_BANDS_ONE_VECTOR_ROW_CHANNELS input channels (same
@@ -446,6 +460,12 @@ CF_BANDS_FILL_RATIO = 0.85
 # rows of 48 columns, 3 vectors: 0.9-1.17x).
 CF_BANDS_ONE_VECTOR_ROW_RATIO = 1.0
 CF_BANDS_ONE_VECTOR_ROW_CHANNELS = 32
+# ... and 3-D rows of up to CF_BANDS_SHORT_ROW_VECTORS vectors on the
+# 2-vector band tile, since section 109 (NCDHW 32^3 x 32 -> 32 0.93-0.95,
+# 16 x 32^2 0.93-0.98, 64 -> 64 0.94-0.98, the stride-1 transpose 0.96-0.97;
+# 2-D rows of 32 columns 0.96-1.14 and the one-vector band tile (16 output
+# channels) 1.13-1.19 stay on vectors along W; section 110)
+CF_BANDS_SHORT_ROW_VECTORS = 2
 # ... and strided transposes whose W phases have at most half a vector's
 # columns (8 float32 on AVX-512: input rows of 4-8 columns at W stride 2)
 # from CF_BANDS_HALF_PHASE_CHANNELS input and CF_BANDS_NARROW_PHASE_CHANNELS
@@ -736,6 +756,8 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
         if (phase_cols == lanes and Cg >= CF_BANDS_ANY_ROW_CHANNELS
                 and KD * KH * KW * Cg >= CF_BANDS_ONE_VECTOR_PHASE_STEPS * sd * sh * sw):
             least = CF_BANDS_ONE_VECTOR_PHASE_OUT_CHANNELS
+        if phase_cols == lanes and OD > 1 and Cg >= CF_BANDS_ONE_VECTOR_PHASE_WIDE_CHANNELS:
+            least = CF_BANDS_NARROW_PHASE_CHANNELS
     # (also rows that fill vectors along W's lanes poorly against the band
     # tile's channel lanes: a strided transpose's W phases, from
     # CF_BANDS_NARROW_PHASE_CHANNELS; other calls' output rows, from
@@ -746,9 +768,13 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
         band_lanes = band_vectors * lanes
         fill_ratio = (cpu_rb.wv_lane_fill(phase_cols if trans else OW, lanes, sh == 1 and dh == 1 and not strided_trans)
                       / (Fg / (_ceil(Fg, band_lanes) * band_lanes)))
-        one_vector = Cg >= CF_BANDS_ONE_VECTOR_ROW_CHANNELS and OW <= lanes and not strided_trans
+        # (and 3-D rows of up to CF_BANDS_SHORT_ROW_VECTORS on the 2-vector band tile)
+        short_rows = OD > 1 and band_vectors == 2 and OW <= CF_BANDS_SHORT_ROW_VECTORS * lanes
+        one_vector = Cg >= CF_BANDS_ONE_VECTOR_ROW_CHANNELS and (OW <= lanes or short_rows) and not strided_trans
+        wide = band_vectors == 2 and OW > lanes and not strided_trans
+        ratio = CF_BANDS_FILL_RATIO_TWO_VECTORS if wide else CF_BANDS_FILL_RATIO
         # (not transposes on the band kernel's one-vector tile: slower)
-        by_fill = (fill_ratio <= (CF_BANDS_ONE_VECTOR_ROW_RATIO if one_vector else CF_BANDS_FILL_RATIO)
+        by_fill = (fill_ratio <= (CF_BANDS_ONE_VECTOR_ROW_RATIO if one_vector else ratio)
                    and (band_vectors == 2 or not trans))
     dilated_ok = CF_BANDS_DILATED and D * H > 1 and part_lanes  # (a forward W dilation)
     short_line = (False, OW, 0.0)  # SHORT_CF: short_cf's lines (_short_cf_line), fill 0 where it does not apply
