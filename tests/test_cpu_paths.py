@@ -1364,12 +1364,16 @@ def test_pointwise_cf_same_bits(case, dtype, monkeypatch):
     real = cpu._pointwise_cf
     monkeypatch.setattr(cpu, "_pointwise_cf", lambda *a: (taken.append(1), real(*a))[1])
     variants = [{(cpu, "POINTWISE_CF"): True}, {(cpu, "POINTWISE_CF"): True, (cpu, "POINTWISE_CF_GROUP_BYTES"): 0},
+                {(cpu, "POINTWISE_CF"): True, (cpu, "POINTWISE_CF_PACK_BYTES"): 0, (cpu, "POINTWISE_CF_PACK_RUN_BYTES"): 0},
                 {(cpu, "POINTWISE_CF"): False}]
     results = _calls_with(call, x, w, monkeypatch, [(v, work) for v in variants for work in (None, 10**12)])
-    # (POINTWISE_CF_GROUP_BYTES still 0)
-    assert cpu._pointwise_cf_group(C, F, x[0, 0].size, x.itemsize) < C or F == 1 or F > 8 or C <= 4
     P = x[0, 0].size
-    assert taken == ([1] * 4 if F <= 4 or C <= 32 or P >= cpu.POINTWISE_CF_MIN_POSITIONS else [])
+    # (POINTWISE_CF_GROUP_BYTES, POINTWISE_CF_PACK_BYTES and POINTWISE_CF_PACK_RUN_BYTES still 0)
+    assert cpu._pointwise_cf_group(C, F, P, x.itemsize) < C or F == 1 or F > 8 or C <= 4
+    tile = cpu_pw.pw_cf_tile(F, P)
+    assert cpu._pointwise_cf_pack(C, F, P, x.itemsize, tile) == (F > tile.rows and cpu._pointwise_cf_group(
+        C, F, P, x.itemsize) == C)
+    assert taken == ([1] * 6 if F <= 4 or C <= 32 or P >= cpu.POINTWISE_CF_MIN_POSITIONS else [])
     y = results[0]
     assert all(r.tobytes() == y.tobytes() for r in results)
     assert np.moveaxis(_call_channels_last(call, x, w), -1, 1).tobytes() == y.tobytes()
@@ -1378,6 +1382,23 @@ def test_pointwise_cf_same_bits(case, dtype, monkeypatch):
     ok = ~np.isnan(ref)
     tol = 1e-5 if dtype == np.float32 else 1e-12
     assert np.max(np.abs(y[ok] - ref[ok])) <= tol * max(1.0, float(np.max(np.abs(ref[ok]))))
+
+
+@pytest.mark.parametrize("C, F, P, itemsize, expected", [
+    (32, 32, 64**3, 4, True),  # NCDHW 64^3 x 32 -> 32: 32 MB of input, 2 KB runs
+    (16, 32, 64**3, 4, True),
+    (32, 64, 32**3, 4, True),  # 4 MB
+    (16, 64, 32**3, 4, False),  # 2 MB: in the caches
+    (64, 32, 32**3, 4, False),  # 1 KB runs
+    (256, 64, 56 * 56, 4, False),  # NCHW 56^2 x 256 -> 64: 3.2 MB
+    (16, 8, 64**3, 4, False),  # one block of output channels
+    (64, 8, 64**3, 4, False),  # groups of planes
+    (32, 32, 64**3, 8, True),
+])
+def test_pointwise_cf_pack_rule(C, F, P, itemsize, expected):
+    """Where cpu_pw.pointwise_cf copies its input spans to scratch first
+    (cpu.POINTWISE_CF_PACK_BYTES, POINTWISE_CF_PACK_RUN_BYTES)."""
+    assert cpu._pointwise_cf_pack(C, F, P, itemsize, cpu_pw.pw_cf_tile(F, P)) is expected
 
 
 @pytest.mark.parametrize("activation", ["relu", "sigmoid"])

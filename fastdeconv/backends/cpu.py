@@ -270,6 +270,32 @@ def _pointwise_cf_group(C, F, P, itemsize):
     return min(C, 8 if F == 2 else 4)
 
 
+# ... and with several blocks of output channels, all planes at once, from
+# POINTWISE_CF_PACK_BYTES of input per image (read from memory), each
+# span's tiles copied a plane at a time into a scratch array that every
+# block reads (cpu_pw.pointwise_cf): NCDHW 64^3 x 32 -> 32 1.08-1.18x the
+# channels-last time -> 0.97-1.03, 64^3 x 16 -> 32 1.64-1.69 -> 1.27-1.29,
+# 40^3 x 32 -> 64 1.30-1.35 -> 1.16-1.22; inputs in the caches pay for the
+# copy (NCHW 56^2 x 256 -> 64 0.96-0.99 -> 1.10-1.12; benchmarks/NOTES.md
+# section 111).
+POINTWISE_CF_PACK_BYTES = 4 << 20
+# ... where each plane's run in a span (PW_CF_INPUT_SPAN_BYTES / C bytes)
+# is at least this long: with 64 input channels (1 KB runs) the copy made
+# NCDHW 32^3 x 64 -> 32 about 10 % slower
+POINTWISE_CF_PACK_RUN_BYTES = 2048
+
+
+def _pointwise_cf_pack(C, F, P, itemsize, tile):
+    """Whether cpu_pw.pointwise_cf copies its input spans to scratch
+    first (see POINTWISE_CF_PACK_BYTES and POINTWISE_CF_PACK_RUN_BYTES):
+    all planes at once, more than one block of output channels, and a
+    tile's input within the kernel's span array."""
+    NJ = tile.nvec * tile.lanes(itemsize)
+    return (_pointwise_cf_group(C, F, P, itemsize) == C and F > tile.rows and C * P * itemsize >= POINTWISE_CF_PACK_BYTES
+            and cpu_pw.PW_CF_INPUT_SPAN_BYTES // C >= POINTWISE_CF_PACK_RUN_BYTES
+            and C * NJ * itemsize <= cpu_pw.PW_CF_INPUT_SPAN_BYTES)
+
+
 # Channels-last calls with at most WV_NARROW float32 output channels per
 # group (half as many float64) use the vectors-along-W kernel; 0 turns it off.
 # Half a vector register: 8 with AVX-512, 4 with AVX2 (where the
@@ -1305,8 +1331,9 @@ def _pointwise_cf(x, wg, epilogue, out):
     y = _alloc.empty((B, F, D, H, W), x.dtype)
     NJ = tile.nvec * tile.lanes(x.dtype.itemsize)
     group = _pointwise_cf_group(C, F, P, x.dtype.itemsize)
+    pack = _pointwise_cf_pack(C, F, P, x.dtype.itemsize, tile)
     cpu_rb.parallel_tiles(cpu_pw.pointwise_cf, (x.reshape(B, C, P), wp.reshape(NFB, C, tile.rows), y.reshape(B, F, P),
-                                                tile, group), B * _ceil(P, NJ), (C + 64) * F * B * P)
+                                                tile, group, pack), B * _ceil(P, NJ), (C + 64) * F * B * P)
     return _finish(y, True, epilogue)
 
 

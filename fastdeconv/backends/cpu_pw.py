@@ -183,7 +183,7 @@ def pw_cf_tile(F, P):
 
 
 @serial_kernel
-def pointwise_cf(x, wp, out, tile, group, t_begin, t_end):
+def pointwise_cf(x, wp, out, tile, group, pack, t_begin, t_end):
     """Channels-first 1x1 stride-1 convolutions, tiles [t_begin, t_end):
     tile t is image t // nb, positions [p0, p0 + NJ) with p0 = (t % nb) *
     NJ (NJ = NW x V; the image's last tile may have fewer). x (B, C, P)
@@ -195,6 +195,11 @@ def pointwise_cf(x, wp, out, tile, group, t_begin, t_end):
     `group` < C: the planes are read `group` at a time over spans of
     PW_CF_SPAN_POSITIONS positions, the partial sums kept in `out` between
     the groups (fewer input streams at once: cpu.POINTWISE_CF_GROUP_BYTES).
+    `pack` (all planes at once, several blocks of output channels, a
+    tile's input within PW_CF_INPUT_SPAN_BYTES): each span's whole tiles
+    are first copied, a plane at a time, into a scratch array of C rows of
+    NJ positions per tile, from which every block reads them
+    (cpu.POINTWISE_CF_PACK_BYTES).
     Term order: each output one FMA chain over the input channels in
     order, from zero, then added to zero: wv_kernel's for a 1x1
     convolution, so the same bits (a chain stored and loaded again is
@@ -215,8 +220,23 @@ def pointwise_cf(x, wp, out, tile, group, t_begin, t_end):
         span = max(1, PW_CF_SPAN_POSITIONS // NJ)
     if NFB > 1:
         span = min(span, max(1, PW_CF_INPUT_SPAN_BYTES // (C * NJ * isz)))
+    # a span's whole tiles, tile-major: C rows of NJ positions each
+    xp = scratch(out, PW_CF_INPUT_SPAN_BYTES)
+    xpa = addr(xp)
+    pack = pack and ng == 1 and NFB > 1 and span * C * NJ * isz <= PW_CF_INPUT_SPAN_BYTES
     for t0 in range(t_begin, t_end, span):
         t1 = min(t_end, t0 + span)
+        if pack:
+            # a plane's run of the span at a time: one stream read ahead
+            # by the hardware, not C streams a tile apart
+            for c in range(C):
+                for t in range(t0, t1):
+                    p0 = (t % nb) * NJ
+                    if P - p0 >= NJ:
+                        src = xa + (((t // nb) * C + c) * P + p0) * isz
+                        dst = xpa + ((t - t0) * C + c) * NJ * isz
+                        for e in range(0, NJ * isz, V * isz):
+                            vcopyn(out, tile, dst + e, src + e, V)
         for fb in range(NFB):
             f0 = fb * FR
             nf = FR if FR < F - f0 else F - f0
@@ -233,7 +253,10 @@ def pointwise_cf(x, wp, out, tile, group, t_begin, t_end):
                         so[i] = (b * F + f0 + i) * P + p0 if i < nf else -1
                     # the chains go on from the last group's sums, stored in out
                     acc = vtzero(out, tile) if g == 0 else vtload(out, tile, so, n)
-                    if n == NJ:
+                    if n == NJ and pack:
+                        acc = vrun_cols_whole(out, acc, tile, xpa + (t - t0) * C * NJ * isz, NJ * isz, V * isz, 0, NJ,
+                                              q, nc)
+                    elif n == NJ:
                         acc = vrun_cols_whole(out, acc, tile, px, P * isz, V * isz, 0, NJ, q, nc)
                     else:
                         acc = vrun_cols(out, acc, tile, px, P * isz, isz, 0, n, q, nc)
