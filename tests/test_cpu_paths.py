@@ -636,6 +636,12 @@ CF_BAND_CASES = [
     ("conv2d_transpose", (2, 16, 5, 4), (3, 3, 17, 16), 2, [(1, 0), (0, 2)], "NCHW", None),
     ("conv3d_transpose", (1, 16, 3, 4, 5), (3, 3, 3, 20, 16), 2, "SAME", "NCDHW", None),
     ("conv1d_transpose", (2, 16, 11), (5, 18, 16), 3, "SAME", "NCW", 1),
+    # 3-D transposes' ring of packed input planes (cpu_cfband.RING_SLOTS),
+    # more planes than slots: two images (the ring starts again), 4 D taps
+    # at D stride 2, 5 at D stride 3 (VALID), and a D dilation (no ring)
+    ("conv3d_transpose", (2, 16, 6, 3, 4), (4, 3, 3, 20, 16), 2, "SAME", "NCDHW", None),
+    ("conv3d_transpose", (1, 16, 7, 3, 5), (5, 3, 3, 18, 16), [1, 1, 3, 1, 2], "VALID", "NCDHW", None),
+    ("conv3d_transpose", (1, 16, 4, 4, 5), (3, 3, 3, 20, 16), 1, "SAME", "NCDHW", [1, 1, 2, 1, 1]),
     ("conv2d", (2, 20, 7, 9), (3, 3, 20, 40), 1, "SAME", "NCHW", None),
     ("conv2d", (1, 24, 11, 13), (3, 2, 24, 33), [1, 1, 2, 1], [(2, 1), (1, 0)], "NCHW", None),
     ("conv2d", (1, 17, 12, 10), (3, 3, 17, 20), 1, "VALID", "NCHW", [1, 1, 2, 1]),

@@ -54,10 +54,12 @@ BAND_BYTES = 384 * 1024
 # a tile in whole vectors of rows (at most 16: a 64-byte float32 vector) x 2 vectors of 64 bytes
 BUF_BYTES = 16 * 2 * 64
 
-# A convolution's packed D taps are a ring of KD planes (input plane i_d in
-# slot i_d % KD) for dd == 1, KD <= RING_SLOTS and one image per band: the
-# next output plane of the same band packs only the planes it does not
-# share with the last (one of KD for sd == 1).
+# The packed D taps are a ring of KD planes (input plane i_d in slot
+# i_d % KD) for dd == 1, KD <= RING_SLOTS and one image per band: the next
+# output plane of the same band packs only the planes it does not share
+# with the last (a convolution's one of KD for sd == 1; a transpose's
+# output plane reads at most ceil(KD / sd) consecutive input planes, each
+# of them for about KD / sd output planes in a row).
 RING_SLOTS = 16
 _RING_BYTES = RING_SLOTS * 8
 
@@ -347,7 +349,7 @@ def cfband_kernel(x, wp, out, geo, tile, wcols, tr, xin, t_begin, t_end):
             xin[rr * slot + e] = 0
     packed = -1
     row0 = 0
-    ring = tr is None and dd == 1 and NI == 1 and KD <= RING_SLOTS
+    ring = dd == 1 and NI == 1 and KD <= RING_SLOTS
     held = scratch(0, _RING_BYTES)  # the input plane in each slot of the ring
     held_band = -1  # the ring's band and image: b0 * nbands + band
     for t in range(t_begin, t_end):
