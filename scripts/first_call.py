@@ -27,15 +27,16 @@ from fastdeconv.backends import cpu_simd
 V = cpu_simd.VBYTES // 4
 
 PATHS = {
+    # (32 input channels: 864 terms per output, past cpu.SHORT_MAX_TERMS)
     "cl, 2 vectors (channels-last, > 1 vector of out channels)":
-        "x = r(1, 8, 8, 8, 16); w = r(3, 3, 3, 16, 64)\nCALL fd.conv3d(x, w, 1, 'SAME', backend='cpu')",
+        "x = r(1, 8, 8, 8, 32); w = r(3, 3, 3, 32, 64)\nCALL fd.conv3d(x, w, 1, 'SAME', backend='cpu')",
     "short (channels-last forward, short reductions: a video network's first layer)":
         "x = r(1, 4, 16, 16, 3); w = r(1, 3, 3, 3, 64)\nCALL fd.conv3d(x, w, 1, 'SAME', backend='cpu')",
     "short cf (channels-first forward, short reductions: the same layer)":
         "x = r(1, 3, 4, 16, 32); w = r(1, 3, 3, 3, 64)\n"
         "CALL fd.conv3d(x, w, 1, 'SAME', data_format='NCDHW', backend='cpu')",
     "cl, 1 vector (channels-last, 1 vector of out channels)":
-        f"x = r(1, 8, 8, 8, 16); w = r(3, 3, 3, 16, {V})\nCALL fd.conv3d(x, w, 1, 'SAME', backend='cpu')",
+        f"x = r(1, 8, 8, 8, 32); w = r(3, 3, 3, 32, {V})\nCALL fd.conv3d(x, w, 1, 'SAME', backend='cpu')",
     "cl, 2 vectors, writable 3x3x512x512 transposed filters (packed per block)":
         "x = r(1, 4, 4, 512); w = r(3, 3, 512, 512)\nCALL fd.conv2d_transpose(x, w, None, 1, 'SAME', backend='cpu')",
     "cl, 2 vectors, writable 3x3x512x512 filters (packed by a Numba loop)":
@@ -47,8 +48,9 @@ PATHS = {
         "CALL fd.conv2d_transpose(x, w, None, 2, 'SAME', data_format='NCHW', backend='cpu')",
     "wv (channels-first, or <= half a vector of out channels)":
         "x = r(1, 8, 8, 8, 16); w = r(3, 3, 3, 16, 4)\nCALL fd.conv3d(x, w, 1, 'SAME', backend='cpu')",
+    # (rows of 16 columns: rows of 8 take the bands, cpu.CF_BANDS_*)
     "wv, packed rows (channels-first, 64 output rows)":
-        "x = r(1, 16, 8, 8, 8); w = r(3, 3, 3, 16, 16)\n"
+        "x = r(1, 16, 8, 8, 16); w = r(3, 3, 3, 16, 16)\n"
         "CALL fd.conv3d(x, w, 1, 'SAME', data_format='NCDHW', backend='cpu')",
     "wv, packed rows, 2 vectors along W (channels-first, 56 columns)":
         "x = r(1, 16, 4, 8, 56); w = r(3, 3, 3, 16, 16)\n"
@@ -71,7 +73,7 @@ PATHS = {
         "x = r(1, 64, 8, 8, 8); w = r(2, 2, 2, 32, 64)\n"
         "CALL fd.conv3d_transpose(x, w, None, 2, 'SAME', data_format='NCDHW', backend='cpu')",
     "wv, strided forward (channels-first, W stride 2)":
-        "x = r(1, 16, 8, 8, 8); w = r(3, 3, 3, 16, 16)\n"
+        "x = r(1, 16, 8, 8, 32); w = r(3, 3, 3, 16, 16)\n"
         "CALL fd.conv3d(x, w, 2, 'SAME', data_format='NCDHW', backend='cpu')",
     "depthwise (channels-last, rows of 16: a pixel's channels at a time)":
         "x = r(1, 16, 16, 32); w = r(3, 3, 1, 32)\n"
@@ -83,7 +85,7 @@ PATHS = {
         "x = r(1, 48, 48, 32); w = r(3, 3, 1, 32)\n"
         "CALL fd.conv2d(x, w, 2, 'SAME', backend='cpu')",
     "depthwise (channels-first, a plane at a time)":
-        "x = r(1, 24, 16, 16); w = r(3, 3, 1, 24)\n"
+        "x = r(1, 20, 16, 16); w = r(3, 3, 1, 20)\n"
         "CALL fd.conv2d(x, w, 1, 'SAME', data_format='NCHW', backend='cpu')",
     "depthwise (channels-first, whole vectors of channels: blocks of channels)":
         "x = r(1, 32, 7, 7); w = r(3, 3, 1, 32)\n"
@@ -99,6 +101,39 @@ PATHS = {
         "CALL layer(x)",
     "layer: UpSampling3D (channels-last)":
         "from fastdeconv import layers\nx = r(1, 8, 8, 8, 16); layer = layers.UpSampling3D(2)\nCALL layer(x)",
+}
+
+# The kernel each path runs (tests/test_cpu_paths.py checks it, so that a
+# routing change cannot leave a path timing another kernel than its name)
+KERNELS = {
+    "cl, 2 vectors (channels-last, > 1 vector of out channels)": "cl_kernel",
+    "short (channels-last forward, short reductions: a video network's first layer)": "short_cl",
+    "short cf (channels-first forward, short reductions: the same layer)": "short_cf",
+    "cl, 1 vector (channels-last, 1 vector of out channels)": "cl_kernel",
+    "cl, 2 vectors, writable 3x3x512x512 transposed filters (packed per block)": "cl_kernel",
+    "cl, 2 vectors, writable 3x3x512x512 filters (packed by a Numba loop)": "cl_kernel",
+    "cl, gathered taps (few-input-channel strided transpose, channel blocks innermost)": "cl_kernel",
+    "cf gathered runs (channels-first few-input-channel strided transpose)": "cfgather_kernel",
+    "wv (channels-first, or <= half a vector of out channels)": "wv_kernel",
+    "wv, packed rows (channels-first, 64 output rows)": "wv_kernel",
+    "wv, packed rows, 2 vectors along W (channels-first, 56 columns)": "wv_kernel",
+    "wv, channels-last rows packed (3 out channels, long reductions)": "wv_kernel",
+    "cf bands (channels-first, rows of 7, 64 channels)": "cfband_kernel",
+    "wv, one out channel (1-row tile)": "wv_kernel",
+    "pointwise (1x1 stride 1, few channels: segmentation heads)": "pointwise_cl",
+    "pointwise, channels-first (1x1 stride 1, few output channels)": "pointwise_cf",
+    "patch (stride == kernel transpose, channels-last)": "patch_cl",
+    "patch (stride == kernel transpose, channels-first)": "patch_cf",
+    "wv, strided forward (channels-first, W stride 2)": "wv_kernel",
+    "depthwise (channels-last, rows of 16: a pixel's channels at a time)": "depthwise_cl_blocks",
+    "depthwise (channels-last, rows of 24: vectors of channels on padded planes)": "depthwise_cl_blocks",
+    "depthwise (channels-last, stride 2, rows of 24: vectors of channels along the rows)": "depthwise_cl_vectors",
+    "depthwise (channels-first, a plane at a time)": "depthwise_cf",
+    "depthwise (channels-first, whole vectors of channels: blocks of channels)": "depthwise_cf_blocks",
+    "cf bands, one-vector tile (channels-first, 16 output channels)": "cfband_kernel",
+    "layer: MaxPooling3D (channels-last)": "_pool_cl",
+    "layer: GroupNormalization (channels-last)": "_normalize_cl_apply",
+    "layer: UpSampling3D (channels-last)": "_upsample_cl",
 }
 
 CHILD = """

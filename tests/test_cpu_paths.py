@@ -2657,3 +2657,37 @@ def test_short_cf_with_epilogue_and_out(activation, monkeypatch):
         assert np.isnan(np.delete(buf, np.s_[2:2 + F], axis=1)).all()
         results.append(y.tobytes())
     assert results[0] == results[1]
+
+
+def test_first_call_paths_run_the_kernels_they_name(monkeypatch):
+    """scripts/first_call.py times each kernel path's first call: every
+    path's call runs the kernel its KERNELS entry names (a routing change
+    must not leave a path timing another kernel than its name says)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "first_call.py"
+    spec = importlib.util.spec_from_file_location("first_call", path)
+    first_call = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(first_call)
+    assert set(first_call.KERNELS) == set(first_call.PATHS)
+    seen = []
+
+    def spy(real):
+        def call(kernel, *args, **kwargs):
+            seen.append(getattr(getattr(kernel, "py_func", kernel), "__name__", ""))
+            return real(kernel, *args, **kwargs)
+        return call
+
+    for name in ("parallel_tiles", "with_rows", "by_panels"):
+        monkeypatch.setattr(cpu_rb, name, spy(getattr(cpu_rb, name)))
+    rng = np.random.default_rng(0)
+    ran = {}
+    for name, code in first_call.PATHS.items():
+        setup, call = code.split("CALL ")
+        seen.clear()
+        scope = {"np": np, "fd": fastdeconv, "r": lambda *s: rng.standard_normal(s).astype(np.float32)}
+        exec(setup, scope)
+        exec(call, scope)
+        ran[name] = set(seen)
+    assert {n: k for n, k in first_call.KERNELS.items() if k not in ran[n]} == {}
