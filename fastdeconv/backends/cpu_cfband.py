@@ -552,14 +552,19 @@ def cfband_kernel(x, wp, out, geo, tile, wcols, tr, xin, t_begin, t_end):
                                 acc = vrun(out, acc, tile, ra, off, wfb + ((kd * KH + kh) * KW + kw) * C * NV * isz,
                                            steps, nr)
                     acc = vtadd(total, acc)
+                    # straight to the output planes; else into buf2 (channel
+                    # f's positions at f * PV), then each run of up to V
+                    # positions on one output row stored as (part of) a
+                    # vector per channel (one call site: the store's code
+                    # is compiled once)
+                    dst = b2a
+                    pstride = PV
                     if flat:
-                        vtstore_planes(out, tile, acc, oa + (o[0] + f0 * ODHW) * isz, ODHW * isz, nf)
+                        dst = oa + (o[0] + f0 * ODHW) * isz
+                        pstride = ODHW
+                    vtstore_planes(out, tile, acc, dst, pstride * isz, nf)
+                    if flat:
                         continue
-                    # else to the channel planes: the tile transposed into
-                    # buf2 (channel f's positions at f * PV), then each run of
-                    # up to V positions on one output row stored as (part of)
-                    # a vector per channel
-                    vtstore_planes(buf2, tile, acc, b2a, PV * isz, NV)
                     i = 0
                     while i < nr:
                         e = i + 1  # a run of consecutive output offsets, at most V
