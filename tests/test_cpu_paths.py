@@ -2681,6 +2681,8 @@ def test_first_call_paths_run_the_kernels_they_name(monkeypatch):
 
     for name in ("parallel_tiles", "with_rows", "by_panels"):
         monkeypatch.setattr(cpu_rb, name, spy(getattr(cpu_rb, name)))
+    from fastdeconv.backends import cpu_layers  # (holds its own name for parallel_tiles)
+    monkeypatch.setattr(cpu_layers, "parallel_tiles", cpu_rb.parallel_tiles)
     rng = np.random.default_rng(0)
     ran = {}
     for name, code in first_call.PATHS.items():
