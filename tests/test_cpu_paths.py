@@ -897,6 +897,43 @@ def test_chunk_bounds(ntiles, nt, most, chunks, span):
     assert max(free) == span
 
 
+@pytest.mark.parametrize("per_thread, work, chunks", [
+    (None, 10**12, 16),  # CHUNKS_PER_THREAD (8) on 2 threads
+    (32, 10**12, 64),  # cl_kernel's (cpu.CL_CHUNKS_PER_THREAD)
+    (32, 40 * 8_000_000, 40),  # at least CHUNK_WORK each
+])
+def test_parallel_tiles_chunks_per_thread(per_thread, work, chunks, monkeypatch):
+    """parallel_tiles' chunk count: per_thread chunks per thread at most,
+    each of CHUNK_WORK or more; every tile runs once."""
+    monkeypatch.setattr(cpu_rb.numba, "get_num_threads", lambda: 2)
+    monkeypatch.setattr(cpu_rb, "CHUNKS_PER_THREAD", 8)
+    monkeypatch.setattr(cpu_rb, "CHUNK_WORK", 8_000_000)
+    ranges = []
+    cpu_rb.parallel_tiles(lambda t0, t1: ranges.append((t0, t1)), (), 4096, work, per_thread=per_thread)
+    assert sorted(t for t0, t1 in ranges for t in range(t0, t1)) == list(range(4096))
+    assert len(ranges) == chunks
+
+
+def test_cl_kernel_chunks_per_thread(monkeypatch):
+    """cl_kernel's calls with filters packed before the call pass
+    cpu.CL_CHUNKS_PER_THREAD to parallel_tiles; the panel path (filters
+    packed per chunk) keeps the default."""
+    seen = []
+    real = cpu_rb.parallel_tiles
+
+    def spy(kernel, args, ntiles, work, group=1, per_thread=None):
+        seen.append((getattr(getattr(kernel, "py_func", kernel), "__name__", ""), per_thread))
+        return real(kernel, args, ntiles, work, group, per_thread)
+
+    monkeypatch.setattr(cpu_rb, "parallel_tiles", spy)
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((1, 6, 6, 6, 32)).astype(np.float32)
+    w = rng.standard_normal((3, 3, 3, 64, 32)).astype(np.float32)
+    w.flags.writeable = False
+    fastdeconv.conv3d_transpose(x, w, (1, 12, 12, 12, 64), 2, "SAME", backend="cpu")
+    assert ("cl_kernel", cpu.CL_CHUNKS_PER_THREAD) in seen
+
+
 @pytest.mark.parametrize("ntiles, group, grouped", [
     (112, 4, True),  # 28 bands of 4 channel blocks: 16 chunks of 7 tiles, or 14 of 2 bands
     (12, 4, False),  # 3 bands on 2 threads: 8 tiles' time against 6

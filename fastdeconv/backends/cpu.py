@@ -957,10 +957,16 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
         run = cpu_rb.by_panels(cpu_rb.cl_kernel, args, *given, NV, ntiles // NFB)
         cpu_rb.parallel_tiles(run, (), ntiles, work)
     else:
-        cpu_rb.parallel_tiles(cpu_rb.cl_kernel, args, ntiles, work)
+        cpu_rb.parallel_tiles(cpu_rb.cl_kernel, args, ntiles, work, 1, CL_CHUNKS_PER_THREAD)  # (group, per_thread)
     if dest is not None:
         return out
     return _finish(flat.reshape((B, OD, OH, OW, G * Fg)), False, epilogue)
+
+
+# cl_kernel's chunks of tiles per thread where its filters are packed
+# before the call (not per chunk, FB_PANEL): finer chunks even out the
+# threads' finishing times on large calls (benchmarks/NOTES.md section 114)
+CL_CHUNKS_PER_THREAD = 32
 
 
 def _small_panels(NFB, panel_bytes):

@@ -230,18 +230,18 @@ CHUNK_WORK = 8_000_000
 CHUNKS_PER_THREAD = 8  # at most
 
 
-def parallel_tiles(kernel, args, ntiles, work, group=1):
+def parallel_tiles(kernel, args, ntiles, work, group=1, per_thread=None):
     """kernel(*args, t0, t1) on [0, ntiles) split into contiguous ranges run
     by numba.get_num_threads() threads, claimed dynamically (at most
-    CHUNKS_PER_THREAD per thread, each of about CHUNK_WORK of the call's
-    `work` multiply-adds or more; `chunk_bounds`); each a whole number of
+    `per_thread` (default CHUNKS_PER_THREAD) per thread, each of about
+    CHUNK_WORK of the call's `work` multiply-adds or more; `chunk_bounds`); each a whole number of
     `group`s of tiles (a divisor of ntiles: tiles that share a packed band,
     which each chunk packs again) when that takes no longer.
     Each tile owns its outputs, so the split (and the thread count) never
     changes a result. Calls too small for two chunks stay on the calling
     thread."""
     nt = min(numba.get_num_threads(), ntiles)
-    most = min(ntiles, nt * CHUNKS_PER_THREAD, work // CHUNK_WORK)
+    most = min(ntiles, nt * (per_thread or CHUNKS_PER_THREAD), work // CHUNK_WORK)
     if nt <= 1 or most <= 1:
         kernel(*args, 0, ntiles)
         return
