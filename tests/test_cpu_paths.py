@@ -2730,3 +2730,55 @@ def test_first_call_paths_run_the_kernels_they_name(monkeypatch):
         exec(call, scope)
         ran[name] = set(seen)
     assert {n: k for n, k in first_call.KERNELS.items() if k not in ran[n]} == {}
+
+
+@pytest.mark.parametrize("kernel, F, dtype, merged", [
+    ((2, 2, 2), 16, np.float32, True),  # the U-Net's k2 s2 to 16 channels: W taps as a 2-vector tile
+    ((2, 2, 2), 12, np.float32, True),  # 24 channels
+    ((1, 2, 3), 10, np.float32, True),  # 3 W taps of 10: 30 channels
+    ((2, 2, 2), 16, np.float64, False),  # 16 float64 channels: two vectors already
+    ((2, 2, 1), 16, np.float32, False),  # one W tap
+])
+@pytest.mark.parametrize("activation", [None, "relu", "sigmoid"])
+@pytest.mark.parametrize("vector_bytes", [64], indirect=True)  # (the cases' expectations: 64-byte vectors)
+def test_patch_w_taps_as_channels(kernel, F, dtype, merged, activation, vector_bytes, monkeypatch):
+    """cpu_patch.patch_cl with a patch's W taps taken as channels
+    (cpu.PATCH_MERGE_VECTORS): the bits of the call without it, with a
+    fused epilogue (bias, scale, shift per channel, ReLU), one applied
+    after (sigmoid) and none; and into `out`."""
+    rng = np.random.default_rng(71)
+    C = 12
+    x = rng.standard_normal((2, 3, 4, 5, C)).astype(dtype)
+    w = rng.standard_normal(kernel + (F, C)).astype(dtype)
+    w.flags.writeable = False
+    geo = (tuple(n * k for n, k in zip(x.shape[1:4], kernel)), kernel, (1, 1, 1), (0, 0, 0), False)
+    epilogue = None
+    if activation:
+        epilogue = (rng.standard_normal(F).astype(dtype), rng.uniform(0.5, 2, F).astype(dtype),
+                    rng.standard_normal(F).astype(dtype), activation, 0.0)
+    tiles = []
+    real = cpu_rb.parallel_tiles
+
+    def spy(kernel_, args, *rest):
+        if kernel_ is cpu_patch.patch_cl:
+            tiles.append(args[4])
+        return real(kernel_, args, *rest)
+
+    monkeypatch.setattr(cpu_rb, "parallel_tiles", spy)
+    results = []
+    for vectors in (2, 0, 2):
+        monkeypatch.setattr(cpu, "PATCH_MERGE_VECTORS", vectors)
+        y = cpu.transpose(x, w, *geo, epilogue=epilogue)
+        out = np.full(y.shape, np.nan, dtype)
+        assert cpu.transpose(x, w, *geo, epilogue=epilogue, out=out) is out
+        results += [y, out]
+    assert all(r.tobytes() == results[0].tobytes() for r in results)
+    lanes = cpu_simd.VBYTES // np.dtype(dtype).itemsize
+    plain = cpu_rb.cl_tile(1 if F <= lanes else 2, False)
+    assert len(tiles) == 6
+    assert (repr(tiles[0]) != repr(plain)) == merged and repr(tiles[2]) == repr(plain)
+    ref = reference.transpose(x.astype(np.float64), w.astype(np.float64), *geo)
+    if epilogue is not None:
+        ref = cpu._finish(ref, False, tuple(v if v is None or isinstance(v, (str, float)) else v.astype(np.float64)
+                                            for v in epilogue))
+    assert np.max(np.abs(results[0] - ref)) <= (1e-5 if dtype == np.float32 else 1e-12) * max(1.0, np.max(np.abs(ref)))

@@ -985,13 +985,37 @@ def _is_patch(in_spatial, out_spatial, kernel, strides, dilations, pads_before):
             and tuple(out_spatial) == (D * kernel[0], H * kernel[1], W * kernel[2]))
 
 
+# A patch of at most one vector of output channels whose W taps' channels
+# fill at most PATCH_MERGE_VECTORS vectors, written into an array of just
+# those channels: the W taps are taken as channels (output pixel (.., iw *
+# KW + kw, f) is pixel iw's channel kw * F + f), so patch_cl's 2-vector
+# tile runs them with one broadcast of each input for both, where the
+# one-vector tile loaded 8 broadcasts per 8 FMAs (the U-Net's 32^3 x 32 ->
+# 64^3 x 16 k2 s2: benchmarks/NOTES.md section 115). Each output is the
+# same one chain over the input channels: the same bits.
+PATCH_MERGE_VECTORS = 2
+
+
 def _patch(x, wg, tile, NFB, writable, epilogue, flat, ops, dest, out):
     """cpu_patch.patch_cl for _run's channels-last branch (writable, flat,
     ops, dest: as _run found and prepared them)."""
     _, KD, KH, KW, C, F = wg.shape
     B, D, H, W, _ = x.shape
+    OW, Fo = W * KW, F
+    vbytes, isz = cpu_simd.VBYTES, x.dtype.itemsize
+    if KW > 1 and ops == F and F * isz <= vbytes and KW * F * isz <= PATCH_MERGE_VECTORS * vbytes:
+        key = ("cl-patch-kw", x.dtype.str)
+        F, KW, ops = KW * F, 1, KW * F
+        tile = cpu_rb.cl_tile(1 if F * isz <= vbytes else 2, False)
+        NFB = _ceil(F, tile.nvec * tile.lanes(isz))
+        wp, _ = _memo(wg, key + (repr(tile),), lambda: cpu_rb.pack_filters(
+            np.ascontiguousarray(np.swapaxes(wg, 3, 4)).reshape(1, KD, KH, 1, C, F), x.dtype, tile, writable))
+        if epilogue is not None and epilogue[3] in ("linear", "relu"):
+            reps = F // Fo
+            epilogue = tuple(None if v is None else np.tile(v, reps) for v in epilogue[:3]) + tuple(epilogue[3:])
+    else:
+        wp, _ = _memo(wg, ("cl", x.dtype.str, repr(tile)), lambda: cpu_rb.pack_filters(wg, x.dtype, tile, writable))
     assert tile.rows <= cpu_rb.RB_MAX  # patch_cl's per-row scratch
-    wp, _ = _memo(wg, ("cl", x.dtype.str, repr(tile)), lambda: cpu_rb.pack_filters(wg, x.dtype, tile, writable))
     ep_code, epi, epilogue = _fused_epilogue(epilogue, F, tile, x.dtype)
     geo = tuple(int(v) for v in (B, D, H, W, C, F, KD, KH, KW, NFB, ops))
     pixels = B * D * H * W
@@ -1000,7 +1024,7 @@ def _patch(x, wg, tile, NFB, writable, epilogue, flat, ops, dest, out):
                           cpu_patch.n_tiles(pixels), work)
     if dest is not None:
         return out
-    return _finish(flat.reshape((B, D * KD, H * KH, W * KW, F)), False, epilogue)
+    return _finish(flat.reshape((B, D * KD, H * KH, OW, Fo)), False, epilogue)
 
 
 def _one_tap_each(out_spatial, kernel, dilations, pads_before):
