@@ -1004,11 +1004,10 @@ def _patch(x, wg, tile, NFB, writable, epilogue, flat, ops, dest, out):
     OW, Fo = W * KW, F
     vbytes, isz = cpu_simd.VBYTES, x.dtype.itemsize
     if KW > 1 and ops == F and F * isz <= vbytes and KW * F * isz <= PATCH_MERGE_VECTORS * vbytes:
-        key = ("cl-patch-kw", x.dtype.str)
         F, KW, ops = KW * F, 1, KW * F
         tile = cpu_rb.cl_tile(1 if F * isz <= vbytes else 2, False)
         NFB = _ceil(F, tile.nvec * tile.lanes(isz))
-        wp, _ = _memo(wg, key + (repr(tile),), lambda: cpu_rb.pack_filters(
+        wp, _ = _memo(wg, ("cl-patch-kw", x.dtype.str, repr(tile)), lambda: cpu_rb.pack_filters(
             np.ascontiguousarray(np.swapaxes(wg, 3, 4)).reshape(1, KD, KH, 1, C, F), x.dtype, tile, writable))
         if epilogue is not None and epilogue[3] in ("linear", "relu"):
             reps = F // Fo
