@@ -231,6 +231,11 @@ POINTWISE_BYTES = 256
 # 4 0.68, 64 -> 8 0.52-0.82, 48 -> 3 0.99-1.05; 16 output channels
 # 0.52-1.04, left as they were (benchmarks/NOTES.md section 101)
 POINTWISE_OUT_BYTES = 32
+# One output channel: the input's whole chunks of a vector's channels
+# transposed in registers and used there (cpu_pw.pointwise_cl; with 2-4
+# channels the tile's broadcast weights no longer fit the registers beside
+# the transposed rows: no faster, or up to 15 % slower)
+POINTWISE_FUSED = True
 # Channels-first 1x1 stride-1 convolutions of at most
 # POINTWISE_CF_MAX_CHANNELS output channels (a segmentation head in
 # PyTorch's layout), or up to POINTWISE_CF_WIDE_CHANNELS from at most
@@ -1455,7 +1460,8 @@ def _pointwise(x, wg, epilogue, out):
                     lambda: cpu_rb.pack_filters_wv(wg, x.dtype, tile, _alloc.root(wg).flags.writeable))
     y = _alloc.empty((B, D, H, W, F), x.dtype)
     cpu_rb.parallel_tiles(cpu_pw.pointwise_cl, (np.ascontiguousarray(x).reshape(P, C), wp.reshape(NFB, C, tile.rows),
-                                                y.reshape(P, F), tile), P, (C + 64) * F * P)
+                                                y.reshape(P, F), tile, POINTWISE_FUSED and F == 1),
+                          P, (C + 64) * F * P)
     return _finish(y, False, epilogue)
 
 

@@ -12,7 +12,10 @@ vectors) is transposed in registers into a scratch array, V x V at a time
 (`vtranspose_block`), one row of pixels per input channel; the tile's rows
 are output channels, and one vrun_cols_whole loop over the input channels
 fills them (benchmarks/NOTES.md sections 49 and 75). The input is read
-from memory once, with whole-vector loads. The results go back to
+from memory once, with whole-vector loads. With one output channel the
+scratch array holds only the last channels (fewer than V): each whole
+chunk of V channels is transposed and used in registers
+(`vrun_transposed`, section 116). The results go back to
 pixel-major order by V x V transposes, or for 2 and 4 output channels by
 interleaving their rows (`vzip2`, section 99).
 
@@ -25,6 +28,7 @@ from zero, fused multiply-adds; the register-blocked kernels' order for a
 from .._jit import serial_kernel
 from . import cpu_simd
 from .cpu_simd import (Tile, addr, itemsize, scratch, tile_dims, tile_rows, vcopyn, vrun_cols, vrun_cols_whole,
+                       vrun_transposed,
                        vtadd, vtload, vtranspose_block, vtranspose_over, vtstore, vtzero, vzip2)
 
 # The input channels' bytes per pixel the scratch rows hold (cpu.py's
@@ -71,11 +75,11 @@ def pw_tile(F, itemsize):
 
 
 @serial_kernel
-def pointwise_cl(x, wp, out, tile, p_begin, p_end):
+def pointwise_cl(x, wp, out, tile, fused, p_begin, p_end):
     """Pixels [p_begin, p_end) (cpu_rb.parallel_tiles splits them over
     threads). x (P, C) C-contiguous; wp (NFB, C, FR): the filters in blocks
     of FR = tile.rows output channels, zero-padded; out (P, F)
-    C-contiguous."""
+    C-contiguous. fused: see below (cpu.POINTWISE_FUSED)."""
     P, C = x.shape
     F = out.shape[1]
     NFB = wp.shape[0]
@@ -94,17 +98,26 @@ def pointwise_cl(x, wp, out, tile, p_begin, p_end):
     acca = addr(acc)
     oa = addr(out)
     zero = out.dtype.type(0)
+    # `fused` (one output channel): the whole chunks of V input channels
+    # transposed in registers and used there (no scratch copy), the rest
+    # (fewer than V) through the scratch rows
+    KC = C // V if NFB == 1 and FR == 1 and fused else 0
+    c1 = KC * V
     p = p_begin
     while p + NJ <= p_end:
         # rows of fewer than V channels: whole-vector loads, reading into
         # the next pixels (masked at the end of x)
         for j in range(NW):
-            for c0 in range(0, C, V):
-                vtranspose_over(out, tile, xta + (c0 * NJ + j * V) * isz, xa + ((p + j * V) * C + c0) * isz,
+            for c0 in range(c1, C, V):
+                vtranspose_over(out, tile, xta + ((c0 - c1) * NJ + j * V) * isz, xa + ((p + j * V) * C + c0) * isz,
                                 C * isz, NJ * isz, min(V, C - c0), xend)
         for fb in range(NFB):
             accs = vtzero(out, tile)
-            accs = vrun_cols_whole(out, accs, tile, xta, NJ * isz, V * isz, 0, 0, wa + fb * C * FR * isz, C)
+            if KC > 0:
+                accs = vrun_transposed(out, accs, tile, xa + p * C * isz, C * isz, KC, wa)
+            if c1 < C:
+                accs = vrun_cols_whole(out, accs, tile, xta, NJ * isz, V * isz, 0, 0, wa + (fb * C + c1) * FR * isz,
+                                       C - c1)
             vtstore(acc[fb * FR * NJ:], tile, so, accs, NJ)
         if F == 1:
             for e in range(0, NJ, V):

@@ -1018,6 +1018,79 @@ def vtranspose_over(typingctx, arr, tile, dst, src, sstride, dstride, n, end):
 
 
 @intrinsic
+def vrun_transposed(typingctx, arr, accs, tile, src, sstride, K, q):
+    """The pointwise micro-kernel on pixel-major input, transposed in
+    registers: NW = tile.nvec groups of V consecutive pixels (pixel p's
+    channels at byte address src + p * sstride), K whole chunks of V
+    channels. Chunk k: each group's V x V block (its pixels' channels
+    [k V, k V + V)) is loaded as V whole vectors and transposed, so that
+    vector m holds channel k V + m of the group's pixels; then, for m in
+    order and each row i < tile.rows,
+        accs[i*NW + j] = fma(bcast(w), X_m, accs[i*NW + j]),
+    w at byte address q + ((k V + m) * tile.rows + i) * itemsize: each
+    output's chain over the channels in order, as vrun_cols_whole over a
+    transposed copy (cpu_pw.pointwise_cl), with no copy.
+    One-row tiles only (one output channel): for others accs are returned
+    unchanged and no code is emitted (with more rows the broadcast weights
+    and the transposed rows no longer fit the registers together)."""
+    if not _vrun_tile_ok(tile, accs):
+        return None
+    nr, nw = tile.rows, tile.nvec
+    isz = arr.dtype.bitwidth // 8
+
+    def impl(context, builder, sig, args):
+        if nr != 1:
+            return args[1]
+        i64 = ir.IntType(64)
+        vty = context.get_value_type(accs.dtype)
+        sty = context.get_value_type(arr.dtype)
+        n = vty.count
+        src_, ss, nK, q_ = (context.cast(builder, args[i], sig.args[i], types.int64) for i in range(3, 7))
+        acc0 = cgutils.unpack_tuple(builder, args[1], accs.count)
+        fma = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(vty, [vty] * 3), f"llvm.fma.v{n}f{arr.dtype.bitwidth}")
+        pre = builder.block
+        head = builder.append_basic_block("vtr.head")
+        body = builder.append_basic_block("vtr.body")
+        done = builder.append_basic_block("vtr.done")
+        builder.branch(head)
+        builder.position_at_end(head)
+        k = builder.phi(i64)
+        k.add_incoming(ir.Constant(i64, 0), pre)
+        acc = []
+        for a in acc0:
+            ph = builder.phi(vty)
+            ph.add_incoming(a, pre)
+            acc.append(ph)
+        builder.cbranch(builder.icmp_signed("<", k, nK), body, done)
+        builder.position_at_end(body)
+        base = builder.add(src_, builder.mul(k, ir.Constant(i64, n * isz)))
+        qk = builder.add(q_, builder.mul(k, ir.Constant(i64, n * nr * isz)))
+        ws = [[_splat(builder, vty, builder.load(
+            builder.inttoptr(builder.add(qk, ir.Constant(i64, (m * nr + i) * isz)), sty.as_pointer()), align=isz))
+            for i in range(nr)] for m in range(n)]
+        new = list(acc)
+        # a group at a time: its V rows and the accumulators live, not
+        # every group's rows at once (which spilled)
+        for j in range(nw):
+            rows = [builder.load(builder.inttoptr(builder.add(base, builder.mul(ss, ir.Constant(i64, j * n + r))),
+                                                  vty.as_pointer()), align=isz) for r in range(n)]
+            _transpose_blocks(builder, rows)
+            for m in range(n):
+                for i in range(nr):
+                    new[i * nw + j] = builder.call(fma, [ws[m][i], rows[m], new[i * nw + j]])
+        k1 = builder.add(k, ir.Constant(i64, 1))
+        end = builder.block
+        builder.branch(head)
+        k.add_incoming(k1, end)
+        for ph, v in zip(acc, new):
+            ph.add_incoming(v, end)
+        builder.position_at_end(done)
+        return context.make_tuple(builder, accs, acc)
+    return accs(arr, accs, tile, src, sstride, K, q), impl
+
+
+@intrinsic
 def prefetch(typingctx, p):
     """A hint to bring the cache line at byte address p into L1 (no fault
     if p is not mapped): for strided reads the hardware prefetchers miss,
