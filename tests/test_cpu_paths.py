@@ -1364,25 +1364,31 @@ def test_pointwise_kernel_gives_the_same_bits(case, dtype, monkeypatch):
 
 
 POINTWISE_FUSED_CASES = [
-    # one output channel (cpu.POINTWISE_FUSED): whole chunks of V input channels (8 float32, 4 float64) only,
-    # chunks and then fewer than V through the scratch rows, no whole chunk; pixel counts that leave a
-    # scalar tail; two images
+    # 1, 2 and 4 output channels (cpu.POINTWISE_FUSED, cpu_pw.PW_FUSED_TILES): whole chunks of V input
+    # channels (8 float32, 4 float64) only, chunks and then fewer than V through the scratch rows, no whole
+    # chunk; pixel counts that leave a scalar tail; two images; 3 channels (not fused)
     ((2, 5, 7, 8), (1, 1, 8, 1)),
     ((1, 3, 5, 9, 12), (1, 1, 1, 12, 1)),
     ((2, 9, 11, 20), (1, 1, 20, 1)),
     ((1, 67, 32), (1, 32, 1)),
     ((2, 6, 7, 3), (1, 1, 3, 1)),
+    ((2, 5, 7, 16), (1, 1, 16, 2)),
+    ((1, 3, 5, 9, 6), (1, 1, 1, 6, 2)),
+    ((2, 9, 11, 8), (1, 1, 8, 4)),
+    ((1, 37, 28), (1, 28, 4)),
+    ((2, 5, 7, 8), (1, 1, 8, 3)),
 ]
 
 
 @pytest.mark.parametrize("case", POINTWISE_FUSED_CASES, ids=lambda c: f"{c[0]}-{c[1]}")
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_pointwise_fused_one_channel(case, dtype, monkeypatch):
-    """pointwise_cl's chunks transposed in registers (vrun_transposed)
-    against the scratch rows and the register-blocked kernels: the same FMA
-    chain per output, so the same bits, on one thread and split; and the
-    reference."""
+    """pointwise_cl's chunks transposed in registers (vrun_transposed, on
+    its fused tiles) against the scratch rows and the register-blocked
+    kernels: the same FMA chain per output, so the same bits, on one thread
+    and split; and the reference."""
     xs, ws = case
+    F = ws[-1]
     rng = np.random.default_rng(5)
     x, w = rng.standard_normal(xs).astype(dtype), rng.standard_normal(ws).astype(dtype)
     op = {3: "conv1d", 4: "conv2d", 5: "conv3d"}[x.ndim]
@@ -1402,9 +1408,9 @@ def test_pointwise_fused_one_channel(case, dtype, monkeypatch):
             fused.clear()
             monkeypatch.setattr(cpu_rb, "parallel_tiles", lambda k, a, n, wk, *g, _b=big: spy(k, a, n, wk, *g, _big=_b))
             results.append(getattr(fastdeconv, op)(x, w, 1, "SAME", backend="cpu").tobytes())
-            assert fused == ([setting[1]] if setting[0] else [])
+            assert fused == ([setting[1] and F in cpu_pw.PW_FUSED_TILES] if setting[0] else [])
     assert len(set(results)) == 1
-    np.testing.assert_allclose(np.frombuffer(results[0], dtype).reshape(x.shape[:-1] + (1,)),
+    np.testing.assert_allclose(np.frombuffer(results[0], dtype).reshape(x.shape[:-1] + (F,)),
                                getattr(fastdeconv, op)(x, w, 1, "SAME", backend="reference"),
                                rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-5 if dtype == np.float32 else 1e-12)
 

@@ -231,10 +231,10 @@ POINTWISE_BYTES = 256
 # 4 0.68, 64 -> 8 0.52-0.82, 48 -> 3 0.99-1.05; 16 output channels
 # 0.52-1.04, left as they were (benchmarks/NOTES.md section 101)
 POINTWISE_OUT_BYTES = 32
-# One output channel: the input's whole chunks of a vector's channels
-# transposed in registers and used there (cpu_pw.pointwise_cl; with 2-4
-# channels the tile's broadcast weights no longer fit the registers beside
-# the transposed rows: no faster, or up to 15 % slower)
+# 1, 2 or 4 output channels: the input's whole chunks of a vector's
+# channels transposed in registers and used there, on tiles of 4
+# accumulators (cpu_pw.pointwise_cl, PW_FUSED_TILES; measured with
+# AVX-512's 32 registers only)
 POINTWISE_FUSED = True
 # Channels-first 1x1 stride-1 convolutions of at most
 # POINTWISE_CF_MAX_CHANNELS output channels (a segmentation head in
@@ -1453,14 +1453,15 @@ def _pointwise(x, wg, epilogue, out):
     if out is not None:
         out[...] = _pointwise(x, wg, epilogue, None)
         return out
-    tile = cpu_pw.pw_tile(F, x.dtype.itemsize)
+    fused = POINTWISE_FUSED and F in cpu_pw.PW_FUSED_TILES and cpu_simd.VREGS >= 32
+    tile = cpu_pw.pw_tile(F, x.dtype.itemsize, fused)
     assert C * x.dtype.itemsize <= cpu_pw.PW_MAX_CHANNEL_BYTES
     # (NFB, C, FR): blocks of FR = tile.rows output channels, zero-padded
     wp, NFB = _memo(wg, ("pw", x.dtype.str, repr(tile)),
                     lambda: cpu_rb.pack_filters_wv(wg, x.dtype, tile, _alloc.root(wg).flags.writeable))
     y = _alloc.empty((B, D, H, W, F), x.dtype)
     cpu_rb.parallel_tiles(cpu_pw.pointwise_cl, (np.ascontiguousarray(x).reshape(P, C), wp.reshape(NFB, C, tile.rows),
-                                                y.reshape(P, F), tile, POINTWISE_FUSED and F == 1),
+                                                y.reshape(P, F), tile, fused),
                           P, (C + 64) * F * P)
     return _finish(y, False, epilogue)
 

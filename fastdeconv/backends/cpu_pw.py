@@ -12,10 +12,10 @@ vectors) is transposed in registers into a scratch array, V x V at a time
 (`vtranspose_block`), one row of pixels per input channel; the tile's rows
 are output channels, and one vrun_cols_whole loop over the input channels
 fills them (benchmarks/NOTES.md sections 49 and 75). The input is read
-from memory once, with whole-vector loads. With one output channel the
-scratch array holds only the last channels (fewer than V): each whole
-chunk of V channels is transposed and used in registers
-(`vrun_transposed`, section 116). The results go back to
+from memory once, with whole-vector loads. With 1, 2 or 4 output
+channels (one block of a 4-accumulator tile) the scratch array holds
+only the last channels (fewer than V): each whole chunk of V channels is
+transposed and used in registers (`vrun_transposed`, section 116). The results go back to
 pixel-major order by V x V transposes, or for 2 and 4 output channels by
 interleaving their rows (`vzip2`, section 99).
 
@@ -51,18 +51,28 @@ _OFFS_BYTES = 8 * 8
 PW_NARROW_VBYTES = 32
 
 
-def pw_tile(F, itemsize):
+# Output channel counts whose results are stored without V x V transposes
+# (1, 2, 4), on tiles of 4 accumulators, for pointwise_cl's `fused` chunks:
+# 8 x 8 blocks transposed in registers feed the FMAs (4 x 2 and 2 x 4 tiles
+# there: no faster, or up to 40 % slower, their weights and rows spilled)
+PW_FUSED_TILES = {1: (1, 4), 2: (2, 2), 4: (4, 1)}
+
+
+def pw_tile(F, itemsize, fused=False):
     """The tile for F output channels of `itemsize` bytes: one channel on
     4 vectors of pixels (four FMA chains), 2 on 2 x 4, 4 on 4 x 4 with
     AVX-512's 32 registers, up to 4 on 4 x 2, more on the wide 2-vector
     tile (8 x 2 with AVX-512's 32 registers, 6 x 2 with AVX2's 16), in
-    blocks of its rows; PW_NARROW_VBYTES vectors where F fit in one. (The
+    blocks of its rows; PW_NARROW_VBYTES vectors where F fit in one;
+    `fused`: PW_FUSED_TILES. (The
     rows are exactly the 2 or 4 channels there, whose results are
     interleaved into pixels by vzip2; 4 x 2 left half its rows empty for 2,
     and its results went back through V x V transposes: benchmarks/NOTES.md
     section 99.)"""
     host = cpu_simd.VBYTES
     vb = min(PW_NARROW_VBYTES, host) if F * itemsize <= PW_NARROW_VBYTES else host
+    if fused:
+        return Tile(*PW_FUSED_TILES[F], vb)
     if F == 1:
         return Tile(1, 4, vb)
     if F == 2:
@@ -98,10 +108,10 @@ def pointwise_cl(x, wp, out, tile, fused, p_begin, p_end):
     acca = addr(acc)
     oa = addr(out)
     zero = out.dtype.type(0)
-    # `fused` (one output channel): the whole chunks of V input channels
-    # transposed in registers and used there (no scratch copy), the rest
-    # (fewer than V) through the scratch rows
-    KC = C // V if NFB == 1 and FR == 1 and fused else 0
+    # `fused` (pw_tile's fused tiles, one block): the whole chunks of V
+    # input channels transposed in registers and used there (no scratch
+    # copy), the rest (fewer than V) through the scratch rows
+    KC = C // V if NFB == 1 and fused else 0
     c1 = KC * V
     p = p_begin
     while p + NJ <= p_end:

@@ -1030,16 +1030,17 @@ def vrun_transposed(typingctx, arr, accs, tile, src, sstride, K, q):
     w at byte address q + ((k V + m) * tile.rows + i) * itemsize: each
     output's chain over the channels in order, as vrun_cols_whole over a
     transposed copy (cpu_pw.pointwise_cl), with no copy.
-    One-row tiles only (one output channel): for others accs are returned
-    unchanged and no code is emitted (with more rows the broadcast weights
-    and the transposed rows no longer fit the registers together)."""
+    Tiles of at most 4 accumulators only (cpu_pw's fused tiles, 1 x 4,
+    2 x 2, 4 x 1): for others accs are returned unchanged and no code is
+    emitted (their broadcast weights, the transposed rows and the
+    accumulators do not fit the registers together)."""
     if not _vrun_tile_ok(tile, accs):
         return None
     nr, nw = tile.rows, tile.nvec
     isz = arr.dtype.bitwidth // 8
 
     def impl(context, builder, sig, args):
-        if nr != 1:
+        if nr * nw > 4:
             return args[1]
         i64 = ir.IntType(64)
         vty = context.get_value_type(accs.dtype)
