@@ -107,6 +107,7 @@ os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
 import numpy as np
 from fastdeconv.backends.cuda import config
 config.ELEMENTWISE_THREADS, config.ELEMENTWISE_MAX_BLOCKS = 4, 3
+config.THREADS_PER_BLOCK, config.MAX_THREADS_N = 16, 4  # (as in _ZOO_SCRIPT)
 from fastdeconv.backends import cuda_layers as G
 from fastdeconv import layers as L
 
@@ -197,7 +198,7 @@ print("ok")
 
 def _simulate(script):
     env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1", PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
-    res = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
+    res = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=1200)
     assert res.returncode == 0 and res.stdout.strip().endswith("ok"), res.stdout + res.stderr
 
 
@@ -235,6 +236,12 @@ import os, sys
 os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
 import numpy as np
 import fastdeconv
+from fastdeconv.backends.cuda import config
+# small blocks: the simulator runs each block's threads as Python threads at
+# once (256 of them: minutes of switching between them); results do not
+# depend on these
+config.THREADS_PER_BLOCK, config.MAX_THREADS_N = 16, 4
+config.ELEMENTWISE_THREADS, config.ELEMENTWISE_MAX_BLOCKS = 16, 8
 for path in sys.argv[1:]:
     x, y = np.load(path + ".x.npy"), np.load(path + ".y.npy")
     model = fastdeconv.load_keras(path)
@@ -270,5 +277,5 @@ def test_layer_zoo_on_cuda_matches_keras_under_the_simulator(saved, tmp_path):
         paths.append(path)
     env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1", PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
     res = subprocess.run([sys.executable, "-c", _ZOO_SCRIPT, *paths], env=env, capture_output=True, text=True,
-                         timeout=600)
+                         timeout=1200)
     assert res.returncode == 0 and res.stdout.strip().endswith("ok"), res.stdout + res.stderr
