@@ -1684,6 +1684,49 @@ def test_channels_last_packed_rows_same_bits(case, dtype, vector_bytes, monkeypa
     assert np.max(np.abs(y - ref)) <= tol * max(1.0, float(np.max(np.abs(ref))))
 
 
+ONE_CHANNEL_ROWS_CASES = [
+    # channels-last, one output channel, 16-64 input channels, 9 taps or more: packed rows
+    # (NARROW_ONE_CHANNEL_ROWS_CHANNELS) instead of a channels-first copy of the input; forward 3x3 and
+    # 3x3x3, a k3 s2 transpose, rows that leave tails of the V x V blocks, a dilation; 8 channels (copy)
+    ("conv2d", (2, 9, 19, 16), (3, 3, 16, 1), 1, "SAME", "NHWC", None),
+    ("conv3d", (1, 4, 5, 17, 24), (3, 3, 3, 24, 1), 1, "SAME", "NDHWC", None),
+    ("conv2d_transpose", (2, 5, 7, 20), (3, 3, 1, 20), 2, "SAME", "NHWC", None),
+    ("conv2d", (1, 7, 13, 64), (3, 3, 64, 1), 1, "VALID", "NHWC", [1, 2, 1, 1]),
+    ("conv2d", (2, 9, 19, 8), (3, 3, 8, 1), 1, "SAME", "NHWC", None),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", ONE_CHANNEL_ROWS_CASES, ids=[f"{c[0]}-{c[1]}" for c in ONE_CHANNEL_ROWS_CASES])
+def test_one_channel_packed_rows_same_bits(case, dtype, monkeypatch):
+    """One output channel on rows packed channels-first by each thread, or
+    on a channels-first copy of the input (the rule: 16-64 input channels,
+    9 taps or more): the same bits either way and split into the most
+    chunks, the bits of the channels-first call, and the reference's
+    result."""
+    x, w = _arrays(case, dtype, np.random.default_rng(41))
+    copies = []
+    real_copy = cpu._to_channels_first
+    monkeypatch.setattr(cpu, "_to_channels_first", lambda s, d: (copies.append(s.shape), real_copy(s, d))[1])
+    monkeypatch.setattr(cpu, "WV_NARROW_STEPS", 32)  # as set, whatever a test before changed
+    results = _calls_with(case, x, w, monkeypatch, [
+        ({(cpu, "NARROW_ONE_CHANNEL_ROWS_CHANNELS"): (16, 64)}, None),
+        ({(cpu, "NARROW_ONE_CHANNEL_ROWS_CHANNELS"): (16, 64)}, 10**12),
+        ({(cpu, "NARROW_ONE_CHANNEL_ROWS_CHANNELS"): (0, -1)}, None)])
+    rows = 16 <= x.shape[-1] <= 64
+    assert len(copies) == (1 if rows else 3)  # the copy route's calls only
+    y = results[0]
+    assert all(r.tobytes() == y.tobytes() for r in results)
+    cf = {"NWC": "NCW", "NHWC": "NCHW", "NDHWC": "NCDHW"}[case[5]]
+    dil = case[6] if case[6] is None else [case[6][0], case[6][-1]] + list(case[6][1:-1])
+    y_cf = _call((case[0], None, None, case[3], case[4], cf, dil), np.ascontiguousarray(np.moveaxis(x, -1, 1)), w,
+                 "cpu")
+    assert np.moveaxis(y_cf, 1, -1).tobytes() == y.tobytes()
+    ref = _call(case, x, w, "reference")
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    assert np.max(np.abs(y - ref)) <= tol * max(1.0, float(np.max(np.abs(ref))))
+
+
 ONE_PIXEL_AXIS_CASES = [
     # a DCGAN generator's projection: 1 x 1 -> 4 x 4, k4, stride 1 and 2
     ("conv2d_transpose", (3, 1, 1, 20), (4, 4, 24, 20), 1, "VALID", "NHWC", None),

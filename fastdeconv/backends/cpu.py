@@ -343,6 +343,16 @@ NARROW_ONE_CHANNEL_CF = True
 # took 1.63x at k3).
 NARROW_ONE_CHANNEL_CF_MAX_CHANNELS = 32
 NARROW_ONE_CHANNEL_CF_MIN_TAPS = 9
+# ... except with 16-64 input channels and at least
+# NARROW_ONE_CHANNEL_CF_MIN_TAPS taps, where each thread packs its input
+# rows channels-first instead (WV_CL_ROWS, as for 2-4 output channels),
+# when they fit WV_PACK_BYTES: no copy of the whole input. Two threads, one
+# process, rows against the copy (3x3 and 3x3x3, forward and k3 s2
+# transposes): 16-64 channels 0.43-0.76 back to back, 0.54-0.69 after
+# pauses (1.00 once); 8 channels 0.63-1.38, and the chain's 1-channel
+# transpose (8 channels, 1x3x3 s 1x2x2) 1.1-1.3x (benchmarks/NOTES.md
+# section 117). Not measured past 64 channels or on fewer taps.
+NARROW_ONE_CHANNEL_ROWS_CHANNELS = (16, 64)
 
 # Channels-first calls on the vectors-along-W kernel: each output row's
 # input rows are copied into one array, zeros around each row (for a W
@@ -728,15 +738,20 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
     narrow = (not channels_first and Fg <= WV_NARROW * 4 // x.dtype.itemsize
               and (trans or sw == 1) and Cx * W * x.dtype.itemsize < 2**31)
     cl_rows = False  # channels-last input rows packed for vectors along W (WV_CL_ROWS)
+    lanes = cpu_simd.VBYTES // x.dtype.itemsize
+    rows_fit = KD * KH * Cg * (W + (KW - 1) * dw + 4 * lanes) * x.dtype.itemsize <= WV_PACK_BYTES
+    # one output channel from NARROW_ONE_CHANNEL_ROWS_MIN_CHANNELS: packed rows
+    one_channel_rows = (narrow and F == 1 and WV_CL_ROWS and rows_fit
+                        and NARROW_ONE_CHANNEL_ROWS_CHANNELS[0] <= Cg <= NARROW_ONE_CHANNEL_ROWS_CHANNELS[1]
+                        and KD * KH * KW >= NARROW_ONE_CHANNEL_CF_MIN_TAPS)
     # one output channel: a channels-first copy of the input, no gathers
     one_channel_cf = (narrow and F == 1 and NARROW_ONE_CHANNEL_CF and out is None  # `out`: filled by a copy
+                      and not one_channel_rows
                       and (Cg <= NARROW_ONE_CHANNEL_CF_MAX_CHANNELS or KD * KH * KW >= NARROW_ONE_CHANNEL_CF_MIN_TAPS))
     if narrow and WV_NARROW_STEPS is not None and not one_channel_cf:
         steps = KD * KH * KW * Cg // (sd * sh * sw if trans else 1)
-        if steps > WV_NARROW_STEPS:
-            lanes = cpu_simd.VBYTES // x.dtype.itemsize
-            cl_rows = (WV_CL_ROWS and Fg > 1 and KD * KH * Cg * (W + (KW - 1) * dw + 4 * lanes) * x.dtype.itemsize
-                       <= WV_PACK_BYTES)
+        if steps > WV_NARROW_STEPS or one_channel_rows:
+            cl_rows = WV_CL_ROWS and (Fg > 1 or one_channel_rows) and rows_fit
         narrow = steps <= WV_NARROW_STEPS or cl_rows
     if one_channel_cf:
         x_cf = np.empty((B, Cx, D, H, W), dtype=x.dtype)
