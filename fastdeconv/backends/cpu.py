@@ -348,8 +348,8 @@ NARROW_ONE_CHANNEL_CF_MIN_TAPS = 9
 # rows channels-first instead (WV_CL_ROWS, as for 2-4 output channels),
 # when they fit WV_PACK_BYTES: no copy of the whole input. Two threads, one
 # process, rows against the copy (3x3 and 3x3x3, forward and k3 s2
-# transposes): 16-64 channels 0.43-0.76 back to back, 0.54-0.69 after
-# pauses (1.00 once); 8 channels 0.63-1.38, and the chain's 1-channel
+# transposes): 16-64 channels 0.29-0.76 back to back, 0.54-0.93 after
+# pauses; 8 channels 0.63-1.38, and the chain's 1-channel
 # transpose (8 channels, 1x3x3 s 1x2x2) 1.1-1.3x (benchmarks/NOTES.md
 # section 117). Not measured past 64 channels or on fewer taps.
 NARROW_ONE_CHANNEL_ROWS_CHANNELS = (16, 64)
