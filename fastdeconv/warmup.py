@@ -90,6 +90,20 @@ def _conv_calls(dtype, cf):
             transpose(8, F, 4, 6, W, s=3)
             transpose(8, F, 3, 4, W, k=2, s=2)
         transpose(8, F, 4, 6, 11, s=1, d=2)
+    if not cf:
+        # one output channel from 16-64 input channels: rows packed
+        # channels-first (cpu.NARROW_ONE_CHANNEL_ROWS_CHANNELS), the tiles above
+        for W in (3, 5, 7, 12, 20, 40, 56, 64):
+            conv(16, 1, 2, 3, W)
+            conv(16, 1, 6, 6, W)
+        conv(16, 1, 4, 8, 19, s=2)
+        conv(16, 1, 4, 8, 19, d=2)
+        conv(16, 1, 8, 8, 40, s=(1, 1, 1, 2, 1))
+        for W in (3, 7, 20, 56):
+            transpose(16, 1, 2, 3, W, s=1)
+            transpose(16, 1, 4, 6, W)
+            transpose(16, 1, 4, 6, W, s=3)
+        transpose(16, 1, 4, 6, 11, s=1, d=2)
     # few input channels, several channel blocks: gathered taps (channels-last
     # cl_kernel; channels-first cpu_cfgather with W strides 1 and 2), and
     # channels-first with more input channels (vectors along W, one vector

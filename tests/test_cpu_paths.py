@@ -2358,7 +2358,9 @@ def test_vtranspose_block(dtype, vbytes):
 
 def test_narrow_channels_last_route_rule(monkeypatch):
     """Channels-last calls with few output channels: one output channel goes
-    through a channels-first copy of the input up to
+    on rows packed channels-first from NARROW_ONE_CHANNEL_ROWS_CHANNELS[0]
+    to [1] input channels with NARROW_ONE_CHANNEL_CF_MIN_TAPS taps or more,
+    else through a channels-first copy of the input up to
     NARROW_ONE_CHANNEL_CF_MAX_CHANNELS input channels or from
     NARROW_ONE_CHANNEL_CF_MIN_TAPS taps, whatever the reduction's length;
     otherwise, and with 2 or more output channels, the gathered loads only
@@ -2386,9 +2388,14 @@ def test_narrow_channels_last_route_rule(monkeypatch):
         assert y.shape == (1, 7, 40, F)
         return routes
 
-    assert route(C_MAX, 1)[:2] == ["cl", "cf"]  # 288 steps, the copy
+    lo, hi = cpu.NARROW_ONE_CHANNEL_ROWS_CHANNELS
+    assert route(C_MAX, 1) == ["cl", "packed rows"]  # 288 steps, 9 taps: packed rows
+    assert route(lo, 1) == ["cl", "packed rows"]
+    assert route(hi, 1) == ["cl", "packed rows"]
+    assert route(lo - 1, 1)[:2] == ["cl", "cf"]  # the copy
     assert route(3, 1)[:2] == ["cl", "cf"]
-    assert route(C_MAX + 1, 1)[:2] == ["cl", "cf"]  # 9 taps
+    assert "cf" in route(hi + 1, 1)  # 9 taps: the copy (its layout kernel first, at this size)
+    assert route(lo, 1, k=2)[:2] == ["cl", "cf"]  # 4 taps, up to C_MAX channels: the copy
     assert route(C_MAX + 1, 1, k=2) == ["cl", "tile"]  # past both limits
     assert route(3, 2) == ["cl", "gathered"]  # 27 steps
     assert route(8, 2) == ["cl", "packed rows"]  # 72 steps
