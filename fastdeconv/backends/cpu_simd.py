@@ -151,6 +151,37 @@ def _splat(builder, vty, s):
     return builder.shuffle_vector(v, ir.Constant(vty, ir.Undefined), mask)
 
 
+def _counted_loop(builder, name, count, vty, values, step):
+    """An LLVM loop over k in [0, count) (i64) that carries the vectors
+    `values` (of type vty): step(k, current) emits the body and returns
+    the next values. Returns the values after the loop."""
+    i64 = ir.IntType(64)
+    pre = builder.block
+    head = builder.append_basic_block(f"{name}.head")
+    body = builder.append_basic_block(f"{name}.body")
+    done = builder.append_basic_block(f"{name}.done")
+    builder.branch(head)
+    builder.position_at_end(head)
+    k = builder.phi(i64)
+    k.add_incoming(ir.Constant(i64, 0), pre)
+    current = []
+    for v in values:
+        ph = builder.phi(vty)
+        ph.add_incoming(v, pre)
+        current.append(ph)
+    builder.cbranch(builder.icmp_signed("<", k, count), body, done)
+    builder.position_at_end(body)
+    new = step(k, current)
+    k1 = builder.add(k, ir.Constant(i64, 1))
+    end = builder.block
+    builder.branch(head)
+    k.add_incoming(k1, end)
+    for ph, v in zip(current, new):
+        ph.add_incoming(v, end)
+    builder.position_at_end(done)
+    return current
+
+
 @intrinsic
 def addr(typingctx, arr):
     """The address of arr's first element."""
@@ -1050,43 +1081,26 @@ def vrun_transposed(typingctx, arr, accs, tile, src, sstride, K, q):
         acc0 = cgutils.unpack_tuple(builder, args[1], accs.count)
         fma = cgutils.get_or_insert_function(
             builder.module, ir.FunctionType(vty, [vty] * 3), f"llvm.fma.v{n}f{arr.dtype.bitwidth}")
-        pre = builder.block
-        head = builder.append_basic_block("vtr.head")
-        body = builder.append_basic_block("vtr.body")
-        done = builder.append_basic_block("vtr.done")
-        builder.branch(head)
-        builder.position_at_end(head)
-        k = builder.phi(i64)
-        k.add_incoming(ir.Constant(i64, 0), pre)
-        acc = []
-        for a in acc0:
-            ph = builder.phi(vty)
-            ph.add_incoming(a, pre)
-            acc.append(ph)
-        builder.cbranch(builder.icmp_signed("<", k, nK), body, done)
-        builder.position_at_end(body)
-        base = builder.add(src_, builder.mul(k, ir.Constant(i64, n * isz)))
-        qk = builder.add(q_, builder.mul(k, ir.Constant(i64, n * nr * isz)))
-        ws = [[_splat(builder, vty, builder.load(
-            builder.inttoptr(builder.add(qk, ir.Constant(i64, (m * nr + i) * isz)), sty.as_pointer()), align=isz))
-            for i in range(nr)] for m in range(n)]
-        new = list(acc)
-        # a group at a time: its V rows and the accumulators live, not
-        # every group's rows at once (which spilled)
-        for j in range(nw):
-            rows = [builder.load(builder.inttoptr(builder.add(base, builder.mul(ss, ir.Constant(i64, j * n + r))),
-                                                  vty.as_pointer()), align=isz) for r in range(n)]
-            _transpose_blocks(builder, rows)
-            for m in range(n):
-                for i in range(nr):
-                    new[i * nw + j] = builder.call(fma, [ws[m][i], rows[m], new[i * nw + j]])
-        k1 = builder.add(k, ir.Constant(i64, 1))
-        end = builder.block
-        builder.branch(head)
-        k.add_incoming(k1, end)
-        for ph, v in zip(acc, new):
-            ph.add_incoming(v, end)
-        builder.position_at_end(done)
+
+        def step(k, acc):
+            base = builder.add(src_, builder.mul(k, ir.Constant(i64, n * isz)))
+            qk = builder.add(q_, builder.mul(k, ir.Constant(i64, n * nr * isz)))
+            ws = [[_splat(builder, vty, builder.load(
+                builder.inttoptr(builder.add(qk, ir.Constant(i64, (m * nr + i) * isz)), sty.as_pointer()),
+                align=isz)) for i in range(nr)] for m in range(n)]
+            new = list(acc)
+            # a group at a time: its V rows and the accumulators live, not
+            # every group's rows at once (which spilled)
+            for j in range(nw):
+                rows = [builder.load(builder.inttoptr(builder.add(base, builder.mul(ss, ir.Constant(i64, j * n + r))),
+                                                      vty.as_pointer()), align=isz) for r in range(n)]
+                _transpose_blocks(builder, rows)
+                for m in range(n):
+                    for i in range(nr):
+                        new[i * nw + j] = builder.call(fma, [ws[m][i], rows[m], new[i * nw + j]])
+            return new
+
+        acc = _counted_loop(builder, "vtr", nK, vty, acc0, step)
         return context.make_tuple(builder, accs, acc)
     return accs(arr, accs, tile, src, sstride, K, q), impl
 
@@ -1300,54 +1314,36 @@ def _vrun_cols_impl(accs, tile, arr, gather, masked, part, period, table=False, 
             g = builder.load(builder.inttoptr(wa, gty.as_pointer()), align=isz)
             return builder.shuffle_vector(g, ir.Constant(gty, ir.Undefined), spread)
 
-        pre = builder.block
-        head = builder.append_basic_block("vcols.head")
-        body = builder.append_basic_block("vcols.body")
-        done = builder.append_basic_block("vcols.done")
-        builder.branch(head)
-        builder.position_at_end(head)
-        k = builder.phi(i64)
-        k.add_incoming(ir.Constant(i64, 0), pre)
-        acc = []
-        for a in acc0[:nru * nw]:
-            ph = builder.phi(vty)
-            ph.add_incoming(a, pre)
-            acc.append(ph)
-        builder.cbranch(builder.icmp_signed("<", k, nK), body, done)
-        builder.position_at_end(body)
-        if table:
-            # step k: (input offset, byte offset of its lane masks) at cstep + 16 k
-            at = builder.add(cstep, builder.mul(k, ir.Constant(i64, 16)))
-            off = builder.load(builder.inttoptr(at, i64.as_pointer()), align=8)
-        else:
-            off = builder.mul(k, cstep)
-        if table and table_lanes:
-            moff = builder.add(lo, builder.load(builder.inttoptr(builder.add(at, ir.Constant(i64, 8)),
-                                                                 i64.as_pointer()), align=8))
-            xs = []
-            for j, s in enumerate(starts):
-                bits = builder.load(builder.inttoptr(builder.add(moff, ir.Constant(i64, 4 * j)), i32.as_pointer()),
-                                    align=4)
-                m = builder.bitcast(builder.trunc(bits, ir.IntType(n)), ir.VectorType(ir.IntType(1), n))
-                ptr = builder.inttoptr(builder.add(s, off), vty.as_pointer())
-                if table_lanes == "load":
-                    xs.append(builder.call(_masked_load(builder, vty, arr.dtype.bitwidth), [ptr, align, m, zero]))
-                else:
-                    xs.append(builder.select(m, builder.load(ptr, align=isz), zero))
-        else:
-            xs = [load(builder.add(s, off), j) for j, s in enumerate(starts)]
-        qk = builder.add(q, builder.mul(k, ir.Constant(i64, nr * P * isz)))
-        new = []
-        for i in range(nru):
-            b = weights(builder.add(qk, ir.Constant(i64, i * P * isz)))
-            new += [builder.call(fma, [b, x, acc[i * nw + j]]) for j, x in enumerate(xs)]
-        k1 = builder.add(k, ir.Constant(i64, 1))
-        end = builder.block
-        builder.branch(head)
-        k.add_incoming(k1, end)
-        for ph, v in zip(acc, new):
-            ph.add_incoming(v, end)
-        builder.position_at_end(done)
+        def step(k, acc):
+            if table:
+                # step k: (input offset, byte offset of its lane masks) at cstep + 16 k
+                at = builder.add(cstep, builder.mul(k, ir.Constant(i64, 16)))
+                off = builder.load(builder.inttoptr(at, i64.as_pointer()), align=8)
+            else:
+                off = builder.mul(k, cstep)
+            if table and table_lanes:
+                moff = builder.add(lo, builder.load(builder.inttoptr(builder.add(at, ir.Constant(i64, 8)),
+                                                                     i64.as_pointer()), align=8))
+                xs = []
+                for j, s in enumerate(starts):
+                    bits = builder.load(builder.inttoptr(builder.add(moff, ir.Constant(i64, 4 * j)), i32.as_pointer()),
+                                        align=4)
+                    m = builder.bitcast(builder.trunc(bits, ir.IntType(n)), ir.VectorType(ir.IntType(1), n))
+                    ptr = builder.inttoptr(builder.add(s, off), vty.as_pointer())
+                    if table_lanes == "load":
+                        xs.append(builder.call(_masked_load(builder, vty, arr.dtype.bitwidth), [ptr, align, m, zero]))
+                    else:
+                        xs.append(builder.select(m, builder.load(ptr, align=isz), zero))
+            else:
+                xs = [load(builder.add(s, off), j) for j, s in enumerate(starts)]
+            qk = builder.add(q, builder.mul(k, ir.Constant(i64, nr * P * isz)))
+            new = []
+            for i in range(nru):
+                b = weights(builder.add(qk, ir.Constant(i64, i * P * isz)))
+                new += [builder.call(fma, [b, x, acc[i * nw + j]]) for j, x in enumerate(xs)]
+            return new
+
+        acc = _counted_loop(builder, "vcols", nK, vty, acc0[:nru * nw], step)
         return context.make_tuple(builder, accs, acc + list(acc0[nru * nw:]))
     return impl
 
