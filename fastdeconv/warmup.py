@@ -77,33 +77,21 @@ def _conv_calls(dtype, cf):
     # from a few columns to several vectors of them (8 x 1 tiles, row
     # pairs, one or two vectors along W, tail pairs), few and many rows
     # (rows read in place, packed rows).
-    for F in (1, 2, 3, 4, 8, 16, 32):
+    # (and channels-last, one output channel from 16 input channels: rows
+    # packed channels-first, cpu.NARROW_ONE_CHANNEL_ROWS_CHANNELS)
+    for C, F in [(8, F) for F in (1, 2, 3, 4, 8, 16, 32)] + ([] if cf else [(16, 1)]):
         for W in (3, 5, 7, 12, 20, 40, 56, 64):
-            conv(8, F, 2, 3, W)
-            conv(8, F, 6, 6, W)
-        conv(8, F, 4, 8, 19, s=2)
-        conv(8, F, 4, 8, 19, d=2)
-        conv(8, F, 8, 8, 40, s=(1, 1, 1, 2, 1) if not cf else (1, 1, 1, 1, 2))
+            conv(C, F, 2, 3, W)
+            conv(C, F, 6, 6, W)
+        conv(C, F, 4, 8, 19, s=2)
+        conv(C, F, 4, 8, 19, d=2)
+        conv(C, F, 8, 8, 40, s=(1, 1, 1, 2, 1) if not cf else (1, 1, 1, 1, 2))
         for W in (3, 7, 20, 56):
-            transpose(8, F, 2, 3, W, s=1)
-            transpose(8, F, 4, 6, W)
-            transpose(8, F, 4, 6, W, s=3)
-            transpose(8, F, 3, 4, W, k=2, s=2)
-        transpose(8, F, 4, 6, 11, s=1, d=2)
-    if not cf:
-        # one output channel from 16-64 input channels: rows packed
-        # channels-first (cpu.NARROW_ONE_CHANNEL_ROWS_CHANNELS), the tiles above
-        for W in (3, 5, 7, 12, 20, 40, 56, 64):
-            conv(16, 1, 2, 3, W)
-            conv(16, 1, 6, 6, W)
-        conv(16, 1, 4, 8, 19, s=2)
-        conv(16, 1, 4, 8, 19, d=2)
-        conv(16, 1, 8, 8, 40, s=(1, 1, 1, 2, 1))
-        for W in (3, 7, 20, 56):
-            transpose(16, 1, 2, 3, W, s=1)
-            transpose(16, 1, 4, 6, W)
-            transpose(16, 1, 4, 6, W, s=3)
-        transpose(16, 1, 4, 6, 11, s=1, d=2)
+            transpose(C, F, 2, 3, W, s=1)
+            transpose(C, F, 4, 6, W)
+            transpose(C, F, 4, 6, W, s=3)
+            transpose(C, F, 3, 4, W, k=2, s=2)
+        transpose(C, F, 4, 6, 11, s=1, d=2)
     # few input channels, several channel blocks: gathered taps (channels-last
     # cl_kernel; channels-first cpu_cfgather with W strides 1 and 2), and
     # channels-first with more input channels (vectors along W, one vector
