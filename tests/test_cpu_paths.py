@@ -16,6 +16,7 @@ vectors and the tile rows each width gets.
 
 import numpy as np
 import pytest
+from llvmlite import binding as llvm
 
 import fastdeconv
 from fastdeconv import _alloc
@@ -2459,6 +2460,7 @@ def test_channels_last_one_vector_tile_rows_same_bits(case, dtype, monkeypatch):
     its 8-row form and of the most chunks, and the reference's result."""
     x, w = _arrays(case, dtype, np.random.default_rng(47))
     monkeypatch.setattr(cpu_simd, "VREGS", 32)  # the 16-row choice on any CPU
+    monkeypatch.setattr(cpu_rb, "CL_ONE_VECTOR_POINTER_ROWS", True)
     monkeypatch.setattr(cpu, "CL1", True)
     monkeypatch.setattr(cpu, "SHORT", False)  # (short reductions: cpu_short's 8-row tile)
     lanes = cpu_simd.VBYTES // np.dtype(dtype).itemsize
@@ -2481,6 +2483,34 @@ def test_channels_last_one_vector_tile_rows_same_bits(case, dtype, monkeypatch):
     assert all(r.tobytes() == results[0].tobytes() for r in results)
     ref = _call(case, x, w, "reference")
     assert np.max(np.abs(results[0] - ref)) <= 1e-5 * max(1.0, float(np.max(np.abs(ref))))
+
+
+def test_one_vector_tile_rows_rule(monkeypatch):
+    """16-row 1-vector tiles (32 vector registers, stride-1 calls): the
+    band kernel's on every CPU, cl_kernel's (rows read through pointers)
+    only where CL_ONE_VECTOR_POINTER_ROWS, which is set for AMD Zen CPUs
+    (the ones measured faster with them)."""
+    monkeypatch.setattr(cpu_simd, "VREGS", 32)
+    assert cpu_rb.CL_ONE_VECTOR_POINTER_ROWS == cpu_simd.HOST_CPU.startswith("znver")
+    for zen in (True, False):
+        monkeypatch.setattr(cpu_rb, "CL_ONE_VECTOR_POINTER_ROWS", zen)
+        assert cpu_rb.cl_tile(1, True).rows == 16
+        assert cpu_rb.cl_tile(1, True, pointers=True).rows == (16 if zen else cpu_simd.tile_rows(1))
+        assert cpu_rb.cl_tile(1, False, pointers=True).rows == cpu_simd.tile_rows(1)
+        assert cpu_rb.cl_tile(2, True, pointers=True).rows == cpu_simd.tile_rows(2)
+    monkeypatch.setattr(cpu_simd, "VREGS", 16)
+    assert cpu_rb.cl_tile(1, True).rows == cpu_simd.tile_rows(1, 16)
+
+
+def test_host_cpu_name_follows_numba(monkeypatch):
+    """cpu_simd.HOST_CPU: the CPU Numba compiles for, NUMBA_CPU_NAME first
+    (a portable cache's "generic" gets the non-Zen choices)."""
+    from numba.core import config
+
+    monkeypatch.setattr(config, "CPU_NAME", "generic")
+    assert cpu_simd._host_cpu_name() == "generic"
+    monkeypatch.setattr(config, "CPU_NAME", None)
+    assert cpu_simd._host_cpu_name() == llvm.get_host_cpu_name()
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

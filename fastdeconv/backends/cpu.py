@@ -919,7 +919,8 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
     # Channels-last: register-blocked kernel (cpu_rb), both ops.
     P = sw if trans else 1
     nvec = 1 if CL1 and Fg * x.dtype.itemsize <= cpu_simd.VBYTES else 2
-    tile = cpu_rb.cl_tile(nvec, (sd, sh, sw) == (1, 1, 1) and not patch)  # (patch_cl: 8 rows at most)
+    # (patch_cl: 8 rows at most)
+    tile = cpu_rb.cl_tile(nvec, (sd, sh, sw) == (1, 1, 1) and not patch, pointers=True)
     NV = tile.nvec * tile.lanes(x.dtype.itemsize)
     NFB = _ceil(Fg, NV)
     panel_bytes = KD * KH * KW * Cg * NV * x.dtype.itemsize

@@ -368,8 +368,15 @@ RB_MAX = 8  # tile_rows' cap: cl_kernel's tiles (its row pointers)
 # spill, one thread on Zen 5 ran 64^3 x 16 -> 16 k3 0.92x as long, 4 x
 # 56^2 x 64 -> 12 0.92x, a dilated 32^3 x 16 -> 16 0.91x, float64 32^3 x 16
 # -> 8 0.91x, stride-1 transposes 0.90-0.97x; strided forward convolutions
-# and transposes 1.04x (benchmarks/NOTES.md section 77).
+# and transposes 1.04x (benchmarks/NOTES.md section 77). On an Intel Xeon
+# (Emerald Rapids) the same 16 rows ran channels-last calls 1.12-1.25x as
+# long as 8 (section 118): LLVM folds each row's broadcast into its FMA as
+# an indexed memory operand and reloads 5 of the 16 row pointers from the
+# stack at every step. The channels-first band kernel's 16-row tile, whose
+# rows are one packed panel, was no slower there. So cl_kernel's rows
+# (pointers) take 16 only on the CPUs measured faster with them, AMD Zen.
 CL_ONE_VECTOR_ROWS = 16
+CL_ONE_VECTOR_POINTER_ROWS = cpu_simd.HOST_CPU.startswith("znver")
 
 # cl_kernel's tile order (geo's fb_order): output-channel blocks outermost
 # with every block's panel in wp, innermost (inside each tile: every block
@@ -385,12 +392,14 @@ GATHER_ROW = SUM_GROUP_TERMS + 16
 GATHER_BYTES = RB_MAX * GATHER_ROW * 8  # (transposes: never the 16-row tile)
 
 
-def cl_tile(nvec, stride1=False):
+def cl_tile(nvec, stride1=False, pointers=False):
     """cl_kernel's register tile for nvec weight vectors per row, sized to
     the CPU's vector registers (cpu_simd.tile_rows); CL_ONE_VECTOR_ROWS
     rows for a stride-1 call's 1-vector tile where 32 vector registers
-    hold them."""
-    if nvec == 1 and stride1 and cpu_simd.VREGS >= CL_ONE_VECTOR_ROWS + 2:
+    hold them and, for a kernel that reads its rows through `pointers`
+    (cl_kernel), where CL_ONE_VECTOR_POINTER_ROWS."""
+    if (nvec == 1 and stride1 and cpu_simd.VREGS >= CL_ONE_VECTOR_ROWS + 2
+            and (CL_ONE_VECTOR_POINTER_ROWS or not pointers)):
         return Tile(CL_ONE_VECTOR_ROWS, 1)
     return Tile(tile_rows(nvec), nvec)
 

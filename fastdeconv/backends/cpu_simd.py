@@ -57,6 +57,23 @@ def _host_vector_bytes():
         return 32
 
 
+def _host_cpu_name():
+    """The CPU Numba compiles for: NUMBA_CPU_NAME when set (e.g. "generic"
+    for a portable cache), else the host's LLVM name ("znver5",
+    "emeraldrapids", ...). For the few tile choices measured to differ
+    between CPU families."""
+    from numba.core import config
+
+    if config.CPU_NAME:
+        return config.CPU_NAME
+    try:
+        return llvm.get_host_cpu_name()
+    except RuntimeError:
+        return "generic"
+
+
+HOST_CPU = _host_cpu_name()
+
 # The vector width the kernels use, and how many such registers the CPU has
 # (AVX-512: 32 zmm; AVX2: 16 ymm). Tiles are sized from both (`tile_rows`).
 VBYTES = _host_vector_bytes()
