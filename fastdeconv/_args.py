@@ -24,9 +24,13 @@ def _typed_key(v):
     so a remembered plan is only reused for arguments that would give it.
     Raises TypeError for unhashable values (arrays)."""
     if isinstance(v, (list, tuple)):
-        return (type(v),) + tuple(_typed_key(e) for e in v)
+        # (plain numbers and strings inline: a call's key has ~20 of them)
+        return (type(v),) + tuple([(type(e), e) if type(e) in _PLAIN else _typed_key(e) for e in v])
     hash(v)
     return (type(v), v)
+
+
+_PLAIN = frozenset((int, float, bool, str, type(None)))
 
 
 def _remembered(fn, size=512):

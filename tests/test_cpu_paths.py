@@ -1307,11 +1307,13 @@ def test_compiled_entry_points_follow_the_argument_types(monkeypatch):
     a = np.zeros((4, 3), np.float32)
     ro = a.copy()
     ro.flags.writeable = False
-    variants = [a, a.astype(np.float64), a.reshape(-1), a.T, a[:, ::2], ro, (1, 2), (1, 2, 3), (1, 2.0), 1, 1.0,
-                cpu_simd.Tile(6, 2, 32), cpu_simd.Tile(4, 2, 32)]
+    unaligned = np.ndarray((12,), np.float32, buffer=np.zeros(49, np.uint8), offset=1)
+    variants = [a, a.astype(np.float64), a.reshape(-1), a.T, a[:, ::2], ro, unaligned, (1, 2), (1, 2, 3), (1, 2.0),
+                (1, True), 1, 1.0, True, None, cpu_simd.Tile(6, 2, 32), cpu_simd.Tile(4, 2, 32)]
     keys = [fp(v) for v in variants]
     assert len(set(keys)) == len(keys)
     assert fp(np.ones((4, 3), np.float32)) == fp(a) and fp((5, 6)) == fp((1, 2))
+    assert fp(a[:2]) == fp(a)  # a view that owns nothing: the same Numba type
 
     x = np.random.default_rng(0).standard_normal((1, 4, 5, 6, 3)).astype(np.float32)
     w = np.random.default_rng(1).standard_normal((2, 2, 2, 3, 16)).astype(np.float32)

@@ -41,6 +41,20 @@ def test_read_only_filters_are_remembered_and_give_the_same_bits(rng):
     assert alive() is None and key not in cpu._MEMO  # dropped with the array
 
 
+def test_views_of_one_read_only_array_are_remembered_apart(rng):
+    """Two views of one read-only buffer with the same shape and strides
+    but different offsets (two layers' filters in one weight file) are
+    packed apart: the memo keys on each view's place in its owner."""
+    x = rng.standard_normal((1, 5, 6, 4)).astype(np.float32)
+    buf = rng.standard_normal(2 * 3 * 3 * 4 * 8).astype(np.float32)
+    buf.flags.writeable = False
+    first, second = buf[:288].reshape(3, 3, 4, 8), buf[288:].reshape(3, 3, 4, 8)
+    for _ in range(2):
+        for w in (first, second):
+            np.testing.assert_array_equal(fastdeconv.conv2d(x, w, 1, "SAME"),
+                                          fastdeconv.conv2d(x, w.copy(), 1, "SAME"))
+
+
 def test_layer_weights_are_private_read_only_copies(rng):
     layer = L.Conv2D(4, 3, padding="same")
     x = rng.standard_normal((1, 6, 7, 2)).astype(np.float32)

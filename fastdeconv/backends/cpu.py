@@ -664,7 +664,7 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
         B, _, D, H, W = x.shape
     else:
         B, D, H, W, _ = x.shape
-    OD, OH, OW = (int(v) for v in out_spatial)
+    OD, OH, OW = map(int, out_spatial)
     if trans and not channels_first:
         # a transpose's stride along an axis of one input pixel changes
         # nothing (no second pixel to place): taken as the kernel's length,
@@ -672,9 +672,9 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
         # a patch per pixel (a DCGAN generator's 1x1 -> 4x4 projection:
         # 3.1 -> 1.1 ms, benchmarks/NOTES.md section 68)
         strides = tuple(k if n == 1 else int(v) for n, k, v in zip((D, H, W), (KD, KH, KW), strides))
-    sd, sh, sw = (int(v) for v in strides)
-    dd, dh, dw = (int(v) for v in dilations)
-    pd, ph, pw = (int(v) for v in pads_before)
+    sd, sh, sw = map(int, strides)
+    dd, dh, dw = map(int, dilations)
+    pd, ph, pw = map(int, pads_before)
     Cx = G * Cg
     F = G * Fg
     writable = _alloc.root(wg).flags.writeable  # filters packed on every call, dropped after it
@@ -903,7 +903,7 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
             rows = (max(KD, band[1]) * KS + tail) * per  # the slots, then (tail pairs) one of zeros
         geo = (B, D, H, W, Cg, OD, OH, OW, Fg, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw,
                G, int(trans), NFB, cpu_rb.sum_group(KW, Cg)) + xs + os_ + band + (blocks[0], int(tail))
-        geo = tuple(int(v) for v in geo)
+        geo = tuple(map(int, geo))
         args = (x.reshape(-1), wp, flat, taps, geo, tile, pair, True if pair is None else None,
                 True if pack and pair is None and tile.nvec == 2 and channels_first else None,
                 None if pack else True, True if pack and not channels_first else None)
@@ -968,7 +968,7 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
                                 bool(trans), tile.rows, FOLD_LINES)
     geo = (B, D, H, W, Cg, OD, OH, OW, Fg, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw,
            G, int(trans), T, NFB, fuse, fb_order, cpu_rb.sum_group(KW, Cg), ops)
-    geo = tuple(int(v) for v in geo)
+    geo = tuple(map(int, geo))
     work = _work(B * OD * OH * OW, G * NFB * tile.nvec * tile.lanes(x.dtype.itemsize), KD * KH * KW * Cg,
                  strides, trans)
     ep_code, epi, epilogue = _fused_epilogue(epilogue, F, tile, x.dtype)

@@ -66,6 +66,12 @@ def _cdiv(a, b):
     return -((-a) // b)
 
 
+def _ceil(a, b):
+    """_cdiv for Python callers (a compiled helper called from Python
+    goes through Numba's dispatcher: ~1 us a call)."""
+    return -(-a // b)
+
+
 @helper
 def _min(a, b):
     """min of two numbers (the builtin compiles a separate function per
@@ -311,22 +317,32 @@ _ENTRY = {}
 _BOUND_TYPES = (numba.types.int64, numba.types.int64)
 
 
+_NUMBERS = frozenset((int, float))
+# the array flags Numba's type of an array depends on (layout, alignment,
+# writability): C and F contiguous, ALIGNED, WRITEABLE
+_TYPED_FLAGS = 0x1 | 0x2 | 0x100 | 0x400
+
+
 def _fingerprint(v):
-    """What Numba's type of an argument depends on, read cheaply: an
-    array's dtype, dimensions, layout, writability and alignment; a tuple's
-    items; a number's Python type; any other object (a Tile) by its type
-    and repr (which shows every field its Numba type is made of)."""
-    if isinstance(v, np.ndarray):
-        f = v.flags
-        return v.dtype.str, v.ndim, f.c_contiguous, f.f_contiguous, f.writeable, f.aligned
-    if isinstance(v, tuple):
+    """What Numba's type of an argument depends on, read cheaply (a tiny
+    call's ~12 arguments, every call): an array's dtype, dimensions and
+    flags (layout, alignment, writability: one integer, `flags.num`, not
+    the flags object); a tuple's items; a number's Python type; any other
+    object (a Tile) by its type and repr (which shows every field its
+    Numba type is made of)."""
+    t = type(v)
+    if t is np.ndarray:
+        return v.dtype, v.ndim, v.flags.num & _TYPED_FLAGS
+    if t is tuple:
         kinds = tuple(map(type, v))
-        if all(k is int or k is float for k in kinds):
+        if _NUMBERS.issuperset(kinds):  # (a set test in C: geo has ~40 items)
             return kinds
         return tuple(map(_fingerprint, v))
-    if isinstance(v, (int, float)):
-        return type(v)
-    return type(v), repr(v)
+    if t is int or t is float or t is bool or v is None:
+        return t
+    if isinstance(v, np.ndarray):  # (a subclass)
+        return t, v.dtype, v.ndim, v.flags.num & _TYPED_FLAGS
+    return t, repr(v)
 
 
 def compiled(kernel, args):
@@ -840,7 +856,7 @@ def wv_tile(channels=None, width=None, lanes=None, pairs=False):
         # rows do: the weights are one panel (no row pointers), and 16
         # accumulators hide the FMA latency that 8 only just cover
         rows, wide = tile_rows(1), WV_ONE_VECTOR_ROWS
-        if cpu_simd.VREGS >= wide + 2 and _cdiv(channels, wide) * wide <= _cdiv(channels, rows) * rows:
+        if cpu_simd.VREGS >= wide + 2 and _ceil(channels, wide) * wide <= _ceil(channels, rows) * rows:
             rows = wide
         return Tile(rows, 1)
     rows = tile_rows(2)
@@ -1385,8 +1401,8 @@ def wv_lane_fill(width, lanes, tail=True):
     whose last chunk of at most one vector pairs with the next row's where
     tail pairs may run (`tail`: H stride and dilation 1; wv_tail_pairs)."""
     if wv_row_pairs(width, lanes) or tail and width > 2 * lanes and 0 < width % (2 * lanes) <= lanes:
-        return width / (_cdiv(width, lanes) * lanes)
-    return width / (_cdiv(width, 2 * lanes) * 2 * lanes)
+        return width / (_ceil(width, lanes) * lanes)
+    return width / (_ceil(width, 2 * lanes) * 2 * lanes)
 
 
 def n_tiles_wv(geo, tile, itemsize, pair=None):
