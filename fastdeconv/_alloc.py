@@ -38,15 +38,15 @@ def empty(shape, dtype):
     return recycled(shape, dtype)
 
 
-def recycled(shape, dtype, min_bytes=RECYCLE_MIN):
+def recycled(shape, dtype, min_bytes=None):
     """np.empty(shape, dtype) from memory of dropped results from
-    min_bytes (never from a Model's pool): for work arrays dropped after a
+    min_bytes (default RECYCLE_MIN; never from a Model's pool): for work arrays dropped after a
     call. (Python arithmetic on the shape: np.prod alone took 4.5 us, a
     third of this function's time, on calls of ~1 ms.)"""
     dtype = np.dtype(dtype)
     shape = (int(shape),) if np.isscalar(shape) else tuple(map(int, shape))
     nbytes = math.prod(shape) * dtype.itemsize
-    if nbytes < min_bytes or _recycler.cap <= 0:
+    if nbytes < (RECYCLE_MIN if min_bytes is None else min_bytes) or _recycler.cap <= 0:
         return np.empty(shape, dtype)
     return np.asarray(_Block(_recycler.take(nbytes), shape, dtype))
 
@@ -110,7 +110,11 @@ class _Recycler:
             fits = [n for n in self._free if nbytes <= n <= 2 * nbytes]
             if fits:
                 return self._drop(min(fits), -1)  # the newest: the likeliest still in the caches
-        return np.empty(nbytes, np.uint8)
+        # on a cache line: the kernels' streaming stores need whole vectors
+        # at aligned addresses (cpu_simd.vtstore_stream)
+        raw = np.empty(nbytes + ALIGN, np.uint8)
+        skip = -raw.ctypes.data % ALIGN
+        return raw[skip:skip + nbytes]
 
     def give(self, raw):
         with self._lock:

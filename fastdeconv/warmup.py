@@ -18,12 +18,13 @@ deployment step): the cache lives next to the package's sources, or in
 NUMBA_CACHE_DIR when that is set, and is specific to the CPU model.
 """
 
+import contextlib
 import time
 
 import numba
 import numpy as np
 
-from . import ops
+from . import _alloc, ops
 
 DTYPES = ("float32", "float64")
 LAYOUTS = ("NDHWC", "NCDHW")
@@ -152,6 +153,8 @@ def _conv_calls(dtype, cf):
                 conv(C, F, 1, 1, 1)
                 conv(C, F, 1, 1, 1, k=1)
                 transpose(C, F, 1, 1, 1, k=4, s=4)
+                # (writable filters: patch_cl itself, not the one-pixel patch)
+                transpose(C, F, 1, 1, 1, k=4, s=4, writable=True)
                 transpose(C, F, 1, 1, 1)
                 transpose(C, F, 1, 1, 1, k=3, s=1, d=2)
         # ... and a transpose onto one patch runs patch_cl with the patch's
@@ -262,6 +265,30 @@ def _dtype(d):
     return dt
 
 
+@contextlib.contextmanager
+def forced_streaming():
+    """Inside: every aligned channels-last result is stored with streaming
+    stores whatever its size (cpu.STREAM_MIN_BYTES 0), and every result
+    comes from the recycler (aligned to a cache line), so that small calls
+    take the kernels' streaming variants, which otherwise only results of
+    many MB reach. Not thread-safe: module settings, for the warmup and
+    its check."""
+    from .backends import cpu
+
+    saved = cpu.STREAM_MIN_BYTES, _alloc.RECYCLE_MIN
+    cpu.STREAM_MIN_BYTES, _alloc.RECYCLE_MIN = 0, 0
+    try:
+        yield
+    finally:
+        cpu.STREAM_MIN_BYTES, _alloc.RECYCLE_MIN = saved
+
+
+def _streams():
+    from .backends import cpu
+
+    return cpu.STREAM_STORES
+
+
 def warmup(dtypes=DTYPES, layouts=LAYOUTS, layers=True, progress=None):
     """Compile (or load from the cache) every CPU kernel variant for these
     dtypes (float32, float64; float16 runs the float32 kernels) and data
@@ -296,6 +323,16 @@ def warmup(dtypes=DTYPES, layouts=LAYOUTS, layers=True, progress=None):
                     call()
                     if progress is not None:
                         progress(f"{dt.name} {label}", time.perf_counter() - t)
+                if _streams():
+                    # the streaming variants of the channels-last kernels
+                    # (large results: cpu.STREAM_STORES), on the same calls
+                    # (channels-first ones of one input pixel run them too)
+                    t = time.perf_counter()
+                    with forced_streaming():
+                        for _, call in calls:
+                            call()
+                    if progress is not None:
+                        progress(f"{dt.name} {f} calls, streaming stores", time.perf_counter() - t)
     finally:
         numba.set_num_threads(threads)
     return time.perf_counter() - t0

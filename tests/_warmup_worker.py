@@ -1,7 +1,8 @@
 """Run by test_warmup.py in a fresh interpreter (no kernel typed yet):
 fastdeconv.warmup.warmup(...) for the given dtypes and formats, then
 seeded random convolutions, transposes and layers, and two functional
-models, of the given dtypes and layouts; prints one JSON object: every call after the warmup that gave a
+models, of the given dtypes and layouts (every other call with streaming
+stores forced, `warmup.forced_streaming`); prints one JSON object: every call after the warmup that gave a
 kernel a new compiled variant (a compile, or a load from the cache of a
 variant the warmup did not reach).
 
@@ -153,9 +154,13 @@ def main():
                     made.append(c)
             if not one_pixel:
                 made += model_calls(dtype, cf)
-            for label, call in made:
+            for i, (label, call) in enumerate(made):
                 try:
-                    call()
+                    if i % 2:  # (every other call: the kernels' streaming variants where they apply)
+                        with warmup.forced_streaming():
+                            call()
+                    else:
+                        call()
                 except fastdeconv.ShapeError:
                     continue  # an output_shape the op's rules refuse
                 now = variants()

@@ -2916,3 +2916,66 @@ def test_patch_w_taps_as_channels(kernel, F, dtype, merged, activation, vector_b
         ref = cpu._finish(ref, False, tuple(v if v is None or isinstance(v, (str, float)) else v.astype(np.float64)
                                             for v in epilogue))
     assert np.max(np.abs(results[0] - ref)) <= (1e-5 if dtype == np.float32 else 1e-12) * max(1.0, np.max(np.abs(ref)))
+
+
+STREAM_CASES = [
+    # channels-last results stored with streaming stores (cpu.STREAM_STORES;
+    # pixels a whole number of vectors apart: 16, 32, 48 or 64 channels):
+    # cpu_short's lines (3-4 input channels; 2 channel blocks, a part block
+    # of 16 float32 channels, rows past the tile, a W stride), and the
+    # 2x2x2 stride-2 patch
+    ("conv3d", (1, 3, 9, 13, 3), (1, 3, 3, 3, 64), 1, "SAME", "NDHWC", None),
+    ("conv2d", (2, 7, 11, 3), (3, 3, 3, 16), 1, "SAME", "NHWC", None),
+    ("conv2d", (1, 9, 10, 4), (3, 3, 4, 48), [1, 2], "VALID", "NHWC", None),
+    ("conv3d_transpose", (1, 3, 4, 5, 24), (2, 2, 2, 32, 24), 2, "SAME", "NDHWC", None),
+    ("conv2d_transpose", (2, 5, 3, 8), (2, 2, 48, 8), 2, "VALID", "NHWC", None),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", STREAM_CASES, ids=[f"{c[0]}-{c[2][-1] if not c[0].endswith('_transpose') else c[2][-2]}"
+                                                   for c in STREAM_CASES])
+def test_streaming_stores_same_bits(case, dtype, monkeypatch):
+    """Whole rows of a channels-last result stored with streaming stores
+    (cpu_simd.vtstore_stream, on vector-aligned results) give the bits of
+    plain stores, in one chunk and in the most, and the reference's result;
+    a spy checks which stores ran. Results from the recycler are aligned
+    to a cache line (`_alloc`), so every result here is."""
+    x, w = _arrays(case, dtype, np.random.default_rng(71))
+    monkeypatch.setattr(_alloc, "RECYCLE_MIN", 0)  # (small results from the recycler: aligned)
+    monkeypatch.setattr(cpu, "STREAM_MIN_BYTES", 0)
+    streams = []
+    real = cpu_rb.parallel_tiles
+
+    def spy(kernel, args, *a):
+        if kernel in (cpu_short.short_cl, cpu_patch.patch_cl):
+            streams.append(args[-1])
+        return real(kernel, args, *a)
+
+    monkeypatch.setattr(cpu_rb, "parallel_tiles", spy)
+    results = _calls_with(case, x, w, monkeypatch, [
+        ({(cpu, "STREAM_STORES"): True}, None),
+        ({(cpu, "STREAM_STORES"): True}, 10**12),
+        ({(cpu, "STREAM_STORES"): False}, None)])
+    assert streams == [True, True, None]
+    assert all(r.tobytes() == results[0].tobytes() for r in results)
+    ref = _call(case, x, w, "reference")
+    assert np.max(np.abs(results[0] - ref)) <= 1e-5 * max(1.0, float(np.max(np.abs(ref))))
+
+
+def test_streaming_stores_rule(monkeypatch):
+    """Streaming stores only for results of STREAM_MIN_BYTES or more whose
+    whole vectors all fall on aligned addresses; on by default off AMD Zen
+    (measured faster only on an Intel Xeon)."""
+    assert cpu.STREAM_STORES == (not cpu_simd.HOST_CPU.startswith("znver"))
+    monkeypatch.setattr(cpu, "STREAM_STORES", True)
+    v = cpu_simd.VBYTES
+    big = _alloc.recycled(cpu.STREAM_MIN_BYTES // 4, np.float32)
+    assert big.ctypes.data % 64 == 0
+    assert cpu._streams(big, 64, 2 * v)
+    assert not cpu._streams(big[:-16], 64, 2 * v)  # under STREAM_MIN_BYTES
+    assert not cpu._streams(big[1:], 64, 2 * v)  # not aligned
+    assert not cpu._streams(big, 20, 2 * v)  # pixels not whole vectors apart
+    assert not cpu._streams(big, 64, v // 2)  # channel blocks of half a vector
+    monkeypatch.setattr(cpu, "STREAM_STORES", False)
+    assert not cpu._streams(big, 64, 2 * v)

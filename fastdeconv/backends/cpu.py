@@ -90,6 +90,18 @@ from .. import _alloc
 
 from . import cpu_cfband, cpu_cfgather, cpu_dw, cpu_layout, cpu_patch, cpu_pw, cpu_rb, cpu_short, cpu_simd, reference
 
+# Channels-last results of STREAM_MIN_BYTES or more stored with streaming
+# (non-temporal) stores, which write memory without first reading each
+# line (cpu_simd.vtstore_stream), by the kernels whose stores are most of
+# a large call (cpu_short's few-input-channel lines, cpu_patch's 2x2x2
+# upsampling). On an Intel Xeon (Emerald Rapids) VM a 90 MB result was
+# written at 18-23 GB/s against 7-8 with plain stores, and the
+# 3-channel video conv3d (7 x 224^2 x 3 -> 64) ran 0.61-0.85x as long
+# (benchmarks/NOTES.md section 120); on a Zen 3 VM streaming stores were
+# slower (section 39), and Zen 4/5 were not measured: off on AMD Zen.
+STREAM_STORES = not cpu_simd.HOST_CPU.startswith("znver")
+STREAM_MIN_BYTES = 16 << 20
+
 # Forward convolutions with dw == 1 and no groups read (kw, c) as one run
 # (same terms, same order); tests switch it off to check the per-tap path.
 FUSE_KW = True
@@ -1040,7 +1052,8 @@ def _patch(x, wg, tile, NFB, writable, epilogue, flat, ops, dest, out):
     geo = tuple(int(v) for v in (B, D, H, W, C, F, KD, KH, KW, NFB, ops))
     pixels = B * D * H * W
     work = _work(pixels, NFB * tile.nvec * tile.lanes(x.dtype.itemsize), KD * KH * KW * C, (1, 1, 1), False)
-    cpu_rb.parallel_tiles(cpu_patch.patch_cl, (x.reshape(-1), wp, flat, geo, tile, epi, ep_code),
+    stream = True if _streams(flat, ops, tile.nvec * tile.vbytes) else None
+    cpu_rb.parallel_tiles(cpu_patch.patch_cl, (x.reshape(-1), wp, flat, geo, tile, epi, ep_code, stream),
                           cpu_patch.n_tiles(pixels), work)
     if dest is not None:
         return out
@@ -1087,7 +1100,7 @@ def _one_pixel_patch(x, wg, pads, out_spatial, epilogue, out):
     y = out if direct else _alloc.empty(shape, x.dtype)
     geo = tuple(int(v) for v in (B, 1, 1, 1, C, FT, 1, 1, 1, NFB, FT))
     work = _work(B, NFB * NV, C, (1, 1, 1), False)
-    cpu_rb.parallel_tiles(cpu_patch.patch_cl, (x.reshape(-1), wp, y.reshape(-1), geo, tile, epi, ep_code),
+    cpu_rb.parallel_tiles(cpu_patch.patch_cl, (x.reshape(-1), wp, y.reshape(-1), geo, tile, epi, ep_code, None),
                           cpu_patch.n_tiles(B), work)
     _finish(y, True, epilogue)
     if out is not None and not direct:
@@ -1400,9 +1413,20 @@ def _short(x, wg, tile, out_spatial, strides, dilations, pads_before, writable, 
                                  NFB, ops, cols, cpu_rb.sum_group(KW, C)))
     ep_code, epi, rest = _fused_epilogue(epilogue, F, tile, x.dtype)
     work = _work(B * OD * OH * OW, NFB * tile.nvec * tile.lanes(x.dtype.itemsize), KD * KH * KW * C, strides, False)
+    stream = True if _streams(flat, ops, tile.nvec * tile.vbytes) else None
     cpu_rb.parallel_tiles(cpu_short.short_cl, (x.reshape(-1), wp, flat, np.zeros(C * KW + 1, dtype=x.dtype), geo,
-                                               tile, epi, ep_code), cpu_short.n_tiles(geo), work)
+                                               tile, epi, ep_code, stream), cpu_short.n_tiles(geo), work)
     return rest
+
+
+def _streams(flat, ops, block_bytes):
+    """Whether a channels-last kernel stores whole rows of its result with
+    streaming stores (STREAM_STORES): a result of STREAM_MIN_BYTES or more,
+    at a vector-aligned address, whose pixels (ops elements apart) and
+    channel blocks (block_bytes) keep every whole vector aligned."""
+    v = cpu_simd.VBYTES
+    return (STREAM_STORES and flat.nbytes >= STREAM_MIN_BYTES and flat.ctypes.data % v == 0
+            and ops * flat.itemsize % v == 0 and block_bytes % v == 0)
 
 
 def _short_cf_line(in_spatial, out_spatial, strides, KH, KW, dtype, F):

@@ -31,8 +31,9 @@ import numpy as np
 
 from .._jit import allocating_kernel, serial_kernel
 from .cpu_rb import RB_MAX, WV_BUF_BYTES, WV_OFFS_BYTES, _cdiv, wv_blocks, wv_tile
-from .cpu_simd import (PART_ROWS, Tile, addr, itemsize, scratch, tile_dims, tile_part_rows, vcopy2,
-                       vrun, vrun_cols_part, vrun_cols_whole, vtadd, vtaffine, vtstore, vtstore_zip2, vtzero)
+from .cpu_simd import (PART_ROWS, Tile, addr, itemsize, scratch, sfence, tile_dims, tile_part_rows, vcopy2,
+                       vrun, vrun_cols_part, vrun_cols_whole, vtadd, vtaffine, vtstore, vtstore_stream, vtstore_zip2,
+                       vtzero)
 
 ROWS = 48  # input pixels per parallel tile (at most)
 SCRATCH_BYTES = 3 * RB_MAX * 8  # three int64 values per row
@@ -81,12 +82,13 @@ def n_tiles_cf(geo):
 
 
 @serial_kernel
-def patch_cl(x, wp, out, geo, tile, epi, ep_code, t_begin, t_end):
+def patch_cl(x, wp, out, geo, tile, epi, ep_code, stream, t_begin, t_end):
     """Tiles [t_begin, t_end) of ROWS input pixels. x: (B, D, H, W, C)
     flat; wp: (NFB, taps, C, NW*V) flat (cpu_rb.pack_filters, output
     channels zero-padded); out: (B, D*KD, H*KH, W*KW, ops) flat, the F
     channels first in each pixel (ops >= F: a channel slice of a wider
-    array); epi, ep_code: as in cpu_rb.cl_kernel."""
+    array); epi, ep_code: as in cpu_rb.cl_kernel; stream: as in
+    cpu_short.short_cl."""
     (B, D, H, W, C, F, KD, KH, KW, NFB, ops) = geo
     isz = itemsize(out)
     RB, NW, V = tile_dims(tile, out)
@@ -152,8 +154,13 @@ def patch_cl(x, wp, out, geo, tile, epi, ep_code, t_begin, t_end):
                                 acc = vtaffine(out, acc, tile, pe, pe + ne * isz, pe + 2 * ne * isz, ep_code == 2)
                             for i in range(RB):
                                 o[i] = (base[i] + dt) * ops + f0 if i < nr else -1
-                            vtstore(out, tile, o, acc, nf)
+                            if stream is not None:
+                                vtstore_stream(out, tile, o, acc, nf)
+                            else:
+                                vtstore(out, tile, o, acc, nf)
             pb += nr
+    if stream is not None:
+        sfence()
 
 
 

@@ -38,8 +38,8 @@ import numpy as np
 
 from .._jit import serial_kernel
 from .cpu_rb import SUM_GROUP_TERMS
-from .cpu_simd import (addr, itemsize, scratch, tile_dims, vrun, vrun_cols_table, vrun_cols_table_masked,
-                       vrun_cols_table_select, vtadd, vtaffine, vtstore, vtzero)
+from .cpu_simd import (addr, itemsize, scratch, sfence, tile_dims, vrun, vrun_cols_table, vrun_cols_table_masked,
+                       vrun_cols_table_select, vtadd, vtaffine, vtstore, vtstore_stream, vtzero)
 
 ROWS_BYTES = 3 * 16 * 8  # three int64 arrays of a tile's rows (Tile.MAX_ROWS)
 # (kd, kh) pairs: as many as terms where KW * C == 1 (a 16 x 16 x 1 kernel
@@ -73,14 +73,16 @@ def line_columns(lines, OW, rows, threads, least=32):
 
 
 @serial_kernel
-def short_cl(x, wp, out, zrow, geo, tile, epi, ep_code, t_begin, t_end):
+def short_cl(x, wp, out, zrow, geo, tile, epi, ep_code, stream, t_begin, t_end):
     """Tiles [t_begin, t_end) (`n_tiles`). x: (B, D, H, W, C) flat; wp:
     cl_kernel's packed filters (NFB, taps, C, NW*V) flat; out: flat, output
     pixel p's channels at p * ops (ops >= F: a channel slice of a wider
     array); zrow: >= C * KW zeros; geo: (B, D, H, W, C, OD, OH, OW, F, KD,
     KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw, NFB, ops, cols, gs), gs:
     cl_kernel's (kd, kh) pairs per partial sum (cpu_rb.sum_group); epi,
-    ep_code: cl_kernel's epilogue."""
+    ep_code: cl_kernel's epilogue. stream (True, or None: plain stores):
+    whole rows of channels stored with streaming stores (their addresses
+    vector-aligned: cpu.STREAM_STORES' rule)."""
     (B, D, H, W, C, OD, OH, OW, F, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw, NFB, ops, cols, gs) = geo
     isz = itemsize(out)
     RB, NW, V = tile_dims(tile, out)
@@ -166,8 +168,13 @@ def short_cl(x, wp, out, zrow, geo, tile, epi, ep_code, t_begin, t_end):
                 f0 = fb * NV
                 for i in range(RB):
                     pp[i] = po[i] + f0 if i < nr else -1
-                vtstore(out, tile, pp, acc, NV if NV < F - f0 else F - f0)
+                if stream is not None:
+                    vtstore_stream(out, tile, pp, acc, NV if NV < F - f0 else F - f0)
+                else:
+                    vtstore(out, tile, pp, acc, NV if NV < F - f0 else F - f0)
             ow += nr
+    if stream is not None:
+        sfence()
 
 
 @functools.lru_cache(maxsize=64)

@@ -477,11 +477,21 @@ def _row_vectors(builder, vty, base, off, nw, isz):
             for j in range(nw)]
 
 
-@intrinsic
-def vtstore(typingctx, arr, tile, offs, accs, nf):
-    """Row i's vectors accs[i*NW : (i+1)*NW] (NW = tile.nvec) to arr's
-    elements [offs[i], offs[i] + nf) for i < tile.rows; rows with offs[i] < 0 are not stored. Lanes past nf are not
-    written (masked stores). offs: a tuple or an integer array."""
+def _make_vtstore(stream):
+    def vtstore(typingctx, arr, tile, offs, accs, nf):
+        """Row i's vectors accs[i*NW : (i+1)*NW] (NW = tile.nvec) to arr's
+        elements [offs[i], offs[i] + nf) for i < tile.rows; rows with offs[i] < 0 are not stored. Lanes past nf are not
+        written (masked stores). offs: a tuple or an integer array.
+        vtstore_stream: whole rows with non-temporal (streaming) stores,
+        which write memory without reading its lines first; every whole
+        row's vectors must be at vector-aligned addresses, and the kernel
+        ends with `sfence` (their order against later stores)."""
+        return _vtstore_typed(arr, tile, offs, accs, nf, stream)
+    vtstore.__name__ = "vtstore_stream" if stream else "vtstore"
+    return intrinsic(vtstore)
+
+
+def _vtstore_typed(arr, tile, offs, accs, nf, stream):
     if not _tile_args_ok(tile, accs, offs):
         return None
     nr, nw = tile.rows, tile.nvec
@@ -508,13 +518,32 @@ def vtstore(typingctx, arr, tile, offs, accs, nf):
                 with builder.if_else(full, likely=True) as (whole, part):
                     with whole:
                         for j in range(nw):
-                            builder.store(vs[i * nw + j], ptrs[j], align=isz)
+                            st = builder.store(vs[i * nw + j], ptrs[j], align=n * isz if stream else isz)
+                            if stream:
+                                st.set_metadata("nontemporal", builder.module.add_metadata(
+                                    [ir.Constant(ir.IntType(32), 1)]))
                     with part:
                         for j in range(nw):
                             mask = _range_mask(builder, n, zero, builder.sub(nfv, ir.Constant(i64, j * n)))
                             builder.call(mstore, [vs[i * nw + j], ptrs[j], ir.Constant(ir.IntType(32), isz), mask])
         return context.get_dummy_value()
     return types.void(arr, tile, offs, accs, nf), impl
+
+
+vtstore = _make_vtstore(False)
+vtstore_stream = _make_vtstore(True)
+
+
+@intrinsic
+def sfence(typingctx):
+    """x86 `sfence`: streaming stores before it are ordered before any
+    store after it (a kernel's results before the caller reads them)."""
+    def impl(context, builder, sig, args):
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), []),
+                                            "llvm.x86.sse.sfence")
+        builder.call(fn, [])
+        return context.get_dummy_value()
+    return types.void(), impl
 
 
 @intrinsic
