@@ -2929,6 +2929,10 @@ STREAM_CASES = [
     ("conv2d", (1, 9, 10, 4), (3, 3, 4, 48), [1, 2], "VALID", "NHWC", None),
     ("conv3d_transpose", (1, 3, 4, 5, 24), (2, 2, 2, 32, 24), 2, "SAME", "NDHWC", None),
     ("conv2d_transpose", (2, 5, 3, 8), (2, 2, 48, 8), 2, "VALID", "NHWC", None),
+    # channels-first short reductions (cpu_short.short_cf): whole planes of
+    # 64 positions as lines, and lines of 16 columns (an H stride)
+    ("conv3d", (1, 3, 3, 8, 8), (1, 3, 3, 3, 24), 1, "SAME", "NCDHW", None),
+    ("conv2d", (2, 3, 9, 16), (3, 3, 3, 16), [2, 1], "SAME", "NCHW", None),
 ]
 
 
@@ -2948,7 +2952,7 @@ def test_streaming_stores_same_bits(case, dtype, monkeypatch):
     real = cpu_rb.parallel_tiles
 
     def spy(kernel, args, *a):
-        if kernel in (cpu_short.short_cl, cpu_patch.patch_cl):
+        if kernel in (cpu_short.short_cl, cpu_short.short_cf, cpu_patch.patch_cl):
             streams.append(args[-1])
         return real(kernel, args, *a)
 

@@ -93,8 +93,8 @@ from . import cpu_cfband, cpu_cfgather, cpu_dw, cpu_layout, cpu_patch, cpu_pw, c
 # Channels-last results of STREAM_MIN_BYTES or more stored with streaming
 # (non-temporal) stores, which write memory without first reading each
 # line (cpu_simd.vtstore_stream), by the kernels whose stores are most of
-# a large call (cpu_short's few-input-channel lines, cpu_patch's 2x2x2
-# upsampling). On an Intel Xeon (Emerald Rapids) VM a 90 MB result was
+# a large call (cpu_short's few-input-channel lines in both layouts,
+# cpu_patch's channels-last 2x2x2 upsampling). On an Intel Xeon (Emerald Rapids) VM a 90 MB result was
 # written at 18-23 GB/s against 7-8 with plain stores, and the
 # 3-channel video conv3d (7 x 224^2 x 3 -> 64) ran 0.61-0.85x as long
 # (benchmarks/NOTES.md section 120); on a Zen 3 VM streaming stores were
@@ -1481,7 +1481,10 @@ def _short_cf(x, wg, out_spatial, strides, dilations, pads_before, writable, fla
     geo = tuple(int(v) for v in (B, D, H, W, C, OD, OH, OW, F, KD, KH, KW, *strides[:2], *dilations, *pads_before,
                                  NFB, cols, whole))
     work = _work(B * OD * OH * OW, NFB * tile.rows, KD * KH * KW * C, strides, False)
-    cpu_rb.parallel_tiles(cpu_short.short_cf, (x.reshape(-1), wp, flat, steps, masks, geo, tile),
+    # (streaming stores: every block of columns a whole number of vectors
+    # from its channel plane's start, each line's too)
+    stream = True if _streams(flat, OW, V * isz) and cols % V == 0 else None
+    cpu_rb.parallel_tiles(cpu_short.short_cf, (x.reshape(-1), wp, flat, steps, masks, geo, tile, stream),
                           cpu_short.n_tiles_cf(geo), work)
 
 

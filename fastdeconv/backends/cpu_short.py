@@ -219,7 +219,7 @@ def cf_masks(OH, OW, H, W, KH, KW, dh, dw, ph, pw, V, NW, flat):
 
 
 @serial_kernel
-def short_cf(x, wp, out, steps, masks, geo, tile, t_begin, t_end):
+def short_cf(x, wp, out, steps, masks, geo, tile, stream, t_begin, t_end):
     """short_cl's loop on channels-first data, vectors along W. Tiles
     [t_begin, t_end) are output lines, or runs of them, for one block of
     tile.rows output channels each (the lines of a (b, od) plane for one
@@ -242,7 +242,9 @@ def short_cf(x, wp, out, steps, masks, geo, tile, t_begin, t_end):
     channels-last. x: (B, C, D, H, W) flat; wp: pack_filters_wv's (NFB,
     taps, C, FR) flat; out: (B, F, OD, OH, OW) flat; geo: (B, D, H, W, C,
     OD, OH, OW, F, KD, KH, KW, sd, sh, dd, dh, dw, pd, ph, pw, NFB, cols,
-    flat), OH = 1 and OW = the plane's length with `flat`."""
+    flat), OH = 1 and OW = the plane's length with `flat`. stream: as in
+    short_cl (every whole block of columns then starts on an aligned
+    vector: cpu._streams_cf)."""
     (B, D, H, W, C, OD, OH, OW, F, KD, KH, KW, sd, sh, dd, dh, dw, pd, ph, pw, NFB, cols, flat) = geo
     isz = itemsize(out)
     RB, NW, V = tile_dims(tile, out)
@@ -313,5 +315,10 @@ def short_cf(x, wp, out, steps, masks, geo, tile, t_begin, t_end):
             acc = vtadd(vtzero(out, tile), acc)
             for i in range(RB):
                 pp[i] = po[i] + ow if po[i] >= 0 else -1
-            vtstore(out, tile, pp, acc, nj)
+            if stream is not None:
+                vtstore_stream(out, tile, pp, acc, nj)
+            else:
+                vtstore(out, tile, pp, acc, nj)
             ow += nj
+    if stream is not None:
+        sfence()
