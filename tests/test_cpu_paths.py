@@ -2933,6 +2933,11 @@ STREAM_CASES = [
     # 64 positions as lines, and lines of 16 columns (an H stride)
     ("conv3d", (1, 3, 3, 8, 8), (1, 3, 3, 3, 24), 1, "SAME", "NCDHW", None),
     ("conv2d", (2, 3, 9, 16), (3, 3, 3, 16), [2, 1], "SAME", "NCHW", None),
+    # cl_kernel: a long reduction, two groups of 16 channels, the gathered
+    # taps of a strided transpose from 3 channels (channel blocks innermost)
+    ("conv2d", (1, 5, 9, 64), (3, 3, 64, 32), 1, "SAME", "NHWC", None),
+    ("conv2d", (1, 5, 6, 64), (3, 3, 32, 32), 1, "SAME", "NHWC", None),
+    ("conv2d_transpose", (1, 4, 5, 3), (3, 3, 128, 3), 2, "SAME", "NHWC", None),
 ]
 
 
@@ -2952,7 +2957,7 @@ def test_streaming_stores_same_bits(case, dtype, monkeypatch):
     real = cpu_rb.parallel_tiles
 
     def spy(kernel, args, *a):
-        if kernel in (cpu_short.short_cl, cpu_short.short_cf, cpu_patch.patch_cl):
+        if kernel in (cpu_short.short_cl, cpu_short.short_cf, cpu_patch.patch_cl, cpu_rb.cl_kernel):
             streams.append(args[-1])
         return real(kernel, args, *a)
 

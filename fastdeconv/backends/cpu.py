@@ -92,12 +92,13 @@ from . import cpu_cfband, cpu_cfgather, cpu_dw, cpu_layout, cpu_patch, cpu_pw, c
 
 # Channels-last results of STREAM_MIN_BYTES or more stored with streaming
 # (non-temporal) stores, which write memory without first reading each
-# line (cpu_simd.vtstore_stream), by the kernels whose stores are most of
-# a large call (cpu_short's few-input-channel lines in both layouts,
-# cpu_patch's channels-last 2x2x2 upsampling). On an Intel Xeon (Emerald Rapids) VM a 90 MB result was
+# line (cpu_simd.vtstore_stream): cpu_short's few-input-channel lines in
+# both layouts, cpu_patch's channels-last 2x2x2 upsampling and
+# cl_kernel's tiles. On an Intel Xeon (Emerald Rapids) VM a 90 MB result was
 # written at 18-23 GB/s against 7-8 with plain stores, and the
-# 3-channel video conv3d (7 x 224^2 x 3 -> 64) ran 0.61-0.85x as long
-# (benchmarks/NOTES.md section 120); on a Zen 3 VM streaming stores were
+# 3-channel video conv3d (7 x 224^2 x 3 -> 64) ran 0.61-0.85x as long,
+# the 64^2 x 3 -> 128^2 x 256 k3 s2 transpose 0.55-0.70x, the U-Net's k3
+# s2 transpose mostly 0.83-0.92x (benchmarks/NOTES.md section 120); on a Zen 3 VM streaming stores were
 # slower (section 39), and Zen 4/5 were not measured: off on AMD Zen.
 STREAM_STORES = not cpu_simd.HOST_CPU.startswith("znver")
 STREAM_MIN_BYTES = 16 << 20
@@ -984,7 +985,10 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
     work = _work(B * OD * OH * OW, G * NFB * tile.nvec * tile.lanes(x.dtype.itemsize), KD * KH * KW * Cg,
                  strides, trans)
     ep_code, epi, epilogue = _fused_epilogue(epilogue, F, tile, x.dtype)
-    args = (x.reshape(-1), wp, flat, zrow, taps, geo, tile, epi, ep_code, gat)
+    # (streaming stores: each group's channels a whole number of vectors in)
+    stream = True if ((G == 1 or Fg * x.dtype.itemsize % cpu_simd.VBYTES == 0)
+                      and _streams(flat, ops, tile.nvec * tile.vbytes)) else None
+    args = (x.reshape(-1), wp, flat, zrow, taps, geo, tile, epi, ep_code, gat, stream)
     ntiles = cpu_rb.n_tiles(geo)
     if fb_order == cpu_rb.FB_PANEL:
         run = cpu_rb.by_panels(cpu_rb.cl_kernel, args, *given, NV, ntiles // NFB)

@@ -53,9 +53,9 @@ import numpy as np
 from .. import _alloc
 from .._jit import helper, serial_kernel
 from . import cpu_simd
-from .cpu_simd import (PART_ROWS, Tile, addr, itemsize, scratch, tile_dims, tile_part_rows, tile_rows, vcopy_over,
+from .cpu_simd import (PART_ROWS, Tile, addr, itemsize, scratch, sfence, tile_dims, tile_part_rows, tile_rows, vcopy_over,
                        vpack_rows, vrun, vrun_cols, vrun_cols_gather, vrun_cols_part, vrun_cols_whole, vtadd, vtaffine,
-                       vtranspose_block, vtstore, vtstore_rows, vtstore_zip2, vtzero)
+                       vtranspose_block, vtstore, vtstore_rows, vtstore_stream, vtstore_zip2, vtzero)
 
 ROWS = 48  # output positions per parallel tile (at most)
 
@@ -421,7 +421,7 @@ def cl_tile(nvec, stride1=False, pointers=False):
 
 
 @serial_kernel
-def cl_kernel(x, wp, out, zrow, taptab, geo, tile, epi, ep_code, gat, t_begin, t_end):
+def cl_kernel(x, wp, out, zrow, taptab, geo, tile, epi, ep_code, gat, stream, t_begin, t_end):
     """Tiles [t_begin, t_end). x: (B, D, H, W, G*Cg) flat; wp: (G, NFB, taps,
     Cg, NW*V) flat (output channels padded with zeros to NFB blocks of
     NW*V), or with fb_order FB_PANEL only the panel (taps, Cg, NW*V) of the
@@ -642,11 +642,16 @@ def cl_kernel(x, wp, out, zrow, taptab, geo, tile, epi, ep_code, gat, t_begin, t
                 acc = vtaffine(out, acc, tile, pe, pe + ne * isz, pe + 2 * ne * isz, ep_code == 2)
             for i in range(RB):  # pp: the store offsets now
                 pp[i] = o[i] + ob + fbi * NV if i < nr else -1
-            vtstore(out, tile, pp, acc, nf)
+            if stream is not None:
+                vtstore_stream(out, tile, pp, acc, nf)
+            else:
+                vtstore(out, tile, pp, acc, nf)
             fbi += 1
             if fbi == nfb:
                 fbi = 0
                 rb += nr
+    if stream is not None:
+        sfence()
 
 
 @functools.lru_cache(maxsize=256)
