@@ -20,7 +20,8 @@ from llvmlite import binding as llvm
 
 import fastdeconv
 from fastdeconv import _alloc
-from fastdeconv.backends import cpu, cpu_cfband, cpu_dw, cpu_patch, cpu_pw, cpu_rb, cpu_short, cpu_simd, reference
+from fastdeconv.backends import (cpu, cpu_cfband, cpu_cfgather, cpu_dw, cpu_patch, cpu_pw, cpu_rb, cpu_short, cpu_simd,
+                                 reference)
 
 CASES = [
     # (op, x shape, w shape, strides, padding, data_format, dilations)
@@ -2938,6 +2939,9 @@ STREAM_CASES = [
     ("conv2d", (1, 5, 9, 64), (3, 3, 64, 32), 1, "SAME", "NHWC", None),
     ("conv2d", (1, 5, 6, 64), (3, 3, 32, 32), 1, "SAME", "NHWC", None),
     ("conv2d_transpose", (1, 4, 5, 3), (3, 3, 128, 3), 2, "SAME", "NHWC", None),
+    # channels-first strided transposes from 3 channels (cpu_cfgather):
+    # output rows of 16 columns
+    ("conv2d_transpose", (2, 3, 4, 8), (3, 3, 32, 3), 2, "SAME", "NCHW", None),
 ]
 
 
@@ -2957,7 +2961,8 @@ def test_streaming_stores_same_bits(case, dtype, monkeypatch):
     real = cpu_rb.parallel_tiles
 
     def spy(kernel, args, *a):
-        if kernel in (cpu_short.short_cl, cpu_short.short_cf, cpu_patch.patch_cl, cpu_rb.cl_kernel):
+        if kernel in (cpu_short.short_cl, cpu_short.short_cf, cpu_patch.patch_cl, cpu_rb.cl_kernel,
+                      cpu_cfgather.cfgather_kernel):
             streams.append(args[-1])
         return real(kernel, args, *a)
 

@@ -93,8 +93,8 @@ from . import cpu_cfband, cpu_cfgather, cpu_dw, cpu_layout, cpu_patch, cpu_pw, c
 # Channels-last results of STREAM_MIN_BYTES or more stored with streaming
 # (non-temporal) stores, which write memory without first reading each
 # line (cpu_simd.vtstore_stream): cpu_short's few-input-channel lines in
-# both layouts, cpu_patch's channels-last 2x2x2 upsampling and
-# cl_kernel's tiles. On an Intel Xeon (Emerald Rapids) VM a 90 MB result was
+# both layouts, cpu_patch's channels-last 2x2x2 upsampling, cl_kernel's
+# tiles and cpu_cfgather's channels-first few-input-channel transposes. On an Intel Xeon (Emerald Rapids) VM a 90 MB result was
 # written at 18-23 GB/s against 7-8 with plain stores, and the
 # 3-channel video conv3d (7 x 224^2 x 3 -> 64) ran 0.61-0.85x as long,
 # the 64^2 x 3 -> 128^2 x 256 k3 s2 transpose 0.55-0.70x, the U-Net's k3
@@ -1346,7 +1346,8 @@ def _cf_gather(x, wg, out_spatial, strides, dilations, pads_before, writable, fl
     cpu_rb.parallel_tiles(cpu_cfgather.expand_rows, (x.reshape(-1), wt, geo, E, tile), B * D * H,
                           COPY_WORK * E.size)
     work = _work(B * OD * OH * OW, NFB * tile.rows, KD * KH * KW * C, strides, True)
-    cpu_rb.parallel_tiles(cpu_cfgather.cfgather_kernel, (E, wp, flat, dt, ht, woff, geo, tile, (0,) * sw),
+    stream = True if _streams(flat, OW, tile.nvec * tile.vbytes) else None  # (output rows of whole vectors)
+    cpu_rb.parallel_tiles(cpu_cfgather.cfgather_kernel, (E, wp, flat, dt, ht, woff, geo, tile, (0,) * sw, stream),
                           _ceil(B * OD * OH, BR) * NFB, work)
     return _finish(flat.reshape((B, F, OD, OH, OW)), True, epilogue)
 

@@ -36,7 +36,8 @@ import functools
 import numpy as np
 
 from .._jit import serial_kernel
-from .cpu_simd import Tile, addr, itemsize, scratch, tile_dims, tile_rows, vrun_lanes, vtstore, vtzero, vzip2
+from .cpu_simd import (Tile, addr, itemsize, scratch, sfence, tile_dims, tile_rows, vrun_lanes, vtstore,
+                       vtstore_stream, vtzero, vzip2)
 
 
 def tile_for():
@@ -164,7 +165,7 @@ def expand_rows(x, wt, geo, E, tile, t_begin, t_end):
 
 
 @serial_kernel
-def cfgather_kernel(E, wp, out, dt, ht, woff, geo, tile, period, t_begin, t_end):
+def cfgather_kernel(E, wp, out, dt, ht, woff, geo, tile, period, stream, t_begin, t_end):
     """Tiles [t_begin, t_end): tile t is block t % NFB of FR output
     channels on band t // NFB of BR output rows ((b, od, oh) in C order;
     the last band may have fewer), row after row. E: the input
@@ -220,4 +221,9 @@ def cfgather_kernel(E, wp, out, dt, ht, woff, geo, tile, period, t_begin, t_end)
                     wq += tap_bytes
             for i in range(FR):
                 so[i] = ob + i * plane + j0 if i < nf else -1
-            vtstore(out, tile, so, acc, OW - j0)
+            if stream is not None:
+                vtstore_stream(out, tile, so, acc, OW - j0)
+            else:
+                vtstore(out, tile, so, acc, OW - j0)
+    if stream is not None:
+        sfence()
