@@ -90,15 +90,16 @@ from .. import _alloc
 
 from . import cpu_cfband, cpu_cfgather, cpu_dw, cpu_layout, cpu_patch, cpu_pw, cpu_rb, cpu_short, cpu_simd, reference
 
-# Channels-last results of STREAM_MIN_BYTES or more stored with streaming
-# (non-temporal) stores, which write memory without first reading each
-# line (cpu_simd.vtstore_stream): cpu_short's few-input-channel lines in
-# both layouts, cpu_patch's channels-last 2x2x2 upsampling, cl_kernel's
-# tiles and cpu_cfgather's channels-first few-input-channel transposes. On an Intel Xeon (Emerald Rapids) VM a 90 MB result was
-# written at 18-23 GB/s against 7-8 with plain stores, and the
-# 3-channel video conv3d (7 x 224^2 x 3 -> 64) ran 0.61-0.85x as long,
-# the 64^2 x 3 -> 128^2 x 256 k3 s2 transpose 0.55-0.70x, the U-Net's k3
-# s2 transpose mostly 0.83-0.92x (benchmarks/NOTES.md section 120); on a Zen 3 VM streaming stores were
+# Results of STREAM_MIN_BYTES or more stored with streaming (non-temporal)
+# stores, which write memory without first reading each line
+# (cpu_simd.vtstore_stream): cpu_short's few-input-channel lines in both
+# layouts, cpu_patch's channels-last 2x2x2 upsampling, cl_kernel's tiles
+# and cpu_cfgather's channels-first few-input-channel transposes. On an
+# Intel Xeon (Emerald Rapids) VM a 90 MB result was written at 18-23 GB/s
+# against 7-8 with plain stores; the 3-channel video conv3d (7 x 224^2 x 3
+# -> 64) ran 0.61-0.85x as long, the 64^2 x 3 -> 128^2 x 256 k3 s2
+# transpose 0.55-0.70x, the U-Net's k3 s2 transpose mostly 0.83-0.92x
+# (benchmarks/NOTES.md section 120). On a Zen 3 VM streaming stores were
 # slower (section 39), and Zen 4/5 were not measured: off on AMD Zen.
 STREAM_STORES = not cpu_simd.HOST_CPU.startswith("znver")
 STREAM_MIN_BYTES = 16 << 20
@@ -1425,10 +1426,12 @@ def _short(x, wg, tile, out_spatial, strides, dilations, pads_before, writable, 
 
 
 def _streams(flat, ops, block_bytes):
-    """Whether a channels-last kernel stores whole rows of its result with
+    """Whether a kernel stores the whole rows of its register tiles with
     streaming stores (STREAM_STORES): a result of STREAM_MIN_BYTES or more,
-    at a vector-aligned address, whose pixels (ops elements apart) and
-    channel blocks (block_bytes) keep every whole vector aligned."""
+    at a vector-aligned address, whose rows start `ops` elements apart
+    (channels-last pixels; channels-first lines) and whose tiles start
+    block_bytes apart within them (channel blocks; blocks of columns), so
+    that every whole vector is aligned."""
     v = cpu_simd.VBYTES
     return (STREAM_STORES and flat.nbytes >= STREAM_MIN_BYTES and flat.ctypes.data % v == 0
             and ops * flat.itemsize % v == 0 and block_bytes % v == 0)

@@ -53,9 +53,10 @@ import numpy as np
 from .. import _alloc
 from .._jit import helper, serial_kernel
 from . import cpu_simd
-from .cpu_simd import (PART_ROWS, Tile, addr, itemsize, scratch, sfence, tile_dims, tile_part_rows, tile_rows, vcopy_over,
-                       vpack_rows, vrun, vrun_cols, vrun_cols_gather, vrun_cols_part, vrun_cols_whole, vtadd, vtaffine,
-                       vtranspose_block, vtstore, vtstore_rows, vtstore_stream, vtstore_zip2, vtzero)
+from .cpu_simd import (PART_ROWS, Tile, addr, itemsize, scratch, sfence, tile_dims, tile_part_rows, tile_rows,
+                       vcopy_over, vpack_rows, vrun, vrun_cols, vrun_cols_gather, vrun_cols_part, vrun_cols_whole,
+                       vtadd, vtaffine, vtranspose_block, vtstore, vtstore_rows, vtstore_stream, vtstore_zip2,
+                       vtzero)
 
 ROWS = 48  # output positions per parallel tile (at most)
 

@@ -480,8 +480,9 @@ def _row_vectors(builder, vty, base, off, nw, isz):
 def _make_vtstore(stream):
     def vtstore(typingctx, arr, tile, offs, accs, nf):
         """Row i's vectors accs[i*NW : (i+1)*NW] (NW = tile.nvec) to arr's
-        elements [offs[i], offs[i] + nf) for i < tile.rows; rows with offs[i] < 0 are not stored. Lanes past nf are not
-        written (masked stores). offs: a tuple or an integer array.
+        elements [offs[i], offs[i] + nf) for i < tile.rows; rows with
+        offs[i] < 0 are not stored. Lanes past nf are not written (masked
+        stores). offs: a tuple or an integer array.
         vtstore_stream: whole rows with non-temporal (streaming) stores,
         which write memory without reading its lines first; every whole
         row's vectors must be at vector-aligned addresses, and the kernel
