@@ -40,8 +40,8 @@ def empty(shape, dtype):
 
 def recycled(shape, dtype, min_bytes=None):
     """np.empty(shape, dtype) from memory of dropped results from
-    min_bytes (default RECYCLE_MIN; never from a Model's pool): for work arrays dropped after a
-    call. (Python arithmetic on the shape: np.prod alone took 4.5 us, a
+    min_bytes (default RECYCLE_MIN; never from a Model's pool): for work
+    arrays dropped after a call. (Python arithmetic on the shape: np.prod alone took 4.5 us, a
     third of this function's time, on calls of ~1 ms.)"""
     dtype = np.dtype(dtype)
     shape = (int(shape),) if np.isscalar(shape) else tuple(map(int, shape))

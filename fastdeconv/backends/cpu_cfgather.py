@@ -36,8 +36,8 @@ import functools
 import numpy as np
 
 from .._jit import serial_kernel
-from .cpu_simd import (Tile, addr, itemsize, scratch, sfence, tile_dims, tile_rows, vrun_lanes, vtstore,
-                       vtstore_stream, vtzero, vzip2)
+from .cpu_simd import (Tile, addr, itemsize, scratch, sfence, tile_dims, tile_rows, vrun_lanes, vtstore_stream,
+                       vtzero, vzip2)
 
 
 def tile_for():
@@ -221,9 +221,5 @@ def cfgather_kernel(E, wp, out, dt, ht, woff, geo, tile, period, stream, t_begin
                     wq += tap_bytes
             for i in range(FR):
                 so[i] = ob + i * plane + j0 if i < nf else -1
-            if stream is not None:
-                vtstore_stream(out, tile, so, acc, OW - j0)
-            else:
-                vtstore(out, tile, so, acc, OW - j0)
-    if stream is not None:
-        sfence()
+            vtstore_stream(out, tile, so, acc, OW - j0, stream)
+    sfence(stream)

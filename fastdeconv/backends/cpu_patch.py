@@ -154,13 +154,9 @@ def patch_cl(x, wp, out, geo, tile, epi, ep_code, stream, t_begin, t_end):
                                 acc = vtaffine(out, acc, tile, pe, pe + ne * isz, pe + 2 * ne * isz, ep_code == 2)
                             for i in range(RB):
                                 o[i] = (base[i] + dt) * ops + f0 if i < nr else -1
-                            if stream is not None:
-                                vtstore_stream(out, tile, o, acc, nf)
-                            else:
-                                vtstore(out, tile, o, acc, nf)
+                            vtstore_stream(out, tile, o, acc, nf, stream)
             pb += nr
-    if stream is not None:
-        sfence()
+    sfence(stream)
 
 
 

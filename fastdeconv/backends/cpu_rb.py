@@ -643,16 +643,12 @@ def cl_kernel(x, wp, out, zrow, taptab, geo, tile, epi, ep_code, gat, stream, t_
                 acc = vtaffine(out, acc, tile, pe, pe + ne * isz, pe + 2 * ne * isz, ep_code == 2)
             for i in range(RB):  # pp: the store offsets now
                 pp[i] = o[i] + ob + fbi * NV if i < nr else -1
-            if stream is not None:
-                vtstore_stream(out, tile, pp, acc, nf)
-            else:
-                vtstore(out, tile, pp, acc, nf)
+            vtstore_stream(out, tile, pp, acc, nf, stream)
             fbi += 1
             if fbi == nfb:
                 fbi = 0
                 rb += nr
-    if stream is not None:
-        sfence()
+    sfence(stream)
 
 
 @functools.lru_cache(maxsize=256)

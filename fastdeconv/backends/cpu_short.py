@@ -39,7 +39,7 @@ import numpy as np
 from .._jit import serial_kernel
 from .cpu_rb import SUM_GROUP_TERMS
 from .cpu_simd import (addr, itemsize, scratch, sfence, tile_dims, vrun, vrun_cols_table, vrun_cols_table_masked,
-                       vrun_cols_table_select, vtadd, vtaffine, vtstore, vtstore_stream, vtzero)
+                       vrun_cols_table_select, vtadd, vtaffine, vtstore_stream, vtzero)
 
 ROWS_BYTES = 3 * 16 * 8  # three int64 arrays of a tile's rows (Tile.MAX_ROWS)
 # (kd, kh) pairs: as many as terms where KW * C == 1 (a 16 x 16 x 1 kernel
@@ -168,13 +168,9 @@ def short_cl(x, wp, out, zrow, geo, tile, epi, ep_code, stream, t_begin, t_end):
                 f0 = fb * NV
                 for i in range(RB):
                     pp[i] = po[i] + f0 if i < nr else -1
-                if stream is not None:
-                    vtstore_stream(out, tile, pp, acc, NV if NV < F - f0 else F - f0)
-                else:
-                    vtstore(out, tile, pp, acc, NV if NV < F - f0 else F - f0)
+                vtstore_stream(out, tile, pp, acc, NV if NV < F - f0 else F - f0, stream)
             ow += nr
-    if stream is not None:
-        sfence()
+    sfence(stream)
 
 
 @functools.lru_cache(maxsize=64)
@@ -244,7 +240,7 @@ def short_cf(x, wp, out, steps, masks, geo, tile, stream, t_begin, t_end):
     OD, OH, OW, F, KD, KH, KW, sd, sh, dd, dh, dw, pd, ph, pw, NFB, cols,
     flat), OH = 1 and OW = the plane's length with `flat`. stream: as in
     short_cl (every whole block of columns then starts on an aligned
-    vector: cpu._streams_cf)."""
+    vector: cpu._short_cf's rule)."""
     (B, D, H, W, C, OD, OH, OW, F, KD, KH, KW, sd, sh, dd, dh, dw, pd, ph, pw, NFB, cols, flat) = geo
     isz = itemsize(out)
     RB, NW, V = tile_dims(tile, out)
@@ -315,10 +311,6 @@ def short_cf(x, wp, out, steps, masks, geo, tile, stream, t_begin, t_end):
             acc = vtadd(vtzero(out, tile), acc)
             for i in range(RB):
                 pp[i] = po[i] + ow if po[i] >= 0 else -1
-            if stream is not None:
-                vtstore_stream(out, tile, pp, acc, nj)
-            else:
-                vtstore(out, tile, pp, acc, nj)
+            vtstore_stream(out, tile, pp, acc, nj, stream)
             ow += nj
-    if stream is not None:
-        sfence()
+    sfence(stream)

@@ -477,19 +477,29 @@ def _row_vectors(builder, vty, base, off, nw, isz):
             for j in range(nw)]
 
 
-def _make_vtstore(stream):
-    def vtstore(typingctx, arr, tile, offs, accs, nf):
-        """Row i's vectors accs[i*NW : (i+1)*NW] (NW = tile.nvec) to arr's
-        elements [offs[i], offs[i] + nf) for i < tile.rows; rows with
-        offs[i] < 0 are not stored. Lanes past nf are not written (masked
-        stores). offs: a tuple or an integer array.
-        vtstore_stream: whole rows with non-temporal (streaming) stores,
-        which write memory without reading its lines first; every whole
-        row's vectors must be at vector-aligned addresses, and the kernel
-        ends with `sfence` (their order against later stores)."""
-        return _vtstore_typed(arr, tile, offs, accs, nf, stream)
-    vtstore.__name__ = "vtstore_stream" if stream else "vtstore"
-    return intrinsic(vtstore)
+@intrinsic
+def vtstore(typingctx, arr, tile, offs, accs, nf):
+    """Row i's vectors accs[i*NW : (i+1)*NW] (NW = tile.nvec) to arr's
+    elements [offs[i], offs[i] + nf) for i < tile.rows; rows with
+    offs[i] < 0 are not stored. Lanes past nf are not written (masked
+    stores). offs: a tuple or an integer array."""
+    return _vtstore_typed(arr, tile, offs, accs, nf, False)
+
+
+@intrinsic
+def vtstore_stream(typingctx, arr, tile, offs, accs, nf, stream):
+    """vtstore, with whole rows stored by non-temporal (streaming) stores
+    where `stream` is True, which write memory without reading its lines
+    first (every whole row's vectors must then be at vector-aligned
+    addresses, and the kernel ends with `sfence(stream)`); where it is
+    None, plain vtstore. One compiled variant per kernel and setting."""
+    if not isinstance(stream, (types.NoneType, types.Boolean)):
+        return None
+    typed = _vtstore_typed(arr, tile, offs, accs, nf, not isinstance(stream, types.NoneType))
+    if typed is None:
+        return None
+    sig, impl = typed
+    return types.void(arr, tile, offs, accs, nf, stream), impl
 
 
 def _vtstore_typed(arr, tile, offs, accs, nf, stream):
@@ -531,20 +541,22 @@ def _vtstore_typed(arr, tile, offs, accs, nf, stream):
     return types.void(arr, tile, offs, accs, nf), impl
 
 
-vtstore = _make_vtstore(False)
-vtstore_stream = _make_vtstore(True)
-
-
 @intrinsic
-def sfence(typingctx):
-    """x86 `sfence`: streaming stores before it are ordered before any
-    store after it (a kernel's results before the caller reads them)."""
+def sfence(typingctx, stream):
+    """x86 `sfence` where `stream` is True (None: nothing): streaming
+    stores before it are ordered before any store after it (a kernel's
+    results before the caller reads them)."""
+    if not isinstance(stream, (types.NoneType, types.Boolean)):
+        return None
+    fence = not isinstance(stream, types.NoneType)
+
     def impl(context, builder, sig, args):
-        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), []),
-                                            "llvm.x86.sse.sfence")
-        builder.call(fn, [])
+        if fence:
+            fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), []),
+                                                "llvm.x86.sse.sfence")
+            builder.call(fn, [])
         return context.get_dummy_value()
-    return types.void(), impl
+    return types.void(stream), impl
 
 
 @intrinsic
