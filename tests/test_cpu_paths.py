@@ -2505,6 +2505,77 @@ def test_one_vector_tile_rows_rule(monkeypatch):
     assert cpu_rb.cl_tile(1, True).rows == cpu_simd.tile_rows(1, 16)
 
 
+L32 = cpu_simd.VBYTES // 4  # float32 lanes of a vector
+CL_WIDE_CASES = [
+    # channels-last stride-1 calls with more than one vector of output
+    # channels: cl_kernel's 2-vector tile, 12 rows with 32 vector registers:
+    # rows of 13 (12 + 1: the part loop), rows of 8 and 20 (the last 8 as two
+    # 4-row blocks), a dilation, two groups, a transpose (per-tap runs), a
+    # dilated one, two channel blocks
+    ("conv2d", (2, 7, 13, 6), (3, 3, 6, L32 + 3), 1, "SAME", "NHWC", None),
+    ("conv3d", (1, 4, 5, 20, 4), (3, 3, 3, 4, 2 * L32), 1, "SAME", "NDHWC", 2),
+    ("conv2d", (1, 9, 10, 5), (3, 3, 5, 4 * L32 + 5), 1, "VALID", "NHWC", None),
+    ("conv2d", (1, 6, 17, 8), (3, 3, 4, 2 * L32 + 4), 1, "SAME", "NHWC", None),
+    ("conv2d_transpose", (2, 6, 19, 5), (3, 3, L32 + 1, 5), 1, "SAME", "NHWC", None),
+    ("conv3d_transpose", (1, 4, 5, 18, 6), (3, 2, 3, 2 * L32, 6), 1, "VALID", "NDHWC", 2),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", CL_WIDE_CASES, ids=[f"{c[0]}-{c[1][1:-1]}" for c in CL_WIDE_CASES])
+def test_channels_last_wide_tile_same_bits(case, dtype, monkeypatch):
+    """cl_kernel's 2-vector tile with 12 rows (cpu_rb.CL_WIDE_ROWS,
+    stride-1 calls, 32 vector registers) gives the bits of its 8-row form
+    and of the most chunks, and the reference's result."""
+    x, w = _arrays(case, dtype, np.random.default_rng(48))
+    monkeypatch.setattr(cpu_simd, "VREGS", 32)  # the 12-row choice on any CPU
+    monkeypatch.setattr(cpu, "SHORT", False)  # (short reductions: cpu_short's 8-row tile)
+    tiles = []
+    real = cpu_rb.parallel_tiles
+
+    def spy(k, a, n, wk, *g):
+        tiles.extend((t.rows, t.nvec) for t in a if isinstance(t, cpu_simd.Tile))
+        return real(k, a, n, wk, *g)
+
+    monkeypatch.setattr(cpu_rb, "parallel_tiles", spy)
+    results = _calls_with(case, x, w, monkeypatch, [
+        ({(cpu_rb, "CL_WIDE_ROWS"): 12}, None),
+        ({(cpu_rb, "CL_WIDE_ROWS"): 12}, 10**12),
+        ({(cpu_rb, "CL_WIDE_ROWS"): 0}, None)])
+    assert tiles[0] == (12, 2) and tiles[-1] == (8, 2), tiles
+    assert all(r.tobytes() == results[0].tobytes() for r in results)
+    ref = _call(case, x, w, "reference")
+    assert np.max(np.abs(results[0] - ref)) <= 1e-5 * max(1.0, float(np.max(np.abs(ref))))
+
+
+def test_wide_tile_rule(monkeypatch):
+    """The 12-row 2-vector tile: cl_kernel's own (`wide`), stride-1 calls,
+    32 vector registers, off on AMD Zen (measured no faster there); and
+    with cl_kernel's block rule 12-row blocks never compute more rows than
+    8-row ones, for any tile of rows_per_tile's split."""
+    assert cpu_rb.CL_WIDE_ROWS == (0 if cpu_simd.HOST_CPU.startswith("znver") else 12)
+    monkeypatch.setattr(cpu_rb, "CL_WIDE_ROWS", 12)
+    monkeypatch.setattr(cpu_simd, "VREGS", 32)
+    assert cpu_rb.cl_tile(2, True, pointers=True, wide=True).rows == 12
+    assert cpu_rb.cl_tile(2, False, pointers=True, wide=True).rows == cpu_simd.tile_rows(2)
+    assert cpu_rb.cl_tile(2, True, pointers=True).rows == cpu_simd.tile_rows(2)
+    assert cpu_rb.cl_tile(1, True, pointers=True, wide=True).nvec == 1
+    monkeypatch.setattr(cpu_simd, "VREGS", 16)
+    assert cpu_rb.cl_tile(2, True, pointers=True, wide=True).rows == cpu_simd.tile_rows(2)
+    # the block rule: 32 rows on the 6-row tile 6, 6, 6, 6, 4, 4; 8 on the
+    # 12-row tile 4, 4; 13 on it 12, then the part loop
+    assert cpu_rb.block_rows(32, 6, 4) == 32
+    assert cpu_rb.block_rows(8, 12, 4) == 8
+    assert cpu_rb.block_rows(13, 12, 4) == 16
+    assert cpu_rb.block_rows(14, 8, 4) == 16
+
+    def computed(n, rb):
+        rt = cpu_rb.rows_per_tile(n, rb)
+        return sum(cpu_rb.block_rows(min(n, r0 + rt) - r0, rb, 4) for r0 in range(0, n, rt))
+
+    assert all(computed(n, 12) <= computed(n, 8) for n in range(1, 500))
+
+
 def test_host_cpu_name_follows_numba(monkeypatch):
     """cpu_simd.HOST_CPU: the CPU Numba compiles for, NUMBA_CPU_NAME first
     (a portable cache's "generic" gets the non-Zen choices)."""

@@ -950,6 +950,9 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
         return _finish(flat.reshape((B, OD, OH, OW, F)), False, rest)
     zrow = np.zeros(Cg * KW + 1, dtype=x.dtype)
     fuse = int(FUSE_KW and not trans and dw == 1 and G == 1)
+    # the kernel's own tile (cpu_rb.CL_WIDE_ROWS); the packed filters depend
+    # only on the vectors per row: packed for `tile`, shared
+    kernel_tile = cpu_rb.cl_tile(nvec, (sd, sh, sw) == (1, 1, 1), pointers=True, wide=True)
     # Channel blocks innermost when one block's weight panel is small (it
     # stays in L1/L2 anyway) or all of them fit in L2 together: the tiles of
     # a row then write its channels together, instead of one pass over the
@@ -979,7 +982,7 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
     else:
         wp, _ = _memo(wg, ("cl", x.dtype.str, repr(tile)), lambda: cpu_rb.pack_filters(wg, x.dtype, tile, writable))
     taps, T = cpu_rb.tap_tables(B, OD, OH, OW, P, KD, KH, KW, D, H, W, sd, sh, sw, dd, dh, dw, pd, ph, pw,
-                                bool(trans), tile.rows, FOLD_LINES)
+                                bool(trans), kernel_tile.rows, FOLD_LINES)
     geo = (B, D, H, W, Cg, OD, OH, OW, Fg, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw,
            G, int(trans), T, NFB, fuse, fb_order, cpu_rb.sum_group(KW, Cg), ops)
     geo = tuple(map(int, geo))
@@ -989,7 +992,7 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
     # (streaming stores: each group's channels a whole number of vectors in)
     stream = True if ((G == 1 or Fg * x.dtype.itemsize % cpu_simd.VBYTES == 0)
                       and _streams(flat, ops, tile.nvec * tile.vbytes)) else None
-    args = (x.reshape(-1), wp, flat, zrow, taps, geo, tile, epi, ep_code, gat, stream)
+    args = (x.reshape(-1), wp, flat, zrow, taps, geo, kernel_tile, epi, ep_code, gat, stream)
     ntiles = cpu_rb.n_tiles(geo)
     if fb_order == cpu_rb.FB_PANEL:
         run = cpu_rb.by_panels(cpu_rb.cl_kernel, args, *given, NV, ntiles // NFB)

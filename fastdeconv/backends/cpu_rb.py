@@ -5,9 +5,10 @@ output positions x NW vectors of output channels is accumulated in
 registers over every kernel tap and every input channel, then stored once.
 Per reduction step it loads NW weight vectors and broadcasts RB inputs for
 RB*NW FMAs. AVX-512 (64-byte vectors, 32 registers): RB = 8, NW = 2 (32
-float32 / 16 float64 channels); AVX2 (32-byte vectors, 16 registers):
-6 x 2 (16 float32 channels); NW = 1 (8 rows) for narrow layers. The tile
-shape is a cpu_simd.Tile argument, so it is part of the compiled signature.
+float32 / 16 float64 channels), 12 x 2 for stride-1 calls off AMD Zen
+(CL_WIDE_ROWS); AVX2 (32-byte vectors, 16 registers): 6 x 2 (16 float32
+channels); NW = 1 (8 rows) for narrow layers. The tile shape is a
+cpu_simd.Tile argument, so it is part of the compiled signature.
 
 Rows of a tile are output positions that share (od, oh) and, for
 transposes, the W phase `ow % sw`: all such outputs receive the same taps,
@@ -373,8 +374,9 @@ def compiled(kernel, args):
 # reduction step 2 weight loads and 8 broadcasts for 16 FMAs; AVX2: 6 x 2,
 # 12 of its 16 registers. NW = 1 for at most one vector of output channels
 # per group, where a 2-vector tile would leave half of its lanes empty).
-# At most 8 rows: 12 measured ~10% slower (their row pointers spill from
-# the general registers); 8 also divides W = 64. The accumulators are a
+# At most 8 rows (12 measured ~10% slower on an early tile: their row
+# pointers spill from the general registers; 8 also divides W = 64),
+# except the wide tiles below. The accumulators are a
 # tuple of vectors and the reduction loop is one intrinsic (cpu_simd.vrun),
 # so one source serves every tile shape and each compiles quickly.
 
@@ -394,6 +396,18 @@ RB_MAX = 8  # tile_rows' cap: cl_kernel's tiles (its row pointers)
 # (pointers) take 16 only on the CPUs measured faster with them, AMD Zen.
 CL_ONE_VECTOR_ROWS = 16
 CL_ONE_VECTOR_POINTER_ROWS = cpu_simd.HOST_CPU.startswith("znver")
+# ... and the 2-vector tile of stride-1 calls with 12 rows (24
+# accumulators, 32 vector registers): 12 rows load each weight vector for
+# 12 FMAs instead of 8, and with cl_kernel's block rule (a tile's last 5-8
+# rows as two 4-row blocks) they never compute more rows than 8-row blocks
+# (`block_rows`). Intel Xeon (Emerald Rapids), both tiles in one
+# process: VGG's 14^2 x 512 transpose, 4 x 28^2 x 256, 32^3 x 32 and the
+# U-Net's 64^3 x 32 conv3d 0.93-0.96x the time of 8 rows (one and two
+# threads); 8^3 x 128 and 16^3 x 64 1.06-1.15x until a tile's last 5-8
+# rows ran as two 4-row blocks (cl_kernel's block rule, `block_rows`)
+# instead of a whole 12-row one (benchmarks/NOTES.md section 121). On AMD
+# Zen 5, 10 or 12 rows were within +-4 % of 8: not taken there. 0: off.
+CL_WIDE_ROWS = 0 if cpu_simd.HOST_CPU.startswith("znver") else 12
 
 # cl_kernel's tile order (geo's fb_order): output-channel blocks outermost
 # with every block's panel in wp, innermost (inside each tile: every block
@@ -409,15 +423,34 @@ GATHER_ROW = SUM_GROUP_TERMS + 16
 GATHER_BYTES = RB_MAX * GATHER_ROW * 8  # (transposes: never the 16-row tile)
 
 
-def cl_tile(nvec, stride1=False, pointers=False):
+def block_rows(rows, rb, part):
+    """Rows cl_kernel computes (padding included) for a tile of `rows` rows
+    in blocks of rb: its block rule, a block of at most `part` rows (vrun's
+    part-tile loop) costing `part`. (The rule's check: 12-row blocks never
+    compute more than 8-row ones, whatever the tile.)"""
+    done = 0
+    while rows > 0:
+        nr = rb if rb < rows else rows
+        if part < rows <= 2 * part and (rb < rows or 2 * part < rb):
+            nr = part
+        done += part if part and nr <= part else rb
+        rows -= nr
+    return done
+
+
+def cl_tile(nvec, stride1=False, pointers=False, wide=False):
     """cl_kernel's register tile for nvec weight vectors per row, sized to
     the CPU's vector registers (cpu_simd.tile_rows); CL_ONE_VECTOR_ROWS
     rows for a stride-1 call's 1-vector tile where 32 vector registers
     hold them and, for a kernel that reads its rows through `pointers`
-    (cl_kernel), where CL_ONE_VECTOR_POINTER_ROWS."""
+    (cl_kernel), where CL_ONE_VECTOR_POINTER_ROWS; with `wide` (cl_kernel
+    itself: its block rule and scratch), CL_WIDE_ROWS rows for a stride-1
+    call's 2-vector tile where they fit in the registers."""
     if (nvec == 1 and stride1 and cpu_simd.VREGS >= CL_ONE_VECTOR_ROWS + 2
             and (CL_ONE_VECTOR_POINTER_ROWS or not pointers)):
         return Tile(CL_ONE_VECTOR_ROWS, 1)
+    if nvec == 2 and stride1 and wide and CL_WIDE_ROWS and cpu_simd.VREGS >= 2 * CL_WIDE_ROWS + 3:
+        return Tile(CL_WIDE_ROWS, 2)  # (24 accumulators, 2 weight vectors, a broadcast)
     return Tile(tile_rows(nvec), nvec)
 
 
@@ -517,10 +550,11 @@ def cl_kernel(x, wp, out, zrow, taptab, geo, tile, epi, ep_code, gat, stream, t_
         fz = False
         while rb < r1:
             nr = RB if RB < r1 - rb else r1 - rb
-            if RB < r1 - rb <= 2 * PART:
+            if PART < r1 - rb <= 2 * PART and (RB < r1 - rb or 2 * PART < RB):
                 # two blocks of PART rows (vrun's part-tile loop) cost less
                 # than a whole block and a short one: 32 rows on the 6-row
-                # tile run 6, 6, 6, 6, 4, 4, not 6, 6, 6, 6, 6, 2
+                # tile run 6, 6, 6, 6, 4, 4, not 6, 6, 6, 6, 6, 2; 8 rows
+                # on the 12-row tile 4, 4 (`block_rows`)
                 nr = PART
             if fbi == 0:
                 jmin = nJ
