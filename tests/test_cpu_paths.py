@@ -684,6 +684,8 @@ def test_cf_bands_same_bits(case, dtype, vector_bytes, monkeypatch):
     monkeypatch.setattr(cpu, "CF_BANDS_NARROW_PHASE_CHANNELS", 16)
     monkeypatch.setattr(cpu, "CF_BANDS_ONE_VECTOR_PHASE_OUT_CHANNELS", 16)
     monkeypatch.setattr(cpu, "CF_GATHER", False)  # (16 input channels: gathered runs first)
+    # (the 8-row tile's band plans; the 12-row tile's: test_cf_bands_wide_tile_same_bits)
+    monkeypatch.setattr(cpu, "CF_BANDS_WIDE_CHANNELS", 1 << 30)
     x, w = _arrays(case, dtype, np.random.default_rng(23))
     kernels = []
     groups = []  # column groups (1: every column on all W taps)
@@ -720,6 +722,43 @@ def test_cf_bands_same_bits(case, dtype, vector_bytes, monkeypatch):
     assert np.moveaxis(y, 1, -1).tobytes() == _call_channels_last(case, x, w).tobytes()
     ref = _call(case, x, w, "reference")
     assert np.max(np.abs(y - ref)) <= 1e-5 * max(1.0, float(np.max(np.abs(ref))))
+
+
+CF_BAND_WIDE_CASES = [c for c in CF_BAND_CASES if not c[0].endswith("_transpose") and c[3] == 1]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", CF_BAND_WIDE_CASES, ids=[f"{c[0]}-{c[1]}" for c in CF_BAND_WIDE_CASES])
+def test_cf_bands_wide_tile_same_bits(case, dtype, monkeypatch):
+    """Bands on cl_kernel's 12-row 2-vector tile (cpu.CF_BANDS_WIDE_CHANNELS,
+    cpu_rb.CL_WIDE_ROWS: stride-1 forward calls) give the bits of 8-row
+    bands, of bands of one row with the most chunks, and of the
+    channels-last kernel."""
+    for name in ("CF_BANDS_MIN_CHANNELS", "CF_BANDS_ANY_ROW_CHANNELS", "CF_BANDS_NARROW_PHASE_CHANNELS"):
+        monkeypatch.setattr(cpu, name, 16)
+    monkeypatch.setattr(cpu, "CF_BANDS_WIDE_CHANNELS", 1)
+    monkeypatch.setattr(cpu_simd, "VREGS", 32)
+    x, w = _arrays(case, dtype, np.random.default_rng(31))
+    tiles = []
+    real_rows = cpu_rb.with_rows
+
+    def spy(kernel, args, n, **kw):
+        if kernel is cpu_cfband.cfband_kernel:
+            tiles.append((args[4].rows, args[4].nvec))
+        return real_rows(kernel, args, n, **kw)
+
+    monkeypatch.setattr(cpu_rb, "with_rows", spy)
+    monkeypatch.setattr(cpu_rb, "np", _NanEmpty())
+    results = _calls_with(case, x, w, monkeypatch, [
+        ({(cpu_rb, "CL_WIDE_ROWS"): 12}, None),
+        ({(cpu_cfband, "BAND_BYTES"): 1}, 10**12),
+        ({(cpu_rb, "CL_WIDE_ROWS"): 0, (cpu_cfband, "BAND_BYTES"): cpu_cfband.BAND_BYTES}, None)])
+    assert len(tiles) == 3
+    if tiles[0][1] == 2:
+        assert tiles[:2] == [(12, 2)] * 2 and tiles[2] == (8, 2), tiles
+    y = results[0]
+    assert all(r.tobytes() == y.tobytes() for r in results)
+    assert np.moveaxis(y, 1, -1).tobytes() == _call_channels_last(case, x, w).tobytes()
 
 
 # Bands with at most one vector of output channels: cl_kernel's one-vector

@@ -453,6 +453,13 @@ WV_TAIL_PAIRS = True
 # 64: 1.03 against 1.28; section 88). False turns it off (tests compare
 # the two).
 CF_BANDS = True
+# The band tile's rows as cl_kernel's 2-vector stride-1 tile (12 off AMD
+# Zen, cpu_rb.CL_WIDE_ROWS) from this many input channels; 8 below. Intel
+# Xeon VM, 12 / 8 rows, four runs: NCHW 8 x 7^2 x 512 0.85-1.03, 4 x 14^2 x
+# 512 0.92-0.97, 56^2 x 256 0.92-1.00, NCDHW 8^3 x 128 0.98-1.01; fewer
+# channels mixed (32^3 x 64 0.95-1.07, 8 x 24^2 x 32 0.91-1.10:
+# benchmarks/NOTES.md section 121).
+CF_BANDS_WIDE_CHANNELS = 128
 CF_BANDS_MIN_CHANNELS = 64
 CF_BANDS_ANY_ROW_CHANNELS = 128
 CF_BANDS_NARROW_PHASE_CHANNELS = 32
@@ -1158,10 +1165,13 @@ def _cf_bands(x, wg, out_spatial, strides, dilations, pads_before, trans, writab
     B, _, D, H, W = x.shape
     OD, OH, OW = out_spatial
     (sd, sh, sw), (dd, dh, dw) = strides, dilations
-    tile = cpu_rb.cl_tile(_band_vectors(F, x.dtype.itemsize), (sd, sh, sw) == (1, 1, 1) and not trans)
+    stride1 = (sd, sh, sw) == (1, 1, 1) and not trans
+    packing = cpu_rb.cl_tile(_band_vectors(F, x.dtype.itemsize), stride1)
+    tile = cpu_rb.cl_tile(packing.nvec, stride1, wide=C >= CF_BANDS_WIDE_CHANNELS)
     NV = tile.nvec * tile.lanes(x.dtype.itemsize)
     NFB = _ceil(F, NV)
-    wp, _ = _memo(wg, ("cl", x.dtype.str, repr(tile)), lambda: cpu_rb.pack_filters(wg, x.dtype, tile, writable))
+    wp, _ = _memo(wg, ("cl", x.dtype.str, repr(packing)),
+                  lambda: cpu_rb.pack_filters(wg, x.dtype, packing, writable))
     pd, ph, pw = pads_before  # a convolution's zeros before the input, or a transpose's padding
     # every channel block on each block of positions when the panels are
     # small (FB_INNER's rule): the positions' input rows stay in L1

@@ -243,7 +243,7 @@ def _blocks(npx, rb, part):
     p = 0
     while p < npx:
         n = min(rb, npx - p)
-        if rb < npx - p <= 2 * part:
+        if part < npx - p <= 2 * part and (rb < npx - p or 2 * part < rb):
             n = part
         if npx - p > 2 * rb + 2 * part:  # whole tiles up to the last few
             n = (npx - p - rb - 2 * part) // rb * rb
@@ -448,7 +448,7 @@ def cfband_kernel(x, wp, out, geo, tile, wcols, tr, xin, t_begin, t_end):
             p0 = 0
             while p0 < npx:
                 nr = RB if RB < npx - p0 else npx - p0
-                if RB < npx - p0 <= 2 * PART:
+                if PART < npx - p0 <= 2 * PART and (RB < npx - p0 or 2 * PART < RB):
                     nr = PART  # two part blocks, as cl_kernel
                 # the block's positions, counted on from its first (image
                 # b0 + j, the phase's row m of the band, column cc of the
