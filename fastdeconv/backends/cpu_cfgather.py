@@ -36,8 +36,7 @@ import functools
 import numpy as np
 
 from .._jit import serial_kernel
-from .cpu_simd import (Tile, addr, itemsize, scratch, sfence, tile_dims, tile_rows, vrun_lanes, vtstore_stream,
-                       vtzero, vzip2)
+from .cpu_simd import Tile, addr, itemsize, scratch, sfence, tile_dims, vrun_lanes, vtstore_stream, vtzero, vzip2
 
 
 def tile_for():
