@@ -4,7 +4,8 @@ The algorithm choice is made here, in `_run`:
 
 - channels-last, both ops: `cpu_rb.cl_kernel`, register-blocked (8 output
   positions x 2 vectors = 32 float32 / 16 float64 output channels held in
-  AVX-512 registers across all taps and input channels, 6 x 2 vectors = 16
+  AVX-512 registers across all taps and input channels, 12 positions for
+  stride-1 calls off AMD Zen (cpu_rb.CL_WIDE_ROWS), 6 x 2 vectors = 16
   float32 channels on AVX2 machines; x 1 vector when a group has at most
   one vector of output channels; transposes are phase-decomposed so every
   phase is a dense gather; strided transposes with few input channels
