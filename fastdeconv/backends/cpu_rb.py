@@ -400,13 +400,13 @@ CL_ONE_VECTOR_POINTER_ROWS = cpu_simd.HOST_CPU.startswith("znver")
 # accumulators, 32 vector registers): 12 rows load each weight vector for
 # 12 FMAs instead of 8, and with cl_kernel's block rule (a tile's last 5-8
 # rows as two 4-row blocks) they never compute more rows than 8-row blocks
-# (`block_rows`). Intel Xeon (Emerald Rapids), both tiles in one
-# process: VGG's 14^2 x 512 transpose, 4 x 28^2 x 256, 32^3 x 32 and the
-# U-Net's 64^3 x 32 conv3d 0.93-0.96x the time of 8 rows (one and two
-# threads); 8^3 x 128 and 16^3 x 64 1.06-1.15x until a tile's last 5-8
-# rows ran as two 4-row blocks (cl_kernel's block rule, `block_rows`)
-# instead of a whole 12-row one (benchmarks/NOTES.md section 121). On AMD
-# Zen 5, 10 or 12 rows were within +-4 % of 8: not taken there. 0: off.
+# (`block_rows`; before that rule 8^3 x 128 and 16^3 x 64 ran 1.06-1.15x
+# as long). Intel Xeon (Emerald Rapids), both tiles in one process, two
+# threads: VGG's 14^2 x 512 transpose, the dilated transpose, the U-Net's
+# 64^3 x 32 conv3d, 4 x 28^2 x 256, 32^3 x 32 and 56^2 x 256 0.85-0.99x
+# the time of 8 rows over three runs (one thread 0.94-1.03;
+# benchmarks/NOTES.md section 121). On AMD Zen 5, 10 or 12 rows were
+# within +-4 % of 8: not taken there. 0: off.
 CL_WIDE_ROWS = 0 if cpu_simd.HOST_CPU.startswith("znver") else 12
 
 # cl_kernel's tile order (geo's fb_order): output-channel blocks outermost
