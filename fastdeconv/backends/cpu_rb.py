@@ -403,7 +403,7 @@ CL_ONE_VECTOR_POINTER_ROWS = cpu_simd.HOST_CPU.startswith("znver")
 # (`block_rows`; before that rule 8^3 x 128 and 16^3 x 64 ran 1.06-1.15x
 # as long). Intel Xeon (Emerald Rapids), both tiles in one process, two
 # threads: VGG's 14^2 x 512 transpose, the dilated transpose, the U-Net's
-# 64^3 x 32 conv3d, 4 x 28^2 x 256, 32^3 x 32 and 56^2 x 256 0.85-0.99x
+# 64^3 x 32 conv3d, 4 x 28^2 x 256, 32^3 x 32 and 56^2 x 256 0.85-1.02x
 # the time of 8 rows over three runs (one thread 0.94-1.03;
 # benchmarks/NOTES.md section 121). On AMD Zen 5, 10 or 12 rows were
 # within +-4 % of 8: not taken there. 0: off.
