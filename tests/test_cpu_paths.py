@@ -2494,6 +2494,20 @@ CL_ONE_VECTOR_CASES = [
 ]
 
 
+def _tiles_run(monkeypatch):
+    """The (rows, nvec) of every Tile passed to cpu_rb.parallel_tiles from
+    now on, in call order (a list that fills as calls run)."""
+    tiles = []
+    real = cpu_rb.parallel_tiles
+
+    def spy(k, a, n, wk, *g):
+        tiles.extend((t.rows, t.nvec) for t in a if isinstance(t, cpu_simd.Tile))
+        return real(k, a, n, wk, *g)
+
+    monkeypatch.setattr(cpu_rb, "parallel_tiles", spy)
+    return tiles
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("case", CL_ONE_VECTOR_CASES, ids=[f"{c[0]}-{c[2][-2:]}" for c in CL_ONE_VECTOR_CASES])
 def test_channels_last_one_vector_tile_rows_same_bits(case, dtype, monkeypatch):
@@ -2506,14 +2520,7 @@ def test_channels_last_one_vector_tile_rows_same_bits(case, dtype, monkeypatch):
     monkeypatch.setattr(cpu, "CL1", True)
     monkeypatch.setattr(cpu, "SHORT", False)  # (short reductions: cpu_short's 8-row tile)
     lanes = cpu_simd.VBYTES // np.dtype(dtype).itemsize
-    tiles = []
-    real = cpu_rb.parallel_tiles
-
-    def spy(k, a, n, wk, *g):
-        tiles.extend((t.rows, t.nvec) for t in a if isinstance(t, cpu_simd.Tile))
-        return real(k, a, n, wk, *g)
-
-    monkeypatch.setattr(cpu_rb, "parallel_tiles", spy)
+    tiles = _tiles_run(monkeypatch)
     results = _calls_with(case, x, w, monkeypatch, [
         ({(cpu_rb, "CL_ONE_VECTOR_ROWS"): 16}, None),
         ({(cpu_rb, "CL_ONE_VECTOR_ROWS"): 16}, 10**12),
@@ -2569,14 +2576,7 @@ def test_channels_last_wide_tile_same_bits(case, dtype, monkeypatch):
     x, w = _arrays(case, dtype, np.random.default_rng(48))
     monkeypatch.setattr(cpu_simd, "VREGS", 32)  # the 12-row choice on any CPU
     monkeypatch.setattr(cpu, "SHORT", False)  # (short reductions: cpu_short's 8-row tile)
-    tiles = []
-    real = cpu_rb.parallel_tiles
-
-    def spy(k, a, n, wk, *g):
-        tiles.extend((t.rows, t.nvec) for t in a if isinstance(t, cpu_simd.Tile))
-        return real(k, a, n, wk, *g)
-
-    monkeypatch.setattr(cpu_rb, "parallel_tiles", spy)
+    tiles = _tiles_run(monkeypatch)
     results = _calls_with(case, x, w, monkeypatch, [
         ({(cpu_rb, "CL_WIDE_ROWS"): 12}, None),
         ({(cpu_rb, "CL_WIDE_ROWS"): 12}, 10**12),
