@@ -998,8 +998,8 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
                  strides, trans)
     ep_code, epi, epilogue = _fused_epilogue(epilogue, F, tile, x.dtype)
     # (streaming stores: each group's channels a whole number of vectors in)
-    stream = True if ((G == 1 or Fg * x.dtype.itemsize % cpu_simd.VBYTES == 0)
-                      and _streams(flat, ops, tile.nvec * tile.vbytes)) else None
+    stream = (_streams(flat, ops, tile.nvec * tile.vbytes)
+              if G == 1 or Fg * x.dtype.itemsize % cpu_simd.VBYTES == 0 else None)
     args = (x.reshape(-1), wp, flat, zrow, taps, geo, kernel_tile, epi, ep_code, gat, stream)
     ntiles = cpu_rb.n_tiles(geo)
     if fb_order == cpu_rb.FB_PANEL:
@@ -1068,7 +1068,7 @@ def _patch(x, wg, tile, NFB, writable, epilogue, flat, ops, dest, out):
     geo = tuple(int(v) for v in (B, D, H, W, C, F, KD, KH, KW, NFB, ops))
     pixels = B * D * H * W
     work = _work(pixels, NFB * tile.nvec * tile.lanes(x.dtype.itemsize), KD * KH * KW * C, (1, 1, 1), False)
-    stream = True if _streams(flat, ops, tile.nvec * tile.vbytes) else None
+    stream = _streams(flat, ops, tile.nvec * tile.vbytes)
     cpu_rb.parallel_tiles(cpu_patch.patch_cl, (x.reshape(-1), wp, flat, geo, tile, epi, ep_code, stream),
                           cpu_patch.n_tiles(pixels), work)
     if dest is not None:
@@ -1361,7 +1361,7 @@ def _cf_gather(x, wg, out_spatial, strides, dilations, pads_before, writable, fl
     cpu_rb.parallel_tiles(cpu_cfgather.expand_rows, (x.reshape(-1), wt, geo, E, tile), B * D * H,
                           COPY_WORK * E.size)
     work = _work(B * OD * OH * OW, NFB * tile.rows, KD * KH * KW * C, strides, True)
-    stream = True if _streams(flat, OW, tile.nvec * tile.vbytes) else None  # (output rows of whole vectors)
+    stream = _streams(flat, OW, tile.nvec * tile.vbytes)  # (output rows of whole vectors)
     cpu_rb.parallel_tiles(cpu_cfgather.cfgather_kernel, (E, wp, flat, dt, ht, woff, geo, tile, (0,) * sw, stream),
                           _ceil(B * OD * OH, BR) * NFB, work)
     return _finish(flat.reshape((B, F, OD, OH, OW)), True, epilogue)
@@ -1433,22 +1433,24 @@ def _short(x, wg, tile, out_spatial, strides, dilations, pads_before, writable, 
                                  NFB, ops, cols, cpu_rb.sum_group(KW, C)))
     ep_code, epi, rest = _fused_epilogue(epilogue, F, tile, x.dtype)
     work = _work(B * OD * OH * OW, NFB * tile.nvec * tile.lanes(x.dtype.itemsize), KD * KH * KW * C, strides, False)
-    stream = True if _streams(flat, ops, tile.nvec * tile.vbytes) else None
+    stream = _streams(flat, ops, tile.nvec * tile.vbytes)
     cpu_rb.parallel_tiles(cpu_short.short_cl, (x.reshape(-1), wp, flat, np.zeros(C * KW + 1, dtype=x.dtype), geo,
                                                tile, epi, ep_code, stream), cpu_short.n_tiles(geo), work)
     return rest
 
 
 def _streams(flat, ops, block_bytes):
-    """Whether a kernel stores the whole rows of its register tiles with
-    streaming stores (STREAM_STORES): a result of STREAM_MIN_BYTES or more,
+    """The kernels' `stream` argument: True where they store the whole rows
+    of their register tiles with streaming stores (STREAM_STORES), else
+    None (plain stores; a compiled variant each): a result of STREAM_MIN_BYTES or more,
     at a vector-aligned address, whose rows start `ops` elements apart
     (channels-last pixels; channels-first lines) and whose tiles start
     block_bytes apart within them (channel blocks; blocks of columns), so
     that every whole vector is aligned."""
     v = cpu_simd.VBYTES
-    return (STREAM_STORES and flat.nbytes >= STREAM_MIN_BYTES and flat.ctypes.data % v == 0
-            and ops * flat.itemsize % v == 0 and block_bytes % v == 0)
+    aligned = (STREAM_STORES and flat.nbytes >= STREAM_MIN_BYTES and flat.ctypes.data % v == 0
+               and ops * flat.itemsize % v == 0 and block_bytes % v == 0)
+    return True if aligned else None
 
 
 def _short_cf_line(in_spatial, out_spatial, strides, KH, KW, dtype, F):
@@ -1505,7 +1507,7 @@ def _short_cf(x, wg, out_spatial, strides, dilations, pads_before, writable, fla
     work = _work(B * OD * OH * OW, NFB * tile.rows, KD * KH * KW * C, strides, False)
     # (streaming stores: every block of columns a whole number of vectors
     # from its channel plane's start, each line's too)
-    stream = True if _streams(flat, OW, V * isz) and cols % V == 0 else None
+    stream = _streams(flat, OW, V * isz) if cols % V == 0 else None
     cpu_rb.parallel_tiles(cpu_short.short_cf, (x.reshape(-1), wp, flat, steps, masks, geo, tile, stream),
                           cpu_short.n_tiles_cf(geo), work)
 
@@ -1560,8 +1562,7 @@ def _finish(y, channels_first, epilogue):
 _memo, _MEMO = _alloc.memo, _alloc.MEMO
 
 
-def _ceil(a, b):
-    return -((-a) // b)
+_ceil = cpu_rb._ceil
 
 
 def _finite(w):
