@@ -400,7 +400,7 @@ CL_ONE_VECTOR_POINTER_ROWS = cpu_simd.HOST_CPU.startswith("znver")
 # accumulators, 32 vector registers): 12 rows load each weight vector for
 # 12 FMAs instead of 8, and with cl_kernel's block rule (a tile's last 5-8
 # rows as two 4-row blocks) they never compute more rows than 8-row blocks
-# (`block_rows`; before that rule 8^3 x 128 and 16^3 x 64 ran 1.06-1.15x
+# (test_wide_tile_rule checks it; before that rule 8^3 x 128 and 16^3 x 64 ran 1.06-1.15x
 # as long). Intel Xeon (Emerald Rapids), both tiles in one process, two
 # threads: VGG's 14^2 x 512 transpose, the dilated transpose, the U-Net's
 # 64^3 x 32 conv3d, 4 x 28^2 x 256, 32^3 x 32 and 56^2 x 256 0.85-1.02x
@@ -421,21 +421,6 @@ ROW_SCRATCH_BYTES = 6 * max(RB_MAX, CL_ONE_VECTOR_ROWS) * 8
 # rest: masked stores cost several times more), float64 at most
 GATHER_ROW = SUM_GROUP_TERMS + 16
 GATHER_BYTES = RB_MAX * GATHER_ROW * 8  # (transposes: never the 16-row tile)
-
-
-def block_rows(rows, rb, part):
-    """Rows cl_kernel computes (padding included) for a tile of `rows` rows
-    in blocks of rb: its block rule, a block of at most `part` rows (vrun's
-    part-tile loop) costing `part`. (The rule's check: 12-row blocks never
-    compute more than 8-row ones, whatever the tile.)"""
-    done = 0
-    while rows > 0:
-        nr = rb if rb < rows else rows
-        if part < rows <= 2 * part and (rb < rows or 2 * part < rb):
-            nr = part
-        done += part if part and nr <= part else rb
-        rows -= nr
-    return done
 
 
 def cl_tile(nvec, stride1=False, pointers=False, wide=False):
@@ -554,7 +539,7 @@ def cl_kernel(x, wp, out, zrow, taptab, geo, tile, epi, ep_code, gat, stream, t_
                 # two blocks of PART rows (vrun's part-tile loop) cost less
                 # than a whole block and a short one: 32 rows on the 6-row
                 # tile run 6, 6, 6, 6, 4, 4, not 6, 6, 6, 6, 6, 2; 8 rows
-                # on the 12-row tile 4, 4 (`block_rows`)
+                # on the 12-row tile 4, 4
                 nr = PART
             if fbi == 0:
                 jmin = nJ
