@@ -512,9 +512,9 @@ def test_row_pairs_same_bits(case, dtype, monkeypatch):
     axes = []
     real = cpu_rb.with_rows
 
-    def spy(kernel, args, n):
+    def spy(kernel, args, n, **kw):
         axes.append(args[6] or 0)
-        return real(kernel, args, n)
+        return real(kernel, args, n, **kw)
 
     monkeypatch.setattr(cpu_rb, "with_rows", spy)
     paired = _call(case, x, w, "cpu")
@@ -567,9 +567,9 @@ def test_tail_pairs_same_bits(case, allowed, dtype, vector_bytes, monkeypatch):
     used = []
     real_rows = cpu_rb.with_rows
 
-    def spy(kernel, args, n):
+    def spy(kernel, args, n, **kw):
         used.append(args[4][-1])  # geo's TP
-        return real_rows(kernel, args, n)
+        return real_rows(kernel, args, n, **kw)
 
     monkeypatch.setattr(cpu_rb, "with_rows", spy)
     results = _calls_with(case, x, w, monkeypatch, [({(cpu, "WV_TAIL_PAIRS"): tail}, work)
@@ -597,7 +597,7 @@ def test_tail_pairs_keep_the_packed_rows_within_their_bytes(vector_bytes, monkey
     x, w = _arrays(case, np.float32, np.random.default_rng(19))
     seen = []
     real = cpu_rb.with_rows
-    monkeypatch.setattr(cpu_rb, "with_rows", lambda k, a, n: (seen.append((a[4][-1], n)), real(k, a, n))[1])
+    monkeypatch.setattr(cpu_rb, "with_rows", lambda k, a, n, **kw: (seen.append((a[4][-1], n)), real(k, a, n, **kw))[1])
     monkeypatch.setattr(cpu, "WV_TAIL_PAIRS", False)
     plain = _call(case, x, w, "cpu")
     monkeypatch.setattr(cpu, "WV_TAIL_PAIRS", True)
@@ -962,9 +962,9 @@ def test_cl_kernel_chunks_per_thread(monkeypatch):
     seen = []
     real = cpu_rb.parallel_tiles
 
-    def spy(kernel, args, ntiles, work, group=1, per_thread=None):
+    def spy(kernel, args, ntiles, work, group=1, per_thread=None, *entry):
         seen.append((getattr(getattr(kernel, "py_func", kernel), "__name__", ""), per_thread))
-        return real(kernel, args, ntiles, work, group, per_thread)
+        return real(kernel, args, ntiles, work, group, per_thread, *entry)
 
     monkeypatch.setattr(cpu_rb, "parallel_tiles", spy)
     rng = np.random.default_rng(3)

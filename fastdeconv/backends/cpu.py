@@ -83,6 +83,8 @@ layer kernel's threads slow the convolution after it (benchmarks/NOTES.md).
 
 import functools
 import math
+import sys
+import types
 
 import numba
 import numpy as np
@@ -674,6 +676,55 @@ def _channel_slice(out, shape, dtype):
     return np.lib.stride_tricks.as_strided(out, shape=(span,), strides=(dtype.itemsize,)), ps
 
 
+# Remembered routes: for a call signature `_run` has seen (shapes, dtype,
+# geometry, layout, the filters' writability, the thread count), the
+# launch it chose and planned, so that the next such call skips the choice
+# and the plan: ~35 us of a 1 x 8^2 x 16 -> 32 conv2d's ~80
+# (benchmarks/NOTES.md section 122). Only the routes that take most small
+# calls are remembered (cl_kernel, cpu_short, wv_kernel); any module
+# setting of the backend set anew (module.X = v, as tests and the warmup
+# do) forgets them all (`_Settings`).
+ROUTES_MAX = 512
+_ROUTES = {}
+
+
+class _Route:
+    """launch(x, wg, flat, epilogue) -> the epilogue left for _finish, on a
+    new result of `size` elements, then finished as `shape`."""
+
+    __slots__ = ("launch", "size", "shape", "channels_first")
+
+    def __init__(self, launch, size, shape, channels_first):
+        self.launch, self.size, self.shape, self.channels_first = launch, size, shape, channels_first
+
+    def run(self, x, wg, epilogue):
+        flat = _alloc.empty(self.size, x.dtype)
+        return _finish(flat.reshape(self.shape), self.channels_first, self.launch(x, wg, flat, epilogue))
+
+
+def _launched(key, launch, x, wg, flat, epilogue, shape, channels_first, wp, out=None):
+    """launch's result for this call (wp: its packed filters, or None),
+    remembered under key (unless None); `out`: returned instead of flat
+    where flat is a view of it."""
+    rest = launch(x, wg, flat, epilogue, wp)
+    if out is not None:
+        return out
+    if key is not None:
+        if len(_ROUTES) >= ROUTES_MAX:
+            _ROUTES.clear()
+        _ROUTES[key] = _Route(launch, flat.size, shape, channels_first)
+    return _finish(flat.reshape(shape), channels_first, rest)
+
+
+class _Settings(types.ModuleType):
+    """The backend's modules: setting an attribute forgets the remembered
+    routes, which were planned with the old settings."""
+
+    def __setattr__(self, name, value):
+        super().__setattr__(name, value)
+        _ROUTES.clear()
+
+
 def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, trans, epilogue=None, out=None):
     """wg: (G, KD, KH, KW, Cg, Fg) view of the filters, reduction channel
     before output channel. Builds the tile geometry and calls a kernel.
@@ -700,6 +751,14 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
     Cx = G * Cg
     F = G * Fg
     writable = _alloc.root(wg).flags.writeable  # filters packed on every call, dropped after it
+    key = None
+    if out is None:
+        # (the thread count: some plans depend on it)
+        key = (x.shape, x.dtype, wg.shape, writable, OD, OH, OW, sd, sh, sw, dd, dh, dw, pd, ph, pw,
+               channels_first, trans, numba.get_num_threads())
+        route = _ROUTES.get(key)
+        if route is not None:
+            return route.run(x, wg, epilogue)
     # (one output channel: NARROW_ONE_CHANNEL_CF goes the other way)
     if ONE_PIXEL_CL and channels_first and D * H * W == 1 and F > 1:
         # (read-only filters: packed once; writable ones, packed on every
@@ -905,8 +964,12 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
             if pack or NR == 1:  # row pairs read packed rows only
                 break
         blocks = cpu_rb.wv_blocks(Fg, tile, NR == 2)
-        wp, NFB = _memo(wg, ("wv", x.dtype.str, repr(tile), blocks),
-                        lambda: cpu_rb.pack_filters_wv(wg, x.dtype, tile, writable, blocks))
+
+        def packed(wg, dtype):
+            return _memo(wg, ("wv", dtype.str, repr(tile), blocks),
+                         lambda: cpu_rb.pack_filters_wv(wg, dtype, tile, writable, blocks))
+
+        wp, NFB = packed(wg, x.dtype)
         pair = cpu_rb.pair_axis(B, OD, OH) if NR == 2 else None
         band = (1, 0)
         tail = False
@@ -926,18 +989,32 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
         geo = (B, D, H, W, Cg, OD, OH, OW, Fg, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw,
                G, int(trans), NFB, cpu_rb.sum_group(KW, Cg)) + xs + os_ + band + (blocks[0], int(tail))
         geo = tuple(map(int, geo))
-        args = (x.reshape(-1), wp, flat, taps, geo, tile, pair, True if pair is None else None,
-                True if pack and pair is None and tile.nvec == 2 and channels_first else None,
-                None if pack else True, True if pack and not channels_first else None)
-        if pack:
-            # NR output rows' packed rows, then W zeros (packed for a tap that one of two rows lacks)
-            kernel, args = cpu_rb.with_rows(cpu_rb.wv_kernel, args, NR * rows + (W if NR > 1 else 0)), ()
-        else:
-            kernel, args = cpu_rb.wv_kernel, args + (None,)
-        cpu_rb.parallel_tiles(kernel, args, cpu_rb.n_tiles_wv(geo, tile, x.dtype.itemsize, pair), work)
-        if channels_first:
-            return _finish(flat.reshape((B, G * Fg, OD, OH, OW)), True, epilogue)
-        return _finish(flat.reshape((B, OD, OH, OW, G * Fg)), False, epilogue)
+        variant = (pair, True if pair is None else None,
+                   True if pack and pair is None and tile.nvec == 2 and channels_first else None,
+                   None if pack else True, True if pack and not channels_first else None)
+        ntiles = cpu_rb.n_tiles_wv(geo, tile, x.dtype.itemsize, pair)
+        # NR output rows' packed rows, then W zeros (packed for a tap that one of two rows lacks)
+        nrows = NR * rows + (W if NR > 1 else 0)
+
+        site = {}
+
+        def launch(x, wg, flat, epilogue, wp=None):
+            if wp is None:
+                wp, _ = packed(wg, x.dtype)
+            xf = x.reshape(-1)
+            args = (xf, wp, flat, taps, geo, tile) + variant
+            if pack:
+                rows_proto = np.empty(1, dtype=x.dtype)  # (the type of with_rows' array)
+                entry = cpu_rb.compiled_at(site, cpu_rb.wv_kernel, args + (rows_proto,), (xf, wp, flat, rows_proto))
+                kernel, args, entry = cpu_rb.with_rows(cpu_rb.wv_kernel, args, nrows, entry=entry), (), None
+            else:
+                kernel, args = cpu_rb.wv_kernel, args + (None,)
+                entry = cpu_rb.compiled_at(site, kernel, args, (xf, wp, flat))
+            cpu_rb.parallel_tiles(kernel, args, ntiles, work, 1, None, entry)
+            return epilogue
+
+        shape = (B, G * Fg, OD, OH, OW) if channels_first else (B, OD, OH, OW, G * Fg)
+        return _launched(key, launch, x, wg, flat, epilogue, shape, channels_first, wp)
     # Channels-last: register-blocked kernel (cpu_rb), both ops.
     P = sw if trans else 1
     nvec = 1 if CL1 and Fg * x.dtype.itemsize <= cpu_simd.VBYTES else 2
@@ -952,11 +1029,9 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
             and KD * KH * KW * Cg <= SHORT_MAX_TERMS and KD * KH <= cpu_short.MAX_TAP_ROWS):
         # (one vector of output channels: the 8-row tile, SHORT_ONE_VECTOR)
         short_tile = tile if tile.nvec == 2 else cpu_rb.cl_tile(1)
-        rest = _short(x, wg, short_tile, (OD, OH, OW), strides, dilations, pads_before, writable, flat, ops, epilogue)
-        if dest is not None:
-            return out
-        return _finish(flat.reshape((B, OD, OH, OW, F)), False, rest)
-    zrow = np.zeros(Cg * KW + 1, dtype=x.dtype)
+        launch, wp = _short(x, wg, short_tile, (OD, OH, OW), strides, dilations, pads_before, writable, ops)
+        return _launched(key if dest is None else None, launch, x, wg, flat, epilogue, (B, OD, OH, OW, F), False,
+                         wp, out if dest is not None else None)
     fuse = int(FUSE_KW and not trans and dw == 1 and G == 1)
     # the kernel's own tile (cpu_rb.CL_WIDE_ROWS); the packed filters depend
     # only on the vectors per row: packed for `tile`, shared
@@ -983,12 +1058,6 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
             and Cg <= GATHER_MAX_CHANNELS and NFB >= GATHER_MIN_BLOCKS
             and KD * KH * KW * Cg <= cpu_rb.SUM_GROUP_TERMS):
         order, gat = cpu_rb.gather_taps(KD, KH, KW, sd, sh, sw, dd, dh, dw)
-        wp, _ = _memo(wg, ("cl-gathered", x.dtype.str, repr(tile)), lambda: cpu_rb.pack_filters(
-            wg.reshape(1, 1, 1, KD * KH * KW, Cg, Fg)[:, :, :, order], x.dtype, tile, writable))
-    elif fb_order == cpu_rb.FB_PANEL:
-        wp = np.empty(0, dtype=x.dtype)  # each thread packs the panels of its tiles
-    else:
-        wp, _ = _memo(wg, ("cl", x.dtype.str, repr(tile)), lambda: cpu_rb.pack_filters(wg, x.dtype, tile, writable))
     taps, T = cpu_rb.tap_tables(B, OD, OH, OW, P, KD, KH, KW, D, H, W, sd, sh, sw, dd, dh, dw, pd, ph, pw,
                                 bool(trans), kernel_tile.rows, FOLD_LINES)
     geo = (B, D, H, W, Cg, OD, OH, OW, Fg, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw,
@@ -996,20 +1065,37 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
     geo = tuple(map(int, geo))
     work = _work(B * OD * OH * OW, G * NFB * tile.nvec * tile.lanes(x.dtype.itemsize), KD * KH * KW * Cg,
                  strides, trans)
-    ep_code, epi, epilogue = _fused_epilogue(epilogue, F, tile, x.dtype)
     # (streaming stores: each group's channels a whole number of vectors in)
-    stream = (_streams(flat, ops, tile.nvec * tile.vbytes)
-              if G == 1 or Fg * x.dtype.itemsize % cpu_simd.VBYTES == 0 else None)
-    args = (x.reshape(-1), wp, flat, zrow, taps, geo, kernel_tile, epi, ep_code, gat, stream)
+    streams = G == 1 or Fg * x.dtype.itemsize % cpu_simd.VBYTES == 0
     ntiles = cpu_rb.n_tiles(geo)
-    if fb_order == cpu_rb.FB_PANEL:
-        run = cpu_rb.by_panels(cpu_rb.cl_kernel, args, *given, NV, ntiles // NFB)
-        cpu_rb.parallel_tiles(run, (), ntiles, work)
-    else:
-        cpu_rb.parallel_tiles(cpu_rb.cl_kernel, args, ntiles, work, 1, CL_CHUNKS_PER_THREAD)  # (group, per_thread)
-    if dest is not None:
-        return out
-    return _finish(flat.reshape((B, OD, OH, OW, G * Fg)), False, epilogue)
+    sites = ({}, {})
+
+    def launch(x, wg, flat, epilogue, wp=None):
+        dtype = x.dtype
+        if gat is not None:
+            wp, _ = _memo(wg, ("cl-gathered", dtype.str, repr(tile)), lambda: cpu_rb.pack_filters(
+                wg.reshape(1, 1, 1, KD * KH * KW, Cg, Fg)[:, :, :, order], dtype, tile, writable))
+        elif fb_order == cpu_rb.FB_PANEL:
+            wp = np.empty(0, dtype=dtype)  # each thread packs the panels of its tiles
+        else:
+            wp, _ = _memo(wg, ("cl", dtype.str, repr(tile)), lambda: cpu_rb.pack_filters(wg, dtype, tile, writable))
+        ep_code, epi, rest = _fused_epilogue(epilogue, F, tile, dtype)
+        stream = _streams(flat, ops, tile.nvec * tile.vbytes) if streams else None
+        xf, zrow = x.reshape(-1), np.zeros(Cg * KW + 1, dtype=dtype)
+        args = (xf, wp, flat, zrow, taps, geo, kernel_tile, epi, ep_code, gat, stream)
+        if fb_order == cpu_rb.FB_PANEL:
+            run = cpu_rb.by_panels(cpu_rb.cl_kernel, args, *given, NV, ntiles // NFB)
+            cpu_rb.parallel_tiles(run, (), ntiles, work)
+        else:
+            # (a site for each type of `stream`)
+            entry = cpu_rb.compiled_at(sites[stream is None], cpu_rb.cl_kernel, args, (xf, wp, flat, zrow, epi))
+            # (group, per_thread, entry)
+            cpu_rb.parallel_tiles(cpu_rb.cl_kernel, args, ntiles, work, 1, CL_CHUNKS_PER_THREAD, entry)
+        return rest
+
+    # (FB_PANEL: `given`, the caller's filters, is this call's)
+    return _launched(key if dest is None and fb_order != cpu_rb.FB_PANEL else None, launch, x, wg, flat, epilogue,
+                     (B, OD, OH, OW, G * Fg), False, None, out if dest is not None else None)
 
 
 # cl_kernel's chunks of tiles per thread where its filters are packed
@@ -1420,23 +1506,38 @@ def _pointwise_cf(x, wg, epilogue, out):
     return _finish(y, True, epilogue)
 
 
-def _short(x, wg, tile, out_spatial, strides, dilations, pads_before, writable, flat, ops, epilogue):
-    """cpu_short.short_cl into flat (output pixel p's channels at p * ops),
-    the epilogue in registers where _fused_epilogue runs it there (see
-    _run); returns what is left of the epilogue for _finish."""
+def _short(x, wg, tile, out_spatial, strides, dilations, pads_before, writable, ops):
+    """(launch, wp): cpu_short.short_cl's launch for `_launched`, into
+    flat (output pixel p's channels at p * ops), the epilogue in registers
+    where _fused_epilogue runs it there (see _run; it returns what is left
+    of the epilogue for _finish), and this call's packed filters."""
     B, D, H, W, C = x.shape
     KD, KH, KW, _, F = wg.shape[1:]
     OD, OH, OW = out_spatial
-    wp, NFB = _memo(wg, ("cl", x.dtype.str, repr(tile)), lambda: cpu_rb.pack_filters(wg, x.dtype, tile, writable))
+
+    def packed(wg, dtype):
+        return _memo(wg, ("cl", dtype.str, repr(tile)), lambda: cpu_rb.pack_filters(wg, dtype, tile, writable))
+
+    wp, NFB = packed(wg, x.dtype)
     cols = cpu_short.line_columns(B * OD * OH, OW, tile.rows, numba.get_num_threads())
     geo = tuple(int(v) for v in (B, D, H, W, C, OD, OH, OW, F, KD, KH, KW, *strides, *dilations, *pads_before,
                                  NFB, ops, cols, cpu_rb.sum_group(KW, C)))
-    ep_code, epi, rest = _fused_epilogue(epilogue, F, tile, x.dtype)
     work = _work(B * OD * OH * OW, NFB * tile.nvec * tile.lanes(x.dtype.itemsize), KD * KH * KW * C, strides, False)
-    stream = _streams(flat, ops, tile.nvec * tile.vbytes)
-    cpu_rb.parallel_tiles(cpu_short.short_cl, (x.reshape(-1), wp, flat, np.zeros(C * KW + 1, dtype=x.dtype), geo,
-                                               tile, epi, ep_code, stream), cpu_short.n_tiles(geo), work)
-    return rest
+    ntiles = cpu_short.n_tiles(geo)
+    sites = ({}, {})
+
+    def launch(x, wg, flat, epilogue, wp=None):
+        if wp is None:
+            wp, _ = packed(wg, x.dtype)
+        ep_code, epi, rest = _fused_epilogue(epilogue, F, tile, x.dtype)
+        stream = _streams(flat, ops, tile.nvec * tile.vbytes)
+        xf, zrow = x.reshape(-1), np.zeros(C * KW + 1, dtype=x.dtype)
+        args = (xf, wp, flat, zrow, geo, tile, epi, ep_code, stream)
+        entry = cpu_rb.compiled_at(sites[stream is None], cpu_short.short_cl, args, (xf, wp, flat, zrow, epi))
+        cpu_rb.parallel_tiles(cpu_short.short_cl, args, ntiles, work, 1, None, entry)
+        return rest
+
+    return launch, wp
 
 
 def _streams(flat, ops, block_bytes):
@@ -1595,7 +1696,7 @@ def _checked(x, w, out_spatial, out_channels, epilogue, out, compute, fallback):
     no non-finite weight was used (VGG's 3x3x512x512 filters, 9.4 MB, for
     a 1.6 MB result: ~1 ms less per call). Epilogues that could turn a
     non-finite value finite (tanh, sigmoid, ...) check the filters first."""
-    result_size = x.shape[0] * math.prod(int(v) for v in out_spatial) * out_channels
+    result_size = x.shape[0] * math.prod(out_spatial) * out_channels
     keeps_nonfinite = epilogue is None or epilogue[3] in ("linear", "relu")
     if w.size <= result_size or not keeps_nonfinite or not _alloc.root(w).flags.writeable:
         if not _memo(w, "finite", lambda: _finite(w)):
@@ -1645,3 +1746,8 @@ def transpose(x, w, out_spatial, strides, dilations, pads_before, channels_first
         return _finish(y, channels_first, epilogue)
 
     return _checked(x, w, out_spatial, w.shape[3], epilogue, out, compute, fallback)
+
+
+for _module in (sys.modules[__name__], cpu_cfband, cpu_cfgather, cpu_dw, cpu_layout, cpu_patch, cpu_pw, cpu_rb,
+                cpu_short, cpu_simd):
+    _module.__class__ = _Settings

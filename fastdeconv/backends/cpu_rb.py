@@ -238,7 +238,7 @@ CHUNK_WORK = 8_000_000
 CHUNKS_PER_THREAD = 8  # at most
 
 
-def parallel_tiles(kernel, args, ntiles, work, group=1, per_thread=None):
+def parallel_tiles(kernel, args, ntiles, work, group=1, per_thread=None, entry=None):
     """kernel(*args, t0, t1) on [0, ntiles) split into contiguous ranges run
     by numba.get_num_threads() threads, claimed dynamically (at most
     `per_thread` (default CHUNKS_PER_THREAD) per thread, each of about
@@ -247,16 +247,17 @@ def parallel_tiles(kernel, args, ntiles, work, group=1, per_thread=None):
     which each chunk packs again) when that takes no longer.
     Each tile owns its outputs, so the split (and the thread count) never
     changes a result. Calls too small for two chunks stay on the calling
-    thread."""
+    thread. entry: None, or kernel's compiled function for these
+    arguments (`compiled_at`), run instead of it."""
     nt = min(numba.get_num_threads(), ntiles)
     most = min(ntiles, nt * (per_thread or CHUNKS_PER_THREAD), work // CHUNK_WORK)
     if nt <= 1 or most <= 1:
-        kernel(*args, 0, ntiles)
+        (entry or kernel)(*args, 0, ntiles)
         return
     bounds = _grouped_bounds(ntiles, nt, most, group)
     nchunk = len(bounds) - 1
     counter = itertools.count()  # next() is atomic under the GIL: dynamic chunk claiming
-    kernel = compiled(kernel, args)
+    kernel = entry or compiled(kernel, args)
 
     def worker():
         while True:
@@ -365,6 +366,22 @@ def compiled(kernel, args):
         if done is None:
             return kernel
         entry = _ENTRY[key] = done.entry_point
+    return entry
+
+
+def compiled_at(site, kernel, args, varying):
+    """compiled(kernel, args) for a call site whose arguments are the same
+    objects on every call but for the arrays `varying`: remembered in the
+    site's dict by those arrays' flags (~0.5 us, where compiled's
+    fingerprint of every argument costs ~9 us for wv_kernel's 12); None
+    before the kernel is compiled for them (its dispatcher compiles it)."""
+    key = tuple([a.flags.num for a in varying])
+    entry = site.get(key)
+    if entry is None:
+        entry = compiled(kernel, args)
+        if entry is kernel:
+            return None
+        site[key] = entry
     return entry
 
 
@@ -1288,14 +1305,15 @@ def wv_kernel(x, wp, out, taps, geo, tile, pair, one_row, tail, in_place, xcl, x
                         out[o + l * P * osw] = buf[i * NJ + l]
 
 
-def with_rows(kernel, args, n, zeroed=True):
+def with_rows(kernel, args, n, zeroed=True, entry=None):
     """A tile-range function for parallel_tiles running wv_kernel (or
     cpu_cfband's kernel) on args with its own array of n elements for the
     packed input rows (`pack`), allocated per chunk of tiles: zeroed, or
-    (zeroed False) left for the kernel to zero what it reads."""
+    (zeroed False) left for the kernel to zero what it reads. entry: as
+    parallel_tiles'."""
     x = args[0]
     # (typed as the array run passes: writable, unlike a read-only x's view)
-    kernel = compiled(kernel, args + (np.empty(1, dtype=x.dtype),))
+    kernel = entry or compiled(kernel, args + (np.empty(1, dtype=x.dtype),))
     alloc = np.zeros if zeroed else np.empty
 
     def run(t_begin, t_end):
