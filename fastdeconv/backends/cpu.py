@@ -809,13 +809,13 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
                  or Cg * x.dtype.itemsize <= cpu_pw.PW_MAX_CHANNEL_BYTES
                  and Fg * x.dtype.itemsize <= POINTWISE_OUT_BYTES)
             and (sd, sh, sw, pd, ph, pw) == (1, 1, 1, 0, 0, 0) and (OD, OH, OW) == (D, H, W)):
-        return _pointwise(x, wg, epilogue, out)
+        return _pointwise(x, wg, epilogue, out, key)
     if (POINTWISE_CF and channels_first and not trans and G == 1 and KD == KH == KW == 1
             and (Fg <= POINTWISE_CF_MAX_CHANNELS
                  or Fg <= POINTWISE_CF_WIDE_CHANNELS and Cg <= POINTWISE_CF_WIDE_INPUT_CHANNELS
                  or D * H * W >= POINTWISE_CF_MIN_POSITIONS)
             and (sd, sh, sw, pd, ph, pw) == (1, 1, 1, 0, 0, 0) and (OD, OH, OW) == (D, H, W)):
-        return _pointwise_cf(x, wg, epilogue, out)
+        return _pointwise_cf(x, wg, epilogue, out, key)
     narrow = (not channels_first and Fg <= WV_NARROW * 4 // x.dtype.itemsize
               and (trans or sw == 1) and Cx * W * x.dtype.itemsize < 2**31)
     cl_rows = False  # channels-last input rows packed for vectors along W (WV_CL_ROWS)
@@ -911,15 +911,16 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
         if KD * KH * KW == 1 and short_line[2] >= SHORT_CF_1X1_FILL:
             # (1x1: ahead of the bands, whose channels-last copy of the input
             # costs as much as a call that reads each input once)
-            _short_cf(x, wg, (OD, OH, OW), strides, dilations, pads_before, writable, flat, short_line)
-            return _finish(flat.reshape((B, F, OD, OH, OW)), True, epilogue)
+            launch, wp = _short_cf(x, wg, (OD, OH, OW), strides, dilations, pads_before, writable, short_line)
+            return _launched(key, launch, x, wg, flat, epilogue, (B, F, OD, OH, OW), True, wp)
     if (CF_BANDS and channels_first and (trans_ok or not trans and (dw == 1 or dilated_ok)) and G == 1
             and not patch
             and (by_fill or by_half or min(Cg, Fg) >= least
                  and (min(Cg, Fg) >= CF_BANDS_ANY_ROW_CHANNELS or sw > 1 or part_lanes))
             and KD * ((KH - 1) * dh + 1) * (OW * sw + (KW - 1) * dw + 1) * Cg * x.dtype.itemsize
             <= CF_BANDS_MAX_BYTES):
-        return _cf_bands(x, wg, (OD, OH, OW), strides, dilations, pads_before, trans, writable, flat, epilogue)
+        launch, wp = _cf_bands(x, wg, (OD, OH, OW), strides, dilations, pads_before, trans, writable)
+        return _launched(key, launch, x, wg, flat, epilogue, (B, F, OD, OH, OW), True, wp)
     if channels_first or narrow:
         # Vectors along W (cpu_rb.wv_kernel): channels-first data, or
         # channels-last data with few output channels (gathered loads).
@@ -934,8 +935,8 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
                                   cpu_patch.n_tiles_cf(geo), work)
             return _finish(flat.reshape((B, Fg, OD, OH, OW)), True, epilogue)
         if short_line[2] >= SHORT_CF_MIN_FILL:
-            _short_cf(x, wg, (OD, OH, OW), strides, dilations, pads_before, writable, flat, short_line)
-            return _finish(flat.reshape((B, F, OD, OH, OW)), True, epilogue)
+            launch, wp = _short_cf(x, wg, (OD, OH, OW), strides, dilations, pads_before, writable, short_line)
+            return _launched(key, launch, x, wg, flat, epilogue, (B, F, OD, OH, OW), True, wp)
         if channels_first:
             xs = (Cx * D * H * W, D * H * W, H * W, W, 1)
             os_ = (F * OD * OH * OW, OD * OH * OW, OH * OW, OW, 1)
@@ -1245,9 +1246,10 @@ def _pack_one_pixel(wg, dtype, tile, window):
     return wp.reshape(-1), NFB
 
 
-def _cf_bands(x, wg, out_spatial, strides, dilations, pads_before, trans, writable, flat, epilogue):
-    """cpu_cfband.cfband_kernel for _run's channels-first forward
-    convolutions and transposes (CF_BANDS; flat: the result's memory)."""
+def _cf_bands(x, wg, out_spatial, strides, dilations, pads_before, trans, writable):
+    """(launch, wp): cpu_cfband.cfband_kernel's launch for `_launched`, for
+    _run's channels-first forward convolutions and transposes (CF_BANDS),
+    and this call's packed filters."""
     _, KD, KH, KW, C, F = wg.shape
     B, _, D, H, W = x.shape
     OD, OH, OW = out_spatial
@@ -1257,8 +1259,10 @@ def _cf_bands(x, wg, out_spatial, strides, dilations, pads_before, trans, writab
     tile = cpu_rb.cl_tile(packing.nvec, stride1, wide=C >= CF_BANDS_WIDE_CHANNELS)
     NV = tile.nvec * tile.lanes(x.dtype.itemsize)
     NFB = _ceil(F, NV)
-    wp, _ = _memo(wg, ("cl", x.dtype.str, repr(packing)),
-                  lambda: cpu_rb.pack_filters(wg, x.dtype, packing, writable))
+
+    def packed(wg, dtype):
+        return _memo(wg, ("cl", dtype.str, repr(packing)), lambda: cpu_rb.pack_filters(wg, dtype, packing, writable))
+
     pd, ph, pw = pads_before  # a convolution's zeros before the input, or a transpose's padding
     # every channel block on each block of positions when the panels are
     # small (FB_INNER's rule): the positions' input rows stay in L1
@@ -1268,11 +1272,20 @@ def _cf_bands(x, wg, out_spatial, strides, dilations, pads_before, trans, writab
                                                      dw, pd, ph, pw, trans, NFB, inner, x.dtype.itemsize,
                                                      tile.rows, NV, cpu_simd.part_rows(tile))
     work = _work(B * OD * OH * OW, NFB * NV, KD * KH * KW * C, strides, trans)
-    args = (x.reshape(-1), wp, flat, geo, tile, wcols, True if trans else None)  # tr: a variant for transposes
-    run = cpu_rb.with_rows(cpu_cfband.cfband_kernel, args, n, zeroed=False)
-    # a band's channel blocks in one chunk: each chunk packs its bands again
-    cpu_rb.parallel_tiles(run, (), ntiles, work, 1 if inner else NFB)
-    return _finish(flat.reshape((B, F, OD, OH, OW)), True, epilogue)
+    site = {}
+
+    def launch(x, wg, flat, epilogue, wp=None):
+        if wp is None:
+            wp, _ = packed(wg, x.dtype)
+        xf, rows_proto = x.reshape(-1), np.empty(1, dtype=x.dtype)
+        args = (xf, wp, flat, geo, tile, wcols, True if trans else None)  # tr: a variant for transposes
+        entry = cpu_rb.compiled_at(site, cpu_cfband.cfband_kernel, args + (rows_proto,), (xf, wp, flat, rows_proto))
+        run = cpu_rb.with_rows(cpu_cfband.cfband_kernel, args, n, zeroed=False, entry=entry)
+        # a band's channel blocks in one chunk: each chunk packs its bands again
+        cpu_rb.parallel_tiles(run, (), ntiles, work, 1 if inner else NFB)
+        return epilogue
+
+    return launch, packed(wg, x.dtype)[0]
 
 
 def _depthwise_cl_vectors(x, wg, out_spatial, strides, dilations, pads_before, epilogue):
@@ -1485,7 +1498,7 @@ def _to_channels_first(src, dst):
                           B * -(-S // (cpu_layout.BLOCKS * tile.lanes(src.dtype.itemsize))), COPY_WORK * src.size)
 
 
-def _pointwise_cf(x, wg, epilogue, out):
+def _pointwise_cf(x, wg, epilogue, out, key=None):
     """cpu_pw.pointwise_cf for a channels-first 1x1 stride-1 convolution
     with few output channels (see _run)."""
     B, C, D, H, W = x.shape
@@ -1495,15 +1508,26 @@ def _pointwise_cf(x, wg, epilogue, out):
         out[...] = _pointwise_cf(x, wg, epilogue, None)
         return out
     tile = cpu_pw.pw_cf_tile(F, D * H * W)
-    wp, NFB = _memo(wg, ("pw-cf", x.dtype.str, repr(tile)),
-                    lambda: cpu_rb.pack_filters_wv(wg, x.dtype, tile, _alloc.root(wg).flags.writeable))
-    y = _alloc.empty((B, F, D, H, W), x.dtype)
+    writable = _alloc.root(wg).flags.writeable
+
+    def packed(wg, dtype):
+        return _memo(wg, ("pw-cf", dtype.str, repr(tile)), lambda: cpu_rb.pack_filters_wv(wg, dtype, tile, writable))
+
+    wp, NFB = packed(wg, x.dtype)
     NJ = tile.nvec * tile.lanes(x.dtype.itemsize)
     group = _pointwise_cf_group(C, F, P, x.dtype.itemsize)
     pack = _pointwise_cf_pack(C, F, P, x.dtype.itemsize, tile)
-    cpu_rb.parallel_tiles(cpu_pw.pointwise_cf, (x.reshape(B, C, P), wp.reshape(NFB, C, tile.rows), y.reshape(B, F, P),
-                                                tile, group, pack), B * _ceil(P, NJ), (C + 64) * F * B * P)
-    return _finish(y, True, epilogue)
+    site = {}
+
+    def launch(x, wg, flat, epilogue, wp=None):
+        if wp is None:
+            wp, _ = packed(wg, x.dtype)
+        args = (x.reshape(B, C, P), wp.reshape(NFB, C, tile.rows), flat.reshape(B, F, P), tile, group, pack)
+        entry = cpu_rb.compiled_at(site, cpu_pw.pointwise_cf, args, args[:3])
+        cpu_rb.parallel_tiles(cpu_pw.pointwise_cf, args, B * _ceil(P, NJ), (C + 64) * F * B * P, 1, None, entry)
+        return epilogue
+
+    return _launched(key, launch, x, wg, _alloc.empty(B * F * P, x.dtype), epilogue, (B, F, D, H, W), True, wp)
 
 
 def _short(x, wg, tile, out_spatial, strides, dilations, pads_before, writable, ops):
@@ -1585,8 +1609,9 @@ def _short_cf_tile(length, F, dtype):
     return cpu_rb.wv_tile(F, length, cpu_simd.VBYTES // dtype.itemsize)
 
 
-def _short_cf(x, wg, out_spatial, strides, dilations, pads_before, writable, flat, line):
-    """cpu_short.short_cf into flat, channels-first (see _run); line:
+def _short_cf(x, wg, out_spatial, strides, dilations, pads_before, writable, line):
+    """(launch, wp): cpu_short.short_cf's launch for `_launched`,
+    channels-first (see _run), and this call's packed filters; line:
     _short_cf_line's (flat, length, fill) for the call."""
     B, C, D, H, W = x.shape
     KD, KH, KW, _, F = wg.shape[1:]
@@ -1594,8 +1619,11 @@ def _short_cf(x, wg, out_spatial, strides, dilations, pads_before, writable, fla
     whole, length, _ = line
     isz = x.dtype.itemsize
     tile = _short_cf_tile(length, F, x.dtype)
-    wp, NFB = _memo(wg, ("wv", x.dtype.str, repr(tile), None),
-                    lambda: cpu_rb.pack_filters_wv(wg, x.dtype, tile, writable))
+
+    def packed(wg, dtype):
+        return _memo(wg, ("wv", dtype.str, repr(tile), None), lambda: cpu_rb.pack_filters_wv(wg, dtype, tile, writable))
+
+    wp, NFB = packed(wg, x.dtype)
     V = tile.lanes(isz)
     steps = cpu_short.cf_steps(C, KW, D * H * W * isz, dilations[2], isz, tile.nvec)
     masks = cpu_short.cf_masks(OH, OW, H, W, KH, KW, dilations[1], dilations[2], pads_before[1], pads_before[2], V,
@@ -1606,14 +1634,25 @@ def _short_cf(x, wg, out_spatial, strides, dilations, pads_before, writable, fla
     geo = tuple(int(v) for v in (B, D, H, W, C, OD, OH, OW, F, KD, KH, KW, *strides[:2], *dilations, *pads_before,
                                  NFB, cols, whole))
     work = _work(B * OD * OH * OW, NFB * tile.rows, KD * KH * KW * C, strides, False)
-    # (streaming stores: every block of columns a whole number of vectors
-    # from its channel plane's start, each line's too)
-    stream = _streams(flat, OW, V * isz) if cols % V == 0 else None
-    cpu_rb.parallel_tiles(cpu_short.short_cf, (x.reshape(-1), wp, flat, steps, masks, geo, tile, stream),
-                          cpu_short.n_tiles_cf(geo), work)
+    ntiles = cpu_short.n_tiles_cf(geo)
+    sites = ({}, {})
+
+    def launch(x, wg, flat, epilogue, wp=None):
+        if wp is None:
+            wp, _ = packed(wg, x.dtype)
+        # (streaming stores: every block of columns a whole number of vectors
+        # from its channel plane's start, each line's too)
+        stream = _streams(flat, OW, V * isz) if cols % V == 0 else None
+        xf = x.reshape(-1)
+        args = (xf, wp, flat, steps, masks, geo, tile, stream)
+        entry = cpu_rb.compiled_at(sites[stream is None], cpu_short.short_cf, args, (xf, wp, flat))
+        cpu_rb.parallel_tiles(cpu_short.short_cf, args, ntiles, work, 1, None, entry)
+        return epilogue
+
+    return launch, wp
 
 
-def _pointwise(x, wg, epilogue, out):
+def _pointwise(x, wg, epilogue, out, key=None):
     """cpu_pw.pointwise_cl for a 1x1 stride-1 convolution (see _run)."""
     B, D, H, W, C = x.shape
     F = wg.shape[-1]
@@ -1624,14 +1663,24 @@ def _pointwise(x, wg, epilogue, out):
     fused = POINTWISE_FUSED and F in cpu_pw.PW_FUSED_TILES and cpu_simd.VREGS >= 32
     tile = cpu_pw.pw_tile(F, x.dtype.itemsize, fused)
     assert C * x.dtype.itemsize <= cpu_pw.PW_MAX_CHANNEL_BYTES
-    # (NFB, C, FR): blocks of FR = tile.rows output channels, zero-padded
-    wp, NFB = _memo(wg, ("pw", x.dtype.str, repr(tile)),
-                    lambda: cpu_rb.pack_filters_wv(wg, x.dtype, tile, _alloc.root(wg).flags.writeable))
-    y = _alloc.empty((B, D, H, W, F), x.dtype)
-    cpu_rb.parallel_tiles(cpu_pw.pointwise_cl, (np.ascontiguousarray(x).reshape(P, C), wp.reshape(NFB, C, tile.rows),
-                                                y.reshape(P, F), tile, fused),
-                          P, (C + 64) * F * P)
-    return _finish(y, False, epilogue)
+    writable = _alloc.root(wg).flags.writeable
+
+    def packed(wg, dtype):
+        # (NFB, C, FR): blocks of FR = tile.rows output channels, zero-padded
+        return _memo(wg, ("pw", dtype.str, repr(tile)), lambda: cpu_rb.pack_filters_wv(wg, dtype, tile, writable))
+
+    wp, NFB = packed(wg, x.dtype)
+    site = {}
+
+    def launch(x, wg, flat, epilogue, wp=None):
+        if wp is None:
+            wp, _ = packed(wg, x.dtype)
+        args = (np.ascontiguousarray(x).reshape(P, C), wp.reshape(NFB, C, tile.rows), flat.reshape(P, F), tile, fused)
+        entry = cpu_rb.compiled_at(site, cpu_pw.pointwise_cl, args, args[:3])
+        cpu_rb.parallel_tiles(cpu_pw.pointwise_cl, args, P, (C + 64) * F * P, 1, None, entry)
+        return epilogue
+
+    return _launched(key, launch, x, wg, _alloc.empty(P * F, x.dtype), epilogue, (B, D, H, W, F), False, wp)
 
 
 def _work(positions, channels, taps, strides, trans):
