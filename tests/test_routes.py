@@ -25,6 +25,13 @@ CASES = [
     ("conv2d", (2, 64, 7, 7), (3, 3, 64, 64), 1, "SAME", "NCHW", "_cf_bands.<locals>.launch"),
     ("conv2d", (2, 6, 9, 16), (1, 1, 16, 3), 1, "VALID", "NHWC", "_pointwise.<locals>.launch"),
     ("conv2d", (2, 16, 6, 9), (1, 1, 16, 3), 1, "VALID", "NCHW", "_pointwise_cf.<locals>.launch"),
+    # stride == kernel transposes: a patch per input pixel (the W taps merged
+    # into the channels for 16 output channels)
+    ("conv3d_transpose", (1, 4, 4, 4, 16), (2, 2, 2, 16, 16), 2, "SAME", "NDHWC", "_patch.<locals>.launch"),
+    ("conv3d_transpose", (1, 4, 4, 4, 16), (2, 2, 2, 32, 16), 2, "SAME", "NDHWC", "_patch.<locals>.launch"),
+    ("conv3d_transpose", (1, 16, 4, 4, 4), (2, 2, 2, 8, 16), 2, "SAME", "NCDHW", "_run.<locals>.launch"),
+    # channels-first strided transposes with few input channels: rows expanded, then gathered
+    ("conv2d_transpose", (2, 3, 8, 8), (3, 3, 64, 3), 2, "SAME", "NCHW", "_cf_gather.<locals>.launch"),
 ]
 
 
@@ -98,20 +105,32 @@ def test_remembered_route_same_bits(case, dtype, read_only, planned):
         np.testing.assert_allclose(y, _call(case, x, w, "reference"), rtol=tol, atol=tol)
 
 
-def test_remembered_route_epilogue(planned):
+@pytest.mark.parametrize("transpose, channels, launch", [(False, 64, "_run.<locals>.launch"),
+                                                         (False, 32, "_short.<locals>.launch"),
+                                                         (True, 16, "_patch.<locals>.launch")],
+                         ids=["cl_kernel", "short", "patch"])
+def test_remembered_route_epilogue(transpose, channels, launch, planned):
     """A remembered route applies each call's own epilogue (bias, ReLU in
-    cl_kernel's registers)."""
+    the kernel's registers; the patch kernel's bias tiled over its merged
+    W taps)."""
     rng = np.random.default_rng(5)
-    x = rng.standard_normal((1, 1, 6, 7, 32)).astype(np.float32)
-    w = rng.standard_normal((1, 3, 3, 32, 48)).astype(np.float32)
+    if transpose:
+        x = rng.standard_normal((1, 3, 4, 5, 16)).astype(np.float32)
+        w = rng.standard_normal((2, 2, 2, 16, 16)).astype(np.float32)
+        call = cpu.transpose
+        geometry = ((6, 8, 10), (2, 2, 2), (1, 1, 1), (0, 0, 0), False)
+    else:
+        x = rng.standard_normal((1, 1, 6, 7, channels)).astype(np.float32)
+        w = rng.standard_normal((1, 3, 3, channels, 48)).astype(np.float32)
+        call = cpu.forward
+        geometry = ((1, 6, 7), (1, 1, 1), (1, 1, 1), (0, 1, 1), 1, False)
     w.flags.writeable = False
-    geometry = ((1, 6, 7), (1, 1, 1), (1, 1, 1), (0, 1, 1), 1, False)
     results = []
     for seed in (6, 7):
-        bias = np.random.default_rng(seed).standard_normal(48).astype(np.float32)
-        results.append((bias, cpu.forward(x, w, *geometry, epilogue=(bias, None, None, "relu", 0.0)).copy()))
-    assert len(planned) == 1
-    plain = cpu.forward(x, w, *geometry).copy()
+        bias = np.random.default_rng(seed).standard_normal(16 if transpose else 48).astype(np.float32)
+        results.append((bias, call(x, w, *geometry, epilogue=(bias, None, None, "relu", 0.0)).copy()))
+    assert planned == [launch]
+    plain = call(x, w, *geometry).copy()
     for bias, y in results:
         np.testing.assert_array_equal(y, np.maximum(plain + bias, 0))
 

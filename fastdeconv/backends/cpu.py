@@ -871,7 +871,8 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
     if (CF_GATHER and channels_first and strided_trans and G == 1 and not patch
             and Cg <= gather_channels and KD * KH * KW * Cg <= cpu_rb.SUM_GROUP_TERMS
             and F >= CF_GATHER_MIN_CHANNELS and sw <= CF_GATHER_MAX_W_STRIDE):
-        return _cf_gather(x, wg, (OD, OH, OW), strides, dilations, pads_before, writable, flat, epilogue)
+        launch = _cf_gather(x, wg, (OD, OH, OW), strides, dilations, pads_before, writable)
+        return _launched(key, launch, x, wg, flat, epilogue, (B, F, OD, OH, OW), True, None)
     # (strided transposes: CF_BANDS_ANY_ROW_CHANNELS, or
     # CF_BANDS_NARROW_PHASE_CHANNELS where a W phase's columns leave a vector
     # along W part empty, or CF_BANDS_ANY_ROW_CHANNELS in and
@@ -926,14 +927,28 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
         # channels-last data with few output channels (gathered loads).
         if patch and channels_first:
             tile, blocks = cpu_patch.cf_tile(Fg)
-            wp, NFB = _memo(wg, ("wv", x.dtype.str, repr(tile), blocks),
-                            lambda: cpu_rb.pack_filters_wv(wg, x.dtype, tile, writable, blocks))
+
+            def packed(wg, dtype):
+                return _memo(wg, ("wv", dtype.str, repr(tile), blocks),
+                             lambda: cpu_rb.pack_filters_wv(wg, dtype, tile, writable, blocks))
+
+            wp, NFB = packed(wg, x.dtype)
             lines, per_pass = cpu_patch.cf_plan(flat.nbytes, NFB, tile.rows)
             geo = tuple(int(v) for v in (B, D, H, W, Cg, Fg, KD, KH, KW, NFB, lines, per_pass, blocks[0]))
             work = _work(B * D * H * W, NFB * tile.rows, KD * KH * KW * Cg, (1, 1, 1), False)
-            cpu_rb.parallel_tiles(cpu_patch.patch_cf, (x.reshape(-1), wp, flat, geo, tile),
-                                  cpu_patch.n_tiles_cf(geo), work)
-            return _finish(flat.reshape((B, Fg, OD, OH, OW)), True, epilogue)
+            ntiles = cpu_patch.n_tiles_cf(geo)
+            site = {}
+
+            def launch(x, wg, flat, epilogue, wp=None):
+                if wp is None:
+                    wp, _ = packed(wg, x.dtype)
+                xf = x.reshape(-1)
+                args = (xf, wp, flat, geo, tile)
+                entry = cpu_rb.compiled_at(site, cpu_patch.patch_cf, args, (xf, wp, flat))
+                cpu_rb.parallel_tiles(cpu_patch.patch_cf, args, ntiles, work, 1, None, entry)
+                return epilogue
+
+            return _launched(key, launch, x, wg, flat, epilogue, (B, Fg, OD, OH, OW), True, wp)
         if short_line[2] >= SHORT_CF_MIN_FILL:
             launch, wp = _short_cf(x, wg, (OD, OH, OW), strides, dilations, pads_before, writable, short_line)
             return _launched(key, launch, x, wg, flat, epilogue, (B, F, OD, OH, OW), True, wp)
@@ -1025,7 +1040,9 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
     NFB = _ceil(Fg, NV)
     panel_bytes = KD * KH * KW * Cg * NV * x.dtype.itemsize
     if patch:
-        return _patch(x, wg, tile, NFB, writable, epilogue, flat, ops, dest, out)
+        launch, wp = _patch(x, wg, tile, NFB, writable, ops)
+        return _launched(key if dest is None else None, launch, x, wg, flat, epilogue, (B, OD, OH, OW, F), False, wp,
+                         out if dest is not None else None)
     if (SHORT and not trans and G == 1 and (dw == 1 or SHORT_DILATED) and (tile.nvec == 2 or SHORT_ONE_VECTOR)
             and KD * KH * KW * Cg <= SHORT_MAX_TERMS and KD * KH <= cpu_short.MAX_TAP_ROWS):
         # (one vector of output channels: the 8-row tile, SHORT_ONE_VECTOR)
@@ -1132,35 +1149,48 @@ def _is_patch(in_spatial, out_spatial, kernel, strides, dilations, pads_before):
 PATCH_MERGE_VECTORS = 2
 
 
-def _patch(x, wg, tile, NFB, writable, epilogue, flat, ops, dest, out):
-    """cpu_patch.patch_cl for _run's channels-last branch (writable, flat,
-    ops, dest: as _run found and prepared them)."""
+def _patch(x, wg, tile, NFB, writable, ops):
+    """(launch, wp): cpu_patch.patch_cl's launch for `_launched`, for _run's
+    channels-last branch (writable, ops: as _run found them; output pixel
+    p's channels at p * ops), and this call's packed filters."""
     _, KD, KH, KW, C, F = wg.shape
     B, D, H, W, _ = x.shape
-    OW, Fo = W * KW, F
+    Fo = F
     vbytes, isz = cpu_simd.VBYTES, x.dtype.itemsize
-    if KW > 1 and ops == F and F * isz <= vbytes and KW * F * isz <= PATCH_MERGE_VECTORS * vbytes:
+    merged = KW > 1 and ops == F and F * isz <= vbytes and KW * F * isz <= PATCH_MERGE_VECTORS * vbytes
+    if merged:
         F, KW, ops = KW * F, 1, KW * F
         tile = cpu_rb.cl_tile(1 if F * isz <= vbytes else 2, False)
         NFB = _ceil(F, tile.nvec * tile.lanes(isz))
-        wp, _ = _memo(wg, ("cl-patch-kw", x.dtype.str, repr(tile)), lambda: cpu_rb.pack_filters(
-            np.ascontiguousarray(np.swapaxes(wg, 3, 4)).reshape(1, KD, KH, 1, C, F), x.dtype, tile, writable))
-        if epilogue is not None and epilogue[3] in ("linear", "relu"):
-            reps = F // Fo
-            epilogue = tuple(None if v is None else np.tile(v, reps) for v in epilogue[:3]) + tuple(epilogue[3:])
+
+        def packed(wg, dtype):
+            return _memo(wg, ("cl-patch-kw", dtype.str, repr(tile)), lambda: cpu_rb.pack_filters(
+                np.ascontiguousarray(np.swapaxes(wg, 3, 4)).reshape(1, KD, KH, 1, C, F), dtype, tile, writable))
     else:
-        wp, _ = _memo(wg, ("cl", x.dtype.str, repr(tile)), lambda: cpu_rb.pack_filters(wg, x.dtype, tile, writable))
+        def packed(wg, dtype):
+            return _memo(wg, ("cl", dtype.str, repr(tile)), lambda: cpu_rb.pack_filters(wg, dtype, tile, writable))
     assert tile.rows <= cpu_rb.RB_MAX  # patch_cl's per-row scratch
-    ep_code, epi, epilogue = _fused_epilogue(epilogue, F, tile, x.dtype)
     geo = tuple(int(v) for v in (B, D, H, W, C, F, KD, KH, KW, NFB, ops))
     pixels = B * D * H * W
     work = _work(pixels, NFB * tile.nvec * tile.lanes(x.dtype.itemsize), KD * KH * KW * C, (1, 1, 1), False)
-    stream = _streams(flat, ops, tile.nvec * tile.vbytes)
-    cpu_rb.parallel_tiles(cpu_patch.patch_cl, (x.reshape(-1), wp, flat, geo, tile, epi, ep_code, stream),
-                          cpu_patch.n_tiles(pixels), work)
-    if dest is not None:
-        return out
-    return _finish(flat.reshape((B, D * KD, H * KH, OW, Fo)), False, epilogue)
+    ntiles = cpu_patch.n_tiles(pixels)
+    sites = ({}, {})
+
+    def launch(x, wg, flat, epilogue, wp=None):
+        if wp is None:
+            wp, _ = packed(wg, x.dtype)
+        if merged and epilogue is not None and epilogue[3] in ("linear", "relu"):
+            reps = F // Fo
+            epilogue = tuple(None if v is None else np.tile(v, reps) for v in epilogue[:3]) + tuple(epilogue[3:])
+        ep_code, epi, rest = _fused_epilogue(epilogue, F, tile, x.dtype)
+        stream = _streams(flat, ops, tile.nvec * tile.vbytes)
+        xf = x.reshape(-1)
+        args = (xf, wp, flat, geo, tile, epi, ep_code, stream)
+        entry = cpu_rb.compiled_at(sites[stream is None], cpu_patch.patch_cl, args, (xf, wp, flat, epi))
+        cpu_rb.parallel_tiles(cpu_patch.patch_cl, args, ntiles, work, 1, None, entry)
+        return rest
+
+    return launch, packed(wg, x.dtype)[0]
 
 
 def _one_tap_each(out_spatial, kernel, dilations, pads_before):
@@ -1437,10 +1467,10 @@ def _band_vectors(F, itemsize):
     return 1 if CL1 and F * itemsize <= cpu_simd.VBYTES else 2
 
 
-def _cf_gather(x, wg, out_spatial, strides, dilations, pads_before, writable, flat, epilogue):
-    """cpu_cfgather's kernels for _run's channels-first strided transposes
-    with few input channels (CF_GATHER; flat: the result's memory): the
-    input rows expanded, then the output rows."""
+def _cf_gather(x, wg, out_spatial, strides, dilations, pads_before, writable):
+    """The launch (for `_launched`) of cpu_cfgather's kernels for _run's
+    channels-first strided transposes with few input channels (CF_GATHER):
+    the input rows expanded, then the output rows."""
     _, KD, KH, KW, C, F = wg.shape
     B, _, D, H, W = x.shape
     OD, OH, OW = out_spatial
@@ -1452,18 +1482,28 @@ def _cf_gather(x, wg, out_spatial, strides, dilations, pads_before, writable, fl
     OWP = _ceil(OW, NJ) * NJ
     dt, ht, wt = cpu_cfgather.plan(KD, KH, KW, sd, sh, sw, dd, dh, dw)
     NKW = wt.shape[1]
-    wp, woff = _memo(wg, ("cf-gathered", x.dtype.str, repr(tile), tuple(strides), tuple(dilations), pw % sw),
-                     lambda: cpu_cfgather.pack_weights(wg, x.dtype, tile, strides, dilations, pw))
     BR = CF_GATHER_BAND_ROWS
     geo = tuple(int(v) for v in (B, C, D, H, W, F, OD, OH, OW, sd, sh, sw, dd, dh, dw, pd, ph, pw, NFB, OWP, NKW, BR))
-    E = _alloc.work(B * D * H * NKW * C * OWP, x.dtype)
-    cpu_rb.parallel_tiles(cpu_cfgather.expand_rows, (x.reshape(-1), wt, geo, E, tile), B * D * H,
-                          COPY_WORK * E.size)
     work = _work(B * OD * OH * OW, NFB * tile.rows, KD * KH * KW * C, strides, True)
-    stream = _streams(flat, OW, tile.nvec * tile.vbytes)  # (output rows of whole vectors)
-    cpu_rb.parallel_tiles(cpu_cfgather.cfgather_kernel, (E, wp, flat, dt, ht, woff, geo, tile, (0,) * sw, stream),
-                          _ceil(B * OD * OH, BR) * NFB, work)
-    return _finish(flat.reshape((B, F, OD, OH, OW)), True, epilogue)
+    phases = (0,) * sw
+    expand_site, sites = {}, ({}, {})
+
+    def launch(x, wg, flat, epilogue, wp=None):
+        dtype = x.dtype
+        wp, woff = _memo(wg, ("cf-gathered", dtype.str, repr(tile), tuple(strides), tuple(dilations), pw % sw),
+                         lambda: cpu_cfgather.pack_weights(wg, dtype, tile, strides, dilations, pw))
+        E = _alloc.work(B * D * H * NKW * C * OWP, dtype)
+        xf = x.reshape(-1)
+        args = (xf, wt, geo, E, tile)
+        entry = cpu_rb.compiled_at(expand_site, cpu_cfgather.expand_rows, args, (xf, E))
+        cpu_rb.parallel_tiles(cpu_cfgather.expand_rows, args, B * D * H, COPY_WORK * E.size, 1, None, entry)
+        stream = _streams(flat, OW, tile.nvec * tile.vbytes)  # (output rows of whole vectors)
+        args = (E, wp, flat, dt, ht, woff, geo, tile, phases, stream)
+        entry = cpu_rb.compiled_at(sites[stream is None], cpu_cfgather.cfgather_kernel, args, (E, wp, flat))
+        cpu_rb.parallel_tiles(cpu_cfgather.cfgather_kernel, args, _ceil(B * OD * OH, BR) * NFB, work, 1, None, entry)
+        return epilogue
+
+    return launch
 
 
 def _fused_epilogue(epilogue, F, tile, dtype):
