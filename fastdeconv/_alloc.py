@@ -169,19 +169,41 @@ def root(a):
 # ~50 us per call; a U-Net predict makes 15 conv calls), the cuda backend's
 # device copies. Read-only arrays cannot change under the cache.
 MEMO = {}
+# ... and writable arrays of at most WRITABLE_MEMO_BYTES, with a copy of
+# their bytes: what was made from them is used while their bytes are the
+# same (a small filter's comparison costs 1-4 us, packing it again 20-40 us
+# of a ~90 us call; benchmarks/NOTES.md section 122).
+# (At most WRITABLE_MEMO_MAX arrays: what is made from one may be a view
+# of it, which keeps it alive.)
+WRITABLE_MEMO = {}
+WRITABLE_MEMO_BYTES = 64 << 10
+WRITABLE_MEMO_MAX = 64
 
 
 def memo(w, key, make):
     """make(), remembered per read-only array that w is a view of (and w's
-    place in it and `key`); computed every time for writable arrays."""
+    place in it and `key`), or per small writable one while its bytes stay
+    the same; computed every time for larger writable arrays."""
     owner = root(w)
     if owner.flags.writeable:
-        return make()
-    entry = MEMO.get(id(owner))
-    if entry is None or entry[0]() is not owner:
-        # (the owner's address kept: reading an array's costs ~2 us)
-        entry = MEMO[id(owner)] = (weakref.ref(owner), {}, owner.ctypes.data)
-        weakref.finalize(owner, MEMO.pop, id(owner), None)
+        if owner.nbytes > WRITABLE_MEMO_BYTES:
+            return make()
+        data = owner.tobytes()
+        entry = WRITABLE_MEMO.get(id(owner))
+        if entry is None or entry[0]() is not owner:
+            if len(WRITABLE_MEMO) >= WRITABLE_MEMO_MAX:
+                WRITABLE_MEMO.clear()
+            entry = WRITABLE_MEMO[id(owner)] = (weakref.ref(owner), {}, owner.ctypes.data, [data])
+            weakref.finalize(owner, WRITABLE_MEMO.pop, id(owner), None)
+        elif entry[3][0] != data:  # written since: nothing made before holds
+            entry[1].clear()
+            entry[3][0] = data
+    else:
+        entry = MEMO.get(id(owner))
+        if entry is None or entry[0]() is not owner:
+            # (the owner's address kept: reading an array's costs ~2 us)
+            entry = MEMO[id(owner)] = (weakref.ref(owner), {}, owner.ctypes.data)
+            weakref.finalize(owner, MEMO.pop, id(owner), None)
     k = (key, 0 if w is owner else w.ctypes.data - entry[2], w.shape, w.strides, w.dtype)
     value = entry[1].get(k)
     if value is None:

@@ -128,6 +128,23 @@ CASES = (
 
 BY_NAME = {case.name: case for case in CASES}
 
+# Small calls, where the time per call is mostly each framework's own
+# per-call work (scripts/bench_small_calls.py, asv's SmallCalls); kept out
+# of CASES and its geometric mean. Append-only like CASES.
+SMALL_CASES = (
+    Case("small_c2d_8x8c4_to8", "conv2d", (1, 8, 8, 4), (3, 3, 4, 8), 1, tags=("small",)),
+    Case("small_c2d_8x8c16_to32", "conv2d", (1, 8, 8, 16), (3, 3, 16, 32), 1, tags=("small",)),
+    Case("small_c2d_8x8c64_to64", "conv2d", (1, 8, 8, 64), (3, 3, 64, 64), 1, tags=("small",)),
+    Case("small_c2t_8x8c32_to16_s2", "conv2d_transpose", (1, 8, 8, 32), (3, 3, 16, 32), 2,
+         output_shape=(1, 16, 16, 16), tags=("small",)),
+    Case("small_c1d_64c8_to8", "conv1d", (1, 64, 8), (3, 8, 8), 1, tags=("small",)),
+    Case("small_c3d_4c8_to16", "conv3d", (1, 4, 4, 4, 8), (3, 3, 3, 8, 16), (1, 1, 1, 1, 1), tags=("small",)),
+    Case("small_c2d_nchw_16x16c8_to8", "conv2d", (1, 8, 16, 16), (3, 3, 8, 8), 1, data_format="NCHW",
+         tags=("small", "channels-first")),
+    Case("small_c3t_4c16_to8_k2s2", "conv3d_transpose", (1, 4, 4, 4, 16), (2, 2, 2, 8, 16), 2,
+         output_shape=(1, 8, 8, 8, 8), tags=("small",)),
+)
+
 # The same calls on channels-last and channels-first input
 # (scripts/bench_layouts.py, asv's Layouts), append-only like CASES:
 # (name, op, channels-last input shape, filter shape, strides, channels-last output shape for transposes)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from fastdeconv import layers
-from fastdeconv.suite import CASES, LAYOUT_CASES
+from fastdeconv.suite import CASES, LAYOUT_CASES, SMALL_CASES
 
 BENCH = Path(__file__).resolve().parents[1] / "asv_bench" / "benchmarks"
 
@@ -30,6 +30,7 @@ def ops():
 def test_case_lists_are_the_suites(ops):
     """The names parsed from suite.py's source are the suite's, in order."""
     assert ops.NAMES == [c.name for c in CASES]
+    assert ops.SMALL_NAMES == [c.name for c in SMALL_CASES]
     assert ops.LAYOUT_NAMES == [c[0] for c in LAYOUT_CASES]
     assert ops.FIRST_CALL and set(ops.FIRST_CALL) <= set(ops.NAMES)
 
@@ -42,6 +43,14 @@ def test_ops_times_and_tracks_a_case(ops):
     assert bench.track_gflops("src_c2t_3x3x1_to_6") > 0
     with pytest.raises(NotImplementedError):
         bench.setup("no such case")
+
+
+def test_small_calls_time_a_case(ops):
+    bench = ops.SmallCalls()
+    bench.setup(ops.SMALL_NAMES[0])
+    bench.time_cpu(ops.SMALL_NAMES[0])
+    with pytest.raises(NotImplementedError):
+        bench.setup("src_c2t_3x3x1_to_6")  # a suite case, not a small one
 
 
 @pytest.mark.parametrize("layout", ["channels_last", "channels_first"])

@@ -265,7 +265,8 @@ def test_a_remembered_plan_never_hides_an_error():
     x = np.zeros((1, 5, 5, 2), np.float32)
     w = np.zeros((3, 3, 2, 4), np.float32)
     assert fastdeconv.conv2d(x, w, 2, "SAME").shape == (1, 3, 3, 4)
-    for bad in (2.0, True, [2, 2.0]):
+    assert fastdeconv.conv2d(x, w, (2, 2), "SAME").shape == (1, 3, 3, 4)
+    for bad in (2.0, True, [2, 2.0], [2, True], (2, 2.0), (True, 2)):
         with pytest.raises(ValueError, match="strides="):
             fastdeconv.conv2d(x, w, bad, "SAME")
     # and an error is raised again on the next identical call

@@ -1,23 +1,64 @@
 """The cpu backend keeps the packed form of read-only filters between calls
 (backends.cpu._memo); a layer's weights are private read-only copies. A
-filter array that can change is packed on every call."""
+small writable filter array is packed again only when its bytes change;
+a larger one on every call."""
 
 import gc
 import weakref
 
 import numpy as np
+import pytest
 
 import fastdeconv
+from fastdeconv import _alloc
 from fastdeconv import layers as L
-from fastdeconv.backends import cpu
+from fastdeconv.backends import cpu, cpu_rb
 
 
-def test_writable_filters_are_packed_on_every_call(rng):
+@pytest.fixture
+def packs(monkeypatch):
+    """The number of filter packings (cpu_rb._pack_blocks calls)."""
+    count = [0]
+    real = cpu_rb._pack_blocks
+
+    def spy(*a, **k):
+        count[0] += 1
+        return real(*a, **k)
+
+    monkeypatch.setattr(cpu_rb, "_pack_blocks", spy)
+    return count
+
+
+@pytest.mark.parametrize("small", [True, False])
+def test_writable_filters_are_packed_again_when_written(small, rng, packs, monkeypatch):
+    """Small writable filters (_alloc.WRITABLE_MEMO_BYTES) are packed once
+    while their bytes stay the same, again after any write (a sign bit
+    too); larger ones on every call."""
+    if not small:
+        monkeypatch.setattr(_alloc, "WRITABLE_MEMO_BYTES", 0)
     x = rng.standard_normal((1, 4, 5, 6, 3)).astype(np.float32)
     w = rng.standard_normal((3, 3, 3, 3, 8)).astype(np.float32)
     first = fastdeconv.conv3d(x, w, [1] * 5, "SAME")
-    w *= 2  # in place: a cache keyed on this array would return `first`
+    np.testing.assert_array_equal(fastdeconv.conv3d(x, w, [1] * 5, "SAME"), first)
+    assert packs[0] == (1 if small else 2)
+    w *= 2  # in place: a cache keyed on this array alone would return `first`
     np.testing.assert_array_equal(fastdeconv.conv3d(x, w, [1] * 5, "SAME"), 2 * first)
+    assert packs[0] == (2 if small else 3)
+    w[0, 0, 0, 0, 0] = 0.0
+    fastdeconv.conv3d(x, w, [1] * 5, "SAME")
+    w[0, 0, 0, 0, 0] = -0.0  # equal to 0.0, other bits: packed again
+    negative_zero = fastdeconv.conv3d(x, w, [1] * 5, "SAME")
+    assert packs[0] == (4 if small else 5)
+    assert negative_zero.tobytes() == fastdeconv.conv3d(x, w.copy(), [1] * 5, "SAME").tobytes()
+
+
+def test_writable_memo_keeps_few_arrays(rng):
+    """At most WRITABLE_MEMO_MAX writable arrays are remembered (what is
+    made from one may keep it alive)."""
+    x = rng.standard_normal((1, 5, 6, 4)).astype(np.float32)
+    for _ in range(_alloc.WRITABLE_MEMO_MAX + 5):
+        fastdeconv.conv2d(x, rng.standard_normal((3, 3, 4, 8)).astype(np.float32), 1, "SAME")
+        assert len(_alloc.WRITABLE_MEMO) <= _alloc.WRITABLE_MEMO_MAX
 
 
 def test_read_only_filters_are_remembered_and_give_the_same_bits(rng):

@@ -7,6 +7,8 @@
     FirstCall  first-call latency in a fresh process: timeraw_cold (empty
                NUMBA_CACHE_DIR: JIT compile + the call) and timeraw_cached
                (the on-disk cache already filled: load + the call)
+    SmallCalls time_cpu per case of fastdeconv.suite.SMALL_CASES: calls
+               whose time is mostly fastdeconv's own per-call work
 
 The parameter list is today's case names, read from the suite's source
 next to this file, so every commit is benchmarked over the same names; a
@@ -35,24 +37,28 @@ def _suite_tree():
         return None
 
 
-def _case_names():
-    """Names of the `Case(...)` entries in today's suite.py."""
+def _case_names(group="CASES"):
+    """Names of the `Case(...)` entries of today's suite.py's `group`."""
     tree = _suite_tree()
     if tree is None:
         try:
-            from fastdeconv.suite import CASES
+            from fastdeconv import suite
         except ImportError:
             return []
-        return [c.name for c in CASES]
+        return [c.name for c in getattr(suite, group, ())]
     names = []
-    for node in ast.walk(tree):
-        if (isinstance(node, ast.Call) and getattr(node.func, "id", None) == "Case" and node.args
-                and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
-            names.append(node.args[0].value)
+    for assign in tree.body:
+        if not (isinstance(assign, ast.Assign) and getattr(assign.targets[0], "id", None) == group):
+            continue
+        for node in ast.walk(assign.value):
+            if (isinstance(node, ast.Call) and getattr(node.func, "id", None) == "Case" and node.args
+                    and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
+                names.append(node.args[0].value)
     return names
 
 
 NAMES = _case_names()
+SMALL_NAMES = _case_names("SMALL_CASES")
 
 
 def _layout_names():
@@ -72,13 +78,13 @@ FIRST_CALL = [n for n in ("src_c3t_2x2x7x7x64", "src_c2t_64x3_to_128x256", "src_
                           "unet_c3t_32c64_k2s2_ncdhw") if n in NAMES]
 
 
-def _case(name):
+def _case(name, group="CASES"):
     """This commit's definition of the case, or NotImplementedError."""
     try:
-        from fastdeconv.suite import CASES
+        from fastdeconv import suite
     except ImportError:
         raise NotImplementedError("no fastdeconv.suite at this commit")
-    for case in CASES:
+    for case in getattr(suite, group, ()):
         if case.name == name:
             return case
     raise NotImplementedError(f"case {name} is not in this commit's suite")
@@ -194,3 +200,26 @@ class FirstCall:
     def timeraw_cached(self, name):
         warm = _WARM.format(name=name)
         return "fn(*args, **kwargs)", _CHILD_SETUP.format(warm=True, warm_code=warm, name=name)
+
+
+class SmallCalls:
+    """Small calls (a few thousand to a few hundred thousand multiply-adds):
+    the time per call is mostly fastdeconv's own work around the kernel
+    (validation, the route, allocation); scripts/bench_small_calls.py
+    compares it with the other frameworks'."""
+
+    params = [SMALL_NAMES]
+    param_names = ["case"]
+    timeout = 120
+
+    def setup(self, name):
+        case = _case(name, "SMALL_CASES")
+        import fastdeconv
+
+        x, w = case.arrays()
+        self.fn = getattr(fastdeconv, case.op)
+        self.args, self.kwargs = case.args(x, w), dict(case.kwargs(), backend="cpu")
+        self.fn(*self.args, **self.kwargs)  # compile outside the timed region
+
+    def time_cpu(self, name):
+        self.fn(*self.args, **self.kwargs)
