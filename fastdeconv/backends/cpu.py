@@ -680,10 +680,11 @@ def _channel_slice(out, shape, dtype):
 # geometry, layout, the filters' writability, the thread count), the
 # launch it chose and planned, so that the next such call skips the choice
 # and the plan: ~35 us of a 1 x 8^2 x 16 -> 32 conv2d's ~80
-# (benchmarks/NOTES.md section 122). Only the routes that take most small
-# calls are remembered (cl_kernel, cpu_short, wv_kernel); any module
-# setting of the backend set anew (module.X = v, as tests and the warmup
-# do) forgets them all (`_Settings`).
+# (benchmarks/NOTES.md section 122). The routes ending in `_launched`
+# (cl_kernel, cpu_short, wv_kernel, the bands, the pointwise and patch
+# kernels, the gathered transposes) are remembered, not calls into a
+# caller's `out`; any module setting of the backend set anew (module.X =
+# v, as tests and the warmup do) forgets them all (`_Settings`).
 ROUTES_MAX = 512
 _ROUTES = {}
 
@@ -1748,7 +1749,8 @@ def _finish(y, channels_first, epilogue):
     return y
 
 
-# Packed filters and their finiteness, once per read-only filter array.
+# Packed filters and their finiteness, once per read-only filter array
+# (and per small writable one while its bytes stay the same: _alloc.memo).
 _memo, _MEMO = _alloc.memo, _alloc.MEMO
 
 
