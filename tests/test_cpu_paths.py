@@ -2104,9 +2104,9 @@ def test_depthwise_cl_vectors_same_bits(case, dtype, vector_bytes, monkeypatch):
     and the register-blocked kernels', on one chunk of tiles and on a chunk
     each, and are used from a vector of channels (blocks at stride 1)."""
     x, w = _arrays(case, dtype, np.random.default_rng(37))
-    kernels, banded = [], []  # kernels called through compiled (with_rows' too), and through with_rows
-    real, real_rows = cpu_rb.compiled, cpu_rb.with_rows
-    monkeypatch.setattr(cpu_rb, "compiled", lambda k, a: (kernels.append(k), real(k, a))[1])
+    kernels, banded = [], []  # kernels run by parallel_tiles, and through with_rows
+    real, real_rows = cpu_rb.parallel_tiles, cpu_rb.with_rows
+    monkeypatch.setattr(cpu_rb, "parallel_tiles", lambda k, *a: (kernels.append(k), real(k, *a))[1])
     monkeypatch.setattr(cpu_rb, "with_rows", lambda k, a, n, **kw: (banded.append(k), real_rows(k, a, n, **kw))[1])
 
     def on(vectors, blocks):

@@ -32,6 +32,13 @@ CASES = [
     ("conv3d_transpose", (1, 16, 4, 4, 4), (2, 2, 2, 8, 16), 2, "SAME", "NCDHW", "_run.<locals>.launch"),
     # channels-first strided transposes with few input channels: rows expanded, then gathered
     ("conv2d_transpose", (2, 3, 8, 8), (3, 3, 64, 3), 2, "SAME", "NCHW", "_cf_gather.<locals>.launch"),
+    # depthwise: blocks of channels on padded planes, vectors of channels along the rows, a
+    # multiplier of 2 (channels-last); blocks, a plane at a time (channels-first)
+    ("conv2d", (1, 14, 14, 64), (3, 3, 1, 64), 1, "SAME", "NHWC", "_depthwise_blocks.<locals>.launch"),
+    ("conv2d", (1, 20, 40, 32), (3, 3, 1, 32), 2, "SAME", "NHWC", "_depthwise_cl_vectors.<locals>.launch"),
+    ("conv2d", (1, 8, 9, 8), (3, 3, 1, 16), 1, "SAME", "NHWC", "_run.<locals>.launch"),
+    ("conv2d", (1, 32, 7, 7), (3, 3, 1, 32), 1, "SAME", "NCHW", "_depthwise_blocks.<locals>.launch"),
+    ("conv2d", (1, 16, 65, 64), (3, 3, 1, 16), 1, "SAME", "NCHW", "_depthwise_cf.<locals>.launch"),
 ]
 
 

@@ -681,10 +681,11 @@ def _channel_slice(out, shape, dtype):
 # launch it chose and planned, so that the next such call skips the choice
 # and the plan: ~35 us of a 1 x 8^2 x 16 -> 32 conv2d's ~80
 # (benchmarks/NOTES.md section 122). The routes ending in `_launched`
-# (cl_kernel, cpu_short, wv_kernel, the bands, the pointwise and patch
-# kernels, the gathered transposes) are remembered, not calls into a
-# caller's `out`; any module setting of the backend set anew (module.X =
-# v, as tests and the warmup do) forgets them all (`_Settings`).
+# (cl_kernel, cpu_short, wv_kernel, the bands, the pointwise, patch and
+# depthwise kernels, the gathered transposes) are remembered, not calls
+# into a caller's `out`; any module setting of the backend set anew
+# (module.X = v, as tests and the warmup do) forgets them all
+# (`_Settings`).
 ROUTES_MAX = 512
 _ROUTES = {}
 
@@ -780,9 +781,13 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
         lanes = cpu_simd.VBYTES // x.dtype.itemsize
         if (DEPTHWISE_CF_BLOCKS and G >= DEPTHWISE_CF_BLOCKS_FILL * _ceil(G, lanes) * lanes
                 and KD * H * W <= DEPTHWISE_CF_BLOCKS_MAX_POSITIONS):
-            return _depthwise_blocks(x, wg, out_spatial, strides, dilations, pads_before, epilogue, True)
+            launch = _depthwise_blocks(x, wg, (OD, OH, OW), (sd, sh, sw), (dd, dh, dw), (pd, ph, pw), True)
+            return _launched(key, launch, x, wg, _alloc.empty(B * F * OD * OH * OW, x.dtype), epilogue,
+                             (B, F, OD, OH, OW), True, None)
         if DEPTHWISE_CF:
-            return _depthwise_cf(x, wg, out_spatial, strides, dilations, pads_before, epilogue)
+            launch = _depthwise_cf(x, wg, (OD, OH, OW), (sd, sh, sw), (dd, dh, dw), (pd, ph, pw))
+            return _launched(key, launch, x, wg, _alloc.empty(B * F * OD * OH * OW, x.dtype), epilogue,
+                             (B, F, OD, OH, OW), True, None)
     if DEPTHWISE and not trans and not channels_first and Cg == 1 and G > 1:
         if out is not None:
             out[...] = _run(x, wg, out_spatial, strides, dilations, pads_before, False, False, epilogue)
@@ -790,21 +795,29 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
         lanes = cpu_simd.VBYTES // x.dtype.itemsize
         if (DEPTHWISE_CL_BLOCKS and Fg == 1 and G >= lanes and KD * H * W <= DEPTHWISE_CF_BLOCKS_MAX_POSITIONS
                 and (sd, sh, sw) == (1, 1, 1) and (OW >= DEPTHWISE_CL_BLOCKS_MIN_COLUMNS or KD > 1)):
-            return _depthwise_blocks(x, wg, out_spatial, strides, dilations, pads_before, epilogue, False)
-        if (DEPTHWISE_CL_VECTORS and Fg == 1 and G >= lanes
+            launch = _depthwise_blocks(x, wg, (OD, OH, OW), (sd, sh, sw), (dd, dh, dw), (pd, ph, pw), False)
+        elif (DEPTHWISE_CL_VECTORS and Fg == 1 and G >= lanes
                 and (OW >= DEPTHWISE_CL_VECTORS_MIN_COLUMNS or (KD > 1 and G <= DEPTHWISE_CL_VECTORS_3D_CHANNELS))):
-            return _depthwise_cl_vectors(x, wg, out_spatial, strides, dilations, pads_before, epilogue)
-        # (KD, KH, KW, M, C): filter m of input channel c makes output channel c*M + m
-        # read-only either way (a view of a read-only caller's array, or a copy)
-        wd = _memo(wg, ("dw", x.dtype.str), lambda: _alloc.readonly(
-            np.ascontiguousarray(wg[:, :, :, :, 0, :].transpose(1, 2, 3, 4, 0), dtype=x.dtype)))
-        y = _alloc.empty((B, OD, OH, OW, F), x.dtype)
-        geo = tuple(int(v) for v in (sd, sh, sw, dd, dh, dw, pd, ph, pw, cpu_rb.sum_group(KW, 1)))
-        # work: ~32 multiply-adds of the register-blocked kernels' time per
-        # term (0.3-1.5 ns per term on one core, scalar for multipliers > 1)
-        cpu_rb.parallel_tiles(cpu_dw.depthwise_cl, (np.ascontiguousarray(x), wd, y, geo), B * OD * OH,
-                              16 * B * OD * OH * OW * F * KD * KH * KW)
-        return _finish(y, False, epilogue)
+            launch = _depthwise_cl_vectors(x, wg, (OD, OH, OW), (sd, sh, sw), (dd, dh, dw), (pd, ph, pw))
+        else:
+            geo = tuple(int(v) for v in (sd, sh, sw, dd, dh, dw, pd, ph, pw, cpu_rb.sum_group(KW, 1)))
+            site = {}
+
+            def launch(x, wg, flat, epilogue, wp=None):
+                # (KD, KH, KW, M, C): filter m of input channel c makes output channel c*M + m
+                # read-only either way (a view of a read-only caller's array, or a copy)
+                dtype = x.dtype
+                wd = _memo(wg, ("dw", dtype.str), lambda: _alloc.readonly(
+                    np.ascontiguousarray(wg[:, :, :, :, 0, :].transpose(1, 2, 3, 4, 0), dtype=dtype)))
+                args = (np.ascontiguousarray(x), wd, flat.reshape((B, OD, OH, OW, F)), geo)
+                entry = cpu_rb.compiled_at(site, cpu_dw.depthwise_cl, args, args[:3])
+                # work: ~32 multiply-adds of the register-blocked kernels' time per
+                # term (0.3-1.5 ns per term on one core, scalar for multipliers > 1)
+                cpu_rb.parallel_tiles(cpu_dw.depthwise_cl, args, B * OD * OH, 16 * B * OD * OH * OW * F * KD * KH * KW,
+                                      1, None, entry)
+                return epilogue
+        return _launched(key, launch, x, wg, _alloc.empty(B * OD * OH * OW * F, x.dtype), epilogue,
+                         (B, OD, OH, OW, F), False, None)
     if (POINTWISE and not (trans or channels_first) and G == 1 and KD == KH == KW == 1
             and (Cg * Fg * x.dtype.itemsize <= POINTWISE_BYTES
                  or Cg * x.dtype.itemsize <= cpu_pw.PW_MAX_CHANNEL_BYTES
@@ -1319,23 +1332,29 @@ def _cf_bands(x, wg, out_spatial, strides, dilations, pads_before, trans, writab
     return launch, packed(wg, x.dtype)[0]
 
 
-def _depthwise_cl_vectors(x, wg, out_spatial, strides, dilations, pads_before, epilogue):
-    """cpu_dw.depthwise_cl_vectors for _run's channels-last depthwise calls
-    with multiplier 1 and a vector of channels or more (DEPTHWISE_CL_VECTORS)."""
+def _depthwise_cl_vectors(x, wg, out_spatial, strides, dilations, pads_before):
+    """The launch (for `_launched`) of cpu_dw.depthwise_cl_vectors for _run's
+    channels-last depthwise calls with multiplier 1 and a vector of channels
+    or more (DEPTHWISE_CL_VECTORS)."""
     _, KD, KH, KW, _, _ = wg.shape
     B, D, H, W, C = x.shape
     OD, OH, OW = out_spatial
     V = cpu_simd.VBYTES // x.dtype.itemsize
-    wb = _cl_vector_filters(wg, x.dtype, V)
     geo, tiles = _depthwise_cl_vectors_plan(x.shape, (KD, KH, KW), tuple(out_spatial), tuple(strides),
                                             tuple(dilations), tuple(pads_before), x.dtype.itemsize, cpu_simd.VBYTES,
                                             DEPTHWISE_CL_POSITIONS)
-    y = _alloc.empty((B, OD, OH, OW, C), x.dtype)
-    args = (np.ascontiguousarray(x).reshape(-1), wb.reshape(-1), y.reshape(-1), geo) + tiles
-    # the compiled entry point: a small call skips the dispatcher's typing of the tiles
-    cpu_rb.parallel_tiles(cpu_rb.compiled(cpu_dw.depthwise_cl_vectors, args), args, B * OD * OH,
-                          16 * B * OD * OH * OW * C * KD * KH * KW)
-    return _finish(y, False, epilogue)
+    site = {}
+
+    def launch(x, wg, flat, epilogue, wp=None):
+        wb = _cl_vector_filters(wg, x.dtype, V)
+        args = (np.ascontiguousarray(x).reshape(-1), wb.reshape(-1), flat, geo) + tiles
+        # the compiled entry point: a small call skips the dispatcher's typing of the tiles
+        entry = cpu_rb.compiled_at(site, cpu_dw.depthwise_cl_vectors, args, args[:3])
+        cpu_rb.parallel_tiles(cpu_dw.depthwise_cl_vectors, args, B * OD * OH,
+                              16 * B * OD * OH * OW * C * KD * KH * KW, 1, None, entry)
+        return epilogue
+
+    return launch
 
 
 @functools.lru_cache(maxsize=256)
@@ -1348,23 +1367,30 @@ def _depthwise_cl_vectors_plan(shape, kernel, out_spatial, strides, dilations, p
     return geo, (cpu_simd.Tile(1, NW, vbytes), cpu_simd.Tile(1, 1, vbytes), (0,) * (vbytes // itemsize))
 
 
-def _depthwise_cf(x, wg, out_spatial, strides, dilations, pads_before, epilogue):
-    """cpu_dw.depthwise_cf for _run's channels-first depthwise calls
-    (DEPTHWISE_CF)."""
+def _depthwise_cf(x, wg, out_spatial, strides, dilations, pads_before):
+    """The launch (for `_launched`) of cpu_dw.depthwise_cf for _run's
+    channels-first depthwise calls (DEPTHWISE_CF)."""
     _, KD, KH, KW, _, M = wg.shape
     B, C, D, H, W = x.shape
     OD, OH, OW = out_spatial
-    # filters (C*M, KD, KH, KW): output channel c*M + m's taps in a row
-    wf = _memo(wg, ("dw-cf", x.dtype.str), lambda: _alloc.readonly(np.ascontiguousarray(
-        wg.transpose(0, 5, 4, 1, 2, 3).reshape(C * M, KD, KH, KW), dtype=x.dtype)))
     geo, tile, nbuf = _depthwise_cf_plan(x.shape, wg.shape, tuple(out_spatial), tuple(strides), tuple(dilations),
                                          tuple(pads_before), x.dtype.itemsize, cpu_simd.VBYTES, DEPTHWISE_CF_ROWS,
                                          DEPTHWISE_CF_FLAT_RATIO, DEPTHWISE_CF_FLAT_VECTORS)
-    y = _alloc.empty((B, C * M, OD, OH, OW), x.dtype)
-    args = (np.ascontiguousarray(x).reshape(-1), wf.reshape(-1), y.reshape(-1), geo, tile)
-    cpu_rb.parallel_tiles(cpu_rb.with_rows(cpu_dw.depthwise_cf, args, nbuf), (), B * C * OD,
-                          16 * B * OD * OH * OW * C * M * KD * KH * KW)
-    return _finish(y, True, epilogue)
+    site = {}
+
+    def launch(x, wg, flat, epilogue, wp=None):
+        dtype = x.dtype
+        # filters (C*M, KD, KH, KW): output channel c*M + m's taps in a row
+        wf = _memo(wg, ("dw-cf", dtype.str), lambda: _alloc.readonly(np.ascontiguousarray(
+            wg.transpose(0, 5, 4, 1, 2, 3).reshape(C * M, KD, KH, KW), dtype=dtype)))
+        args = (np.ascontiguousarray(x).reshape(-1), wf.reshape(-1), flat, geo, tile)
+        rows_proto = np.empty(1, dtype=dtype)
+        entry = cpu_rb.compiled_at(site, cpu_dw.depthwise_cf, args + (rows_proto,), args[:3] + (rows_proto,))
+        cpu_rb.parallel_tiles(cpu_rb.with_rows(cpu_dw.depthwise_cf, args, nbuf, entry=entry), (), B * C * OD,
+                              16 * B * OD * OH * OW * C * M * KD * KH * KW)
+        return epilogue
+
+    return launch
 
 
 @functools.lru_cache(maxsize=256)
@@ -1393,11 +1419,12 @@ def _depthwise_cf_plan(shape, wshape, out_spatial, strides, dilations, pads_befo
     return geo, cpu_simd.Tile(1, nvec, vbytes), KD * sh * sw * NR * Ws
 
 
-def _depthwise_blocks(x, wg, out_spatial, strides, dilations, pads_before, epilogue, channels_first):
-    """cpu_dw.depthwise_cf_blocks for _run's channels-first depthwise calls
-    on small planes whose channels fill their vectors (DEPTHWISE_CF_BLOCKS),
-    cpu_dw.depthwise_cl_blocks for channels-last ones with multiplier 1 and
-    short rows (DEPTHWISE_CL_BLOCKS)."""
+def _depthwise_blocks(x, wg, out_spatial, strides, dilations, pads_before, channels_first):
+    """The launch (for `_launched`) of cpu_dw.depthwise_cf_blocks for _run's
+    channels-first depthwise calls on small planes whose channels fill their
+    vectors (DEPTHWISE_CF_BLOCKS), of cpu_dw.depthwise_cl_blocks for
+    channels-last ones with multiplier 1 and short rows
+    (DEPTHWISE_CL_BLOCKS)."""
     _, KD, KH, KW, _, M = wg.shape
     if channels_first:
         B, C, D, H, W = x.shape
@@ -1409,21 +1436,29 @@ def _depthwise_blocks(x, wg, out_spatial, strides, dilations, pads_before, epilo
     # lanes (channels-first: cb*V + l, zeros past C; channels-last: the
     # last block the last V channels)
     NB = _ceil(C, V)
-    if channels_first:
-        wb = _memo(wg, ("dw-cf-blocks", x.dtype.str, V), lambda: _alloc.readonly(np.ascontiguousarray(np.concatenate(
-            [wg[:, :, :, :, 0, :], np.zeros((NB * V - C, KD, KH, KW, M), wg.dtype)]).reshape(
-            NB, V, KD, KH, KW, M).transpose(0, 5, 2, 3, 4, 1), dtype=x.dtype)))
-    else:
-        wb = _cl_vector_filters(wg, x.dtype, V)
     geo, tile, nbuf = _depthwise_blocks_plan((B, C, D, H, W), wg.shape, tuple(out_spatial), tuple(strides),
                                              tuple(dilations), tuple(pads_before), x.dtype.itemsize,
                                              cpu_simd.VBYTES, DEPTHWISE_CF_BLOCK_POSITIONS, channels_first)
-    y = _alloc.empty((B, C * M, OD, OH, OW) if channels_first else (B, OD, OH, OW, C), x.dtype)
-    args = (np.ascontiguousarray(x).reshape(-1), wb.reshape(-1), y.reshape(-1), geo, tile, (0,) * V)
     kernel = cpu_dw.depthwise_cf_blocks if channels_first else cpu_dw.depthwise_cl_blocks
-    cpu_rb.parallel_tiles(cpu_rb.with_rows(kernel, args, nbuf), (), B * NB * OD,
-                          16 * B * OD * OH * OW * C * M * KD * KH * KW)
-    return _finish(y, channels_first, epilogue)
+    lanes = (0,) * V
+    site = {}
+
+    def launch(x, wg, flat, epilogue, wp=None):
+        dtype = x.dtype
+        if channels_first:
+            wb = _memo(wg, ("dw-cf-blocks", dtype.str, V), lambda: _alloc.readonly(np.ascontiguousarray(
+                np.concatenate([wg[:, :, :, :, 0, :], np.zeros((NB * V - C, KD, KH, KW, M), wg.dtype)]).reshape(
+                    NB, V, KD, KH, KW, M).transpose(0, 5, 2, 3, 4, 1), dtype=dtype)))
+        else:
+            wb = _cl_vector_filters(wg, dtype, V)
+        args = (np.ascontiguousarray(x).reshape(-1), wb.reshape(-1), flat, geo, tile, lanes)
+        rows_proto = np.empty(1, dtype=dtype)
+        entry = cpu_rb.compiled_at(site, kernel, args + (rows_proto,), args[:3] + (rows_proto,))
+        cpu_rb.parallel_tiles(cpu_rb.with_rows(kernel, args, nbuf, entry=entry), (), B * NB * OD,
+                              16 * B * OD * OH * OW * C * M * KD * KH * KW)
+        return epilogue
+
+    return launch
 
 
 def _cl_vector_filters(wg, dtype, V):
@@ -1431,10 +1466,14 @@ def _cl_vector_filters(wg, dtype, V):
     1, KD, KH, KW, V): channel min(cb*V, C - V) + l's in lane l."""
     C, KD, KH, KW = wg.shape[:4]
     NB = _ceil(C, V)
-    channels = np.minimum(np.arange(NB) * V, C - V)[:, None] + np.arange(V)
-    return _memo(wg, ("dw-cl-vectors", dtype.str, V), lambda: _alloc.readonly(np.ascontiguousarray(
-        wg[channels.reshape(-1), :, :, :, 0, :].reshape(NB, V, KD, KH, KW, 1).transpose(0, 5, 2, 3, 4, 1),
-        dtype=dtype)))
+
+    def make():
+        channels = np.minimum(np.arange(NB) * V, C - V)[:, None] + np.arange(V)
+        return _alloc.readonly(np.ascontiguousarray(
+            wg[channels.reshape(-1), :, :, :, 0, :].reshape(NB, V, KD, KH, KW, 1).transpose(0, 5, 2, 3, 4, 1),
+            dtype=dtype))
+
+    return _memo(wg, ("dw-cl-vectors", dtype.str, V), make)
 
 
 @functools.lru_cache(maxsize=256)
