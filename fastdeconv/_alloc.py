@@ -261,8 +261,8 @@ class Pool(RunPool):
         then writes whole lines (the U-Net's 16 of 32 channels: one line
         per pixel), and no vector store straddles two lines."""
         dtype = np.dtype(dtype)
-        shape = (shape,) if np.ndim(shape) == 0 else tuple(shape)
-        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        shape = (int(shape),) if isinstance(shape, (int, np.integer)) else tuple(map(int, shape))
+        nbytes = math.prod(shape) * dtype.itemsize  # (np.prod: ~10 us a call)
         with self._lock:
             fits = [n for n in self._free if nbytes <= n - ALIGN <= 2 * nbytes]
             if fits:

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import fastdeconv
-from fastdeconv.backends import (cpu, cpu_cfband, cpu_cfgather, cpu_dw, cpu_layout, cpu_patch, cpu_pw, cpu_rb,
-                                 cpu_short, cpu_simd)
+from fastdeconv.backends import (cpu, cpu_cfband, cpu_cfgather, cpu_dw, cpu_layers, cpu_layout, cpu_patch, cpu_pw,
+                                 cpu_rb, cpu_short, cpu_simd)
 
 # (op, x shape, w shape, strides, padding, data_format, the launch planned)
 CASES = [
@@ -164,3 +164,23 @@ def test_settings_forget_routes(module, monkeypatch):
     assert cpu._ROUTES
     monkeypatch.setattr(module, "_SETTING", 1, raising=False)
     assert not cpu._ROUTES
+
+
+@pytest.mark.parametrize("read_only", [True, False], ids=["read-only", "writable"])
+def test_epilogue_parameter_rows(read_only):
+    """The channels-last epilogue's parameter rows are remembered for
+    read-only parameters only: a writable bias written in place is used as
+    it is now."""
+    rng = np.random.default_rng(8)
+    y0 = rng.standard_normal((2, 5, 6, 7)).astype(np.float32)
+    bias = rng.standard_normal(7).astype(np.float32)
+    bias.flags.writeable = not read_only
+    cpu_layers._TILED.clear()
+    for _ in range(2):
+        y = cpu_layers.epilogue(y0.copy(), 7, False, bias, None, None, "relu")
+        np.testing.assert_array_equal(y, np.maximum(y0 + bias, 0))
+    assert len(cpu_layers._TILED) == (1 if read_only else 0)
+    if not read_only:
+        bias += 1
+        np.testing.assert_array_equal(cpu_layers.epilogue(y0.copy(), 7, False, bias, None, None, "relu"),
+                                      np.maximum(y0 + bias, 0))
