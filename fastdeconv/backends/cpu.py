@@ -752,7 +752,8 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
     pd, ph, pw = map(int, pads_before)
     Cx = G * Cg
     F = G * Fg
-    writable = _alloc.root(wg).flags.writeable  # filters packed on every call (over 64 KB: _alloc.memo), dropped after it
+    # filters packed on every call, dropped after it (up to 64 KB: while unchanged, _alloc.memo)
+    writable = _alloc.root(wg).flags.writeable
     key = None
     if out is None:
         # (the thread count: some plans depend on it)
