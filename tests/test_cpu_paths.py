@@ -656,6 +656,9 @@ CF_BAND_CASES = [
     ("conv1d", (3, 32, 11), (5, 32, 20), 1, "SAME", "NCW", 1),
     ("conv2d", (1, 16, 2, 2), (1, 1, 16, 18), [1, 1, 2, 1], [(1, 2), (0, 0)], "NCHW", None),
     ("conv2d", (1, 16, 1, 5), (1, 3, 16, 18), [1, 1, 3, 1], [(2, 2), (1, 1)], "NCHW", None),
+    # output rows of two columns, each its own column group: a block's outputs two apart, stored one
+    # by one (convolutions have no every-second-column store)
+    ("conv2d", (2, 16, 9, 2), (3, 3, 16, 20), 1, "SAME", "NCHW", None),
 ]
 
 

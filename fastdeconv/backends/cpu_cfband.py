@@ -570,13 +570,16 @@ def cfband_kernel(x, wp, out, geo, tile, wcols, tr, xin, t_begin, t_end):
                         e = i + 1  # a run of consecutive output offsets, at most V
                         while e < nr and e < i + V and o[e] == o[e - 1] + 1:
                             e += 1
-                        if e - i == 1:
+                        if tr is not None and e - i == 1:
                             # a run two columns apart (a W stride 2 transpose's
                             # phase), at most V / 2: one masked store per channel
                             # (scalar stores, which LLVM turned into gathers and
                             # scatters: 28^2 x 256 -> 128 k3 s2 1.21-1.26x the
                             # channels-last time, 1.04-1.08 this way;
-                            # benchmarks/NOTES.md section 80)
+                            # benchmarks/NOTES.md section 80). Transposes only:
+                            # a convolution's runs are two apart only on output
+                            # rows of two columns, and without this path its
+                            # variant compiles 0.1-0.35 s faster (section 122)
                             while e < nr and e < i + V // 2 and o[e] == o[e - 1] + 2:
                                 e += 1
                             if e - i > 1:
