@@ -166,6 +166,22 @@ def test_settings_forget_routes(module, monkeypatch):
     assert not cpu._ROUTES
 
 
+def test_every_planning_module_forgets_routes():
+    """Every cpu backend module a plan can read a setting of has the
+    forgetting module class (cpu_layers: its settings are read per call,
+    never planned)."""
+    import importlib
+    import pkgutil
+
+    import fastdeconv.backends as backends
+
+    names = [m.name for m in pkgutil.iter_modules(backends.__path__) if m.name.startswith("cpu")]
+    assert len(names) >= 10
+    for name in names:
+        module = importlib.import_module(f"fastdeconv.backends.{name}")
+        assert isinstance(module, cpu._Settings) == (name != "cpu_layers"), name
+
+
 @pytest.mark.parametrize("read_only", [True, False], ids=["read-only", "writable"])
 def test_epilogue_parameter_rows(read_only):
     """The channels-last epilogue's parameter rows are remembered for
