@@ -185,25 +185,23 @@ def memo(w, key, make):
     place in it and `key`), or per small writable one while its bytes stay
     the same; computed every time for larger writable arrays."""
     owner = root(w)
-    if owner.flags.writeable:
-        if owner.nbytes > WRITABLE_MEMO_BYTES:
-            return make()
+    writable = owner.flags.writeable
+    if writable and owner.nbytes > WRITABLE_MEMO_BYTES:
+        return make()
+    table = WRITABLE_MEMO if writable else MEMO
+    entry = table.get(id(owner))
+    if entry is None or entry[0]() is not owner:
+        if writable and len(table) >= WRITABLE_MEMO_MAX:
+            table.clear()
+        # (the owner's address kept: reading an array's costs ~2 us; a
+        # writable owner's bytes, as last seen)
+        entry = table[id(owner)] = (weakref.ref(owner), {}, owner.ctypes.data, [None])
+        weakref.finalize(owner, table.pop, id(owner), None)
+    if writable:
         data = owner.tobytes()
-        entry = WRITABLE_MEMO.get(id(owner))
-        if entry is None or entry[0]() is not owner:
-            if len(WRITABLE_MEMO) >= WRITABLE_MEMO_MAX:
-                WRITABLE_MEMO.clear()
-            entry = WRITABLE_MEMO[id(owner)] = (weakref.ref(owner), {}, owner.ctypes.data, [data])
-            weakref.finalize(owner, WRITABLE_MEMO.pop, id(owner), None)
-        elif entry[3][0] != data:  # written since: nothing made before holds
+        if entry[3][0] != data:  # written since: nothing made before holds
             entry[1].clear()
             entry[3][0] = data
-    else:
-        entry = MEMO.get(id(owner))
-        if entry is None or entry[0]() is not owner:
-            # (the owner's address kept: reading an array's costs ~2 us)
-            entry = MEMO[id(owner)] = (weakref.ref(owner), {}, owner.ctypes.data)
-            weakref.finalize(owner, MEMO.pop, id(owner), None)
     k = (key, 0 if w is owner else w.ctypes.data - entry[2], w.shape, w.strides, w.dtype)
     value = entry[1].get(k)
     if value is None:

@@ -811,7 +811,7 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
                 wd = _memo(wg, ("dw", dtype.str), lambda: _alloc.readonly(
                     np.ascontiguousarray(wg[:, :, :, :, 0, :].transpose(1, 2, 3, 4, 0), dtype=dtype)))
                 args = (np.ascontiguousarray(x), wd, flat.reshape((B, OD, OH, OW, F)), geo)
-                entry = cpu_rb.compiled_at(site, cpu_dw.depthwise_cl, args, args[:3])
+                entry = cpu_rb.compiled_at(site, cpu_dw.depthwise_cl, args)
                 # work: ~32 multiply-adds of the register-blocked kernels' time per
                 # term (0.3-1.5 ns per term on one core, scalar for multipliers > 1)
                 cpu_rb.parallel_tiles(cpu_dw.depthwise_cl, args, B * OD * OH, 16 * B * OD * OH * OW * F * KD * KH * KW,
@@ -959,7 +959,7 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
                     wp, _ = packed(wg, x.dtype)
                 xf = x.reshape(-1)
                 args = (xf, wp, flat, geo, tile)
-                entry = cpu_rb.compiled_at(site, cpu_patch.patch_cf, args, (xf, wp, flat))
+                entry = cpu_rb.compiled_at(site, cpu_patch.patch_cf, args)
                 cpu_rb.parallel_tiles(cpu_patch.patch_cf, args, ntiles, work, 1, None, entry)
                 return epilogue
 
@@ -1035,12 +1035,10 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
             xf = x.reshape(-1)
             args = (xf, wp, flat, taps, geo, tile) + variant
             if pack:
-                rows_proto = np.empty(1, dtype=x.dtype)  # (the type of with_rows' array)
-                entry = cpu_rb.compiled_at(site, cpu_rb.wv_kernel, args + (rows_proto,), (xf, wp, flat, rows_proto))
-                kernel, args, entry = cpu_rb.with_rows(cpu_rb.wv_kernel, args, nrows, entry=entry), (), None
+                kernel, args, entry = cpu_rb.with_rows(cpu_rb.wv_kernel, args, nrows, site=site), (), None
             else:
                 kernel, args = cpu_rb.wv_kernel, args + (None,)
-                entry = cpu_rb.compiled_at(site, kernel, args, (xf, wp, flat))
+                entry = cpu_rb.compiled_at(site, kernel, args)
             cpu_rb.parallel_tiles(kernel, args, ntiles, work, 1, None, entry)
             return epilogue
 
@@ -1101,7 +1099,7 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
     # (streaming stores: each group's channels a whole number of vectors in)
     streams = G == 1 or Fg * x.dtype.itemsize % cpu_simd.VBYTES == 0
     ntiles = cpu_rb.n_tiles(geo)
-    sites = ({}, {})
+    site = {}
 
     def launch(x, wg, flat, epilogue, wp=None):
         dtype = x.dtype
@@ -1120,8 +1118,7 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
             run = cpu_rb.by_panels(cpu_rb.cl_kernel, args, *given, NV, ntiles // NFB)
             cpu_rb.parallel_tiles(run, (), ntiles, work)
         else:
-            # (a site for each type of `stream`)
-            entry = cpu_rb.compiled_at(sites[stream is None], cpu_rb.cl_kernel, args, (xf, wp, flat, zrow, epi))
+            entry = cpu_rb.compiled_at(site, cpu_rb.cl_kernel, args)
             # (group, per_thread, entry)
             cpu_rb.parallel_tiles(cpu_rb.cl_kernel, args, ntiles, work, 1, CL_CHUNKS_PER_THREAD, entry)
         return rest
@@ -1189,7 +1186,7 @@ def _patch(x, wg, tile, NFB, writable, ops):
     pixels = B * D * H * W
     work = _work(pixels, NFB * tile.nvec * tile.lanes(x.dtype.itemsize), KD * KH * KW * C, (1, 1, 1), False)
     ntiles = cpu_patch.n_tiles(pixels)
-    sites = ({}, {})
+    site = {}
 
     def launch(x, wg, flat, epilogue, wp=None):
         if wp is None:
@@ -1201,7 +1198,7 @@ def _patch(x, wg, tile, NFB, writable, ops):
         stream = _streams(flat, ops, tile.nvec * tile.vbytes)
         xf = x.reshape(-1)
         args = (xf, wp, flat, geo, tile, epi, ep_code, stream)
-        entry = cpu_rb.compiled_at(sites[stream is None], cpu_patch.patch_cl, args, (xf, wp, flat, epi))
+        entry = cpu_rb.compiled_at(site, cpu_patch.patch_cl, args)
         cpu_rb.parallel_tiles(cpu_patch.patch_cl, args, ntiles, work, 1, None, entry)
         return rest
 
@@ -1322,10 +1319,8 @@ def _cf_bands(x, wg, out_spatial, strides, dilations, pads_before, trans, writab
     def launch(x, wg, flat, epilogue, wp=None):
         if wp is None:
             wp, _ = packed(wg, x.dtype)
-        xf, rows_proto = x.reshape(-1), np.empty(1, dtype=x.dtype)
-        args = (xf, wp, flat, geo, tile, wcols, True if trans else None)  # tr: a variant for transposes
-        entry = cpu_rb.compiled_at(site, cpu_cfband.cfband_kernel, args + (rows_proto,), (xf, wp, flat, rows_proto))
-        run = cpu_rb.with_rows(cpu_cfband.cfband_kernel, args, n, zeroed=False, entry=entry)
+        args = (x.reshape(-1), wp, flat, geo, tile, wcols, True if trans else None)  # tr: a variant for transposes
+        run = cpu_rb.with_rows(cpu_cfband.cfband_kernel, args, n, zeroed=False, site=site)
         # a band's channel blocks in one chunk: each chunk packs its bands again
         cpu_rb.parallel_tiles(run, (), ntiles, work, 1 if inner else NFB)
         return epilogue
@@ -1350,7 +1345,7 @@ def _depthwise_cl_vectors(x, wg, out_spatial, strides, dilations, pads_before):
         wb = _cl_vector_filters(wg, x.dtype, V)
         args = (np.ascontiguousarray(x).reshape(-1), wb.reshape(-1), flat, geo) + tiles
         # the compiled entry point: a small call skips the dispatcher's typing of the tiles
-        entry = cpu_rb.compiled_at(site, cpu_dw.depthwise_cl_vectors, args, args[:3])
+        entry = cpu_rb.compiled_at(site, cpu_dw.depthwise_cl_vectors, args)
         cpu_rb.parallel_tiles(cpu_dw.depthwise_cl_vectors, args, B * OD * OH,
                               16 * B * OD * OH * OW * C * KD * KH * KW, 1, None, entry)
         return epilogue
@@ -1385,9 +1380,7 @@ def _depthwise_cf(x, wg, out_spatial, strides, dilations, pads_before):
         wf = _memo(wg, ("dw-cf", dtype.str), lambda: _alloc.readonly(np.ascontiguousarray(
             wg.transpose(0, 5, 4, 1, 2, 3).reshape(C * M, KD, KH, KW), dtype=dtype)))
         args = (np.ascontiguousarray(x).reshape(-1), wf.reshape(-1), flat, geo, tile)
-        rows_proto = np.empty(1, dtype=dtype)
-        entry = cpu_rb.compiled_at(site, cpu_dw.depthwise_cf, args + (rows_proto,), args[:3] + (rows_proto,))
-        cpu_rb.parallel_tiles(cpu_rb.with_rows(cpu_dw.depthwise_cf, args, nbuf, entry=entry), (), B * C * OD,
+        cpu_rb.parallel_tiles(cpu_rb.with_rows(cpu_dw.depthwise_cf, args, nbuf, site=site), (), B * C * OD,
                               16 * B * OD * OH * OW * C * M * KD * KH * KW)
         return epilogue
 
@@ -1453,9 +1446,7 @@ def _depthwise_blocks(x, wg, out_spatial, strides, dilations, pads_before, chann
         else:
             wb = _cl_vector_filters(wg, dtype, V)
         args = (np.ascontiguousarray(x).reshape(-1), wb.reshape(-1), flat, geo, tile, lanes)
-        rows_proto = np.empty(1, dtype=dtype)
-        entry = cpu_rb.compiled_at(site, kernel, args + (rows_proto,), args[:3] + (rows_proto,))
-        cpu_rb.parallel_tiles(cpu_rb.with_rows(kernel, args, nbuf, entry=entry), (), B * NB * OD,
+        cpu_rb.parallel_tiles(cpu_rb.with_rows(kernel, args, nbuf, site=site), (), B * NB * OD,
                               16 * B * OD * OH * OW * C * M * KD * KH * KW)
         return epilogue
 
@@ -1527,7 +1518,7 @@ def _cf_gather(x, wg, out_spatial, strides, dilations, pads_before, writable):
     geo = tuple(int(v) for v in (B, C, D, H, W, F, OD, OH, OW, sd, sh, sw, dd, dh, dw, pd, ph, pw, NFB, OWP, NKW, BR))
     work = _work(B * OD * OH * OW, NFB * tile.rows, KD * KH * KW * C, strides, True)
     phases = (0,) * sw
-    expand_site, sites = {}, ({}, {})
+    expand_site, site = {}, {}
 
     def launch(x, wg, flat, epilogue, wp=None):
         dtype = x.dtype
@@ -1536,11 +1527,11 @@ def _cf_gather(x, wg, out_spatial, strides, dilations, pads_before, writable):
         E = _alloc.work(B * D * H * NKW * C * OWP, dtype)
         xf = x.reshape(-1)
         args = (xf, wt, geo, E, tile)
-        entry = cpu_rb.compiled_at(expand_site, cpu_cfgather.expand_rows, args, (xf, E))
+        entry = cpu_rb.compiled_at(expand_site, cpu_cfgather.expand_rows, args)
         cpu_rb.parallel_tiles(cpu_cfgather.expand_rows, args, B * D * H, COPY_WORK * E.size, 1, None, entry)
         stream = _streams(flat, OW, tile.nvec * tile.vbytes)  # (output rows of whole vectors)
         args = (E, wp, flat, dt, ht, woff, geo, tile, phases, stream)
-        entry = cpu_rb.compiled_at(sites[stream is None], cpu_cfgather.cfgather_kernel, args, (E, wp, flat))
+        entry = cpu_rb.compiled_at(site, cpu_cfgather.cfgather_kernel, args)
         cpu_rb.parallel_tiles(cpu_cfgather.cfgather_kernel, args, _ceil(B * OD * OH, BR) * NFB, work, 1, None, entry)
         return epilogue
 
@@ -1604,7 +1595,7 @@ def _pointwise_cf(x, wg, epilogue, out, key=None):
         if wp is None:
             wp, _ = packed(wg, x.dtype)
         args = (x.reshape(B, C, P), wp.reshape(NFB, C, tile.rows), flat.reshape(B, F, P), tile, group, pack)
-        entry = cpu_rb.compiled_at(site, cpu_pw.pointwise_cf, args, args[:3])
+        entry = cpu_rb.compiled_at(site, cpu_pw.pointwise_cf, args)
         cpu_rb.parallel_tiles(cpu_pw.pointwise_cf, args, B * _ceil(P, NJ), (C + 64) * F * B * P, 1, None, entry)
         return epilogue
 
@@ -1629,7 +1620,7 @@ def _short(x, wg, tile, out_spatial, strides, dilations, pads_before, writable, 
                                  NFB, ops, cols, cpu_rb.sum_group(KW, C)))
     work = _work(B * OD * OH * OW, NFB * tile.nvec * tile.lanes(x.dtype.itemsize), KD * KH * KW * C, strides, False)
     ntiles = cpu_short.n_tiles(geo)
-    sites = ({}, {})
+    site = {}
 
     def launch(x, wg, flat, epilogue, wp=None):
         if wp is None:
@@ -1638,7 +1629,7 @@ def _short(x, wg, tile, out_spatial, strides, dilations, pads_before, writable, 
         stream = _streams(flat, ops, tile.nvec * tile.vbytes)
         xf, zrow = x.reshape(-1), np.zeros(C * KW + 1, dtype=x.dtype)
         args = (xf, wp, flat, zrow, geo, tile, epi, ep_code, stream)
-        entry = cpu_rb.compiled_at(sites[stream is None], cpu_short.short_cl, args, (xf, wp, flat, zrow, epi))
+        entry = cpu_rb.compiled_at(site, cpu_short.short_cl, args)
         cpu_rb.parallel_tiles(cpu_short.short_cl, args, ntiles, work, 1, None, entry)
         return rest
 
@@ -1716,7 +1707,7 @@ def _short_cf(x, wg, out_spatial, strides, dilations, pads_before, writable, lin
                                  NFB, cols, whole))
     work = _work(B * OD * OH * OW, NFB * tile.rows, KD * KH * KW * C, strides, False)
     ntiles = cpu_short.n_tiles_cf(geo)
-    sites = ({}, {})
+    site = {}
 
     def launch(x, wg, flat, epilogue, wp=None):
         if wp is None:
@@ -1726,7 +1717,7 @@ def _short_cf(x, wg, out_spatial, strides, dilations, pads_before, writable, lin
         stream = _streams(flat, OW, V * isz) if cols % V == 0 else None
         xf = x.reshape(-1)
         args = (xf, wp, flat, steps, masks, geo, tile, stream)
-        entry = cpu_rb.compiled_at(sites[stream is None], cpu_short.short_cf, args, (xf, wp, flat))
+        entry = cpu_rb.compiled_at(site, cpu_short.short_cf, args)
         cpu_rb.parallel_tiles(cpu_short.short_cf, args, ntiles, work, 1, None, entry)
         return epilogue
 
@@ -1757,7 +1748,7 @@ def _pointwise(x, wg, epilogue, out, key=None):
         if wp is None:
             wp, _ = packed(wg, x.dtype)
         args = (np.ascontiguousarray(x).reshape(P, C), wp.reshape(NFB, C, tile.rows), flat.reshape(P, F), tile, fused)
-        entry = cpu_rb.compiled_at(site, cpu_pw.pointwise_cl, args, args[:3])
+        entry = cpu_rb.compiled_at(site, cpu_pw.pointwise_cl, args)
         cpu_rb.parallel_tiles(cpu_pw.pointwise_cl, args, P, (C + 64) * F * P, 1, None, entry)
         return epilogue
 

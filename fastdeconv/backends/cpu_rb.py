@@ -369,13 +369,14 @@ def compiled(kernel, args):
     return entry
 
 
-def compiled_at(site, kernel, args, varying):
-    """compiled(kernel, args) for a call site whose arguments are the same
-    objects on every call but for the arrays `varying`: remembered in the
-    site's dict by those arrays' flags (~0.5 us, where compiled's
+def compiled_at(site, kernel, args):
+    """compiled(kernel, args) for a call site (a remembered route's launch)
+    whose arguments other than its arrays are the same objects, or of the
+    same types, on every call: remembered in the site's dict by the arrays'
+    flags and the other arguments' types (~1 us, where compiled's
     fingerprint of every argument costs ~9 us for wv_kernel's 12); None
     before the kernel is compiled for them (its dispatcher compiles it)."""
-    key = tuple([a.flags.num for a in varying])
+    key = tuple([a.flags.num if type(a) is np.ndarray else type(a) for a in args])
     entry = site.get(key)
     if entry is None:
         entry = compiled(kernel, args)
@@ -1305,15 +1306,16 @@ def wv_kernel(x, wp, out, taps, geo, tile, pair, one_row, tail, in_place, xcl, x
                         out[o + l * P * osw] = buf[i * NJ + l]
 
 
-def with_rows(kernel, args, n, zeroed=True, entry=None):
+def with_rows(kernel, args, n, zeroed=True, site=None):
     """A tile-range function for parallel_tiles running wv_kernel (or
     cpu_cfband's kernel) on args with its own array of n elements for the
     packed input rows (`pack`), allocated per chunk of tiles: zeroed, or
-    (zeroed False) left for the kernel to zero what it reads. entry: as
-    parallel_tiles'."""
+    (zeroed False) left for the kernel to zero what it reads. site: None,
+    or the call site's dict for `compiled_at`."""
     x = args[0]
     # (typed as the array run passes: writable, unlike a read-only x's view)
-    kernel = entry or compiled(kernel, args + (np.empty(1, dtype=x.dtype),))
+    typed = args + (np.empty(1, dtype=x.dtype),)
+    kernel = (site is not None and compiled_at(site, kernel, typed)) or compiled(kernel, typed)
     alloc = np.zeros if zeroed else np.empty
 
     def run(t_begin, t_end):
