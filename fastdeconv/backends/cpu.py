@@ -1054,15 +1054,14 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
     panel_bytes = KD * KH * KW * Cg * NV * x.dtype.itemsize
     if patch:
         launch, wp = _patch(x, wg, tile, NFB, writable, ops)
-        return _launched(key if dest is None else None, launch, x, wg, flat, epilogue, (B, OD, OH, OW, F), False, wp,
-                         out if dest is not None else None)
+        # (out: where flat is the caller's channel slice; key is None then)
+        return _launched(key, launch, x, wg, flat, epilogue, (B, OD, OH, OW, F), False, wp, out)
     if (SHORT and not trans and G == 1 and (dw == 1 or SHORT_DILATED) and (tile.nvec == 2 or SHORT_ONE_VECTOR)
             and KD * KH * KW * Cg <= SHORT_MAX_TERMS and KD * KH <= cpu_short.MAX_TAP_ROWS):
         # (one vector of output channels: the 8-row tile, SHORT_ONE_VECTOR)
         short_tile = tile if tile.nvec == 2 else cpu_rb.cl_tile(1)
         launch, wp = _short(x, wg, short_tile, (OD, OH, OW), strides, dilations, pads_before, writable, ops)
-        return _launched(key if dest is None else None, launch, x, wg, flat, epilogue, (B, OD, OH, OW, F), False,
-                         wp, out if dest is not None else None)
+        return _launched(key, launch, x, wg, flat, epilogue, (B, OD, OH, OW, F), False, wp, out)
     fuse = int(FUSE_KW and not trans and dw == 1 and G == 1)
     # the kernel's own tile (cpu_rb.CL_WIDE_ROWS); the packed filters depend
     # only on the vectors per row: packed for `tile`, shared
@@ -1124,8 +1123,8 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
         return rest
 
     # (FB_PANEL: `given`, the caller's filters, is this call's)
-    return _launched(key if dest is None and fb_order != cpu_rb.FB_PANEL else None, launch, x, wg, flat, epilogue,
-                     (B, OD, OH, OW, G * Fg), False, None, out if dest is not None else None)
+    return _launched(key if fb_order != cpu_rb.FB_PANEL else None, launch, x, wg, flat, epilogue,
+                     (B, OD, OH, OW, G * Fg), False, None, out)
 
 
 # cl_kernel's chunks of tiles per thread where its filters are packed
