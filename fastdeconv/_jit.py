@@ -30,6 +30,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numba  # noqa: E402
 from numba.core import typed_passes, untyped_passes  # noqa: E402
+from numba.core.caching import FunctionCache  # noqa: E402
 from numba.core.compiler import CompilerBase, DefaultPassBuilder  # noqa: E402
 
 FASTMATH = {"contract"}
@@ -60,6 +61,25 @@ class LeanPipeline(CompilerBase):
         return [pm]
 
 
+class CacheWithoutRefresh(FunctionCache):
+    """Numba's on-disk cache of a kernel, loaded without first refreshing the
+    typing and target contexts. Numba refreshes them before every cache
+    load: once per process, it imports its NumPy, random, typed-container
+    and other implementations and installs their 250 registries (0.17-0.2
+    s, half of a first call served from the cache; benchmarks/NOTES.md
+    section 123). Loading machine code needs none of them, only the NRT's
+    symbols, which an allocating kernel links against. A kernel that is not
+    in the cache is compiled as before, and Numba's compiler refreshes the
+    contexts then."""
+
+    def load_overload(self, sig, target_context):
+        from numba.core.runtime import rtsys
+
+        rtsys.initialize(target_context)
+        with self._guard_against_spurious_io_errors():
+            return self._load_overload(sig, target_context)
+
+
 def serial_kernel(fn, nrt=False):
     """A serial, cached kernel that releases the GIL, compiled on the
     LeanPipeline. nrt: the kernel allocates arrays (`allocating_kernel`).
@@ -67,8 +87,10 @@ def serial_kernel(fn, nrt=False):
     for the tuples of accumulator vectors at every assignment: cl_kernel's
     LLVM IR before optimization 8206 -> 6187 lines, its cold compile
     ~0.05-0.1 s less."""
-    return numba.njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy", _nrt=nrt,
-                      pipeline_class=LeanPipeline)(fn)
+    kernel = numba.njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy", _nrt=nrt,
+                        pipeline_class=LeanPipeline)(fn)
+    kernel._cache = CacheWithoutRefresh(fn)
+    return kernel
 
 
 def allocating_kernel(fn):
