@@ -39,7 +39,7 @@ import functools
 import numpy as np
 
 from .._jit import serial_kernel
-from .cpu_rb import ROW_SCRATCH_BYTES, sum_group
+from .cpu_rb import ROW_SCRATCH_BYTES, _max, _min, sum_group
 from .cpu_simd import (addr, itemsize, scratch, tile_dims, tile_part_rows, vcopyn, vrun, vstore_every2, vtadd,
                        vtranspose_block, vtstore_planes, vtzero)
 
@@ -397,8 +397,8 @@ def cfband_kernel(x, wp, out, geo, tile, wcols, tr, xin, t_begin, t_end):
                         continue  # packed for the last output plane
                     held[ks] = i_d
                 # the rows inside the input: [r_lo, r_hi)
-                r_lo = min(max(-row0, 0), nrow)
-                r_hi = max(min(H - row0, nrow), r_lo)
+                r_lo = _min(_max(-row0, 0), nrow)
+                r_hi = _max(_min(H - row0, nrow), r_lo)
                 for rr in range(nrow):
                     if rr < r_lo or rr >= r_hi:
                         d0 = j * IMG + (ks * rpb + rr) * slot
@@ -461,8 +461,8 @@ def cfband_kernel(x, wp, out, geo, tile, wcols, tr, xin, t_begin, t_end):
                 ll = 0
                 for i in range(RB):
                     lo = lo0 + m * SH
-                    lf = min(lf, lo)
-                    ll = max(ll, lo)
+                    lf = _min(lf, lo)
+                    ll = _max(ll, lo)
                     ow = wcols[cbase + c0g + cc]
                     # the packed row and column its first tap reads (a
                     # transpose's: a tap with k * d = phase; its row is

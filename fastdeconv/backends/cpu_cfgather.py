@@ -36,6 +36,7 @@ import functools
 import numpy as np
 
 from .._jit import serial_kernel
+from .cpu_rb import _max, _min
 from .cpu_simd import Tile, addr, itemsize, scratch, sfence, tile_dims, vrun_lanes, vtstore_stream, vtzero, vzip2
 
 
@@ -129,12 +130,12 @@ def expand_rows(x, wt, geo, E, tile, t_begin, t_end):
                     n = OWP // 2
                     ie = (pw - ke * dw) // 2
                     io = (1 + pw - ko * dw) // 2
-                    e0 = min(n, max(0, -ie))
-                    e1 = max(e0, min(n, W - ie))
-                    o0 = min(n, max(0, -io))
-                    o1 = max(o0, min(n, W - io))
-                    m0 = max(e0, o0)
-                    m1 = max(m0, min(e1, o1))
+                    e0 = _min(n, _max(0, -ie))
+                    e1 = _max(e0, _min(n, W - ie))
+                    o0 = _min(n, _max(0, -io))
+                    o1 = _max(o0, _min(n, W - io))
+                    m0 = _max(e0, o0)
+                    m1 = _max(m0, _min(e1, o1))
                     vzip2(E, tile, ea + (dst + 2 * m0) * isz, xa + (src + ie + m0) * isz,
                           xa + (src + io + m0) * isz, m1 - m0)
                     # the columns before and after: one phase inside, or neither
@@ -150,8 +151,8 @@ def expand_rows(x, wt, geo, E, tile, t_begin, t_end):
                     ow0 = (q - pw) % sw
                     n = (OWP - ow0 + sw - 1) // sw
                     iw0 = (ow0 + pw - kw * dw) // sw
-                    m0 = min(n, max(0, -iw0))
-                    m1 = max(m0, min(n, W - iw0))
+                    m0 = _min(n, _max(0, -iw0))
+                    m1 = _max(m0, _min(n, W - iw0))
                     if kw < 0:
                         m0 = n
                         m1 = n
@@ -205,7 +206,7 @@ def cfgather_kernel(E, wp, out, dt, ht, woff, geo, tile, period, stream, t_begin
             nkh += ht[ch, ikh] >= 0
         w0 = addr(wp) + woff[cd * sh + ch] * isz + fb * nkd * nkh * tap_bytes
         f0 = fb * FR
-        nf = min(FR, F - f0)
+        nf = _min(FR, F - f0)
         ob = (b * F + f0) * plane + (od * OH + oh) * OW
         for j0 in range(0, OW, NJ):
             acc = vtzero(out, tile)

@@ -57,7 +57,7 @@ def depthwise_cl(x, w, out, geo, r_begin, r_end):
             total[:] = 0
             for g0 in range(0, KD * KH, gs):
                 part[:] = 0
-                for t in range(g0, min(g0 + gs, KD * KH)):
+                for t in range(g0, _min(g0 + gs, KD * KH)):
                     kd, kh = t // KH, t % KH
                     i_d = od * sd - pd + kd * dd
                     i_h = oh * sh - ph + kh * dh

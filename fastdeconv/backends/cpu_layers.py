@@ -22,7 +22,7 @@ import numpy as np
 
 from .. import _alloc
 from .._jit import allocating_kernel, helper, serial_kernel
-from .cpu_rb import parallel_tiles
+from .cpu_rb import _max, _min, parallel_tiles
 from .cpu_simd import VBYTES, addr, exp_inplace, itemsize, prefetch, scratch, vloadn, vmaxnan, vsplat, vstoren
 
 # Activation codes of `epilogue` (softmax is not elementwise; see layers).
@@ -246,9 +246,9 @@ def _act_exp(y, code, alpha):
         p = scratch(0.0, EXP_SCRATCH_BYTES)
     for lo in range(0, y.shape[0], EXP_BLOCK):
         if code == 9:
-            _gelu_block(y[lo:min(lo + EXP_BLOCK, y.shape[0])], e, z2, p)
+            _gelu_block(y[lo:_min(lo + EXP_BLOCK, y.shape[0])], e, z2, p)
         else:
-            _act_exp_block(y[lo:min(lo + EXP_BLOCK, y.shape[0])], code, alpha, e)
+            _act_exp_block(y[lo:_min(lo + EXP_BLOCK, y.shape[0])], code, alpha, e)
 
 
 # Channels-last epilogue tiles: whole rows, about EPILOGUE_TILE elements, with
@@ -298,7 +298,7 @@ def _epilogue_flat(y, b, a, t, code, alpha, t_begin, t_end):
     L = b.shape[0]
     for k in range(t_begin, t_end):
         lo = k * L
-        hi = min(lo + L, y.shape[0])
+        hi = _min(lo + L, y.shape[0])
         _affine_act(y[lo:hi], b[:hi - lo], a[:hi - lo], t[:hi - lo], code, alpha)
 
 
@@ -395,7 +395,7 @@ def _softmax_rows(y, b, a, t, t_begin, t_end):
     isz = itemsize(y)
     for k in range(t_begin, t_end):
         r0 = k * rows
-        r1 = min(r0 + rows, n)
+        r1 = _min(r0 + rows, n)
         if C == 2:
             # two classes (segmentation heads): the same operations without
             # the loops over C, 2-3x faster
@@ -457,7 +457,7 @@ def _concat2_rows(a, b, out, t_begin, t_end):
     cb = b.shape[1]
     rows = CONCAT_ROWS
     for k in range(t_begin, t_end):
-        for r in range(k * rows, min(k * rows + rows, n)):
+        for r in range(k * rows, _min(k * rows + rows, n)):
             for c in range(ca):
                 out[r, c] = a[r, c]
             for c in range(cb):
@@ -486,7 +486,7 @@ def concat_last(xs):
 def _window(o, k, s, p, n):
     """[lo, hi) of the input rows that output o's window covers, clipped."""
     start = o * s - p
-    return max(start, 0), min(start + k, n)
+    return _max(start, 0), _min(start + k, n)
 
 
 def pixel_stride(x):

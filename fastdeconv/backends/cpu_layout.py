@@ -11,6 +11,7 @@ vectors along the positions (benchmarks/NOTES.md section 78).
 """
 
 from .._jit import serial_kernel
+from .cpu_rb import _min
 from .cpu_simd import addr, itemsize, tile_dims, vtranspose_over
 
 
@@ -39,10 +40,10 @@ def to_channels_first(src, dst, tile, t_begin, t_end):
     for t in range(t_begin, t_end):
         b = t // nt
         s0 = (t % nt) * SB
-        s1 = min(S, s0 + SB)
+        s1 = _min(S, s0 + SB)
         whole = s0 + (s1 - s0) // V * V  # end of the whole blocks
         for c0 in range(0, C, V):
-            n = min(V, C - c0)
+            n = _min(V, C - c0)
             for s in range(s0, whole, V):
                 p = sa + ((b * S + s) * C + c0) * isz
                 q = da + ((b * C + c0) * S + s) * isz

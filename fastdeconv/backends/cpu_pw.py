@@ -27,6 +27,7 @@ from zero, fused multiply-adds; the register-blocked kernels' order for a
 
 from .._jit import serial_kernel
 from . import cpu_simd
+from .cpu_rb import _max, _min
 from .cpu_simd import (Tile, addr, itemsize, scratch, tile_dims, tile_rows, vcopyn, vrun_cols, vrun_cols_whole,
                        vrun_transposed,
                        vtadd, vtload, vtranspose_block, vtranspose_over, vtstore, vtzero, vzip2)
@@ -120,7 +121,7 @@ def pointwise_cl(x, wp, out, tile, fused, p_begin, p_end):
         for j in range(NW):
             for c0 in range(c1, C, V):
                 vtranspose_over(out, tile, xta + ((c0 - c1) * NJ + j * V) * isz, xa + ((p + j * V) * C + c0) * isz,
-                                C * isz, NJ * isz, min(V, C - c0), xend)
+                                C * isz, NJ * isz, _min(V, C - c0), xend)
         for fb in range(NFB):
             accs = vtzero(out, tile)
             if KC > 0:
@@ -240,15 +241,15 @@ def pointwise_cf(x, wp, out, tile, group, pack, t_begin, t_end):
     ng = (C + group - 1) // group
     span = t_end - t_begin
     if ng > 1:
-        span = max(1, PW_CF_SPAN_POSITIONS // NJ)
+        span = _max(1, PW_CF_SPAN_POSITIONS // NJ)
     if NFB > 1:
-        span = min(span, max(1, PW_CF_INPUT_SPAN_BYTES // (C * NJ * isz)))
+        span = _min(span, _max(1, PW_CF_INPUT_SPAN_BYTES // (C * NJ * isz)))
     # a span's whole tiles, tile-major: C rows of NJ positions each
     xp = scratch(out, PW_CF_INPUT_SPAN_BYTES)
     xpa = addr(xp)
     pack = pack and ng == 1 and NFB > 1 and span * C * NJ * isz <= PW_CF_INPUT_SPAN_BYTES
     for t0 in range(t_begin, t_end, span):
-        t1 = min(t_end, t0 + span)
+        t1 = _min(t_end, t0 + span)
         if pack:
             # a plane's run of the span at a time: one stream read ahead
             # by the hardware, not C streams a tile apart
@@ -265,7 +266,7 @@ def pointwise_cf(x, wp, out, tile, group, pack, t_begin, t_end):
             nf = FR if FR < F - f0 else F - f0
             for g in range(ng):
                 c0 = g * group
-                nc = min(group, C - c0)
+                nc = _min(group, C - c0)
                 q = wa + (fb * C + c0) * FR * isz
                 for t in range(t0, t1):
                     b = t // nb

@@ -50,6 +50,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
+from numba.core import types
+from numba.extending import intrinsic
 
 from .. import _alloc
 from .._jit import helper, serial_kernel
@@ -74,11 +76,42 @@ def _ceil(a, b):
     return -(-a // b)
 
 
-@helper
-def _min(a, b):
-    """min of two numbers (the builtin compiles a separate function per
-    argument type: ~40 ms of every kernel's cold compile)."""
-    return a if a < b else b
+def _int_select(pred):
+    """An intrinsic choosing one of two integers by pred(builder, a, b) on
+    their common type: `_min` and `_max`. The builtins compile a function
+    of their own per argument types (20-40 ms of a kernel's cold compile),
+    and a helper's IR is inlined, typed and lowered at every call site
+    (expand_rows has 15)."""
+
+    def typer(typingctx, a, b):
+        if not (isinstance(a, types.Integer) and isinstance(b, types.Integer)):
+            return None
+        ty = typingctx.unify_pairs(a, b)
+        if not isinstance(ty, types.Integer):
+            return None
+
+        def codegen(context, builder, sig, args):
+            x = context.cast(builder, args[0], sig.args[0], ty)
+            y = context.cast(builder, args[1], sig.args[1], ty)
+            return builder.select(pred(builder, ty.signed, x, y), x, y)
+
+        return ty(a, b), codegen
+
+    return typer
+
+
+@intrinsic
+def _min(typingctx, a, b):
+    """min of two integers (in Python's order: a where they are equal)."""
+    return _int_select(lambda bld, signed, x, y: bld.icmp_signed("<=", x, y) if signed
+                       else bld.icmp_unsigned("<=", x, y))(typingctx, a, b)
+
+
+@intrinsic
+def _max(typingctx, a, b):
+    """max of two integers (a where they are equal)."""
+    return _int_select(lambda bld, signed, x, y: bld.icmp_signed(">=", x, y) if signed
+                       else bld.icmp_unsigned(">=", x, y))(typingctx, a, b)
 
 
 SUM_GROUP_TERMS = 256
@@ -1037,7 +1070,7 @@ def wv_kernel(x, wp, out, taps, geo, tile, pair, one_row, tail, in_place, xcl, x
     KS = KH
     if tail is not None:
         KS += TP  # (H stride 1)
-    reuse = one_row is not None and dh == 1 and max(KD, ND) * KS <= WV_SLOTS
+    reuse = one_row is not None and dh == 1 and _max(KD, ND) * KS <= WV_SLOTS
     pairs_on = False
     if tail is not None:
         pairs_on = (TP != 0) & reuse  # (&, not `and`: fewer blocks to type)
@@ -1059,7 +1092,7 @@ def wv_kernel(x, wp, out, taps, geo, tile, pair, one_row, tail, in_place, xcl, x
     packed = -1
     zslot = 0  # a slot of zeros after the others: a tail pair's tap that one of its rows lacks
     if tail is not None:
-        zslot = addr(xin) + max(KD, ND) * KS * slot_bytes
+        zslot = addr(xin) + _max(KD, ND) * KS * slot_bytes
     # two output rows per tile (pair): the paired axis as 0/1 per digit;
     # the second row's output offset; bytes between a tile's vectors; the
     # taps a tile runs along D and H: its row's, or those either row of a

@@ -1,0 +1,85 @@
+"""The kernels' compiler pipeline (fastdeconv._jit) and scalar intrinsics
+compute what Numba and Python do: integer `//` and `%` (`floor_divmod`,
+no branches) against Numba's lowering of the same function, on every
+sign, zero divisors and the overflowing quotient, for each signed width;
+`cpu_rb._min` and `_max` against the builtins."""
+
+import numba
+import numpy as np
+import pytest
+
+from fastdeconv import _jit
+from fastdeconv.backends import cpu_rb
+
+
+def _divmod_all(a, b, q, r, scale, t_begin, t_end):
+    for i in range(t_begin, t_end):
+        q[i] = a[i] // b[i]
+        r[i] = a[i] % b[i]
+        # a literal divisor, and `//=` / `%=` (inplace_binop)
+        x = a[i]
+        x //= 3
+        y = a[i]
+        y %= -7
+        scale[i] = x + y + a[i] // 2 - a[i] % 4
+
+
+def _operands(dtype):
+    info = np.iinfo(dtype)
+    edge = np.array([info.min, info.min + 1, -7, -3, -2, -1, 0, 1, 2, 3, 7, info.max - 1, info.max], dtype)
+    rng = np.random.default_rng(0)
+    rand = rng.integers(info.min, info.max, 200, dtype=dtype, endpoint=True)
+    small = rng.integers(-20, 21, 200).astype(dtype)
+    a = np.concatenate([np.repeat(edge, edge.size), rand, small, small])
+    b = np.concatenate([np.tile(edge, edge.size), small, rand, small[::-1]])
+    return a, b
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.int16, np.int32, np.int64])
+def test_integer_floor_division_matches_numbas(dtype, monkeypatch):
+    a, b = _operands(dtype)
+    lowered = []
+
+    def spy(*args):
+        lowered.append(1)
+        return floor_divmod(*args)
+
+    floor_divmod = _jit.floor_divmod
+    monkeypatch.setattr(_jit, "floor_divmod", spy)
+    # (not cached: each run lowers it)
+    ours = numba.njit(error_model="numpy", pipeline_class=_jit.LeanPipeline)(_divmod_all)
+    theirs = numba.njit(error_model="numpy")(_divmod_all)
+    outs = []
+    for f in (ours, theirs):
+        q, r, s = np.empty_like(a), np.empty_like(a), np.empty(a.size, np.int64)
+        f(a, b, q, r, s, 0, a.size)
+        outs.append((q, r, s))
+    for mine, ref, what in zip(outs[0], outs[1], ("quotient", "remainder", "literal and in-place")):
+        bad = np.flatnonzero(mine != ref)
+        assert bad.size == 0, f"{what} differs for a={a[bad[:5]]}, b={b[bad[:5]]}: {mine[bad[:5]]} != {ref[bad[:5]]}"
+    # every // and % of the function took the branchless lowering
+    assert len(lowered) == 6
+
+
+def _min_max_all(a, b, lo, hi, mixed, t_begin, t_end):
+    for i in range(t_begin, t_end):
+        lo[i] = _min(a[i], b[i])
+        hi[i] = _max(a[i], b[i])
+        # an int32 against an int64, and literals
+        mixed[i] = _max(np.int32(a[i] % 1000), b[i] // 3) + _min(a[i], 5) - _max(0, b[i])
+
+
+_min = cpu_rb._min
+_max = cpu_rb._max
+
+
+def test_integer_min_and_max_match_the_builtins():
+    a, b = _operands(np.int64)
+    kernel = _jit.serial_kernel(_min_max_all)
+    lo, hi, mixed = np.empty_like(a), np.empty_like(a), np.empty_like(a)
+    kernel(a, b, lo, hi, mixed, 0, a.size)
+    assert lo.tolist() == [min(x, y) for x, y in zip(a.tolist(), b.tolist())]
+    assert hi.tolist() == [max(x, y) for x, y in zip(a.tolist(), b.tolist())]
+    expect = [max(int(np.int32(x % 1000)), y // 3) + min(x, 5) - max(0, y) for x, y in zip(a.tolist(), b.tolist())]
+    # (int64 wraparound, as the kernel computes)
+    assert mixed.tolist() == [(e + 2**63) % 2**64 - 2**63 for e in expect]
