@@ -24,14 +24,18 @@ process that ran Numba parallel code before importing fastdeconv, the
 caller's setting stands).
 """
 
+import contextlib
+import glob
 import operator
 import os
+import time
+import uuid
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numba  # noqa: E402
 from numba.core import lowering, typed_passes, types, untyped_passes  # noqa: E402
-from numba.core.caching import FunctionCache  # noqa: E402
+from numba.core.caching import FunctionCache, IndexDataCacheFile  # noqa: E402
 from numba.core.compiler import CompilerBase, DefaultPassBuilder  # noqa: E402
 from numba.core.compiler_machinery import register_pass  # noqa: E402
 
@@ -115,16 +119,74 @@ class LeanPipeline(CompilerBase):
         return [pm]
 
 
-class CacheWithoutRefresh(FunctionCache):
-    """Numba's on-disk cache of a kernel, loaded without first refreshing the
-    typing and target contexts. Numba refreshes them before every cache
-    load: once per process, it imports its NumPy, random, typed-container
-    and other implementations and installs their 250 registries (0.17-0.2
-    s, half of a first call served from the cache; benchmarks/NOTES.md
-    section 123). Loading machine code needs none of them, only the NRT's
-    symbols, which an allocating kernel links against. A kernel that is not
-    in the cache is compiled as before, and Numba's compiler refreshes the
-    contexts then."""
+@contextlib.contextmanager
+def _file_lock(path):
+    """An exclusive lock on the file `path` (created if missing) between
+    processes, where the platform has fcntl; elsewhere none."""
+    try:
+        import fcntl
+    except ImportError:  # (Windows: unique data names still keep entries apart)
+        yield
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # (releases the lock)
+
+
+class ProcessSafeCacheFile(IndexDataCacheFile):
+    """Numba's index and data files of one kernel's cache, safe when several
+    processes compile its variants at once (workers of a service, or of a
+    test run, starting on an empty cache). Numba's `save` reads the index,
+    names the new variant's data file by its position in it and writes
+    both: two processes saving different variants together both pick the
+    same name, the index keeps one entry and the data file possibly the
+    other variant, which a later process loads for the wrong signature
+    (numba/numba#4807). Here each data file gets a name of its own and is
+    written before its entry, which is added to the index re-read under a
+    lock. Data files no entry names, from other source versions or
+    replaced, are removed once an hour old (a file just written waits for
+    its entry only while its writer takes the lock)."""
+
+    STALE_SECONDS = 3600
+
+    def save(self, key, data):
+        name = f"{self._index_name[:-len('.nbi')]}.{uuid.uuid4().hex[:16]}.nbc"
+        self._save_data(name, data)
+        with _file_lock(self._index_path + ".lock"):
+            overloads = self._load_index()
+            overloads[key] = name
+            self._save_index(overloads)
+            kept = set(overloads.values())
+        now = time.time()
+        for path in glob.glob(os.path.join(glob.escape(self._cache_path), glob.escape(self._index_name[:-4]) + ".*.nbc")):
+            if os.path.basename(path) not in kept:
+                with contextlib.suppress(OSError):
+                    if now - os.path.getmtime(path) > self.STALE_SECONDS:
+                        os.remove(path)
+
+
+class KernelCache(FunctionCache):
+    """Numba's on-disk cache of a kernel, with two changes.
+
+    Loaded without first refreshing the typing and target contexts. Numba
+    refreshes them before every cache load: once per process, it imports
+    its NumPy, random, typed-container and other implementations and
+    installs their 250 registries (0.17-0.2 s, half of a first call served
+    from the cache; benchmarks/NOTES.md section 123). Loading machine code
+    needs none of them, only the NRT's symbols, which an allocating kernel
+    links against. A kernel that is not in the cache is compiled as before,
+    and Numba's compiler refreshes the contexts then.
+
+    Saved through a ProcessSafeCacheFile."""
+
+    def __init__(self, py_func):
+        super().__init__(py_func)
+        self._cache_file = ProcessSafeCacheFile(cache_path=self._cache_path,
+                                                filename_base=self._impl.filename_base,
+                                                source_stamp=self._impl.locator.get_source_stamp())
 
     def load_overload(self, sig, target_context):
         from numba.core.runtime import rtsys
@@ -143,7 +205,7 @@ def serial_kernel(fn, nrt=False):
     ~0.05-0.1 s less."""
     kernel = numba.njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy", _nrt=nrt,
                         pipeline_class=LeanPipeline)(fn)
-    kernel._cache = CacheWithoutRefresh(fn)
+    kernel._cache = KernelCache(fn)
     return kernel
 
 

@@ -1,15 +1,20 @@
 """Kernels served from Numba's on-disk cache in a new process
-(`_jit.CacheWithoutRefresh`): the same bits as when they were compiled,
-every kernel a cache hit, loaded without Numba's context refresh, and a
-Numba function compiled after them still compiles (the refresh then
-happens where Numba's compiler needs it)."""
+(`_jit.KernelCache`): the same bits as when they were compiled, every
+kernel a cache hit, loaded without Numba's context refresh, and a Numba
+function compiled after them still compiles (the refresh then happens
+where Numba's compiler needs it). Processes saving variants of one kernel
+at once keep every entry, each with its own data
+(`_jit.ProcessSafeCacheFile`)."""
 
 import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
+
+from fastdeconv import _jit
 
 CHILD = r"""
 import json, sys
@@ -64,3 +69,23 @@ def test_cached_kernels_load_in_a_new_process_without_numbas_refresh(tmp_path):
         assert sorted(a.files) == sorted(b.files) == ["conv3d", "group_norm", "patch_cf"]
         for k in a.files:
             assert a[k].tobytes() == b[k].tobytes(), k
+
+
+def test_processes_saving_variants_together_keep_every_entry_and_its_data(tmp_path):
+    """Four processes save 40 entries each into one index, started
+    together: Numba's own index file loses entries and maps some to
+    another process's data here."""
+    writers, count = 4, 40
+    go = tmp_path / "go"
+    procs = [subprocess.Popen([sys.executable, str(Path(__file__).with_name("_cache_writer.py")), str(tmp_path),
+                               str(w), str(count), str(go)], stderr=subprocess.PIPE, text=True)
+             for w in range(writers)]
+    go.touch()
+    for p in procs:
+        assert p.wait(timeout=300) == 0, p.stderr.read()[-3000:]
+    cache = _jit.ProcessSafeCacheFile(cache_path=str(tmp_path), filename_base="kernel-1.py311",
+                                      source_stamp=("stamp", 1))
+    for w in range(writers):
+        for i in range(count):
+            assert cache.load(("key", w, i)) == ("data", w, i), (w, i)
+    assert len(list(tmp_path.glob("kernel-1.py311.*.nbc"))) == writers * count
