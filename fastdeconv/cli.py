@@ -494,6 +494,7 @@ Peers run on their native layout; fastdeconv-cuda times device arrays in and out
 WARMUP_EXAMPLES = """examples:
   fastdeconv warmup                        # float32 and float64, both layouts, the layers' kernels
   fastdeconv warmup --dtypes float32 --layouts NDHWC --no-layers
+  fastdeconv warmup --jobs 4                # four processes compiling at once
 
 Afterwards every first call of a CPU op or layer, in any process, loads its kernel
 from the cache (~0.2 s) instead of compiling it (0.5-2.5 s), whatever the shapes.
@@ -509,7 +510,7 @@ def cmd_warmup(a, out):
     layouts = [f.strip() for f in a.layouts.split(",") if f.strip()]
     log = None if a.quiet else (lambda label, seconds: out.write(f"{seconds:6.2f} s  {label}\n"))
     try:
-        seconds = warmup.warmup(dtypes, layouts, layers=not a.no_layers, progress=log)
+        seconds = warmup.warmup(dtypes, layouts, layers=not a.no_layers, progress=log, jobs=a.jobs)
     except ValueError as e:
         raise UsageError(str(e)) from None
     out.write(f"warmup: {seconds:.1f} s ({','.join(dtypes)}; {','.join(layouts)}"
@@ -568,6 +569,8 @@ def build_parser():
                         "channels-first (NCDHW, NCHW, NCW, channels_first); each family runs the same kernels "
                         "(default: NDHWC,NCDHW)")
     p.add_argument("--no-layers", action="store_true", help="only the convolution kernels")
+    p.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="processes sharing the calls, each compiling on one core (default 1)")
     p.add_argument("--quiet", action="store_true", help="only the summary line")
     p.set_defaults(func=cmd_warmup)
     return parser

@@ -10,8 +10,11 @@ request. `warmup()` makes small calls that reach every variant of the
 chosen dtypes and layouts, so that afterwards every first call, in this
 process or a new one, at most loads its kernel from the cache (~0.2 s).
 
-    python -m fastdeconv warmup [--dtypes float32,float64] [--layouts NDHWC,NCDHW] [--no-layers]
-    fastdeconv.warmup.warmup(dtypes=("float32",), layouts=("NHWC",))
+    python -m fastdeconv warmup [--dtypes float32,float64] [--layouts NDHWC,NCDHW] [--no-layers] [--jobs N]
+    fastdeconv.warmup.warmup(dtypes=("float32",), layouts=("NHWC",), jobs=2)
+
+Compiling is single-threaded: `jobs` processes share the calls and compile
+into the one cache at once (benchmarks/NOTES.md section 126).
 
 Run it once where the package is installed (a container image's build, a
 deployment step): the cache lives next to the package's sources, or in
@@ -19,6 +22,8 @@ NUMBA_CACHE_DIR when that is set, and is specific to the CPU model.
 """
 
 import contextlib
+import subprocess
+import sys
 import time
 
 import numba
@@ -289,50 +294,120 @@ def _streams():
     return cpu.STREAM_STORES
 
 
-def warmup(dtypes=DTYPES, layouts=LAYOUTS, layers=True, progress=None):
-    """Compile (or load from the cache) every CPU kernel variant for these
-    dtypes (float32, float64; float16 runs the float32 kernels) and data
-    formats (channels-last "NDHWC", "NHWC", "NWC" or "channels_last", and
-    their channels-first counterparts: each family runs the same kernels),
-    and with `layers` the layer kernels. progress: None, or a function
-    called with each call's label and its seconds. Returns the seconds
-    taken. Raises ValueError for an unknown dtype or format, before any
-    work."""
-    kinds = []
-    for d in dtypes:
-        kinds.append(_dtype(d))
+def _checked(dtypes, layouts):
+    """The kernels' dtypes and layout families of warmup's arguments; a
+    ValueError for an unknown one."""
+    kinds = [_dtype(d) for d in dtypes]
     formats = []
     for f in layouts:
         if f not in _LAYOUTS:
             raise ValueError(f"warmup: data format {f!r}: expected one of {', '.join(_LAYOUTS)}")
         formats.append(_LAYOUTS[f])
-    kinds = list(dict.fromkeys(kinds))
-    formats = list(dict.fromkeys(formats))
-    t0 = time.perf_counter()
-    # one thread: the calls then take every variant whatever the thread
-    # count (packed rows need enough output rows per thread)
+    return list(dict.fromkeys(kinds)), list(dict.fromkeys(formats))
+
+
+# calls per block: warmup(jobs=N) gives each process a run of consecutive
+# blocks, as consecutive calls often reach the same variants, which two
+# processes would both compile (float32 channels-last on 2 processes: 44 s
+# of CPU time in two runs of calls, 70 s with the calls dealt out one each,
+# 84 s with blocks of 6 dealt out as each process became free; 50 s in one
+# process)
+BLOCK_CALLS = 6
+
+
+def _blocks(kinds, formats, layers):
+    """warmup's calls in blocks: (label prefix, dtype's layout family, calls
+    of up to BLOCK_CALLS) in order."""
+    blocks = []
+    for dt in kinds:
+        for f in formats:
+            cf = f == "NCDHW"
+            calls = _conv_calls(dt, cf) + (_layer_calls(dt, cf) + _model_calls(dt, cf) if layers else [])
+            for i in range(0, len(calls), BLOCK_CALLS):
+                blocks.append((f"{dt.name} {f}", dt, calls[i:i + BLOCK_CALLS]))
+    return blocks
+
+
+def _run_block(block, progress):
+    """One block's calls on one thread (the calls then take every variant
+    whatever the thread count: packed rows need enough output rows per
+    thread), then again with streaming stores forced: the streaming
+    variants of the channels-last kernels (large results:
+    cpu.STREAM_STORES; channels-first calls of one input pixel run them
+    too)."""
+    name, dt, calls = block
     threads = numba.get_num_threads()
     numba.set_num_threads(1)
     try:
-        for dt in kinds:
-            for f in formats:
-                cf = f == "NCDHW"
-                calls = _conv_calls(dt, cf) + (_layer_calls(dt, cf) + _model_calls(dt, cf) if layers else [])
-                for label, call in calls:
-                    t = time.perf_counter()
+        for label, call in calls:
+            t = time.perf_counter()
+            call()
+            if progress is not None:
+                progress(f"{dt.name} {label}", time.perf_counter() - t)
+        if _streams():
+            t = time.perf_counter()
+            with forced_streaming():
+                for _, call in calls:
                     call()
-                    if progress is not None:
-                        progress(f"{dt.name} {label}", time.perf_counter() - t)
-                if _streams():
-                    # the streaming variants of the channels-last kernels
-                    # (large results: cpu.STREAM_STORES), on the same calls
-                    # (channels-first ones of one input pixel run them too)
-                    t = time.perf_counter()
-                    with forced_streaming():
-                        for _, call in calls:
-                            call()
-                    if progress is not None:
-                        progress(f"{dt.name} {f} calls, streaming stores", time.perf_counter() - t)
+            if progress is not None:
+                progress(f"{name} calls {calls[0][0]}..., streaming stores", time.perf_counter() - t)
     finally:
         numba.set_num_threads(threads)
+
+
+# a worker of warmup(jobs=N), given KINDS FORMATS LAYERS FIRST END: runs
+# blocks [FIRST, END), printing "seconds<TAB>label" per call
+_WORKER = """
+import sys
+from fastdeconv import warmup
+blocks = warmup._blocks([warmup._dtype(k) for k in sys.argv[1].split(",")], sys.argv[2].split(","),
+                        sys.argv[3] == "1")
+for block in blocks[int(sys.argv[4]):int(sys.argv[5])]:
+    warmup._run_block(block, lambda label, s: print(f"{s}\t{label}", flush=True))
+"""
+
+
+def _in_processes(kinds, formats, layers, progress, jobs):
+    """The blocks in `jobs` runs of consecutive blocks (whole dtypes and
+    layouts where there are as many), a worker process each; they compile
+    into the one on-disk cache at once (each variant's entry and file are
+    written safely for that: _jit.ProcessSafeCacheFile)."""
+    n = len(_blocks(kinds, formats, layers))
+    args = [",".join(k.name for k in kinds), ",".join(formats), "1" if layers else "0"]
+    procs = [subprocess.Popen([sys.executable, "-c", _WORKER, *args, str(n * i // jobs), str(n * (i + 1) // jobs)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(jobs)]
+    failed = []
+    for i, p in enumerate(procs):
+        out, err = p.communicate()
+        if p.returncode != 0:
+            failed.append(f"warmup worker {i + 1}/{jobs} exited with {p.returncode}:\n{err[-2000:]}")
+        elif progress is not None:
+            for line in out.splitlines():
+                seconds, _, label = line.partition("\t")
+                progress(label, float(seconds))
+    if failed:
+        raise RuntimeError("\n".join(failed))
+
+
+def warmup(dtypes=DTYPES, layouts=LAYOUTS, layers=True, progress=None, jobs=1):
+    """Compile (or load from the cache) every CPU kernel variant for these
+    dtypes (float32, float64; float16 runs the float32 kernels) and data
+    formats (channels-last "NDHWC", "NHWC", "NWC" or "channels_last", and
+    their channels-first counterparts: each family runs the same kernels),
+    and with `layers` the layer kernels. progress: None, or a function
+    called with each call's label and its seconds. jobs: processes that
+    share the calls (each compiles on one core; with jobs > 1 the kernels
+    go to the on-disk cache only, this process loads them when it first
+    calls them, and progress hears of each worker's calls when it ends).
+    Returns the seconds taken. Raises ValueError for an unknown dtype or
+    format, or a jobs count under 1, before any work."""
+    kinds, formats = _checked(dtypes, layouts)
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"warmup: jobs={jobs!r}: expected a whole number of processes, 1 or more")
+    t0 = time.perf_counter()
+    if jobs == 1:
+        for block in _blocks(kinds, formats, layers):
+            _run_block(block, progress)
+    else:
+        _in_processes(kinds, formats, layers, progress, jobs)
     return time.perf_counter() - t0

@@ -6,7 +6,10 @@ stores forced, `warmup.forced_streaming`); prints one JSON object: every call af
 kernel a new compiled variant (a compile, or a load from the cache of a
 variant the warmup did not reach).
 
-    python _warmup_worker.py WARM_DTYPES WARM_FORMATS LAYERS(0/1) CALL_DTYPES CALL_LAYOUTS(cl,cf,cf1) CALLS
+    python _warmup_worker.py WARM_DTYPES WARM_FORMATS LAYERS(0/1) CALL_DTYPES CALL_LAYOUTS(cl,cf,cf1) CALLS [JOBS]
+
+JOBS > 1: the warmup in that many processes; then every call after it
+that compiled a kernel variant (run it on an empty NUMBA_CACHE_DIR).
 
 cf1: channels-first op calls on inputs of one pixel.
 """
@@ -134,10 +137,20 @@ def model_calls(dtype, cf):
     return calls
 
 
+def compiled():
+    """Variants compiled in this process (not loaded from the cache), per kernel."""
+    return {f"{m.__name__}.{n}": sum(getattr(m, n).stats.cache_misses.values()) for m in MODULES for n in dir(m)
+            if isinstance(getattr(m, n), numba.core.registry.CPUDispatcher)}
+
+
 def main():
     warm_dtypes, warm_formats, warm_layers, call_dtypes, call_layouts, calls = sys.argv[1:7]
-    warmup.warmup(warm_dtypes.split(","), warm_formats.split(","), layers=warm_layers == "1")
-    base = variants()
+    jobs = int(sys.argv[7]) if len(sys.argv) > 7 else 1
+    warmup.warmup(warm_dtypes.split(","), warm_formats.split(","), layers=warm_layers == "1", jobs=jobs)
+    # jobs > 1: the warmup compiled in other processes, and this one loads
+    # what it reached from the cache; a variant it missed is compiled here
+    variants_of = variants if jobs == 1 else compiled
+    base = variants_of()
     new = []
     for dtype in call_dtypes.split(","):
         for layout in call_layouts.split(","):
@@ -163,7 +176,7 @@ def main():
                         call()
                 except fastdeconv.ShapeError:
                     continue  # an output_shape the op's rules refuse
-                now = variants()
+                now = variants_of()
                 grown = {k: now[k] - base[k] for k in now if now[k] != base[k]}
                 if grown:
                     new.append({"call": f"{dtype} {label}", "new": grown})

@@ -18,8 +18,8 @@ from fastdeconv import cli
 WORKER = Path(__file__).with_name("_warmup_worker.py")
 
 
-def _run(*args, threads=2):
-    env = dict(os.environ, NUMBA_NUM_THREADS=str(threads))
+def _run(*args, threads=2, env=None):
+    env = dict(os.environ if env is None else env, NUMBA_NUM_THREADS=str(threads))
     proc = subprocess.run([sys.executable, str(WORKER), *map(str, args)], env=env, capture_output=True, text=True,
                           timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -34,6 +34,15 @@ def test_warmup_reaches_every_variant(dtype):
     depend on the rows per thread): none gives a kernel a new variant."""
     new = _run(dtype, "NDHWC,NCDHW", 1, dtype, "cl,cf", 300, threads=3)
     assert new == [], "calls that took a kernel variant the warmup did not reach:\n" + "\n".join(
+        f"{n['call']}: {n['new']}" for n in new)
+
+
+def test_a_warmup_in_two_processes_compiles_every_variant_into_the_cache(tmp_path):
+    """warmup(jobs=2) on an empty cache: its two processes share the calls
+    and compile into one cache at once; afterwards random calls in this
+    process compile nothing (each variant loads from the cache)."""
+    new = _run("float32", "NDHWC", 1, "float32", "cl", 120, 2, env=dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path)))
+    assert new == [], "calls that compiled a kernel variant after the 2-process warmup:\n" + "\n".join(
         f"{n['call']}: {n['new']}" for n in new)
 
 
@@ -55,6 +64,8 @@ def test_the_check_sees_a_variant_the_warmup_skipped():
     (dict(dtypes=["int32"]), "dtype 'int32'"),
     (dict(dtypes=["bogus"]), "dtype 'bogus'"),
     (dict(layouts=["NHCW"]), "data format 'NHCW'"),
+    (dict(jobs=0), "jobs=0"),
+    (dict(jobs=2.5), "jobs=2.5"),
 ])
 def test_warmup_refuses_unknown_dtypes_and_formats(kwargs, text):
     with pytest.raises(ValueError, match=text):
