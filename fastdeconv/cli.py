@@ -497,7 +497,7 @@ WARMUP_EXAMPLES = """examples:
   fastdeconv warmup --jobs 4                # four processes compiling at once
 
 Afterwards every first call of a CPU op or layer, in any process, loads its kernel
-from the cache (~0.2 s) instead of compiling it (0.5-2.5 s), whatever the shapes.
+from the cache (0.1-0.2 s) instead of compiling it (0.4-3 s), whatever the shapes.
 The cache is next to the installed package (or in NUMBA_CACHE_DIR) and specific
 to the CPU model: run this where the package runs.
 """

@@ -1,6 +1,6 @@
 """Compile the CPU kernels ahead of use, into Numba's on-disk cache.
 
-The first call of a kernel variant compiles it (0.5-2.5 s). Which variant a
+The first call of a kernel variant compiles it (0.4-3 s). Which variant a
 call takes depends on its dtype, its layout and channel counts, and for
 channels-first data also on the row width and the number of rows (packed
 rows or rows read in place, one or two vectors along W, row pairs, bands;
@@ -8,7 +8,7 @@ benchmarks/NOTES.md). A service that sees a new input size may meet a
 variant its earlier calls did not need, and pay the compile on that
 request. `warmup()` makes small calls that reach every variant of the
 chosen dtypes and layouts, so that afterwards every first call, in this
-process or a new one, at most loads its kernel from the cache (~0.2 s).
+process or a new one, at most loads its kernel from the cache (0.1-0.2 s).
 
     python -m fastdeconv warmup [--dtypes float32,float64] [--layouts NDHWC,NCDHW] [--no-layers] [--jobs N]
     fastdeconv.warmup.warmup(dtypes=("float32",), layouts=("NHWC",), jobs=2)
