@@ -811,11 +811,10 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
                 wd = _memo(wg, ("dw", dtype.str), lambda: _alloc.readonly(
                     np.ascontiguousarray(wg[:, :, :, :, 0, :].transpose(1, 2, 3, 4, 0), dtype=dtype)))
                 args = (np.ascontiguousarray(x), wd, flat.reshape((B, OD, OH, OW, F)), geo)
-                entry = cpu_rb.compiled_at(site, cpu_dw.depthwise_cl, args)
                 # work: ~32 multiply-adds of the register-blocked kernels' time per
                 # term (0.3-1.5 ns per term on one core, scalar for multipliers > 1)
                 cpu_rb.parallel_tiles(cpu_dw.depthwise_cl, args, B * OD * OH, 16 * B * OD * OH * OW * F * KD * KH * KW,
-                                      1, None, entry)
+                                      1, None, site)
                 return epilogue
         return _launched(key, launch, x, wg, _alloc.empty(B * OD * OH * OW * F, x.dtype), epilogue,
                          (B, OD, OH, OW, F), False, None)
@@ -959,8 +958,7 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
                     wp, _ = packed(wg, x.dtype)
                 xf = x.reshape(-1)
                 args = (xf, wp, flat, geo, tile)
-                entry = cpu_rb.compiled_at(site, cpu_patch.patch_cf, args)
-                cpu_rb.parallel_tiles(cpu_patch.patch_cf, args, ntiles, work, 1, None, entry)
+                cpu_rb.parallel_tiles(cpu_patch.patch_cf, args, ntiles, work, 1, None, site)
                 return epilogue
 
             return _launched(key, launch, x, wg, flat, epilogue, (B, Fg, OD, OH, OW), True, wp)
@@ -1035,11 +1033,9 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
             xf = x.reshape(-1)
             args = (xf, wp, flat, taps, geo, tile) + variant
             if pack:
-                kernel, args, entry = cpu_rb.with_rows(cpu_rb.wv_kernel, args, nrows, site=site), (), None
+                cpu_rb.parallel_tiles(cpu_rb.with_rows(cpu_rb.wv_kernel, args, nrows, site=site), (), ntiles, work)
             else:
-                kernel, args = cpu_rb.wv_kernel, args + (None,)
-                entry = cpu_rb.compiled_at(site, kernel, args)
-            cpu_rb.parallel_tiles(kernel, args, ntiles, work, 1, None, entry)
+                cpu_rb.parallel_tiles(cpu_rb.wv_kernel, args + (None,), ntiles, work, 1, None, site)
             return epilogue
 
         shape = (B, G * Fg, OD, OH, OW) if channels_first else (B, OD, OH, OW, G * Fg)
@@ -1117,9 +1113,8 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
             run = cpu_rb.by_panels(cpu_rb.cl_kernel, args, *given, NV, ntiles // NFB)
             cpu_rb.parallel_tiles(run, (), ntiles, work)
         else:
-            entry = cpu_rb.compiled_at(site, cpu_rb.cl_kernel, args)
-            # (group, per_thread, entry)
-            cpu_rb.parallel_tiles(cpu_rb.cl_kernel, args, ntiles, work, 1, CL_CHUNKS_PER_THREAD, entry)
+            # (group, per_thread, site)
+            cpu_rb.parallel_tiles(cpu_rb.cl_kernel, args, ntiles, work, 1, CL_CHUNKS_PER_THREAD, site)
         return rest
 
     # (FB_PANEL: `given`, the caller's filters, is this call's)
@@ -1197,8 +1192,7 @@ def _patch(x, wg, tile, NFB, writable, ops):
         stream = _streams(flat, ops, tile.nvec * tile.vbytes)
         xf = x.reshape(-1)
         args = (xf, wp, flat, geo, tile, epi, ep_code, stream)
-        entry = cpu_rb.compiled_at(site, cpu_patch.patch_cl, args)
-        cpu_rb.parallel_tiles(cpu_patch.patch_cl, args, ntiles, work, 1, None, entry)
+        cpu_rb.parallel_tiles(cpu_patch.patch_cl, args, ntiles, work, 1, None, site)
         return rest
 
     return launch, packed(wg, x.dtype)[0]
@@ -1344,9 +1338,8 @@ def _depthwise_cl_vectors(x, wg, out_spatial, strides, dilations, pads_before):
         wb = _cl_vector_filters(wg, x.dtype, V)
         args = (np.ascontiguousarray(x).reshape(-1), wb.reshape(-1), flat, geo) + tiles
         # the compiled entry point: a small call skips the dispatcher's typing of the tiles
-        entry = cpu_rb.compiled_at(site, cpu_dw.depthwise_cl_vectors, args)
         cpu_rb.parallel_tiles(cpu_dw.depthwise_cl_vectors, args, B * OD * OH,
-                              16 * B * OD * OH * OW * C * KD * KH * KW, 1, None, entry)
+                              16 * B * OD * OH * OW * C * KD * KH * KW, 1, None, site)
         return epilogue
 
     return launch
@@ -1526,12 +1519,10 @@ def _cf_gather(x, wg, out_spatial, strides, dilations, pads_before, writable):
         E = _alloc.work(B * D * H * NKW * C * OWP, dtype)
         xf = x.reshape(-1)
         args = (xf, wt, geo, E, tile)
-        entry = cpu_rb.compiled_at(expand_site, cpu_cfgather.expand_rows, args)
-        cpu_rb.parallel_tiles(cpu_cfgather.expand_rows, args, B * D * H, COPY_WORK * E.size, 1, None, entry)
+        cpu_rb.parallel_tiles(cpu_cfgather.expand_rows, args, B * D * H, COPY_WORK * E.size, 1, None, expand_site)
         stream = _streams(flat, OW, tile.nvec * tile.vbytes)  # (output rows of whole vectors)
         args = (E, wp, flat, dt, ht, woff, geo, tile, phases, stream)
-        entry = cpu_rb.compiled_at(site, cpu_cfgather.cfgather_kernel, args)
-        cpu_rb.parallel_tiles(cpu_cfgather.cfgather_kernel, args, _ceil(B * OD * OH, BR) * NFB, work, 1, None, entry)
+        cpu_rb.parallel_tiles(cpu_cfgather.cfgather_kernel, args, _ceil(B * OD * OH, BR) * NFB, work, 1, None, site)
         return epilogue
 
     return launch
@@ -1594,8 +1585,7 @@ def _pointwise_cf(x, wg, epilogue, out, key=None):
         if wp is None:
             wp, _ = packed(wg, x.dtype)
         args = (x.reshape(B, C, P), wp.reshape(NFB, C, tile.rows), flat.reshape(B, F, P), tile, group, pack)
-        entry = cpu_rb.compiled_at(site, cpu_pw.pointwise_cf, args)
-        cpu_rb.parallel_tiles(cpu_pw.pointwise_cf, args, B * _ceil(P, NJ), (C + 64) * F * B * P, 1, None, entry)
+        cpu_rb.parallel_tiles(cpu_pw.pointwise_cf, args, B * _ceil(P, NJ), (C + 64) * F * B * P, 1, None, site)
         return epilogue
 
     return _launched(key, launch, x, wg, _alloc.empty(B * F * P, x.dtype), epilogue, (B, F, D, H, W), True, wp)
@@ -1628,8 +1618,7 @@ def _short(x, wg, tile, out_spatial, strides, dilations, pads_before, writable, 
         stream = _streams(flat, ops, tile.nvec * tile.vbytes)
         xf, zrow = x.reshape(-1), np.zeros(C * KW + 1, dtype=x.dtype)
         args = (xf, wp, flat, zrow, geo, tile, epi, ep_code, stream)
-        entry = cpu_rb.compiled_at(site, cpu_short.short_cl, args)
-        cpu_rb.parallel_tiles(cpu_short.short_cl, args, ntiles, work, 1, None, entry)
+        cpu_rb.parallel_tiles(cpu_short.short_cl, args, ntiles, work, 1, None, site)
         return rest
 
     return launch, wp
@@ -1716,8 +1705,7 @@ def _short_cf(x, wg, out_spatial, strides, dilations, pads_before, writable, lin
         stream = _streams(flat, OW, V * isz) if cols % V == 0 else None
         xf = x.reshape(-1)
         args = (xf, wp, flat, steps, masks, geo, tile, stream)
-        entry = cpu_rb.compiled_at(site, cpu_short.short_cf, args)
-        cpu_rb.parallel_tiles(cpu_short.short_cf, args, ntiles, work, 1, None, entry)
+        cpu_rb.parallel_tiles(cpu_short.short_cf, args, ntiles, work, 1, None, site)
         return epilogue
 
     return launch, wp
@@ -1747,8 +1735,7 @@ def _pointwise(x, wg, epilogue, out, key=None):
         if wp is None:
             wp, _ = packed(wg, x.dtype)
         args = (np.ascontiguousarray(x).reshape(P, C), wp.reshape(NFB, C, tile.rows), flat.reshape(P, F), tile, fused)
-        entry = cpu_rb.compiled_at(site, cpu_pw.pointwise_cl, args)
-        cpu_rb.parallel_tiles(cpu_pw.pointwise_cl, args, P, (C + 64) * F * P, 1, None, entry)
+        cpu_rb.parallel_tiles(cpu_pw.pointwise_cl, args, P, (C + 64) * F * P, 1, None, site)
         return epilogue
 
     return _launched(key, launch, x, wg, _alloc.empty(P * F, x.dtype), epilogue, (B, D, H, W, F), False, wp)

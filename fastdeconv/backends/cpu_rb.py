@@ -271,7 +271,7 @@ CHUNK_WORK = 8_000_000
 CHUNKS_PER_THREAD = 8  # at most
 
 
-def parallel_tiles(kernel, args, ntiles, work, group=1, per_thread=None, entry=None):
+def parallel_tiles(kernel, args, ntiles, work, group=1, per_thread=None, site=None):
     """kernel(*args, t0, t1) on [0, ntiles) split into contiguous ranges run
     by numba.get_num_threads() threads, claimed dynamically (at most
     `per_thread` (default CHUNKS_PER_THREAD) per thread, each of about
@@ -280,8 +280,10 @@ def parallel_tiles(kernel, args, ntiles, work, group=1, per_thread=None, entry=N
     which each chunk packs again) when that takes no longer.
     Each tile owns its outputs, so the split (and the thread count) never
     changes a result. Calls too small for two chunks stay on the calling
-    thread. entry: None, or kernel's compiled function for these
-    arguments (`compiled_at`), run instead of it."""
+    thread. site: None, or the call site's dict (a remembered route's
+    launch) where `compiled_at` finds kernel's compiled function for these
+    arguments."""
+    entry = compiled_at(site, kernel, args) if site is not None else None
     nt = min(numba.get_num_threads(), ntiles)
     most = min(ntiles, nt * (per_thread or CHUNKS_PER_THREAD), work // CHUNK_WORK)
     if nt <= 1 or most <= 1:
