@@ -153,7 +153,8 @@ class ProcessSafeCacheFile(IndexDataCacheFile):
     STALE_SECONDS = 3600
 
     def save(self, key, data):
-        name = f"{self._index_name[:-len('.nbi')]}.{uuid.uuid4().hex[:16]}.nbc"
+        base = self._index_name[:-len(".nbi")]
+        name = f"{base}.{uuid.uuid4().hex[:16]}.nbc"
         self._save_data(name, data)
         with _file_lock(self._index_path + ".lock"):
             overloads = self._load_index()
@@ -161,7 +162,7 @@ class ProcessSafeCacheFile(IndexDataCacheFile):
             self._save_index(overloads)
             kept = set(overloads.values())
         now = time.time()
-        for path in glob.glob(os.path.join(glob.escape(self._cache_path), glob.escape(self._index_name[:-4]) + ".*.nbc")):
+        for path in glob.glob(os.path.join(glob.escape(self._cache_path), glob.escape(base) + ".*.nbc")):
             if os.path.basename(path) not in kept:
                 with contextlib.suppress(OSError):
                     if now - os.path.getmtime(path) > self.STALE_SECONDS:

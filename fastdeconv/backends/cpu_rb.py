@@ -76,12 +76,12 @@ def _ceil(a, b):
     return -(-a // b)
 
 
-def _int_select(pred):
-    """An intrinsic choosing one of two integers by pred(builder, a, b) on
-    their common type: `_min` and `_max`. The builtins compile a function
-    of their own per argument types (20-40 ms of a kernel's cold compile),
-    and a helper's IR is inlined, typed and lowered at every call site
-    (expand_rows has 15)."""
+def _int_select(op):
+    """The typer of an intrinsic choosing one of two integers on their
+    common type: the first where `first op second` holds (`_min`, `_max`).
+    The builtins compile a function of their own per argument types (20-40
+    ms of a kernel's cold compile), and a helper's IR is inlined, typed and
+    lowered at every call site (expand_rows has 15)."""
 
     def typer(typingctx, a, b):
         if not (isinstance(a, types.Integer) and isinstance(b, types.Integer)):
@@ -93,7 +93,8 @@ def _int_select(pred):
         def codegen(context, builder, sig, args):
             x = context.cast(builder, args[0], sig.args[0], ty)
             y = context.cast(builder, args[1], sig.args[1], ty)
-            return builder.select(pred(builder, ty.signed, x, y), x, y)
+            compare = builder.icmp_signed if ty.signed else builder.icmp_unsigned
+            return builder.select(compare(op, x, y), x, y)
 
         return ty(a, b), codegen
 
@@ -103,15 +104,13 @@ def _int_select(pred):
 @intrinsic
 def _min(typingctx, a, b):
     """min of two integers (in Python's order: a where they are equal)."""
-    return _int_select(lambda bld, signed, x, y: bld.icmp_signed("<=", x, y) if signed
-                       else bld.icmp_unsigned("<=", x, y))(typingctx, a, b)
+    return _int_select("<=")(typingctx, a, b)
 
 
 @intrinsic
 def _max(typingctx, a, b):
     """max of two integers (a where they are equal)."""
-    return _int_select(lambda bld, signed, x, y: bld.icmp_signed(">=", x, y) if signed
-                       else bld.icmp_unsigned(">=", x, y))(typingctx, a, b)
+    return _int_select(">=")(typingctx, a, b)
 
 
 SUM_GROUP_TERMS = 256
