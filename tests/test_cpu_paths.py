@@ -3069,6 +3069,11 @@ STREAM_CASES = [
     # channels-first strided transposes from 3 channels (cpu_cfgather):
     # output rows of 16 columns
     ("conv2d_transpose", (2, 3, 4, 8), (3, 3, 32, 3), 2, "SAME", "NCHW", None),
+    # channels-first 1x1 convolutions (cpu_pw.pointwise_cf): planes of 240
+    # positions, a last tile of fewer positions than the tile (masked, not
+    # streamed) and several blocks of output channels (the input packed)
+    ("conv3d", (2, 16, 3, 8, 10), (1, 1, 1, 16, 3), 1, "SAME", "NCDHW", None),
+    ("conv2d", (1, 8, 16, 20), (1, 1, 8, 20), 1, "SAME", "NCHW", None),
 ]
 
 
@@ -3089,7 +3094,7 @@ def test_streaming_stores_same_bits(case, dtype, monkeypatch):
 
     def spy(kernel, args, *a):
         if kernel in (cpu_short.short_cl, cpu_short.short_cf, cpu_patch.patch_cl, cpu_rb.cl_kernel,
-                      cpu_cfgather.cfgather_kernel):
+                      cpu_cfgather.cfgather_kernel, cpu_pw.pointwise_cf):
             streams.append(args[-1])
         return real(kernel, args, *a)
 

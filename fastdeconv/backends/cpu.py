@@ -96,8 +96,9 @@ from . import cpu_cfband, cpu_cfgather, cpu_dw, cpu_layout, cpu_patch, cpu_pw, c
 # Results of STREAM_MIN_BYTES or more stored with streaming (non-temporal)
 # stores, which write memory without first reading each line
 # (cpu_simd.vtstore_stream): cpu_short's few-input-channel lines in both
-# layouts, cpu_patch's channels-last 2x2x2 upsampling, cl_kernel's tiles
-# and cpu_cfgather's channels-first few-input-channel transposes. On an
+# layouts, cpu_patch's channels-last 2x2x2 upsampling, cl_kernel's tiles,
+# cpu_cfgather's channels-first few-input-channel transposes and
+# cpu_pw.pointwise_cf's 1x1 convolutions (section 127). On an
 # Intel Xeon (Emerald Rapids) VM a 90 MB result was written at 18-23 GB/s
 # against 7-8 with plain stores; the 3-channel video conv3d (7 x 224^2 x 3
 # -> 64) ran 0.61-0.85x as long, the 64^2 x 3 -> 128^2 x 256 k3 s2
@@ -1584,7 +1585,10 @@ def _pointwise_cf(x, wg, epilogue, out, key=None):
     def launch(x, wg, flat, epilogue, wp=None):
         if wp is None:
             wp, _ = packed(wg, x.dtype)
-        args = (x.reshape(B, C, P), wp.reshape(NFB, C, tile.rows), flat.reshape(B, F, P), tile, group, pack)
+        # (streaming stores: output planes and tiles a whole number of
+        # vectors long; not where the sums of a group of planes are read back)
+        stream = _streams(flat, P, NJ * x.dtype.itemsize) if group == C else None
+        args = (x.reshape(B, C, P), wp.reshape(NFB, C, tile.rows), flat.reshape(B, F, P), tile, group, pack, stream)
         cpu_rb.parallel_tiles(cpu_pw.pointwise_cf, args, B * _ceil(P, NJ), (C + 64) * F * B * P, 1, None, site)
         return epilogue
 

@@ -28,9 +28,9 @@ from zero, fused multiply-adds; the register-blocked kernels' order for a
 from .._jit import serial_kernel
 from . import cpu_simd
 from .cpu_rb import _max, _min
-from .cpu_simd import (Tile, addr, itemsize, scratch, tile_dims, tile_rows, vcopyn, vrun_cols, vrun_cols_whole,
-                       vrun_transposed,
-                       vtadd, vtload, vtranspose_block, vtranspose_over, vtstore, vtzero, vzip2)
+from .cpu_simd import (Tile, addr, itemsize, scratch, sfence, tile_dims, tile_rows, vcopyn, vrun_cols,
+                       vrun_cols_whole, vrun_transposed, vtadd, vtload, vtranspose_block, vtranspose_over, vtstore,
+                       vtstore_stream, vtzero, vzip2)
 
 # The input channels' bytes per pixel the scratch rows hold (cpu.py's
 # POINTWISE_BYTES bounds the filters, C * F * itemsize, hence C * itemsize
@@ -207,7 +207,7 @@ def pw_cf_tile(F, P):
 
 
 @serial_kernel
-def pointwise_cf(x, wp, out, tile, group, pack, t_begin, t_end):
+def pointwise_cf(x, wp, out, tile, group, pack, stream, t_begin, t_end):
     """Channels-first 1x1 stride-1 convolutions, tiles [t_begin, t_end):
     tile t is image t // nb, positions [p0, p0 + NJ) with p0 = (t % nb) *
     NJ (NJ = NW x V; the image's last tile may have fewer). x (B, C, P)
@@ -223,7 +223,9 @@ def pointwise_cf(x, wp, out, tile, group, pack, t_begin, t_end):
     tile's input within PW_CF_INPUT_SPAN_BYTES): each span's whole tiles
     are first copied, a plane at a time, into a scratch array of C rows of
     NJ positions per tile, from which every block reads them
-    (cpu.POINTWISE_CF_PACK_BYTES).
+    (cpu.POINTWISE_CF_PACK_BYTES). stream: True to store whole tiles with
+    streaming stores (cpu._streams; only where every plane is read at
+    once, as the sums of a group are read back), else None.
     Term order: each output one FMA chain over the input channels in
     order, from zero, then added to zero: wv_kernel's for a 1x1
     convolution, so the same bits (a chain stored and loaded again is
@@ -286,4 +288,5 @@ def pointwise_cf(x, wp, out, tile, group, pack, t_begin, t_end):
                         acc = vrun_cols(out, acc, tile, px, P * isz, isz, 0, n, q, nc)
                     if g == ng - 1:
                         acc = vtadd(vtzero(out, tile), acc)
-                    vtstore(out, tile, so, acc, n)
+                    vtstore_stream(out, tile, so, acc, n, stream)
+    sfence(stream)
