@@ -38,6 +38,7 @@ from numba.core import lowering, typed_passes, types, untyped_passes  # noqa: E4
 from numba.core.caching import FunctionCache, IndexDataCacheFile  # noqa: E402
 from numba.core.compiler import CompilerBase, DefaultPassBuilder  # noqa: E402
 from numba.core.compiler_machinery import register_pass  # noqa: E402
+from numba.core.typing import npydecl  # noqa: E402
 
 FASTMATH = {"contract"}
 
@@ -81,6 +82,43 @@ class LeanLower(lowering.Lower):
         return super().lower_binop(resty, expr, op)
 
 
+# Numba types every scalar `+`, `*`, `//`, comparison, ... of a kernel by
+# trying its NumPy array-operator template too: that template resolves the
+# operator's ufunc loop for the argument types and only then rejects
+# them when none is an array (npydecl.NumpyRulesArrayOperator.generic),
+# about 0.1 s of a tile kernel's type inference. While LeanTypeInference
+# runs, the template answers None at once for arguments without an array:
+# what it would have returned (its signature's arguments are the call's).
+_typing_lean_kernel = False
+_array_operator_generic = npydecl.NumpyRulesArrayOperator.generic
+
+
+def _array_operator_generic_lean(self, args, kws):
+    if _typing_lean_kernel and not any(
+            isinstance(a.type if isinstance(a, types.Optional) else a, types.ArrayCompatible) for a in args):
+        return None
+    return _array_operator_generic(self, args, kws)
+
+
+npydecl.NumpyRulesArrayOperator.generic = _array_operator_generic_lean
+
+
+@register_pass(mutates_CFG=True, analysis_only=False)
+class LeanTypeInference(typed_passes.NopythonTypeInference):
+    """Numba's type inference, with the array-operator template's shortcut
+    for scalar operators (_array_operator_generic_lean)."""
+
+    _name = "lean_nopython_type_inference"
+
+    def run_pass(self, state):
+        global _typing_lean_kernel
+        _typing_lean_kernel = True
+        try:
+            return super().run_pass(state)
+        finally:
+            _typing_lean_kernel = False
+
+
 @register_pass(mutates_CFG=True, analysis_only=False)
 class LeanLowering(typed_passes.NativeLowering):
     """Numba's native lowering pass, on LeanLower."""
@@ -114,8 +152,8 @@ class LeanPipeline(CompilerBase):
     def define_pipelines(self):
         self.state.flags.enable_ssa = False
         pm = DefaultPassBuilder.define_nopython_pipeline(self.state)
-        pm.passes[:] = [(LeanLowering if p is typed_passes.NativeLowering else p, what)
-                        for p, what in pm.passes if p not in self.SKIPPED]
+        lean = {typed_passes.NativeLowering: LeanLowering, typed_passes.NopythonTypeInference: LeanTypeInference}
+        pm.passes[:] = [(lean.get(p, p), what) for p, what in pm.passes if p not in self.SKIPPED]
         return [pm]
 
 

@@ -83,3 +83,47 @@ def test_integer_min_and_max_match_the_builtins():
     expect = [max(int(np.int32(x % 1000)), y // 3) + min(x, 5) - max(0, y) for x, y in zip(a.tolist(), b.tolist())]
     # (int64 wraparound, as the kernel computes)
     assert mixed.tolist() == [(e + 2**63) % 2**64 - 2**63 for e in expect]
+
+
+def test_array_operator_template_shortcut_answers_as_numba(monkeypatch):
+    """While a kernel is typed, NumPy's array-operator templates answer None
+    at once for operands without an array (`_jit._array_operator_generic_lean`):
+    what Numba's own template returns for them after resolving a ufunc
+    loop. Arrays, Optional arrays and in-place and unary operators give
+    Numba's answer; outside a kernel's typing the template is Numba's."""
+    import operator
+
+    from numba.core import types
+    from numba.core.registry import cpu_target
+    from numba.core.typing import npydecl
+
+    ctx = cpu_target.typing_context
+    ctx.refresh()
+    arr = types.Array(types.float32, 1, "C")
+    operands = [(types.int64, types.int64), (types.int32, types.float64), (types.float32, types.float32),
+                (types.boolean, types.int8), (types.UniTuple(types.int64, 2), types.int64),
+                (types.Optional(types.int64), types.int64), (arr, types.float32), (types.int64, arr),
+                (types.Optional(arr), types.float64), (arr, arr)]
+
+    def template(op):  # the one Numba registered for op
+        return next(t for t in ctx.resolve_value_type(op).templates
+                    if issubclass(t, npydecl.NumpyRulesArrayOperator))(ctx)
+
+    checked = 0
+    for op, name in npydecl.NumpyRulesArrayOperator._op_map.items():
+        inst = template(op)
+        for args in operands:
+            monkeypatch.setattr(_jit, "_typing_lean_kernel", False)
+            expected = _jit._array_operator_generic(inst, args, {})
+            plain = inst.generic(args, {})
+            monkeypatch.setattr(_jit, "_typing_lean_kernel", True)
+            lean = inst.generic(args, {})
+            assert lean == expected == plain, (name, args)
+            checked += expected is not None
+    assert checked >= 3 * len(npydecl.NumpyRulesArrayOperator._op_map) - 4  # (the array operands type)
+    # in-place and unary operators (their generic calls the patched one)
+    for op, args in ((operator.iadd, (arr, types.float32)), (operator.neg, (arr,)), (operator.neg, (types.int64,))):
+        monkeypatch.setattr(_jit, "_typing_lean_kernel", False)
+        expected = template(op).generic(args, {})
+        monkeypatch.setattr(_jit, "_typing_lean_kernel", True)
+        assert template(op).generic(args, {}) == expected
