@@ -1505,11 +1505,12 @@ def test_pointwise_cf_same_bits(case, dtype, monkeypatch):
     real = cpu._pointwise_cf
     monkeypatch.setattr(cpu, "_pointwise_cf", lambda *a: (taken.append(1), real(*a))[1])
     variants = [{(cpu, "POINTWISE_CF"): True}, {(cpu, "POINTWISE_CF"): True, (cpu, "POINTWISE_CF_GROUP_BYTES"): 0},
-                {(cpu, "POINTWISE_CF"): True, (cpu, "POINTWISE_CF_PACK_BYTES"): 0, (cpu, "POINTWISE_CF_PACK_RUN_BYTES"): 0},
+                {(cpu, "POINTWISE_CF"): True, (cpu, "POINTWISE_CF_PACK"): True, (cpu, "POINTWISE_CF_PACK_BYTES"): 0,
+                 (cpu, "POINTWISE_CF_PACK_RUN_BYTES"): 0},
                 {(cpu, "POINTWISE_CF"): False}]
     results = _calls_with(call, x, w, monkeypatch, [(v, work) for v in variants for work in (None, 10**12)])
     P = x[0, 0].size
-    # (POINTWISE_CF_GROUP_BYTES, POINTWISE_CF_PACK_BYTES and POINTWISE_CF_PACK_RUN_BYTES still 0)
+    # (POINTWISE_CF_GROUP_BYTES, POINTWISE_CF_PACK_BYTES and POINTWISE_CF_PACK_RUN_BYTES still 0, the copy on)
     assert cpu._pointwise_cf_group(C, F, P, x.itemsize) < C or F == 1 or F > 8 or C <= 4
     tile = cpu_pw.pw_cf_tile(F, P)
     assert cpu._pointwise_cf_pack(C, F, P, x.itemsize, tile) == (F > tile.rows and cpu._pointwise_cf_group(
@@ -1536,10 +1537,16 @@ def test_pointwise_cf_same_bits(case, dtype, monkeypatch):
     (64, 8, 64**3, 4, False),  # groups of planes
     (32, 32, 64**3, 8, True),
 ])
-def test_pointwise_cf_pack_rule(C, F, P, itemsize, expected):
+def test_pointwise_cf_pack_rule(C, F, P, itemsize, expected, monkeypatch):
     """Where cpu_pw.pointwise_cf copies its input spans to scratch first
-    (cpu.POINTWISE_CF_PACK_BYTES, POINTWISE_CF_PACK_RUN_BYTES)."""
+    (cpu.POINTWISE_CF_PACK_BYTES, POINTWISE_CF_PACK_RUN_BYTES), on AMD Zen
+    only (cpu.POINTWISE_CF_PACK: measured faster there, slower on an Intel
+    Xeon)."""
+    assert cpu.POINTWISE_CF_PACK == cpu_simd.HOST_CPU.startswith("znver")
+    monkeypatch.setattr(cpu, "POINTWISE_CF_PACK", True)
     assert cpu._pointwise_cf_pack(C, F, P, itemsize, cpu_pw.pw_cf_tile(F, P)) is expected
+    monkeypatch.setattr(cpu, "POINTWISE_CF_PACK", False)
+    assert cpu._pointwise_cf_pack(C, F, P, itemsize, cpu_pw.pw_cf_tile(F, P)) is False
 
 
 @pytest.mark.parametrize("activation", ["relu", "sigmoid"])

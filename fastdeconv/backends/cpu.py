@@ -300,7 +300,11 @@ def _pointwise_cf_group(C, F, P, itemsize):
 # channels-last time -> 0.97-1.03, 64^3 x 16 -> 32 1.64-1.69 -> 1.27-1.29,
 # 40^3 x 32 -> 64 1.30-1.35 -> 1.16-1.22; inputs in the caches pay for the
 # copy (NCHW 56^2 x 256 -> 64 0.96-0.99 -> 1.10-1.12; benchmarks/NOTES.md
-# section 111).
+# section 111). That was on AMD Zen 5; on an Intel Xeon (Emerald Rapids)
+# VM the copy made the same calls slower (reading the planes directly:
+# 0.64-1.00x the time on one thread, 0.68-1.04 on two in 11 of 12
+# samples; section 129), so only on AMD Zen.
+POINTWISE_CF_PACK = cpu_simd.HOST_CPU.startswith("znver")
 POINTWISE_CF_PACK_BYTES = 4 << 20
 # ... where each plane's run in a span (PW_CF_INPUT_SPAN_BYTES / C bytes)
 # is at least this long: with 64 input channels (1 KB runs) the copy made
@@ -310,11 +314,12 @@ POINTWISE_CF_PACK_RUN_BYTES = 2048
 
 def _pointwise_cf_pack(C, F, P, itemsize, tile):
     """Whether cpu_pw.pointwise_cf copies its input spans to scratch
-    first (see POINTWISE_CF_PACK_BYTES and POINTWISE_CF_PACK_RUN_BYTES):
-    all planes at once, more than one block of output channels, and a
-    tile's input within the kernel's span array."""
+    first (see POINTWISE_CF_PACK, POINTWISE_CF_PACK_BYTES and
+    POINTWISE_CF_PACK_RUN_BYTES): all planes at once, more than one block
+    of output channels, and a tile's input within the kernel's span array."""
     NJ = tile.nvec * tile.lanes(itemsize)
-    return (_pointwise_cf_group(C, F, P, itemsize) == C and F > tile.rows and C * P * itemsize >= POINTWISE_CF_PACK_BYTES
+    return (POINTWISE_CF_PACK and _pointwise_cf_group(C, F, P, itemsize) == C and F > tile.rows
+            and C * P * itemsize >= POINTWISE_CF_PACK_BYTES
             and cpu_pw.PW_CF_INPUT_SPAN_BYTES // C >= POINTWISE_CF_PACK_RUN_BYTES
             and C * NJ * itemsize <= cpu_pw.PW_CF_INPUT_SPAN_BYTES)
 
