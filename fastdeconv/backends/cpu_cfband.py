@@ -56,10 +56,11 @@ BUF_BYTES = 16 * 2 * 64
 
 # The packed D taps are a ring of KD planes (input plane i_d in slot
 # i_d % KD) for dd == 1, KD <= RING_SLOTS and one image per band: the next
-# output plane of the same band packs only the planes it does not share
-# with the last (a convolution's one of KD for sd == 1; a transpose's
-# output plane reads at most ceil(KD / sd) consecutive input planes, each
-# of them for about KD / sd output planes in a row).
+# output plane of the same band (the next tile, cfband_kernel) packs only
+# the planes it does not share with the last (a convolution's one of KD
+# for sd == 1; a transpose's output plane reads at most ceil(KD / sd)
+# consecutive input planes, each of them for about KD / sd output planes
+# in a row).
 RING_SLOTS = 16
 _RING_BYTES = RING_SLOTS * 8
 
@@ -299,9 +300,13 @@ def column_groups(OW, W, KW, sw, pw, split, trans=False, dw=1):
 @serial_kernel
 def cfband_kernel(x, wp, out, geo, tile, wcols, tr, xin, t_begin, t_end):
     """Tiles [t_begin, t_end): tile t is output-channel block t % NFB of
-    band (t // NFB) % nbands of planes (images b0 .. b0 + NI - 1, od) with
-    t // NFB // nbands = (b0 // NI) * OD + od, or (inner) every block of
-    band t % nbands of the planes t // nbands. x: (B, C, D, H, W) flat;
+    r = t // NFB, or (inner) every block of r = t: band (r // OD) % nbands
+    of planes (images b0 .. b0 + NI - 1, od = r % OD), b0 = r // OD //
+    nbands * NI. The output planes of one band follow each other, so that
+    the ring of packed D taps (RING_SLOTS) carries over from one to the
+    next (NCDHW 32^3 x 32 and x 64 k3, two and three bands: 0.97-0.99x the
+    time of the bands in turn; benchmarks/NOTES.md section 130).
+    x: (B, C, D, H, W) flat;
     wp: cpu_rb.pack_filters for `tile` (one group); out: (B, F, OD, OH, OW)
     flat; wcols: `column_groups`; xin: NI * KD * rpb * Wp * C elements for
     the band's input rows, channels-last, image b0 + j's plane kd's row r
@@ -358,10 +363,10 @@ def cfband_kernel(x, wp, out, geo, tile, wcols, tr, xin, t_begin, t_end):
         fb_lo = 0 if inner else t % NFB
         fb_hi = NFB if inner else fb_lo + 1
         r = t if inner else t // NFB
-        band = r % nbands
-        bo = r // nbands
-        od = bo % OD
-        b0 = (bo // OD) * NI  # the band's images: [b0, b0 + ni)
+        od = r % OD
+        bq = r // OD
+        band = bq % nbands
+        b0 = (bq // nbands) * NI  # the band's images: [b0, b0 + ni)
         ni = NI if NI < B - b0 else B - b0
         oh0 = band * BH
         nl = BH if BH < OH - oh0 else OH - oh0  # output rows in the band
