@@ -36,7 +36,7 @@ import functools
 import numpy as np
 
 from .._jit import serial_kernel
-from .cpu_rb import _max, _min
+from .cpu_rb import SUM_GROUP_TERMS, _max, _min
 from .cpu_simd import Tile, addr, itemsize, scratch, sfence, tile_dims, vrun_lanes, vtstore_stream, vtzero, vzip2
 
 
@@ -164,6 +164,11 @@ def expand_rows(x, wt, geo, E, tile, t_begin, t_end):
                         E[dst + ow0 + m * sw] = 0
 
 
+# a row's taps: at most KD * KH (cpu.py takes this kernel for at most
+# cpu_rb.SUM_GROUP_TERMS terms per output), 2 int64 each
+_TAPS_BYTES = 2 * SUM_GROUP_TERMS * 8
+
+
 @serial_kernel
 def cfgather_kernel(E, wp, out, dt, ht, woff, geo, tile, period, stream, t_begin, t_end):
     """Tiles [t_begin, t_end): tile t is block t % NFB of FR output
@@ -186,6 +191,7 @@ def cfgather_kernel(E, wp, out, dt, ht, woff, geo, tile, period, stream, t_begin
     plane = OD * OH * OW
     ea = addr(E)
     so = scratch(0, 16 * 8)  # per-row store offsets
+    taps = scratch(0, _TAPS_BYTES)  # a row's taps, 2 values each
     rows = B * OD * OH
     for t in range(t_begin * BR, t_end * BR):
         band = t // (BR * NFB)
@@ -208,17 +214,25 @@ def cfgather_kernel(E, wp, out, dt, ht, woff, geo, tile, period, stream, t_begin
         f0 = fb * FR
         nf = _min(FR, F - f0)
         ob = (b * F + f0) * plane + (od * OH + oh) * OW
+        # the row's taps that read the input, once for all its tiles of
+        # columns (per tile, their integer divisions took about as long as
+        # the tile's multiply-adds): each one's input row in E and weights
+        ntap = 0
+        wq = w0
+        for ikd in range(nkd):
+            i_d = (od + pd - dt[cd, ikd] * dd) // sd
+            for ikh in range(nkh):
+                i_h = (oh + ph - ht[ch, ikh] * dh) // sh
+                if (i_d >= 0) & (i_d < D) & (i_h >= 0) & (i_h < H):
+                    taps[2 * ntap] = ea + ((b * D + i_d) * H + i_h) * run_bytes
+                    taps[2 * ntap + 1] = wq
+                    ntap += 1
+                wq += tap_bytes
         for j0 in range(0, OW, NJ):
             acc = vtzero(out, tile)
-            wq = w0
-            for ikd in range(nkd):
-                i_d = (od + pd - dt[cd, ikd] * dd) // sd
-                for ikh in range(nkh):
-                    i_h = (oh + ph - ht[ch, ikh] * dh) // sh
-                    if (i_d >= 0) & (i_d < D) & (i_h >= 0) & (i_h < H):
-                        p = ea + ((b * D + i_d) * H + i_h) * run_bytes + j0 * isz
-                        acc = vrun_lanes(out, acc, tile, p, OWP * isz, V * isz, 0, 0, wq, KS, period)
-                    wq += tap_bytes
+            for q in range(ntap):
+                acc = vrun_lanes(out, acc, tile, taps[2 * q] + j0 * isz, OWP * isz, V * isz, 0, 0, taps[2 * q + 1],
+                                 KS, period)
             for i in range(FR):
                 so[i] = ob + i * plane + j0 if i < nf else -1
             vtstore_stream(out, tile, so, acc, OW - j0, stream)

@@ -488,11 +488,15 @@ def vtstore(typingctx, arr, tile, offs, accs, nf):
 
 @intrinsic
 def vtstore_stream(typingctx, arr, tile, offs, accs, nf, stream):
-    """vtstore, with whole rows stored by non-temporal (streaming) stores
-    where `stream` is True, which write memory without reading its lines
-    first (every whole row's vectors must then be at vector-aligned
-    addresses, and the kernel ends with `sfence(stream)`); where it is
-    None, plain vtstore. One compiled variant per kernel and setting."""
+    """vtstore, with whole vectors stored by non-temporal (streaming)
+    stores where `stream` is True, which write memory without reading its
+    lines first (every whole vector must then be at a vector-aligned
+    address, and the kernel ends with `sfence(stream)`); only the vector
+    holding a row's last lanes past nf is stored masked (a masked store
+    reads its line first: NCHW 3 x 72^2 -> 256 x 144^2 k3 s2, rows ending
+    in half a tile, ran slower streamed than with plain stores;
+    benchmarks/NOTES.md section 131). Where it is None, plain vtstore. One
+    compiled variant per kernel and setting."""
     if not isinstance(stream, (types.NoneType, types.Boolean)):
         return None
     typed = _vtstore_typed(arr, tile, offs, accs, nf, not isinstance(stream, types.NoneType))
@@ -526,17 +530,32 @@ def _vtstore_typed(arr, tile, offs, accs, nf, stream):
             # little work, e.g. 3 input channels)
             with builder.if_then(builder.icmp_signed(">=", os_[i], zero), likely=True):
                 ptrs = _row_vectors(builder, vty, base, os_[i], nw, isz)
+                def whole_store(j):
+                    st = builder.store(vs[i * nw + j], ptrs[j], align=n * isz if stream else isz)
+                    if stream:
+                        st.set_metadata("nontemporal", builder.module.add_metadata([ir.Constant(ir.IntType(32), 1)]))
+
+                def part_store(j):
+                    mask = _range_mask(builder, n, zero, builder.sub(nfv, ir.Constant(i64, j * n)))
+                    builder.call(mstore, [vs[i * nw + j], ptrs[j], ir.Constant(ir.IntType(32), isz), mask])
+
                 with builder.if_else(full, likely=True) as (whole, part):
                     with whole:
                         for j in range(nw):
-                            st = builder.store(vs[i * nw + j], ptrs[j], align=n * isz if stream else isz)
-                            if stream:
-                                st.set_metadata("nontemporal", builder.module.add_metadata(
-                                    [ir.Constant(ir.IntType(32), 1)]))
+                            whole_store(j)
                     with part:
                         for j in range(nw):
-                            mask = _range_mask(builder, n, zero, builder.sub(nfv, ir.Constant(i64, j * n)))
-                            builder.call(mstore, [vs[i * nw + j], ptrs[j], ir.Constant(ir.IntType(32), isz), mask])
+                            if not stream:
+                                part_store(j)
+                                continue
+                            # streaming: the row's whole vectors too (a
+                            # masked store reads its line first), the rest masked
+                            with builder.if_else(builder.icmp_signed(">=", nfv, ir.Constant(i64, (j + 1) * n))) as (
+                                    vector, rest):
+                                with vector:
+                                    whole_store(j)
+                                with rest:
+                                    part_store(j)
         return context.get_dummy_value()
     return types.void(arr, tile, offs, accs, nf), impl
 
