@@ -676,6 +676,31 @@ class _NanEmpty:
         return np.full(shape, np.nan, dtype=dtype)
 
 
+@pytest.mark.parametrize("trans", [False, True])
+def test_cf_band_tap_table(trans):
+    """cpu_cfband.tap_table, against the taps' definition: a transpose's
+    output o (phase q = (o + p) % s) takes tap k from input (o + p - k * d)
+    / s where that is whole, which is the phase's first row or column
+    (o + p - q) / s plus the table's offset; a convolution's every tap, k
+    * d from o * s - p. Taps ascending, as the kernel sums them."""
+    for K, s, d in [(3, 2, 1), (4, 2, 1), (5, 3, 2), (3, 1, 2), (7, 4, 3), (1, 2, 1)]:
+        table = cpu_cfband.tap_table(K, K, s, s, d, d, trans)
+        assert not table.flags.writeable
+        SH = s if trans else 1
+        assert table.shape[0] == 2 * SH
+        for p in range(3):
+            for o in range(12):
+                q = (o + p) % s if trans else 0
+                for row in (table[q], table[SH + q]):
+                    listed = [tuple(row[1 + 2 * e:3 + 2 * e]) for e in range(row[0])]
+                    if trans:
+                        want = [(k, (o + p - k * d) // s - (o + p - q) // s) for k in range(K)
+                                if (o + p - k * d) % s == 0]
+                    else:
+                        want = [(k, k * d) for k in range(K)]
+                    assert listed == want, (K, s, d, p, o)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("case", CF_BAND_CASES, ids=[f"{c[0]}-{c[1]}" for c in CF_BAND_CASES])
 def test_cf_bands_same_bits(case, dtype, vector_bytes, monkeypatch):

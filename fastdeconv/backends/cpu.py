@@ -1312,13 +1312,15 @@ def _cf_bands(x, wg, out_spatial, strides, dilations, pads_before, trans, writab
     geo, n, ntiles, wcols = cpu_cfband.band_geometry(B, C, D, H, W, OD, OH, OW, F, KD, KH, KW, sd, sh, sw, dd, dh,
                                                      dw, pd, ph, pw, trans, NFB, inner, x.dtype.itemsize,
                                                      tile.rows, NV, cpu_simd.part_rows(tile))
+    ktab = cpu_cfband.tap_table(KH, KW, sh, sw, dh, dw, trans)
     work = _work(B * OD * OH * OW, NFB * NV, KD * KH * KW * C, strides, trans)
     site = {}
 
     def launch(x, wg, flat, epilogue, wp=None):
         if wp is None:
             wp, _ = packed(wg, x.dtype)
-        args = (x.reshape(-1), wp, flat, geo, tile, wcols, True if trans else None)  # tr: a variant for transposes
+        # (tr: a variant for transposes)
+        args = (x.reshape(-1), wp, flat, geo, tile, wcols, ktab, True if trans else None)
         run = cpu_rb.with_rows(cpu_cfband.cfband_kernel, args, n, zeroed=False, site=site)
         # a band's channel blocks in one chunk: each chunk packs its bands again
         cpu_rb.parallel_tiles(run, (), ntiles, work, 1 if inner else NFB)

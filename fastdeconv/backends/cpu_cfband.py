@@ -297,8 +297,32 @@ def column_groups(OW, W, KW, sw, pw, split, trans=False, dw=1):
     return table
 
 
+@functools.lru_cache(maxsize=256)
+def tap_table(KH, KW, sh, sw, dh, dw, trans):
+    """The H and W taps of each phase with the packed row or column each
+    reads relative to the tap of the phase's first row or column, as one
+    read-only int64 array: row qh < SH (a transpose's H phases, sh of
+    them; a convolution's one) holds n, then (kh, dr) for its n taps; row
+    SH + qw likewise (kw, dc) for W phase qw < (sw for a transpose, else
+    1). A transpose's tap k is of phase q where k * d = q mod s, and reads
+    -(k * d - q) / s rows or columns from the first; a convolution's, k *
+    d. cfband_kernel reads these instead of dividing by the strides per
+    block and tap (transposes 0.92-1.02x the time in this VM's noise, the
+    transposed variant's compile 2 % fewer instructions;
+    benchmarks/NOTES.md section 132)."""
+    SH, SW = (sh, sw) if trans else (1, 1)
+    table = np.zeros((SH + SW, 1 + 2 * max(KH, KW)), dtype=np.int64)
+    for row, (K, s, d, q) in enumerate([(KH, sh, dh, q) for q in range(SH)] + [(KW, sw, dw, q) for q in range(SW)]):
+        taps = [(k, -((k * d - q) // s) if trans else k * d) for k in range(K) if not trans or (k * d - q) % s == 0]
+        table[row, 0] = len(taps)
+        for e, (k, rel) in enumerate(taps):
+            table[row, 1 + 2 * e:3 + 2 * e] = k, rel
+    table.flags.writeable = False
+    return table
+
+
 @serial_kernel
-def cfband_kernel(x, wp, out, geo, tile, wcols, tr, xin, t_begin, t_end):
+def cfband_kernel(x, wp, out, geo, tile, wcols, ktab, tr, xin, t_begin, t_end):
     """Tiles [t_begin, t_end): tile t is output-channel block t % NFB of
     r = t // NFB, or (inner) every block of r = t: band (r // OD) % nbands
     of planes (images b0 .. b0 + NI - 1, od = r % OD), b0 = r // OD //
@@ -308,7 +332,7 @@ def cfband_kernel(x, wp, out, geo, tile, wcols, tr, xin, t_begin, t_end):
     time of the bands in turn; benchmarks/NOTES.md section 130).
     x: (B, C, D, H, W) flat;
     wp: cpu_rb.pack_filters for `tile` (one group); out: (B, F, OD, OH, OW)
-    flat; wcols: `column_groups`; xin: NI * KD * rpb * Wp * C elements for
+    flat; wcols: `column_groups`; ktab: `tap_table`; xin: NI * KD * rpb * Wp * C elements for
     the band's input rows, channels-last, image b0 + j's plane kd's row r
     (input row row0 + r, `band_geometry`) at ((j * KD + kd) * rpb + r) *
     Wp * C, input column iw at column zb + iw (kd: the slot i_d % KD of
@@ -439,9 +463,9 @@ def cfband_kernel(x, wp, out, geo, tile, wcols, tr, xin, t_begin, t_end):
             qw = 0
             if tr is not None:
                 qw = (wcols[cbase + c0g] + pw) % sw  # the columns' W phase
-            # fused: one run of nk * C steps; else a run of C per tap (a
-            # transpose's of its phase in [klo, klo + nk), all KW otherwise)
-            nruns = 1 if fused else (nk if tr is not None else KW)
+            # fused: one run of nk * C steps; else a run of C per tap of
+            # the columns' W phase (`tap_table`; a convolution's: all KW)
+            nwe = 1 if fused else ktab[SH + qw, 0]
             steps = nk * C if fused else C
             lo0 = 0
             rbase = 0
@@ -494,13 +518,20 @@ def cfband_kernel(x, wp, out, geo, tile, wcols, tr, xin, t_begin, t_end):
                 for i in range(1, RB):
                     if o[i] != o[0] + i:
                         flat = False
+                # the input rows that the block's first and last band rows
+                # read with a tap of packed row offset dr: hf + dr, hl + dr
+                hf = (oh0 + lf) * sh - ph
+                hl = (oh0 + ll) * sh - ph
+                if tr is not None:
+                    hf = row0 + rbase + (lf - lo0) // sh
+                    hl = row0 + rbase + (ll - lo0) // sh
                 for fb in range(fb_lo, fb_hi):
                     f0 = fb * NV
                     nf = NV if NV < F - f0 else F - f0
                     wfb = addr(wp) + fb * KD * KH * KW * C * NV * isz
                     acc = vtzero(out, tile)
                     total = acc
-                    grp = -1
+                    gend = 0  # the end of the current group of (kd, kh): the next starts a partial sum
                     ngrp = 0
                     for kd in range(KD):
                         i_d = od * sd - pd + kd * dd
@@ -512,22 +543,15 @@ def cfband_kernel(x, wp, out, geo, tile, wcols, tr, xin, t_begin, t_end):
                         if i_d < 0 or i_d >= D:
                             continue
                         ks = i_d % KD if ring else kd
-                        for kh in range(KH):
-                            # the packed row the tap reads, relative to ra's
-                            dr = kh * dh
-                            ih_f = (oh0 + lf) * sh - ph + dr
-                            ih_l = (oh0 + ll) * sh - ph + dr
-                            if tr is not None:
-                                if (kh * dh - qh) % sh != 0:
-                                    continue  # not a tap of this phase
-                                dr = -((kh * dh - qh) // sh)
-                                ih_f = (oh0 + lf + ph - kh * dh) // sh
-                                ih_l = (oh0 + ll + ph - kh * dh) // sh
+                        for eh in range(ktab[qh, 0]):
+                            # the phase's H tap and the packed row it reads, relative to ra's
+                            kh = ktab[qh, 1 + 2 * eh]
+                            dr = ktab[qh, 2 + 2 * eh]
                             # skipped when no row of the block reads an input row
-                            if ih_l < 0 or ih_f >= H:
+                            if hl + dr < 0 or hf + dr >= H:
                                 continue
                             if tr is None:
-                                if ih_f < 0 and ih_l >= H:
+                                if hf + dr < 0 and hl + dr >= H:
                                     # rows on both sides and none inside (sh > H)
                                     inside = False
                                     for lo in range(lf, ll + 1):
@@ -537,22 +561,25 @@ def cfband_kernel(x, wp, out, geo, tile, wcols, tr, xin, t_begin, t_end):
                                     if not inside:
                                         continue
                             # two-level sum, as in cl_kernel
-                            if (kd * KH + kh) // gs != grp:
-                                grp = (kd * KH + kh) // gs
+                            if kd * KH + kh >= gend:
+                                gend = ((kd * KH + kh) // gs + 1) * gs
                                 if ngrp > 0:
                                     total = vtadd(total, acc)
                                     acc = vtzero(out, tile)
                                 ngrp += 1
                             # one (kw, c) run over the group's W taps, or
                             # a run per W tap in cl_kernel's order (kw
-                            # ascending, zeros included); one vrun call
-                            # site for both (compile time)
-                            for kw in range(klo, klo + nruns):
-                                dc = kw * dw  # the packed column the tap reads, relative to ra's
-                                if tr is not None:
-                                    if (kw * dw - qw) % sw != 0:
+                            # ascending, zeros included; a transpose's of its
+                            # phase in [klo, klo + nk)); one vrun call site
+                            # for both (compile time)
+                            for ew in range(nwe):
+                                kw = klo
+                                dc = klo * dw  # the packed column the tap reads, relative to ra's
+                                if not fused:
+                                    kw = ktab[SH + qw, 1 + 2 * ew]
+                                    dc = ktab[SH + qw, 2 + 2 * ew]
+                                    if kw < klo or kw >= klo + nk:
                                         continue
-                                    dc = -((kw * dw - qw) // sw)
                                 off = ((ks * rpb + dr) * slot + dc * C) * isz
                                 acc = vrun(out, acc, tile, ra, off, wfb + ((kd * KH + kh) * KW + kw) * C * NV * isz,
                                            steps, nr)
