@@ -127,3 +127,39 @@ def test_array_operator_template_shortcut_answers_as_numba(monkeypatch):
         expected = template(op).generic(args, {})
         monkeypatch.setattr(_jit, "_typing_lean_kernel", True)
         assert template(op).generic(args, {}) == expected
+
+
+def _scalar_ops(a, out, t_begin, t_end):
+    for i in range(t_begin, t_end):
+        k = i * 3 + 1
+        out[i] = a[i] * 2.0 + k - (k >> 1) if k % 7 != 0 and i < t_end - 1 else a[i]
+
+
+def test_kernel_passes_take_the_template_shortcut(monkeypatch):
+    """Compiling on the LeanPipeline, neither type inference nor lowering
+    asks NumPy's array-operator template about operands without an array,
+    and the lowering takes the typed signature of each operator on two
+    numbers instead of typing it again (Numba's lower_binop is not
+    reached); other code still asks, and the result is Numba's."""
+    from numba.core import lowering, types
+
+    asked = []
+    real = _jit._array_operator_generic
+
+    def spy(self, args, kws):
+        asked.append(any(isinstance(a, types.ArrayCompatible) for a in args))
+        return real(self, args, kws)
+
+    monkeypatch.setattr(_jit, "_array_operator_generic", spy)
+    numbas = []
+    real_binop = lowering.Lower.lower_binop
+    monkeypatch.setattr(lowering.Lower, "lower_binop", lambda self, *a: (numbas.append(1), real_binop(self, *a))[1])
+    a = np.arange(10, dtype=np.float64)
+    ours, theirs = np.zeros(10), np.zeros(10)
+    numba.njit(pipeline_class=_jit.LeanPipeline)(_scalar_ops)(a, ours, 0, 10)
+    assert not _jit._typing_lean_kernel
+    assert asked == [] or all(asked)
+    assert numbas == []
+    numba.njit(_scalar_ops)(a, theirs, 0, 10)
+    assert asked and not all(asked)  # (plain Numba asks about scalars)
+    assert ours.tobytes() == theirs.tobytes()
