@@ -126,15 +126,46 @@ def _array_operator_generic_lean(self, args, kws):
 npydecl.NumpyRulesArrayOperator.generic = _array_operator_generic_lean
 
 
+# An operator on numbers of the same types is typed the same way each time:
+# while a kernel is typed or lowered, the signatures of operators on
+# integers, floats and booleans (not literals) are remembered per kernel
+# instead of trying every template of the operator again (a tile kernel
+# types a few hundred `+`, `*`, `<`, ... of int64 operands).
+_OPERATORS = frozenset(getattr(operator, name) for name in dir(operator) if not name.startswith("_"))
+_NUMBERS = (types.Integer, types.Float, types.Boolean)
+_call_types = {}
+_function_get_call_type = types.Function.get_call_type
+
+
+def _get_call_type_lean(self, context, args, kws):
+    if (_typing_lean_kernel and not kws and self.typing_key in _OPERATORS
+            and all(type(a) in _NUMBERS for a in args)):
+        key = (self, tuple(args))
+        sig = _call_types.get(key)
+        if sig is None:
+            sig = _call_types[key] = _function_get_call_type(self, context, args, kws)
+        return sig
+    return _function_get_call_type(self, context, args, kws)
+
+
+types.Function.get_call_type = _get_call_type_lean
+
+
 @contextlib.contextmanager
 def _typing_kernel():
-    """The array-operator template's shortcut on (_array_operator_generic_lean)."""
+    """The array-operator template's shortcut (_array_operator_generic_lean)
+    and the operators' remembered signatures (_get_call_type_lean) on."""
     global _typing_lean_kernel
+    outer = _typing_lean_kernel  # (a kernel compiled while another is typed)
+    if not outer:
+        _call_types.clear()
     _typing_lean_kernel = True
     try:
         yield
     finally:
-        _typing_lean_kernel = False
+        _typing_lean_kernel = outer
+        if not outer:
+            _call_types.clear()
 
 
 @register_pass(mutates_CFG=True, analysis_only=False)

@@ -138,8 +138,9 @@ def _scalar_ops(a, out, t_begin, t_end):
 def test_kernel_passes_take_the_template_shortcut(monkeypatch):
     """Compiling on the LeanPipeline, neither type inference nor lowering
     asks NumPy's array-operator template about operands without an array,
-    and the lowering takes the typed signature of each operator on two
-    numbers instead of typing it again (Numba's lower_binop is not
+    an operator on numbers of the same types goes through its templates
+    once, and the lowering takes the typed signature of each operator on
+    two numbers instead of typing it again (Numba's lower_binop is not
     reached); other code still asks, and the result is Numba's."""
     from numba.core import lowering, types
 
@@ -151,6 +152,16 @@ def test_kernel_passes_take_the_template_shortcut(monkeypatch):
         return real(self, args, kws)
 
     monkeypatch.setattr(_jit, "_array_operator_generic", spy)
+    typed = []  # operators on numbers typed through their templates while the kernel's passes run
+    real_typing = _jit._function_get_call_type
+
+    def typing_spy(self, context, args, kws):
+        if (_jit._typing_lean_kernel and self.typing_key in _jit._OPERATORS
+                and all(type(a) in _jit._NUMBERS for a in args)):  # (not literals)
+            typed.append((self.typing_key, tuple(args)))
+        return real_typing(self, context, args, kws)
+
+    monkeypatch.setattr(_jit, "_function_get_call_type", typing_spy)
     numbas = []
     real_binop = lowering.Lower.lower_binop
     monkeypatch.setattr(lowering.Lower, "lower_binop", lambda self, *a: (numbas.append(1), real_binop(self, *a))[1])
@@ -160,6 +171,8 @@ def test_kernel_passes_take_the_template_shortcut(monkeypatch):
     assert not _jit._typing_lean_kernel
     assert asked == [] or all(asked)
     assert numbas == []
+    # each operator and operand types through the templates once (then remembered)
+    assert typed and len(typed) == len(set(typed))
     numba.njit(_scalar_ops)(a, theirs, 0, 10)
     assert asked and not all(asked)  # (plain Numba asks about scalars)
     assert ours.tobytes() == theirs.tobytes()
