@@ -116,11 +116,8 @@ def _conv_calls(dtype, cf):
     if cf:
         # ... and on planes of whole vectors (streaming stores where the
         # warmup forces them: forced_streaming), each of pointwise_cf's tiles
-        xa = x_of(4, 4, 4, 8)
         for F in (1, 2, 4, 8):
-            w1 = frozen(arr(1, 1, 1, 4, F))
-            calls.append((f"conv3d {fmt} 1x1 4->{F}, 4x4x8", lambda w1=w1: ops.conv3d(xa, w1, 1, "SAME",
-                                                                                         data_format=fmt)))
+            conv(4, F, 4, 4, 8, k=1)
     # ... channels-first, more than 8 output channels on a long plane (its 8 x 3 tile)
     xl, wl = x_of(4, 1, 128, 128), frozen(arr(1, 1, 1, 4, 16))
     calls.append((f"conv3d {fmt} 1x1 4->16, 128x128", lambda: ops.conv3d(xl, wl, 1, "SAME", data_format=fmt)))
