@@ -34,8 +34,10 @@ import uuid
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numba  # noqa: E402
-from numba.core import ir, lowering, typed_passes, types, untyped_passes  # noqa: E402
+from llvmlite import binding as llvm  # noqa: E402
+from numba.core import config, ir, lowering, typed_passes, types, untyped_passes  # noqa: E402
 from numba.core.caching import FunctionCache, IndexDataCacheFile  # noqa: E402
+from numba.core.codegen import JITCodeLibrary, remove_redundant_nrt_refct  # noqa: E402
 from numba.core.compiler import CompilerBase, DefaultPassBuilder  # noqa: E402
 from numba.core.compiler_machinery import register_pass  # noqa: E402
 from numba.core.typing import npydecl  # noqa: E402
@@ -196,6 +198,53 @@ class LeanLowering(typed_passes.NativeLowering):
             return super().run_pass(state)
 
 
+class UnrollingCodeLibrary(JITCodeLibrary):
+    """Numba's code library with one LLVM -O3 round instead of two. Numba
+    optimizes each lowered function at -O3 (LLVM's function simplification
+    pipeline) as it is added to the library, then the whole module at -O3
+    again (its per-module pipeline: inlining, that simplification once
+    more, the loop and SLP vectorizers, unrolling) when the library is
+    finalized. Here the second round is Numba's cheap module round and
+    LLVM's loop unrolling only: the micro-kernels' FMA loops come out
+    unrolled as after two rounds, the kernel's loops of scalar copies are
+    not vectorized (on AVX-512 the vectorizer made gathers and scatters of
+    the strided ones). cfband_kernel's cold compile 20-25 % shorter, its
+    FMA loops the same instructions (benchmarks/NOTES.md section 133)."""
+
+    def _optimize_final_module(self):
+        cheap = self._codegen._module_pass_manager(loop_vectorize=self._codegen._loopvect, slp_vectorize=False,
+                                                   opt=self._codegen._opt_level, cost="cheap")
+        if not (isinstance(cheap, tuple) and hasattr(llvm, "create_new_module_pass_manager")):
+            return super()._optimize_final_module()  # (a Numba on LLVM's legacy pass manager)
+        mpm, mpb = cheap
+        with self._recorded_timings.record("Module passes (cheap optimization for refprune)", mpb):
+            mpm.run(self._final_module, mpb)
+        if not config.LLVM_REFPRUNE_PASS:
+            self._final_module = remove_redundant_nrt_refct(self._final_module)
+        pm = llvm.create_new_module_pass_manager()
+        pm.add_loop_unroll_pass()
+        pm.add_instruction_combine_pass()
+        pm.add_simplify_cfg_pass()
+        pb = self._codegen._pass_builder()
+        with self._recorded_timings.record(self.UNROLLING, pb):
+            pm.run(self._final_module, pb)
+
+    UNROLLING = "Module passes (loop unrolling)"
+
+
+@register_pass(mutates_CFG=True, analysis_only=False)
+class UnrollingLowering(LeanLowering):
+    """LeanLowering into an UnrollingCodeLibrary."""
+
+    _name = "lean_native_lowering_unrolling"
+
+    def run_pass(self, state):
+        if state.library is None:  # (as NativeLowering makes Numba's)
+            state.library = UnrollingCodeLibrary(state.targetctx.codegen(), state.func_id.func_qualname)
+            state.library.enable_object_caching()
+        return super().run_pass(state)
+
+
 class LeanPipeline(CompilerBase):
     """Numba's nopython pipeline for the serial tile kernels, less what
     they do not need (a tile kernel's cold compile 0.35-0.55 s shorter,
@@ -215,12 +264,21 @@ class LeanPipeline(CompilerBase):
                untyped_passes.GenericRewrites, untyped_passes.MakeFunctionToJitFunction,
                typed_passes.NopythonRewrites)
 
+    LOWERING = LeanLowering
+
     def define_pipelines(self):
         self.state.flags.enable_ssa = False
         pm = DefaultPassBuilder.define_nopython_pipeline(self.state)
-        lean = {typed_passes.NativeLowering: LeanLowering, typed_passes.NopythonTypeInference: LeanTypeInference}
+        lean = {typed_passes.NativeLowering: self.LOWERING, typed_passes.NopythonTypeInference: LeanTypeInference}
         pm.passes[:] = [(lean.get(p, p), what) for p, what in pm.passes if p not in self.SKIPPED]
         return [pm]
+
+
+class UnrollingPipeline(LeanPipeline):
+    """LeanPipeline with one LLVM -O3 round and unrolling
+    (UnrollingCodeLibrary)."""
+
+    LOWERING = UnrollingLowering
 
 
 @contextlib.contextmanager
@@ -301,15 +359,18 @@ class KernelCache(FunctionCache):
             return self._load_overload(sig, target_context)
 
 
-def serial_kernel(fn, nrt=False):
+def serial_kernel(fn, nrt=False, one_round=False):
     """A serial, cached kernel that releases the GIL, compiled on the
     LeanPipeline. nrt: the kernel allocates arrays (`allocating_kernel`).
+    one_round: on the UnrollingPipeline, for a kernel whose machine code
+    was checked to keep its FMA loops (others' loops come out worse: wv_kernel
+    reloads a spilled register in its FMA loop that way).
     Without Numba's reference counting, no incref/decref code is emitted
     for the tuples of accumulator vectors at every assignment: cl_kernel's
     LLVM IR before optimization 8206 -> 6187 lines, its cold compile
     ~0.05-0.1 s less."""
     kernel = numba.njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy", _nrt=nrt,
-                        pipeline_class=LeanPipeline)(fn)
+                        pipeline_class=UnrollingPipeline if one_round else LeanPipeline)(fn)
     kernel._cache = KernelCache(fn)
     return kernel
 

@@ -1653,7 +1653,8 @@ def test_tile_kernels_compile_on_the_lean_pipeline():
     kernels = [d for d in _dispatchers() if not d.targetoptions.get("inline") == "always"]
     assert {"cl_kernel", "wv_kernel", "patch_cf", "patch_cl", "depthwise_cl", "pointwise_cl", "to_channels_first",
             "_pool_cl", "_normalize_cl_stats", "_softmax_rows"} <= {k.py_func.__name__ for k in kernels}
-    assert all(k._compiler.pipeline_class is LeanPipeline for k in kernels), kernels
+    # (UnrollingPipeline: LeanPipeline with one LLVM round, tests/test_jit.py)
+    assert all(issubclass(k._compiler.pipeline_class, LeanPipeline) for k in kernels), kernels
 
     def steps(a, n):
         s = 0.0

@@ -176,3 +176,51 @@ def test_kernel_passes_take_the_template_shortcut(monkeypatch):
     numba.njit(_scalar_ops)(a, theirs, 0, 10)
     assert asked and not all(asked)  # (plain Numba asks about scalars)
     assert ours.tobytes() == theirs.tobytes()
+
+
+def _dot_rows(x, w, out, t_begin, t_end):
+    for t in range(t_begin, t_end):
+        s = np.float32(0)
+        for k in range(x.shape[1]):
+            s += x[t, k] * w[k]
+        out[t] = s
+
+
+def test_one_round_pipeline_unrolls_without_the_second_round(monkeypatch):
+    """A kernel on the UnrollingPipeline: its module gets Numba's cheap
+    round and LLVM's loop unrolling, not the full -O3 round; the same
+    results as on the LeanPipeline (one accumulator, its order fixed)."""
+    from numba.core import config
+
+    monkeypatch.setattr(config, "LLVM_PASS_TIMINGS", 1)
+    opts = dict(nogil=True, fastmath=_jit.FASTMATH, error_model="numpy", _nrt=False)
+    one = numba.njit(pipeline_class=_jit.UnrollingPipeline, **opts)(_dot_rows)
+    two = numba.njit(pipeline_class=_jit.LeanPipeline, **opts)(_dot_rows)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((37, 301)).astype(np.float32)
+    w = rng.standard_normal(301).astype(np.float32)
+    a, b = np.zeros(37, np.float32), np.zeros(37, np.float32)
+    one(x, w, a, 0, 37)
+    two(x, w, b, 0, 37)
+    assert a.tobytes() == b.tobytes()
+    np.testing.assert_allclose(a, (x.astype(np.float64) @ w).astype(np.float32), rtol=1e-4, atol=1e-4)
+
+    def rounds(kernel):
+        cres = kernel.overloads[kernel.signatures[0]]
+        return cres.library, {rec.name: {r.pass_name.split(" on ")[0] for r in rec.timings.list_records()}
+                              for rec in cres.library.recorded_timings}
+
+    library, passes = rounds(one)
+    assert isinstance(library, _jit.UnrollingCodeLibrary)
+    assert "LoopUnrollPass" in passes[_jit.UnrollingCodeLibrary.UNROLLING]
+    assert not any("full optimization" in name for name in passes)
+    library, passes = rounds(two)
+    assert type(library) is not _jit.UnrollingCodeLibrary
+    assert any("full optimization" in name for name in passes)
+
+
+def test_band_kernel_is_compiled_in_one_round():
+    from fastdeconv.backends import cpu_cfband
+
+    assert cpu_cfband.cfband_kernel._compiler.pipeline_class is _jit.UnrollingPipeline
+    assert cpu_rb.cl_kernel._compiler.pipeline_class is _jit.LeanPipeline

@@ -321,7 +321,7 @@ def tap_table(KH, KW, sh, sw, dh, dw, trans):
     return table
 
 
-@serial_kernel
+@functools.partial(serial_kernel, one_round=True)  # (its FMA loops checked: section 133)
 def cfband_kernel(x, wp, out, geo, tile, wcols, ktab, tr, xin, t_begin, t_end):
     """Tiles [t_begin, t_end): tile t is output-channel block t % NFB of
     r = t // NFB, or (inner) every block of r = t: band (r // OD) % nbands
