@@ -363,8 +363,8 @@ def serial_kernel(fn, nrt=False, one_round=False):
     """A serial, cached kernel that releases the GIL, compiled on the
     LeanPipeline. nrt: the kernel allocates arrays (`allocating_kernel`).
     one_round: on the UnrollingPipeline, for a kernel whose machine code
-    was checked to keep its FMA loops (others' loops come out worse: wv_kernel
-    reloads a spilled register in its FMA loop that way).
+    and speed were checked that way (wv_kernel's came out 1-5 % slower on
+    one thread: benchmarks/NOTES.md section 133).
     Without Numba's reference counting, no incref/decref code is emitted
     for the tuples of accumulator vectors at every assignment: cl_kernel's
     LLVM IR before optimization 8206 -> 6187 lines, its cold compile
