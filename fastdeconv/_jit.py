@@ -258,11 +258,16 @@ class LeanPipeline(CompilerBase):
     - the passes for `with` blocks, closures, and rewrites of constant
       raises and getitems and of array expressions: the kernels have none
       (~0.1 s). Code that needs one fails to type, it is not run slower.
+    - the removal of SSA's phi nodes before lowering: without SSA there
+      are none, and the IR's liveness that pass computes again is computed
+      once more by the IR legalization that follows (wv_kernel's first
+      call 4.7 % fewer instructions, the same machine code;
+      benchmarks/NOTES.md section 134).
     And it lowers integer `//` and `%` without branches (LeanLowering)."""
 
     SKIPPED = (untyped_passes.WithLifting, untyped_passes.InlineClosureLikes,
                untyped_passes.GenericRewrites, untyped_passes.MakeFunctionToJitFunction,
-               typed_passes.NopythonRewrites)
+               typed_passes.NopythonRewrites, typed_passes.PreLowerStripPhis)
 
     LOWERING = LeanLowering
 
