@@ -224,3 +224,39 @@ def test_band_kernel_is_compiled_in_one_round():
 
     assert cpu_cfband.cfband_kernel._compiler.pipeline_class is _jit.UnrollingPipeline
     assert cpu_rb.cl_kernel._compiler.pipeline_class is _jit.LeanPipeline
+
+
+def test_kernels_compile_with_the_collector_paused(monkeypatch):
+    """serial_kernel's compile runs with Python's cyclic collector paused
+    and leaves it as it found it, also when typing fails."""
+    import gc
+
+    from numba.core.caching import NullCache
+
+    seen = []
+    typing = _jit.LeanTypeInference.run_pass
+
+    def spy(self, state):
+        seen.append(gc.isenabled())
+        return typing(self, state)
+
+    monkeypatch.setattr(_jit.LeanTypeInference, "run_pass", spy)
+    kernel = _jit.serial_kernel(_dot_rows)
+    kernel._cache = NullCache()  # (compiled here, not loaded)
+    x = np.ones((3, 5), np.float32)
+    w = np.ones(5, np.float32)
+    out = np.zeros(3, np.float32)
+    assert gc.isenabled()
+    kernel(x, w, out, 0, 3)
+    assert seen == [False] and gc.isenabled()
+    assert out.tolist() == [5.0, 5.0, 5.0]
+    with pytest.raises(numba.core.errors.TypingError):
+        kernel(x, "w", out, 0, 3)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        kernel(x.astype(np.float64), w.astype(np.float64), out.astype(np.float64), 0, 3)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+    assert seen == [False] * 3
