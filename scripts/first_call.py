@@ -10,6 +10,12 @@ Per kernel path it prints the median over --repeat fresh processes of:
   load on a shared machine than wall time),
 - cached: the first call in a new process that finds the kernel in the
   cache written by the cold run.
+fastdeconv's own modules are byte-compiled once before the timed
+processes (`compileall`), as an installed package's are: where
+PYTHONDONTWRITEBYTECODE is set, Python reads bytecode files but does not
+write them, and the kernel modules that the first call imports were
+compiled from source in every process (~0.1 s of each cold and cached
+call; benchmarks/NOTES.md section 136).
 """
 
 import argparse
@@ -20,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 
+import fastdeconv
 from fastdeconv.backends import cpu_simd
 
 # (name, code that makes the first call; x/w built before timing)
@@ -169,6 +176,7 @@ def main():
     ap.add_argument("--only", nargs="*", default=None, metavar="TEXT",
                     help="only the kernel paths whose name contains one of these")
     args = ap.parse_args()
+    subprocess.run([sys.executable, "-m", "compileall", "-q", os.path.dirname(fastdeconv.__file__)], check=True)
     print(f"{cpu_simd.VBYTES}-byte vectors ({'AVX-512' if cpu_simd.VBYTES == 64 else 'AVX2'} tiles), "
           f"median of {args.repeat} fresh processes\n")
     print("| kernel path | numba import s | cold wall s | cold CPU s | cached wall s |")
