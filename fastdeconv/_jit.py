@@ -37,11 +37,11 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numba  # noqa: E402
 from llvmlite import binding as llvm  # noqa: E402
-from numba.core import config, ir, lowering, typed_passes, types, untyped_passes  # noqa: E402
+from numba.core import config, ir, lowering, postproc, transforms, typed_passes, types, untyped_passes  # noqa: E402
 from numba.core.caching import FunctionCache, IndexDataCacheFile  # noqa: E402
 from numba.core.codegen import JITCodeLibrary, remove_redundant_nrt_refct  # noqa: E402
 from numba.core.compiler import CompilerBase, DefaultPassBuilder  # noqa: E402
-from numba.core.compiler_machinery import register_pass  # noqa: E402
+from numba.core.compiler_machinery import FunctionPass, register_pass  # noqa: E402
 from numba.core.typing import npydecl  # noqa: E402
 
 FASTMATH = {"contract"}
@@ -247,6 +247,59 @@ class UnrollingLowering(LeanLowering):
         return super().run_pass(state)
 
 
+@register_pass(mutates_CFG=True, analysis_only=False)
+class LeanIRProcessing(FunctionPass):
+    """Numba's IR processing without its liveness analysis: the CFG
+    canonicalized, the variables' lifetimes left to be computed when a
+    pass reads them (`postproc.VariableLifetime` is lazy). Numba computes
+    every block's live variables here, again after inlining, and for the
+    last time when the IR legalization inserts the `del`s that lowering
+    follows; none of the kernels' passes in between reads them (only
+    `literal_unroll`, which the kernels do not use, and generators, which
+    take Numba's pass)."""
+
+    _name = "lean_ir_processing"
+
+    def __init__(self):
+        FunctionPass.__init__(self)
+
+    def run_pass(self, state):
+        _process_ir(postproc.PostProcessor(state.func_ir))
+        return True
+
+
+_postproc_run = postproc.PostProcessor.run
+
+
+def _process_ir(pp, emit_dels=False, extend_lifetimes=False):
+    """PostProcessor.run without the live variables, where no `del`s are
+    asked for (LeanIRProcessing)."""
+    fir = pp.func_ir
+    if emit_dels or fir.is_generator:
+        return _postproc_run(pp, emit_dels, extend_lifetimes)
+    fir.blocks = transforms.canonicalize_cfg(fir.blocks)
+    fir.variable_lifetime = postproc.VariableLifetime(fir.blocks)
+    fir.generator_info = None
+
+
+@register_pass(mutates_CFG=True, analysis_only=False)
+class LeanInlineInlinables(untyped_passes.InlineInlinables):
+    """Numba's inlining of `inline='always'` helpers, whose IR processing
+    after the inlining (and the helpers' own) skip the live variables as
+    LeanIRProcessing does. (Numba compiles under one lock: no other
+    compilation sees the processing swapped.)"""
+
+    _name = "lean_inline_inlinables"
+
+    def run_pass(self, state):
+        outer = postproc.PostProcessor.run
+        postproc.PostProcessor.run = _process_ir
+        try:
+            return super().run_pass(state)
+        finally:
+            postproc.PostProcessor.run = outer
+
+
 class LeanPipeline(CompilerBase):
     """Numba's nopython pipeline for the serial tile kernels, less what
     they do not need (a tile kernel's cold compile 0.35-0.55 s shorter,
@@ -265,6 +318,11 @@ class LeanPipeline(CompilerBase):
       once more by the IR legalization that follows (wv_kernel's first
       call 4.7 % fewer instructions, the same machine code;
       benchmarks/NOTES.md section 134).
+    - the variables' liveness that Numba's IR processing computes at the
+      start and again after inlining (LeanIRProcessing,
+      LeanInlineInlinables): the legalization before lowering computes it
+      (wv_kernel's first call 7 % fewer instructions, the same machine
+      code; section 137).
     And it lowers integer `//` and `%` without branches (LeanLowering)."""
 
     SKIPPED = (untyped_passes.WithLifting, untyped_passes.InlineClosureLikes,
@@ -276,7 +334,8 @@ class LeanPipeline(CompilerBase):
     def define_pipelines(self):
         self.state.flags.enable_ssa = False
         pm = DefaultPassBuilder.define_nopython_pipeline(self.state)
-        lean = {typed_passes.NativeLowering: self.LOWERING, typed_passes.NopythonTypeInference: LeanTypeInference}
+        lean = {typed_passes.NativeLowering: self.LOWERING, typed_passes.NopythonTypeInference: LeanTypeInference,
+                untyped_passes.IRProcessing: LeanIRProcessing, untyped_passes.InlineInlinables: LeanInlineInlinables}
         pm.passes[:] = [(lean.get(p, p), what) for p, what in pm.passes if p not in self.SKIPPED]
         return [pm]
 

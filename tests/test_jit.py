@@ -260,3 +260,74 @@ def test_kernels_compile_with_the_collector_paused(monkeypatch):
     finally:
         gc.enable()
     assert seen == [False] * 3
+
+
+@numba.njit(inline="always")
+def _clamped(v, lo, hi):
+    if v < lo:
+        return lo
+    return hi if v > hi else v
+
+
+def _loops(a, out, n0, n1, step):
+    # loops of every range form (negative and empty ones too), branches,
+    # an inlined helper: the IR the lean passes process
+    k = 0
+    for i in range(n1):
+        out[k] = _clamped(a[i % a.size], -1.0, 1.0)
+        k += 1
+    for i in range(n0, n1):
+        out[k] = a[i % a.size] * i
+        k += 1
+    for i in range(n1, n0):
+        out[k] = -1.0
+        k += 1
+    for i in range(n1, n0, step):
+        out[k] = a[i % a.size] + i
+        k += 1
+    for i in range(n0, n1, -step):
+        out[k] = 7.0
+        k += 1
+    j = 0
+    while j < 3:
+        if a[j] > 0:
+            out[k] = a[j]
+        else:
+            out[k] = _clamped(a[j] * 5, -2.0, 2.0)
+        k += 1
+        j += 1
+    return k
+
+
+def test_lean_ir_processing_skips_liveness_and_matches_numba(monkeypatch):
+    """LeanIRProcessing and LeanInlineInlinables leave the variables'
+    liveness to the IR legalization (the only processing with `del`s in
+    the lean pipeline), restore Numba's post-processor after inlining, and
+    the kernel computes what Numba's own pipeline does."""
+    from numba.core import postproc
+
+    runs = []
+    run = postproc.PostProcessor.run
+
+    def spy(self, emit_dels=False, extend_lifetimes=False):
+        runs.append(emit_dels)
+        return run(self, emit_dels, extend_lifetimes)
+
+    monkeypatch.setattr(postproc.PostProcessor, "run", spy)
+    monkeypatch.setattr(_jit, "_postproc_run", spy)
+    ours = numba.njit(pipeline_class=_jit.LeanPipeline, error_model="numpy")(_loops)
+    theirs = numba.njit(error_model="numpy")(_loops)
+    a = np.array([0.5, -3.0, 2.0, -0.25, 4.0])
+    sig = tuple(numba.typeof((a, a, 0, 0, 0)))
+    ours.compile(sig)
+    # every full processing of ours (and its inlined helper's): the
+    # legalization's, with the dels
+    assert runs and all(runs)
+    assert postproc.PostProcessor.run is spy
+    theirs.compile(sig)
+    assert not all(runs)  # (Numba's pipeline: the liveness without dels too)
+    for n0, n1, step in [(2, 9, -2), (9, 2, -3), (0, 0, -1), (-4, 5, -1)]:
+        outs = [np.zeros(64), np.zeros(64)]
+        counts = [f(a, o, n0, n1, step) for f, o in zip((ours, theirs), outs)]
+        assert counts[0] == counts[1]
+        assert outs[0].tobytes() == outs[1].tobytes()
