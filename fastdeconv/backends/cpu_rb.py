@@ -1322,18 +1322,18 @@ def wv_kernel(x, wp, out, taps, geo, tile, pair, one_row, tail, in_place, xcl, x
                 for i in range(FR):
                     so[i] = ob + j0 + i * osf if i < nf else -1
                 vtstore(out, tile, so, acc, nj)
-            elif zip2 and phase == 0:
-                for i in range(FR):
-                    so[i] = i * NJ
-                vtstore(buf, tile, so, acc, NJ)
-            elif zip2:
+            elif zip2 and phase != 0:
                 for i in range(FR):
                     so[i] = ob + i * osf + 2 * j0 if i < nf else -1
                 vtstore_zip2(out, tile, so, buf, acc, OW - 2 * j0)
             else:
+                # into buf: zip2's phase 0, or each phase copied out
+                # (one call site for both: the store's code compiled once)
                 for i in range(FR):
                     so[i] = i * NJ
                 vtstore(buf, tile, so, acc, NJ)
+                if zip2:
+                    continue
                 for i in range(nf):
                     o = ob + i * osf + (phase + j0 * P) * osw
                     for l in range(nj):
