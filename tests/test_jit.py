@@ -331,3 +331,45 @@ def test_lean_ir_processing_skips_liveness_and_matches_numba(monkeypatch):
         counts = [f(a, o, n0, n1, step) for f, o in zip((ours, theirs), outs)]
         assert counts[0] == counts[1]
         assert outs[0].tobytes() == outs[1].tobytes()
+
+
+def _items(a, b, m, out, ro, i32, u64):
+    # element reads and writes of every index form the lean lowering takes
+    # (negative indices from the end, 32-bit and unsigned indices, literal
+    # ones, 2-D, a read-only array) and of the forms it leaves to Numba
+    # (a slice, a non-contiguous array)
+    n = a.size
+    for i in range(-n, n):
+        out[i + n] = a[i] * 2 + b[i % b.size]
+    out[2 * n] = a[0] + a[-1] + ro[-2]
+    out[2 * n + 1] = a[i32] + a[u64] + a[np.int32(-1)]
+    for r in range(-m.shape[0], m.shape[0]):
+        for c in range(-m.shape[1], m.shape[1]):
+            m[r, c] += r * 10 + c
+    s = a[1:4]
+    out[2 * n + 2] = s[0] + s[-1]
+    t = m[:, 1]
+    out[2 * n + 3] = t[-1]
+    b[-1] = 5
+    b[u64] = a[i32]
+    return out[0]
+
+
+def test_lean_element_access_matches_numba():
+    """LeanLower's element reads and writes give Numba's results, negative
+    and unsigned indices included, and leave other indexing to Numba."""
+    ours = numba.njit(pipeline_class=_jit.LeanPipeline, error_model="numpy")(_items)
+    theirs = numba.njit(error_model="numpy")(_items)
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal(7).astype(np.float32)
+    ro = a.copy()
+    ro.flags.writeable = False
+    results = []
+    for f in (ours, theirs):
+        b = np.arange(5, dtype=np.int64)
+        m = np.zeros((3, 4))
+        out = np.zeros(32)
+        first = f(a, b, m, out, ro, np.int32(-3), np.uint64(2))
+        results.append((first, b, m, out))
+    for mine, ref in zip(results[0], results[1]):
+        assert np.asarray(mine).tobytes() == np.asarray(ref).tobytes()
