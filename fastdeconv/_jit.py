@@ -78,7 +78,11 @@ class LeanLower(lowering.Lower):
     with the signature type inference gave them. (Numba types each
     operator again to find its implementation: the same signature, since
     the operands are already of its argument types, at about 0.4 ms per
-    operator, ~1.5 % of a tile kernel's compile.)"""
+    operator, ~1.5 % of a tile kernel's compile.) Array elements of
+    numbers are read and written from the array's value, as Numba indexes
+    them but without its stack copy of the array per access and typing of
+    the access again (`_item_pointer`; the same machine code,
+    benchmarks/NOTES.md section 139)."""
 
     def _operands(self, expr, sig):
         """expr's two operands, cast to sig's argument types."""
