@@ -37,7 +37,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numba  # noqa: E402
 from llvmlite import binding as llvm  # noqa: E402
-from numba.core import config, ir, lowering, postproc, transforms, typed_passes, types, untyped_passes  # noqa: E402
+from numba.core import cgutils, config, ir, lowering, postproc, transforms, typed_passes, types, untyped_passes  # noqa: E402
 from numba.core.caching import FunctionCache, IndexDataCacheFile  # noqa: E402
 from numba.core.codegen import JITCodeLibrary, remove_redundant_nrt_refct  # noqa: E402
 from numba.core.compiler import CompilerBase, DefaultPassBuilder  # noqa: E402
@@ -82,7 +82,9 @@ class LeanLower(lowering.Lower):
     numbers are read and written from the array's value, as Numba indexes
     them but without its stack copy of the array per access and typing of
     the access again (`_item_pointer`; the same machine code,
-    benchmarks/NOTES.md section 139)."""
+    benchmarks/NOTES.md section 139). `range(stop)` and `range(start,
+    stop)` loops count max(stop - start, 0) steps without Numba's code for
+    any step (section 140)."""
 
     def _operands(self, expr, sig):
         """expr's two operands, cast to sig's argument types."""
@@ -142,6 +144,42 @@ class LeanLower(lowering.Lower):
             self.context.pack_value(self.builder, arrty.dtype, val, ptr)
             return
         return super().lower_setitem(target_var, index_var, value_var, signature)
+
+    def lower_expr(self, resty, expr):
+        if expr.op == "getiter" and isinstance(self.typeof(expr.value.name), types.RangeType):
+            it = self._unit_step_iter(expr, resty)
+            if it is not None:
+                return it
+        return super().lower_expr(resty, expr)
+
+    def _unit_step_iter(self, expr, resty):
+        """The iterator of `range(stop)` or `range(start, stop)`, whose
+        count is max(stop - start, 0); Numba's takes any step (a branch to
+        raise for step 0, a division, the remainder's sign: ~50 LLVM
+        instructions for each of a kernel's loops, which LLVM then folds
+        away). None for another range."""
+        try:
+            call = self.func_ir.get_definition(expr.value)
+            fn = self.func_ir.get_definition(call.func) if isinstance(call, ir.Expr) and call.op == "call" else None
+        except KeyError:  # (a variable assigned more than once)
+            return None
+        if not (isinstance(fn, (ir.Global, ir.FreeVar)) and fn.value is range and len(call.args) in (1, 2)
+                and not call.kws and call.vararg is None):
+            return None
+        builder = self.builder
+        state_model = self.context.data_model_manager[self.typeof(expr.value.name)]
+        iter_model = self.context.data_model_manager[resty]
+        state = self.loadvar(expr.value.name)
+        start, stop, step = (builder.extract_value(state, state_model.get_field_position(f))
+                             for f in ("start", "stop", "step"))
+        diff = builder.sub(stop, start)
+        fields = dict(iter=cgutils.alloca_once_value(builder, start), stop=stop, step=step,
+                      count=cgutils.alloca_once_value(builder, builder.select(
+                          builder.icmp_signed(">", diff, diff.type(0)), diff, diff.type(0))))
+        it = cgutils.get_null_value(iter_model.get_value_type())
+        for f, v in fields.items():
+            it = builder.insert_value(it, v, iter_model.get_field_position(f))
+        return it
 
     def lower_binop(self, resty, expr, op):
         sig = self.fndesc.calltypes[expr]

@@ -373,3 +373,21 @@ def test_lean_element_access_matches_numba():
         results.append((first, b, m, out))
     for mine, ref in zip(results[0], results[1]):
         assert np.asarray(mine).tobytes() == np.asarray(ref).tobytes()
+
+
+def test_unit_step_ranges_take_the_lean_iterator(monkeypatch):
+    """range(stop) and range(start, stop) loops get LeanLower's iterator,
+    loops with a step Numba's; the results are Numba's (_loops' test)."""
+    made = []
+    lean = _jit.LeanLower._unit_step_iter
+
+    def spy(self, expr, resty):
+        it = lean(self, expr, resty)
+        made.append(it is not None)
+        return it
+
+    monkeypatch.setattr(_jit.LeanLower, "_unit_step_iter", spy)
+    kernel = numba.njit(pipeline_class=_jit.LeanPipeline, error_model="numpy")(_loops)
+    a = np.ones(4)
+    kernel.compile(tuple(numba.typeof((a, a, 0, 0, 0))))
+    assert made == [True, True, True, False, False]
