@@ -37,7 +37,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numba  # noqa: E402
 from llvmlite import binding as llvm  # noqa: E402
-from numba.core import cgutils, config, ir, lowering, postproc, transforms, typed_passes, types, untyped_passes  # noqa: E402
+from numba.core import (cgutils, config, ir, lowering, postproc, transforms, typed_passes, types,  # noqa: E402
+                        untyped_passes)
 from numba.core.caching import FunctionCache, IndexDataCacheFile  # noqa: E402
 from numba.core.codegen import JITCodeLibrary, remove_redundant_nrt_refct  # noqa: E402
 from numba.core.compiler import CompilerBase, DefaultPassBuilder  # noqa: E402
