@@ -377,7 +377,8 @@ def test_lean_element_access_matches_numba():
 
 def test_unit_step_ranges_take_the_lean_iterator(monkeypatch):
     """range(stop) and range(start, stop) loops get LeanLower's iterator,
-    loops with a step Numba's; the results are Numba's (_loops' test)."""
+    loops with a step Numba's; every range loop LeanLower's next step; the
+    results are Numba's (_loops' test)."""
     made = []
     lean = _jit.LeanLower._unit_step_iter
 
@@ -386,8 +387,17 @@ def test_unit_step_ranges_take_the_lean_iterator(monkeypatch):
         made.append(it is not None)
         return it
 
+    nexts = []
+    lean_next = _jit.LeanLower._range_next
+
+    def spy_next(self, expr, resty):
+        nexts.append(expr)
+        return lean_next(self, expr, resty)
+
     monkeypatch.setattr(_jit.LeanLower, "_unit_step_iter", spy)
+    monkeypatch.setattr(_jit.LeanLower, "_range_next", spy_next)
     kernel = numba.njit(pipeline_class=_jit.LeanPipeline, error_model="numpy")(_loops)
     a = np.ones(4)
     kernel.compile(tuple(numba.typeof((a, a, 0, 0, 0))))
     assert made == [True, True, True, False, False]
+    assert len(nexts) == 5  # (every range loop's next step, any step)
