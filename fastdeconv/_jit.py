@@ -73,6 +73,11 @@ def floor_divmod(builder, a, b, minval):
 _NUMBERS = (types.Integer, types.Float, types.Boolean)
 
 
+def _index_types(idxty):
+    """The integer type of each dimension's index: a tuple's, or one."""
+    return idxty.types if isinstance(idxty, types.BaseTuple) else (idxty,)
+
+
 class LeanLower(lowering.Lower):
     """Numba's lowering, with `//` and `%` of two signed integers of one
     type as `floor_divmod`, and the other operators on two numbers lowered
@@ -104,7 +109,7 @@ class LeanLower(lowering.Lower):
         model = ctx.data_model_manager[arrty]
         data = builder.extract_value(arr, model.get_field_position("data"))
         shape = builder.extract_value(arr, model.get_field_position("shape"))
-        idxtys = idxty.types if isinstance(idxty, types.BaseTuple) else (idxty,)
+        idxtys = _index_types(idxty)
         idxs = [builder.extract_value(index, k) for k in range(len(idxtys))] if len(idxtys) > 1 else [index]
         loc = None
         for k, (ty, i) in enumerate(zip(idxtys, idxs)):
@@ -119,7 +124,7 @@ class LeanLower(lowering.Lower):
     def _plain_item(arrty, idxty):
         """An element of a C-contiguous, aligned array of numbers, read or
         written with one integer per dimension."""
-        idxtys = idxty.types if isinstance(idxty, types.BaseTuple) else (idxty,)
+        idxtys = _index_types(idxty)
         return (isinstance(arrty, types.Array) and arrty.layout == "C" and arrty.aligned
                 and isinstance(arrty.dtype, (types.Integer, types.Float)) and len(idxtys) == arrty.ndim
                 and all(isinstance(t, types.Integer) for t in idxtys))

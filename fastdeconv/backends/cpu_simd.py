@@ -533,6 +533,9 @@ def _vtstore_typed(arr, tile, offs, accs, nf, stream):
             if stream:
                 st.set_metadata("nontemporal", builder.module.add_metadata([ir.Constant(ir.IntType(32), 1)]))
 
+        def part_store(i, j, ptr, mask):
+            builder.call(mstore, [vs[i * nw + j], ptr, ir.Constant(ir.IntType(32), isz), mask])
+
         # whole rows with plain stores (masked ones cost a mask per vector,
         # noticeable on tiles with little work, e.g. 3 input channels); the
         # test of nf once per tile and each vector's mask once for all rows
@@ -553,7 +556,7 @@ def _vtstore_typed(arr, tile, offs, accs, nf, stream):
                     with builder.if_then(builder.icmp_signed(">=", os_[i], zero), likely=True):
                         for j, ptr in enumerate(_row_vectors(builder, vty, base, os_[i], nw, isz)):
                             if not stream:
-                                builder.call(mstore, [vs[i * nw + j], ptr, ir.Constant(ir.IntType(32), isz), masks[j]])
+                                part_store(i, j, ptr, masks[j])
                                 continue
                             # streaming: the row's whole vectors too (a
                             # masked store reads its line first), the rest masked
@@ -562,8 +565,7 @@ def _vtstore_typed(arr, tile, offs, accs, nf, stream):
                                 with vector:
                                     whole_store(i, j, ptr)
                                 with rest:
-                                    builder.call(mstore, [vs[i * nw + j], ptr, ir.Constant(ir.IntType(32), isz),
-                                                          masks[j]])
+                                    part_store(i, j, ptr, masks[j])
         return context.get_dummy_value()
     return types.void(arr, tile, offs, accs, nf), impl
 
