@@ -164,7 +164,7 @@ LAYOUT_CASES = [
     # a ResNet bottleneck's 1x1 expansion (cpu_pw.pointwise_cf: several blocks of output channels)
     ("conv2d 56^2 x 64 -> 256 k1 (bottleneck)", "conv2d", (1, 56, 56, 64), (1, 1, 64, 256), 1, None),
     # 3-D 1x1 layers read from memory: channels-first spans copied to scratch first on AMD Zen
-    # (cpu.POINTWISE_CF_PACK), streaming stores on Intel (cpu.STREAM_STORES)
+    # (cpu.POINTWISE_CF_PACK), streaming stores but on Zen 1-3 (cpu.STREAM_STORES)
     ("conv3d 64^3 x 16 -> 32 k1", "conv3d", (1, 64, 64, 64, 16), (1, 1, 1, 16, 32), 1, None),
     ("conv3d 64^3 x 32 -> 32 k1", "conv3d", (1, 64, 64, 64, 32), (1, 1, 1, 32, 32), 1, None),
     # a MobileNet's 3x3 depthwise layer (cpu_dw: depthwise_cl, depthwise_cf)

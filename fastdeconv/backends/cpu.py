@@ -103,9 +103,19 @@ from . import cpu_cfband, cpu_cfgather, cpu_dw, cpu_layout, cpu_patch, cpu_pw, c
 # against 7-8 with plain stores; the 3-channel video conv3d (7 x 224^2 x 3
 # -> 64) ran 0.61-0.85x as long, the 64^2 x 3 -> 128^2 x 256 k3 s2
 # transpose 0.55-0.70x, the U-Net's k3 s2 transpose mostly 0.83-0.92x
-# (benchmarks/NOTES.md section 120). On a Zen 3 VM streaming stores were
-# slower (section 39), and Zen 4/5 were not measured: off on AMD Zen.
-STREAM_STORES = not cpu_simd.HOST_CPU.startswith("znver")
+# (benchmarks/NOTES.md section 120). On an AMD Zen 4 VM the same calls
+# took 0.55-0.72x and 0.62-0.89x the time, the U-Net's k3 s2 transpose
+# 0.89x (one and two threads; section 142). On a Zen 3 VM they were slower
+# (section 39): off on Zen 1-3. Zen 5 is not measured.
+STREAM_STORES_SLOWER = ("znver1", "znver2", "znver3")
+
+
+def _streaming_stores_pay(host_cpu):
+    """STREAM_STORES' default for an LLVM CPU name."""
+    return host_cpu not in STREAM_STORES_SLOWER
+
+
+STREAM_STORES = _streaming_stores_pay(cpu_simd.HOST_CPU)
 STREAM_MIN_BYTES = 16 << 20
 
 # Forward convolutions with dw == 1 and no groups read (kw, c) as one run
