@@ -1566,10 +1566,13 @@ def test_pointwise_cf_pack_rule(C, F, P, itemsize, expected, monkeypatch):
     """Where cpu_pw.pointwise_cf copies its input spans to scratch first
     (cpu.POINTWISE_CF_PACK_BYTES, POINTWISE_CF_PACK_RUN_BYTES), on AMD Zen
     only (cpu.POINTWISE_CF_PACK: measured faster there, slower on an Intel
-    Xeon)."""
+    Xeon), and only into results stored without streaming stores (slower
+    with them on Zen 4)."""
     assert cpu.POINTWISE_CF_PACK == cpu_simd.HOST_CPU.startswith("znver")
     monkeypatch.setattr(cpu, "POINTWISE_CF_PACK", True)
     assert cpu._pointwise_cf_pack(C, F, P, itemsize, cpu_pw.pw_cf_tile(F, P)) is expected
+    assert cpu._pointwise_cf_pack(C, F, P, itemsize, cpu_pw.pw_cf_tile(F, P), None) is expected
+    assert cpu._pointwise_cf_pack(C, F, P, itemsize, cpu_pw.pw_cf_tile(F, P), True) is False
     monkeypatch.setattr(cpu, "POINTWISE_CF_PACK", False)
     assert cpu._pointwise_cf_pack(C, F, P, itemsize, cpu_pw.pw_cf_tile(F, P)) is False
 

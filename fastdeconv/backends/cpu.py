@@ -313,7 +313,11 @@ def _pointwise_cf_group(C, F, P, itemsize):
 # section 111). That was on AMD Zen 5; on an Intel Xeon (Emerald Rapids)
 # VM the copy made the same calls slower (reading the planes directly:
 # 0.64-1.00x the time on one thread, 0.68-1.04 on two in 11 of 12
-# samples; section 129), so only on AMD Zen.
+# samples; section 129), so only on AMD Zen, and only where the result is
+# written with plain stores: on an AMD Zen 4 VM, with streaming stores
+# (STREAM_STORES), the copy made 64^3 x 16 -> 32 1.10-1.23x slower and
+# 64^3 x 32 -> 32 0.83-1.06x the time (one and two threads); with plain
+# stores 0.97-1.03x and 0.86-0.91x (section 142).
 POINTWISE_CF_PACK = cpu_simd.HOST_CPU.startswith("znver")
 POINTWISE_CF_PACK_BYTES = 4 << 20
 # ... where each plane's run in a span (PW_CF_INPUT_SPAN_BYTES / C bytes)
@@ -322,13 +326,15 @@ POINTWISE_CF_PACK_BYTES = 4 << 20
 POINTWISE_CF_PACK_RUN_BYTES = 2048
 
 
-def _pointwise_cf_pack(C, F, P, itemsize, tile):
+def _pointwise_cf_pack(C, F, P, itemsize, tile, stream=None):
     """Whether cpu_pw.pointwise_cf copies its input spans to scratch
     first (see POINTWISE_CF_PACK, POINTWISE_CF_PACK_BYTES and
     POINTWISE_CF_PACK_RUN_BYTES): all planes at once, more than one block
-    of output channels, and a tile's input within the kernel's span array."""
+    of output channels, a tile's input within the kernel's span array, and
+    the result stored without streaming stores (`stream`: the kernel's
+    argument, cpu._streams)."""
     NJ = tile.nvec * tile.lanes(itemsize)
-    return (POINTWISE_CF_PACK and _pointwise_cf_group(C, F, P, itemsize) == C and F > tile.rows
+    return (POINTWISE_CF_PACK and not stream and _pointwise_cf_group(C, F, P, itemsize) == C and F > tile.rows
             and C * P * itemsize >= POINTWISE_CF_PACK_BYTES
             and cpu_pw.PW_CF_INPUT_SPAN_BYTES // C >= POINTWISE_CF_PACK_RUN_BYTES
             and C * NJ * itemsize <= cpu_pw.PW_CF_INPUT_SPAN_BYTES)
@@ -1596,7 +1602,6 @@ def _pointwise_cf(x, wg, epilogue, out, key=None):
     wp, NFB = packed(wg, x.dtype)
     NJ = tile.nvec * tile.lanes(x.dtype.itemsize)
     group = _pointwise_cf_group(C, F, P, x.dtype.itemsize)
-    pack = _pointwise_cf_pack(C, F, P, x.dtype.itemsize, tile)
     site = {}
 
     def launch(x, wg, flat, epilogue, wp=None):
@@ -1605,6 +1610,7 @@ def _pointwise_cf(x, wg, epilogue, out, key=None):
         # (streaming stores: output planes and tiles a whole number of
         # vectors long; not where the sums of a group of planes are read back)
         stream = _streams(flat, P, NJ * x.dtype.itemsize) if group == C else None
+        pack = _pointwise_cf_pack(C, F, P, x.dtype.itemsize, tile, stream)
         args = (x.reshape(B, C, P), wp.reshape(NFB, C, tile.rows), flat.reshape(B, F, P), tile, group, pack, stream)
         cpu_rb.parallel_tiles(cpu_pw.pointwise_cf, args, B * _ceil(P, NJ), (C + 64) * F * B * P, 1, None, site)
         return epilogue
