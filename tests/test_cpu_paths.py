@@ -1530,12 +1530,11 @@ def test_pointwise_cf_same_bits(case, dtype, monkeypatch):
     real = cpu._pointwise_cf
     monkeypatch.setattr(cpu, "_pointwise_cf", lambda *a: (taken.append(1), real(*a))[1])
     variants = [{(cpu, "POINTWISE_CF"): True}, {(cpu, "POINTWISE_CF"): True, (cpu, "POINTWISE_CF_GROUP_BYTES"): 0},
-                {(cpu, "POINTWISE_CF"): True, (cpu, "POINTWISE_CF_PACK"): True, (cpu, "POINTWISE_CF_PACK_BYTES"): 0,
-                 (cpu, "POINTWISE_CF_PACK_RUN_BYTES"): 0},
+                {(cpu, "POINTWISE_CF"): True, (cpu, "POINTWISE_CF_PACK"): True, (cpu, "POINTWISE_CF_PACK_BYTES"): 0},
                 {(cpu, "POINTWISE_CF"): False}]
     results = _calls_with(call, x, w, monkeypatch, [(v, work) for v in variants for work in (None, 10**12)])
     P = x[0, 0].size
-    # (POINTWISE_CF_GROUP_BYTES, POINTWISE_CF_PACK_BYTES and POINTWISE_CF_PACK_RUN_BYTES still 0, the copy on)
+    # (POINTWISE_CF_GROUP_BYTES and POINTWISE_CF_PACK_BYTES still 0, the copy on)
     assert cpu._pointwise_cf_group(C, F, P, x.itemsize) < C or F == 1 or F > 8 or C <= 4
     tile = cpu_pw.pw_cf_tile(F, P)
     assert cpu._pointwise_cf_pack(C, F, P, x.itemsize, tile) == (F > tile.rows and cpu._pointwise_cf_group(
@@ -1552,29 +1551,33 @@ def test_pointwise_cf_same_bits(case, dtype, monkeypatch):
 
 
 @pytest.mark.parametrize("C, F, P, itemsize, expected", [
-    (32, 32, 64**3, 4, True),  # NCDHW 64^3 x 32 -> 32: 32 MB of input, 2 KB runs
+    (32, 32, 64**3, 4, True),  # NCDHW 64^3 x 32 -> 32: 32 MB of input
     (16, 32, 64**3, 4, True),
     (32, 64, 32**3, 4, True),  # 4 MB
     (16, 64, 32**3, 4, False),  # 2 MB: in the caches
-    (64, 32, 32**3, 4, False),  # 1 KB runs
+    (64, 32, 32**3, 4, True),  # 1 KB runs per plane and span
+    (128, 64, 48**3, 4, True),
     (256, 64, 56 * 56, 4, False),  # NCHW 56^2 x 256 -> 64: 3.2 MB
     (16, 8, 64**3, 4, False),  # one block of output channels
     (64, 8, 64**3, 4, False),  # groups of planes
     (32, 32, 64**3, 8, True),
+    (512, 64, 32**3, 4, False),  # a tile's input over the span array
 ])
 def test_pointwise_cf_pack_rule(C, F, P, itemsize, expected, monkeypatch):
     """Where cpu_pw.pointwise_cf copies its input spans to scratch first
-    (cpu.POINTWISE_CF_PACK_BYTES, POINTWISE_CF_PACK_RUN_BYTES), on AMD Zen
-    only (cpu.POINTWISE_CF_PACK: measured faster there, slower on an Intel
-    Xeon), and only into results stored without streaming stores (slower
-    with them on Zen 4)."""
+    (cpu.POINTWISE_CF_PACK_BYTES), on AMD Zen only (cpu.POINTWISE_CF_PACK:
+    measured faster there, slower on an Intel Xeon), and into results
+    stored with streaming stores only from
+    POINTWISE_CF_PACK_STREAM_MIN_CHANNELS input channels (16 planes read
+    at once were faster than the copy there, on Zen 4)."""
     assert cpu.POINTWISE_CF_PACK == cpu_simd.HOST_CPU.startswith("znver")
     monkeypatch.setattr(cpu, "POINTWISE_CF_PACK", True)
-    assert cpu._pointwise_cf_pack(C, F, P, itemsize, cpu_pw.pw_cf_tile(F, P)) is expected
-    assert cpu._pointwise_cf_pack(C, F, P, itemsize, cpu_pw.pw_cf_tile(F, P), None) is expected
-    assert cpu._pointwise_cf_pack(C, F, P, itemsize, cpu_pw.pw_cf_tile(F, P), True) is False
+    tile = cpu_pw.pw_cf_tile(F, P)
+    assert cpu._pointwise_cf_pack(C, F, P, itemsize, tile) is expected
+    assert cpu._pointwise_cf_pack(C, F, P, itemsize, tile, None) is expected
+    assert cpu._pointwise_cf_pack(C, F, P, itemsize, tile, True) is (expected and C >= 32)
     monkeypatch.setattr(cpu, "POINTWISE_CF_PACK", False)
-    assert cpu._pointwise_cf_pack(C, F, P, itemsize, cpu_pw.pw_cf_tile(F, P)) is False
+    assert cpu._pointwise_cf_pack(C, F, P, itemsize, tile) is False
 
 
 @pytest.mark.parametrize("activation", ["relu", "sigmoid"])
@@ -3140,6 +3143,40 @@ def test_streaming_stores_same_bits(case, dtype, monkeypatch):
         ({(cpu, "STREAM_STORES"): True}, 10**12),
         ({(cpu, "STREAM_STORES"): False}, None)])
     assert streams == [True, True, None]
+    assert all(r.tobytes() == results[0].tobytes() for r in results)
+    ref = _call(case, x, w, "reference")
+    assert np.max(np.abs(results[0] - ref)) <= 1e-5 * max(1.0, float(np.max(np.abs(ref))))
+
+
+@pytest.mark.parametrize("C", [32, 8])
+def test_pointwise_cf_copy_with_streaming_stores(C, monkeypatch):
+    """cpu_pw.pointwise_cf's span copy (with its prefetches of the planes
+    ahead, and of the next span's first planes, over several spans and
+    chunks) gives the bits of the direct reads, into results stored with
+    streaming stores and plainly; a spy checks which ran: with streaming
+    stores the copy only from POINTWISE_CF_PACK_STREAM_MIN_CHANNELS input
+    channels."""
+    case = ("conv3d", (1, C, 4, 6, 50), (1, 1, 1, C, 24), 1, "SAME", "NCDHW", None)
+    x, w = _arrays(case, np.float32, np.random.default_rng(73))
+    monkeypatch.setattr(_alloc, "RECYCLE_MIN", 0)
+    monkeypatch.setattr(cpu, "STREAM_MIN_BYTES", 0)
+    monkeypatch.setattr(cpu, "POINTWISE_CF_PACK_BYTES", 0)
+    ran = []
+    real = cpu_rb.parallel_tiles
+
+    def spy(kernel, args, *a):
+        if kernel is cpu_pw.pointwise_cf:
+            ran.append(args[-2:])  # (pack, stream)
+        return real(kernel, args, *a)
+
+    monkeypatch.setattr(cpu_rb, "parallel_tiles", spy)
+    results = _calls_with(case, x, w, monkeypatch, [
+        ({(cpu, "POINTWISE_CF_PACK"): True, (cpu, "STREAM_STORES"): True}, None),
+        ({(cpu, "POINTWISE_CF_PACK"): True, (cpu, "STREAM_STORES"): True}, 10**12),
+        ({(cpu, "POINTWISE_CF_PACK"): True, (cpu, "STREAM_STORES"): False}, 10**12),
+        ({(cpu, "POINTWISE_CF_PACK"): False, (cpu, "STREAM_STORES"): True}, None)])
+    copied = C >= cpu.POINTWISE_CF_PACK_STREAM_MIN_CHANNELS
+    assert ran == [(copied, True), (copied, True), (True, None), (False, True)]
     assert all(r.tobytes() == results[0].tobytes() for r in results)
     ref = _call(case, x, w, "reference")
     assert np.max(np.abs(results[0] - ref)) <= 1e-5 * max(1.0, float(np.max(np.abs(ref))))

@@ -313,30 +313,30 @@ def _pointwise_cf_group(C, F, P, itemsize):
 # section 111). That was on AMD Zen 5; on an Intel Xeon (Emerald Rapids)
 # VM the copy made the same calls slower (reading the planes directly:
 # 0.64-1.00x the time on one thread, 0.68-1.04 on two in 11 of 12
-# samples; section 129), so only on AMD Zen, and only where the result is
-# written with plain stores: on an AMD Zen 4 VM, with streaming stores
-# (STREAM_STORES), the copy made 64^3 x 16 -> 32 1.10-1.23x slower and
-# 64^3 x 32 -> 32 0.83-1.06x the time (one and two threads); with plain
-# stores 0.97-1.03x and 0.86-0.91x (section 142).
+# samples; section 129), so only on AMD Zen. On an AMD Zen 4 VM, with the
+# copy's prefetches (cpu_pw.PW_CF_PREFETCH_PLANES), NCDHW 1x1 calls from 4
+# MB of input and more ran in 0.72-1.00x the time of the direct reads
+# from 32-128 input channels (64 included, whose 1 KB runs section 111
+# found too short for the copy without the prefetches), and with 16 input
+# channels 0.92x into plainly stored results but 1.19x into results
+# stored with streaming stores (STREAM_STORES), where 16 planes read at
+# once keep up (section 143).
 POINTWISE_CF_PACK = cpu_simd.HOST_CPU.startswith("znver")
 POINTWISE_CF_PACK_BYTES = 4 << 20
-# ... where each plane's run in a span (PW_CF_INPUT_SPAN_BYTES / C bytes)
-# is at least this long: with 64 input channels (1 KB runs) the copy made
-# NCDHW 32^3 x 64 -> 32 about 10 % slower
-POINTWISE_CF_PACK_RUN_BYTES = 2048
+POINTWISE_CF_PACK_STREAM_MIN_CHANNELS = 32
 
 
 def _pointwise_cf_pack(C, F, P, itemsize, tile, stream=None):
     """Whether cpu_pw.pointwise_cf copies its input spans to scratch
     first (see POINTWISE_CF_PACK, POINTWISE_CF_PACK_BYTES and
-    POINTWISE_CF_PACK_RUN_BYTES): all planes at once, more than one block
-    of output channels, a tile's input within the kernel's span array, and
-    the result stored without streaming stores (`stream`: the kernel's
-    argument, cpu._streams)."""
+    POINTWISE_CF_PACK_STREAM_MIN_CHANNELS): all planes at once, more than
+    one block of output channels, a tile's input within the kernel's span
+    array, and, where the kernel stores with streaming stores (`stream`:
+    its argument, cpu._streams), enough input channels."""
     NJ = tile.nvec * tile.lanes(itemsize)
-    return (POINTWISE_CF_PACK and not stream and _pointwise_cf_group(C, F, P, itemsize) == C and F > tile.rows
+    return (POINTWISE_CF_PACK and (not stream or C >= POINTWISE_CF_PACK_STREAM_MIN_CHANNELS)
+            and _pointwise_cf_group(C, F, P, itemsize) == C and F > tile.rows
             and C * P * itemsize >= POINTWISE_CF_PACK_BYTES
-            and cpu_pw.PW_CF_INPUT_SPAN_BYTES // C >= POINTWISE_CF_PACK_RUN_BYTES
             and C * NJ * itemsize <= cpu_pw.PW_CF_INPUT_SPAN_BYTES)
 
 
