@@ -179,8 +179,8 @@ PW_CF_SPAN_POSITIONS = 16384
 PW_CF_INPUT_SPAN_BYTES = 64 * 1024
 # ... and where those spans are copied to scratch first (`pack`), the
 # plane this many planes ahead of the one copied is prefetched: NCDHW 1x1
-# calls from 32 MB of input on an AMD Zen 4 VM 0.81-0.93x the time of the
-# copy without it (benchmarks/NOTES.md section 143)
+# calls from 8-32 MB of input on an AMD Zen 4 VM 0.84-0.94x the time of
+# the copy without it, one thread (benchmarks/NOTES.md section 143)
 PW_CF_PREFETCH_PLANES = 4
 
 
