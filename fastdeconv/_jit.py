@@ -110,7 +110,8 @@ class LeanLower(lowering.Lower):
         data = builder.extract_value(arr, model.get_field_position("data"))
         shape = builder.extract_value(arr, model.get_field_position("shape"))
         idxtys = _index_types(idxty)
-        idxs = [builder.extract_value(index, k) for k in range(len(idxtys))] if len(idxtys) > 1 else [index]
+        idxs = ([builder.extract_value(index, k) for k in range(len(idxtys))] if isinstance(idxty, types.BaseTuple)
+                else [index])
         loc = None
         for k, (ty, i) in enumerate(zip(idxtys, idxs)):
             size = builder.extract_value(shape, k)

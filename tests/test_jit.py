@@ -336,7 +336,7 @@ def test_lean_ir_processing_skips_liveness_and_matches_numba(monkeypatch):
 def _items(a, b, m, out, ro, i32, u64):
     # element reads and writes of every index form the lean lowering takes
     # (negative indices from the end, 32-bit and unsigned indices, literal
-    # ones, 2-D, a read-only array) and of the forms it leaves to Numba
+    # ones, 2-D, a 1-tuple on 1-D, a read-only array) and of the forms it leaves to Numba
     # (a slice, a non-contiguous array)
     n = a.size
     for i in range(-n, n):
@@ -352,6 +352,7 @@ def _items(a, b, m, out, ro, i32, u64):
     out[2 * n + 3] = t[-1]
     b[-1] = 5
     b[u64] = a[i32]
+    b[(1,)] = b[(-2,)] + 1
     return out[0]
 
 
