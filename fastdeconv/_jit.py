@@ -93,10 +93,13 @@ class LeanLower(lowering.Lower):
     any step (section 140), and every range loop's next step is taken
     without a stack slot for the (value, valid) pair (section 141)."""
 
+    def _value_as(self, var, ty):
+        """The variable's value, cast to type ty (a signature's)."""
+        return self.context.cast(self.builder, self.loadvar(var.name), self.typeof(var.name), ty)
+
     def _operands(self, expr, sig):
         """expr's two operands, cast to sig's argument types."""
-        return tuple(self.context.cast(self.builder, self.loadvar(v.name), self.typeof(v.name), ty)
-                     for v, ty in zip((expr.lhs, expr.rhs), sig.args))
+        return tuple(self._value_as(v, ty) for v, ty in zip((expr.lhs, expr.rhs), sig.args))
 
     def _item_pointer(self, arrty, idxty, arr, index):
         """The element pointer of a C-contiguous array for an integer
@@ -130,15 +133,11 @@ class LeanLower(lowering.Lower):
                 and isinstance(arrty.dtype, (types.Integer, types.Float)) and len(idxtys) == arrty.ndim
                 and all(isinstance(t, types.Integer) for t in idxtys))
 
-    def _index(self, var, ty):
-        """The index variable's value as type ty (the signature's)."""
-        return self.context.cast(self.builder, self.loadvar(var.name), self.typeof(var.name), ty)
-
     def lower_getitem(self, resty, expr, value, index, signature):
         arrty, idxty = self.typeof(value.name), signature.args[1]
         if (self._plain_item(arrty, idxty) and signature.args[0] == arrty
                 and signature.return_type == arrty.dtype):
-            ptr = self._item_pointer(arrty, idxty, self.loadvar(value.name), self._index(index, idxty))
+            ptr = self._item_pointer(arrty, idxty, self.loadvar(value.name), self._value_as(index, idxty))
             res = self.context.unpack_value(self.builder, arrty.dtype, ptr)
             return self.context.cast(self.builder, res, arrty.dtype, resty)
         return super().lower_getitem(resty, expr, value, index, signature)
@@ -146,10 +145,8 @@ class LeanLower(lowering.Lower):
     def lower_setitem(self, target_var, index_var, value_var, signature):
         arrty, idxty = self.typeof(target_var.name), signature.args[1]
         if self._plain_item(arrty, idxty) and signature.args[0] == arrty and signature.args[2] == arrty.dtype:
-            ptr = self._item_pointer(arrty, idxty, self.loadvar(target_var.name), self._index(index_var, idxty))
-            val = self.context.cast(self.builder, self.loadvar(value_var.name), self.typeof(value_var.name),
-                                    arrty.dtype)
-            self.context.pack_value(self.builder, arrty.dtype, val, ptr)
+            ptr = self._item_pointer(arrty, idxty, self.loadvar(target_var.name), self._value_as(index_var, idxty))
+            self.context.pack_value(self.builder, arrty.dtype, self._value_as(value_var, arrty.dtype), ptr)
             return
         return super().lower_setitem(target_var, index_var, value_var, signature)
 
