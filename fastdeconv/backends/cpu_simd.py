@@ -536,36 +536,41 @@ def _vtstore_typed(arr, tile, offs, accs, nf, stream):
         def part_store(i, j, ptr, mask):
             builder.call(mstore, [vs[i * nw + j], ptr, ir.Constant(ir.IntType(32), isz), mask])
 
+        def rows(store):
+            # rows past the end are skipped; each row's addresses are
+            # computed where it is stored: all rows' at once kept 16
+            # addresses live in registers (short_cl's 8 x 2 tiles 6-15 %
+            # slower)
+            for i in range(nr):
+                with builder.if_then(builder.icmp_signed(">=", os_[i], zero), likely=True):
+                    for j, ptr in enumerate(_row_vectors(builder, vty, base, os_[i], nw, isz)):
+                        store(i, j, ptr)
+
         # whole rows with plain stores (masked ones cost a mask per vector,
         # noticeable on tiles with little work, e.g. 3 input channels); the
         # test of nf once per tile and each vector's mask once for all rows
         # (a 16-row tile's store was 500 LLVM instructions, most of them
-        # the same masks again). Each row's addresses are computed where it
-        # is stored: all rows' at once before the branch kept 16 addresses
-        # live in registers (short_cl's 8 x 2 tiles 6-15 % slower)
+        # the same masks again)
         with builder.if_else(full, likely=True) as (whole, part):
             with whole:
-                for i in range(nr):
-                    # rows past the end are skipped
-                    with builder.if_then(builder.icmp_signed(">=", os_[i], zero), likely=True):
-                        for j, ptr in enumerate(_row_vectors(builder, vty, base, os_[i], nw, isz)):
-                            whole_store(i, j, ptr)
+                rows(whole_store)
             with part:
                 masks = [_range_mask(builder, n, zero, builder.sub(nfv, ir.Constant(i64, j * n))) for j in range(nw)]
-                for i in range(nr):
-                    with builder.if_then(builder.icmp_signed(">=", os_[i], zero), likely=True):
-                        for j, ptr in enumerate(_row_vectors(builder, vty, base, os_[i], nw, isz)):
-                            if not stream:
-                                part_store(i, j, ptr, masks[j])
-                                continue
-                            # streaming: the row's whole vectors too (a
-                            # masked store reads its line first), the rest masked
-                            with builder.if_else(builder.icmp_signed(">=", nfv, ir.Constant(i64, (j + 1) * n))) as (
-                                    vector, rest):
-                                with vector:
-                                    whole_store(i, j, ptr)
-                                with rest:
-                                    part_store(i, j, ptr, masks[j])
+
+                def last_store(i, j, ptr):
+                    if not stream:
+                        part_store(i, j, ptr, masks[j])
+                        return
+                    # streaming: the row's whole vectors too (a masked
+                    # store reads its line first), the rest masked
+                    with builder.if_else(builder.icmp_signed(">=", nfv, ir.Constant(i64, (j + 1) * n))) as (
+                            vector, rest):
+                        with vector:
+                            whole_store(i, j, ptr)
+                        with rest:
+                            part_store(i, j, ptr, masks[j])
+
+                rows(last_store)
         return context.get_dummy_value()
     return types.void(arr, tile, offs, accs, nf), impl
 
