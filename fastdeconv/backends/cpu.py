@@ -1602,6 +1602,8 @@ def _pointwise_cf(x, wg, epilogue, out, key=None):
     wp, NFB = packed(wg, x.dtype)
     NJ = tile.nvec * tile.lanes(x.dtype.itemsize)
     group = _pointwise_cf_group(C, F, P, x.dtype.itemsize)
+    # the copy's rule, into results stored plainly and with streaming stores
+    packs = {s: _pointwise_cf_pack(C, F, P, x.dtype.itemsize, tile, s) for s in (None, True)}
     site = {}
 
     def launch(x, wg, flat, epilogue, wp=None):
@@ -1610,8 +1612,8 @@ def _pointwise_cf(x, wg, epilogue, out, key=None):
         # (streaming stores: output planes and tiles a whole number of
         # vectors long; not where the sums of a group of planes are read back)
         stream = _streams(flat, P, NJ * x.dtype.itemsize) if group == C else None
-        pack = _pointwise_cf_pack(C, F, P, x.dtype.itemsize, tile, stream)
-        args = (x.reshape(B, C, P), wp.reshape(NFB, C, tile.rows), flat.reshape(B, F, P), tile, group, pack, stream)
+        args = (x.reshape(B, C, P), wp.reshape(NFB, C, tile.rows), flat.reshape(B, F, P), tile, group, packs[stream],
+                stream)
         cpu_rb.parallel_tiles(cpu_pw.pointwise_cf, args, B * _ceil(P, NJ), (C + 64) * F * B * P, 1, None, site)
         return epilogue
 
