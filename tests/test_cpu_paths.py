@@ -983,6 +983,43 @@ def test_parallel_tiles_chunks_per_thread(per_thread, work, chunks, monkeypatch)
     assert len(ranges) == chunks
 
 
+@pytest.mark.parametrize("shape, channels_first, vector", [
+    ((1, 28, 28, 192), False, True),  # depthwise_cl_vectors
+    ((1, 28, 28, 192), True, True),  # depthwise_cf_blocks
+    ((1, 14, 14, 576), False, True),  # depthwise_cl_blocks
+    ((1, 112, 112, 144), False, True),
+    ((1, 112, 112, 144), True, True),  # depthwise_cf
+    ((1, 7, 7, 960), False, False),  # depthwise_cl: rows too short for the vector kernels
+])
+def test_depthwise_work_rule(shape, channels_first, vector, monkeypatch):
+    """The vector depthwise kernels stay on the calling thread below
+    cpu.DEPTHWISE_SERIAL_MACS multiply-adds (parallel_tiles' work 0) and
+    above count 16 per multiply-add, as depthwise_cl always does; the same
+    bits either way."""
+    seen = []
+    real = cpu_rb.parallel_tiles
+
+    def spy(kernel, args, ntiles, work, *rest):
+        seen.append(work)
+        return real(kernel, args, ntiles, work, *rest)
+
+    rng = np.random.default_rng(5)
+    B, H, W, C = shape
+    x = rng.standard_normal((B, C, H, W) if channels_first else shape).astype(np.float32)
+    w = rng.standard_normal((3, 3, 1, C)).astype(np.float32)
+    fmt = "NCHW" if channels_first else "NHWC"
+    before = fastdeconv.conv2d(x, w, 1, "SAME", data_format=fmt, backend="cpu")
+    monkeypatch.setattr(cpu_rb, "parallel_tiles", spy)
+    ours = fastdeconv.conv2d(x, w, 1, "SAME", data_format=fmt, backend="cpu")
+    macs = B * H * W * C * 9
+    assert seen == [0 if vector and macs < cpu.DEPTHWISE_SERIAL_MACS else 16 * macs]
+    np.testing.assert_array_equal(ours, before)
+    monkeypatch.setattr(cpu, "DEPTHWISE_SERIAL_MACS", 0)
+    seen.clear()
+    np.testing.assert_array_equal(fastdeconv.conv2d(x, w, 1, "SAME", data_format=fmt, backend="cpu"), before)
+    assert seen == [16 * macs]
+
+
 def test_cl_kernel_chunks_per_thread(monkeypatch):
     """cl_kernel's calls with filters packed before the call pass
     cpu.CL_CHUNKS_PER_THREAD to parallel_tiles; the panel path (filters

@@ -193,6 +193,16 @@ DEPTHWISE_CF_BLOCKS = True
 DEPTHWISE_CF_BLOCKS_MAX_POSITIONS = 4096
 DEPTHWISE_CF_BLOCKS_FILL = 0.85
 DEPTHWISE_CF_BLOCK_POSITIONS = 8
+# The vector depthwise kernels (all of cpu_dw's but depthwise_cl) run on
+# one thread below DEPTHWISE_SERIAL_MACS multiply-adds (about 1 ms of one
+# core at their 5-10 G/s), above in chunks of CHUNK_WORK / 16 or
+# more (cpu_rb.parallel_tiles). On an AMD Zen 4 VM, where waking the
+# pool's thread took ~50-130 us, calls of 0.15-0.7 ms (1 x 112^2 x 32, 56^2
+# x 144, 28^2 x 192, 14^2 x 576, 2 x 56^2 x 144) ran in 0.75-0.92x their
+# time in 2-16 chunks on two threads; from ~15M (1 x 112^2 x 144, 4 x
+# 56^2 x 144) one thread was as fast or up to 1.35x slower
+# (benchmarks/NOTES.md section 145).
+DEPTHWISE_SERIAL_MACS = 12_000_000
 
 # Channels-last forward convolutions without groups, with dw == 1 and a
 # reduction of at most cpu_rb.SUM_GROUP_TERMS terms (one partial sum) on
@@ -1345,6 +1355,12 @@ def _cf_bands(x, wg, out_spatial, strides, dilations, pads_before, trans, writab
     return launch, packed(wg, x.dtype)[0]
 
 
+def _depthwise_work(macs):
+    """parallel_tiles' `work` for a call of `macs` multiply-adds of the
+    vector depthwise kernels (DEPTHWISE_SERIAL_MACS)."""
+    return 0 if macs < DEPTHWISE_SERIAL_MACS else 16 * macs
+
+
 def _depthwise_cl_vectors(x, wg, out_spatial, strides, dilations, pads_before):
     """The launch (for `_launched`) of cpu_dw.depthwise_cl_vectors for _run's
     channels-last depthwise calls with multiplier 1 and a vector of channels
@@ -1363,7 +1379,7 @@ def _depthwise_cl_vectors(x, wg, out_spatial, strides, dilations, pads_before):
         args = (np.ascontiguousarray(x).reshape(-1), wb.reshape(-1), flat, geo) + tiles
         # the compiled entry point: a small call skips the dispatcher's typing of the tiles
         cpu_rb.parallel_tiles(cpu_dw.depthwise_cl_vectors, args, B * OD * OH,
-                              16 * B * OD * OH * OW * C * KD * KH * KW, 1, None, site)
+                              _depthwise_work(B * OD * OH * OW * C * KD * KH * KW), 1, None, site)
         return epilogue
 
     return launch
@@ -1397,7 +1413,7 @@ def _depthwise_cf(x, wg, out_spatial, strides, dilations, pads_before):
             wg.transpose(0, 5, 4, 1, 2, 3).reshape(C * M, KD, KH, KW), dtype=dtype)))
         args = (np.ascontiguousarray(x).reshape(-1), wf.reshape(-1), flat, geo, tile)
         cpu_rb.parallel_tiles(cpu_rb.with_rows(cpu_dw.depthwise_cf, args, nbuf, site=site), (), B * C * OD,
-                              16 * B * OD * OH * OW * C * M * KD * KH * KW)
+                              _depthwise_work(B * OD * OH * OW * C * M * KD * KH * KW))
         return epilogue
 
     return launch
@@ -1463,7 +1479,7 @@ def _depthwise_blocks(x, wg, out_spatial, strides, dilations, pads_before, chann
             wb = _cl_vector_filters(wg, dtype, V)
         args = (np.ascontiguousarray(x).reshape(-1), wb.reshape(-1), flat, geo, tile, lanes)
         cpu_rb.parallel_tiles(cpu_rb.with_rows(kernel, args, nbuf, site=site), (), B * NB * OD,
-                              16 * B * OD * OH * OW * C * M * KD * KH * KW)
+                              _depthwise_work(B * OD * OH * OW * C * M * KD * KH * KW))
         return epilogue
 
     return launch
