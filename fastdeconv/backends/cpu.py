@@ -197,10 +197,10 @@ DEPTHWISE_CF_BLOCK_POSITIONS = 8
 # one thread below DEPTHWISE_SERIAL_MACS multiply-adds (about 1 ms of one
 # core at their 5-10 G/s), above in chunks of CHUNK_WORK / 16 or
 # more (cpu_rb.parallel_tiles). On an AMD Zen 4 VM, where waking the
-# pool's thread took ~50-130 us, calls of 0.15-0.7 ms (1 x 112^2 x 32, 56^2
-# x 144, 28^2 x 192, 14^2 x 576, 2 x 56^2 x 144) ran in 0.75-0.92x their
-# time in 2-16 chunks on two threads; from ~15M (1 x 112^2 x 144, 4 x
-# 56^2 x 144) one thread was as fast or up to 1.35x slower
+# pool's thread took ~50-130 us, calls of 0.15-0.85 ms (1 x 112^2 x 32,
+# 56^2 x 144, 28^2 x 192, 14^2 x 576, 4 x 28^2 x 256) ran in 0.69-0.93x
+# their time in 2-16 chunks on two threads; from ~15M (1 x 112^2 x 144, 4
+# x 56^2 x 144) one thread was as fast or up to 1.35x slower
 # (benchmarks/NOTES.md section 145).
 DEPTHWISE_SERIAL_MACS = 12_000_000
 
