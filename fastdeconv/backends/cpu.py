@@ -195,14 +195,16 @@ DEPTHWISE_CF_BLOCKS_FILL = 0.85
 DEPTHWISE_CF_BLOCK_POSITIONS = 8
 # The vector depthwise kernels (all of cpu_dw's but depthwise_cl) run on
 # one thread below DEPTHWISE_SERIAL_MACS multiply-adds (about 1 ms of one
-# core at their 5-10 G/s), above in chunks of CHUNK_WORK / 16 or
-# more (cpu_rb.parallel_tiles). On an AMD Zen 4 VM, where waking the
+# core at their 5-10 G/s), above in chunks of CHUNK_WORK /
+# DEPTHWISE_MAC_WORK or more (cpu_rb.parallel_tiles), as depthwise_cl's
+# calls of any size. On an AMD Zen 4 VM, where waking the
 # pool's thread took ~50-130 us, calls of 0.15-0.85 ms (1 x 112^2 x 32,
 # 56^2 x 144, 28^2 x 192, 14^2 x 576, 4 x 28^2 x 256) ran in 0.69-0.93x
 # their time in 2-16 chunks on two threads; from ~15M (1 x 112^2 x 144, 4
 # x 56^2 x 144) one thread was as fast or up to 1.35x slower
 # (benchmarks/NOTES.md section 145).
 DEPTHWISE_SERIAL_MACS = 12_000_000
+DEPTHWISE_MAC_WORK = 16  # parallel_tiles' work per depthwise multiply-add
 
 # Channels-last forward convolutions without groups, with dw == 1 and a
 # reduction of at most cpu_rb.SUM_GROUP_TERMS terms (one partial sum) on
@@ -845,8 +847,8 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
                 args = (np.ascontiguousarray(x), wd, flat.reshape((B, OD, OH, OW, F)), geo)
                 # work: ~32 multiply-adds of the register-blocked kernels' time per
                 # term (0.3-1.5 ns per term on one core, scalar for multipliers > 1)
-                cpu_rb.parallel_tiles(cpu_dw.depthwise_cl, args, B * OD * OH, 16 * B * OD * OH * OW * F * KD * KH * KW,
-                                      1, None, site)
+                cpu_rb.parallel_tiles(cpu_dw.depthwise_cl, args, B * OD * OH,
+                                      DEPTHWISE_MAC_WORK * B * OD * OH * OW * F * KD * KH * KW, 1, None, site)
                 return epilogue
         return _launched(key, launch, x, wg, _alloc.empty(B * OD * OH * OW * F, x.dtype), epilogue,
                          (B, OD, OH, OW, F), False, None)
@@ -1358,7 +1360,7 @@ def _cf_bands(x, wg, out_spatial, strides, dilations, pads_before, trans, writab
 def _depthwise_work(macs):
     """parallel_tiles' `work` for a call of `macs` multiply-adds of the
     vector depthwise kernels (DEPTHWISE_SERIAL_MACS)."""
-    return 0 if macs < DEPTHWISE_SERIAL_MACS else 16 * macs
+    return 0 if macs < DEPTHWISE_SERIAL_MACS else DEPTHWISE_MAC_WORK * macs
 
 
 def _depthwise_cl_vectors(x, wg, out_spatial, strides, dilations, pads_before):
