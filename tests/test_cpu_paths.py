@@ -3150,6 +3150,12 @@ STREAM_CASES = [
     # streamed) and several blocks of output channels (the input packed)
     ("conv3d", (2, 16, 3, 8, 10), (1, 1, 1, 16, 3), 1, "SAME", "NCDHW", None),
     ("conv2d", (1, 8, 16, 20), (1, 1, 8, 20), 1, "SAME", "NCHW", None),
+    # channels-first stride == kernel transposes (cpu_patch.patch_cf): the
+    # two W phases interleaved (24 channels: full and part blocks), one W
+    # phase, and a 2-D one
+    ("conv3d_transpose", (1, 8, 3, 4, 16), (2, 2, 2, 24, 8), 2, "SAME", "NCDHW", None),
+    ("conv3d_transpose", (1, 8, 3, 4, 16), (2, 2, 1, 16, 8), [2, 2, 1], "SAME", "NCDHW", None),
+    ("conv2d_transpose", (2, 8, 4, 32), (2, 2, 16, 8), 2, "VALID", "NCHW", None),
 ]
 
 
@@ -3170,7 +3176,7 @@ def test_streaming_stores_same_bits(case, dtype, monkeypatch):
 
     def spy(kernel, args, *a):
         if kernel in (cpu_short.short_cl, cpu_short.short_cf, cpu_patch.patch_cl, cpu_rb.cl_kernel,
-                      cpu_cfgather.cfgather_kernel, cpu_pw.pointwise_cf):
+                      cpu_cfgather.cfgather_kernel, cpu_pw.pointwise_cf, cpu_patch.patch_cf):
             streams.append(args[-1])
         return real(kernel, args, *a)
 

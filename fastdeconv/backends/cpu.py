@@ -595,6 +595,7 @@ ONE_PIXEL_CL = True
 # 100 x 1^2 -> 512 x 4^2 k4, 1.28x the channels-last time with the copy,
 # 0.98x without (benchmarks/NOTES.md section 98).
 ONE_PIXEL_PATCH = True
+PATCH_CF_STREAM = True
 
 # Channels-last strided transposes with few input channels (at most
 # GATHER_MAX_CHANNELS, one group), whose whole reduction is one partial sum
@@ -679,6 +680,7 @@ FB_INNER_DATA_PANELS = 16 << 20
 # writes its own patch, one tap per output (the U-Net's 2x2x2 stride-2
 # upsampling); False: cl_kernel / wv_kernel (tests compare them).
 PATCH = True
+PATCH_CF_STREAM = True
 
 # Channels-last, one group, channel blocks outermost, writable filters
 # (packed on every call) of at least PANELS_MIN_BYTES packed: each thread
@@ -991,7 +993,9 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
                 if wp is None:
                     wp, _ = packed(wg, x.dtype)
                 xf = x.reshape(-1)
-                args = (xf, wp, flat, geo, tile)
+                # (streaming stores: whole output lines of whole chunks)
+                stream = _streams(flat, OW, KW * 2 * tile.vbytes) if KW <= 2 and PATCH_CF_STREAM else None
+                args = (xf, wp, flat, geo, tile, stream)
                 cpu_rb.parallel_tiles(cpu_patch.patch_cf, args, ntiles, work, 1, None, site)
                 return epilogue
 

@@ -161,7 +161,7 @@ def patch_cl(x, wp, out, geo, tile, epi, ep_code, stream, t_begin, t_end):
 
 
 @allocating_kernel
-def patch_cf(x, wp, out, geo, tile, t_begin, t_end):
+def patch_cf(x, wp, out, geo, tile, stream, t_begin, t_end):
     """Tiles [t_begin, t_end), each (b, id, a block of up to LINES input
     lines). x: (B, C, D, H, W) flat; wp: (NFB, taps, C, FR) flat
     (cpu_rb.pack_filters_wv: NFULL blocks of FR channels, then blocks of
@@ -172,7 +172,10 @@ def patch_cf(x, wp, out, geo, tile, t_begin, t_end):
     vectors along W, lanes past the line's end zero: read in place, a
     chunk's channels are a plane apart (a multiple of 4 KB for the usual
     sizes), all in the same cache sets. Then passes of per_pass output
-    channel blocks run over the block, every tap on every chunk (cf_plan)."""
+    channel blocks run over the block, every tap on every chunk (cf_plan).
+    stream: True to store the whole rows of KW = 1 and KW = 2 tiles with
+    streaming stores (cpu._streams: output lines and chunks a whole number
+    of vectors long), else None."""
     (B, D, H, W, C, F, KD, KH, KW, NFB, LINES, per_pass, NFULL) = geo
     isz = itemsize(out)
     FR, _, V = tile_dims(tile, out)
@@ -236,7 +239,7 @@ def patch_cf(x, wp, out, geo, tile, t_begin, t_end):
                                     if KW == 1:
                                         for i in range(FR):
                                             so[i] = line + i * plane + j0 if i < nf else -1
-                                        vtstore(out, tile, so, acc, nj)
+                                        vtstore_stream(out, tile, so, acc, nj, stream)
                                     elif zip2 and kw == 0:
                                         for i in range(FR):
                                             so[i] = i * NJ
@@ -244,7 +247,7 @@ def patch_cf(x, wp, out, geo, tile, t_begin, t_end):
                                     elif zip2:
                                         for i in range(FR):
                                             so[i] = line + i * plane + 2 * j0 if i < nf else -1
-                                        vtstore_zip2(out, tile, so, buf, acc, 2 * nj)
+                                        vtstore_zip2(out, tile, so, buf, acc, 2 * nj, stream)
                                     else:
                                         for i in range(FR):
                                             so[i] = i * NJ
@@ -253,3 +256,4 @@ def patch_cf(x, wp, out, geo, tile, t_begin, t_end):
                                             o = line + i * plane + j0 * KW + kw
                                             for lane in range(nj):
                                                 out[o + lane * KW] = buf[i * NJ + lane]
+    sfence(stream)

@@ -784,7 +784,7 @@ def _zip_masks(n):
 
 
 @intrinsic
-def vtstore_zip2(typingctx, arr, tile, offs, buf, accs, count):
+def vtstore_zip2(typingctx, arr, tile, offs, buf, accs, count, stream):
     """Two W phases of a vectors-along-W tile (tile.rows rows x NW =
     tile.nvec vectors): phase 0's in buf (row i at buf[i*NJ : (i+1)*NJ], NJ
     = NW vectors of lanes), phase 1's in accs; row i's outputs interleaved
@@ -792,12 +792,15 @@ def vtstore_zip2(typingctx, arr, tile, offs, buf, accs, count):
     1]) with vector shuffles, the first `count` of the 2*NJ stored (whole
     vectors, masked stores past count); rows with offs[i] < 0 are not
     stored. Replaces a strided scalar copy per phase for stride-2
-    transposes."""
+    transposes. stream: as vtstore_stream's, for the rows stored whole
+    (a row with masked stores is stored plainly: its last lines are
+    read first either way)."""
     if not (_tile_args_ok(tile, accs, offs) and isinstance(buf, types.Array) and buf.dtype == arr.dtype
-            and isinstance(count, types.Integer)):
+            and isinstance(count, types.Integer) and isinstance(stream, (types.NoneType, types.Boolean))):
         return None
     nr, nw = tile.rows, tile.nvec
     isz = arr.dtype.bitwidth // 8
+    streamed = not isinstance(stream, types.NoneType)
 
     def impl(context, builder, sig, args):
         i64 = ir.IntType(64)
@@ -816,6 +819,11 @@ def vtstore_zip2(typingctx, arr, tile, offs, buf, accs, count):
         def ptr(b, elems):
             return builder.inttoptr(builder.add(b, ir.Constant(i64, elems * isz)), vty.as_pointer())
 
+        def whole_store(v, p):
+            st = builder.store(v, p, align=n * isz if streamed else isz)
+            if streamed:
+                st.set_metadata("nontemporal", builder.module.add_metadata([ir.Constant(ir.IntType(32), 1)]))
+
         def rows_zipped(store):
             for i in range(nr):
                 with builder.if_then(builder.icmp_signed(">=", os_[i], zero), likely=True):
@@ -830,13 +838,13 @@ def vtstore_zip2(typingctx, arr, tile, offs, buf, accs, count):
         # rows (as vtstore)
         with builder.if_else(full, likely=True) as (whole, part):
             with whole:
-                rows_zipped(lambda e, v, p: builder.store(v, p, align=isz))
+                rows_zipped(lambda e, v, p: whole_store(v, p))
             with part:
                 masks = [_range_mask(builder, n, zero, builder.sub(cnt, ir.Constant(i64, e * n)))
                          for e in range(2 * nw)]
                 rows_zipped(lambda e, v, p: builder.call(mstore, [v, p, ir.Constant(ir.IntType(32), isz), masks[e]]))
         return context.get_dummy_value()
-    return types.void(arr, tile, offs, buf, accs, count), impl
+    return types.void(arr, tile, offs, buf, accs, count, stream), impl
 
 
 def _vec_of(arr):
