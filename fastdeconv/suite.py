@@ -173,6 +173,9 @@ LAYOUT_CASES = [
      (1, 32, 32, 32, 32)),
     ("conv3d_transpose 32^3 x 64 -> 32 k2 s2", "conv3d_transpose", (1, 32, 32, 32, 64), (2, 2, 2, 32, 64), 2,
      (1, 64, 64, 64, 32)),
+    # ... a level deeper: lines of 16 columns, half a 2-vector chunk (cpu_patch.cf_flat)
+    ("conv3d_transpose 16^3 x 128 -> 64 k2 s2", "conv3d_transpose", (1, 16, 16, 16, 128), (2, 2, 2, 64, 128), 2,
+     (1, 32, 32, 32, 64)),
     ("conv3d_transpose 16x32x32 x 32, dilation 2", "conv3d_transpose", (1, 16, 32, 32, 32), (3, 3, 3, 32, 32), 1,
      (1, 16, 32, 32, 32)),
     ("conv3d_transpose 1 out channel (chain)", "conv3d_transpose", (2, 16, 56, 56, 8), (1, 3, 3, 1, 8), (1, 2, 2),

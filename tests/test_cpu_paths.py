@@ -1361,6 +1361,46 @@ def test_patch_passes_give_identical_bits(case, monkeypatch):
     assert len(set(results)) == 1
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("W", [4, 8, 12, 16, 24, 40])
+def test_patch_cf_flat_chunks_same_bits(W, dtype, monkeypatch):
+    """patch_cf's lines shorter than a chunk or not a whole number of
+    chunks (cpu_patch.cf_flat: half vectors of one line's positions) run
+    as one run of positions across line ends: the same bits as
+    channels-last and as the per-line path of another width's lines, and
+    the reference's result, with several lines per tile (3: a last chunk
+    part filled), passes of one block, part blocks (20 channels) and the
+    most chunks."""
+    from fastdeconv.backends import cpu_patch
+
+    lanes = cpu_simd.VBYTES // np.dtype(dtype).itemsize
+    flat = cpu_patch.cf_flat(W, 2, lanes)
+    assert flat == (W % (2 * lanes) != 0 and W % (lanes // 2) == 0)
+    case = ("conv3d_transpose", (2, 12, 2, 5, W), (2, 2, 2, 20, 12), 2, "VALID", "NCDHW", None)
+    x, w = _arrays(case, dtype, np.random.default_rng(75))
+    results = []
+    for min_bytes, lines, channels, work in ((1 << 40, 8, 8, None), (0, 3, 1, None), (0, 3, 8, 10**12),
+                                             (0, 8, 64, None)):
+        monkeypatch.setattr(cpu_patch, "CF_PASS_MIN_BYTES", min_bytes)
+        monkeypatch.setattr(cpu_patch, "CF_LINES", lines)
+        monkeypatch.setattr(cpu_patch, "CF_PASS_CHANNELS", channels)
+        results += _calls_with(case, x, w, monkeypatch, [({}, work)])
+    b = _call_channels_last(case, x, w)
+    assert all(np.moveaxis(r, 1, -1).tobytes() == b.tobytes() for r in results)
+    ref = _call(case, x, w, "reference")
+    assert np.max(np.abs(results[0] - ref)) <= 1e-5 * max(1.0, float(np.max(np.abs(ref))))
+
+
+def test_patch_cf_plan_fills_chunks():
+    """Small results: one line per tile, or (flat) the fewest lines that
+    fill whole chunks of 2 vectors."""
+    from fastdeconv.backends import cpu_patch
+
+    assert cpu_patch.cf_plan(1 << 10, 4, 8) == (1, 4)
+    assert [cpu_patch.cf_plan(1 << 10, 4, 8, W, True, 16)[0] for W in (8, 16, 24, 40)] == [4, 2, 4, 4]
+    assert cpu_patch.cf_plan(1 << 30, 4, 8, 8, True, 16) == (cpu_patch.CF_LINES, max(1, cpu_patch.CF_PASS_CHANNELS // 8))
+
+
 @pytest.mark.parametrize("geometry, expected", [
     # (input D, H, W), (output), kernel, strides, dilations, pads before
     (((4, 5, 6), (8, 10, 12), (2, 2, 2), (2, 2, 2), (1, 1, 1), (0, 0, 0)), True),

@@ -983,7 +983,8 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
                              lambda: cpu_rb.pack_filters_wv(wg, dtype, tile, writable, blocks))
 
             wp, NFB = packed(wg, x.dtype)
-            lines, per_pass = cpu_patch.cf_plan(flat.nbytes, NFB, tile.rows)
+            lanes = tile.lanes(x.dtype.itemsize)
+            lines, per_pass = cpu_patch.cf_plan(flat.nbytes, NFB, tile.rows, W, cpu_patch.cf_flat(W, KW, lanes), lanes)
             geo = tuple(int(v) for v in (B, D, H, W, Cg, Fg, KD, KH, KW, NFB, lines, per_pass, blocks[0]))
             work = _work(B * D * H * W, NFB * tile.rows, KD * KH * KW * Cg, (1, 1, 1), False)
             ntiles = cpu_patch.n_tiles_cf(geo)

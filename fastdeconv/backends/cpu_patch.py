@@ -27,6 +27,8 @@ order, from zero, then added to zero: cl_kernel's and wv_kernel's order
 for these shapes (one (kd, kh) group), so the same bits.
 """
 
+import math
+
 import numpy as np
 
 from .._jit import allocating_kernel, serial_kernel
@@ -60,10 +62,21 @@ def cf_tile(channels):
     return tile, wv_blocks(channels, tile)
 
 
-def cf_plan(out_bytes, NFB, FR):
+def cf_flat(W, KW, lanes):
+    """Whether patch_cf runs its tile's lines as one run of positions, in
+    chunks of 2 vectors across line ends (its `flat`): two W phases, lines
+    of a multiple of half a vector (each half vector's outputs in one
+    line) that are not a whole number of chunks (which would leave lanes
+    of every line's last chunk empty)."""
+    return KW == 2 and W % (2 * lanes) != 0 and W % (lanes // 2) == 0
+
+
+def cf_plan(out_bytes, NFB, FR, W=1, flat=False, lanes=1):
     """patch_cf's (input lines per tile, channel blocks per pass). A result
     that stays in the caches: one line per tile, every channel in one pass
-    (the chunk stays in L1 for all of them). A larger one: CF_LINES lines
+    (the chunk stays in L1 for all of them); with `flat` (cf_flat), the
+    fewest lines that fill whole chunks of 2 vectors of `lanes`
+    positions. A larger one: CF_LINES lines
     and passes of CF_PASS_CHANNELS channels, each writing a few output
     planes over several lines, where one pass writes 128 bytes to each of
     the F planes in turn (as a store pattern alone, 32 planes of 64^3 on
@@ -71,7 +84,7 @@ def cf_plan(out_bytes, NFB, FR):
     in the kernel 4 channels per pass ran 3-6 % faster than 8;
     benchmarks/NOTES.md section 51)."""
     if out_bytes < CF_PASS_MIN_BYTES:
-        return 1, NFB
+        return (2 * lanes // math.gcd(W, 2 * lanes) if flat else 1), NFB
     return CF_LINES, max(1, CF_PASS_CHANNELS // FR)
 
 
@@ -195,6 +208,10 @@ def patch_cf(x, wp, out, geo, tile, stream, t_begin, t_end):
     pa = addr(xin)
     buf = scratch(out, WV_BUF_BYTES)  # the tile of W tap 0, or of a strided store
     so = scratch(0, WV_OFFS_BYTES)  # per-row store offsets
+    vo = scratch(0, 32)  # the offsets of a row's four interleaved vectors
+    # lines shorter than a chunk (or not a whole number of chunks), whose
+    # half vectors each hold one line's positions: chunks across line ends
+    flat = KW == 2 and W % NJ != 0 and W % (V // 2) == 0  # (cf_flat)
     for ti in range(t_begin, t_end):
         hb = ti % nhb
         r = ti // nhb
@@ -202,21 +219,34 @@ def patch_cf(x, wp, out, geo, tile, stream, t_begin, t_end):
         b = r // D
         ih0 = hb * LINES
         nh = LINES if LINES < H - ih0 else H - ih0
+        # flat: the block's lines as one run of nh * W positions, in chunks
+        # across line ends; else each line in chunks of its own
+        nlb = 1 if flat else nh
+        nch = _cdiv(nh * W, NJ) if flat else nwc
+        run = nh * W if flat else W
         for c in range(C):
             src = xa + (b * C * D * H * W + (i_d * H + ih0) * W) * isz + c * cstep
-            for lb in range(nh):
-                for wc in range(nwc):
+            for lb in range(nlb):
+                for wc in range(nch):
                     j0 = wc * NJ
-                    nj = NJ if NJ < W - j0 else W - j0
-                    vcopy2(out, tile, pa + ((lb * nwc + wc) * C + c) * NJ * isz, src + (lb * W + j0) * isz, nj, 1)
+                    nj = NJ if NJ < run - j0 else run - j0
+                    vcopy2(out, tile, pa + ((lb * nch + wc) * C + c) * NJ * isz, src + (lb * W + j0) * isz, nj, 1)
         for g0 in range(0, NFB, per_pass):
-            for lb in range(nh):
+            for lb in range(nlb):
                 ih = ih0 + lb
-                for wc in range(nwc):
+                for wc in range(nch):
                     j0 = wc * NJ
-                    nj = NJ if NJ < W - j0 else W - j0
+                    nj = NJ if NJ < run - j0 else run - j0
                     zip2 = KW == 2
-                    pc = pa + (lb * nwc + wc) * C * NJ * isz
+                    pc = pa + (lb * nch + wc) * C * NJ * isz
+                    # where the four interleaved vectors of a row go: one
+                    # after the other from 2 * j0 in the line, or (flat)
+                    # each half vector's outputs at their line's place (W a
+                    # multiple of V / 2: one line's positions each)
+                    jo = 0 if flat else 2 * j0
+                    for e in range(4):
+                        q = j0 + e * (V // 2)
+                        vo[e] = (q // W) * KH * OW + (q % W) * 2 if flat else e * V
                     for fb in range(g0, g0 + per_pass if g0 + per_pass < NFB else NFB):
                         part = fb >= NFULL
                         f0 = fb * FR if not part else NFULL * FR + (fb - NFULL) * PART_ROWS
@@ -246,8 +276,8 @@ def patch_cf(x, wp, out, geo, tile, stream, t_begin, t_end):
                                         vtstore(buf, tile, so, acc, NJ)
                                     elif zip2:
                                         for i in range(FR):
-                                            so[i] = line + i * plane + 2 * j0 if i < nf else -1
-                                        vtstore_zip2(out, tile, so, buf, acc, 2 * nj, stream)
+                                            so[i] = line + i * plane + jo if i < nf else -1
+                                        vtstore_zip2(out, tile, so, buf, acc, 2 * nj, stream, vo)
                                     else:
                                         for i in range(FR):
                                             so[i] = i * NJ

@@ -1325,7 +1325,7 @@ def wv_kernel(x, wp, out, taps, geo, tile, pair, one_row, tail, in_place, xcl, x
             elif zip2 and phase != 0:
                 for i in range(FR):
                     so[i] = ob + i * osf + 2 * j0 if i < nf else -1
-                vtstore_zip2(out, tile, so, buf, acc, OW - 2 * j0, None)
+                vtstore_zip2(out, tile, so, buf, acc, OW - 2 * j0, None, None)
             else:
                 # into buf: zip2's phase 0, or each phase copied out
                 # (one call site for both: the store's code compiled once)

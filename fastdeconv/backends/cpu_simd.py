@@ -784,7 +784,7 @@ def _zip_masks(n):
 
 
 @intrinsic
-def vtstore_zip2(typingctx, arr, tile, offs, buf, accs, count, stream):
+def vtstore_zip2(typingctx, arr, tile, offs, buf, accs, count, stream, voffs):
     """Two W phases of a vectors-along-W tile (tile.rows rows x NW =
     tile.nvec vectors): phase 0's in buf (row i at buf[i*NJ : (i+1)*NJ], NJ
     = NW vectors of lanes), phase 1's in accs; row i's outputs interleaved
@@ -794,9 +794,13 @@ def vtstore_zip2(typingctx, arr, tile, offs, buf, accs, count, stream):
     stored. Replaces a strided scalar copy per phase for stride-2
     transposes. stream: as vtstore_stream's, for the rows stored whole
     (a row with masked stores is stored plainly: its last lines are
-    read first either way)."""
+    read first either way). voffs: None, the 2*NW interleaved vectors of a
+    row one after the other; or an integer array whose first 2*NW
+    elements place vector e at arr[offs[i] + voffs[e]] (a chunk of input
+    positions across line ends: cpu_patch.patch_cf)."""
     if not (_tile_args_ok(tile, accs, offs) and isinstance(buf, types.Array) and buf.dtype == arr.dtype
-            and isinstance(count, types.Integer) and isinstance(stream, (types.NoneType, types.Boolean))):
+            and isinstance(count, types.Integer) and isinstance(stream, (types.NoneType, types.Boolean))
+            and (isinstance(voffs, types.NoneType) or _rows_type_ok(voffs, 2 * tile.nvec))):
         return None
     nr, nw = tile.rows, tile.nvec
     isz = arr.dtype.bitwidth // 8
@@ -812,12 +816,19 @@ def vtstore_zip2(typingctx, arr, tile, offs, buf, accs, count, stream):
         vs = cgutils.unpack_tuple(builder, args[4], accs.count)
         cnt = context.cast(builder, args[5], sig.args[5], types.int64)
         zero = ir.Constant(i64, 0)
+        if isinstance(voffs, types.NoneType):
+            at = [ir.Constant(i64, e * n) for e in range(2 * nw)]
+        else:
+            at = _row_values(context, builder, sig.args[7], args[7], 2 * nw)
         lo, hi = _zip_masks(n)
         mstore = _masked_store(builder, vty, arr.dtype.bitwidth)
         full = builder.icmp_signed(">=", cnt, ir.Constant(i64, 2 * nw * n))
 
         def ptr(b, elems):
             return builder.inttoptr(builder.add(b, ir.Constant(i64, elems * isz)), vty.as_pointer())
+
+        def vptr(row, e):
+            return builder.inttoptr(builder.add(row, builder.mul(at[e], ir.Constant(i64, isz))), vty.as_pointer())
 
         def whole_store(v, p):
             st = builder.store(v, p, align=n * isz if streamed else isz)
@@ -833,7 +844,7 @@ def vtstore_zip2(typingctx, arr, tile, offs, buf, accs, count, stream):
                         b = vs[i * nw + j]
                         for e, m in enumerate((lo, hi)):
                             v = builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(ir.IntType(32), n), m))
-                            store(2 * j + e, v, ptr(row, (2 * j + e) * n))
+                            store(2 * j + e, v, vptr(row, 2 * j + e))
         # the test of count once per tile, each vector's mask once for all
         # rows (as vtstore)
         with builder.if_else(full, likely=True) as (whole, part):
@@ -844,7 +855,7 @@ def vtstore_zip2(typingctx, arr, tile, offs, buf, accs, count, stream):
                          for e in range(2 * nw)]
                 rows_zipped(lambda e, v, p: builder.call(mstore, [v, p, ir.Constant(ir.IntType(32), isz), masks[e]]))
         return context.get_dummy_value()
-    return types.void(arr, tile, offs, buf, accs, count, stream), impl
+    return types.void(arr, tile, offs, buf, accs, count, stream, voffs), impl
 
 
 def _vec_of(arr):
