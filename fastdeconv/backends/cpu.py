@@ -595,7 +595,6 @@ ONE_PIXEL_CL = True
 # 100 x 1^2 -> 512 x 4^2 k4, 1.28x the channels-last time with the copy,
 # 0.98x without (benchmarks/NOTES.md section 98).
 ONE_PIXEL_PATCH = True
-PATCH_CF_STREAM = True
 
 # Channels-last strided transposes with few input channels (at most
 # GATHER_MAX_CHANNELS, one group), whose whole reduction is one partial sum
@@ -984,8 +983,9 @@ def _run(x, wg, out_spatial, strides, dilations, pads_before, channels_first, tr
 
             wp, NFB = packed(wg, x.dtype)
             lanes = tile.lanes(x.dtype.itemsize)
-            lines, per_pass = cpu_patch.cf_plan(flat.nbytes, NFB, tile.rows, W, cpu_patch.cf_flat(W, KW, lanes), lanes)
-            geo = tuple(int(v) for v in (B, D, H, W, Cg, Fg, KD, KH, KW, NFB, lines, per_pass, blocks[0]))
+            runs = cpu_patch.cf_flat(W, KW, lanes)
+            lines, per_pass = cpu_patch.cf_plan(flat.nbytes, NFB, tile.rows, W, runs, lanes)
+            geo = tuple(int(v) for v in (B, D, H, W, Cg, Fg, KD, KH, KW, NFB, lines, per_pass, blocks[0], runs))
             work = _work(B * D * H * W, NFB * tile.rows, KD * KH * KW * Cg, (1, 1, 1), False)
             ntiles = cpu_patch.n_tiles_cf(geo)
             site = {}

@@ -186,10 +186,11 @@ def patch_cf(x, wp, out, geo, tile, stream, t_begin, t_end):
     chunk's channels are a plane apart (a multiple of 4 KB for the usual
     sizes), all in the same cache sets. Then passes of per_pass output
     channel blocks run over the block, every tap on every chunk (cf_plan).
-    stream: True to store the whole rows of KW = 1 and KW = 2 tiles with
+    flat (geo's last, cf_flat): 1 to copy and run the block's lines as one
+    run of positions, in chunks across line ends. stream: True to store the whole rows of KW = 1 and KW = 2 tiles with
     streaming stores (cpu._streams: output lines and chunks a whole number
     of vectors long), else None."""
-    (B, D, H, W, C, F, KD, KH, KW, NFB, LINES, per_pass, NFULL) = geo
+    (B, D, H, W, C, F, KD, KH, KW, NFB, LINES, per_pass, NFULL, flat) = geo
     isz = itemsize(out)
     FR, _, V = tile_dims(tile, out)
     NJ = 2 * V
@@ -209,9 +210,6 @@ def patch_cf(x, wp, out, geo, tile, stream, t_begin, t_end):
     buf = scratch(out, WV_BUF_BYTES)  # the tile of W tap 0, or of a strided store
     so = scratch(0, WV_OFFS_BYTES)  # per-row store offsets
     vo = scratch(0, 32)  # the offsets of a row's four interleaved vectors
-    # lines shorter than a chunk (or not a whole number of chunks), whose
-    # half vectors each hold one line's positions: chunks across line ends
-    flat = KW == 2 and W % NJ != 0 and W % (V // 2) == 0  # (cf_flat)
     for ti in range(t_begin, t_end):
         hb = ti % nhb
         r = ti // nhb

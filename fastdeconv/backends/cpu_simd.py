@@ -267,6 +267,14 @@ def _range_mask(builder, n, lo, hi):
     return builder.and_(builder.icmp_signed(">=", iota, clamp(lo)), below)
 
 
+def _vector_store(builder, v, ptr, isz, stream):
+    """A whole vector's store: plain (element-aligned), or streaming (a
+    non-temporal store, vector-aligned)."""
+    st = builder.store(v, ptr, align=v.type.count * isz if stream else isz)
+    if stream:
+        st.set_metadata("nontemporal", builder.module.add_metadata([ir.Constant(ir.IntType(32), 1)]))
+
+
 def _masked_load(builder, vty, bits):
     """llvm.masked.load for vectors vty of `bits`-bit floats: (ptr, align,
     mask, passthru)."""
@@ -529,9 +537,7 @@ def _vtstore_typed(arr, tile, offs, accs, nf, stream):
         full = builder.icmp_signed(">=", nfv, ir.Constant(i64, nw * n))
 
         def whole_store(i, j, ptr):
-            st = builder.store(vs[i * nw + j], ptr, align=n * isz if stream else isz)
-            if stream:
-                st.set_metadata("nontemporal", builder.module.add_metadata([ir.Constant(ir.IntType(32), 1)]))
+            _vector_store(builder, vs[i * nw + j], ptr, isz, stream)
 
         def part_store(i, j, ptr, mask):
             builder.call(mstore, [vs[i * nw + j], ptr, ir.Constant(ir.IntType(32), isz), mask])
@@ -830,11 +836,6 @@ def vtstore_zip2(typingctx, arr, tile, offs, buf, accs, count, stream, voffs):
         def vptr(row, e):
             return builder.inttoptr(builder.add(row, builder.mul(at[e], ir.Constant(i64, isz))), vty.as_pointer())
 
-        def whole_store(v, p):
-            st = builder.store(v, p, align=n * isz if streamed else isz)
-            if streamed:
-                st.set_metadata("nontemporal", builder.module.add_metadata([ir.Constant(ir.IntType(32), 1)]))
-
         def rows_zipped(store):
             for i in range(nr):
                 with builder.if_then(builder.icmp_signed(">=", os_[i], zero), likely=True):
@@ -849,7 +850,7 @@ def vtstore_zip2(typingctx, arr, tile, offs, buf, accs, count, stream, voffs):
         # rows (as vtstore)
         with builder.if_else(full, likely=True) as (whole, part):
             with whole:
-                rows_zipped(lambda e, v, p: whole_store(v, p))
+                rows_zipped(lambda e, v, p: _vector_store(builder, v, p, isz, streamed))
             with part:
                 masks = [_range_mask(builder, n, zero, builder.sub(cnt, ir.Constant(i64, e * n)))
                          for e in range(2 * nw)]
